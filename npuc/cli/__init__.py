@@ -1,0 +1,1 @@
+"""The ``npuc`` command line: one module per subcommand, registered in main.py."""

@@ -1,0 +1,63 @@
+"""Shared pieces of the subcommands: the result type and argument parsers."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from npuc.errors import InvalidInputError
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """What a subcommand produced: ``data`` for ``--json``, ``text`` for people."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    text: str = ""
+    exit_code: int = 0
+
+
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags every subcommand has; call from each command's ``register``."""
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument(
+        "--debug", action="store_true", help="show full tracebacks on errors (for bug reports)"
+    )
+
+
+def existing_file(path: str, what: str = "input file") -> Path:
+    """Return ``path`` as a Path, or raise a clear error if it is not a readable file."""
+    p = Path(path)
+    if not p.exists():
+        raise InvalidInputError(f"{what} {path} does not exist", hint="check the path")
+    if not p.is_file():
+        raise InvalidInputError(f"{what} {path} is not a file")
+    return p
+
+
+def parse_shape(text: str, *, flag: str) -> tuple[int, ...]:
+    """Parse ``1x3x224x224`` (``x`` or ``,`` separated) into a shape tuple."""
+    parts = text.replace(",", "x").split("x") if text else []
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        dims = ()
+    if not dims or any(d <= 0 for d in dims):
+        raise InvalidInputError(
+            f"{flag}: cannot read shape {text!r}",
+            hint="write positive dimensions separated by 'x', e.g. 1x3x224x224",
+        )
+    return dims
+
+
+def parse_name_value(text: str, *, flag: str) -> tuple[str, str]:
+    """Split ``name=value`` given to a repeatable flag such as ``--input``."""
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value:
+        raise InvalidInputError(
+            f"{flag} {text!r} is not of the form name=value",
+            hint=f"e.g. {flag} input_0=x.npy",
+        )
+    return name, value

@@ -1,0 +1,72 @@
+"""Errors that npuc reports to users.
+
+Every error a user can cause (bad file, unsupported operator, wrong input
+shape, corrupt program, simulator fault) is an :class:`NpucError` subclass.
+The CLI prints ``error: <message>`` plus an optional ``hint:`` line and exits
+with the class's ``exit_code``; it prints a traceback only with ``--debug``.
+Anything else escaping to the CLI is a bug in npuc and exits with 1.
+
+Exit codes (documented in docs/cli.md):
+
+===  =====================================================================
+ 0   success
+ 1   internal error (a bug in npuc: please report it)
+ 2   command-line usage error (argparse)
+ 3   invalid input: missing, unreadable, corrupt or inconsistent file/value
+ 4   unsupported model: operators or features npuc cannot compile
+ 5   simulator fault: the program ran but faulted (address, overflow, deadlock)
+===  =====================================================================
+"""
+
+from __future__ import annotations
+
+
+class NpucError(Exception):
+    """Base class of user-facing errors.
+
+    Parameters
+    ----------
+    message
+        One sentence naming the file, node or field and what is wrong.
+    hint
+        Optional: what the user can do about it.
+    """
+
+    exit_code: int = 3
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def to_json(self) -> dict[str, object]:
+        """Machine-readable form used by ``--json``."""
+        return {
+            "error": type(self).__name__,
+            "message": self.message,
+            "hint": self.hint,
+            "exit_code": self.exit_code,
+        }
+
+
+class InvalidInputError(NpucError):
+    """A file or value given by the user is missing, unreadable or malformed."""
+
+    exit_code = 3
+
+
+class UnsupportedError(NpucError):
+    """The model uses operators or features npuc cannot compile."""
+
+    exit_code = 4
+
+
+class SimulatorFault(NpucError):
+    """A program faulted in the NPU simulator."""
+
+    exit_code = 5
+
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2

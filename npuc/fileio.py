@@ -1,0 +1,66 @@
+"""Atomic file output: a reader never sees a half-written file.
+
+Every artifact npuc writes (``.so``, ``.npub``, ``.npz``, reports, traces)
+goes through :func:`atomic_path`: the producer writes to a temporary file in
+the destination folder, which is renamed over the destination only when the
+producer finished without an exception. On error the temporary file is
+removed and the destination is left as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from npuc.errors import InvalidInputError
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; rename it to ``dest`` on success.
+
+    ``suffix`` defaults to ``dest``'s own suffix, since some writers (numpy's
+    ``savez``, TVM's ``export_library``) choose their format by extension.
+    """
+    dest = Path(dest)
+    folder = dest.parent if str(dest.parent) else Path(".")
+    if not folder.is_dir():
+        raise InvalidInputError(
+            f"cannot write {dest}: folder {folder} does not exist",
+            hint="create the folder first or choose another output path",
+        )
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{dest.name}.", suffix=suffix if suffix is not None else dest.suffix, dir=folder
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, dest)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_bytes_atomic(dest: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``dest`` atomically."""
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(dest: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``dest`` atomically."""
+    write_bytes_atomic(dest, text.encode("utf-8"))
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
