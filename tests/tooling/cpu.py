@@ -24,7 +24,7 @@ def run_relax_on_cpu(mod: tvm.IRModule, feeds: Mapping[str, np.ndarray]) -> list
     target = tvm.target.Target({"kind": "llvm", "mcpu": llvm.get_host_cpu_name()})
     ex = relax.build(mod, target)
     vm = relax.VirtualMachine(ex, tvm.cpu())
-    params = [p.name_hint for p in mod["main"].params]
+    params = [p.name for p in mod["main"].params]
     args = [tvm.runtime.tensor(np.ascontiguousarray(feeds[name])) for name in params]
     out = vm["main"](*args)
     return _flatten(out)
