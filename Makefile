@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml setup.py tests/requirements-models.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m npuc.cli.demo --out reports
+	$(PY) tools/demo.py --out reports
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" -p no:cacheprovider tests
