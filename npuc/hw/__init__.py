@@ -1,0 +1,1 @@
+"""Hardware description of the modeled NPU (configuration, presets, TOML loading)."""

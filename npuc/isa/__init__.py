@@ -1,0 +1,1 @@
+"""The NPU instruction set: table (definition), classes, encoding, program container, assembly."""
