@@ -1,0 +1,246 @@
+"""Bit-exact, vectorised execution of the NPU datapath over whole tiles.
+
+Each function takes numpy arrays (as read from SRAM) and instruction operands
+and returns the output array plus the sticky overflow flag where the spec has
+one. Nothing loops per element in Python: convolutions run as one GEMM per
+instruction, the rest as whole-array int64 numpy expressions.
+
+Exactness of the float64 GEMM
+-----------------------------
+A convolution's MAC part is formed as ``im2col(x - ifm_zp) @ w.T`` in float64
+(BLAS speed). Every product is an integer with ``|p| <= max|x - zp| * max|w|``
+and every partial sum of any subset, in any order, is bounded by the sum of
+``|p|``; if that bound (``K * max|x - zp| * max|w|``, ``K`` = taps x channels)
+is at most ``2**53``, every intermediate is an exactly representable integer,
+so the float64 result equals the exact integer sum. The bound is checked per
+instruction; beyond it (K above ~2**30 for int16 data, never in practice) the
+GEMM falls back to int64 arithmetic. tests/npu_sim/test_blas_exact.py proves
+the bound at its worst-case magnitudes against an int64 reference.
+
+This module is an independent implementation of the spec; it shares no code
+with ``npuc.intref`` (the golden model it is tested against).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+FLOAT64_EXACT_LIMIT = 1 << 53
+ACC48_LO = -(1 << 47)
+ACC48_HI = (1 << 47) - 1
+I32_LO = -(1 << 31)
+I32_HI = (1 << 31) - 1
+
+
+def round_shift(v: np.ndarray, shift: int) -> np.ndarray:
+    """``v >> shift`` rounding half up (``v`` int64); identity for ``shift == 0``."""
+    if shift == 0:
+        return v
+    return (v + np.int64(1 << (shift - 1))) >> np.int64(shift)
+
+
+def clip_to(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Clamp int64 values to ``[lo, hi]`` in place-free form."""
+    return np.minimum(np.maximum(v, np.int64(lo)), np.int64(hi))
+
+
+def store_as(v: np.ndarray, act_min: int, act_max: int, dtype: np.dtype) -> np.ndarray:
+    """Clamp to ``[act_min, act_max]`` and the range of ``dtype``; return ``dtype`` values."""
+    info = np.iinfo(dtype)
+    lo = max(int(act_min), int(info.min))
+    hi = min(int(act_max), int(info.max))
+    if lo > hi:  # an empty activation range: everything saturates to one bound
+        lo = hi = min(max(int(act_min), int(info.min)), int(info.max))
+    return clip_to(v, lo, hi).astype(dtype)
+
+
+def saturate48(acc: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Clamp to the 48-bit accumulator range; returns ``(clamped, overflowed)``."""
+    overflowed = bool(acc.size) and bool(acc.min() < ACC48_LO or acc.max() > ACC48_HI)
+    return (clip_to(acc, ACC48_LO, ACC48_HI) if overflowed else acc), overflowed
+
+
+def gemm_exact(a: np.ndarray, b: np.ndarray, *, max_abs_a: int, max_abs_b: int) -> np.ndarray:
+    """Exact integer ``a @ b`` (int64 result) via float64 BLAS when provably exact.
+
+    ``a`` is ``(m, k)`` and ``b`` ``(k, n)``, both already float64 holding
+    integers with magnitudes at most ``max_abs_a`` / ``max_abs_b``.
+    """
+    k = a.shape[1]
+    if k * max_abs_a * max_abs_b <= FLOAT64_EXACT_LIMIT:
+        return (a @ b).astype(np.int64)
+    return a.astype(np.int64) @ b.astype(np.int64)
+
+
+def _windows(
+    padded: np.ndarray,
+    out_hw: tuple[int, int],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+) -> np.ndarray:
+    """Strided view ``(oh, ow, kh, kw, c)`` of the kernel windows over a padded HWC array."""
+    s0, s1, s2 = padded.strides
+    shape = (out_hw[0], out_hw[1], kernel[0], kernel[1], padded.shape[2])
+    strides = (s0 * stride[0], s1 * stride[1], s0 * dilation[0], s1 * dilation[1], s2)
+    return as_strided(padded, shape=shape, strides=strides, writeable=False)
+
+
+def conv_out_hw(
+    in_hw: tuple[int, int],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    pads: tuple[int, int, int, int],
+) -> tuple[int, int]:
+    """Output height and width of a convolution or pool window sweep."""
+    top, left, bottom, right = pads
+    oh = (in_hw[0] + top + bottom - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+    ow = (in_hw[1] + left + right - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+    return oh, ow
+
+
+def _pad(x: np.ndarray, pads: tuple[int, int, int, int], value: float, dtype: type) -> np.ndarray:
+    top, left, bottom, right = pads
+    h, w, c = x.shape
+    out = np.full((h + top + bottom, w + left + right, c), value, dtype=dtype)
+    out[top : top + h, left : left + w] = x
+    return out
+
+
+def conv_accumulate(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray,
+    *,
+    bias_shift: int,
+    ifm_zp: int,
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    depthwise: bool,
+) -> tuple[np.ndarray, bool]:
+    """Accumulators ``(oh, ow, cout)`` int64 of a conv (HWC ``x``, OHWI ``w``) and the flag.
+
+    Padded positions hold ``ifm_zp``. Depthwise weights are ``(cout, kh, kw, 1)``
+    with output channel ``o`` reading input channel ``o // (cout // cin)``.
+    """
+    cout, kh, kw, _ = w.shape
+    cin = x.shape[2]
+    oh, ow = conv_out_hw(x.shape[:2], (kh, kw), stride, dilation, pads)
+    centred = _pad(x, pads, ifm_zp, np.float64)
+    centred -= ifm_zp  # padded positions hold ifm_zp, so they become 0
+    max_x = max(abs(int(x.min()) - ifm_zp), abs(int(x.max()) - ifm_zp)) if x.size else 0
+    max_w = max(abs(int(w.min())), abs(int(w.max()))) if w.size else 0
+    view = _windows(centred, (oh, ow), (kh, kw), stride, dilation)
+    bias_acc = bias.astype(np.int64) << np.int64(bias_shift)
+    if depthwise:
+        channel_of = np.arange(cout) // (cout // cin)
+        exact = kh * kw * max_x * max_w <= FLOAT64_EXACT_LIMIT
+        acc_dtype = np.float64 if exact else np.int64
+        taps = np.zeros((oh, ow, cout), dtype=acc_dtype)
+        w_taps = w[..., 0].astype(acc_dtype)
+        for ky in range(kh):
+            for kx in range(kw):
+                plane = view[:, :, ky, kx, :]
+                plane = plane if cout == cin else plane[..., channel_of]
+                taps += plane.astype(acc_dtype, copy=False) * w_taps[:, ky, kx]
+        acc = taps.astype(np.int64) + bias_acc
+    else:
+        # im2col: one copy of the windows (free for an unpadded 1x1 stride-1 conv)
+        cols = view.reshape(oh * ow, kh * kw * cin)
+        weights = w.reshape(cout, kh * kw * cin).astype(np.float64).T
+        acc = gemm_exact(cols, weights, max_abs_a=max_x, max_abs_b=max_w)
+        acc = acc.reshape(oh, ow, cout) + bias_acc
+    return saturate48(acc)
+
+
+def output_stage(
+    acc48: np.ndarray,
+    *,
+    pre_shift: int,
+    multipliers: np.ndarray,
+    post_shift: int,
+    ofm_zp: int,
+) -> np.ndarray:
+    """Ahead shift with sat32, then ``rshift_round(acc32 * M[c], post_shift) + ofm_zp`` (int64)."""
+    acc32 = clip_to(round_shift(acc48, pre_shift), I32_LO, I32_HI)
+    return round_shift(acc32 * multipliers.astype(np.int64), post_shift) + np.int64(ofm_zp)
+
+
+def lut_apply(x: np.ndarray, table: np.ndarray, *, in_dtype: np.dtype, lut_bits: int) -> np.ndarray:
+    """Table lookup (spec section 5) of stored values ``x``; returns int64."""
+    t = table.astype(np.int64)
+    xi = x.astype(np.int64)
+    if in_dtype == np.int8:
+        return t[xi + 128]
+    if in_dtype == np.uint8:
+        return t[xi]
+    frac_bits = 16 - lut_bits
+    offset = xi + 32768
+    lo = offset >> frac_bits
+    frac = offset & ((1 << frac_bits) - 1)
+    return t[lo] + round_shift((t[lo + 1] - t[lo]) * frac, frac_bits)
+
+
+def eltwise(
+    op: str,
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    zp_a: int,
+    zp_b: int,
+    zp_y: int,
+    ma: int,
+    mb: int,
+    shift: int,
+) -> tuple[np.ndarray, bool]:
+    """Element-wise add/sub/mul/max/min before the clamp: ``(y int64, overflow)``."""
+    da = a.astype(np.int64) - np.int64(zp_a)
+    db = b.astype(np.int64) - np.int64(zp_b)
+    if op == "mul":
+        inter = da * db * np.int64(ma)
+    else:
+        sa, sb = da * np.int64(ma), db * np.int64(mb)
+        combine = {"add": np.add, "sub": np.subtract, "max": np.maximum, "min": np.minimum}[op]
+        inter = combine(sa, sb)
+    inter, overflow = saturate48(inter)
+    return round_shift(inter, shift) + np.int64(zp_y), overflow
+
+
+def requant(x: np.ndarray, *, zp_in: int, zp_out: int, m: int, shift: int) -> np.ndarray:
+    """Requant copy before the clamp: ``rshift_round((x - zp_in) * m, shift) + zp_out``."""
+    return round_shift((x.astype(np.int64) - np.int64(zp_in)) * np.int64(m), shift) + np.int64(
+        zp_out
+    )
+
+
+def pool(
+    kind: str,
+    x: np.ndarray,
+    *,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    ifm_zp: int,
+    ofm_zp: int,
+    m: int,
+    shift: int,
+) -> tuple[np.ndarray, bool]:
+    """Max or average pool over HWC ``x`` before the clamp: ``(y int64, overflow)``.
+
+    Max: padded positions are skipped, values pass unchanged. Avg: padded
+    positions hold ``ifm_zp``; the window sum saturates to int32 (flagged),
+    then ``rshift_round(sum * m, shift) + ofm_zp``.
+    """
+    oh, ow = conv_out_hw(x.shape[:2], kernel, stride, (1, 1), pads)
+    if kind == "max":
+        lowest = np.iinfo(np.int64).min
+        view = _windows(_pad(x, pads, lowest, np.int64), (oh, ow), kernel, stride, (1, 1))
+        return view.max(axis=(2, 3)), False
+    centred = _pad(x.astype(np.int64) - np.int64(ifm_zp), pads, 0, np.int64)
+    total = _windows(centred, (oh, ow), kernel, stride, (1, 1)).sum(axis=(2, 3))
+    overflow = bool(total.size) and bool(total.min() < I32_LO or total.max() > I32_HI)
+    total = clip_to(total, I32_LO, I32_HI)
+    return round_shift(total * np.int64(m), shift) + np.int64(ofm_zp), overflow

@@ -1,0 +1,79 @@
+"""Per-instruction trace in Chrome trace-event JSON (opens in Perfetto / chrome://tracing).
+
+One process ("npu"), one thread (track) per unit. Every executed instruction
+is a complete event (``"ph": "X"``) with ``ts``/``dur`` in microseconds at the
+configured clock, and its instruction index, opcode and cycle numbers in
+``args``. Thread-name metadata events (``"ph": "M"``) label the tracks.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+UNIT_TRACK_NAMES = ("DMA_IN", "MAC", "ITP", "DMA_OUT")
+TRACE_PID = 1
+
+
+@dataclass(frozen=True, slots=True)
+class TraceRecord:
+    """One executed instruction on one unit, in cycles."""
+
+    index: int
+    mnemonic: str
+    unit: int
+    start_cycle: int
+    end_cycle: int
+    stall_cycles: int
+
+
+def trace_events(records: list[TraceRecord], clock_hz: float) -> list[dict[str, Any]]:
+    """Chrome trace events (metadata first) for ``records`` at ``clock_hz``."""
+    us_per_cycle = 1e6 / clock_hz
+    events: list[dict[str, Any]] = [
+        {"name": "process_name", "ph": "M", "pid": TRACE_PID, "tid": 0, "args": {"name": "npu"}}
+    ]
+    for unit, name in enumerate(UNIT_TRACK_NAMES):
+        events.append(
+            {
+                "name": "thread_name",
+                "ph": "M",
+                "pid": TRACE_PID,
+                "tid": unit,
+                "args": {"name": name},
+            }
+        )
+        events.append(
+            {
+                "name": "thread_sort_index",
+                "ph": "M",
+                "pid": TRACE_PID,
+                "tid": unit,
+                "args": {"sort_index": unit},
+            }
+        )
+    for r in records:
+        events.append(
+            {
+                "name": r.mnemonic,
+                "cat": UNIT_TRACK_NAMES[r.unit],
+                "ph": "X",
+                "pid": TRACE_PID,
+                "tid": r.unit,
+                "ts": r.start_cycle * us_per_cycle,
+                "dur": (r.end_cycle - r.start_cycle) * us_per_cycle,
+                "args": {
+                    "index": r.index,
+                    "start_cycle": r.start_cycle,
+                    "end_cycle": r.end_cycle,
+                    "stall_cycles": r.stall_cycles,
+                },
+            }
+        )
+    return events
+
+
+def trace_json(events: list[dict[str, Any]]) -> str:
+    """The JSON document (object form, with ``displayTimeUnit``) for a trace file."""
+    return json.dumps({"traceEvents": events, "displayTimeUnit": "ns"}, indent=None)

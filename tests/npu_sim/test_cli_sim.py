@@ -1,0 +1,101 @@
+"""``npuc sim``: outputs, stats, trace file, preset auto-pick, faults with exit code 5."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from npuc.cli.main import main
+from npuc.errors import SimulatorFault
+from npuc.hw.config import NPU_S
+from tests.npu_sim.programs import ProgramBuilder
+
+
+def copy_program(tmp_path: Path, *, hw=NPU_S, wait_for_load: bool = True) -> Path:  # type: ignore[no-untyped-def]
+    """x (int8, 256) -> requant (+5) -> y, on npu-s."""
+    b = ProgramBuilder(hw=hw)
+    x = b.tensor("x", "input", (16, 16), "int8")
+    y = b.tensor("y", "output", (16, 16), "int8")
+    b.add(
+        "dma_load", dram_addr=x, sram_addr=0, run_bytes=256, signal=0b0100 if wait_for_load else 0
+    )
+    b.add(
+        "requant",
+        wait=1 if wait_for_load else 0,
+        signal=0b1000,
+        in_addr=0,
+        in_dtype=0,
+        out_addr=256,
+        out_dtype=0,
+        count=256,
+        zp_out=5,
+        m=1,
+        shift=0,
+    )
+    b.add("dma_store", wait=0b0100, dram_addr=y, sram_addr=256, run_bytes=256)
+    path = tmp_path / "prog.npub"
+    b.build().save(path)
+    return path
+
+
+def test_sim_writes_outputs_and_valid_trace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prog = copy_program(tmp_path)
+    x = (np.arange(256) - 128).astype(np.int8).reshape(16, 16)
+    np.save(tmp_path / "x.npy", x)
+    out, trace = tmp_path / "out.npz", tmp_path / "trace.json"
+    code = main(
+        [
+            "sim",
+            str(prog),
+            "--input",
+            f"x={tmp_path / 'x.npy'}",
+            "--output",
+            str(out),
+            "--trace",
+            str(trace),
+        ]
+    )
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "npu-s" in text and "total cycles" in text and "DMA_IN" in text
+    with np.load(out) as archive:
+        expected = np.clip(x.astype(np.int64) + 5, -128, 127).astype(np.int8)
+        np.testing.assert_array_equal(archive["y"], expected, strict=True)
+    doc = json.loads(trace.read_text())
+    events = [e for e in doc["traceEvents"] if e["ph"] == "X"]
+    assert {e["tid"] for e in events} == {0, 2, 3}
+    for e in events:
+        assert {"name", "ph", "pid", "tid", "ts", "dur"} <= set(e)
+        assert e["dur"] >= 0 and e["ts"] >= 0
+    # 1 GHz: one cycle is 0.001 us; the store ends at the total cycle count
+    last = max(e["ts"] + e["dur"] for e in events)
+    code = main(["sim", str(prog), "--input", str(tmp_path / "x.npy"), "--json"])
+    stats = json.loads(capsys.readouterr().out)["stats"]
+    assert last == pytest.approx(stats["total_cycles"] / 1000)
+    assert stats["units"]["ITP"]["instructions"] == 1
+
+
+def test_sim_fault_exits_5(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    prog = copy_program(tmp_path, wait_for_load=False)  # ITP reads while DMA_IN writes: a race
+    np.save(tmp_path / "x.npy", np.zeros((16, 16), np.int8))
+    code = main(
+        ["sim", str(prog), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "o.npz")]
+    )
+    assert code == SimulatorFault.exit_code
+    assert "data race" in capsys.readouterr().err
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_sim_wrong_preset_is_input_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prog = copy_program(tmp_path)
+    np.save(tmp_path / "x.npy", np.zeros((16, 16), np.int8))
+    code = main(["sim", str(prog), "--input", str(tmp_path / "x.npy"), "--hw-preset", "npu-m"])
+    assert code == 3
+    assert "built for hardware config" in capsys.readouterr().err

@@ -1,0 +1,238 @@
+"""The simulator's vectorised datapath is bit-exact to the int64 reference (npuc.intref).
+
+Hypothesis draws whole input ranges for every dtype, all shift values, rounding
+ties and saturation edges, and random convolution geometry.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from npuc.npu_sim import functional as fn
+
+from npuc import intref
+
+ACT_DTYPES = ("int8", "uint8", "int16")
+OUT_DTYPES = ("int8", "uint8", "int16")
+
+
+def dtype_bounds(dtype: str) -> tuple[int, int]:
+    info = np.iinfo(np.dtype(dtype))
+    return int(info.min), int(info.max)
+
+
+@st.composite
+def tensors(draw: st.DrawFn, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    lo, hi = dtype_bounds(dtype)
+    # Mix uniform values with the range edges so saturation paths are hit.
+    elements = st.one_of(
+        st.integers(lo, hi), st.sampled_from([lo, lo + 1, 0 if lo < 0 else lo, hi - 1, hi])
+    )
+    return draw(hnp.arrays(np.dtype(dtype), shape, elements=elements))
+
+
+@st.composite
+def output_stages(draw: st.DrawFn, cout: int) -> tuple[intref.OutputStage, np.ndarray]:
+    out_dtype = draw(st.sampled_from(OUT_DTYPES))
+    lo, hi = dtype_bounds(out_dtype)
+    act_min = draw(st.integers(lo, hi))
+    act_max = draw(st.integers(act_min, hi))
+    per_channel = draw(st.booleans())
+    mults = draw(
+        hnp.arrays(np.uint16, (cout if per_channel else 1,), elements=st.integers(0, 32767))
+    )
+    stage = intref.OutputStage(
+        pre_shift=draw(st.integers(0, 16)),
+        post_shift=draw(st.integers(0, 47)),
+        multipliers=mults,
+        ofm_zp=draw(st.integers(lo, hi)),
+        act_min=act_min,
+        act_max=act_max,
+        ofm_dtype=out_dtype,
+    )
+    return stage, mults
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_conv_random_geometry_bit_exact(data: st.DataObject) -> None:
+    depthwise = data.draw(st.booleans(), label="depthwise")
+    h, w = data.draw(st.integers(1, 7)), data.draw(st.integers(1, 7))
+    cin = data.draw(st.integers(1, 6))
+    cout = cin * data.draw(st.integers(1, 2)) if depthwise else data.draw(st.integers(1, 6))
+    kh, kw = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    stride = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)))
+    dilation = (data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2)))
+    pads = tuple(data.draw(st.integers(0, 2)) for _ in range(4))
+    out_h, out_w = fn.conv_out_hw((h, w), (kh, kw), stride, dilation, pads)
+    assume(out_h >= 1 and out_w >= 1)
+    in_dtype = data.draw(st.sampled_from(ACT_DTYPES))
+    x = data.draw(tensors(in_dtype, (h, w, cin)))
+    wt = data.draw(tensors("int8", (cout, kh, kw, 1 if depthwise else cin)))
+    bias = data.draw(tensors("int16", (cout,)))
+    lo, hi = dtype_bounds(in_dtype)
+    ifm_zp = data.draw(st.integers(lo, hi))
+    bias_shift = data.draw(st.integers(0, 31))
+    stage, mults = data.draw(output_stages(cout))
+    geometry = dict(stride=stride, dilation=dilation, pads=pads, depthwise=depthwise)
+
+    expected, expected_overflow = intref.conv2d(
+        x, wt, bias, stage, bias_shift=bias_shift, ifm_zp=ifm_zp, **geometry
+    )
+    acc, overflow = fn.conv_accumulate(
+        x, wt, bias, bias_shift=bias_shift, ifm_zp=ifm_zp, **geometry
+    )
+    y = fn.output_stage(
+        acc,
+        pre_shift=stage.pre_shift,
+        multipliers=mults,
+        post_shift=stage.post_shift,
+        ofm_zp=stage.ofm_zp,
+    )
+    got = fn.store_as(y, stage.act_min, stage.act_max, np.dtype(stage.ofm_dtype))
+    np.testing.assert_array_equal(got, expected.astype(stage.ofm_dtype), strict=True)
+    assert overflow == expected_overflow
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_eltwise_bit_exact(data: st.DataObject) -> None:
+    op = data.draw(st.sampled_from(intref.ELTWISE_OPS))
+    a_dtype, b_dtype = (
+        data.draw(st.sampled_from(ACT_DTYPES)),
+        data.draw(st.sampled_from(ACT_DTYPES)),
+    )
+    n = data.draw(st.integers(1, 40))
+    a, b = data.draw(tensors(a_dtype, (n,))), data.draw(tensors(b_dtype, (n,)))
+    out_dtype = data.draw(st.sampled_from(OUT_DTYPES))
+    lo, hi = dtype_bounds(out_dtype)
+    act_min = data.draw(st.integers(lo, hi))
+    act_max = data.draw(st.integers(act_min, hi))
+    ops = dict(
+        zp_a=data.draw(st.integers(*dtype_bounds(a_dtype))),
+        zp_b=data.draw(st.integers(*dtype_bounds(b_dtype))),
+        zp_y=data.draw(st.integers(lo, hi)),
+        ma=data.draw(st.integers(0, 32767)),
+        mb=data.draw(st.integers(0, 32767)),
+        shift=data.draw(st.integers(0, 47)),
+    )
+    expected, expected_overflow = intref.eltwise(
+        op, a, b, act_min=act_min, act_max=act_max, out_dtype=out_dtype, **ops
+    )
+    y, overflow = fn.eltwise(op, a, b, **ops)
+    got = fn.store_as(y, act_min, act_max, np.dtype(out_dtype))
+    np.testing.assert_array_equal(got, expected.astype(out_dtype), strict=True)
+    assert overflow == expected_overflow
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_requant_bit_exact(data: st.DataObject) -> None:
+    in_dtype, out_dtype = (
+        data.draw(st.sampled_from(ACT_DTYPES)),
+        data.draw(st.sampled_from(OUT_DTYPES)),
+    )
+    x = data.draw(tensors(in_dtype, (data.draw(st.integers(1, 40)),)))
+    lo, hi = dtype_bounds(out_dtype)
+    act_min = data.draw(st.integers(lo, hi))
+    act_max = data.draw(st.integers(act_min, hi))
+    ops = dict(
+        zp_in=data.draw(st.integers(*dtype_bounds(in_dtype))),
+        zp_out=data.draw(st.integers(lo, hi)),
+        m=data.draw(st.integers(0, 32767)),
+        shift=data.draw(st.integers(0, 47)),
+    )
+    expected = intref.requant(x, act_min=act_min, act_max=act_max, out_dtype=out_dtype, **ops)
+    got = fn.store_as(fn.requant(x, **ops), act_min, act_max, np.dtype(out_dtype))
+    np.testing.assert_array_equal(got, expected.astype(out_dtype), strict=True)
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_pool_bit_exact(data: st.DataObject) -> None:
+    kind = data.draw(st.sampled_from(["max", "avg"]))
+    in_dtype = data.draw(st.sampled_from(ACT_DTYPES))
+    out_dtype = in_dtype if kind == "max" else data.draw(st.sampled_from(OUT_DTYPES))
+    h, w, c = (
+        data.draw(st.integers(1, 7)),
+        data.draw(st.integers(1, 7)),
+        data.draw(st.integers(1, 4)),
+    )
+    kernel = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)))
+    stride = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)))
+    pads = tuple(min(data.draw(st.integers(0, 2)), kernel[i % 2] - 1) for i in range(4))
+    out_h, out_w = fn.conv_out_hw((h, w), kernel, stride, (1, 1), pads)
+    assume(out_h >= 1 and out_w >= 1)
+    x = data.draw(tensors(in_dtype, (h, w, c)))
+    lo, hi = dtype_bounds(out_dtype)
+    act_min = data.draw(st.integers(lo, hi))
+    act_max = data.draw(st.integers(act_min, hi))
+    zp_in = data.draw(st.integers(*dtype_bounds(in_dtype)))
+    zp_out, m, shift = (
+        data.draw(st.integers(lo, hi)),
+        data.draw(st.integers(0, 32767)),
+        data.draw(st.integers(0, 47)),
+    )
+    geometry = dict(kernel=kernel, stride=stride, pads=pads)
+    if kind == "max":
+        expected = intref.max_pool(
+            x, act_min=act_min, act_max=act_max, out_dtype=out_dtype, **geometry
+        )
+        expected_overflow = False
+    else:
+        expected, expected_overflow = intref.avg_pool(
+            x,
+            ifm_zp=zp_in,
+            ofm_zp=zp_out,
+            m=m,
+            shift=shift,
+            act_min=act_min,
+            act_max=act_max,
+            out_dtype=out_dtype,
+            **geometry,
+        )
+    y, overflow = fn.pool(kind, x, ifm_zp=zp_in, ofm_zp=zp_out, m=m, shift=shift, **geometry)
+    got = fn.store_as(y, act_min, act_max, np.dtype(out_dtype))
+    np.testing.assert_array_equal(got, expected.astype(out_dtype), strict=True)
+    assert overflow == expected_overflow
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_lut_bit_exact(data: st.DataObject) -> None:
+    in_dtype = data.draw(st.sampled_from(ACT_DTYPES))
+    lut_bits = data.draw(st.integers(1, 10)) if in_dtype == "int16" else 8
+    entries = intref.lut_entries(in_dtype, lut_bits)
+    table_dtype = "int16" if in_dtype == "int16" else data.draw(st.sampled_from(["int8", "uint8"]))
+    table = data.draw(tensors(table_dtype, (entries,)))
+    x = data.draw(tensors(in_dtype, (data.draw(st.integers(1, 64)),)))
+    expected = intref.lut_lookup(x, table, in_dtype=in_dtype, lut_bits=lut_bits)
+    got = fn.lut_apply(x, table, in_dtype=np.dtype(in_dtype), lut_bits=lut_bits)
+    np.testing.assert_array_equal(got, expected, strict=True)
+
+
+def test_every_shift_value_of_output_stage_at_rounding_ties() -> None:
+    # For each post_shift, values exactly at k + 1/2 (ties) and one either side, both signs.
+    for shift in range(0, 48):
+        half = 1 << (shift - 1) if shift else 0
+        base = np.array([3 << shift, -(3 << shift)], dtype=np.int64)
+        acc32 = np.clip(
+            np.concatenate([base + half, base + half - 1, base - half, base - half + 1]),
+            -(1 << 31),
+            (1 << 31) - 1,
+        )
+        mults = np.array([1], dtype=np.uint16)
+        got = fn.output_stage(acc32, pre_shift=0, multipliers=mults, post_shift=shift, ofm_zp=0)
+        stage = intref.OutputStage(
+            pre_shift=0,
+            post_shift=shift,
+            multipliers=mults,
+            ofm_zp=0,
+            act_min=-(1 << 62),
+            act_max=1 << 62,
+            ofm_dtype="int64",
+        )
+        expected = intref.apply_output_stage(acc32, stage)
+        np.testing.assert_array_equal(got, expected, strict=True)
