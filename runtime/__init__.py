@@ -1,1 +1,34 @@
-"""TODO"""
+"""Run compiled models: ``npuc.runtime.load("model.so").run({"x": x})``.
+
+:func:`load` opens a CPU library written by ``npuc build`` (with its JSON
+sidecar); :func:`from_executable` wraps an in-memory executable. Both give a
+:class:`CompiledModel` whose ``run`` checks inputs against the model's
+interface and returns outputs by name.
+
+TVM is imported on first use of these names, not on ``import npuc.runtime``,
+so tools that only need the tensor-file helpers (``npuc sim``) start fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from npuc.runtime.compiled_model import CompiledModel, from_executable, load
+    from npuc.runtime.inputs import check_inputs
+
+_LAZY = {
+    "CompiledModel": "npuc.runtime.compiled_model",
+    "from_executable": "npuc.runtime.compiled_model",
+    "load": "npuc.runtime.compiled_model",
+    "check_inputs": "npuc.runtime.inputs",
+}
+
+__all__ = ["CompiledModel", "check_inputs", "from_executable", "load"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'npuc.runtime' has no attribute {name!r}")

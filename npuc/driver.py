@@ -1,0 +1,129 @@
+"""The compiler driver: model file -> compiled artifact, stage by stage.
+
+:func:`build` runs the stages in the order data flows, each timed and shown
+on the progress bar:
+
+0. ``startup``  — loading the compiler's own modules (TVM), timed but not a progress step;
+1. ``import``   — ``npuc.frontend.load``: read, fix input shapes, check support, convert to Relax;
+2. ``optimize`` — ``npuc.midend.pipeline.optimize``: graph passes, CPU operator fusion;
+3. ``compile``  — ``npuc.backend.cpu.compile_module``: TIR lowering and LLVM codegen;
+4. ``write``    — the shared library and its JSON sidecar, atomically.
+
+Only ``target_kind="cpu"`` exists today; ``"npu"`` raises
+:class:`~npuc.errors.UnsupportedError` (exit code 4) until the NPU compiler
+lands. Options are checked before any work starts, so a bad output path or
+target fails in milliseconds, not after the import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from npuc.errors import InvalidInputError, UnsupportedError
+from npuc.progress import Progress, null_progress
+
+if TYPE_CHECKING:
+    from npuc.backend.cpu import BuildResult
+
+TARGET_KINDS = ("cpu", "npu")
+BUILD_STAGES = ("import", "optimize", "compile", "write")
+
+
+def check_target_kind(target_kind: str) -> None:
+    """Raise unless ``target_kind`` can be built today."""
+    if target_kind == "npu":
+        raise UnsupportedError(
+            "--target npu is not implemented yet (the NPU compiler arrives in a later release)",
+            hint="use --target cpu to build a native library for this machine",
+        )
+    if target_kind != "cpu":
+        raise InvalidInputError(
+            f"unknown target {target_kind!r}", hint=f"use one of: {', '.join(TARGET_KINDS)}"
+        )
+
+
+def check_output_path(out_path: Path) -> None:
+    """A CPU library path must end in ``.so`` and sit in an existing folder."""
+    if out_path.suffix != ".so":
+        raise InvalidInputError(
+            f"output {out_path}: a CPU library must end in .so", hint="e.g. -o model.so"
+        )
+    folder = out_path.parent if str(out_path.parent) else Path(".")
+    if not folder.is_dir():
+        raise InvalidInputError(
+            f"cannot write {out_path}: folder {folder} does not exist",
+            hint="create the folder first or choose another output path",
+        )
+
+
+def build(
+    source: str | os.PathLike[str],
+    *,
+    out_path: str | os.PathLike[str],
+    target_kind: str = "cpu",
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    num_threads: int | None = None,
+    progress: Progress | None = None,
+) -> BuildResult:
+    """Compile the model at ``source`` for ``target_kind`` into ``out_path``.
+
+    Parameters
+    ----------
+    source
+        An ONNX, TFLite or PyTorch exported-program file.
+    out_path
+        The library to write (``model.so``; ``model.so.json`` is written beside it).
+    target_kind
+        ``"cpu"`` (this machine); ``"npu"`` is not implemented yet.
+    input_shapes
+        Shapes for inputs with symbolic dimensions, by input name.
+    num_threads
+        Threads the generated code may use; default: every core available.
+    progress
+        A 4-step progress bar (import, optimize, compile, write), or ``None``.
+
+    Returns
+    -------
+    BuildResult
+        Paths, sizes, target and per-stage ``timings_s``.
+
+    Raises
+    ------
+    InvalidInputError, UnsupportedError
+        For bad files, options or unsupported models (see ``npuc.errors``).
+    """
+    check_target_kind(target_kind)
+    out_path = Path(out_path)
+    check_output_path(out_path)
+    if num_threads is not None and num_threads < 1:
+        raise InvalidInputError(f"number of threads must be at least 1, got {num_threads}")
+    progress = progress if progress is not None else null_progress()
+    timings_s: dict[str, float] = {}
+
+    # Loading TVM (and the torch it pulls in) takes seconds: time it on its own
+    # so that ``import`` measures reading and converting the model.
+    start_s = time.monotonic()
+    from npuc.backend.cpu import build_library, host_target
+    from npuc.frontend import load
+    from npuc.midend.pipeline import optimize
+
+    timings_s["startup"] = time.monotonic() - start_s
+
+    progress.step("import", n=0)
+    start_s = time.monotonic()
+    mod, info = load(source, input_shapes)
+    timings_s["import"] = time.monotonic() - start_s
+    progress.step("optimize")
+
+    start_s = time.monotonic()
+    mod = optimize(mod, target_kind="cpu")
+    timings_s["optimize"] = time.monotonic() - start_s
+    progress.step("compile")
+
+    result = build_library(mod, info, host_target(num_threads), out_path, progress=progress)
+    return dataclasses.replace(result, timings_s={**timings_s, **result.timings_s})
