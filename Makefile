@@ -42,7 +42,9 @@ format: $(STAMP)
 	$(PY) -m ruff check --fix .
 
 docs: $(STAMP)
-	$(PY) tools/gen_docs.py
+	$(PY) tools/gen_npu_docs.py
+	$(PY) tools/gen_supported_ops.py
+	$(PY) tools/conformance_report.py
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
