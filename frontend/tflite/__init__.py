@@ -1,0 +1,129 @@
+"""TFLite flatbuffer -> Relax IRModule (float models, NHWC).
+
+:func:`load_tflite` reads a ``.tflite`` file, checks it, reports every
+operator it cannot import at once (:class:`npuc.errors.UnsupportedError`),
+and converts the main subgraph with TVM's Relax TFLite importer plus npuc's
+fixes (:mod:`npuc.frontend.tflite.converter`). It guarantees: the returned
+module's ``main`` takes the model's inputs in subgraph order under their
+TFLite tensor names, its weights are bound as constants, and ``info``
+describes inputs/outputs with ``layout="NHWC"`` and ``source_format="tflite"``.
+No optimisation happens here. This module imports tvm lazily.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from npuc.errors import InvalidInputError, UnsupportedError
+from npuc.fileio import sha256_file
+from npuc.frontend.dispatch import ImportedModel
+from npuc.frontend.tflite.read import read_tflite
+from npuc.model_info import ModelInfo
+
+__all__ = ["load_tflite"]
+
+
+def load_tflite(
+    path: str | os.PathLike[str],
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+) -> ImportedModel:
+    """Import a float TFLite model.
+
+    Parameters
+    ----------
+    path
+        A ``.tflite`` flatbuffer.
+    input_shapes
+        Optional new static shapes by input tensor name (same rank as in the
+        model); unknown names are an error.
+
+    Returns
+    -------
+    ImportedModel
+        ``(mod, info)``: the Relax module and its :class:`ModelInfo`.
+
+    Raises
+    ------
+    InvalidInputError
+        The file is missing, not a TFLite flatbuffer, or ``input_shapes`` is wrong.
+    UnsupportedError
+        Some operators cannot be imported; the message lists all of them.
+    """
+    path = Path(path)
+    model = read_tflite(path)
+    subgraph = model.Subgraphs(0)
+    shape_dict = _checked_shapes(path, subgraph, input_shapes)
+
+    import tvm
+    from tvm import relax
+    from tvm.relax.frontend.tflite import from_tflite
+
+    from npuc.frontend.tflite.converter import ConversionFailure, NpucTFLiteConverter
+    from npuc.frontend.tflite.interface import main_inputs, main_outputs
+
+    probe = NpucTFLiteConverter(model, subgraph, None, relax.BlockBuilder())
+    problems = probe.unsupported_ops()
+    if problems:
+        raise _unsupported(path, [p.describe() for p in problems])
+    try:
+        mod = from_tflite(model, shape_dict=shape_dict, op_converter=NpucTFLiteConverter)
+    except ConversionFailure as err:
+        raise _unsupported(path, [err.problem.describe()]) from err
+    except (tvm.error.OpNotImplemented, NotImplementedError) as err:
+        raise _unsupported(path, [str(err).strip()]) from err
+    # The importer also copies every weight into a "params" attribute; the
+    # constants are already bound in the body, so drop the duplicate.
+    mod["main"] = mod["main"].without_attr("params")
+    info = ModelInfo(
+        source_path=str(path),
+        source_format="tflite",
+        source_sha256=sha256_file(path),
+        inputs=main_inputs(mod),
+        outputs=main_outputs(mod, _tensor_names(subgraph, subgraph.OutputsAsNumpy())),
+        layout="NHWC",
+        extra={"tflite_version": int(model.Version()), "operators": subgraph.OperatorsLength()},
+    )
+    return ImportedModel(mod, info)
+
+
+def _tensor_names(subgraph: Any, indices: Sequence[int]) -> list[str]:
+    from tvm.relax.frontend.tflite.tflite_frontend import get_tensor_name
+
+    return [get_tensor_name(subgraph, int(i)) for i in indices]
+
+
+def _checked_shapes(
+    path: Path, subgraph: Any, input_shapes: Mapping[str, Sequence[int]] | None
+) -> dict[str, tuple[int, ...]]:
+    """Model input shapes as Python ints, with ``input_shapes`` applied and checked."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for index in subgraph.InputsAsNumpy():
+        tensor = subgraph.Tensors(int(index))
+        (name,) = _tensor_names(subgraph, [int(index)])
+        shapes[name] = tuple(int(d) for d in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
+    for name, shape in (input_shapes or {}).items():
+        if name not in shapes:
+            raise InvalidInputError(
+                f"{path}: --input-shape names '{name}', which is not a model input",
+                hint=f"inputs are: {', '.join(shapes) or '(none)'}",
+            )
+        new = tuple(int(d) for d in shape)
+        if len(new) != len(shapes[name]) or any(d <= 0 for d in new):
+            raise InvalidInputError(
+                f"{path}: input '{name}' shape {list(new)} does not fit the model's "
+                f"{list(shapes[name])}",
+                hint="give positive sizes, one per dimension of the model's input",
+            )
+        shapes[name] = new
+    return shapes
+
+
+def _unsupported(path: Path, lines: list[str]) -> UnsupportedError:
+    body = "\n  ".join(lines)
+    return UnsupportedError(
+        f"{path}: {len(lines)} operator(s) cannot be imported:\n  {body}",
+        hint="re-export the model without these operators (float32/fp16 builtins only)",
+    )
