@@ -1,0 +1,55 @@
+"""Fix-ups that let real exported models through TVM's Relax ONNX importer.
+
+Two ordered lists of rewrites, each in its own module:
+
+* :func:`apply_onnx_fixups` runs on the ONNX graph after shape inference and
+  constant folding, before ``tvm.relax.frontend.onnx.from_onnx``;
+* :func:`apply_relax_fixups` runs on the imported Relax module.
+
+Every fix-up works around a pattern that a common exporter emits and that
+TVM 0.27 rejects or mis-converts. Each one keeps the model's results
+unchanged: it only rewrites a graph into an equivalent one that the importer
+or the build pipeline handles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import onnx
+import tvm
+
+from .fold_static_shapes import fold_static_shapes
+from .remove_identity import remove_identity
+
+OnnxFixup = Callable[[onnx.ModelProto], onnx.ModelProto]
+RelaxFixup = Callable[[tvm.IRModule], tvm.IRModule]
+
+ONNX_FIXUPS: tuple[OnnxFixup, ...] = (
+    # Identity on a Shape result: "cannot handle ShapeExpr inputs" (Paddle, torch).
+    remove_identity,
+    # Shape arithmetic feeding Reshape/Pad/Range: static once input shapes are fixed.
+    fold_static_shapes,
+)
+RELAX_FIXUPS: tuple[RelaxFixup, ...] = ()
+
+
+def apply_onnx_fixups(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Apply every ONNX-level fix-up in order; returns the rewritten model.
+
+    Parameters
+    ----------
+    model
+        A model whose input shapes are fixed and that has been through shape
+        inference and constant folding.
+    """
+    for fixup in ONNX_FIXUPS:
+        model = fixup(model)
+    return model
+
+
+def apply_relax_fixups(mod: tvm.IRModule) -> tvm.IRModule:
+    """Apply every Relax-level fix-up in order; returns the rewritten module."""
+    for fixup in RELAX_FIXUPS:
+        mod = fixup(mod)
+    return mod
