@@ -1,0 +1,120 @@
+"""Format dispatch: one ``load`` for every model format npuc reads.
+
+Guarantees: a path is classified by content first (TFLite's ``TFL3`` magic,
+a zip archive for ``.pt2``) and extension second; an ``onnx.ModelProto`` is
+ONNX. Each importer is imported only when its format is seen, so reading an
+ONNX model never imports torch or tflite. A file of no known format raises
+:class:`~npuc.errors.InvalidInputError` naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from npuc.errors import InvalidInputError
+from npuc.model_info import ModelInfo
+
+if TYPE_CHECKING:
+    import onnx
+    import tvm
+
+InputShapes = Mapping[str, Sequence[int]]
+
+_TFLITE_MAGIC = b"TFL3"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+class ImportedModel(NamedTuple):
+    """A model in npuc's IR: the Relax module and its interface."""
+
+    mod: tvm.IRModule
+    info: ModelInfo
+
+
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """Return ``"onnx"``, ``"tflite"`` or ``"torch"`` for the model file at ``path``.
+
+    Raises
+    ------
+    InvalidInputError
+        If the path is missing, is a folder, or holds no format npuc reads.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InvalidInputError(f"model file {p} does not exist", hint="check the path")
+    if p.is_dir():
+        raise InvalidInputError(
+            f"model path {p} is a folder, not a model file",
+            hint="pass the .onnx, .tflite or .pt2 file itself",
+        )
+    with open(p, "rb") as f:
+        head = f.read(8)
+    suffix = p.suffix.lower()
+    if head[4:8] == _TFLITE_MAGIC or suffix == ".tflite":
+        return "tflite"
+    if suffix == ".pt2" or (head[:4] == _ZIP_MAGIC and suffix in {".pt", ".pth"}):
+        return "torch"
+    if suffix == ".onnx":
+        return "onnx"
+    raise InvalidInputError(
+        f"cannot tell the format of {p}: not .onnx, .tflite (TFL3 magic) or .pt2",
+        hint="rename the file with its format's extension (.onnx, .tflite, .pt2)",
+    )
+
+
+def load(
+    source: str | os.PathLike[str] | onnx.ModelProto,
+    input_shapes: InputShapes | None = None,
+) -> ImportedModel:
+    """Import a model into a Relax IRModule with static input shapes.
+
+    Parameters
+    ----------
+    source
+        Path of an ONNX (``.onnx``), TFLite (``.tflite``) or PyTorch exported
+        program (``.pt2``) file, or an in-memory ``onnx.ModelProto``.
+    input_shapes
+        Shapes for inputs with symbolic dimensions, by input name
+        (``{"images": (1, 3, 640, 640)}``). Required for every input whose
+        shape the model leaves open.
+
+    Returns
+    -------
+    ImportedModel
+        ``(mod, info)``: the Relax module (``main`` takes the inputs in
+        ``info.inputs`` order) and the model's :class:`ModelInfo`.
+
+    Raises
+    ------
+    InvalidInputError
+        Missing/corrupt file, unknown format, missing or inconsistent shapes.
+    UnsupportedError
+        The model uses operators npuc does not support (all are listed).
+    """
+    if not isinstance(source, (str, os.PathLike)):
+        import onnx
+
+        if not isinstance(source, onnx.ModelProto):
+            raise InvalidInputError(
+                f"cannot import a {type(source).__name__}: pass a model path or an onnx.ModelProto"
+            )
+        from npuc.frontend.onnx import load_onnx
+
+        return load_onnx(source, input_shapes)
+    fmt = detect_format(source)
+    if fmt == "tflite":
+        from npuc.frontend.tflite import load_tflite
+
+        mod, info = load_tflite(Path(source), input_shapes)
+        return ImportedModel(mod, info)
+    if fmt == "torch":
+        from npuc.frontend.torch_export import load_torch
+
+        mod, info = load_torch(Path(source), input_shapes)
+        return ImportedModel(mod, info)
+    from npuc.frontend.onnx import load_onnx
+
+    return load_onnx(source, input_shapes)

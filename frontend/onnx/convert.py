@@ -1,0 +1,104 @@
+"""Conversion of a cleaned, checked ONNX model to Relax, and its ModelInfo.
+
+Guarantees: the returned module has a ``main`` whose parameters are the
+model's inputs, named exactly as in the ONNX graph and in graph order, with
+static shapes; it has been through the model fix-ups of
+:mod:`npuc.frontend.fixups` and is well formed
+(``relax.analysis.well_formed`` raises on the first violation). A converter
+failure inside TVM becomes an :class:`~npuc.errors.UnsupportedError` naming
+the model.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+
+import onnx
+import tvm
+from tvm import relax
+from tvm.ir.prim.expr import IntImm
+
+from npuc.errors import UnsupportedError
+from npuc.model_info import ModelInfo, TensorInfo
+
+
+def to_relax(
+    model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]], opset: int, where: str
+) -> tvm.IRModule:
+    """Convert with ``tvm.relax.frontend.onnx.from_onnx``, then apply the Relax fix-ups."""
+    from npuc.frontend.fixups import apply_relax_fixups
+    from npuc.frontend.onnx.shapes import dtype_name, graph_inputs
+    from tvm.relax.frontend.onnx import from_onnx
+
+    dtypes = {v.name: dtype_name(v) for v in graph_inputs(model)}
+    try:
+        with warnings.catch_warnings():
+            # from_onnx re-runs onnx.checker and turns its complaints into warnings;
+            # read.py has already checked the model.
+            warnings.simplefilter("ignore")
+            mod = from_onnx(
+                model,
+                shape_dict={k: list(v) for k, v in shapes.items()},
+                dtype_dict=dtypes,
+                opset=opset,
+                sanitize_input_names=False,
+            )
+    except Exception as exc:  # TVM's converters raise many types; all mean 'cannot import'
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnsupportedError(
+            f"{where}: TVM's ONNX importer failed: {type(exc).__name__}: {first}",
+            hint="the model passed npuc's support check, so this is a gap in npuc; "
+            "please report it with the model (rerun with --debug for the traceback)",
+        ) from exc
+    mod = apply_relax_fixups(mod)
+    try:
+        relax.analysis.well_formed(mod)
+    except Exception as exc:  # raised through TVM's FFI with the violated rule
+        raise UnsupportedError(
+            f"{where}: the imported Relax module is not well formed: {exc}",
+            hint="this is a bug in npuc's import; rerun with --debug and report it",
+        ) from exc
+    return mod
+
+
+def model_info(
+    mod: tvm.IRModule,
+    inputs: Sequence[TensorInfo],
+    *,
+    source_path: str,
+    source_sha256: str,
+    opset: int,
+    output_names: Sequence[str],
+) -> ModelInfo:
+    """ModelInfo of an imported ONNX model; output shapes come from Relax's types."""
+    ret = mod["main"].ret_ty
+    fields = list(ret.fields) if isinstance(ret, relax.TupleType) else [ret]
+    outputs = tuple(
+        TensorInfo(name=name, shape=_static_shape(sinfo, name), dtype=str(sinfo.dtype))
+        for name, sinfo in zip(output_names, fields, strict=True)
+    )
+    image_like = any(len(t.shape) == 4 and t.dtype.startswith("float") for t in inputs)
+    return ModelInfo(
+        source_path=source_path,
+        source_format="onnx",
+        source_sha256=source_sha256,
+        inputs=tuple(inputs),
+        outputs=outputs,
+        layout="NCHW" if image_like else "unknown",
+        opset=opset,
+    )
+
+
+def _static_shape(sinfo: relax.Type, name: str) -> tuple[int, ...]:
+    if not isinstance(sinfo, relax.TensorType) or not isinstance(sinfo.shape, relax.ShapeExpr):
+        raise UnsupportedError(f"output {name!r} is not a tensor with a known shape")
+    dims = []
+    for d in sinfo.shape.values:
+        if not isinstance(d, IntImm):
+            raise UnsupportedError(
+                f"output {name!r} has a data-dependent dimension ({d})",
+                hint="npuc compiles static shapes only; fix the input shapes with --input-shape",
+            )
+        dims.append(int(d))
+    return tuple(dims)

@@ -1,0 +1,71 @@
+"""The ONNX steps before conversion: read, fix shapes, clean up, fix up.
+
+Guarantees: a :class:`PreparedModel` holds a checked model with static input
+shapes that has been shape-inferred, constant-folded and through
+``apply_onnx_fixups``; ``declared`` keeps the inputs as the model declared
+them and ``original`` the model as read (for inspection).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import onnx
+from npuc.frontend.onnx.cleanup import apply_fixups, clean_up
+from npuc.frontend.onnx.read import read_onnx
+from npuc.frontend.onnx.shapes import (
+    declared_inputs,
+    fix_input_shapes,
+    graph_inputs,
+    resolve_input_shapes,
+)
+from npuc.frontend.onnx.support import default_opset
+
+from npuc.model_info import TensorInfo
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedModel:
+    """A model ready for the support check and conversion."""
+
+    model: onnx.ModelProto
+    original: onnx.ModelProto
+    shapes: dict[str, tuple[int, ...]]
+    inputs: tuple[TensorInfo, ...]
+    declared: tuple[TensorInfo, ...]
+    opset: int
+    source_path: str
+    source_sha256: str
+
+
+def prepare_onnx(
+    source: str | os.PathLike[str] | onnx.ModelProto,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+) -> PreparedModel:
+    """Read ``source``, fix its input shapes, clean it up and apply the fix-ups."""
+    read = read_onnx(source)
+    where = read.source_path
+    original = read.model
+    shapes = resolve_input_shapes(original, input_shapes, where)
+    declared = declared_inputs(original)
+    model = onnx.ModelProto()
+    model.CopyFrom(original)
+    fix_input_shapes(model, shapes)
+    model = apply_fixups(clean_up(model, where))
+    dtypes = {t.name: t.dtype for t in declared}
+    inputs = tuple(
+        TensorInfo(name=v.name, shape=shapes[v.name], dtype=dtypes[v.name])
+        for v in graph_inputs(original)
+    )
+    return PreparedModel(
+        model=model,
+        original=original,
+        shapes=shapes,
+        inputs=inputs,
+        declared=declared,
+        opset=default_opset(original),
+        source_path=where,
+        source_sha256=read.source_sha256,
+    )

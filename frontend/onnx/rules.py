@@ -1,0 +1,252 @@
+"""The ONNX operators npuc supports, with their legality checks.
+
+Every rule here is covered by a test that compiles a small graph through the
+CPU path and compares it with onnxruntime (tests/frontend/test_op_zoo_*.py).
+Ranges are ONNX default-domain opsets; npuc tests opsets 9 (the onnx model
+zoo graphs), 11, 13, 17, 18 and 20.
+"""
+
+from __future__ import annotations
+
+from npuc.frontend.onnx.registry import (
+    OK,
+    CheckResult,
+    NodeView,
+    OpRule,
+    first_failure,
+    require_attr_in,
+    require_const,
+    require_rank,
+)
+
+LATEST_OPSET = 22
+
+
+def conv2d(view: NodeView) -> CheckResult:
+    """2-D only (4-D NCHW input); the weight must be a constant. Any group count
+    (grouped and depthwise), strides, dilations, pads and auto_pad."""
+    return first_failure(require_rank(view, 0, (4,), "input"), require_const(view, 1, "weight"))
+
+
+def conv_transpose2d(view: NodeView) -> CheckResult:
+    """2-D only (4-D NCHW input), constant weight, group=1; the output_shape
+    attribute is not supported (give pads and output_padding instead)."""
+    if view.attr("output_shape") is not None:
+        return False, "the output_shape attribute is not supported; use pads/output_padding"
+    return first_failure(
+        require_rank(view, 0, (4,), "input"),
+        require_const(view, 1, "weight"),
+        require_attr_in(view, "group", 1, (1,)),
+    )
+
+
+def pool2d(view: NodeView) -> CheckResult:
+    """2-D only (4-D NCHW input); MaxPool's Indices output and storage_order=1
+    are not supported. Any kernel, strides, pads, auto_pad, ceil_mode,
+    count_include_pad and (MaxPool) dilations."""
+    if view.node.op_type == "MaxPool" and view.output_used(1):
+        return False, "the Indices output of MaxPool is not supported"
+    return first_failure(
+        require_rank(view, 0, (4,), "input"), require_attr_in(view, "storage_order", 0, (0,))
+    )
+
+
+def global_pool2d(view: NodeView) -> CheckResult:
+    """4-D NCHW input only."""
+    return require_rank(view, 0, (4,), "input")
+
+
+def matmul(view: NodeView) -> CheckResult:
+    """Both operands at least 2-D (batched matmul broadcasts the batch dims)."""
+    for index, what in ((0, "A"), (1, "B")):
+        rank = view.rank(index)
+        if rank is None or rank < 2:
+            return False, f"operand {what} must be at least 2-D (it is {rank}-D)"
+    return OK
+
+
+def reshape(view: NodeView) -> CheckResult:
+    """The target shape must be a constant (after constant folding); allowzero=0."""
+    return first_failure(
+        require_const(view, 1, "shape"), require_attr_in(view, "allowzero", 0, (0,))
+    )
+
+
+def const_axes(view: NodeView) -> CheckResult:
+    """The axes input (opset 13+), when given, must be a constant."""
+    return require_const(view, 1, "axes")
+
+
+def split(view: NodeView) -> CheckResult:
+    """The split sizes (input from opset 13), when given, must be a constant."""
+    return require_const(view, 1, "split")
+
+
+def slice_(view: NodeView) -> CheckResult:
+    """starts, ends, axes and steps must be constants (any steps, including
+    negative ones)."""
+    names = ("starts", "ends", "axes", "steps")
+    return first_failure(*(require_const(view, i + 1, n) for i, n in enumerate(names)))
+
+
+def pad(view: NodeView) -> CheckResult:
+    """Modes constant, reflect and edge; pads and constant_value must be
+    constants; the axes input (opset 18) is not supported."""
+    if view.opset < 11:
+        return require_attr_in(view, "mode", "constant", ("constant", "reflect", "edge"))
+    if view.has_input(3):
+        return False, "the axes input of Pad is not supported"
+    return first_failure(
+        require_attr_in(view, "mode", "constant", ("constant", "reflect", "edge")),
+        require_const(view, 1, "pads"),
+        require_const(view, 2, "constant_value"),
+    )
+
+
+def resize(view: NodeView) -> CheckResult:
+    """4-D NCHW input; mode nearest or linear; coordinate_transformation_mode
+    half_pixel, pytorch_half_pixel, align_corners or asymmetric; scales or
+    sizes must be constants; no antialias, no axes, keep_aspect_ratio_policy
+    stretch."""
+    if view.attr("axes") is not None:
+        return False, "the axes attribute of Resize is not supported"
+    return first_failure(
+        require_rank(view, 0, (4,), "input"),
+        require_attr_in(view, "mode", "nearest", ("nearest", "linear")),
+        require_attr_in(
+            view,
+            "coordinate_transformation_mode",
+            "half_pixel",
+            ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric"),
+        ),
+        require_attr_in(view, "antialias", 0, (0,)),
+        require_attr_in(view, "keep_aspect_ratio_policy", "stretch", ("stretch",)),
+        require_const(view, 1, "roi"),
+        require_const(view, 2, "scales"),
+        require_const(view, 3, "sizes"),
+    )
+
+
+def clip(view: NodeView) -> CheckResult:
+    """min and max (inputs from opset 11), when given, must be constants."""
+    return first_failure(require_const(view, 1, "min"), require_const(view, 2, "max"))
+
+
+def batch_norm(view: NodeView) -> CheckResult:
+    """Inference form only: training_mode=0 and only the Y output used;
+    scale, bias, mean and var must be constants."""
+    if any(view.output_used(i) for i in range(1, 5)):
+        return False, "only inference BatchNormalization (one output) is supported"
+    return first_failure(
+        require_attr_in(view, "training_mode", 0, (0,)),
+        *(require_const(view, i, n) for i, n in enumerate(("scale", "B", "mean", "var"), 1)),
+    )
+
+
+def layer_norm(view: NodeView) -> CheckResult:
+    """Only the Y output may be used (not Mean / InvStdDev); any axis."""
+    if view.output_used(1) or view.output_used(2):
+        return False, "the Mean/InvStdDev outputs of LayerNormalization are not supported"
+    return OK
+
+
+def dropout(view: NodeView) -> CheckResult:
+    """Inference only: the mask output must be unused (Dropout is the identity)."""
+    if view.output_used(1):
+        return False, "the mask output of Dropout is not supported"
+    return OK
+
+
+def gather(view: NodeView) -> CheckResult:
+    """The indices must be a constant."""
+    return require_const(view, 1, "indices")
+
+
+def cast(view: NodeView) -> CheckResult:
+    """Casts to float32, int32 or int64 only."""
+    import onnx
+
+    target = view.attr("to")
+    allowed = (onnx.TensorProto.FLOAT, onnx.TensorProto.INT32, onnx.TensorProto.INT64)
+    if target not in allowed:
+        name = onnx.TensorProto.DataType.Name(target) if target is not None else "none"
+        return False, f"cast to {name} is not supported (float32, int32, int64 only)"
+    return OK
+
+
+def gelu(view: NodeView) -> CheckResult:
+    """approximate none (erf) or tanh."""
+    return require_attr_in(view, "approximate", "none", ("none", "tanh"))
+
+
+def pow_(view: NodeView) -> CheckResult:
+    """The exponent must be a constant."""
+    return require_const(view, 1, "exponent")
+
+
+def prelu(view: NodeView) -> CheckResult:
+    """The slope must be a constant."""
+    return require_const(view, 1, "slope")
+
+
+def _rule(op: str, since: int = 9, check=None, summary: str = "") -> OpRule:
+    return OpRule(op, since, LATEST_OPSET, check, summary)
+
+
+RULES: tuple[OpRule, ...] = (
+    # convolution and pooling
+    _rule("Conv", check=conv2d),
+    _rule("ConvTranspose", check=conv_transpose2d),
+    _rule("MaxPool", check=pool2d),
+    _rule("AveragePool", check=pool2d),
+    _rule("GlobalAveragePool", check=global_pool2d),
+    _rule("GlobalMaxPool", check=global_pool2d),
+    _rule("LRN"),
+    # dense
+    _rule("Gemm"),
+    _rule("MatMul", check=matmul),
+    # element-wise arithmetic (numpy broadcasting)
+    _rule("Add"),
+    _rule("Sub"),
+    _rule("Mul"),
+    _rule("Div"),
+    _rule("Pow", check=pow_),
+    _rule("Sqrt"),
+    _rule("Exp"),
+    _rule("Erf"),
+    _rule("Sum"),
+    # activations
+    _rule("Relu"),
+    _rule("LeakyRelu"),
+    _rule("PRelu", check=prelu),
+    _rule("Clip", check=clip),
+    _rule("Sigmoid"),
+    _rule("HardSigmoid"),
+    _rule("HardSwish", since=14),
+    _rule("Tanh"),
+    _rule("Gelu", since=20, check=gelu),
+    _rule("Softmax"),
+    # normalisation
+    _rule("BatchNormalization", check=batch_norm),
+    _rule("LayerNormalization", since=17, check=layer_norm),
+    _rule("ReduceMean", check=const_axes),
+    # data movement
+    _rule("Concat"),
+    _rule("Split", check=split),
+    _rule("Slice", since=10, check=slice_),
+    _rule("Pad", check=pad),
+    _rule("Resize", since=11, check=resize),
+    _rule("Transpose"),
+    _rule("Reshape", check=reshape),
+    _rule("Flatten"),
+    _rule("Squeeze", check=const_axes),
+    _rule("Unsqueeze", check=const_axes),
+    _rule("Gather", check=gather),
+    _rule("Cast", check=cast),
+    # no-ops at inference
+    _rule("Identity"),
+    _rule("Dropout", check=dropout),
+    _rule("Constant"),
+)
+
+RULES_BY_OP: dict[str, OpRule] = {r.op_type: r for r in RULES}

@@ -1,0 +1,140 @@
+"""Whole-graph support check, run before conversion.
+
+Guarantees: :func:`find_unsupported` visits every node and returns one
+:class:`UnsupportedNode` per node npuc cannot compile (unknown operator,
+foreign domain, opset outside the claimed range, a failed legality check, or
+an element type npuc does not import); :func:`check_supported` raises one
+:class:`~npuc.errors.UnsupportedError` listing all of them, never just the
+first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+from npuc.frontend.onnx.registry import SUPPORTED_DTYPES, NodeView
+from npuc.frontend.onnx.rules import RULES_BY_OP
+from onnx import numpy_helper
+
+from npuc.errors import UnsupportedError
+
+
+@dataclass(frozen=True, slots=True)
+class UnsupportedNode:
+    """One node npuc cannot compile, and why."""
+
+    node_name: str
+    op_type: str
+    domain: str
+    opset: int
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        op = f"{self.domain}.{self.op_type}" if self.domain else self.op_type
+        return f"{self.node_name} ({op}, opset {self.opset}): {self.reason}"
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    """The model's ai.onnx opset version."""
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    return 1
+
+
+def known_constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Initializers and Constant-node outputs by tensor name."""
+    consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            for attr in node.attribute:
+                if attr.name == "value":
+                    consts[node.output[0]] = numpy_helper.to_array(attr.t)
+                elif attr.name in ("value_float", "value_int"):
+                    consts[node.output[0]] = np.asarray(onnx.helper.get_attribute_value(attr))
+    return consts
+
+
+def static_types(model: onnx.ModelProto) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """Static shapes and element types of every tensor shape inference typed."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    dtypes: dict[str, str] = {}
+    values = [*model.graph.input, *model.graph.value_info, *model.graph.output]
+    for value in values:
+        ttype = value.type.tensor_type
+        if ttype.elem_type:
+            dtypes[value.name] = onnx.helper.tensor_dtype_to_np_dtype(ttype.elem_type).name
+        if ttype.HasField("shape") and all(d.HasField("dim_value") for d in ttype.shape.dim):
+            shapes[value.name] = tuple(int(d.dim_value) for d in ttype.shape.dim)
+    for t in model.graph.initializer:
+        shapes[t.name] = tuple(int(d) for d in t.dims)
+        dtypes[t.name] = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).name
+    return shapes, dtypes
+
+
+def find_unsupported(model: onnx.ModelProto) -> list[UnsupportedNode]:
+    """Every node of ``model`` that npuc cannot compile (empty when all are fine).
+
+    ``model`` should have static input shapes and have been through
+    :func:`npuc.frontend.onnx.cleanup.clean_up`, so that shape tensors are
+    constants and shapes are inferred.
+    """
+    opset = default_opset(model)
+    consts = known_constants(model)
+    shapes, dtypes = static_types(model)
+    for name, value in consts.items():
+        shapes.setdefault(name, tuple(value.shape))
+    found: list[UnsupportedNode] = []
+    for index, node in enumerate(model.graph.node):
+        reason = _why_unsupported(node, opset, consts, shapes, dtypes)
+        if reason:
+            name = node.name or f"{node.op_type}_{index}"
+            found.append(UnsupportedNode(name, node.op_type, node.domain, opset, reason))
+    return found
+
+
+def _why_unsupported(
+    node: onnx.NodeProto,
+    opset: int,
+    consts: dict[str, np.ndarray],
+    shapes: dict[str, tuple[int, ...]],
+    dtypes: dict[str, str],
+) -> str:
+    if node.domain not in ("", "ai.onnx"):
+        return (
+            f"operators of domain {node.domain!r} are not supported (only the default ONNX domain)"
+        )
+    rule = RULES_BY_OP.get(node.op_type)
+    if rule is None:
+        return "operator not supported by npuc (see docs/supported_ops.md)"
+    if not rule.since_opset <= opset <= rule.until_opset:
+        return f"supported for opsets {rule.since_opset}..{rule.until_opset} only"
+    bad_types = sorted(
+        {dtypes[n] for n in [*node.input, *node.output] if n in dtypes} - SUPPORTED_DTYPES
+    )
+    if bad_types:
+        return f"element type {', '.join(bad_types)} is not supported (npuc imports float32 models)"
+    if rule.check is None:
+        return ""
+    ok, reason = rule.check(NodeView(node, opset, consts, shapes))
+    return "" if ok else reason
+
+
+def check_supported(model: onnx.ModelProto, where: str) -> None:
+    """Raise one UnsupportedError listing every unsupported node of ``model``."""
+    found = find_unsupported(model)
+    if not found:
+        return
+    ops = sorted({f.op_type for f in found})
+    lines = "".join(f"\n  {f.describe()}" for f in found)
+    raise UnsupportedError(
+        f"{where}: {len(found)} node(s) cannot be compiled (operators: {', '.join(ops)}):{lines}",
+        hint="see docs/supported_ops.md for the supported operators and their rules; "
+        "re-export the model without these operators or with a supported opset",
+    )

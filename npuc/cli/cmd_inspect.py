@@ -1,0 +1,115 @@
+"""``npuc inspect``: what a model takes and gives, its operators, size, MACs and support.
+
+Unsupported operators are listed, not raised: inspect exits 0 for a model it
+can read, so it is the way to see everything a model needs before building.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from npuc.cli import common
+from npuc.cli.common import CommandResult
+from npuc.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from npuc.frontend.inspect import ModelSummary
+
+TOP_LAYERS = 10
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "inspect",
+        help="summarise an ONNX model: inputs, outputs, operators, parameters, MACs, support",
+        description="Summarise an ONNX model: its inputs and outputs, operator histogram, "
+        "parameter count, multiply-accumulates per layer and the operators npuc cannot compile.",
+    )
+    parser.add_argument("model", help="the .onnx file")
+    parser.add_argument(
+        "--input-shape",
+        action="append",
+        default=[],
+        metavar="NAME=DIMS",
+        help="fix a dynamic input shape, e.g. images=1x3x224x224 (repeatable)",
+    )
+    parser.add_argument(
+        "--all-layers",
+        action="store_true",
+        help=f"list every layer's MACs, not the top {TOP_LAYERS}",
+    )
+    common.add_common_flags(parser)
+    parser.set_defaults(handler=run)
+
+
+def parse_input_shapes(texts: list[str]) -> dict[str, tuple[int, ...]]:
+    """``["x=1x3x8x8", ...]`` -> ``{"x": (1, 3, 8, 8)}``; a name given twice is an error."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for text in texts:
+        name, dims = common.parse_name_value(text, flag="--input-shape")
+        if name in shapes:
+            raise InvalidInputError(f"--input-shape gives input {name!r} twice")
+        shapes[name] = common.parse_shape(dims, flag=f"--input-shape {name}")
+    return shapes
+
+
+def run(args: argparse.Namespace) -> CommandResult:
+    from npuc.frontend.dispatch import detect_format
+    from npuc.frontend.inspect import summarize
+
+    source = common.existing_file(args.model, "model file")
+    fmt = detect_format(source)
+    if fmt != "onnx":
+        raise InvalidInputError(
+            f"npuc inspect reads ONNX models; {source} is a {fmt} model",
+            hint="export the model to ONNX, or build it directly with `npuc build`",
+        )
+    summary = summarize(source, parse_input_shapes(args.input_shape))
+    return CommandResult(data=summary.to_json(), text=render(summary, all_layers=args.all_layers))
+
+
+def _count(n: int) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return str(n)
+
+
+def render(summary: ModelSummary, *, all_layers: bool = False) -> str:
+    """The human-readable table of a summary."""
+    lines = [f"{summary.source_path}  (ONNX opset {summary.opset})", ""]
+    declared = {t.name: t for t in summary.declared_inputs}
+    lines.append(f"{'inputs':<8} {'name':<28} {'shape':<20} dtype")
+    for t in summary.inputs:
+        shape = t.shape_str()
+        if declared[t.name].shape != t.shape:
+            shape += f" (declared {declared[t.name].shape_str()})"
+        lines.append(f"{'':<8} {t.name:<28} {shape:<20} {t.dtype}")
+    lines.append(f"{'outputs':<8} {'name':<28} {'shape':<20} dtype")
+    for t in summary.outputs:
+        lines.append(f"{'':<8} {t.name:<28} {t.shape_str():<20} {t.dtype}")
+    lines.append("")
+    ops = ", ".join(f"{op} {n}" for op, n in summary.op_histogram.items())
+    lines.append(f"operators  {sum(summary.op_histogram.values())} nodes: {ops}")
+    lines.append(f"parameters {_count(summary.parameter_count)} ({summary.parameter_count:,})")
+    lines.append(f"MACs       {_count(summary.total_macs)} ({summary.total_macs:,})")
+    layers = sorted(summary.layers, key=lambda x: -(x.macs or 0))
+    shown = layers if all_layers else layers[:TOP_LAYERS]
+    if shown:
+        title = "all layers" if all_layers else f"top {len(shown)} of {len(layers)} layers"
+        lines.append(f"\n{title} by MACs:")
+        lines.append(f"  {'node':<40} {'op':<14} {'MACs':>12} {'share':>6}")
+        for layer in shown:
+            share = (layer.macs or 0) / summary.total_macs * 100 if summary.total_macs else 0.0
+            macs = "unknown" if layer.macs is None else f"{layer.macs:,}"
+            lines.append(
+                f"  {layer.node_name[:40]:<40} {layer.op_type:<14} {macs:>12} {share:5.1f}%"
+            )
+    lines.append(f"\n({summary.macs_note})")
+    if summary.unsupported:
+        lines.append(f"\nunsupported: {len(summary.unsupported)} node(s) npuc cannot compile:")
+        lines.extend(f"  {u.describe()}" for u in summary.unsupported)
+    else:
+        lines.append("\nsupported: every node can be compiled by npuc")
+    return "\n".join(lines)

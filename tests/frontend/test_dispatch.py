@@ -1,0 +1,61 @@
+"""Format dispatch: content and extension pick the importer; unknown formats are clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from npuc.frontend import detect_format, load
+from onnx import helper
+
+from npuc.errors import InvalidInputError
+from tests.frontend.onnx_graphs import GraphSpec, make_model
+
+
+def _relu_model_bytes() -> bytes:
+    return make_model(
+        GraphSpec([helper.make_node("Relu", ["x"], ["y"])], {"x": (2, 3)})
+    ).SerializeToString()
+
+
+def test_onnx_by_extension(tmp_path: Path) -> None:
+    path = tmp_path / "m.onnx"
+    path.write_bytes(_relu_model_bytes())
+    assert detect_format(path) == "onnx"
+    _mod, info = load(path)
+    assert info.source_format == "onnx" and info.source_path == str(path)
+    assert info.layout == "unknown"  # no 4-D image input
+    assert len(info.source_sha256) == 64
+
+
+def test_tflite_by_magic_whatever_the_extension(tmp_path: Path) -> None:
+    path = tmp_path / "model.bin"
+    path.write_bytes(b"\x1c\x00\x00\x00TFL3" + b"\x00" * 32)
+    assert detect_format(path) == "tflite"
+
+
+def test_tflite_and_torch_by_extension(tmp_path: Path) -> None:
+    (tmp_path / "a.tflite").write_bytes(b"\x00" * 16)
+    (tmp_path / "b.pt2").write_bytes(b"PK\x03\x04" + b"\x00" * 16)
+    assert detect_format(tmp_path / "a.tflite") == "tflite"
+    assert detect_format(tmp_path / "b.pt2") == "torch"
+
+
+@pytest.mark.parametrize("name", ["weights.bin", "model", "model.txt"])
+def test_unknown_format(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"\x08\x01\x12\x00 some bytes")
+    with pytest.raises(InvalidInputError, match=f"cannot tell the format of .*{name}"):
+        load(path)
+
+
+def test_missing_and_folder(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        detect_format(tmp_path / "none.tflite")
+    with pytest.raises(InvalidInputError, match="is a folder"):
+        detect_format(tmp_path)
+
+
+def test_wrong_source_type() -> None:
+    with pytest.raises(InvalidInputError, match="cannot import a dict"):
+        load({"not": "a model"})  # type: ignore[arg-type]
