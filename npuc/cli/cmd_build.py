@@ -40,13 +40,7 @@ def register(subparsers: Any) -> None:
         metavar="OUT.so",
         help="library to write (default: <model name>.so in the current folder)",
     )
-    parser.add_argument(
-        "--input-shape",
-        action="append",
-        default=[],
-        metavar="NAME=DIMS",
-        help="fix a dynamic input shape, e.g. images=1x3x224x224 (repeatable)",
-    )
+    common.add_input_shape_flag(parser)
     parser.add_argument(
         "--threads",
         type=int,
@@ -55,17 +49,6 @@ def register(subparsers: Any) -> None:
     )
     common.add_common_flags(parser)
     parser.set_defaults(handler=run)
-
-
-def parse_input_shapes(texts: list[str]) -> dict[str, tuple[int, ...]]:
-    """``["x=1x3x8x8", ...]`` -> ``{"x": (1, 3, 8, 8)}``; a name given twice is an error."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    for text in texts:
-        name, dims = common.parse_name_value(text, flag="--input-shape")
-        if name in shapes:
-            raise InvalidInputError(f"--input-shape gives input {name!r} twice")
-        shapes[name] = common.parse_shape(dims, flag=f"--input-shape {name}")
-    return shapes
 
 
 def _size(num_bytes: int) -> str:
@@ -82,7 +65,7 @@ def run(args: argparse.Namespace) -> CommandResult:
     driver.check_target_kind(args.target)
     source = common.existing_file(args.model, "model file")
     out_path = Path(args.output) if args.output else Path(source.stem + ".so")
-    shapes = parse_input_shapes(args.input_shape)
+    shapes = common.parse_input_shapes(args.input_shape)
     if args.threads is not None and args.threads < 1:
         raise InvalidInputError(f"--threads must be at least 1, got {args.threads}")
 

@@ -27,13 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "parameter count, multiply-accumulates per layer and the operators npuc cannot compile.",
     )
     parser.add_argument("model", help="the .onnx file")
-    parser.add_argument(
-        "--input-shape",
-        action="append",
-        default=[],
-        metavar="NAME=DIMS",
-        help="fix a dynamic input shape, e.g. images=1x3x224x224 (repeatable)",
-    )
+    common.add_input_shape_flag(parser)
     parser.add_argument(
         "--all-layers",
         action="store_true",
@@ -41,17 +35,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     common.add_common_flags(parser)
     parser.set_defaults(handler=run)
-
-
-def parse_input_shapes(texts: list[str]) -> dict[str, tuple[int, ...]]:
-    """``["x=1x3x8x8", ...]`` -> ``{"x": (1, 3, 8, 8)}``; a name given twice is an error."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    for text in texts:
-        name, dims = common.parse_name_value(text, flag="--input-shape")
-        if name in shapes:
-            raise InvalidInputError(f"--input-shape gives input {name!r} twice")
-        shapes[name] = common.parse_shape(dims, flag=f"--input-shape {name}")
-    return shapes
 
 
 def run(args: argparse.Namespace) -> CommandResult:
@@ -65,7 +48,7 @@ def run(args: argparse.Namespace) -> CommandResult:
             f"npuc inspect reads ONNX models; {source} is a {fmt} model",
             hint="export the model to ONNX, or build it directly with `npuc build`",
         )
-    summary = summarize(source, parse_input_shapes(args.input_shape))
+    summary = summarize(source, common.parse_input_shapes(args.input_shape))
     return CommandResult(data=summary.to_json(), text=render(summary, all_layers=args.all_layers))
 
 

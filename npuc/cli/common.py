@@ -61,3 +61,25 @@ def parse_name_value(text: str, *, flag: str) -> tuple[str, str]:
             hint=f"e.g. {flag} input_0=x.npy",
         )
     return name, value
+
+
+def add_input_shape_flag(parser: argparse.ArgumentParser) -> None:
+    """``--input-shape NAME=DIMS`` (repeatable), shared by build and inspect."""
+    parser.add_argument(
+        "--input-shape",
+        action="append",
+        default=[],
+        metavar="NAME=DIMS",
+        help="fix a dynamic input shape, e.g. images=1x3x224x224 (repeatable)",
+    )
+
+
+def parse_input_shapes(texts: list[str]) -> dict[str, tuple[int, ...]]:
+    """``["x=1x3x8x8", ...]`` -> ``{"x": (1, 3, 8, 8)}``; a name given twice is an error."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for text in texts:
+        name, dims = parse_name_value(text, flag="--input-shape")
+        if name in shapes:
+            raise InvalidInputError(f"--input-shape gives input {name!r} twice")
+        shapes[name] = parse_shape(dims, flag=f"--input-shape {name}")
+    return shapes
