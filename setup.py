@@ -8,8 +8,14 @@ package list is computed here; everything else lives in pyproject.toml.
 
 from setuptools import find_packages, setup
 
-FOLDERS = {"npuc": "npuc", "frontend": "npuc.frontend", "midend": "npuc.midend",
-           "backend": "npuc.backend", "npu_sim": "npuc.npu_sim", "runtime": "npuc.runtime"}
+FOLDERS = {
+    "npuc": "npuc",
+    "frontend": "npuc.frontend",
+    "midend": "npuc.midend",
+    "backend": "npuc.backend",
+    "npu_sim": "npuc.npu_sim",
+    "runtime": "npuc.runtime",
+}
 
 packages = []
 for folder, name in FOLDERS.items():

@@ -128,9 +128,9 @@ def bench_model(model: BenchModel, threads: int, repeats: int, folder: Path) -> 
 def render(rows: list[Row], threads: int, repeats: int, load_avg: tuple[float, float]) -> str:
     import onnxruntime as ort
     import tvm
-    from npuc.backend.cpu import host_core_count, host_target
 
     import npuc
+    from npuc.backend.cpu import host_core_count, host_target
 
     target = host_target(threads)
     now = datetime.datetime.now(datetime.UTC)

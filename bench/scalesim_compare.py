@@ -27,12 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from npuc.npu_sim import simulate
-
 from npuc.fileio import write_text_atomic
 from npuc.hw.config import NPU_M, NPU_S, HwConfig
 from npuc.isa.instructions import make
 from npuc.isa.program import Program
+from npuc.npu_sim import simulate
 
 BENCH = Path(__file__).resolve().parent
 VENV = BENCH / ".venv-scalesim"

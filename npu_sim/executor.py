@@ -29,14 +29,13 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from npuc.npu_sim import ops, timing
-from npuc.npu_sim.memory import Memory, regions_intersect
-from npuc.npu_sim.trace import TraceRecord
-
 from npuc.errors import SimulatorFault
 from npuc.hw.config import HwConfig
 from npuc.isa.instructions import Instruction
 from npuc.isa.types import Unit
+from npuc.npu_sim import ops, timing
+from npuc.npu_sim.memory import Memory, regions_intersect
+from npuc.npu_sim.trace import TraceRecord
 
 UNIT_COUNT = len(Unit)
 

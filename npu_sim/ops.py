@@ -17,12 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from npuc.npu_sim import functional as fn
-from npuc.npu_sim.memory import Memory, StridedRegion, intervals_overlap
 
 from npuc.errors import SimulatorFault
 from npuc.isa.instructions import Instruction
 from npuc.isa.types import DTYPE_NAMES
+from npuc.npu_sim import functional as fn
+from npuc.npu_sim.memory import Memory, StridedRegion, intervals_overlap
 
 MULT_MAX = 32767
 IN_PLACE_OPS = ("eltwise", "requant", "lut")

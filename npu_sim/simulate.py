@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from npuc.npu_sim.executor import OverflowRecord, run_schedule
-from npuc.npu_sim.memory import Memory
-from npuc.npu_sim.trace import trace_events
 
 from npuc.errors import InvalidInputError
 from npuc.hw.config import HwConfig
 from npuc.isa.program import Program
 from npuc.isa.types import Unit
+from npuc.npu_sim.executor import OverflowRecord, run_schedule
+from npuc.npu_sim.memory import Memory
+from npuc.npu_sim.trace import trace_events
 
 DEFAULT_MAX_STEPS = 10_000_000
 

@@ -40,10 +40,19 @@ def atomic_path(dest: str | os.PathLike[str], suffix: str | None = None) -> Iter
     tmp = Path(tmp_name)
     try:
         yield tmp
+        # mkstemp creates 0600; give the result the mode a plain open() would.
+        os.chmod(tmp, _default_file_mode())
         os.replace(tmp, dest)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def _default_file_mode() -> int:
+    """0o666 minus the process umask (which can only be read by setting it)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_bytes_atomic(dest: str | os.PathLike[str], data: bytes) -> None:

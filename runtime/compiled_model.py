@@ -20,14 +20,14 @@ from pathlib import Path
 
 import numpy as np
 import tvm
-from npuc.backend.cpu.artifact import read_sidecar
-from npuc.backend.cpu.target import host_target
-from npuc.runtime.inputs import check_inputs
 from tvm import relax
 
+from npuc.backend.cpu.artifact import read_sidecar
+from npuc.backend.cpu.target import host_target
 from npuc.errors import InvalidInputError
 from npuc.fileio import sha256_file
 from npuc.model_info import ModelInfo
+from npuc.runtime.inputs import check_inputs
 
 # TVM's thread-pool affinity mode "big cores" (threading_backend.h: kBig = 1).
 _AFFINITY_BIG_CORES = 1

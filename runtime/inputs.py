@@ -65,5 +65,5 @@ def check_inputs(info: ModelInfo, inputs: Mapping[str, object]) -> list[np.ndarr
                 hint="the library was compiled for fixed shapes; rebuild with --input-shape "
                 "to change them",
             )
-        arrays.append(np.ascontiguousarray(value))
+        arrays.append(np.asarray(value, order="C"))  # ascontiguousarray would make 0-d 1-d
     return arrays

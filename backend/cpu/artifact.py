@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from npuc.backend.cpu.target import CpuTarget
-
 from npuc.errors import InvalidInputError
 from npuc.model_info import ModelInfo
 

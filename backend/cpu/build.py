@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import tvm
-from npuc.backend.cpu.artifact import LibrarySidecar, sidecar_path
-from npuc.backend.cpu.lowering import cpu_relax_pipeline
-from npuc.backend.cpu.target import CpuTarget
 from tvm import relax
 
 import npuc
+from npuc.backend.cpu.artifact import LibrarySidecar, sidecar_path
+from npuc.backend.cpu.lowering import cpu_relax_pipeline
+from npuc.backend.cpu.target import CpuTarget
 from npuc.errors import InvalidInputError, UnsupportedError
 from npuc.fileio import atomic_path, sha256_file, write_text_atomic
 from npuc.model_info import ModelInfo

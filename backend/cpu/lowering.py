@@ -22,8 +22,9 @@ nest LegalizeOps produced.
 from __future__ import annotations
 
 import tvm
-from npuc.backend.cpu.target import CpuTarget
 from tvm import relax
+
+from npuc.backend.cpu.target import CpuTarget
 
 
 def legalize_passes() -> list[tvm.transform.Pass]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import tvm
-from npuc.midend.fold_batchnorm import FoldBatchnorm
 from tvm.script import ir as I
 from tvm.script import relax as R
+
+from npuc.midend.fold_batchnorm import FoldBatchnorm
 
 
 def _f32(*values: float) -> np.ndarray:

@@ -7,10 +7,10 @@ from collections import Counter
 import numpy as np
 import pytest
 import tvm
-from npuc.frontend.onnx import load_onnx
-from npuc.midend.pipeline import Pipeline, graph_passes, optimize
 from tvm import relax
 
+from npuc.frontend.onnx import load_onnx
+from npuc.midend.pipeline import Pipeline, graph_passes, optimize
 from tests.tooling.cpu import run_relax_on_cpu
 from tests.tooling.real_models import ORIENTATION, PPOCR_CLS, RealModel
 from tests.tooling.reference import run_onnxruntime

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import tvm
-from npuc.midend.remove_dead_code import RemoveDeadCode
-from npuc.midend.remove_identities import RemoveIdentities
 from tvm.script import ir as I
 from tvm.script import relax as R
+
+from npuc.midend.remove_dead_code import RemoveDeadCode
+from npuc.midend.remove_identities import RemoveIdentities
 
 
 def _clean(mod: tvm.IRModule) -> tvm.IRModule:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import tvm
-from npuc.midend.remove_dead_code import RemoveDeadCode
-from npuc.midend.simplify_sum import SimplifySum
 from tvm.script import ir as I
 from tvm.script import relax as R
+
+from npuc.midend.remove_dead_code import RemoveDeadCode
+from npuc.midend.simplify_sum import SimplifySum
 
 
 def _simplify(mod: tvm.IRModule) -> tvm.IRModule:

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import tvm
+from tvm.script import ir as I
+from tvm.script import relax as R
+
 from npuc.midend._rewrite import rewrite_module
 from npuc.midend.decompose_inference_ops import DecomposeInferenceOps
 from npuc.midend.fold_constants import FoldConstants, _NumpyFolder
 from npuc.midend.remove_dead_code import RemoveDeadCode
 from npuc.midend.remove_noop_reshapes import RemoveNoopReshapes
-from tvm.script import ir as I
-from tvm.script import relax as R
 
 BIAS = np.array([1.0, 2.0], "float32")
 

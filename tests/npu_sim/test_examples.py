@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from npuc.npu_sim import simulate
-from npuc.npu_sim.trace import trace_json
 
 from npuc import intref
 from npuc.hw.config import NPU_M
 from npuc.isa.asm import assemble_file
+from npuc.npu_sim import simulate
+from npuc.npu_sim.trace import trace_json
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

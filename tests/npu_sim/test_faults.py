@@ -6,10 +6,10 @@ import dataclasses
 
 import numpy as np
 import pytest
-from npuc.npu_sim import simulate
 
 from npuc.errors import InvalidInputError, SimulatorFault
 from npuc.hw.config import NPU_M, NPU_S
+from npuc.npu_sim import simulate
 from tests.npu_sim.programs import ProgramBuilder
 
 

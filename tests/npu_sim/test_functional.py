@@ -10,9 +10,9 @@ import numpy as np
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from npuc.npu_sim import functional as fn
 
 from npuc import intref
+from npuc.npu_sim import functional as fn
 
 ACT_DTYPES = ("int8", "uint8", "int16")
 OUT_DTYPES = ("int8", "uint8", "int16")

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from npuc.npu_sim.memory import Memory, StridedRegion, regions_intersect
 
 from npuc.errors import SimulatorFault
+from npuc.npu_sim.memory import Memory, StridedRegion, regions_intersect
 
 
 def byte_set(r: StridedRegion) -> set[int]:

@@ -14,8 +14,8 @@ from collections import defaultdict
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from npuc.npu_sim import simulate
 
+from npuc.npu_sim import simulate
 from tests.npu_sim.programs import ProgramBuilder
 
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from npuc.npu_sim import simulate
-from npuc.npu_sim.timing import instruction_cycles
 
 from npuc.hw.config import NPU_M, NPU_S
 from npuc.isa.instructions import make
+from npuc.npu_sim import simulate
+from npuc.npu_sim.timing import instruction_cycles
 from tests.npu_sim.programs import ProgramBuilder
 
 

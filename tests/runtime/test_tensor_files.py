@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from npuc.runtime.tensor_files import read_input_files, write_outputs_npz
 
 from npuc.errors import InvalidInputError
 from npuc.model_info import ModelInfo, TensorInfo
+from npuc.runtime.tensor_files import read_input_files, write_outputs_npz
 
 
 def _info(*names: str) -> ModelInfo:

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 
 import numpy as np
 import tvm
-from npuc.backend.cpu import compile_module, host_target
-from npuc.runtime import from_executable
 
+from npuc.backend.cpu import compile_module, host_target
 from npuc.model_info import ModelInfo, TensorInfo
+from npuc.runtime import from_executable
 
 
 def _tensor_info(name: str, ty: object) -> TensorInfo:

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tvm
-from npuc.backend.cpu import build_library, compile_module, host_target, read_sidecar
 
 import npuc
 from npuc import runtime
+from npuc.backend.cpu import build_library, compile_module, host_target, read_sidecar
 from npuc.errors import InvalidInputError, UnsupportedError
 from npuc.fileio import sha256_file
 from npuc.model_info import TensorInfo

@@ -6,8 +6,8 @@ import dataclasses
 
 import llvmlite.binding as llvm
 import pytest
-from npuc.backend.cpu import CpuTarget, host_core_count, host_target
 
+from npuc.backend.cpu import CpuTarget, host_core_count, host_target
 from npuc.errors import InvalidInputError
 
 
