@@ -34,14 +34,7 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("library", help="library written by `npuc build` (model.so)")
-    parser.add_argument(
-        "--input",
-        action="append",
-        default=[],
-        metavar="[NAME=]FILE",
-        help="input array(s) from a .npy or .npz file (repeatable)",
-    )
-    parser.add_argument("--output", metavar="OUT.npz", help="save the outputs to an .npz file")
+    common.add_tensor_io_flags(parser)
     parser.add_argument(
         "--threads", type=int, metavar="N", help="threads to run with (default: as built)"
     )

@@ -36,14 +36,7 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("program", help="program written by `npuc asm` or `npuc build` (.npub)")
-    parser.add_argument(
-        "--input",
-        action="append",
-        default=[],
-        metavar="[NAME=]FILE",
-        help="input array(s) from a .npy or .npz file (repeatable)",
-    )
-    parser.add_argument("--output", metavar="OUT.npz", help="save the outputs to an .npz file")
+    common.add_tensor_io_flags(parser)
     parser.add_argument("--trace", metavar="TRACE.json", help="write a Chrome trace-event file")
     parser.add_argument(
         "--max-steps",

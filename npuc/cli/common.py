@@ -83,3 +83,15 @@ def parse_input_shapes(texts: list[str]) -> dict[str, tuple[int, ...]]:
             raise InvalidInputError(f"--input-shape gives input {name!r} twice")
         shapes[name] = parse_shape(dims, flag=f"--input-shape {name}")
     return shapes
+
+
+def add_tensor_io_flags(parser: argparse.ArgumentParser) -> None:
+    """``--input [NAME=]FILE`` (repeatable) and ``--output OUT.npz``, shared by run and sim."""
+    parser.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="[NAME=]FILE",
+        help="input array(s) from a .npy or .npz file (repeatable)",
+    )
+    parser.add_argument("--output", metavar="OUT.npz", help="save the outputs to an .npz file")
