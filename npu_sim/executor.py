@@ -101,9 +101,10 @@ def _deadlock(
             continue
         index = queue[0]
         ins = instructions[index]
+        wait_mask: int = ins.wait  # type: ignore[attr-defined]  # a field of every instruction
         missing = [
-            Unit(p).name for p in range(UNIT_COUNT) if ins.wait >> p & 1 and not tokens[p][u]
-        ]  # type: ignore[attr-defined]
+            Unit(p).name for p in range(UNIT_COUNT) if wait_mask >> p & 1 and not tokens[p][u]
+        ]
         blocked.append(
             f"instruction {index} ({ins.mnemonic}) on {Unit(u).name} waits for a token from "
             f"{', '.join(missing)}"

@@ -139,7 +139,7 @@ def conv_accumulate(
         channel_of = np.arange(cout) // (cout // cin)
         exact = kh * kw * max_x * max_w <= FLOAT64_EXACT_LIMIT
         acc_dtype = np.float64 if exact else np.int64
-        taps = np.zeros((oh, ow, cout), dtype=acc_dtype)
+        taps: np.ndarray = np.zeros((oh, ow, cout), dtype=acc_dtype)
         w_taps = w[..., 0].astype(acc_dtype)
         for ky in range(kh):
             for kx in range(kw):

@@ -61,7 +61,7 @@ def output_stats(value: np.ndarray) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> CommandResult:
-    from npuc import runtime
+    import npuc.runtime as runtime
     from npuc.runtime.tensor_files import read_input_files, write_outputs_npz
 
     library = common.existing_file(args.library, "compiled model")
