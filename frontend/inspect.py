@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import onnx
-from npuc.frontend.macs import COUNTED_OPS, node_macs
 
+from npuc.frontend.macs import COUNTED_OPS, node_macs
 from npuc.model_info import TensorInfo
 
 if TYPE_CHECKING:

@@ -227,10 +227,10 @@ def _unsupported_nodes(program: Any, convert_map: Mapping[str, Any]) -> list[str
 
 
 def _unsupported(label: str, lines: list[str]) -> UnsupportedError:
-    body = "\n  ".join(lines)
     return UnsupportedError(
-        f"{label}: {len(lines)} operator(s) cannot be imported:\n  {body}",
+        f"{label}: {len(lines)} operator(s) cannot be imported: {'; '.join(lines)}",
         hint="rewrite these parts of the model with supported operators, or export to ONNX",
+        nodes=lines,
     )
 
 

@@ -20,6 +20,8 @@ Exit codes (documented in docs/cli.md):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class NpucError(Exception):
     """Base class of user-facing errors.
@@ -56,9 +58,29 @@ class InvalidInputError(NpucError):
 
 
 class UnsupportedError(NpucError):
-    """The model uses operators or features npuc cannot compile."""
+    """The model uses operators or features npuc cannot compile.
+
+    ``nodes`` holds one entry per offending node (objects with ``to_json()``,
+    or strings) so ``--json`` and callers get the list in structured form;
+    the message names them all on one line.
+    """
 
     exit_code = 4
+
+    def __init__(
+        self, message: str, *, hint: str | None = None, nodes: Sequence[object] = ()
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.nodes = tuple(nodes)
+
+    def to_json(self) -> dict[str, object]:
+        data = super().to_json()
+        if self.nodes:
+            data["nodes"] = [
+                n.to_json() if hasattr(n, "to_json") else str(n)  # type: ignore[attr-defined]
+                for n in self.nodes
+            ]
+        return data
 
 
 class SimulatorFault(NpucError):

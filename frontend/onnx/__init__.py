@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import onnx
+
     from npuc.frontend.dispatch import ImportedModel
 
 

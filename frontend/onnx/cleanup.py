@@ -19,6 +19,13 @@ The work is done by onnxslim with its *graph fusions off*: fusing
 (Conv+BatchNorm, Gemm patterns, GELU) is optimisation, which belongs to the
 midend, and the frontend keeps the model's operators as the user wrote them.
 onnxslim evaluates folded sub-graphs with onnxruntime.
+
+When onnxslim itself raises (it crashes on some valid graphs, e.g. Resize
+with the ``axes`` attribute), the clean-up falls back to onnx's own shape
+inference on the un-slimmed model: the fix-ups of :mod:`npuc.frontend.fixups`
+still fold static shape sub-graphs, and the support check then declines what
+npuc cannot compile with an :class:`~npuc.errors.UnsupportedError` naming the
+node. A model onnxruntime runs never fails here because onnxslim crashed.
 """
 
 from __future__ import annotations
@@ -26,9 +33,10 @@ from __future__ import annotations
 import logging
 
 import onnx
+
 from npuc.frontend.onnx.normalize import drop_empty_optional_inputs
 
-from npuc.errors import InvalidInputError
+_log = logging.getLogger(__name__)
 
 # onnxslim passes npuc leaves out, with the reason.
 _SKIPPED_SLIM_PASSES = (
@@ -49,18 +57,36 @@ def clean_up(model: onnx.ModelProto, where: str) -> onnx.ModelProto:
     import onnxslim
 
     previous_level = logging.getLogger("onnxslim").level
+    backup = onnx.ModelProto()
+    backup.CopyFrom(model)
     try:
         slimmed = onnxslim.slim(model, skip_optimizations=list(_SKIPPED_SLIM_PASSES))
-    except Exception as exc:  # onnxslim reports graph problems with many exception types
-        raise InvalidInputError(
-            f"{where}: ONNX shape inference / constant folding failed: {type(exc).__name__}: {exc}",
-            hint="check the model with onnx.checker and onnxruntime; the graph may be inconsistent",
-        ) from exc
+    except Exception as exc:  # onnxslim crashes with many exception types on valid graphs
+        _log.debug(
+            "%s: onnxslim failed (%s: %s); using onnx shape inference",
+            where,
+            type(exc).__name__,
+            exc,
+        )
+        slimmed = None
     finally:
         logging.getLogger("onnxslim").setLevel(previous_level)
     if slimmed is None:
-        raise InvalidInputError(f"{where}: ONNX constant folding returned no model")
+        slimmed = infer_shapes_only(backup)
     return drop_empty_optional_inputs(slimmed)
+
+
+def infer_shapes_only(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with onnx's inferred shapes, or unchanged where inference fails.
+
+    The fallback when onnxslim cannot clean a model up: no constant folding,
+    but intermediate shapes for the support rules.
+    """
+    try:
+        return onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception as exc:  # onnx raises InferenceError, ValidationError or RuntimeError
+        _log.debug("onnx shape inference failed too (%s); continuing without", exc)
+        return model
 
 
 def apply_fixups(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -27,9 +27,10 @@ def to_relax(
     model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]], opset: int, where: str
 ) -> tvm.IRModule:
     """Convert with ``tvm.relax.frontend.onnx.from_onnx``, then apply the Relax fix-ups."""
+    from tvm.relax.frontend.onnx import from_onnx
+
     from npuc.frontend.fixups import apply_relax_fixups
     from npuc.frontend.onnx.shapes import dtype_name, graph_inputs
-    from tvm.relax.frontend.onnx import from_onnx
 
     dtypes = {v.name: dtype_name(v) for v in graph_inputs(model)}
     try:

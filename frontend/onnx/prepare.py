@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import onnx
+
 from npuc.frontend.onnx.cleanup import apply_fixups, clean_up
 from npuc.frontend.onnx.read import read_onnx
 from npuc.frontend.onnx.shapes import (
@@ -22,7 +23,6 @@ from npuc.frontend.onnx.shapes import (
     resolve_input_shapes,
 )
 from npuc.frontend.onnx.support import default_opset
-
 from npuc.model_info import TensorInfo
 
 

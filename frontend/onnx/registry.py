@@ -10,7 +10,7 @@ The rules themselves live in :mod:`npuc.frontend.onnx.rules`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,13 +30,15 @@ class NodeView:
 
     ``consts`` holds every tensor whose value is known before run time
     (initializers and ``Constant`` outputs after constant folding);
-    ``shapes`` the static shapes shape inference found.
+    ``shapes`` the static shapes shape inference found; ``dtypes`` the
+    numpy-style element type names (``"float32"``) of the typed tensors.
     """
 
     node: onnx.NodeProto
     opset: int
     consts: Mapping[str, np.ndarray]
     shapes: Mapping[str, tuple[int, ...]]
+    dtypes: Mapping[str, str] = field(default_factory=dict)
 
     def attr(self, name: str, default: Any = None) -> Any:
         """Attribute value (bytes decoded to str), or ``default`` when absent."""
@@ -63,6 +65,20 @@ class NodeView:
         name = self.input_name(index)
         shape = self.shapes.get(name) if name is not None else None
         return None if shape is None else len(shape)
+
+    def dtype(self, index: int) -> str | None:
+        """Element type name of input ``index``, or ``None`` when absent or untyped."""
+        name = self.input_name(index)
+        if name is None:
+            return None
+        if name in self.consts:
+            return self.consts[name].dtype.name
+        return self.dtypes.get(name)
+
+    def shape(self, index: int) -> tuple[int, ...] | None:
+        """Static shape of input ``index``, or ``None`` when absent or unknown."""
+        name = self.input_name(index)
+        return None if name is None else self.shapes.get(name)
 
     def output_used(self, index: int) -> bool:
         return index < len(self.node.output) and bool(self.node.output[index])

@@ -3,10 +3,13 @@
 Every rule here is covered by a test that compiles a small graph through the
 CPU path and compares it with onnxruntime (tests/frontend/test_op_zoo_*.py).
 Ranges are ONNX default-domain opsets; npuc tests opsets 9 (the onnx model
-zoo graphs), 11, 13, 17, 18 and 20.
+zoo graphs), 11, 13, 17, 18 and 20, and the onnx node conformance cases up
+to opset 28 (docs/conformance.md).
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from npuc.frontend.onnx.registry import (
     OK,
@@ -19,7 +22,12 @@ from npuc.frontend.onnx.registry import (
     require_rank,
 )
 
-LATEST_OPSET = 22
+# The newest default-domain opset of onnx 1.23. Every operator below either has
+# the same schema from opset 22 to 28 or only gained element types there (Pad,
+# Reshape, Transpose, Flatten, Squeeze, Unsqueeze, Identity, Constant, Cast;
+# types npuc does not import are declined by the dtype check). TVM's converters
+# take the newest ``_impl_vN`` with N <= the model's opset, so nothing changes.
+LATEST_OPSET = 28
 
 
 def conv2d(view: NodeView) -> CheckResult:
@@ -107,9 +115,17 @@ def resize(view: NodeView) -> CheckResult:
     """4-D NCHW input; mode nearest or linear; coordinate_transformation_mode
     half_pixel, pytorch_half_pixel, align_corners or asymmetric; scales or
     sizes must be constants; no antialias, no axes, keep_aspect_ratio_policy
-    stretch."""
+    stretch; each scale must equal output size / input size exactly (e.g. 2
+    or 0.5 on an even size, not 0.6 on a size of 2)."""
     if view.attr("axes") is not None:
         return False, "the axes attribute of Resize is not supported"
+    return first_failure(
+        _resize_attrs(view),
+        _resize_scales_exact(view),
+    )
+
+
+def _resize_attrs(view: NodeView) -> CheckResult:
     return first_failure(
         require_rank(view, 0, (4,), "input"),
         require_attr_in(view, "mode", "nearest", ("nearest", "linear")),
@@ -125,6 +141,29 @@ def resize(view: NodeView) -> CheckResult:
         require_const(view, 2, "scales"),
         require_const(view, 3, "sizes"),
     )
+
+
+def _resize_scales_exact(view: NodeView) -> CheckResult:
+    """Constant scales must equal output size / input size exactly on every axis.
+
+    ONNX computes coordinates from the given scale, TVM 0.27 from the sizes'
+    ratio; the two agree only when ``floor(in * scale) / in == scale``.
+    """
+    shape = view.shape(0)
+    if not view.is_const(2) or shape is None:
+        return OK
+    scales = np.asarray(view.consts[view.input_name(2)], dtype=np.float32).reshape(-1)
+    if scales.size != len(shape):
+        return OK
+    for axis, (in_size, scale) in enumerate(zip(shape, scales, strict=True)):
+        out_size = int(np.floor(np.float64(in_size) * np.float64(scale)))
+        if out_size < 1 or np.float32(out_size) / np.float32(in_size) != scale:
+            return (
+                False,
+                f"scale {float(scale):g} on axis {axis} does not match the output size "
+                f"exactly ({in_size} -> {out_size}); give sizes instead of scales",
+            )
+    return OK
 
 
 def clip(view: NodeView) -> CheckResult:
@@ -151,9 +190,22 @@ def layer_norm(view: NodeView) -> CheckResult:
 
 
 def dropout(view: NodeView) -> CheckResult:
-    """Inference only: the mask output must be unused (Dropout is the identity)."""
+    """Inference only: the mask output must be unused and training_mode (input
+    from opset 12), when given, a constant false, or true with a constant
+    ratio of 0 (Dropout is then the identity)."""
     if view.output_used(1):
         return False, "the mask output of Dropout is not supported"
+    if view.has_input(2):
+        if not view.is_const(2):
+            return (
+                False,
+                f"training_mode ({view.input_name(2)!r}) must be a constant false, "
+                "but is computed at run time",
+            )
+        training = bool(np.asarray(view.consts[view.input_name(2)]).any())
+        zero_ratio = view.is_const(1) and not np.asarray(view.consts[view.input_name(1)]).any()
+        if training and not zero_ratio:
+            return False, "training_mode=1 is not supported (npuc compiles inference only)"
     return OK
 
 
@@ -180,7 +232,14 @@ def gelu(view: NodeView) -> CheckResult:
 
 
 def pow_(view: NodeView) -> CheckResult:
-    """The exponent must be a constant."""
+    """Base and exponent must both be float32; the exponent must be a constant."""
+    for index, what in ((0, "base"), (1, "exponent")):
+        dtype = view.dtype(index)
+        if dtype != "float32":
+            return (
+                False,
+                f"the {what} is {dtype or 'of unknown type'}; only float32 Pow is supported",
+            )
     return require_const(view, 1, "exponent")
 
 

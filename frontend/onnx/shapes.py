@@ -6,7 +6,9 @@ from the model or from the user's ``input_shapes``. Every inconsistency
 raises :class:`~npuc.errors.InvalidInputError` naming the input: an unknown
 input name, a wrong rank, a value that contradicts a fixed dimension, or a
 symbolic dimension nobody fixed (the message shows the ``--input-shape`` flag
-to pass).
+to pass). What is valid ONNX but cannot be compiled raises
+:class:`~npuc.errors.UnsupportedError` instead: a sequence, optional or map
+input, and a 0-sized dimension (an empty tensor), declared or given.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import onnx
 
-from npuc.errors import InvalidInputError
+from npuc.errors import InvalidInputError, UnsupportedError
 from npuc.model_info import TensorInfo
 
 Dim = int | str
@@ -88,6 +90,8 @@ def resolve_input_shapes(
             f"but the model's inputs are {', '.join(repr(n) for n in names) or 'none'}",
             hint="use one of the model's input names (see `npuc inspect`)",
         )
+    for value in inputs:
+        _require_compilable(value, where)
     resolved: dict[str, tuple[int, ...]] = {}
     missing: list[str] = []
     for value in inputs:
@@ -115,6 +119,31 @@ def resolve_input_shapes(
     return resolved
 
 
+def _require_compilable(value: onnx.ValueInfoProto, where: str) -> None:
+    """Raise UnsupportedError for a valid input npuc cannot compile."""
+    kind = value.type.WhichOneof("value")
+    if kind != "tensor_type":
+        what = (kind or "untyped").removesuffix("_type")
+        raise UnsupportedError(
+            f"{where}: input {value.name!r} is a {what} value, not a tensor; "
+            "npuc compiles tensor inputs only",
+            hint="export the model with tensor inputs (unpack sequences and optionals)",
+        )
+    ttype = value.type.tensor_type
+    if ttype.HasField("shape") and any(
+        d.HasField("dim_value") and d.dim_value == 0 for d in ttype.shape.dim
+    ):
+        raise _empty_input(value.name, where)
+
+
+def _empty_input(name: str, where: str) -> UnsupportedError:
+    return UnsupportedError(
+        f"{where}: input {name!r} has a 0-sized dimension (an empty tensor); "
+        "npuc compiles non-empty tensors only",
+        hint="give every dimension a size >= 1 (with --input-shape for symbolic ones)",
+    )
+
+
 def _merge(
     name: str, dims: tuple[Dim, ...] | None, shape: Sequence[int], where: str
 ) -> tuple[int, ...]:
@@ -122,11 +151,13 @@ def _merge(
         given = tuple(int(d) for d in shape)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"{where}: shape for input {name!r} is not a list of ints") from exc
-    if any(d <= 0 for d in given):
+    if any(d < 0 for d in given):
         raise InvalidInputError(
-            f"{where}: shape {given} for input {name!r} has a non-positive dimension",
+            f"{where}: shape {given} for input {name!r} has a negative dimension",
             hint="every dimension must be >= 1",
         )
+    if 0 in given:
+        raise _empty_input(name, where)
     if dims is None:
         return given
     if len(given) != len(dims):

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 import onnx
-from npuc.frontend.onnx.registry import SUPPORTED_DTYPES, NodeView
-from npuc.frontend.onnx.rules import RULES_BY_OP
 from onnx import numpy_helper
 
 from npuc.errors import UnsupportedError
+from npuc.frontend.onnx.registry import SUPPORTED_DTYPES, NodeView
+from npuc.frontend.onnx.rules import RULES_BY_OP
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,19 +122,31 @@ def _why_unsupported(
         return f"element type {', '.join(bad_types)} is not supported (npuc imports float32 models)"
     if rule.check is None:
         return ""
-    ok, reason = rule.check(NodeView(node, opset, consts, shapes))
+    ok, reason = rule.check(NodeView(node, opset, consts, shapes, dtypes))
     return "" if ok else reason
 
 
 def check_supported(model: onnx.ModelProto, where: str) -> None:
-    """Raise one UnsupportedError listing every unsupported node of ``model``."""
+    """Raise one UnsupportedError listing every unsupported node of ``model``.
+
+    The message is one line naming every node and its reason; the error's
+    ``nodes`` attribute holds the same list as :class:`UnsupportedNode` values.
+    """
     found = find_unsupported(model)
     if not found:
         return
+    raise unsupported_error(found, where)
+
+
+def unsupported_error(found: list[UnsupportedNode], where: str) -> UnsupportedError:
+    """One UnsupportedError for ``found`` (non-empty): a one-line message, ``.nodes`` attached."""
     ops = sorted({f.op_type for f in found})
-    lines = "".join(f"\n  {f.describe()}" for f in found)
-    raise UnsupportedError(
-        f"{where}: {len(found)} node(s) cannot be compiled (operators: {', '.join(ops)}):{lines}",
+    listing = "; ".join(" ".join(f.describe().split()) for f in found)
+    error = UnsupportedError(
+        f"{where}: {len(found)} node(s) cannot be compiled (operators: {', '.join(ops)}): "
+        f"{listing}",
         hint="see docs/supported_ops.md for the supported operators and their rules; "
         "re-export the model without these operators or with a supported opset",
+        nodes=found,
     )
+    return error

@@ -122,8 +122,8 @@ def _checked_shapes(
 
 
 def _unsupported(path: Path, lines: list[str]) -> UnsupportedError:
-    body = "\n  ".join(lines)
     return UnsupportedError(
-        f"{path}: {len(lines)} operator(s) cannot be imported:\n  {body}",
+        f"{path}: {len(lines)} operator(s) cannot be imported: {'; '.join(lines)}",
         hint="re-export the model without these operators (float32/fp16 builtins only)",
+        nodes=lines,
     )

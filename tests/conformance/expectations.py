@@ -108,8 +108,10 @@ def judge(case: str, exc: BaseException | None, listed: ExpectedFailure | None) 
     return Verdict("xfail", f"{listed.kind}: {listed.reason}")
 
 
-# One line of npuc's UnsupportedError listing: "  <node> (<Op>, opset <n>): <reason>".
-_DECLINED_LINE = re.compile(r"^\s*\S+ \((?:[\w.]+), opset \d+\): (?P<reason>.+)$")
+# One entry of npuc's one-line UnsupportedError listing:
+# "...: <node> (<Op>, opset <n>): <reason>; <node> (<Op>, opset <n>): <reason>".
+_NODE = r"\S+ \((?:[\w.]+), opset \d+\): "
+_DECLINED_ENTRY = re.compile(_NODE + r"(?P<reason>.+?)(?=; " + _NODE + r"|$)")
 
 _HEADER = """\
 # Claimed onnx node cases that fail today, grouped by why (see tests/conformance/expectations.py).
@@ -123,11 +125,8 @@ _HEADER = """\
 
 def declined_reason(message: str) -> str | None:
     """The first legality reason in an npuc UnsupportedError message, if it lists one."""
-    for line in message.splitlines()[1:]:
-        match = _DECLINED_LINE.match(line)
-        if match:
-            return match.group("reason").strip()
-    return None
+    match = _DECLINED_ENTRY.search(message)
+    return match.group("reason").strip() if match else None
 
 
 def write_expected_failures(

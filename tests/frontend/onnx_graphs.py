@@ -88,7 +88,6 @@ def ints(values: Sequence[int]) -> np.ndarray:
 def check_against_onnxruntime(case: Case) -> None:
     """Import with npuc, run on the CPU, compare every output with onnxruntime."""
     from npuc.frontend import load
-
     from tests.tooling.cpu import run_relax_on_cpu
     from tests.tooling.reference import run_onnxruntime
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from npuc.frontend import detect_format, load
 from onnx import helper
 
 from npuc.errors import InvalidInputError
+from npuc.frontend import detect_format, load
 from tests.frontend.onnx_graphs import GraphSpec, make_model
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from npuc.frontend.inspect import summarize
 from onnx import helper
 
+from npuc.frontend.inspect import summarize
 from tests.frontend.onnx_graphs import GraphSpec, const, make_model
 from tests.frontend.test_light_models import LIGHT_DIR
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from npuc.frontend import load
 from onnx import numpy_helper
 
+from npuc.frontend import load
 from tests.tooling.cpu import run_relax_on_cpu
 from tests.tooling.reference import run_onnxruntime
 

@@ -14,9 +14,9 @@ import warnings
 import numpy as np
 import onnx
 import pytest
-from npuc.frontend.onnx.cleanup import clean_up
 from onnx import TensorProto, helper
 
+from npuc.frontend.onnx.cleanup import clean_up
 from tests.frontend.onnx_graphs import (
     Case,
     GraphSpec,

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from npuc.frontend import load
 from onnx import helper
 
 from npuc.errors import InvalidInputError, UnsupportedError
+from npuc.frontend import load
 from tests.frontend.onnx_graphs import (
     Case,
     GraphSpec,
@@ -150,19 +150,19 @@ def test_foreign_domain_and_opset_range() -> None:
         UnsupportedError, match=r"ms_gelu \(com\.microsoft\.Gelu.*domain 'com\.microsoft'"
     ):
         load(model)
-    node = helper.make_node("Relu", ["x"], ["y"], name="new_relu")
+    node = helper.make_node("Slice", ["x"], ["y"], name="old_slice", starts=[0], ends=[1])
     graph = helper.make_graph(
         [node],
         "g",
         [helper.make_tensor_value_info("x", 1, (2, 3))],
         [helper.make_tensor_value_info("y", 1, (2, 3))],
     )
-    newer = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 24)])
-    newer.ir_version = 10
+    older = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)])
+    older.ir_version = 8
     with pytest.raises(
-        UnsupportedError, match=r"new_relu \(Relu, opset 24\): supported for opsets 9\.\.22"
+        UnsupportedError, match=r"old_slice \(Slice, opset 9\): supported for opsets 10\.\.28"
     ):
-        load(newer)
+        load(older)
 
 
 def test_model_proto_not_modified() -> None:

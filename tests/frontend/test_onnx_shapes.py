@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import onnx
 import pytest
-from npuc.frontend import load
 from onnx import helper
 
-from npuc.errors import InvalidInputError
+from npuc.errors import InvalidInputError, UnsupportedError
+from npuc.frontend import load
 from tests.frontend.onnx_graphs import Case, check_against_onnxruntime, const, random_feeds
 
 
@@ -80,8 +80,11 @@ def test_initializer_is_not_an_input() -> None:
         load(_dynamic_conv(DYNAMIC), {"x": (1, 3, 8, 8), "w": (4, 3, 3, 3)})
 
 
-def test_non_positive_dim() -> None:
-    with pytest.raises(InvalidInputError, match="non-positive"):
+def test_negative_dim_is_invalid_and_zero_dim_unsupported() -> None:
+    with pytest.raises(InvalidInputError, match="negative dimension"):
+        load(_dynamic_conv(DYNAMIC), {"x": (-1, 3, 8, 8)})
+    # An empty tensor is valid ONNX that npuc cannot compile: exit 4, not 3.
+    with pytest.raises(UnsupportedError, match="0-sized dimension"):
         load(_dynamic_conv(DYNAMIC), {"x": (0, 3, 8, 8)})
 
 

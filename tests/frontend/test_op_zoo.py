@@ -9,8 +9,8 @@ rtol=1e-4, atol=1e-5 (fp32; the tolerance is stated per case in
 from __future__ import annotations
 
 import pytest
-from npuc.frontend.onnx.rules import RULES
 
+from npuc.frontend.onnx.rules import RULES
 from tests.frontend import zoo_nn, zoo_tensor
 from tests.frontend.onnx_graphs import Case, check_against_onnxruntime
 

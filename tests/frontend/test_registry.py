@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import onnx
 import pytest
+
 from npuc.frontend.onnx.registry import OpRule
 from npuc.frontend.onnx.rules import RULES, RULES_BY_OP
 
