@@ -27,25 +27,50 @@ def atomic_path(dest: str | os.PathLike[str], suffix: str | None = None) -> Iter
     ``savez``, TVM's ``export_library``) choose their format by extension.
     """
     dest = Path(dest)
-    folder = dest.parent if str(dest.parent) else Path(".")
-    if not folder.is_dir():
-        raise InvalidInputError(
-            f"cannot write {dest}: folder {folder} does not exist",
-            hint="create the folder first or choose another output path",
+    folder = check_output_path(dest)
+    try:
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{dest.name}.",
+            suffix=suffix if suffix is not None else dest.suffix,
+            dir=folder,
         )
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{dest.name}.", suffix=suffix if suffix is not None else dest.suffix, dir=folder
-    )
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot write {dest}: {exc.strerror}", hint="check the folder's permissions"
+        ) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
         # mkstemp creates 0600; give the result the mode a plain open() would.
         os.chmod(tmp, _default_file_mode())
-        os.replace(tmp, dest)
+        try:
+            os.replace(tmp, dest)
+        except OSError as exc:
+            raise InvalidInputError(f"cannot write {dest}: {exc.strerror}") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def check_output_path(dest: str | os.PathLike[str]) -> Path:
+    """Raise a clear error unless ``dest`` can be an output file; return its folder.
+
+    Commands call this for every output before doing long work, so a bad
+    second output path cannot leave the first output written.
+    """
+    dest = Path(dest)
+    folder = dest.parent if str(dest.parent) else Path(".")
+    if not folder.is_dir():
+        raise InvalidInputError(
+            f"cannot write {dest}: folder {folder} does not exist",
+            hint="create the folder first or choose another output path",
+        )
+    if dest.is_dir():
+        raise InvalidInputError(
+            f"cannot write {dest}: it is a folder", hint="give a file name as the output path"
+        )
+    return folder
 
 
 def _default_file_mode() -> int:

@@ -23,7 +23,7 @@ import tvm
 from tvm import relax
 
 from npuc.backend.cpu.artifact import read_sidecar
-from npuc.backend.cpu.target import host_target
+from npuc.backend.cpu.target import host_core_count, host_target
 from npuc.errors import InvalidInputError
 from npuc.fileio import sha256_file
 from npuc.model_info import ModelInfo
@@ -157,5 +157,9 @@ def load(path: str | Path, *, num_threads: int | None = None) -> CompiledModel:
         module = tvm.runtime.load_module(str(path))
     except Exception as exc:  # TVM reports dlopen and format errors as generic errors
         raise InvalidInputError(f"{path}: cannot load the library ({exc})", hint=hint) from exc
-    threads = sidecar.target.num_cores if num_threads is None else num_threads
+    # Default: as many threads as the build asked for, but never more than this
+    # machine gives the process (a library built on 64 cores runs on 2).
+    threads = (
+        min(sidecar.target.num_cores, host_core_count()) if num_threads is None else num_threads
+    )
     return CompiledModel(module, sidecar.info, num_threads=threads)

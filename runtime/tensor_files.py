@@ -102,5 +102,9 @@ def write_outputs_npz(path: str | Path, outputs: Mapping[str, np.ndarray]) -> No
     path = Path(path)
     if path.suffix != ".npz":
         raise InvalidInputError(f"output {path}: must end in .npz", hint="e.g. --output out.npz")
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **dict(outputs))
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w") as archive:
+        # Written member by member rather than with np.savez(**outputs): savez's own
+        # parameter names (file, allow_pickle) would capture outputs named so.
+        for name, array in outputs.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)

@@ -53,13 +53,12 @@ def to_relax(
             "please report it with the model (rerun with --debug for the traceback)",
         ) from exc
     mod = apply_relax_fixups(mod)
+    # Ill-formed IR is npuc's own bug, not the user's model: RuntimeError makes the
+    # CLI report an internal error. (TVM 0.27's well_formed raises on a violation.)
     try:
         relax.analysis.well_formed(mod)
-    except Exception as exc:  # raised through TVM's FFI with the violated rule
-        raise UnsupportedError(
-            f"{where}: the imported Relax module is not well formed: {exc}",
-            hint="this is a bug in npuc's import; rerun with --debug and report it",
-        ) from exc
+    except Exception as exc:
+        raise RuntimeError(f"{where}: the imported Relax module is not well formed: {exc}") from exc
     return mod
 
 

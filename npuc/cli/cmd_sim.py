@@ -100,7 +100,7 @@ def format_stats(stats: Any, overflow: tuple[Any, ...], hw: Any) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> CommandResult:
-    from npuc.fileio import write_text_atomic
+    from npuc.fileio import check_output_path, write_text_atomic
     from npuc.isa.program import Program
     from npuc.npu_sim import DEFAULT_MAX_STEPS, simulate
     from npuc.npu_sim.trace import trace_json
@@ -113,6 +113,8 @@ def run(args: argparse.Namespace) -> CommandResult:
     ):
         if value and not value.endswith(suffix):
             raise InvalidInputError(f"{flag} {value}: must end in {suffix}")
+        if value:
+            check_output_path(value)
     max_steps = DEFAULT_MAX_STEPS if args.max_steps is None else args.max_steps
     if max_steps < 1:
         raise InvalidInputError(f"--max-steps must be at least 1, got {max_steps}")

@@ -203,6 +203,10 @@ def load_hw_config(path: str | Path, *, base: HwConfig = NPU_M) -> HwConfig:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise InvalidInputError(f"cannot read hardware config {p}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InvalidInputError(
+            f"cannot read hardware config {p}: not UTF-8 text", hint="write it as a TOML text file"
+        ) from None
     try:
         values = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

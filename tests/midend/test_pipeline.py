@@ -133,7 +133,9 @@ def test_debug_mode_names_the_pass_that_broke_the_ir(imported: tvm.IRModule) -> 
         undefined = relax.Var("undefined", x.ty)  # returned but never bound
         return tvm.IRModule({"main": relax.Function([x], undefined, x.ty)})
 
-    assert Pipeline([break_ir])(imported) is not None  # without debug: no check
+    unchecked = Pipeline([break_ir])(imported)  # without debug: no check, the bad IR comes back
+    with pytest.raises(ValueError, match="undefined is not defined"):
+        relax.analysis.well_formed(unchecked)
     with pytest.raises(IllFormedIRError, match="after BreakIR"):
         Pipeline([break_ir], debug=True)(imported)
 

@@ -32,3 +32,10 @@ def test_failure_keeps_old_file_and_leaves_no_temp(tmp_path: Path) -> None:
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="does not exist"):
         write_text_atomic(tmp_path / "nope" / "a.md", "x")
+
+
+def test_folder_as_destination_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "out.npz").mkdir()
+    with pytest.raises(InvalidInputError, match="is a folder"):
+        write_text_atomic(tmp_path / "out.npz", "x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npz"]

@@ -92,3 +92,14 @@ def test_write_outputs_needs_npz_suffix(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match=r"must end in \.npz"):
         write_outputs_npz(tmp_path / "out.bin", {"y": X})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_outputs_named_like_savez_parameters_are_kept(tmp_path: Path) -> None:
+    # np.savez(**outputs) would take these names as its own parameters.
+    outputs = {"file": np.arange(3, dtype=np.int8), "allow_pickle": np.ones((2, 2), np.float32)}
+    path = tmp_path / "out.npz"
+    write_outputs_npz(path, outputs)
+    with np.load(path) as archive:
+        assert sorted(archive.files) == ["allow_pickle", "file"]
+        for name, array in outputs.items():
+            np.testing.assert_array_equal(archive[name], array, strict=True)

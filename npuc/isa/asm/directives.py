@@ -189,10 +189,13 @@ class Allocator:
         path = self.base_dir / rel
         try:
             arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError) as exc:
             raise self.scope.error(source, f"cannot read {path}: {exc}") from None
         if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "iub":
             raise self.scope.error(source, f"{path} does not hold an integer array")
+        if arr.dtype == np.uint64 and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+            # would wrap negative in the int64 conversion below and slip past range checks
+            raise self.scope.error(source, f"{path} holds values up to {arr.max()}, beyond int64")
         return arr.astype(np.int64)
 
     def dram(self, node: lark.Tree) -> None:

@@ -136,3 +136,10 @@ def test_cli_options_resolve(tmp_path: Path) -> None:
     assert c.mac_rows == 16 and c.sram_bytes == 512 * KIB
     with pytest.raises(SystemExit):
         parser.parse_args(["--hw", str(f), "--hw-preset", "npu-s"])
+
+
+def test_toml_that_is_not_text_is_a_clear_error(tmp_path: Path) -> None:
+    f = tmp_path / "hw.toml"
+    f.write_bytes(b"\xff\xfe mac_rows = 8")
+    with pytest.raises(InvalidInputError, match="not UTF-8"):
+        load_hw_config(f)

@@ -101,6 +101,12 @@ def test_config_mismatch_and_npy_errors(tmp_path: Path) -> None:
     np.save(tmp_path / "w.npy", np.array([1, 2, 3, 4], dtype=np.int8))
     with pytest.raises(InvalidInputError, match="shape"):
         assemble_file(src, hw=NPU_M)
+    (tmp_path / "w.npy").write_bytes(b"")  # empty file: numpy raises EOFError
+    with pytest.raises(InvalidInputError, match="cannot read"):
+        assemble_file(src, hw=NPU_M)
+    np.save(tmp_path / "w.npy", np.array([1, 2, 2**64 - 1], dtype=np.uint64))
+    with pytest.raises(InvalidInputError, match="beyond int64"):  # must not wrap to -1
+        assemble_file(src, hw=NPU_M)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
