@@ -75,9 +75,20 @@ def test_sim_writes_outputs_and_valid_trace(
     # 1 GHz: one cycle is 0.001 us; the store ends at the total cycle count
     last = max(e["ts"] + e["dur"] for e in events)
     code = main(["sim", str(prog), "--input", str(tmp_path / "x.npy"), "--json"])
-    stats = json.loads(capsys.readouterr().out)["stats"]
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["program"] == str(prog)
+    assert doc["hw"] == "npu-s" and doc["config_hash"] == NPU_S.config_hash
+    assert doc["overflow"] == []
+    assert doc["outputs"] == {"y": {"shape": [16, 16], "dtype": "int8"}}
+    assert doc["output_file"] is None and doc["trace_file"] is None
+    stats = doc["stats"]
     assert last == pytest.approx(stats["total_cycles"] / 1000)
-    assert stats["units"]["ITP"]["instructions"] == 1
+    assert {u: stats["units"][u]["instructions"] for u in ("DMA_IN", "ITP", "DMA_OUT")} == {
+        "DMA_IN": 1,
+        "ITP": 1,
+        "DMA_OUT": 1,
+    }
 
 
 def test_sim_fault_exits_5(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from npuc import intref
 from npuc.errors import InvalidInputError, SimulatorFault
 from npuc.hw.config import NPU_M, NPU_S
 from npuc.npu_sim import simulate
@@ -216,6 +217,7 @@ def test_accumulator_overflow_in_conv() -> None:
     assert 65535 * 128 * k + (32767 << 31) > (1 << 47) - 1
     b = ProgramBuilder(hw=hw)
     x = b.tensor("x", "input", (side, side, cin), "int16")
+    y = b.tensor("y", "output", (1, 1, 1), "int16")
     w_addr = b.const(np.full(k, -128, np.int8))
     bias_addr = b.const(np.array([32767], np.int16))
     b.add("dma_load", dram_addr=x, sram_addr=0, run_bytes=2 * k)
@@ -224,6 +226,7 @@ def test_accumulator_overflow_in_conv() -> None:
     b.add(
         "conv",
         wait=1,
+        signal=0b1000,
         ifm_addr=0,
         ifm_h=side,
         ifm_w=side,
@@ -244,8 +247,26 @@ def test_accumulator_overflow_in_conv() -> None:
         m=1,
         post_shift=0,
     )
+    b.add("dma_store", wait=0b0010, dram_addr=y, sram_addr=3 * k + 64, run_bytes=2)
     result = run(b, {"x": np.full((side, side, cin), -32768, np.int16)})
     assert [(o.index, o.mnemonic) for o in result.overflow] == [(3, "conv")]
+    assert result.stats.overflow_count == 1
+    # The accumulator saturates at +(2^47 - 1); the output stage of the instruction above
+    # (pre_shift 0, sat32, M = 1, post_shift 0, ofm_zp 0, default clamp) then stores int16.
+    stage = intref.OutputStage(
+        pre_shift=0,
+        post_shift=0,
+        multipliers=np.array([1], np.uint16),
+        ofm_zp=0,
+        act_min=-32768,
+        act_max=65535,
+        ofm_dtype="int16",
+    )
+    expected = intref.apply_output_stage(np.array([[[[(1 << 47) - 1]]]], np.int64), stage)
+    assert int(expected.reshape(())) == 32767  # 2^47 - 1 -> sat32 2^31 - 1 -> int16 32767
+    np.testing.assert_array_equal(
+        result.outputs["y"], expected.reshape(1, 1, 1).astype(np.int16), strict=True
+    )
 
 
 def test_program_for_another_config_is_refused() -> None:

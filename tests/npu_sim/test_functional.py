@@ -6,6 +6,9 @@ ties and saturation edges, and random convolution geometry.
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -213,18 +216,72 @@ def test_lut_bit_exact(data: st.DataObject) -> None:
     np.testing.assert_array_equal(got, expected, strict=True)
 
 
+I32_MIN, I32_MAX = -(1 << 31), (1 << 31) - 1
+MULT_MAX = 32767  # uint15
+
+
+def _round_half_up(numerator: int, shift: int) -> int:
+    """``numerator / 2**shift`` rounded to nearest, ties towards +inf (exact Python ints)."""
+    q = Fraction(numerator, 1 << shift) + Fraction(1, 2)
+    return math.floor(q)
+
+
+def _tie_cases(shift: int) -> list[tuple[int, int, int]]:
+    """``(acc32, M, k)`` with ``acc32 * M == (2k + 1) * 2**(shift - 1)`` exactly: a tie.
+
+    Uses the largest multipliers and accumulators that fit (uint15, int32) so the
+    products reach the top of the 47-bit range, for both signs where one exists.
+    """
+    t = shift - 1  # the product must be an odd multiple of 2**t
+    cases = []
+    for m in (MULT_MAX, 3 << 13, 1 << min(t, 14)):
+        m_twos = (m & -m).bit_length() - 1  # factors of 2 in M
+        if m_twos > t:
+            continue
+        unit = 1 << (t - m_twos)  # acc32 must be an odd multiple of this
+        for sign, bound in ((1, I32_MAX), (-1, -I32_MIN)):
+            most = bound // unit
+            for odd in sorted({1, 3, most if most % 2 else most - 1}):
+                if 0 < odd <= most:
+                    acc32 = sign * odd * unit
+                    k = ((acc32 * m >> t) - 1) // 2  # acc32 * M / 2**t is odd: 2k + 1
+                    cases.append((acc32, m, k))
+    return cases
+
+
 def test_every_shift_value_of_output_stage_at_rounding_ties() -> None:
-    # For each post_shift, values exactly at k + 1/2 (ties) and one either side, both signs.
+    """Exact ties ``(2k + 1) / 2`` round up to ``k + 1`` for every post_shift (both signs).
+
+    A tie needs ``acc32 * M = (2k+1) * 2**(s-1)`` with ``acc32`` int32 and ``M`` uint15,
+    so ``|acc32 * M| <= 2**31 * 32767 < 2**46``: at ``s = 46`` only the negative tie
+    ``-2**31 * 2**14 = -2**45`` exists, at ``s = 47`` none does (and ``s = 0`` has no
+    fraction). There the extreme products ``±2**31 * 32767`` are checked instead.
+    """
+    signs_seen: dict[int, set[int]] = {}
     for shift in range(0, 48):
-        half = 1 << (shift - 1) if shift else 0
-        base = np.array([3 << shift, -(3 << shift)], dtype=np.int64)
-        acc32 = np.clip(
-            np.concatenate([base + half, base + half - 1, base - half, base - half + 1]),
-            -(1 << 31),
-            (1 << 31) - 1,
-        )
-        mults = np.array([1], dtype=np.uint16)
-        got = fn.output_stage(acc32, pre_shift=0, multipliers=mults, post_shift=shift, ofm_zp=0)
+        acc_list: list[int] = []
+        mult_list: list[int] = []
+        want: list[int] = []
+        extremes = [(I32_MAX, MULT_MAX), (I32_MIN, MULT_MAX), (I32_MIN + 1, MULT_MAX)]
+        for acc32, m in extremes:
+            acc_list.append(acc32)
+            mult_list.append(m)
+            want.append(_round_half_up(acc32 * m, shift))
+        if shift:
+            for acc32, m, k in _tie_cases(shift):
+                assert acc32 * m == (2 * k + 1) << (shift - 1)
+                assert _round_half_up(acc32 * m, shift) == k + 1  # the tie goes up
+                signs_seen.setdefault(shift, set()).add(1 if acc32 > 0 else -1)
+                # the tie itself and the neighbouring products acc32 * M +- M
+                for acc in (acc32, acc32 - 1, acc32 + 1):
+                    if I32_MIN <= acc <= I32_MAX:
+                        acc_list.append(acc)
+                        mult_list.append(m)
+                        want.append(_round_half_up(acc * m, shift))
+        # One output channel per case: the channel index picks its multiplier.
+        acc_array = np.array([acc_list], dtype=np.int64)
+        mults = np.array(mult_list, dtype=np.uint16)
+        got = fn.output_stage(acc_array, pre_shift=0, multipliers=mults, post_shift=shift, ofm_zp=0)
         stage = intref.OutputStage(
             pre_shift=0,
             post_shift=shift,
@@ -234,5 +291,43 @@ def test_every_shift_value_of_output_stage_at_rounding_ties() -> None:
             act_max=1 << 62,
             ofm_dtype="int64",
         )
-        expected = intref.apply_output_stage(acc32, stage)
+        reference = intref.apply_output_stage(acc_array, stage)
+        expected = np.array([want], dtype=np.int64)
+        np.testing.assert_array_equal(reference, expected, strict=True)
         np.testing.assert_array_equal(got, expected, strict=True)
+    both = {-1, 1}
+    assert all(signs_seen[s] == both for s in range(1, 46)), signs_seen
+    assert signs_seen[46] == {-1} and 47 not in signs_seen
+
+
+# (acc32, M, post_shift, output) worked out by hand: x.5 -> x + 1, -x.5 -> -x.
+HAND_TIES = [
+    (1, 1, 1, 1),  # 0.5
+    (-1, 1, 1, 0),  # -0.5
+    (-3, 1, 1, -1),  # -1.5
+    (3, 32767, 1, 49151),  # 98301 / 2 = 49150.5
+    (1 << 30, 1 << 14, 45, 1),  # 2^44 / 2^45 = 0.5
+    (-(1 << 30), 1 << 14, 45, 0),  # -0.5
+    (-(1 << 30), 3 << 13, 45, -1),  # -1.5
+    (-(1 << 31), 1 << 14, 46, 0),  # -2^45 / 2^46 = -0.5
+    (-(1 << 31), 32767, 47, 0),  # -0.49998..., the largest product (no tie exists)
+    ((1 << 31) - 1, 32767, 46, 1),  # 0.99998...
+]
+
+
+def test_output_stage_hand_computed_ties() -> None:
+    acc = np.array([[a for a, _, _, _ in HAND_TIES]], dtype=np.int64)
+    mults = np.array([m for _, m, _, _ in HAND_TIES], dtype=np.uint16)
+    for i, (_, _, shift, want) in enumerate(HAND_TIES):
+        got = fn.output_stage(acc, pre_shift=0, multipliers=mults, post_shift=shift, ofm_zp=0)
+        stage = intref.OutputStage(
+            pre_shift=0,
+            post_shift=shift,
+            multipliers=mults,
+            ofm_zp=0,
+            act_min=-(1 << 62),
+            act_max=1 << 62,
+            ofm_dtype="int64",
+        )
+        assert int(got[0, i]) == want == _round_half_up(int(acc[0, i]) * int(mults[i]), shift)
+        assert int(intref.apply_output_stage(acc, stage)[0, i]) == want

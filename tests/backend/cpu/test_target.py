@@ -3,22 +3,68 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import llvmlite.binding as llvm
 import pytest
 
 from npuc.backend.cpu import CpuTarget, host_core_count, host_target
+from npuc.backend.cpu import target as target_module
 from npuc.errors import InvalidInputError
 
 
-def test_host_target_matches_llvm() -> None:
+def _fake_llvm(
+    monkeypatch: pytest.MonkeyPatch, cpu_name: str, features: dict[str, bool] | Exception
+) -> None:
+    """Make llvmlite report ``cpu_name`` and ``features`` (or raise it) and the host 6 cores."""
+
+    def get_features() -> dict[str, bool]:
+        if isinstance(features, Exception):
+            raise features
+        return features
+
+    monkeypatch.setattr(llvm, "get_host_cpu_name", lambda: cpu_name)
+    monkeypatch.setattr(llvm, "get_host_cpu_features", get_features)
+    monkeypatch.setattr(target_module, "host_core_count", lambda: 6)
+
+
+def test_host_target_from_llvm_with_avx512_vnni(monkeypatch: pytest.MonkeyPatch) -> None:
+    flags = {"avx512vnni": True, "sse2": True, "avx512f": True, "avx": True, "amx-tile": False}
+    _fake_llvm(monkeypatch, "sapphirerapids", flags)
+    target = host_target()
+    assert target == CpuTarget(
+        cpu_name="sapphirerapids", features=("avx", "avx512f", "avx512vnni", "sse2"), num_cores=6
+    )
+    assert target.has_avx512 and target.has_avx512_vnni and not target.has_avx_vnni
+    assert target.vector_bits == 512
+    assert host_target(num_cores=2).num_cores == 2
+
+
+def test_host_target_from_llvm_with_avx512_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    flags = {"avx512f": False, "avx512vnni": False, "avx2": True, "avx": True, "avxvnni": True}
+    _fake_llvm(monkeypatch, "alderlake", flags)
+    target = host_target()
+    assert target.cpu_name == "alderlake"
+    assert target.features == ("avx", "avx2", "avxvnni")
+    assert target.num_cores == 6
+    assert not target.has_avx512 and not target.has_avx512_vnni and target.has_avx_vnni
+    assert target.vector_bits == 256
+
+
+def test_host_target_without_feature_list_falls_back_to_cpu_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _fake_llvm(monkeypatch, "znver4", RuntimeError("failed to get host cpu features"))
+    target = host_target(num_cores=3)
+    assert target == CpuTarget(cpu_name="znver4", features=(), num_cores=3)
+    assert not target.has_avx512 and target.vector_bits == 128
+    assert target.to_tvm().attrs["mcpu"] == "znver4"
+
+
+def test_host_target_on_this_machine() -> None:
     target = host_target()
     assert target.cpu_name == llvm.get_host_cpu_name()
-    enabled = sorted(name for name, on in llvm.get_host_cpu_features().items() if on)
-    assert list(target.features) == enabled
-    assert target.num_cores == host_core_count() >= 1
-    assert target.has_avx512 == ("avx512f" in enabled)
-    assert target.has_avx512_vnni == ("avx512vnni" in enabled)
+    assert target.num_cores == host_core_count() == len(os.sched_getaffinity(0))
 
 
 def test_to_tvm_is_an_llvm_target_for_this_cpu() -> None:
