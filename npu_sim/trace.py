@@ -12,7 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-UNIT_TRACK_NAMES = ("DMA_IN", "MAC", "ITP", "DMA_OUT")
+from npuc.isa.types import Unit
+
 TRACE_PID = 1
 
 
@@ -34,14 +35,14 @@ def trace_events(records: list[TraceRecord], clock_hz: float) -> list[dict[str, 
     events: list[dict[str, Any]] = [
         {"name": "process_name", "ph": "M", "pid": TRACE_PID, "tid": 0, "args": {"name": "npu"}}
     ]
-    for unit, name in enumerate(UNIT_TRACK_NAMES):
+    for unit in Unit:
         events.append(
             {
                 "name": "thread_name",
                 "ph": "M",
                 "pid": TRACE_PID,
-                "tid": unit,
-                "args": {"name": name},
+                "tid": int(unit),
+                "args": {"name": unit.name},
             }
         )
         events.append(
@@ -49,15 +50,15 @@ def trace_events(records: list[TraceRecord], clock_hz: float) -> list[dict[str, 
                 "name": "thread_sort_index",
                 "ph": "M",
                 "pid": TRACE_PID,
-                "tid": unit,
-                "args": {"sort_index": unit},
+                "tid": int(unit),
+                "args": {"sort_index": int(unit)},
             }
         )
     for r in records:
         events.append(
             {
                 "name": r.mnemonic,
-                "cat": UNIT_TRACK_NAMES[r.unit],
+                "cat": Unit(r.unit).name,
                 "ph": "X",
                 "pid": TRACE_PID,
                 "tid": r.unit,
