@@ -10,6 +10,7 @@ from setuptools import find_packages, setup
 
 FOLDERS = {
     "npuc": "npuc",
+    "core": "npuc.core",
     "frontend": "npuc.frontend",
     "midend": "npuc.midend",
     "backend": "npuc.backend",

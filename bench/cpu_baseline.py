@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from npuc.fileio import write_text_atomic
+from npuc.core.fileio import write_text_atomic
 
 ONNX_LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 SITE = Path(onnx.__file__).parent.parent

@@ -27,10 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from npuc.fileio import write_text_atomic
-from npuc.hw.config import NPU_M, NPU_S, HwConfig
-from npuc.isa.instructions import make
-from npuc.isa.program import Program
+from npuc.core.fileio import write_text_atomic
+from npuc.core.hw.config import NPU_M, NPU_S, HwConfig
+from npuc.core.isa.instructions import make
+from npuc.core.isa.program import Program
 from npuc.npu_sim import simulate
 
 BENCH = Path(__file__).resolve().parent

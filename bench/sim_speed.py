@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from npuc.fileio import write_text_atomic
-from npuc.hw.config import NPU_L, HwConfig
-from npuc.isa.instructions import Instruction, make
-from npuc.isa.program import IoTensor, Program
+from npuc.core.fileio import write_text_atomic
+from npuc.core.hw.config import NPU_L, HwConfig
+from npuc.core.isa.instructions import Instruction, make
+from npuc.core.isa.program import IoTensor, Program
 from npuc.npu_sim import simulate
 
 CONST_BASE = 1 << 26

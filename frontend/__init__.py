@@ -2,7 +2,7 @@
 
 The one entry point is :func:`load`; it picks the importer from the file's
 content and extension and returns an :class:`ImportedModel` holding the Relax
-module and the model's interface (:class:`npuc.model_info.ModelInfo`). The
+module and the model's interface (:class:`npuc.core.model_info.ModelInfo`). The
 frontend does no optimisation: it only fixes input shapes, cleans the graph
 up so TVM's importers accept it, checks support and converts.
 """

@@ -4,7 +4,7 @@ Guarantees: a path is classified by content first (TFLite's ``TFL3`` magic,
 a zip archive for ``.pt2``) and extension second; an ``onnx.ModelProto`` is
 ONNX. Each importer is imported only when its format is seen, so reading an
 ONNX model never imports torch or tflite. A file of no known format raises
-:class:`~npuc.errors.InvalidInputError` naming the file.
+:class:`~npuc.core.errors.InvalidInputError` naming the file.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from npuc.errors import InvalidInputError
-from npuc.model_info import ModelInfo
+from npuc.core.errors import InvalidInputError
+from npuc.core.model_info import ModelInfo
 
 if TYPE_CHECKING:
     import onnx

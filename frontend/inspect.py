@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import onnx
 
+from npuc.core.model_info import TensorInfo
 from npuc.frontend.macs import COUNTED_OPS, node_macs
-from npuc.model_info import TensorInfo
 
 if TYPE_CHECKING:
     from npuc.frontend.onnx.support import UnsupportedNode

@@ -4,7 +4,7 @@
 ``ExportedProgram``, or a ``.pt2`` file saved by ``torch.export.save``. It
 decomposes the program to core ATen, reports every operator TVM's
 ``from_exported_program`` has no converter for at once
-(:class:`npuc.errors.UnsupportedError`, node name + ATen target), then
+(:class:`npuc.core.errors.UnsupportedError`, node name + ATen target), then
 imports it with weights bound as constants. Guarantees: ``main`` takes the
 user inputs in ``forward`` order under their export names, returns one
 tensor for a single output and a tuple otherwise, and ``info`` has
@@ -25,10 +25,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from npuc.errors import InvalidInputError, UnsupportedError
-from npuc.fileio import sha256_file
+from npuc.core.errors import InvalidInputError, UnsupportedError
+from npuc.core.fileio import sha256_file
+from npuc.core.model_info import ModelInfo
 from npuc.frontend.dispatch import ImportedModel
-from npuc.model_info import ModelInfo
 
 __all__ = ["load_torch"]
 

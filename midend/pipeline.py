@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import tvm
 
-from npuc.errors import InvalidInputError
+from npuc.core.errors import InvalidInputError
 
 from .decompose_inference_ops import DecomposeInferenceOps
 from .fold_batchnorm import FoldBatchnorm

@@ -29,10 +29,10 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from npuc.errors import SimulatorFault
-from npuc.hw.config import HwConfig
-from npuc.isa.instructions import Instruction
-from npuc.isa.types import Unit
+from npuc.core.errors import SimulatorFault
+from npuc.core.hw.config import HwConfig
+from npuc.core.isa.instructions import Instruction
+from npuc.core.isa.types import Unit
 from npuc.npu_sim import ops, timing
 from npuc.npu_sim.memory import Memory, regions_intersect
 from npuc.npu_sim.trace import TraceRecord

@@ -18,7 +18,7 @@ GEMM falls back to int64 arithmetic. tests/npu_sim/test_blas_exact.py proves
 the bound at its worst-case magnitudes against an int64 reference.
 
 This module is an independent implementation of the spec; it shares no code
-with ``npuc.intref`` (the golden model it is tested against).
+with ``npuc.core.intref`` (the golden model it is tested against).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from npuc.errors import SimulatorFault
+from npuc.core.errors import SimulatorFault
 
 
 class Memory:

@@ -8,8 +8,8 @@ place: same address, same size), no DMA write descriptor writing a byte twice --
 and only then reads the operands, computes with ``npu_sim.functional`` and
 writes the result. A faulting instruction therefore changes no memory.
 
-Semantics: docs/npu_isa.md (generated from npuc.isa.definition) and
-/work/shared/npu-spec.md. Imports only npuc.isa, npuc.errors and numpy.
+Semantics: docs/npu_isa.md (generated from npuc.core.isa.definition) and
+/work/shared/npu-spec.md. Imports only npuc.core.isa, npuc.core.errors and numpy.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from npuc.errors import SimulatorFault
-from npuc.isa.instructions import Instruction
-from npuc.isa.types import DTYPE_NAMES
+from npuc.core.errors import SimulatorFault
+from npuc.core.isa.instructions import Instruction
+from npuc.core.isa.types import DTYPE_NAMES
 from npuc.npu_sim import functional as fn
 from npuc.npu_sim.memory import Memory, StridedRegion, intervals_overlap
 

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from npuc.errors import InvalidInputError
-from npuc.hw.config import HwConfig
-from npuc.isa.program import Program
-from npuc.isa.types import Unit
+from npuc.core.errors import InvalidInputError
+from npuc.core.hw.config import HwConfig
+from npuc.core.isa.program import Program
+from npuc.core.isa.types import Unit
 from npuc.npu_sim.executor import OverflowRecord, run_schedule
 from npuc.npu_sim.memory import Memory
 from npuc.npu_sim.trace import trace_events

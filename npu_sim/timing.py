@@ -20,8 +20,8 @@ timelines. Choices where the spec leaves room (documented in docs/npu_sim.md):
 
 from __future__ import annotations
 
-from npuc.hw.config import HwConfig
-from npuc.isa.instructions import Instruction
+from npuc.core.hw.config import HwConfig
+from npuc.core.isa.instructions import Instruction
 
 SYNC_CYCLES = 1
 

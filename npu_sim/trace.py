@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from npuc.isa.types import Unit
+from npuc.core.isa.types import Unit
 
 TRACE_PID = 1
 

@@ -10,7 +10,7 @@ on the progress bar:
 4. ``write``    — the shared library and its JSON sidecar, atomically.
 
 Only ``target_kind="cpu"`` exists today; ``"npu"`` raises
-:class:`~npuc.errors.UnsupportedError` (exit code 4) until the NPU compiler
+:class:`~npuc.core.errors.UnsupportedError` (exit code 4) until the NPU compiler
 lands. Options are checked before any work starts, so a bad output path or
 target fails in milliseconds, not after the import.
 """
@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from npuc.errors import InvalidInputError, UnsupportedError
-from npuc.progress import Progress, null_progress
+from npuc.core.errors import InvalidInputError, UnsupportedError
+from npuc.core.progress import Progress, null_progress
 
 if TYPE_CHECKING:
     from npuc.backend.cpu import BuildResult
@@ -95,7 +95,7 @@ def build(
     Raises
     ------
     InvalidInputError, UnsupportedError
-        For bad files, options or unsupported models (see ``npuc.errors``).
+        For bad files, options or unsupported models (see ``npuc.core.errors``).
     """
     check_target_kind(target_kind)
     out_path = Path(out_path)

@@ -1,9 +1,9 @@
 """Load a compiled CPU library and run it on checked inputs.
 
 A :class:`CompiledModel` wraps a TVM Relax virtual machine and the model's
-:class:`~npuc.model_info.ModelInfo`. :func:`load` opens ``model.so`` with
+:class:`~npuc.core.model_info.ModelInfo`. :func:`load` opens ``model.so`` with
 its ``model.so.json`` sidecar and refuses, with a clear
-:class:`~npuc.errors.InvalidInputError`, a missing or corrupt library or
+:class:`~npuc.core.errors.InvalidInputError`, a missing or corrupt library or
 sidecar, a library that does not match its sidecar (SHA-256), or one built
 for CPU features this machine lacks. :meth:`CompiledModel.run` checks inputs
 (:mod:`.inputs`) and returns outputs by name, tuples flattened in
@@ -24,9 +24,9 @@ from tvm import relax
 
 from npuc.backend.cpu.artifact import read_sidecar
 from npuc.backend.cpu.target import host_core_count, host_target
-from npuc.errors import InvalidInputError
-from npuc.fileio import sha256_file
-from npuc.model_info import ModelInfo
+from npuc.core.errors import InvalidInputError
+from npuc.core.fileio import sha256_file
+from npuc.core.model_info import ModelInfo
 from npuc.runtime.inputs import check_inputs
 
 # TVM's thread-pool affinity mode "big cores" (threading_backend.h: kBig = 1).

@@ -1,10 +1,10 @@
 """Check user inputs against a model's interface before running it.
 
 Guarantees: the arrays returned by :func:`check_inputs` are exactly the
-model's inputs, in :class:`~npuc.model_info.ModelInfo` order, C-contiguous,
+model's inputs, in :class:`~npuc.core.model_info.ModelInfo` order, C-contiguous,
 with the declared shapes and dtypes (a symbolic dimension, which only
 in-memory modules carry, matches any size). Nothing is cast or reshaped silently:
-any mismatch raises :class:`~npuc.errors.InvalidInputError` naming the input,
+any mismatch raises :class:`~npuc.core.errors.InvalidInputError` naming the input,
 what was expected and what was given.
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from npuc.errors import InvalidInputError
-from npuc.model_info import ModelInfo, TensorInfo
+from npuc.core.errors import InvalidInputError
+from npuc.core.model_info import ModelInfo, TensorInfo
 
 
 def _describe(tensor: TensorInfo) -> str:

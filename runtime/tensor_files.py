@@ -5,7 +5,7 @@ that feeds a model): ``NAME=file.npy`` gives one input; ``file.npz`` gives
 every array in it under its own name; ``NAME=file.npz`` takes the array
 ``NAME`` (or the only array) from it; a bare ``file.npy`` is allowed when the
 model has exactly one input. Files are read with ``allow_pickle=False``.
-Outputs are written through :func:`npuc.fileio.atomic_path`.
+Outputs are written through :func:`npuc.core.fileio.atomic_path`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from npuc.errors import InvalidInputError
-from npuc.fileio import atomic_path
-from npuc.model_info import ModelInfo
+from npuc.core.errors import InvalidInputError
+from npuc.core.fileio import atomic_path
+from npuc.core.model_info import ModelInfo
 
 
 def _read_npy(path: Path) -> np.ndarray:

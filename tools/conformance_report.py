@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from npuc.fileio import write_text_atomic  # noqa: E402
+from npuc.core.fileio import write_text_atomic  # noqa: E402
 from tests.conformance.catalog import (  # noqa: E402
     CaseRecord,
     build_manifest,

@@ -97,7 +97,7 @@ def cpu_part(out: Path, work: Path) -> list[str]:
 
 
 def npu_part(out: Path, work: Path) -> list[str]:
-    from npuc.isa.program import Program
+    from npuc.core.isa.program import Program
 
     rows = [
         "## NPU: hand-written programs on the simulator (npu-m)",

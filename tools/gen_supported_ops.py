@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 1
         return 0
-    from npuc.fileio import write_text_atomic
+    from npuc.core.fileio import write_text_atomic
 
     write_text_atomic(DOC_PATH, text)
     print(f"wrote {DOC_PATH}")

@@ -1,7 +1,7 @@
 """The JSON sidecar that describes a compiled CPU library.
 
 ``model.so`` comes with ``model.so.json``: the model's interface
-(:class:`~npuc.model_info.ModelInfo`), where it came from (source sha256),
+(:class:`~npuc.core.model_info.ModelInfo`), where it came from (source sha256),
 what it was built for (:class:`~npuc.backend.cpu.target.CpuTarget`), by which
 npuc version and when. The sidecar also records the SHA-256 of the library
 it belongs to, so a reader can tell a stale or mismatched pair from a good
@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from npuc.backend.cpu.target import CpuTarget
-from npuc.errors import InvalidInputError
-from npuc.model_info import ModelInfo
+from npuc.core.errors import InvalidInputError
+from npuc.core.model_info import ModelInfo
 
 SIDECAR_FORMAT = "npuc-cpu-library"
 SIDECAR_VERSION = 1

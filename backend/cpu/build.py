@@ -4,7 +4,7 @@
 (tests, the conformance suite). :func:`build_library` also writes the
 artifact: a native shared library (``Executable.export_library``, linked by
 the system C compiler) and its JSON sidecar (:mod:`.artifact`). Both files go
-through :func:`npuc.fileio.atomic_path`: the sidecar is renamed into place
+through :func:`npuc.core.fileio.atomic_path`: the sidecar is renamed into place
 first and the library last, only when everything before succeeded, so a
 failing build leaves no new file and never clobbers an existing library.
 """
@@ -25,10 +25,10 @@ import npuc
 from npuc.backend.cpu.artifact import LibrarySidecar, sidecar_path
 from npuc.backend.cpu.lowering import cpu_relax_pipeline
 from npuc.backend.cpu.target import CpuTarget
-from npuc.errors import InvalidInputError, UnsupportedError
-from npuc.fileio import atomic_path, sha256_file, write_text_atomic
-from npuc.model_info import ModelInfo
-from npuc.progress import Progress, null_progress
+from npuc.core.errors import InvalidInputError, UnsupportedError
+from npuc.core.fileio import atomic_path, sha256_file, write_text_atomic
+from npuc.core.model_info import ModelInfo
+from npuc.core.progress import Progress, null_progress
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 import tvm
 
-from npuc.errors import InvalidInputError
+from npuc.core.errors import InvalidInputError
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,7 +1,7 @@
 """The NPU backend: not implemented in this release.
 
 It will partition a quantized Relax module into NPU and CPU parts, lower the
-NPU parts to the operations of npuc.isa (tiling into SRAM, DMA scheduling,
+NPU parts to the operations of npuc.core.isa (tiling into SRAM, DMA scheduling,
 memory allocation, encoding) and write a program the simulator runs. Until
 then ``npuc build --target npu`` stops with an UnsupportedError (exit 4); the
 hardware model, ISA, assembler and simulator it will target already exist

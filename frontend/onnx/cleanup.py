@@ -24,7 +24,7 @@ When onnxslim itself raises (it crashes on some valid graphs, e.g. Resize
 with the ``axes`` attribute), the clean-up falls back to onnx's own shape
 inference on the un-slimmed model: the fix-ups of :mod:`npuc.frontend.fixups`
 still fold static shape sub-graphs, and the support check then declines what
-npuc cannot compile with an :class:`~npuc.errors.UnsupportedError` naming the
+npuc cannot compile with an :class:`~npuc.core.errors.UnsupportedError` naming the
 node. A model onnxruntime runs never fails here because onnxslim crashed.
 """
 

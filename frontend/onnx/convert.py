@@ -5,7 +5,7 @@ model's inputs, named exactly as in the ONNX graph and in graph order, with
 static shapes; it has been through the model fix-ups of
 :mod:`npuc.frontend.fixups` and is well formed
 (``relax.analysis.well_formed`` raises on the first violation). A converter
-failure inside TVM becomes an :class:`~npuc.errors.UnsupportedError` naming
+failure inside TVM becomes an :class:`~npuc.core.errors.UnsupportedError` naming
 the model.
 """
 
@@ -19,8 +19,8 @@ import tvm
 from tvm import relax
 from tvm.ir.prim.expr import IntImm
 
-from npuc.errors import UnsupportedError
-from npuc.model_info import ModelInfo, TensorInfo
+from npuc.core.errors import UnsupportedError
+from npuc.core.model_info import ModelInfo, TensorInfo
 
 
 def to_relax(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import onnx
 
+from npuc.core.model_info import TensorInfo
 from npuc.frontend.onnx.cleanup import apply_fixups, clean_up
 from npuc.frontend.onnx.read import read_onnx
 from npuc.frontend.onnx.shapes import (
@@ -23,7 +24,6 @@ from npuc.frontend.onnx.shapes import (
     resolve_input_shapes,
 )
 from npuc.frontend.onnx.support import default_opset
-from npuc.model_info import TensorInfo
 
 
 @dataclass(frozen=True, slots=True)

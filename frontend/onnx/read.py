@@ -4,7 +4,7 @@ Guarantees: the returned ``ModelProto`` is a private copy (the caller's proto
 is never modified), has its external weights loaded, passes
 ``onnx.checker.check_model`` and has a graph. Every way a file can be wrong
 (missing, a folder, not protobuf, truncated, missing external data, not a
-model) raises :class:`~npuc.errors.InvalidInputError` naming the file.
+model) raises :class:`~npuc.core.errors.InvalidInputError` naming the file.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
-from npuc.errors import InvalidInputError
-from npuc.fileio import sha256_file
+from npuc.core.errors import InvalidInputError
+from npuc.core.fileio import sha256_file
 
 IN_MEMORY = "<onnx.ModelProto>"
 # onnx.checker demands a shape on every typed value, which the IR does not require.

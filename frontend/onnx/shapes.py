@@ -3,11 +3,11 @@
 Guarantees: after :func:`fix_input_shapes` every graph input (initializers
 excluded) of the returned model has only positive integer dimensions, taken
 from the model or from the user's ``input_shapes``. Every inconsistency
-raises :class:`~npuc.errors.InvalidInputError` naming the input: an unknown
+raises :class:`~npuc.core.errors.InvalidInputError` naming the input: an unknown
 input name, a wrong rank, a value that contradicts a fixed dimension, or a
 symbolic dimension nobody fixed (the message shows the ``--input-shape`` flag
 to pass). What is valid ONNX but cannot be compiled raises
-:class:`~npuc.errors.UnsupportedError` instead: a sequence, optional or map
+:class:`~npuc.core.errors.UnsupportedError` instead: a sequence, optional or map
 input, and a 0-sized dimension (an empty tensor), declared or given.
 """
 
@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 
 import onnx
 
-from npuc.errors import InvalidInputError, UnsupportedError
-from npuc.model_info import TensorInfo
+from npuc.core.errors import InvalidInputError, UnsupportedError
+from npuc.core.model_info import TensorInfo
 
 Dim = int | str
 

@@ -4,7 +4,7 @@ Guarantees: :func:`find_unsupported` visits every node and returns one
 :class:`UnsupportedNode` per node npuc cannot compile (unknown operator,
 foreign domain, opset outside the claimed range, a failed legality check, or
 an element type npuc does not import); :func:`check_supported` raises one
-:class:`~npuc.errors.UnsupportedError` listing all of them, never just the
+:class:`~npuc.core.errors.UnsupportedError` listing all of them, never just the
 first.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from npuc.errors import UnsupportedError
+from npuc.core.errors import UnsupportedError
 from npuc.frontend.onnx.registry import SUPPORTED_DTYPES, NodeView
 from npuc.frontend.onnx.rules import RULES_BY_OP
 

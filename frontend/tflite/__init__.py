@@ -1,7 +1,7 @@
 """TFLite flatbuffer -> Relax IRModule (float models, NHWC).
 
 :func:`load_tflite` reads a ``.tflite`` file, checks it, reports every
-operator it cannot import at once (:class:`npuc.errors.UnsupportedError`),
+operator it cannot import at once (:class:`npuc.core.errors.UnsupportedError`),
 and converts the main subgraph with TVM's Relax TFLite importer plus npuc's
 fixes (:mod:`npuc.frontend.tflite.converter`). It guarantees: the returned
 module's ``main`` takes the model's inputs in subgraph order under their
@@ -17,11 +17,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from npuc.errors import InvalidInputError, UnsupportedError
-from npuc.fileio import sha256_file
+from npuc.core.errors import InvalidInputError, UnsupportedError
+from npuc.core.fileio import sha256_file
+from npuc.core.model_info import ModelInfo
 from npuc.frontend.dispatch import ImportedModel
 from npuc.frontend.tflite.read import read_tflite
-from npuc.model_info import ModelInfo
 
 __all__ = ["load_tflite"]
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import tvm
 from tvm import relax
 
-from npuc.model_info import TensorInfo
+from npuc.core.model_info import TensorInfo
 
 
 def relax_dims(shape: Sequence[tvm.ir.PrimExpr]) -> tuple[int | str, ...]:

@@ -6,7 +6,7 @@ walks every table the importer touches (operator codes, the main subgraph's
 tensors and operators, buffers) and checks every index. Guarantees: it
 returns a ``tflite.Model`` whose main subgraph is fully readable with all
 tensor, buffer and opcode indices in range, or raises
-:class:`~npuc.errors.InvalidInputError` naming the file and the bad part.
+:class:`~npuc.core.errors.InvalidInputError` naming the file and the bad part.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from npuc.errors import InvalidInputError, UnsupportedError
+from npuc.core.errors import InvalidInputError, UnsupportedError
 
 TFLITE_IDENTIFIER = b"TFL3"
 

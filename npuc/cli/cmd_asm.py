@@ -7,7 +7,7 @@ from pathlib import Path
 
 from npuc.cli import common
 from npuc.cli.common import CommandResult
-from npuc.hw.cli_options import add_hw_options, resolve_hw
+from npuc.core.hw.cli_options import add_hw_options, resolve_hw
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> CommandResult:
-    from npuc.isa.asm import assemble_file
+    from npuc.core.isa.asm import assemble_file
 
     source = common.existing_file(args.source, "assembly file")
     hw = resolve_hw(args)

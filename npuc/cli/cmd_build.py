@@ -14,7 +14,7 @@ from typing import Any
 
 from npuc.cli import common
 from npuc.cli.common import CommandResult
-from npuc.errors import InvalidInputError
+from npuc.core.errors import InvalidInputError
 
 DESCRIPTION = """\
 Compile a model (ONNX, TFLite, PyTorch .pt2) for the host CPU: writes a native
@@ -60,7 +60,7 @@ def _size(num_bytes: int) -> str:
 
 def run(args: argparse.Namespace) -> CommandResult:
     from npuc import driver
-    from npuc.progress import Progress
+    from npuc.core.progress import Progress
 
     driver.check_target_kind(args.target)
     source = common.existing_file(args.model, "model file")

@@ -6,7 +6,7 @@ import argparse
 
 from npuc.cli import common
 from npuc.cli.common import CommandResult
-from npuc.hw.cli_options import add_hw_options, resolve_hw
+from npuc.core.hw.cli_options import add_hw_options, resolve_hw
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,9 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> CommandResult:
-    from npuc.fileio import write_text_atomic
-    from npuc.isa.asm import disassemble
-    from npuc.isa.program import Program
+    from npuc.core.fileio import write_text_atomic
+    from npuc.core.isa.asm import disassemble
+    from npuc.core.isa.program import Program
 
     path = common.existing_file(args.program, "program file")
     hw = resolve_hw(args) if (args.hw or args.hw_preset) else None

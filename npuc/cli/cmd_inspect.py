@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from npuc.cli import common
 from npuc.cli.common import CommandResult
-from npuc.errors import InvalidInputError
+from npuc.core.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from npuc.frontend.inspect import ModelSummary

@@ -16,7 +16,7 @@ import numpy as np
 
 from npuc.cli import common
 from npuc.cli.common import CommandResult
-from npuc.errors import InvalidInputError
+from npuc.core.errors import InvalidInputError
 
 DESCRIPTION = """\
 Run a compiled CPU library on inputs from .npy/.npz files.

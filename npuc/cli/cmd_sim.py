@@ -16,7 +16,7 @@ from typing import Any
 
 from npuc.cli import common
 from npuc.cli.common import CommandResult
-from npuc.errors import InvalidInputError
+from npuc.core.errors import InvalidInputError
 
 DESCRIPTION = """\
 Simulate an NPU program on inputs from .npy/.npz files and report cycles.
@@ -27,7 +27,7 @@ Simulate an NPU program on inputs from .npy/.npz files and report cycles.
 
 
 def register(subparsers: Any) -> None:
-    from npuc.hw.cli_options import add_hw_options
+    from npuc.core.hw.cli_options import add_hw_options
 
     parser = subparsers.add_parser(
         "sim",
@@ -56,12 +56,12 @@ def register(subparsers: Any) -> None:
 
 
 def _pick_hw(args: argparse.Namespace, program_path: str) -> Any:
-    from npuc.hw.cli_options import resolve_hw
-    from npuc.hw.config import PRESETS
+    from npuc.core.hw.cli_options import resolve_hw
+    from npuc.core.hw.config import PRESETS
 
     if args.hw or args.hw_preset:
         return resolve_hw(args)
-    from npuc.isa.program import Program
+    from npuc.core.isa.program import Program
 
     raw = Program.load(program_path)  # validated without hw: only to read its config hash
     for hw in PRESETS.values():
@@ -100,8 +100,8 @@ def format_stats(stats: Any, overflow: tuple[Any, ...], hw: Any) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> CommandResult:
-    from npuc.fileio import check_output_path, write_text_atomic
-    from npuc.isa.program import Program
+    from npuc.core.fileio import check_output_path, write_text_atomic
+    from npuc.core.isa.program import Program
     from npuc.npu_sim import DEFAULT_MAX_STEPS, simulate
     from npuc.npu_sim.trace import trace_json
     from npuc.runtime.tensor_files import read_input_files, write_outputs_npz

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from npuc.errors import InvalidInputError
+from npuc.core.errors import InvalidInputError
 
 
 @dataclass(frozen=True, slots=True)

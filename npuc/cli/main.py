@@ -9,7 +9,7 @@ import heavy packages (TVM, onnx) inside their handlers so that ``--help`` and
 Output contract: the human text goes to standard output; with ``--json`` a
 single JSON object goes there instead. Errors print one ``error:`` line (and a
 ``hint:`` line) on standard error, or a JSON object with ``--json``, and exit
-with the code of the error class (see ``npuc.errors``).
+with the code of the error class (see ``npuc.core.errors``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from npuc import __version__
 from npuc.cli.common import CommandResult
-from npuc.errors import EXIT_INTERNAL, EXIT_OK, NpucError
+from npuc.core.errors import EXIT_INTERNAL, EXIT_OK, NpucError
 
 # Subcommand modules, in the order `npuc --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (

@@ -6,7 +6,7 @@
 ``npuc.backend.cpu.build.compile_module`` for the host target; the returned
 :class:`NpucCpuRep` runs the executable through ``npuc.runtime``. Nothing is
 patched or skipped for the tests: an operator npuc does not claim raises
-:class:`npuc.errors.UnsupportedError` from ``prepare``.
+:class:`npuc.core.errors.UnsupportedError` from ``prepare``.
 
 ``run`` takes the inputs in the order of the graph's (non-initializer) inputs,
 as onnx's backend test runner passes them, and returns the outputs in the
@@ -100,7 +100,7 @@ def as_array(name: str, value: Any) -> np.ndarray:
         return np.asarray(value)
     if not isinstance(value, np.ndarray):
         # Sequence and optional inputs: npuc's runtime takes tensors only.
-        from npuc.errors import UnsupportedError
+        from npuc.core.errors import UnsupportedError
 
         raise UnsupportedError(
             f"input {name!r} is a {type(value).__name__}, not a tensor",

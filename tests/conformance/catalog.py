@@ -126,7 +126,7 @@ def build_manifest() -> list[CaseRecord]:
 
 def write_manifest(records: list[CaseRecord], path: Path = MANIFEST_PATH) -> None:
     """Write ``records`` as the manifest for the installed onnx version."""
-    from npuc.fileio import write_text_atomic
+    from npuc.core.fileio import write_text_atomic
 
     # One case a line, so that a new onnx version reads as a short diff.
     rows = ",\n".join(json.dumps(r.to_json()) for r in records)

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from npuc.fileio import write_text_atomic
+from npuc.core.fileio import write_text_atomic
 
 EXPECTED_FAILURES_PATH = Path(__file__).with_name("expected_failures.toml")
 

@@ -5,7 +5,7 @@ uses only operators of npuc's claimed-op registry
 (``npuc.frontend.onnx.rules.RULES_BY_OP``, default ONNX domain). A case of a
 claimed operator that npuc's legality rules then decline (an attribute, an
 element type or an opset npuc does not take) is still a claimed case: it must
-be declined cleanly, with :class:`npuc.errors.UnsupportedError`.
+be declined cleanly, with :class:`npuc.core.errors.UnsupportedError`.
 
 Default tier (:func:`default_subset`), a deterministic rule: for each tested
 operator (``CaseRecord.op``), in the manifest's order (onnx's module and

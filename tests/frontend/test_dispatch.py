@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from onnx import helper
 
-from npuc.errors import InvalidInputError
+from npuc.core.errors import InvalidInputError
 from npuc.frontend import detect_format, load
 from tests.frontend.onnx_graphs import GraphSpec, make_model
 

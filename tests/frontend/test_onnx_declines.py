@@ -13,7 +13,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from npuc.errors import InvalidInputError, UnsupportedError
+from npuc.core.errors import InvalidInputError, UnsupportedError
 from npuc.frontend import load
 from tests.frontend.onnx_graphs import (
     Case,

@@ -6,7 +6,7 @@ import onnx
 import pytest
 from onnx import helper
 
-from npuc.errors import InvalidInputError, UnsupportedError
+from npuc.core.errors import InvalidInputError, UnsupportedError
 from npuc.frontend import load
 from tests.frontend.onnx_graphs import Case, check_against_onnxruntime, const, random_feeds
 

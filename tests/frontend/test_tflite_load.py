@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from npuc.errors import InvalidInputError, UnsupportedError
-from npuc.fileio import sha256_file
+from npuc.core.errors import InvalidInputError, UnsupportedError
+from npuc.core.fileio import sha256_file
 from npuc.frontend import ImportedModel, load
 from npuc.frontend.tflite import load_tflite
 from tests.frontend.test_tflite_ops import TFLiteGraph

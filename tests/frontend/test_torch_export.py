@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from npuc.errors import InvalidInputError, UnsupportedError
-from npuc.fileio import sha256_file
+from npuc.core.errors import InvalidInputError, UnsupportedError
+from npuc.core.fileio import sha256_file
 from npuc.frontend import ImportedModel, load
 from npuc.frontend.torch_export import load_torch
 from tests.tooling.cpu import run_relax_on_cpu

@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 from tvm import relax
 from tvm.relax.frontend.onnx import from_onnx
 
-from npuc.errors import InvalidInputError
+from npuc.core.errors import InvalidInputError
 from npuc.midend.pipeline import Pipeline, graph_passes, optimize
 from npuc.midend.verify_well_formed import IllFormedIRError
 from tests.tooling.cpu import run_relax_on_cpu

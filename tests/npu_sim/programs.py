@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from npuc.hw.config import NPU_M, HwConfig
-from npuc.isa.instructions import Instruction, make
-from npuc.isa.program import IoTensor, Program
+from npuc.core.hw.config import NPU_M, HwConfig
+from npuc.core.isa.instructions import Instruction, make
+from npuc.core.isa.program import IoTensor, Program
 
 CONST_BASE = 0x0400_0000  # 64 MiB: constants live above the I/O tensors
 ALIGN = 64

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from npuc.cli.main import main
-from npuc.errors import SimulatorFault
-from npuc.hw.config import NPU_S
+from npuc.core.errors import SimulatorFault
+from npuc.core.hw.config import NPU_S
 from tests.npu_sim.programs import ProgramBuilder
 
 

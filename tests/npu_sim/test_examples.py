@@ -1,4 +1,4 @@
-"""examples/*.s: assemble -> simulate -> outputs equal the int64 reference (npuc.intref) exactly.
+"""examples/*.s: assemble -> simulate -> outputs equal the int64 reference (core/intref) exactly.
 
 Each example has a layer-level reference written from its header comment and
 its .npy data, so the test checks the assembly's intent (geometry, shifts,
@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from npuc import intref
-from npuc.hw.config import NPU_M
-from npuc.isa.asm import assemble_file
+from npuc.core import intref
+from npuc.core.hw.config import NPU_M
+from npuc.core.isa.asm import assemble_file
 from npuc.npu_sim import simulate
 from npuc.npu_sim.trace import trace_json
 

@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from npuc import intref
-from npuc.errors import InvalidInputError, SimulatorFault
-from npuc.hw.config import NPU_M, NPU_S
+from npuc.core import intref
+from npuc.core.errors import InvalidInputError, SimulatorFault
+from npuc.core.hw.config import NPU_M, NPU_S
 from npuc.npu_sim import simulate
 from tests.npu_sim.programs import ProgramBuilder
 

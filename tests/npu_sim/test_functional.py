@@ -1,4 +1,4 @@
-"""The simulator's vectorised datapath is bit-exact to the int64 reference (npuc.intref).
+"""The simulator's vectorised datapath is bit-exact to the int64 reference (npuc.core.intref).
 
 Hypothesis draws whole input ranges for every dtype, all shift values, rounding
 ties and saturation edges, and random convolution geometry.
@@ -14,7 +14,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from npuc import intref
+from npuc.core import intref
 from npuc.npu_sim import functional as fn
 
 ACT_DTYPES = ("int8", "uint8", "int16")

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from npuc.errors import SimulatorFault
+from npuc.core.errors import SimulatorFault
 from npuc.npu_sim.memory import Memory, StridedRegion, regions_intersect
 
 

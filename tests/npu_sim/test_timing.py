@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from npuc.hw.config import NPU_M, NPU_S
-from npuc.isa.instructions import make
+from npuc.core.hw.config import NPU_M, NPU_S
+from npuc.core.isa.instructions import make
 from npuc.npu_sim import simulate
 from npuc.npu_sim.timing import instruction_cycles
 from tests.npu_sim.programs import ProgramBuilder

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 import pytest
 
-from npuc.fileio import sha256_file
+from npuc.core.fileio import sha256_file
 from tests.backend.cpu.small_models import (
     conv_dynamic_batch,
     conv_two_outputs,

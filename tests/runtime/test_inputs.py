@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from npuc.model_info import ModelInfo, TensorInfo
+from npuc.core.model_info import ModelInfo, TensorInfo
 from npuc.runtime.inputs import check_inputs
 
 INFO = ModelInfo(

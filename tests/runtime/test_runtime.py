@@ -12,8 +12,8 @@ import pytest
 
 from npuc import runtime
 from npuc.backend.cpu import build_library, compile_module, host_target
-from npuc.errors import InvalidInputError
-from npuc.fileio import sha256_file
+from npuc.core.errors import InvalidInputError
+from npuc.core.fileio import sha256_file
 from tests.backend.cpu.small_models import import_onnx, two_inputs_int32
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from npuc.errors import InvalidInputError
-from npuc.model_info import ModelInfo, TensorInfo
+from npuc.core.errors import InvalidInputError
+from npuc.core.model_info import ModelInfo, TensorInfo
 from npuc.runtime.tensor_files import read_input_files, write_outputs_npz
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import tvm
 
 from npuc.backend.cpu import compile_module, host_target
-from npuc.model_info import ModelInfo, TensorInfo
+from npuc.core.model_info import ModelInfo, TensorInfo
 from npuc.runtime import from_executable
 
 

@@ -14,7 +14,7 @@ import onnx
 import tvm
 from onnx import TensorProto, helper, numpy_helper
 
-from npuc.model_info import ModelInfo, TensorInfo
+from npuc.core.model_info import ModelInfo, TensorInfo
 
 _ONNX_DTYPES = {TensorProto.FLOAT: "float32", TensorProto.INT32: "int32"}
 

@@ -14,9 +14,9 @@ import tvm
 import npuc
 from npuc import runtime
 from npuc.backend.cpu import build_library, compile_module, host_target, read_sidecar
-from npuc.errors import InvalidInputError, UnsupportedError
-from npuc.fileio import sha256_file
-from npuc.model_info import TensorInfo
+from npuc.core.errors import InvalidInputError, UnsupportedError
+from npuc.core.fileio import sha256_file
+from npuc.core.model_info import TensorInfo
 from tests.backend.cpu.small_models import conv_two_outputs, import_onnx, two_inputs_int32
 from tests.tooling.reference import run_onnxruntime
 

@@ -10,7 +10,7 @@ import pytest
 
 from npuc.backend.cpu import CpuTarget, host_core_count, host_target
 from npuc.backend.cpu import target as target_module
-from npuc.errors import InvalidInputError
+from npuc.core.errors import InvalidInputError
 
 
 def _fake_llvm(

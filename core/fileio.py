@@ -1,0 +1,100 @@
+"""Atomic file output: a reader never sees a half-written file.
+
+Every artifact npuc writes (``.so``, ``.npub``, ``.npz``, reports, traces)
+goes through :func:`atomic_path`: the producer writes to a temporary file in
+the destination folder, which is renamed over the destination only when the
+producer finished without an exception. On error the temporary file is
+removed and the destination is left as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from npuc.core.errors import InvalidInputError
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; rename it to ``dest`` on success.
+
+    ``suffix`` defaults to ``dest``'s own suffix, since some writers (numpy's
+    ``savez``, TVM's ``export_library``) choose their format by extension.
+    """
+    dest = Path(dest)
+    folder = check_output_path(dest)
+    try:
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{dest.name}.",
+            suffix=suffix if suffix is not None else dest.suffix,
+            dir=folder,
+        )
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot write {dest}: {exc.strerror}", hint="check the folder's permissions"
+        ) from None
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        # mkstemp creates 0600; give the result the mode a plain open() would.
+        os.chmod(tmp, _default_file_mode())
+        try:
+            os.replace(tmp, dest)
+        except OSError as exc:
+            raise InvalidInputError(f"cannot write {dest}: {exc.strerror}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def check_output_path(dest: str | os.PathLike[str]) -> Path:
+    """Raise a clear error unless ``dest`` can be an output file; return its folder.
+
+    Commands call this for every output before doing long work, so a bad
+    second output path cannot leave the first output written.
+    """
+    dest = Path(dest)
+    folder = dest.parent if str(dest.parent) else Path(".")
+    if not folder.is_dir():
+        raise InvalidInputError(
+            f"cannot write {dest}: folder {folder} does not exist",
+            hint="create the folder first or choose another output path",
+        )
+    if dest.is_dir():
+        raise InvalidInputError(
+            f"cannot write {dest}: it is a folder", hint="give a file name as the output path"
+        )
+    return folder
+
+
+def _default_file_mode() -> int:
+    """0o666 minus the process umask (which can only be read by setting it)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_bytes_atomic(dest: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``dest`` atomically."""
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(dest: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``dest`` atomically."""
+    write_bytes_atomic(dest, text.encode("utf-8"))
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,6 +1,0 @@
-"""NPU assembly: lark grammar, assembler (text -> Program) and disassembler (Program -> text)."""
-
-from npuc.isa.asm.assembler import assemble, assemble_file
-from npuc.isa.asm.disassembler import disassemble
-
-__all__ = ["assemble", "assemble_file", "disassemble"]
