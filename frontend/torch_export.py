@@ -28,7 +28,7 @@ from typing import Any
 from npuc.core.errors import InvalidInputError, UnsupportedError
 from npuc.core.fileio import sha256_file
 from npuc.core.model_info import ModelInfo
-from npuc.frontend.dispatch import ImportedModel
+from npuc.frontend.imported import ImportedModel
 
 __all__ = ["load_torch"]
 
@@ -90,17 +90,48 @@ def load_torch(
     except _NodeFailure as err:
         raise _unsupported(label, [str(err)]) from err
     mod = _fix_shapes(label, mod, input_shapes or {})
-    user_outputs = list(program.graph_signature.user_outputs)
     info = ModelInfo(
         source_path=label,
         source_format="torch",
         source_sha256=sha,
         inputs=main_inputs(mod),
-        outputs=main_outputs(mod, user_outputs),
+        outputs=main_outputs(mod, output_names(program)),
         layout="NCHW",
         extra={"torch_version": torch.__version__},
     )
     return ImportedModel(mod, info)
+
+
+def output_names(program: Any) -> list[str]:
+    """Stable names of an exported program's outputs, one per flattened output tensor.
+
+    Outputs returned in a dict (or a namedtuple / dataclass) are named by their
+    keys, joined with ``.`` when nested (``{"aux": (a, b)}`` gives ``aux.0``,
+    ``aux.1``); outputs in plain tuples and lists are ``output_0``,
+    ``output_1``, ... in flattening order. The FX node names torch picks
+    (``addmm``, ``div_1``) change between torch versions and are never used.
+    """
+    from torch.utils import _pytree as pytree
+
+    spec = program.call_spec.out_spec
+    count = int(spec.num_leaves) if spec is not None else 0
+    if spec is None or count == 0:
+        return [f"output_{i}" for i in range(len(program.graph_signature.user_outputs))]
+    tree = pytree.tree_unflatten(list(range(count)), spec)
+    paths = [path for path, _ in pytree.tree_flatten_with_path(tree)[0]]
+    if all(isinstance(k, pytree.SequenceKey) for path in paths for k in path):
+        return [f"output_{i}" for i in range(count)]
+    names = [".".join(_key_text(k) for k in path) or f"output_{i}" for i, path in enumerate(paths)]
+    if len(set(names)) != len(names):
+        return [f"output_{i}" for i in range(count)]
+    return names
+
+
+def _key_text(key: Any) -> str:
+    for attr in ("key", "idx", "name"):
+        if hasattr(key, attr):
+            return str(getattr(key, attr))
+    return str(key)
 
 
 def _exported_program(

@@ -68,6 +68,20 @@ def test_module_with_example_inputs() -> None:
     _check(imported, net, x)
 
 
+class _DictOut(nn.Module):
+    def forward(self, x: torch.Tensor) -> dict[str, object]:
+        return {"logits": torch.relu(x) / 2, "aux": (x * 2, x - 1)}
+
+
+def test_output_names_are_user_keys_or_positions() -> None:
+    """Never the FX node names (``addmm``, ``div_1``), which change between torch versions."""
+    x = torch.randn(2, 3)
+    info = load_torch(_DictOut(), example_inputs=(x,)).info
+    assert [o.name for o in info.outputs] == ["logits", "aux.0", "aux.1"]
+    info = load_torch(_net(), {"image": (1, 3, 8, 8)}).info
+    assert [o.name for o in info.outputs] == ["output_0", "output_1"]
+
+
 def test_module_with_input_shapes_only() -> None:
     imported = load_torch(_net(), {"image": (1, 3, 8, 8)})
     assert imported.info.inputs[0].shape == (1, 3, 8, 8)
