@@ -4,7 +4,9 @@ Guarantees: the returned ``ModelProto`` is a private copy (the caller's proto
 is never modified), has its external weights loaded, passes
 ``onnx.checker.check_model`` and has a graph. Every way a file can be wrong
 (missing, a folder, not protobuf, truncated, missing external data, not a
-model) raises :class:`~npuc.core.errors.InvalidInputError` naming the file.
+model, a weight whose data size disagrees with its dims and type, an unknown
+element type on a weight or a graph value) raises
+:class:`~npuc.core.errors.InvalidInputError` naming the file and the tensor.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ def read_onnx(source: str | os.PathLike[str] | onnx.ModelProto) -> ReadModel:
     else:
         path = Path(source)
         read = ReadModel(_load_file(path), str(path), sha256_file(path))
+    check_tensor_data(read.model, read.source_path)
     _check(read.model, read.source_path)
     return read
 
@@ -124,3 +127,94 @@ def _check(model: onnx.ModelProto, where: str) -> None:
             f"{where} is not a valid ONNX model: {first_line}",
             hint="the file may be truncated or hand-edited; re-export it",
         ) from exc
+
+
+# Bits per element of the packed sub-byte types (2 or 4 elements to a byte).
+_SUB_BYTE_BITS = {"int4": 4, "uint4": 4, "float4_e2m1fn": 4, "int2": 2, "uint2": 2}
+
+
+def check_tensor_data(model: onnx.ModelProto, where: str) -> None:
+    """Check every weight's element type and data size, and every graph value's type.
+
+    Raises :class:`InvalidInputError` naming the tensor when a weight (initializer
+    or ``Constant`` value) has an element type onnx does not define, or data
+    whose size disagrees with its dims and type; or when a graph input, output
+    or ``value_info`` entry declares an unknown element type.
+    """
+    for tensor in _weights(model):
+        _check_weight(tensor, where)
+    graph = model.graph
+    for kind, values in (("input", graph.input), ("output", graph.output)):
+        for value in values:
+            _check_value_type(value, kind, where)
+    for value in graph.value_info:
+        _check_value_type(value, "intermediate tensor", where)
+
+
+def _weights(model: onnx.ModelProto) -> list[onnx.TensorProto]:
+    found = list(model.graph.initializer)
+    for node in model.graph.node:
+        found.extend(a.t for a in node.attribute if a.HasField("t"))
+    return found
+
+
+def _element_type(code: int) -> str | None:
+    """numpy-style name of an ONNX element type code, or ``None`` when onnx does not know it."""
+    try:
+        return str(onnx.helper.tensor_dtype_to_np_dtype(code).name)
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def _check_weight(tensor: onnx.TensorProto, where: str) -> None:
+    from onnx import numpy_helper
+
+    name = tensor.name or "<unnamed>"
+    dtype = _element_type(tensor.data_type)
+    if dtype is None or tensor.data_type == onnx.TensorProto.UNDEFINED:
+        raise InvalidInputError(
+            f"{where}: weight {name!r} has element type code {tensor.data_type}, "
+            "which is not an ONNX tensor type",
+            hint="the file is corrupt or was written by a broken exporter; re-export it",
+        )
+    if any(d < 0 for d in tensor.dims):
+        raise InvalidInputError(
+            f"{where}: weight {name!r} has a negative dimension ({list(tensor.dims)})",
+            hint="the file is corrupt; re-export it",
+        )
+    count = 1
+    for d in tensor.dims:
+        count *= int(d)
+    if tensor.HasField("raw_data") and tensor.data_location != onnx.TensorProto.EXTERNAL:
+        bits = _SUB_BYTE_BITS.get(dtype)
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+        expected = (count * bits + 7) // 8 if bits else count * itemsize
+        if len(tensor.raw_data) != expected:
+            raise InvalidInputError(
+                f"{where}: weight {name!r} ({dtype}, shape {list(tensor.dims)}) should hold "
+                f"{expected} bytes of data but holds {len(tensor.raw_data)}",
+                hint="the file is truncated or corrupt; re-export it",
+            )
+        return
+    if tensor.data_location == onnx.TensorProto.EXTERNAL:
+        return
+    try:
+        numpy_helper.to_array(tensor)
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise InvalidInputError(
+            f"{where}: weight {name!r} ({dtype}, shape {list(tensor.dims)}) has data that "
+            f"does not fit its dims ({exc})",
+            hint="the file is corrupt; re-export it",
+        ) from exc
+
+
+def _check_value_type(value: onnx.ValueInfoProto, kind: str, where: str) -> None:
+    if value.type.WhichOneof("value") != "tensor_type":
+        return
+    code = value.type.tensor_type.elem_type
+    if code and _element_type(code) is None:
+        raise InvalidInputError(
+            f"{where}: {kind} {value.name!r} has element type code {code}, "
+            "which is not an ONNX tensor type",
+            hint="the file is corrupt or was written by a broken exporter; re-export it",
+        )
