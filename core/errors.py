@@ -89,6 +89,18 @@ class SimulatorFault(NpucError):
     exit_code = 5
 
 
+def describe(value: object, limit: int = 60) -> str:
+    """A short ``repr`` of a user-given value for error messages; never fails.
+
+    Integers too long to print (Python refuses over 4,300 digits) are described
+    by their bit length; other reprs are cut to ``limit`` characters.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"<an integer of {value.bit_length()} bits>"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2

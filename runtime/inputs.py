@@ -29,6 +29,29 @@ def _shape_matches(got: tuple[int, ...], expected: tuple[int | str, ...]) -> boo
     )
 
 
+def check_declared(
+    tensor: TensorInfo, shape: tuple[int, ...], dtype: np.dtype, *, source: str = ""
+) -> None:
+    """Raise InvalidInputError unless ``shape``/``dtype`` are what ``tensor`` declares.
+
+    ``source`` (e.g. ``" (from x.npy)"``) is appended to the input's name in
+    messages. Used on arrays and on ``.npy`` headers before their data is read.
+    """
+    if str(dtype) != tensor.dtype:
+        raise InvalidInputError(
+            f"input {tensor.name!r}{source}: expected dtype {tensor.dtype}, got {dtype}",
+            hint=f"convert it first, e.g. x.astype(np.{tensor.dtype})",
+        )
+    if not _shape_matches(shape, tensor.shape):
+        want = "x".join(str(d) for d in tensor.shape) if tensor.shape else "scalar"
+        got = "x".join(str(d) for d in shape) if shape else "scalar"
+        raise InvalidInputError(
+            f"input {tensor.name!r}{source}: expected shape {want}, got {got}",
+            hint="the library was compiled for fixed shapes; rebuild with --input-shape "
+            "to change them",
+        )
+
+
 def check_inputs(info: ModelInfo, inputs: Mapping[str, object]) -> list[np.ndarray]:
     """Validate ``inputs`` (name -> array) against ``info.inputs``; return them in order."""
     expected_names = [t.name for t in info.inputs]
@@ -53,17 +76,6 @@ def check_inputs(info: ModelInfo, inputs: Mapping[str, object]) -> list[np.ndarr
             raise InvalidInputError(
                 f"input {tensor.name!r}: expected a numpy array, got {type(value).__name__}"
             )
-        if str(value.dtype) != tensor.dtype:
-            raise InvalidInputError(
-                f"input {tensor.name!r}: expected dtype {tensor.dtype}, got {value.dtype}",
-                hint=f"convert it first, e.g. x.astype(np.{tensor.dtype})",
-            )
-        if not _shape_matches(value.shape, tensor.shape):
-            got = "x".join(str(d) for d in value.shape) if value.shape else "scalar"
-            raise InvalidInputError(
-                f"input {tensor.name!r}: expected shape {tensor.shape_str()}, got {got}",
-                hint="the library was compiled for fixed shapes; rebuild with --input-shape "
-                "to change them",
-            )
+        check_declared(tensor, value.shape, value.dtype)
         arrays.append(np.asarray(value, order="C"))  # ascontiguousarray would make 0-d 1-d
     return arrays

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from npuc.core.errors import InvalidInputError
+from npuc.core.errors import InvalidInputError, describe
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -74,19 +74,19 @@ class HwConfig:
             if f.name == "name":
                 if not isinstance(value, str) or not 1 <= len(value) <= 64:
                     raise InvalidInputError(
-                        f"hardware config field name = {value!r} must be a string"
+                        f"hardware config field name = {describe(value)} must be a string"
                         " of 1-64 characters"
                     )
                 continue
             if isinstance(value, bool) or not isinstance(value, int):
                 raise InvalidInputError(
-                    f"hardware config field {f.name} = {value!r} must be an integer"
+                    f"hardware config field {f.name} = {describe(value)} must be an integer"
                     f" ({f.metadata['unit']})"
                 )
             lo, hi = f.metadata["lo"], f.metadata["hi"]
             if not lo <= value <= hi:
                 raise InvalidInputError(
-                    f"hardware config field {f.name} = {value} is outside [{lo}, {hi}]",
+                    f"hardware config field {f.name} = {describe(value)} is outside [{lo}, {hi}]",
                     hint=f"{f.name}: {f.metadata['doc']} ({f.metadata['unit']})",
                 )
         if self.dma_burst_bytes & (self.dma_burst_bytes - 1):
@@ -182,12 +182,15 @@ def hw_config_from_dict(
         name = values.pop("preset")
         if not isinstance(name, str):
             raise InvalidInputError(f"{where}key 'preset' must be a preset name string")
-        base = preset(name)
+        try:
+            base = preset(name)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{where}{exc.message}", hint=exc.hint) from None
     known = {f.name for f in dataclasses.fields(HwConfig)}
     for key in values:
         if key not in known:
             raise InvalidInputError(
-                f"{where}unknown hardware config key {key!r}",
+                f"{where}unknown hardware config key {describe(key)}",
                 hint=f"known keys: preset, {', '.join(sorted(known))}",
             )
     try:
@@ -211,4 +214,11 @@ def load_hw_config(path: str | Path, *, base: HwConfig = NPU_M) -> HwConfig:
         values = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidInputError(f"{p}: not valid TOML: {exc}") from None
+    except ValueError:  # an integer literal beyond Python's 4,300-digit limit
+        raise InvalidInputError(
+            f"{p}: not valid TOML: an integer has more digits than any field can hold",
+            hint="every hardware config value fits in 64 bits",
+        ) from None
+    except RecursionError:
+        raise InvalidInputError(f"{p}: not valid TOML: values nest too deeply") from None
     return hw_config_from_dict(values, base=base, source=str(p))

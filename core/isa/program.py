@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from npuc.core.errors import InvalidInputError
+from npuc.core.errors import InvalidInputError, describe
 from npuc.core.fileio import write_bytes_atomic
 from npuc.core.hw.config import CONFIG_HASH_BYTES, HwConfig
 from npuc.core.isa.checks import check_instruction
@@ -86,25 +86,36 @@ def _is_int(v: object) -> bool:
 
 
 def check_io_tensor(t: IoTensor, *, where: str = "") -> None:
-    """Raise InvalidInputError if an I/O entry is malformed (names the entry and field)."""
-    w = f"{where}I/O tensor {t.name!r}: "
+    """Raise InvalidInputError if an I/O entry is malformed (names the entry and field).
+
+    Every field is type-checked first, so entries read from a file's JSON
+    with the wrong types (a list for ``dtype``, strings in ``shape``) are
+    reported, never crash.
+    """
+    w = f"{where}I/O tensor {describe(t.name)}: "
     if not isinstance(t.name, str) or not _NAME_RE.match(t.name):
         raise InvalidInputError(f"{w}name must be an identifier of at most 128 characters")
-    if t.kind not in ("input", "output"):
-        raise InvalidInputError(f"{w}kind {t.kind!r} is not 'input' or 'output'")
-    if t.dtype not in DTYPE_BYTES:
-        raise InvalidInputError(f"{w}dtype {t.dtype!r} is not one of {', '.join(DTYPE_BYTES)}")
+    if not isinstance(t.kind, str) or t.kind not in ("input", "output"):
+        raise InvalidInputError(f"{w}kind {describe(t.kind)} is not 'input' or 'output'")
+    if not isinstance(t.dtype, str) or t.dtype not in DTYPE_BYTES:
+        raise InvalidInputError(
+            f"{w}dtype {describe(t.dtype)} is not one of {', '.join(DTYPE_BYTES)}"
+        )
     if not isinstance(t.shape, tuple) or not 0 < len(t.shape) <= 8:
         raise InvalidInputError(f"{w}shape must have 1 to 8 dimensions")
     if not all(_is_int(d) and 1 <= d <= U32_MAX for d in t.shape):
-        raise InvalidInputError(f"{w}shape {t.shape} must hold positive integers")
+        raise InvalidInputError(
+            f"{w}shape {describe(list(t.shape))} must hold integers in [1, {U32_MAX}]"
+        )
     if not isinstance(t.scale, float) or not math.isfinite(t.scale) or t.scale <= 0:
-        raise InvalidInputError(f"{w}scale {t.scale!r} must be a positive finite float")
+        raise InvalidInputError(f"{w}scale {describe(t.scale)} must be a positive finite float")
     lo, hi = DTYPE_RANGES[t.dtype]
     if not _is_int(t.zero_point) or not lo <= t.zero_point <= hi:
-        raise InvalidInputError(f"{w}zero_point {t.zero_point!r} is outside [{lo}, {hi}]")
+        raise InvalidInputError(
+            f"{w}zero_point {describe(t.zero_point)} must be an integer in [{lo}, {hi}]"
+        )
     if not _is_int(t.dram_addr) or not 0 <= t.dram_addr <= U32_MAX - t.nbytes:
-        raise InvalidInputError(f"{w}dram_addr {t.dram_addr!r} is outside the 32-bit space")
+        raise InvalidInputError(f"{w}dram_addr {describe(t.dram_addr)} is outside the 32-bit space")
     if t.dram_addr % DTYPE_BYTES[t.dtype]:
         raise InvalidInputError(f"{w}dram_addr {t.dram_addr} is not aligned to its element size")
 
@@ -112,7 +123,9 @@ def check_io_tensor(t: IoTensor, *, where: str = "") -> None:
 def _io_from_json(entry: object, index: int) -> IoTensor:
     keys = {"name", "kind", "shape", "dtype", "scale", "zero_point", "dram_addr"}
     if not isinstance(entry, dict) or set(entry) != keys:
-        raise InvalidInputError(f"I/O table entry {index} does not have exactly the keys {keys}")
+        raise InvalidInputError(
+            f"I/O table entry {index} is not an object with exactly the keys {sorted(keys)}"
+        )
     if not isinstance(entry["shape"], list):
         raise InvalidInputError(f"I/O table entry {index}: shape is not a list")
     t = IoTensor(
@@ -124,7 +137,7 @@ def _io_from_json(entry: object, index: int) -> IoTensor:
         zero_point=entry["zero_point"],
         dram_addr=entry["dram_addr"],
     )
-    check_io_tensor(t)
+    check_io_tensor(t, where=f"I/O table entry {index}, ")
     return t
 
 
@@ -297,7 +310,7 @@ def _parse(data: bytes, hw: HwConfig | None) -> Program:
     instructions = decode_all(code)
     try:
         entries = json.loads(iotab.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # ValueError: also huge ints
         raise InvalidInputError("I/O table is not valid UTF-8 JSON (corrupt file)") from None
     if not isinstance(entries, list) or len(entries) != n_io:
         raise InvalidInputError("I/O table entry count does not match the section table")

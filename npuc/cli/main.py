@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -57,7 +58,33 @@ def _print_error(payload: dict[str, object], as_json: bool) -> None:
         print(f"hint: {payload['hint']}", file=sys.stderr)
 
 
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null so that exiting flushes nothing into a closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (tests capture it)
+        pass
+    finally:
+        os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return its exit code.
+
+    A reader that closes standard output early (``npuc disasm p.npub | head``)
+    is not an error: the rest of the output is dropped and the exit code is 0.
+    """
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_OK
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -74,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        raise  # standard output was closed by its reader: handled in main()
     except Exception as exc:  # a bug in npuc: say so, with a way to learn more
         if args.debug:
             traceback.print_exc()

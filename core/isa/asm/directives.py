@@ -28,10 +28,12 @@ from npuc.core.hw.config import HwConfig
 from npuc.core.isa.asm.symbols import MemSymbol, Scope
 from npuc.core.isa.program import IoTensor, check_io_tensor
 from npuc.core.isa.types import DTYPE_ALIASES, DTYPE_BYTES
+from npuc.core.npyfile import NpyHeader, read_npy
 
 DATA_DTYPES = ("int8", "uint8", "int16", "uint16", "int32")
 DATA_ALIASES = {**DTYPE_ALIASES, "u16": "uint16", "i32": "int32"}
 DEFAULT_ALIGN = 64
+MAX_ALIGN = 1 << 16  # largest align= (constant padding stays small)
 
 
 def align_up(value: int, align: int) -> int:
@@ -68,8 +70,8 @@ def read_options(
 
 def _alignment(scope: Scope, node: lark.Tree, opts: dict[str, object]) -> int:
     align = int(opts.get("align", DEFAULT_ALIGN))  # type: ignore[call-overload]
-    if align < 1 or align & (align - 1):
-        raise scope.error(node, f"align={align} must be a power of two")
+    if align < 1 or align & (align - 1) or align > MAX_ALIGN:
+        raise scope.error(node, f"align={align} must be a power of two up to {MAX_ALIGN}")
     return align
 
 
@@ -187,12 +189,20 @@ class Allocator:
     def _load_npy(self, source: lark.Tree) -> np.ndarray:
         rel = str(source.children[0])[1:-1]
         path = self.base_dir / rel
+
+        def check(header: NpyHeader) -> None:
+            if header.dtype.kind not in "iub":
+                raise InvalidInputError(f"data file {path}: does not hold an integer array")
+            if math.prod(header.shape) > self.hw.dram_bytes:
+                raise InvalidInputError(
+                    f"data file {path}: holds {header.describe()}, more values than"
+                    f" dram_bytes = {self.hw.dram_bytes} of {self.hw.name}"
+                )
+
         try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
-            raise self.scope.error(source, f"cannot read {path}: {exc}") from None
-        if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "iub":
-            raise self.scope.error(source, f"{path} does not hold an integer array")
+            arr = read_npy(path, check=check, what="data file")
+        except InvalidInputError as exc:
+            raise self.scope.error(source, f"cannot read {exc.message}", exc.hint) from None
         if arr.dtype == np.uint64 and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
             # would wrap negative in the int64 conversion below and slip past range checks
             raise self.scope.error(source, f"{path} holds values up to {arr.max()}, beyond int64")

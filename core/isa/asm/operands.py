@@ -135,7 +135,7 @@ class OperandReader:
         elif g.kind == "pair":
             item = self._one(value, g.name)
             if isinstance(item, lark.Tree) and item.data == "dims_item":
-                nums = [int(x) for x in str(item.children[0]).split("x")]
+                nums = self._dims(item.children[0])  # type: ignore[arg-type]
                 if len(nums) != 2:
                     raise self.scope.error(item, f"{g.name} takes AxB, got {len(nums)} numbers")
             else:
@@ -162,6 +162,10 @@ class OperandReader:
             self._set(fields[0], 1, item)
             self._set(fields[1], self.scope.eval_int(item, g.name), item)
 
+    def _dims(self, token: lark.Token) -> list[int]:
+        """The numbers of a ``8x8x16`` dimensions token (each a bounded literal)."""
+        return [self.scope.int_literal(token, part) for part in str(token).split("x")]
+
     def _tensor(self, g: Group, fields: list[Field], item: lark.Tree | lark.Token) -> None:
         shapes = {"tensor": "addr[HxWxC type]", "tensor2d": "addr[NxK type]", "flat": "addr[type]"}
         if not (isinstance(item, lark.Tree) and item.data == "tensor"):
@@ -171,7 +175,7 @@ class OperandReader:
         dtype_tok = rest[-1]
         dims: list[int] = []
         if dims_node is not None:
-            dims = [int(x) for x in str(dims_node.children[0]).split("x")]  # type: ignore[union-attr]
+            dims = self._dims(dims_node.children[0])  # type: ignore[union-attr]
         want = {"tensor": 3, "tensor2d": 2, "flat": 0}[g.kind]
         if len(dims) != want:
             raise self.scope.error(item, f"{g.name} takes {shapes[g.kind]}")

@@ -48,13 +48,25 @@ def _terminal_display(name: str) -> str:
     return name.lower()
 
 
+HINT_WIDTH = 100  # longest source excerpt an error shows
+
+
 def location_hint(text: str, line: int, column: int) -> str:
-    """The source line ``line`` with a caret under ``column`` (both 1-based)."""
+    """The source line ``line`` with a caret under ``column`` (both 1-based).
+
+    A line longer than ``HINT_WIDTH`` is cut to the part around ``column``.
+    """
     lines = text.splitlines()
     if not 1 <= line <= len(lines):
         return ""
     src = lines[line - 1].expandtabs(1)
-    return f"{src}\n{' ' * (max(column, 1) - 1)}^"
+    caret = max(column, 1) - 1
+    if len(src) > HINT_WIDTH:
+        start = max(0, min(caret - HINT_WIDTH // 2, len(src) - HINT_WIDTH))
+        tail = "..." if start + HINT_WIDTH < len(src) else ""
+        src = ("..." if start else "") + src[start : start + HINT_WIDTH] + tail
+        caret = caret - start + (3 if start else 0)
+    return f"{src}\n{' ' * caret}^"
 
 
 def located_error(
@@ -78,7 +90,8 @@ def parse(text: str, *, source: str) -> lark.Tree:
             expected = exc.allowed
         elif isinstance(exc, lark.exceptions.UnexpectedToken):
             tok = exc.token
-            what = "end of line" if tok.type == "_NL" else f"{tok.type.lower()} {str(tok)!r}"
+            shown = str(tok) if len(str(tok)) <= 40 else str(tok)[:37] + "..."
+            what = "end of line" if tok.type == "_NL" else f"{tok.type.lower()} {shown!r}"
             if tok.type == "$END":
                 what = "end of file"
             expected = exc.expected

@@ -1,5 +1,12 @@
 """Symbol table and expression evaluation of the assembler.
 
+Evaluation is bounded so that no input can make it slow or crash it: integer
+literals have at most :data:`MAX_LITERAL_DIGITS` digits, expressions nest at most
+:data:`MAX_EXPR_DEPTH` deep, and every integer value (literal, constant or
+intermediate result) lies within ``+-VALUE_LIMIT``, far beyond any field,
+address or size (all at most 32 bits) yet small enough that arithmetic on it
+stays fast. Anything beyond is a located error.
+
 Names come in two kinds: values (``.const``/``.equ`` and labels, read as a bare
 ``NAME``) and memory symbols (``.sram``, ``.dram``, ``.data``, ``.input``,
 ``.output``, read as ``@NAME`` for their address and ``sizeof(NAME)`` for their
@@ -17,6 +24,13 @@ from npuc.core.isa.asm.parser import located_error
 
 Number = int | float
 
+VALUE_LIMIT = 1 << 64
+"""Largest integer magnitude an expression may reach (fields and addresses are <= 32 bits)."""
+MAX_LITERAL_DIGITS = 40
+"""Most digits an integer literal may have (2**64 has 20 decimal or 16 hex digits)."""
+MAX_EXPR_DEPTH = 200
+"""Deepest expression nesting (operators and unary minus) the evaluator accepts."""
+
 
 @dataclass(frozen=True, slots=True)
 class MemSymbol:
@@ -32,12 +46,12 @@ def position(node: lark.Tree | lark.Token) -> tuple[int, int]:
 
     Trees carry no positions (the parser skips them for speed); the first token does.
     """
-    if isinstance(node, lark.Token):
-        return node.line or 0, node.column or 0
-    for child in node.children:
-        if isinstance(child, lark.Tree | lark.Token):
-            return position(child)
-    return 0, 0
+    while isinstance(node, lark.Tree):  # a loop: trees may be deep
+        first = next((c for c in node.children if isinstance(c, lark.Tree | lark.Token)), None)
+        if first is None:
+            return 0, 0
+        node = first
+    return node.line or 0, node.column or 0
 
 
 @dataclass
@@ -79,15 +93,53 @@ class Scope:
 
     # ------------------------------------------------------------------ expressions
 
-    def eval(self, node: lark.Tree | lark.Token) -> Number:
-        """Value of an expression tree."""
+    def int_literal(self, token: lark.Token, text: str | None = None) -> int:
+        """Value of an integer literal (decimal, or hex with ``0x``; ``_`` separates digits).
+
+        ``text`` is the literal when it is part of ``token`` (a dimension of ``8x8x16``).
+        """
+        text = str(token) if text is None else text
+        hexa = text[:2].lower() == "0x"
+        digits = text[2:] if hexa else text
+        if not digits or digits.startswith("_") or digits.endswith("_") or "__" in digits:
+            raise self.error(
+                token,
+                f"malformed integer literal {_shorten(text)!r}",
+                hint="write digits, optionally grouped by single underscores: 0x7f_ff, 1_000",
+            )
+        digits = digits.replace("_", "")
+        if len(digits) > MAX_LITERAL_DIGITS:
+            raise self.error(
+                token,
+                f"integer literal has {len(digits)} digits;"
+                f" at most {MAX_LITERAL_DIGITS} are allowed",
+                hint="no field, address or size needs more than 32 bits",
+            )
+        return self._bounded(token, int(digits, 16 if hexa else 10))
+
+    def _bounded(self, node: lark.Tree | lark.Token, value: int) -> int:
+        if not -VALUE_LIMIT <= value <= VALUE_LIMIT:
+            raise self.error(
+                node,
+                "value is beyond 2**64 in magnitude; no field, address or size can hold it",
+                hint="check the expression and the .const values it uses",
+            )
+        return value
+
+    def eval(self, node: lark.Tree | lark.Token, depth: int = 0) -> Number:
+        """Value of an expression tree (errors if too deep or too large; see module doc)."""
         if isinstance(node, lark.Token):
-            raise self.error(node, f"expected an expression, got {str(node)!r}")
+            raise self.error(node, f"expected an expression, got {_shorten(str(node))!r}")
+        if depth > MAX_EXPR_DEPTH:
+            raise self.error(
+                node,
+                f"expression nests deeper than {MAX_EXPR_DEPTH} levels",
+                hint="split it into .const steps",
+            )
         kind = node.data
         kids = node.children
         if kind == "int_lit":
-            text = str(kids[0]).replace("_", "")
-            return int(text, 16) if text[:2].lower() == "0x" else int(text, 10)
+            return self.int_literal(kids[0])  # type: ignore[arg-type]
         if kind == "float_lit":
             return float(str(kids[0]))
         if kind == "ref":
@@ -102,20 +154,18 @@ class Scope:
                 )
             return self._symbol(arg).size_bytes  # type: ignore[arg-type]
         if kind == "neg":
-            return -self.eval(kids[0])
+            return -self.eval(kids[0], depth + 1)
         if kind in ("add", "sub", "mul", "div", "mod"):
-            a, b = self.eval(kids[0]), self.eval(kids[1])
-            if kind == "add":
-                return a + b
-            if kind == "sub":
-                return a - b
-            if kind == "mul":
-                return a * b
-            if b == 0:
+            a, b = self.eval(kids[0], depth + 1), self.eval(kids[1], depth + 1)
+            if kind != "div" and kind != "mod":
+                value = a + b if kind == "add" else a - b if kind == "sub" else a * b
+            elif b == 0:
                 raise self.error(node, "division by zero")
-            if isinstance(a, float) or isinstance(b, float):
-                return a / b if kind == "div" else a % b
-            return a // b if kind == "div" else a % b
+            elif isinstance(a, float) or isinstance(b, float):
+                value = a / b if kind == "div" else a % b
+            else:
+                value = a // b if kind == "div" else a % b
+            return self._bounded(node, value) if isinstance(value, int) else value
         raise self.error(node, f"expected an expression, got {kind}")
 
     def eval_int(self, node: lark.Tree | lark.Token, what: str = "value") -> int:
@@ -149,3 +199,8 @@ class Scope:
         raise self.error(
             token, f"unknown memory symbol {name!r}", hint="declare it with .sram/.dram/.data"
         )
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    """``text`` cut to ``limit`` characters (with an ellipsis) for error messages."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
