@@ -1,0 +1,162 @@
+"""A streaming histogram whose range grows without re-reading old samples.
+
+Calibration sees one sample at a time and cannot know a tensor's final range
+before the last one. :class:`Histogram` keeps ``bins`` counts on a uniform grid
+*anchored at 0*: bin ``j`` covers ``[(start + j) * width, (start + j + 1) *
+width)``. When a sample falls outside, the width grows by the smallest integer
+factor ``k`` that fits everything; since every old edge ``i * width`` is then
+inside exactly one new bin ``[m * k * width, (m + 1) * k * width)`` with
+``m = floor(i / k)``, old counts merge into new bins *exactly* (no
+interpolation, no re-reading). The result equals histogramming all samples at
+once on the final grid; the price is resolution: the final width can be up to
+about twice ``span / bins``. Callers that want the finest grid make two
+passes (:meth:`npuc.midend.quantize.observers.Observer.start_histogram`).
+
+Inside a bin, mass is taken as uniform (a piecewise-linear CDF); quantiles
+and the folded ``|x|`` histogram are exact under that assumption, so they are
+within one bin width of the sample values.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class Histogram:
+    """Counts of float values on a growing uniform grid (see the module docstring).
+
+    Parameters
+    ----------
+    bins
+        Number of bins, >= 8.
+    """
+
+    def __init__(self, bins: int) -> None:
+        if bins < 8:
+            raise ValueError(f"a histogram needs at least 8 bins, not {bins}")
+        self.bins = bins
+        self.width = 0.0
+        self.start = 0
+        self.counts = np.zeros(bins, np.float64)
+        # Before the first non-constant sample: all values seen so far are equal.
+        self._point: float | None = None
+        self._point_count = 0.0
+
+    @property
+    def total(self) -> float:
+        """Number of values counted."""
+        return float(self.counts.sum()) + self._point_count
+
+    @property
+    def is_point(self) -> bool:
+        """True while every value counted is the same number (no grid yet)."""
+        return self.width == 0.0
+
+    @property
+    def point(self) -> float | None:
+        """The single value seen, while :attr:`is_point`."""
+        return self._point
+
+    @property
+    def edges(self) -> np.ndarray:
+        """float64 ``(bins + 1,)`` bin edges in the tensor's units."""
+        return (self.start + np.arange(self.bins + 1, dtype=np.float64)) * self.width
+
+    @property
+    def centers(self) -> np.ndarray:
+        """float64 ``(bins,)`` bin centres."""
+        return (self.start + 0.5 + np.arange(self.bins, dtype=np.float64)) * self.width
+
+    def set_grid(self, lo: float, hi: float) -> None:
+        """Empty the histogram and lay its grid over ``[lo, hi]`` (``lo < hi``)."""
+        if not lo < hi:
+            raise ValueError(f"a histogram grid needs lo < hi, not [{lo}, {hi}]")
+        self.counts[:] = 0.0
+        self._point, self._point_count = None, 0.0
+        self._make_grid(lo, hi)
+
+    def _make_grid(self, lo: float, hi: float) -> None:
+        self.width = (hi - lo) / (self.bins - 1)
+        self.start = math.floor(lo / self.width)
+
+    def _fits(self, lo: float, hi: float) -> bool:
+        top = (self.start + self.bins) * self.width
+        return self.start * self.width <= lo and hi <= top
+
+    def _grow(self, lo: float, hi: float) -> None:
+        """Widen bins by the smallest integer factor that covers ``[lo, hi]`` and old bins."""
+        lo_u = min(lo / self.width, float(self.start))
+        hi_u = max(hi / self.width, float(self.start + self.bins - 1))
+        k = max(2, math.ceil((hi_u - lo_u) / self.bins))
+        while True:
+            new_start = math.floor(lo_u / k)
+            slack = self.bins - 1 - (math.floor(hi_u / k) - new_start)
+            if slack >= 0:
+                break
+            k += 1
+        if lo_u < self.start:  # growing downwards: leave room on that side for the next samples
+            new_start -= slack if hi_u <= self.start + self.bins - 1 else slack // 2
+        old = self.start + np.arange(self.bins, dtype=np.int64)
+        merged = np.bincount(
+            np.floor_divide(old, k) - new_start, weights=self.counts, minlength=self.bins
+        )
+        self.counts = merged[: self.bins].astype(np.float64)
+        self.start = new_start
+        self.width = self.width * k
+
+    def _index(self, x: np.ndarray) -> np.ndarray:
+        idx = np.floor(x / self.width) - self.start
+        return np.clip(idx, 0, self.bins - 1).astype(np.intp)
+
+    def add(self, x: np.ndarray, lo: float, hi: float) -> None:
+        """Count the finite float values ``x`` (any shape) whose min/max are ``lo``/``hi``."""
+        if x.size == 0:
+            return
+        if self.is_point:
+            values = [lo, hi] + ([self._point] if self._point is not None else [])
+            vmin, vmax = min(values), max(values)
+            if vmin == vmax:
+                self._point = lo
+                self._point_count += x.size
+                return
+            self._make_grid(vmin, vmax)
+            if self._point is not None:
+                self.counts[self._index(np.array([self._point]))[0]] += self._point_count
+            self._point, self._point_count = None, 0.0
+        if not self._fits(lo, hi):
+            self._grow(lo, hi)
+        self.counts += np.bincount(self._index(x.ravel()), minlength=self.bins)
+
+    def cumulative(self) -> np.ndarray:
+        """float64 ``(bins + 1,)``: counts of values below each edge."""
+        return np.concatenate(([0.0], np.cumsum(self.counts)))
+
+    def quantile(self, q: float) -> float:
+        """The value below which a fraction ``q`` (0..1) of the counts lies."""
+        if self.is_point:
+            return float(self._point if self._point is not None else 0.0)
+        cum = self.cumulative()
+        target = q * cum[-1]
+        i = int(np.clip(np.searchsorted(cum, target, side="left") - 1, 0, self.bins - 1))
+        inside = self.counts[i]
+        frac = (target - cum[i]) / inside if inside > 0 else 0.0
+        return float(self.edges[i] + frac * self.width)
+
+    def folded(self, amax: float, bins: int) -> tuple[np.ndarray, float]:
+        """Histogram of ``|x|`` on ``bins`` uniform bins over ``[0, amax]``.
+
+        Returns ``(counts float64 (bins,), bin_width)``. Mass the grid places
+        beyond ``amax`` (within its last partial bin) is added to the last bin.
+        """
+        if amax <= 0 or self.is_point:
+            counts = np.zeros(bins)
+            counts[0] = self.total
+            return counts, (amax / bins if amax > 0 else 1.0)
+        new_edges = np.linspace(0.0, amax, bins + 1)
+        edges, cum = self.edges, self.cumulative()
+        below = np.interp(new_edges, edges, cum) - np.interp(-new_edges, edges, cum)
+        counts = np.diff(below)
+        counts[-1] += self.total - below[-1]
+        return np.maximum(counts, 0.0), amax / bins
