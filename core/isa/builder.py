@@ -151,7 +151,7 @@ class ProgramBuilder:
         self._dram_next = addr + nbytes
         return addr
 
-    def _io(self, kind: str, name: str, shape: tuple[int, ...], dtype: str, scale: float,
+    def _place_io(self, kind: str, name: str, shape: tuple[int, ...], dtype: str, scale: float,
             zero_point: int) -> Region:  # fmt: skip
         self._new_name(name)
         nbytes = math.prod(shape) * np.dtype(dtype).itemsize if dtype in DTYPE_NAMES else 0
@@ -173,13 +173,13 @@ class ProgramBuilder:
         self, name: str, shape: tuple[int, ...], dtype: str, *, scale: float, zero_point: int = 0
     ) -> Region:
         """Place a program input (dense row-major, e.g. NHWC) in DRAM after the constants."""
-        return self._io("input", name, shape, dtype, scale, zero_point)
+        return self._place_io("input", name, shape, dtype, scale, zero_point)
 
     def output(
         self, name: str, shape: tuple[int, ...], dtype: str, *, scale: float, zero_point: int = 0
     ) -> Region:
         """Place a program output in DRAM after the constants."""
-        return self._io("output", name, shape, dtype, scale, zero_point)
+        return self._place_io("output", name, shape, dtype, scale, zero_point)
 
     def scratch(self, name: str, nbytes: int, *, align: int = DEFAULT_ALIGN) -> Region:
         """Reserve ``nbytes`` of DRAM scratch (not in the I/O table) after the constants."""

@@ -1,0 +1,158 @@
+"""``compile_npu_graph``: an :class:`NpuGraph` to a validated NPU program, with per-op stats.
+
+Stages, in the order data flows (docs/npu_compiler.md):
+
+1. validate the graph (:meth:`NpuGraph.validate`);
+2. lower each op to a plan: tiling chosen by estimated cycles under the SRAM
+   budget (:mod:`lower_window`, :mod:`lower_flat`, :mod:`lower_move`);
+3. place constants (one blob per weight block / table) in the constant
+   section, graph inputs/outputs in the I/O table, and intermediates in a DRAM
+   scratch region by liveness (:mod:`allocate`);
+4. place each op's SRAM buffers (:mod:`allocate`);
+5. generate the steps, derive hazards and assign wait/signal tokens
+   (:mod:`schedule`);
+6. encode through the ProgramBuilder (every field checked against the ISA table).
+
+Guarantees: the returned program passes ``Program.validate(hw)`` (the
+simulator's loader accepts it), never deadlocks and has no unordered SRAM or
+DRAM hazard; its outputs equal the integer reference of each op, bit for
+bit. Errors: InvalidInputError for a malformed graph, UnsupportedError for
+an op the NPU cannot run or that does not fit, each naming the op.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from npuc.backend.npu.allocate import Buffer, allocate
+from npuc.backend.npu.encode import emit_all
+from npuc.backend.npu.lower_flat import plan_flat
+from npuc.backend.npu.lower_move import plan_move
+from npuc.backend.npu.lower_window import plan_window
+from npuc.backend.npu.ops import (
+    NpuConcat,
+    NpuConv2d,
+    NpuElementwise,
+    NpuGraph,
+    NpuLut,
+    NpuOp,
+    NpuPool,
+    NpuRequant,
+    NpuReshape,
+    NpuSlice,
+    op_inputs,
+)
+from npuc.backend.npu.plan import OpPlan
+from npuc.backend.npu.schedule import Step, assign_tokens
+from npuc.core.errors import UnsupportedError
+from npuc.core.hw.config import HwConfig
+from npuc.core.isa.builder import ProgramBuilder
+from npuc.core.isa.program import Program
+
+
+@dataclass(frozen=True, slots=True)
+class OpStats:
+    """Per-op compile result: kind, MACs, estimated cycles, tiling chosen, SRAM used."""
+
+    name: str
+    kind: str
+    macs: int
+    est_cycles: int
+    tiling: str
+    sram_peak_bytes: int
+    first_instruction: int
+    instructions: int
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledNpuProgram:
+    """The program and what the compiler decided and estimated for each op."""
+
+    program: Program
+    ops: tuple[OpStats, ...]
+    est_cycles: int
+    sram_peak_bytes: int
+    dram_scratch_bytes: int
+
+
+def plan_op(op: NpuOp, hw: HwConfig, sram_budget: int) -> OpPlan:
+    """Lower one op to its plan (tiling chosen here)."""
+    if isinstance(op, NpuConv2d | NpuPool):
+        return plan_window(op, hw, sram_budget)
+    if isinstance(op, NpuElementwise | NpuRequant | NpuLut):
+        return plan_flat(op, hw, sram_budget)
+    if isinstance(op, NpuConcat | NpuSlice | NpuReshape):
+        return plan_move(op, hw, sram_budget)
+    raise UnsupportedError(f"NPU op {getattr(op, 'name', op)!r}: no lowering for {type(op)}")
+
+
+def _dram_intermediates(graph: NpuGraph) -> list[Buffer]:
+    io = {t.name for t in (*graph.inputs, *graph.outputs)}
+    made: dict[str, tuple[int, int]] = {}
+    for i, op in enumerate(graph.ops):
+        for t in op_inputs(op):
+            if t.name in made:
+                made[t.name] = (made[t.name][0], i + 1)
+        if op.ofm.name not in io:
+            made[op.ofm.name] = (i, i + 1)
+    return [
+        Buffer(name, op.ofm.nbytes, *made[name])
+        for op in graph.ops
+        if (name := op.ofm.name) in made
+    ]
+
+
+def compile_npu_graph(
+    graph: NpuGraph, hw: HwConfig, *, sram_budget: int | None = None
+) -> CompiledNpuProgram:
+    """Compile ``graph`` for ``hw`` (``sram_budget`` bytes of SRAM, default all of it)."""
+    graph.validate()
+    budget = hw.sram_bytes if sram_budget is None else min(sram_budget, hw.sram_bytes)
+    plans = [plan_op(op, hw, budget) for op in graph.ops]
+    builder = ProgramBuilder(hw)
+    dram: dict[str, int] = {}
+    for plan in plans:
+        for name, data in plan.constants:
+            dram[name] = builder.constant(name, data, dtype="uint8").addr
+    for t in graph.inputs:
+        dram[t.name] = builder.input(
+            t.name, t.shape, t.dtype, scale=t.scale, zero_point=t.zero_point
+        ).addr
+    for t in graph.outputs:
+        dram[t.name] = builder.output(
+            t.name, t.shape, t.dtype, scale=t.scale, zero_point=t.zero_point
+        ).addr
+    inter = _dram_intermediates(graph)
+    scratch_bytes = 0
+    if inter:
+        placed = allocate(inter, capacity=hw.dram_bytes, memory="DRAM")
+        scratch_bytes = placed.peak_bytes
+        base = builder.scratch("scratch", scratch_bytes).addr
+        dram.update({name: base + off for name, off in placed.addresses.items()})
+    steps: list[Step] = []
+    stats = []
+    for plan in plans:
+        sram = allocate(plan.sram, capacity=budget, memory="SRAM")
+        first = len(steps)
+        steps += plan.make_steps(dram, sram.addresses)
+        stats.append(
+            OpStats(
+                plan.name,
+                plan.kind,
+                plan.macs,
+                plan.est_cycles,
+                plan.tiling,
+                sram.peak_bytes,
+                first,
+                len(steps) - first,
+            )
+        )
+    emit_all(builder, assign_tokens(steps))
+    program = builder.build()
+    return CompiledNpuProgram(
+        program=program,
+        ops=tuple(stats),
+        est_cycles=sum(s.est_cycles for s in stats),
+        sram_peak_bytes=max((s.sram_peak_bytes for s in stats), default=0),
+        dram_scratch_bytes=scratch_bytes,
+    )
