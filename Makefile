@@ -37,6 +37,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy npuc core midend backend npu_sim runtime
+	$(PY) tools/package_tree.py imports
 
 format: $(STAMP)
 	$(PY) -m ruff format .

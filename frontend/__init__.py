@@ -9,6 +9,7 @@ up so TVM's importers accept it, checks support and converts.
 
 from __future__ import annotations
 
-from npuc.frontend.dispatch import ImportedModel, detect_format, load
+from npuc.frontend.dispatch import detect_format, load
+from npuc.frontend.imported import ImportedModel
 
 __all__ = ["ImportedModel", "detect_format", "load"]

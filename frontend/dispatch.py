@@ -10,28 +10,17 @@ ONNX model never imports torch or tflite. A file of no known format raises
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from npuc.core.errors import InvalidInputError
-from npuc.core.model_info import ModelInfo
+from npuc.frontend.imported import ImportedModel, InputShapes
 
 if TYPE_CHECKING:
     import onnx
-    import tvm
-
-InputShapes = Mapping[str, Sequence[int]]
 
 _TFLITE_MAGIC = b"TFL3"
 _ZIP_MAGIC = b"PK\x03\x04"
-
-
-class ImportedModel(NamedTuple):
-    """A model in npuc's IR: the Relax module and its interface."""
-
-    mod: tvm.IRModule
-    info: ModelInfo
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
@@ -55,13 +44,56 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     suffix = p.suffix.lower()
     if head[4:8] == _TFLITE_MAGIC or suffix == ".tflite":
         return "tflite"
-    if suffix == ".pt2" or (head[:4] == _ZIP_MAGIC and suffix in {".pt", ".pth"}):
+    if _is_export_archive(p, head):
         return "torch"
+    if _is_torch_save(p, head):
+        raise _state_dict_error(p)
+    if suffix == ".pt2" or suffix in _TORCH_SAVE_SUFFIXES:
+        return "torch"  # torch.export.load says what is wrong with it
     if suffix == ".onnx":
         return "onnx"
     raise InvalidInputError(
         f"cannot tell the format of {p}: not .onnx, .tflite (TFL3 magic) or .pt2",
         hint="rename the file with its format's extension (.onnx, .tflite, .pt2)",
+    )
+
+
+_TORCH_SAVE_SUFFIXES = frozenset({".pt", ".pth", ".ckpt"})
+_PICKLE_PROTOCOL_BYTE = 0x80
+
+
+def _zip_names(path: Path) -> list[str]:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return []
+
+
+def _is_export_archive(path: Path, head: bytes) -> bool:
+    """A ``torch.export.save`` archive: a zip holding ``archive_format``."""
+    return head[:4] == _ZIP_MAGIC and any(
+        n.endswith("/archive_format") or n == "archive_format" for n in _zip_names(path)
+    )
+
+
+def _is_torch_save(path: Path, head: bytes) -> bool:
+    """A ``torch.save`` file: a pickle, or a zip holding ``data.pkl``."""
+    if head[:1] == bytes([_PICKLE_PROTOCOL_BYTE]):
+        return True
+    return head[:4] == _ZIP_MAGIC and any(n.endswith("/data.pkl") for n in _zip_names(path))
+
+
+def _state_dict_error(path: Path) -> InvalidInputError:
+    return InvalidInputError(
+        f"{path} is a PyTorch checkpoint saved with torch.save (a state dict or a pickled "
+        "module): it holds weights but no graph of the computation, so npuc cannot compile it",
+        hint="load the weights into the model class in Python, then export a graph: "
+        "torch.export.save(torch.export.export(model.eval(), (example_input,)), 'model.pt2') "
+        "or torch.onnx.export(model.eval(), (example_input,), 'model.onnx'); "
+        "npuc builds the .pt2 or .onnx file",
     )
 
 

@@ -13,21 +13,19 @@ The steps, one module each, in order:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
+
+from npuc.frontend.imported import ImportedModel, InputShapes
 
 if TYPE_CHECKING:
     import onnx
 
-    from npuc.frontend.dispatch import ImportedModel
-
 
 def load_onnx(
     source: str | os.PathLike[str] | onnx.ModelProto,
-    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    input_shapes: InputShapes | None = None,
 ) -> ImportedModel:
     """Import an ONNX model; see :func:`npuc.frontend.load` for parameters and errors."""
-    from npuc.frontend.dispatch import ImportedModel
     from npuc.frontend.onnx.convert import model_info, to_relax
     from npuc.frontend.onnx.prepare import prepare_onnx
     from npuc.frontend.onnx.support import check_supported

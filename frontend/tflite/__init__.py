@@ -20,7 +20,7 @@ from typing import Any
 from npuc.core.errors import InvalidInputError, UnsupportedError
 from npuc.core.fileio import sha256_file
 from npuc.core.model_info import ModelInfo
-from npuc.frontend.dispatch import ImportedModel
+from npuc.frontend.imported import ImportedModel
 from npuc.frontend.tflite.read import read_tflite
 
 __all__ = ["load_tflite"]
