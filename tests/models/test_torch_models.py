@@ -20,8 +20,9 @@ import torch
 
 from npuc.frontend import load
 from npuc.frontend.torch_export import load_torch
+from npuc.midend.quantize.images import center_crop, resize
 from tests.tooling.cpu import run_relax_on_cpu
-from tests.tooling.images import PhotoName, center_crop, photo, resize
+from tests.tooling.images import PhotoName, photo
 from tests.tooling.reference import run_onnxruntime
 from tests.tooling.torch_nets import MTCNN_INPUT_SIZES, mobilenet_v2, mtcnn_nets, mtcnn_normalize
 

