@@ -26,6 +26,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from npuc.npu_sim.conv_tiles import Geometry, tiles, windows
+
 FLOAT64_EXACT_LIMIT = 1 << 53
 ACC48_LO = -(1 << 47)
 ACC48_HI = (1 << 47) - 1
@@ -123,36 +125,48 @@ def conv_accumulate(
 ) -> tuple[np.ndarray, bool]:
     """Accumulators ``(oh, ow, cout)`` int64 of a conv (HWC ``x``, OHWI ``w``) and the flag.
 
+    Working memory is bounded (about 32 MiB beyond the operands, whatever the
+    kernel and padding) by tiling the output (:mod:`npuc.npu_sim.conv_tiles`).
     Padded positions hold ``ifm_zp``. Depthwise weights are ``(cout, kh, kw, 1)``
     with output channel ``o`` reading input channel ``o // (cout // cin)``.
     """
     cout, kh, kw, _ = w.shape
     cin = x.shape[2]
-    oh, ow = conv_out_hw(x.shape[:2], (kh, kw), stride, dilation, pads)
-    centred = _pad(x, pads, ifm_zp, np.float64)
-    centred -= ifm_zp  # padded positions hold ifm_zp, so they become 0
+    out_hw = conv_out_hw(x.shape[:2], (kh, kw), stride, dilation, pads)
+    geo = Geometry(x.shape[:2], out_hw, (kh, kw), stride, dilation, pads)
+    centred = x.astype(np.float64) - ifm_zp  # padding reads 0 (conv_tiles.windows)
     max_x = max(abs(int(x.min()) - ifm_zp), abs(int(x.max()) - ifm_zp)) if x.size else 0
     max_w = max(abs(int(w.min())), abs(int(w.max()))) if w.size else 0
-    view = _windows(centred, (oh, ow), (kh, kw), stride, dilation)
-    bias_acc = bias.astype(np.int64) << np.int64(bias_shift)
+    acc = np.zeros((*out_hw, cout), dtype=np.int64)  # positions no tile covers see only padding
     if depthwise:
         channel_of = np.arange(cout) // (cout // cin)
         exact = kh * kw * max_x * max_w <= FLOAT64_EXACT_LIMIT
         acc_dtype = np.float64 if exact else np.int64
-        taps: np.ndarray = np.zeros((oh, ow, cout), dtype=acc_dtype)
         w_taps = w[..., 0].astype(acc_dtype)
-        for ky in range(kh):
-            for kx in range(kw):
-                plane = view[:, :, ky, kx, :]
-                plane = plane if cout == cin else plane[..., channel_of]
-                taps += plane.astype(acc_dtype, copy=False) * w_taps[:, ky, kx]
-        acc = taps.astype(np.int64) + bias_acc
+        for t in tiles(geo, max(cout, cin), cin):
+            view = windows(centred, geo, t)
+            taps: np.ndarray = np.zeros((*view.shape[:2], cout), dtype=acc_dtype)
+            for a, ky in enumerate(range(*t.ky)):
+                for b, kx in enumerate(range(*t.kx)):
+                    plane = view[:, :, a, b, :]
+                    plane = plane if cout == cin else plane[..., channel_of]
+                    taps += plane.astype(acc_dtype, copy=False) * w_taps[:, ky, kx]
+            acc[slice(*t.oy), slice(*t.ox)] = taps.astype(np.int64)
     else:
-        # im2col: one copy of the windows (free for an unpadded 1x1 stride-1 conv)
-        cols = view.reshape(oh * ow, kh * kw * cin)
-        weights = w.reshape(cout, kh * kw * cin).astype(np.float64).T
-        acc = gemm_exact(cols, weights, max_abs_a=max_x, max_abs_b=max_w)
-        acc = acc.reshape(oh, ow, cout) + bias_acc
+        # im2col per tile: one copy of its windows (free for an unpadded 1x1 stride-1 conv)
+        whole_kernel = w.reshape(cout, -1).astype(np.float64).T
+        for t in tiles(geo, kh * kw * cin, cin):
+            view = windows(centred, geo, t)
+            cols = view.reshape(t.positions, -1)
+            taps_used = w[:, slice(*t.ky), slice(*t.kx), :]
+            w_t = (
+                whole_kernel
+                if taps_used.shape == w.shape
+                else taps_used.reshape(cout, -1).astype(np.float64).T
+            )
+            part = gemm_exact(cols, w_t, max_abs_a=max_x, max_abs_b=max_w)
+            acc[slice(*t.oy), slice(*t.ox)] = part.reshape(*view.shape[:2], cout)
+    acc += bias.astype(np.int64) << np.int64(bias_shift)
     return saturate48(acc)
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from tests.tooling.real_models import RealModel
+from tools.real_models import RealModel
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ import pytest
 import npuc.runtime
 from npuc.midend.quantize.images import center_crop, resize
 from tests.tooling import images
-from tests.tooling.real_models import (
+from tools.real_models import (
     NUDENET_YOLOV8N,
     ORIENTATION,
     PPOCR_CLS,

@@ -23,7 +23,7 @@ from tvm import relax
 from tvm.ir.prim.expr import IntImm
 
 from tests.tooling import images
-from tests.tooling.real_models import (
+from tools.real_models import (
     ALL_MODELS,
     NUDENET_LABELS,
     NUDENET_YOLOV8N,
