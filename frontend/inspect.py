@@ -22,6 +22,7 @@ from npuc.core.model_info import TensorInfo
 from npuc.frontend.macs import COUNTED_OPS, node_macs
 
 if TYPE_CHECKING:
+    from npuc.frontend.inspect_relax import ImportProblem
     from npuc.frontend.onnx.support import UnsupportedNode
 
 MACS_NOTE = (
@@ -54,7 +55,7 @@ class ModelSummary:
     parameter_count: int
     layers: tuple[LayerMacs, ...]
     total_macs: int
-    unsupported: tuple[UnsupportedNode, ...] = field(default_factory=tuple)
+    unsupported: tuple[UnsupportedNode | ImportProblem, ...] = field(default_factory=tuple)
     macs_note: str = MACS_NOTE
 
     def to_json(self) -> dict[str, Any]:
@@ -81,7 +82,10 @@ def summarize(
     source: str | os.PathLike[str] | onnx.ModelProto,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
 ) -> ModelSummary:
-    """Summarise an ONNX model (see the module docstring).
+    """Summarise a model of any format :func:`npuc.frontend.load` reads.
+
+    ONNX models are summarised as the module docstring says; TFLite and
+    PyTorch ``.pt2`` models by :func:`npuc.frontend.inspect_relax.summarize_imported`.
 
     Raises
     ------
@@ -89,6 +93,15 @@ def summarize(
         As :func:`npuc.frontend.load` does: bad file, or symbolic input dims
         not fixed by ``input_shapes``.
     """
+    if isinstance(source, str | os.PathLike):
+        from npuc.frontend.dispatch import detect_format
+
+        fmt = detect_format(source)
+        if fmt != "onnx":
+            from npuc.frontend.inspect_relax import summarize_imported
+
+            summary: ModelSummary = summarize_imported(source, fmt, input_shapes)
+            return summary
     from npuc.frontend.onnx.prepare import prepare_onnx
     from npuc.frontend.onnx.support import find_unsupported, static_types
 

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 from npuc.cli import common
 from npuc.cli.common import CommandResult
-from npuc.core.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from npuc.frontend.inspect import ModelSummary
@@ -22,11 +21,12 @@ TOP_LAYERS = 10
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "inspect",
-        help="summarise an ONNX model: inputs, outputs, operators, parameters, MACs, support",
-        description="Summarise an ONNX model: its inputs and outputs, operator histogram, "
-        "parameter count, multiply-accumulates per layer and the operators npuc cannot compile.",
+        help="summarise a model: inputs, outputs, operators, parameters, MACs, support",
+        description="Summarise a model (ONNX, TFLite, PyTorch .pt2): its inputs and outputs, "
+        "operator histogram, parameter count, multiply-accumulates per layer and the "
+        "operators npuc cannot compile.",
     )
-    parser.add_argument("model", help="the .onnx file")
+    parser.add_argument("model", help="model file (.onnx, .tflite, .pt2)")
     common.add_input_shape_flag(parser)
     parser.add_argument(
         "--all-layers",
@@ -38,16 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> CommandResult:
-    from npuc.frontend.dispatch import detect_format
     from npuc.frontend.inspect import summarize
 
     source = common.existing_file(args.model, "model file")
-    fmt = detect_format(source)
-    if fmt != "onnx":
-        raise InvalidInputError(
-            f"npuc inspect reads ONNX models; {source} is a {fmt} model",
-            hint="export the model to ONNX, or build it directly with `npuc build`",
-        )
     summary = summarize(source, common.parse_input_shapes(args.input_shape))
     return CommandResult(data=summary.to_json(), text=render(summary, all_layers=args.all_layers))
 
@@ -61,12 +54,14 @@ def _count(n: int) -> str:
 
 def render(summary: ModelSummary, *, all_layers: bool = False) -> str:
     """The human-readable table of a summary."""
-    lines = [f"{summary.source_path}  (ONNX opset {summary.opset})", ""]
+    kind = {"onnx": f"ONNX opset {summary.opset}", "tflite": "TFLite", "torch": "PyTorch .pt2"}
+    lines = [f"{summary.source_path}  ({kind.get(summary.source_format, summary.source_format)})"]
+    lines.append("")
     declared = {t.name: t for t in summary.declared_inputs}
     lines.append(f"{'inputs':<8} {'name':<28} {'shape':<20} dtype")
     for t in summary.inputs:
         shape = t.shape_str()
-        if declared[t.name].shape != t.shape:
+        if t.name in declared and declared[t.name].shape != t.shape:
             shape += f" (declared {declared[t.name].shape_str()})"
         lines.append(f"{'':<8} {t.name:<28} {shape:<20} {t.dtype}")
     lines.append(f"{'outputs':<8} {'name':<28} {'shape':<20} dtype")

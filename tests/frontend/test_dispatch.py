@@ -59,3 +59,25 @@ def test_missing_and_folder(tmp_path: Path) -> None:
 def test_wrong_source_type() -> None:
     with pytest.raises(InvalidInputError, match="cannot import a dict"):
         load({"not": "a model"})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["weights.pth", "weights.pt", "weights.ckpt", "weights.bin"])
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_state_dict_says_there_is_no_graph(tmp_path: Path, name: str, zip_format: bool) -> None:
+    """A torch.save checkpoint (zip or legacy pickle) is weights only: say how to export a graph."""
+    torch = pytest.importorskip("torch")
+    path = tmp_path / name
+    torch.save(torch.nn.Linear(3, 2).state_dict(), path, _use_new_zipfile_serialization=zip_format)
+    with pytest.raises(InvalidInputError, match="holds weights but no graph") as err:
+        detect_format(path)
+    assert "torch.export.export" in (err.value.hint or "")
+    assert "torch.onnx.export" in (err.value.hint or "")
+    assert "rename" not in (err.value.hint or "")
+
+
+def test_export_archive_under_any_torch_suffix(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    program = torch.export.export(torch.nn.Linear(3, 2), (torch.zeros(1, 3),))
+    for name in ("m.pt2", "m.pt", "m.pth"):
+        torch.export.save(program, tmp_path / name)
+        assert detect_format(tmp_path / name) == "torch"

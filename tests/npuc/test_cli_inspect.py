@@ -100,3 +100,74 @@ def test_inspect_static_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     code, out, err = _npuc_in_process(capsys, "inspect", str(path))
     assert code == 0, err
     assert "supported: every node can be compiled" in out
+
+
+def test_inspect_pt2_counts_macs_and_names_outputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Conv 3->4, 3x3 on 1x3x8x8 -> 1x4x6x6: 4*36 * 3*9 = 3888 MACs; Linear 4->2: 8 MACs;
+    ConvTranspose 4->2, 2x2 stride 2 on 1x4x6x6: 4*36 * 2*4 = 1152 MACs."""
+    torch = pytest.importorskip("torch")
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+            self.fc = torch.nn.Linear(4, 2)
+            self.up = torch.nn.ConvTranspose2d(4, 2, 2, stride=2)
+
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            y = self.conv(x)
+            return {"logits": self.fc(y.mean((2, 3))), "mask": self.up(y)}
+
+    path = tmp_path / "net.pt2"
+    torch.export.save(torch.export.export(Net(), (torch.zeros(1, 3, 8, 8),)), path)
+    code, out, err = _npuc_in_process(capsys, "inspect", str(path), "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["source_format"] == "torch"
+    assert [(o["name"], o["shape"]) for o in data["outputs"]] == [
+        ("logits", [1, 2]),
+        ("mask", [1, 2, 12, 12]),
+    ]
+    assert sorted(x["macs"] for x in data["layers"]) == [8, 1152, 3888]
+    assert data["total_macs"] == 8 + 1152 + 3888
+    assert data["parameter_count"] == 4 * 27 + 4 + 8 + 2 + 4 * 2 * 4 + 2
+    assert data["op_histogram"]["nn.conv2d"] == 1 and data["unsupported"] == []
+    code, out, err = _npuc_in_process(capsys, "inspect", str(path))
+    assert code == 0 and "PyTorch .pt2" in out and "every node can be compiled" in out
+
+
+def test_inspect_tflite_lists_unsupported_operators(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+
+    from tests.frontend.test_tflite_ops import TFLiteGraph
+
+    g = TFLiteGraph()
+    x = g.tensor("x", (2, 3))
+    w = g.tensor("w", (2, 3), "float32", np.ones((2, 3), np.float32))
+    y = g.tensor("y", (2, 3))
+    g.op("ADD", [x, w], [y])
+    path = g.save(tmp_path / "add.tflite", [x], [y])
+    code, out, err = _npuc_in_process(capsys, "inspect", str(path), "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["source_format"] == "tflite" and data["parameter_count"] == 6
+    assert data["op_histogram"] == {"add": 1} and data["unsupported"] == []
+    z = g.tensor("z", (2, 3))
+    g.op("SKIP_GRAM", [y], [z])
+    path = g.save(tmp_path / "bad.tflite", [x], [z])
+    code, out, err = _npuc_in_process(capsys, "inspect", str(path))
+    assert code == 0, err
+    assert "unsupported: 1 node(s)" in out and "SKIP_GRAM" in out
+
+
+def test_inspect_state_dict_explains_export(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from npuc.cli.main import main
+
+    path = tmp_path / "weights.pth"
+    torch.save(torch.nn.Linear(3, 2).state_dict(), path)
+    assert main(["inspect", str(path)]) == 3
