@@ -26,13 +26,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from npuc.core.fileio import write_text_atomic  # noqa: E402
-from tests.conformance.catalog import (  # noqa: E402
+from tools.conformance.catalog import (  # noqa: E402
     CaseRecord,
     build_manifest,
     load_manifest,
     write_manifest,
 )
-from tests.conformance.expectations import (  # noqa: E402
+from tools.conformance.expectations import (  # noqa: E402
     KINDS,
     ExpectedFailure,
     Verdict,
@@ -42,8 +42,8 @@ from tests.conformance.expectations import (  # noqa: E402
     load_expected_failures,
     write_expected_failures,
 )
-from tests.conformance.parallel import CaseOutcome, as_exception, run_cases  # noqa: E402
-from tests.conformance.selection import claimed_cases, claimed_ops, default_subset  # noqa: E402
+from tools.conformance.parallel import CaseOutcome, as_exception, run_cases  # noqa: E402
+from tools.conformance.selection import claimed_cases, claimed_ops, default_subset  # noqa: E402
 
 
 def _verdicts(
@@ -80,12 +80,12 @@ def render_markdown(
         f"registry ({len(by_op)} operators). Each runs through `npuc.frontend.load`, "
         '`npuc.midend.pipeline.optimize(target_kind="cpu")`, '
         "`npuc.backend.cpu.build.compile_module` and `npuc.runtime` "
-        "(adapter: `tests/conformance/backend.py`), and its outputs must match onnx's "
+        "(adapter: `tools/conformance/backend.py`), and its outputs must match onnx's "
         "expected outputs in count, shape, dtype and value (`np.testing.assert_allclose`, "
         "rtol 1e-3, atol 1e-7, onnx's runner tolerances).",
         "",
         "Inputs that fix a result's shape (Reshape's shape, Pad's pads, axes, ...) are "
-        "compiled as constants with the case's values (`tests/conformance/constant_inputs.py`).",
+        "compiled as constants with the case's values (`tools/conformance/constant_inputs.py`).",
         "",
         f"**Totals: {len(records)} claimed, {totals['passed']} passed, "
         f"{totals['xfail']} expected failures, {totals['FAILED']} unexpected outcomes.** "

@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # for tests.tooling (model locations) and tools.photos
+sys.path.insert(0, str(REPO))  # for tools.real_models (model locations) and tools.photos
 
 from npuc.midend.quantize.images import PRESETS  # noqa: E402
-from tests.tooling.real_models import ORIENTATION, ORIENTATION_LABELS  # noqa: E402
 from tools.photos import photo  # noqa: E402
+from tools.real_models import ORIENTATION, ORIENTATION_LABELS  # noqa: E402
 
 EXAMPLES = ("conv_relu", "residual_add", "depthwise", "lut_sigmoid")
 

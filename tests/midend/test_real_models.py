@@ -12,8 +12,8 @@ from tvm import relax
 from npuc.frontend.onnx import load_onnx
 from npuc.midend.pipeline import Pipeline, graph_passes, optimize
 from tests.tooling.cpu import run_relax_on_cpu
-from tools.real_models import ORIENTATION, PPOCR_CLS, RealModel
 from tests.tooling.reference import run_onnxruntime
+from tools.real_models import ORIENTATION, PPOCR_CLS, RealModel
 
 CASES = [(ORIENTATION, (1, 3, 224, 224)), (PPOCR_CLS, (1, 3, 48, 192))]
 

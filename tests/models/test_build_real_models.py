@@ -26,6 +26,7 @@ import pytest
 import npuc.runtime
 from npuc.midend.quantize.images import center_crop, resize
 from tests.tooling import images
+from tests.tooling.reference import run_onnxruntime
 from tools.real_models import (
     NUDENET_YOLOV8N,
     ORIENTATION,
@@ -34,7 +35,6 @@ from tools.real_models import (
     PPOCR_REC,
     RealModel,
 )
-from tests.tooling.reference import run_onnxruntime
 
 
 @dataclass(frozen=True)

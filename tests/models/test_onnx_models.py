@@ -23,6 +23,7 @@ from tvm import relax
 from tvm.ir.prim.expr import IntImm
 
 from tests.tooling import images
+from tests.tooling.reference import run_onnxruntime
 from tools.real_models import (
     ALL_MODELS,
     NUDENET_LABELS,
@@ -36,7 +37,6 @@ from tools.real_models import (
     ctc_greedy_decode,
     ppocr_rec_charset,
 )
-from tests.tooling.reference import run_onnxruntime
 
 if TYPE_CHECKING:
     from tests.models.conftest import RunModel

@@ -15,7 +15,7 @@ order of the graph's outputs.
 One extension of the backend API: ``prepare(model, constants={name: value})``
 compiles those graph inputs as initializers (npuc compiles static shapes, so
 a Reshape's ``shape`` must be known when compiling; see
-:mod:`tests.conformance.constant_inputs`). ``run`` still takes every input and
+:mod:`tools.conformance.constant_inputs`). ``run`` still takes every input and
 checks that the values fed for those inputs are the compiled ones.
 """
 

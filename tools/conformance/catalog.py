@@ -29,7 +29,7 @@ from typing import Any
 
 import onnx
 
-MANIFEST_PATH = Path(__file__).with_name("manifest.json")
+MANIFEST_PATH = Path(__file__).resolve().parents[2] / "tests" / "conformance" / "manifest.json"
 _NODE_PACKAGE = "onnx.backend.test.case.node"
 _EXPANDED_SUFFIX = re.compile(r"_expanded(_ver\d+)?$")
 

@@ -27,7 +27,9 @@ from pathlib import Path
 
 from npuc.core.fileio import write_text_atomic
 
-EXPECTED_FAILURES_PATH = Path(__file__).with_name("expected_failures.toml")
+EXPECTED_FAILURES_PATH = (
+    Path(__file__).resolve().parents[2] / "tests" / "conformance" / "expected_failures.toml"
+)
 
 KINDS: dict[str, str] = {
     "npuc-bug": "npuc accepts the case and gives a wrong result or an unclear error",
@@ -114,7 +116,7 @@ _NODE = r"\S+ \((?:[\w.]+), opset \d+\): "
 _DECLINED_ENTRY = re.compile(_NODE + r"(?P<reason>.+?)(?=; " + _NODE + r"|$)")
 
 _HEADER = """\
-# Claimed onnx node cases that fail today, grouped by why (see tests/conformance/expectations.py).
+# Claimed onnx node cases that fail today, grouped by why (see tools/conformance/expectations.py).
 # This list may only shrink: a listed case that passes fails the tests. `kind` is one of
 # expectations.KINDS; `error` is the exception type the case must raise; for kind "declined"
 # `reason` is text that npuc's UnsupportedError message must contain.

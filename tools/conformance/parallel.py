@@ -50,9 +50,9 @@ def as_exception(outcome: CaseOutcome) -> BaseException | None:
 
 def run_one(name: str) -> CaseOutcome:
     """Run case ``name`` through npuc in this process."""
-    from tests.conformance.backend import NpucCpuBackend
-    from tests.conformance.catalog import load_manifest
-    from tests.conformance.runner import run_case
+    from tools.conformance.backend import NpucCpuBackend
+    from tools.conformance.catalog import load_manifest
+    from tools.conformance.runner import run_case
 
     record = next(r for r in load_manifest() if r.name == name)
     start_s = time.monotonic()

@@ -19,9 +19,9 @@ import numpy as np
 import onnx
 from onnx.backend.base import Backend
 
-from tests.conformance.backend import as_array
-from tests.conformance.catalog import CaseRecord, load_case
-from tests.conformance.constant_inputs import inputs_to_freeze
+from tools.conformance.backend import as_array
+from tools.conformance.catalog import CaseRecord, load_case
+from tools.conformance.constant_inputs import inputs_to_freeze
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

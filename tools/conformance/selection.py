@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Iterable
 
-from tests.conformance.catalog import CaseRecord
+from tools.conformance.catalog import CaseRecord
 
 PASSING_PER_OP = 3
 LISTED_PER_OP = 1
