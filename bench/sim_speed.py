@@ -59,12 +59,12 @@ def build_program(
     mults = np.full(c, 1 << 10, dtype=np.uint16)
     constants = weights.tobytes() + mults.tobytes()
     ins: list[Instruction] = [
-        make("dma_load", dram_addr=0, sram_addr=0, run_bytes=act_bytes),
+        make("dma_load", dram_addr=0, sram_addr=0, row_bytes=act_bytes),
         make(
             "dma_load",
             dram_addr=CONST_BASE,
             sram_addr=w_base,
-            run_bytes=len(constants),
+            row_bytes=len(constants),
             signal=0b0010,
         ),
     ]
@@ -91,8 +91,8 @@ def build_program(
                 pad_left=1,
                 pad_bottom=1,
                 pad_right=1,
-                m_per_channel=1,
-                m_addr=m_sram,
+                ofm_multiplier_per_channel=1,
+                ofm_multiplier_addr=m_sram,
                 pre_shift=8,
                 post_shift=16,
                 act_min=0,
@@ -102,7 +102,7 @@ def build_program(
         )
     out = buf[stage.layers % 2]
     ins.append(
-        make("dma_store", wait=0b0010, dram_addr=1 << 24, sram_addr=out, run_bytes=act_bytes)
+        make("dma_store", wait=0b0010, dram_addr=1 << 24, sram_addr=out, row_bytes=act_bytes)
     )
     ins.append(make("end"))
     io = (

@@ -34,21 +34,21 @@
 .sram y1_s BAND*W*COUT
 
 ; ---- DMA-in: parameters, then the two input bands (each signals the MAC array)
-dma_load dram=@w sram=@w_s run=sizeof(w)
-dma_load dram=@b sram=@b_s run=sizeof(b)
-dma_load dram=@m sram=@m_s run=sizeof(m)
-dma_load dram=@x sram=@x0_s run=(BAND+1)*W*CIN signal=mac
-dma_load dram=@x+(BAND-1)*W*CIN sram=@x1_s run=(BAND+1)*W*CIN signal=mac
+dma_load dram=@w sram=@w_s row=sizeof(w)
+dma_load dram=@b sram=@b_s row=sizeof(b)
+dma_load dram=@m sram=@m_s row=sizeof(m)
+dma_load dram=@x sram=@x0_s row=(BAND+1)*W*CIN signal=mac
+dma_load dram=@x+(BAND-1)*W*CIN sram=@x1_s row=(BAND+1)*W*CIN signal=mac
 
 ; ---- MAC: band 0 (padding on top only), band 1 (padding at the bottom only)
 conv ifm=@x0_s[5x8x16 int8] ofm=@y0_s[4x8x32 int8] w=@w_s k=3x3 pad=1,1,0,1 \
-     bias=@b_s bias_shift=2 mult=@m_s ifm_zp=-3 ofm_zp=-20 pre_shift=1 post_shift=22 \
+     bias=@b_s bias_shift=2 multipliers=@m_s ifm_zp=-3 ofm_zp=-20 pre_shift=1 post_shift=22 \
      act=-20..127 wait=dma_in signal=dma_out
 conv ifm=@x1_s[5x8x16 int8] ofm=@y1_s[4x8x32 int8] w=@w_s k=3x3 pad=0,1,1,1 \
-     bias=@b_s bias_shift=2 mult=@m_s ifm_zp=-3 ofm_zp=-20 pre_shift=1 post_shift=22 \
+     bias=@b_s bias_shift=2 multipliers=@m_s ifm_zp=-3 ofm_zp=-20 pre_shift=1 post_shift=22 \
      act=-20..127 wait=dma_in signal=dma_out
 
 ; ---- DMA-out: band 0 is stored while the MAC array computes band 1
-dma_store dram=@y sram=@y0_s run=BAND*W*COUT wait=mac
-dma_store dram=@y+BAND*W*COUT sram=@y1_s run=BAND*W*COUT wait=mac
+dma_store dram=@y sram=@y0_s row=BAND*W*COUT wait=mac
+dma_store dram=@y+BAND*W*COUT sram=@y1_s row=BAND*W*COUT wait=mac
 end

@@ -24,18 +24,18 @@
 .sram b_s sizeof(b)
 .sram m_s sizeof(m)
 
-dma_load dram=@wd sram=@w_s run=sizeof(wd)
-dma_load dram=@b sram=@b_s run=sizeof(b)
-dma_load dram=@m sram=@m_s run=sizeof(m)
-dma_load dram=@x sram=@x_s run=sizeof(x) signal=mac
+dma_load dram=@wd sram=@w_s row=sizeof(wd)
+dma_load dram=@b sram=@b_s row=sizeof(b)
+dma_load dram=@m sram=@m_s row=sizeof(m)
+dma_load dram=@x sram=@x_s row=sizeof(x) signal=mac
 
 conv ifm=@x_s[16x16x32 uint8] ofm=@d_s[8x8x32 uint8] w=@w_s depthwise=1 k=3x3 stride=2x2 \
-     pad=1 bias=@b_s mult=@m_s ifm_zp=128 post_shift=21 act=0..120 \
+     pad=1 bias=@b_s multipliers=@m_s ifm_zp=128 post_shift=21 act=0..120 \
      wait=dma_in signal=itp,dma_out
 
 pool op=avg ifm=@d_s[8x8x32 uint8] ofm_addr=@p_s ofm_h=1 ofm_w=1 ofm_dtype=uint8 k=8x8 \
-     stride=8x8 m=1024 shift=16 wait=mac signal=dma_out
+     stride=8x8 ofm_multiplier=1024 post_shift=16 wait=mac signal=dma_out
 
-dma_store dram=@d sram=@d_s run=sizeof(d) wait=mac
-dma_store dram=@p sram=@p_s run=sizeof(p) wait=itp
+dma_store dram=@d sram=@d_s row=sizeof(d) wait=mac
+dma_store dram=@p sram=@p_s row=sizeof(p) wait=itp
 end

@@ -55,8 +55,8 @@ def residual_add(rng: np.random.Generator) -> dict[str, np.ndarray]:
     # y = relu(h2 + x) uint8-like int8 s=0.35 zp=-128.
     s_w1 = rng.uniform(0.004, 0.012, 16)
     check(int(multipliers(np.array([0.25 * 0.008 / 0.3]), 2 + 20)[0]), 27962, "conv2 m")
-    check(int(multipliers(np.array([0.3 / 0.35]), 15)[0]), 28087, "add ma")
-    check(int(multipliers(np.array([0.05 / 0.35]), 15)[0]), 4681, "add mb")
+    check(int(multipliers(np.array([0.3 / 0.35]), 15)[0]), 28087, "add ifm_multiplier")
+    check(int(multipliers(np.array([0.05 / 0.35]), 15)[0]), 4681, "add ifm2_multiplier")
     return {
         "w1": weights(rng, (16, 3, 3, 16)),
         "b1": bias(rng, 16, 0.05 * s_w1, shift=0),

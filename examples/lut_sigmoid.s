@@ -1,7 +1,7 @@
 ; lut_sigmoid.s -- sigmoid through look-up tables, in both ITP forms.
 ;
 ;   x [1,64] int8 s=0.05 zp=0
-;   path 1: FC (w1 s=0.004) -> int16 s=8/32768: m=26844, post_shift=15
+;   path 1: FC (w1 s=0.004) -> int16 s=8/32768: ofm_multiplier=26844, post_shift=15
 ;           then LUT int16 -> int16 with k=8 (257 entries, linear interpolation on the
 ;           low 8 bits): y16 = sigmoid, s=1/32767 zp=0
 ;   path 2: FC (per-channel M, post_shift=22) fused with an int8 LUT: the requantized
@@ -31,20 +31,20 @@
 .sram y16_s 32*2
 .sram y8_s  32
 
-dma_load dram=@x   sram=@x_s   run=64
-dma_load dram=@w1  sram=@w1_s  run=sizeof(w1)
-dma_load dram=@b1  sram=@b1_s  run=sizeof(b1) signal=mac
-dma_load dram=@t16 sram=@t16_s run=sizeof(t16) signal=itp
-dma_load dram=@w2  sram=@w2_s  run=sizeof(w2)
-dma_load dram=@m2  sram=@m2_s  run=sizeof(m2)
-dma_load dram=@t8  sram=@t8_s  run=sizeof(t8) signal=mac
+dma_load dram=@x   sram=@x_s   row=64
+dma_load dram=@w1  sram=@w1_s  row=sizeof(w1)
+dma_load dram=@b1  sram=@b1_s  row=sizeof(b1) signal=mac
+dma_load dram=@t16 sram=@t16_s row=sizeof(t16) signal=itp
+dma_load dram=@w2  sram=@w2_s  row=sizeof(w2)
+dma_load dram=@m2  sram=@m2_s  row=sizeof(m2)
+dma_load dram=@t8  sram=@t8_s  row=sizeof(t8) signal=mac
 
-fc ifm=@x_s[1x64 int8] ofm=@h_s[int16] ofm_c=32 w=@w1_s bias=@b1_s m=26844 post_shift=15 \
+fc ifm=@x_s[1x64 int8] ofm=@h_s[int16] ofm_c=32 w=@w1_s bias=@b1_s ofm_multiplier=26844 post_shift=15 \
    wait=dma_in signal=itp
-lut x=@h_s[int16] y=@y16_s[int16] count=32 table=@t16_s lut_bits=8 wait=dma_in,mac signal=dma_out
-fc ifm=@x_s[1x64 int8] ofm=@y8_s[int8] ofm_c=32 w=@w2_s mult=@m2_s post_shift=22 \
+lut ifm=@h_s[int16] ofm=@y16_s[int16] count=32 table=@t16_s lut_bits=8 wait=dma_in,mac signal=dma_out
+fc ifm=@x_s[1x64 int8] ofm=@y8_s[int8] ofm_c=32 w=@w2_s multipliers=@m2_s post_shift=22 \
    lut=@t8_s lut_in_dtype=int8 wait=dma_in signal=dma_out
 
-dma_store dram=@y16 sram=@y16_s run=sizeof(y16) wait=itp
-dma_store dram=@y8  sram=@y8_s  run=sizeof(y8)  wait=mac
+dma_store dram=@y16 sram=@y16_s row=sizeof(y16) wait=itp
+dma_store dram=@y8  sram=@y8_s  row=sizeof(y8)  wait=mac
 end

@@ -29,23 +29,23 @@
 .sram b2_s sizeof(b2)
 
 ; DMA-in: everything conv1 needs, one token; then conv2's parameters, a second token
-dma_load dram=@x sram=@x_s run=HWC
-dma_load dram=@w1 sram=@w1_s run=sizeof(w1)
-dma_load dram=@b1 sram=@b1_s run=sizeof(b1)
-dma_load dram=@m1 sram=@m1_s run=sizeof(m1) signal=mac
-dma_load dram=@w2 sram=@w2_s run=sizeof(w2)
-dma_load dram=@b2 sram=@b2_s run=sizeof(b2) signal=mac
+dma_load dram=@x sram=@x_s row=HWC
+dma_load dram=@w1 sram=@w1_s row=sizeof(w1)
+dma_load dram=@b1 sram=@b1_s row=sizeof(b1)
+dma_load dram=@m1 sram=@m1_s row=sizeof(m1) signal=mac
+dma_load dram=@w2 sram=@w2_s row=sizeof(w2)
+dma_load dram=@b2 sram=@b2_s row=sizeof(b2) signal=mac
 
 conv1:
 conv ifm=@x_s[8x8x16 int8] ofm=@h1_s[8x8x16 int8] w=@w1_s k=3x3 pad=1 \
-     bias=@b1_s mult=@m1_s pre_shift=2 post_shift=20 act=0..127 wait=dma_in
+     bias=@b1_s multipliers=@m1_s pre_shift=2 post_shift=20 act=0..127 wait=dma_in
 conv2:
 conv ifm=@h1_s[8x8x16 int8] ofm=@h2_s[8x8x16 int8] w=@w2_s k=3x3 pad=1 \
-     bias=@b2_s bias_shift=1 m=27962 pre_shift=2 post_shift=20 wait=dma_in signal=itp
+     bias=@b2_s bias_shift=1 ofm_multiplier=27962 pre_shift=2 post_shift=20 wait=dma_in signal=itp
 
 ; ITP: the residual add, in place into h2's buffer (same address and size is allowed)
-eltwise op=add a=@h2_s[int8] b=@x_s[int8] y=@h2_s[int8] count=HWC \
-        ma=28087 mb=4681 shift=15 zp_y=-128 act=-128..127 wait=mac signal=dma_out
+eltwise op=add ifm=@h2_s[int8] ifm2=@x_s[int8] ofm=@h2_s[int8] count=HWC \
+        ifm_multiplier=28087 ifm2_multiplier=4681 post_shift=15 ofm_zp=-128 act=-128..127 wait=mac signal=dma_out
 
-dma_store dram=@y sram=@h2_s run=HWC wait=itp
+dma_store dram=@y sram=@h2_s row=HWC wait=itp
 end

@@ -35,8 +35,11 @@ I32_LO = -(1 << 31)
 I32_HI = (1 << 31) - 1
 
 
-def round_shift(v: np.ndarray, shift: int) -> np.ndarray:
-    """``v >> shift`` rounding half up (``v`` int64); identity for ``shift == 0``."""
+def rshift_round(v: np.ndarray, shift: int) -> np.ndarray:
+    """The spec's ``rshift_round``: ``v >> shift`` rounding half up (``v`` int64).
+
+    Identity for ``shift == 0``.
+    """
     if shift == 0:
         return v
     return (v + np.int64(1 << (shift - 1))) >> np.int64(shift)
@@ -57,8 +60,8 @@ def store_as(v: np.ndarray, act_min: int, act_max: int, dtype: np.dtype) -> np.n
     return clip_to(v, lo, hi).astype(dtype)
 
 
-def saturate48(acc: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Clamp to the 48-bit accumulator range; returns ``(clamped, overflowed)``."""
+def sat48(acc: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The spec's ``sat48``: clamp to the 48-bit accumulator range; ``(clamped, overflowed)``."""
     overflowed = bool(acc.size) and bool(acc.min() < ACC48_LO or acc.max() > ACC48_HI)
     return (clip_to(acc, ACC48_LO, ACC48_HI) if overflowed else acc), overflowed
 
@@ -167,7 +170,7 @@ def conv_accumulate(
             part = gemm_exact(cols, w_t, max_abs_a=max_x, max_abs_b=max_w)
             acc[slice(*t.oy), slice(*t.ox)] = part.reshape(*view.shape[:2], cout)
     acc += bias.astype(np.int64) << np.int64(bias_shift)
-    return saturate48(acc)
+    return sat48(acc)
 
 
 def output_stage(
@@ -179,23 +182,36 @@ def output_stage(
     ofm_zp: int,
 ) -> np.ndarray:
     """Ahead shift with sat32, then ``rshift_round(acc32 * M[c], post_shift) + ofm_zp`` (int64)."""
-    acc32 = clip_to(round_shift(acc48, pre_shift), I32_LO, I32_HI)
-    return round_shift(acc32 * multipliers.astype(np.int64), post_shift) + np.int64(ofm_zp)
+    acc32 = clip_to(rshift_round(acc48, pre_shift), I32_LO, I32_HI)
+    return rshift_round(acc32 * multipliers.astype(np.int64), post_shift) + np.int64(ofm_zp)
 
 
-def lut_apply(x: np.ndarray, table: np.ndarray, *, in_dtype: np.dtype, lut_bits: int) -> np.ndarray:
-    """Table lookup (spec section 5) of stored values ``x``; returns int64."""
+def lut_apply(
+    x: np.ndarray,
+    table: np.ndarray,
+    *,
+    in_dtype: np.dtype,
+    lut_bits: int,
+    x_min: int = -32768,
+    f: int = 8,
+) -> np.ndarray:
+    """Table lookup (spec section 5) of stored values ``x``; returns int64.
+
+    int16 input: entry ``j`` is the function at ``x_min + j * 2**f``; inputs are
+    clamped to ``[x_min, x_min + 2**(lut_bits + f)]`` and interpolated.
+    """
     t = table.astype(np.int64)
     xi = x.astype(np.int64)
     if in_dtype == np.int8:
         return t[xi + 128]
     if in_dtype == np.uint8:
         return t[xi]
-    frac_bits = 16 - lut_bits
-    offset = xi + 32768
-    lo = offset >> frac_bits
-    frac = offset & ((1 << frac_bits) - 1)
-    return t[lo] + round_shift((t[lo + 1] - t[lo]) * frac, frac_bits)
+    last = (1 << lut_bits) << f
+    offset = clip_to(xi - np.int64(x_min), 0, last)
+    lo = offset >> np.int64(f)
+    frac = offset & np.int64((1 << f) - 1)
+    hi = np.minimum(lo + 1, np.int64(1 << lut_bits))
+    return t[lo] + rshift_round((t[hi] - t[lo]) * frac, f)
 
 
 def eltwise(
@@ -203,31 +219,33 @@ def eltwise(
     a: np.ndarray,
     b: np.ndarray,
     *,
-    zp_a: int,
-    zp_b: int,
-    zp_y: int,
-    ma: int,
-    mb: int,
-    shift: int,
+    ifm_zp: int,
+    ifm2_zp: int,
+    ofm_zp: int,
+    ifm_multiplier: int,
+    ifm2_multiplier: int,
+    ofm_multiplier: int,
+    post_shift: int,
 ) -> tuple[np.ndarray, bool]:
     """Element-wise add/sub/mul/max/min before the clamp: ``(y int64, overflow)``."""
-    da = a.astype(np.int64) - np.int64(zp_a)
-    db = b.astype(np.int64) - np.int64(zp_b)
+    d1 = a.astype(np.int64) - np.int64(ifm_zp)
+    d2 = b.astype(np.int64) - np.int64(ifm2_zp)
     if op == "mul":
-        inter = da * db * np.int64(ma)
+        inter = d1 * d2 * np.int64(ofm_multiplier)
     else:
-        sa, sb = da * np.int64(ma), db * np.int64(mb)
+        s1, s2 = d1 * np.int64(ifm_multiplier), d2 * np.int64(ifm2_multiplier)
         combine = {"add": np.add, "sub": np.subtract, "max": np.maximum, "min": np.minimum}[op]
-        inter = combine(sa, sb)
-    inter, overflow = saturate48(inter)
-    return round_shift(inter, shift) + np.int64(zp_y), overflow
+        inter = combine(s1, s2)
+    inter, overflow = sat48(inter)
+    return rshift_round(inter, post_shift) + np.int64(ofm_zp), overflow
 
 
-def requant(x: np.ndarray, *, zp_in: int, zp_out: int, m: int, shift: int) -> np.ndarray:
-    """Requant copy before the clamp: ``rshift_round((x - zp_in) * m, shift) + zp_out``."""
-    return round_shift((x.astype(np.int64) - np.int64(zp_in)) * np.int64(m), shift) + np.int64(
-        zp_out
-    )
+def requant(
+    x: np.ndarray, *, ifm_zp: int, ofm_zp: int, ofm_multiplier: int, post_shift: int
+) -> np.ndarray:
+    """Requant copy before the clamp: ``rshift_round((x - ifm_zp) * M, post_shift) + ofm_zp``."""
+    scaled = (x.astype(np.int64) - np.int64(ifm_zp)) * np.int64(ofm_multiplier)
+    return rshift_round(scaled, post_shift) + np.int64(ofm_zp)
 
 
 def pool(
@@ -239,14 +257,15 @@ def pool(
     pads: tuple[int, int, int, int],
     ifm_zp: int,
     ofm_zp: int,
-    m: int,
-    shift: int,
+    ofm_multiplier: int,
+    post_shift: int,
 ) -> tuple[np.ndarray, bool]:
     """Max or average pool over HWC ``x`` before the clamp: ``(y int64, overflow)``.
 
-    Max: padded positions are skipped, values pass unchanged. Avg: padded
-    positions hold ``ifm_zp``; the window sum saturates to int32 (flagged),
-    then ``rshift_round(sum * m, shift) + ofm_zp``.
+    Max: padded positions are skipped, values pass unchanged (an all-padding
+    window gives the lowest int64, which the clamp turns into ``act_min``).
+    Avg: padded positions hold ``ifm_zp``; the window sum saturates to int32
+    (flagged), then ``rshift_round(sum * ofm_multiplier, post_shift) + ofm_zp``.
     """
     oh, ow = conv_out_hw(x.shape[:2], kernel, stride, (1, 1), pads)
     if kind == "max":
@@ -257,4 +276,4 @@ def pool(
     total = _windows(centred, (oh, ow), kernel, stride, (1, 1)).sum(axis=(2, 3))
     overflow = bool(total.size) and bool(total.min() < I32_LO or total.max() > I32_HI)
     total = clip_to(total, I32_LO, I32_HI)
-    return round_shift(total * np.int64(m), shift) + np.int64(ofm_zp), overflow
+    return rshift_round(total * np.int64(ofm_multiplier), post_shift) + np.int64(ofm_zp), overflow

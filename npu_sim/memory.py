@@ -62,72 +62,97 @@ class Memory:
         self.data[addr : addr + nbytes] = flat.astype(flat.dtype.newbyteorder("<")).view(np.uint8)
 
     def strided_view(self, desc: StridedRegion, *, what: str) -> np.ndarray:
-        """A writable ``(n2, n1, run_bytes)`` uint8 view of a 3-D strided region."""
+        """A writable ``(plane_count, row_count, row_bytes)`` uint8 view of a 3-D strided region."""
         self.check(desc.addr, desc.extent_bytes, align=1, what=what)
         base = self.data[desc.addr :]
         return as_strided(
-            base, shape=(desc.n2, desc.n1, desc.run_bytes), strides=(desc.stride2, desc.stride1, 1)
+            base,
+            shape=(desc.plane_count, desc.row_count, desc.row_bytes),
+            strides=(desc.plane_stride, desc.row_stride, 1),
         )
 
 
 class StridedRegion:
-    """``n2`` x ``n1`` runs of ``run_bytes`` contiguous bytes, strides in bytes (non-negative)."""
+    """``plane_count`` x ``row_count`` rows of ``row_bytes`` contiguous bytes.
 
-    __slots__ = ("addr", "n1", "n2", "run_bytes", "stride1", "stride2")
+    Strides (``row_stride``, ``plane_stride``) are in bytes and non-negative.
+    """
+
+    __slots__ = ("addr", "plane_count", "plane_stride", "row_bytes", "row_count", "row_stride")
 
     def __init__(
-        self, addr: int, run_bytes: int, n1: int, stride1: int, n2: int, stride2: int
+        self,
+        addr: int,
+        row_bytes: int,
+        row_count: int,
+        row_stride: int,
+        plane_count: int,
+        plane_stride: int,
     ) -> None:
         self.addr = addr
-        self.run_bytes = run_bytes
-        self.n1 = n1
-        self.stride1 = stride1
-        self.n2 = n2
-        self.stride2 = stride2
+        self.row_bytes = row_bytes
+        self.row_count = row_count
+        self.row_stride = row_stride
+        self.plane_count = plane_count
+        self.plane_stride = plane_stride
 
     @property
     def total_bytes(self) -> int:
         """Bytes transferred."""
-        return self.run_bytes * self.n1 * self.n2
+        return self.row_bytes * self.row_count * self.plane_count
 
     @property
     def extent_bytes(self) -> int:
         """One past the last byte touched, relative to ``addr`` (0 for an empty region)."""
         if self.total_bytes == 0:
             return 0
-        return (self.n2 - 1) * self.stride2 + (self.n1 - 1) * self.stride1 + self.run_bytes
+        return (
+            (self.plane_count - 1) * self.plane_stride
+            + (self.row_count - 1) * self.row_stride
+            + self.row_bytes
+        )
 
-    def contiguous_runs(self) -> tuple[int, int]:
-        """``(run_bytes, runs)`` after merging levels that are contiguous in memory."""
-        run, runs1 = self.run_bytes, self.n1
-        if self.n1 > 1 and self.stride1 == self.run_bytes:
-            run, runs1 = self.run_bytes * self.n1, 1
-        runs = runs1 * self.n2
-        if runs1 == 1 and self.n2 > 1 and self.stride2 == run:
-            run, runs = run * self.n2, 1
-        return run, runs
+    def maximal_runs(self) -> tuple[tuple[int, int], ...]:
+        """The region as maximal contiguous runs: ``((run_bytes, how_many), ...)``.
+
+        Rows are taken in copy order (plane by plane, row by row); a row that
+        starts where the previous one ended extends its run, within a plane and
+        across a plane boundary. Computed in O(1) from the strides, never per row.
+        """
+        rb, rc, rs = self.row_bytes, self.row_count, self.row_stride
+        pc, ps = self.plane_count, self.plane_stride
+        if rc == 1 or rs == rb:  # each plane is one contiguous block
+            block = rb * rc
+            if pc > 1 and ps == block:
+                return ((block * pc, 1),)
+            return ((block, pc),)
+        # rows inside a plane are separate; only a plane boundary can join two rows
+        if pc > 1 and ps == (rc - 1) * rs + rb:
+            joined = pc - 1
+            return tuple(r for r in ((2 * rb, joined), (rb, rc * pc - 2 * joined)) if r[1])
+        return ((rb, rc * pc),)
 
     def self_overlapping(self) -> bool:
         """True when two runs of the region share a byte (ambiguous as a write target).
 
         Rows ``i`` and ``i + k`` share a byte iff some run offset difference
-        ``a * stride1`` (``|a| < n1``) lies within ``run_bytes`` of the row
-        shift ``k * stride2``; the closest ``a`` is next to ``k * stride2 /
-        stride1``, so the check costs O(n2), never O(n1 * n2).
+        ``a * row_stride`` (``|a| < row_count``) lies within ``row_bytes`` of the row
+        shift ``k * plane_stride``; the closest ``a`` is next to ``k * plane_stride /
+        row_stride``, so the check costs O(plane_count), never O(row_count * plane_count).
         """
-        if self.total_bytes == 0 or self.n1 * self.n2 == 1:
+        if self.total_bytes == 0 or self.row_count * self.plane_count == 1:
             return False
-        if self.n1 > 1 and self.stride1 < self.run_bytes:
+        if self.row_count > 1 and self.row_stride < self.row_bytes:
             return True
-        if self.n2 == 1:
+        if self.plane_count == 1:
             return False
-        shift = np.arange(1, self.n2, dtype=np.int64) * self.stride2
-        if self.n1 == 1:
-            return bool(np.any(shift < self.run_bytes))
-        nearest = shift // self.stride1
+        shift = np.arange(1, self.plane_count, dtype=np.int64) * self.plane_stride
+        if self.row_count == 1:
+            return bool(np.any(shift < self.row_bytes))
+        nearest = shift // self.row_stride
         for a in (nearest, nearest + 1):
-            a = np.clip(a, -(self.n1 - 1), self.n1 - 1)
-            if np.any(np.abs(shift - a * self.stride1) < self.run_bytes):
+            a = np.clip(a, -(self.row_count - 1), self.row_count - 1)
+            if np.any(np.abs(shift - a * self.row_stride) < self.row_bytes):
                 return True
         return False
 
@@ -144,11 +169,11 @@ def _coverage(region: StridedRegion, lo: int, hi: int) -> np.ndarray:
     """Boolean mask over ``[lo, hi)`` of the bytes ``region`` touches."""
     starts = (
         region.addr
-        + np.arange(region.n2, dtype=np.int64)[:, None] * region.stride2
-        + np.arange(region.n1, dtype=np.int64)[None, :] * region.stride1
+        + np.arange(region.plane_count, dtype=np.int64)[:, None] * region.plane_stride
+        + np.arange(region.row_count, dtype=np.int64)[None, :] * region.row_stride
     ).reshape(-1)
     first = np.clip(starts, lo, hi) - lo
-    last = np.clip(starts + region.run_bytes, lo, hi) - lo
+    last = np.clip(starts + region.row_bytes, lo, hi) - lo
     keep = last > first
     edges = np.zeros(hi - lo + 1, dtype=np.int64)
     np.add.at(edges, first[keep], 1)
@@ -162,10 +187,10 @@ def regions_intersect(a: StridedRegion, b: StridedRegion) -> bool:
     hi = min(a.addr + a.extent_bytes, b.addr + b.extent_bytes)
     if lo >= hi:
         return False
-    dense_a = a.n1 * a.n2 == 1
-    dense_b = b.n1 * b.n2 == 1
+    dense_a = a.row_count * a.plane_count == 1
+    dense_b = b.row_count * b.plane_count == 1
     if dense_a and dense_b:
         return True
-    if a.n1 * a.n2 + b.n1 * b.n2 > EXACT_RUNS_LIMIT:
+    if a.row_count * a.plane_count + b.row_count * b.plane_count > EXACT_RUNS_LIMIT:
         return True  # conservative for pathological descriptors: treat as intersecting
     return bool(np.any(_coverage(a, lo, hi) & _coverage(b, lo, hi)))

@@ -9,7 +9,7 @@ and only then reads the operands, computes with ``npu_sim.functional`` and
 writes the result. A faulting instruction therefore changes no memory.
 
 Semantics: docs/npu_isa.md (generated from npuc.core.isa.definition) and
-/work/shared/npu-spec.md. Imports only npuc.core.isa, npuc.core.errors and numpy.
+docs/npu_spec.md. Imports only npuc.core.isa, npuc.core.errors and numpy.
 """
 
 from __future__ import annotations
@@ -79,10 +79,20 @@ def list_accesses(ins: Instruction, where: str) -> tuple[Access, ...]:
     m = ins.mnemonic
     if m in ("dma_load", "dma_store"):
         dram = StridedRegion(
-            v["dram_addr"], v["run_bytes"], v["n1"], v["dram_stride1"], v["n2"], v["dram_stride2"]
+            v["dram_addr"],
+            v["row_bytes"],
+            v["row_count"],
+            v["dram_row_stride_bytes"],
+            v["plane_count"],
+            v["dram_plane_stride_bytes"],
         )
         sram = StridedRegion(
-            v["sram_addr"], v["run_bytes"], v["n1"], v["sram_stride1"], v["n2"], v["sram_stride2"]
+            v["sram_addr"],
+            v["row_bytes"],
+            v["row_count"],
+            v["sram_row_stride_bytes"],
+            v["plane_count"],
+            v["sram_plane_stride_bytes"],
         )
         if m == "dma_load":
             return (
@@ -98,9 +108,11 @@ def list_accesses(ins: Instruction, where: str) -> tuple[Access, ...]:
     if m == "eltwise":
         n = v["count"]
         return (
-            _flat(v["a_addr"], n, _np_dtype(ins, "a_dtype"), write=False, what=f"{where} a"),
-            _flat(v["b_addr"], n, _np_dtype(ins, "b_dtype"), write=False, what=f"{where} b"),
-            _flat(v["y_addr"], n, _np_dtype(ins, "y_dtype"), write=True, what=f"{where} y"),
+            _flat(v["ifm_addr"], n, _np_dtype(ins, "ifm_dtype"), write=False, what=f"{where} ifm"),
+            _flat(
+                v["ifm2_addr"], n, _np_dtype(ins, "ifm2_dtype"), write=False, what=f"{where} ifm2"
+            ),
+            _flat(v["ofm_addr"], n, _np_dtype(ins, "ofm_dtype"), write=True, what=f"{where} ofm"),
         )
     if m == "pool":
         ifm = v["ifm_h"] * v["ifm_w"] * v["ifm_c"]
@@ -113,14 +125,14 @@ def list_accesses(ins: Instruction, where: str) -> tuple[Access, ...]:
         )
     if m in ("requant", "lut"):
         n = v["count"]
-        in_dt, out_dt = _np_dtype(ins, "in_dtype"), _np_dtype(ins, "out_dtype")
-        accesses = [_flat(v["in_addr"], n, in_dt, write=False, what=f"{where} input")]
+        in_dt, out_dt = _np_dtype(ins, "ifm_dtype"), _np_dtype(ins, "ofm_dtype")
+        accesses = [_flat(v["ifm_addr"], n, in_dt, write=False, what=f"{where} input")]
         if m == "lut":
             entries = _lut_entries(in_dt, v["lut_bits"])
             accesses.append(
                 _flat(v["lut_addr"], entries, out_dt, write=False, what=f"{where} table")
             )
-        accesses.append(_flat(v["out_addr"], n, out_dt, write=True, what=f"{where} output"))
+        accesses.append(_flat(v["ofm_addr"], n, out_dt, write=True, what=f"{where} output"))
         return tuple(accesses)
     return ()  # sync, end
 
@@ -145,9 +157,15 @@ def _mac_accesses(ins: Instruction, v: dict[str, int], where: str) -> tuple[Acce
         accesses.append(
             _flat(v["bias_addr"], cout, np.dtype(np.int16), write=False, what=f"{where} bias")
         )
-    if v["m_per_channel"]:
+    if v["ofm_multiplier_per_channel"]:
         accesses.append(
-            _flat(v["m_addr"], cout, np.dtype(np.uint16), write=False, what=f"{where} multipliers")
+            _flat(
+                v["ofm_multiplier_addr"],
+                cout,
+                np.dtype(np.uint16),
+                write=False,
+                what=f"{where} multipliers",
+            )
         )
     if v["lut_en"]:
         entries = _lut_entries(_np_dtype(ins, "lut_in_dtype"), v["lut_bits"])
@@ -226,7 +244,7 @@ def _execute_mac(
         if v["has_bias"]
         else np.zeros(cout, np.int16)
     )
-    if v["m_per_channel"]:
+    if v["ofm_multiplier_per_channel"]:
         mults = _read(sram, by_name["multipliers"], np.dtype(np.uint16))
         if int(mults.max()) > MULT_MAX:
             raise SimulatorFault(
@@ -234,7 +252,7 @@ def _execute_mac(
                 hint="per-channel multipliers are unsigned 15-bit values",
             )
     else:
-        mults = np.array([v["m"]], dtype=np.uint16)
+        mults = np.array([v["ofm_multiplier"]], dtype=np.uint16)
     if ins.mnemonic == "conv":
         cin_pg = 1 if v["depthwise"] else v["ifm_c"]
         acc, overflow = fn.conv_accumulate(
@@ -276,7 +294,14 @@ def _execute_mac(
         info = np.iinfo(lut_dt)
         index = fn.clip_to(y, int(info.min), int(info.max))
         out = fn.store_as(
-            fn.lut_apply(index, table, in_dtype=lut_dt, lut_bits=v["lut_bits"]),
+            fn.lut_apply(
+                index,
+                table,
+                in_dtype=lut_dt,
+                lut_bits=v["lut_bits"],
+                x_min=v["lut_x_min"],
+                f=v["lut_f"],
+            ),
             int(np.iinfo(out_dt).min),
             int(np.iinfo(out_dt).max),
             out_dt,
@@ -293,20 +318,21 @@ def _execute_itp(ins: Instruction, accesses: tuple[Access, ...], sram: Memory) -
     overflow = False
     if m == "eltwise":
         a_acc, b_acc, y_acc = accesses
-        a = _read(sram, a_acc, _np_dtype(ins, "a_dtype"))
-        b = _read(sram, b_acc, _np_dtype(ins, "b_dtype"))
+        a = _read(sram, a_acc, _np_dtype(ins, "ifm_dtype"))
+        b = _read(sram, b_acc, _np_dtype(ins, "ifm2_dtype"))
         y, overflow = fn.eltwise(
             ins.choice("op"),
             a,
             b,
-            zp_a=v["zp_a"],
-            zp_b=v["zp_b"],
-            zp_y=v["zp_y"],
-            ma=v["ma"],
-            mb=v["mb"],
-            shift=v["shift"],
+            ifm_zp=v["ifm_zp"],
+            ifm2_zp=v["ifm2_zp"],
+            ofm_zp=v["ofm_zp"],
+            ifm_multiplier=v["ifm_multiplier"],
+            ifm2_multiplier=v["ifm2_multiplier"],
+            ofm_multiplier=v["ofm_multiplier"],
+            post_shift=v["post_shift"],
         )
-        out = fn.store_as(y, v["act_min"], v["act_max"], _np_dtype(ins, "y_dtype"))
+        out = fn.store_as(y, v["act_min"], v["act_max"], _np_dtype(ins, "ofm_dtype"))
     elif m == "pool":
         x_acc, y_acc = accesses
         x = _read(sram, x_acc, _np_dtype(ins, "ifm_dtype")).reshape(
@@ -320,21 +346,29 @@ def _execute_itp(ins: Instruction, accesses: tuple[Access, ...], sram: Memory) -
             pads=(v["pad_top"], v["pad_left"], v["pad_bottom"], v["pad_right"]),
             ifm_zp=v["ifm_zp"],
             ofm_zp=v["ofm_zp"],
-            m=v["m"],
-            shift=v["shift"],
+            ofm_multiplier=v["ofm_multiplier"],
+            post_shift=v["post_shift"],
         )
         out = fn.store_as(y, v["act_min"], v["act_max"], _np_dtype(ins, "ofm_dtype"))
     elif m == "requant":
         x_acc, y_acc = accesses
-        x = _read(sram, x_acc, _np_dtype(ins, "in_dtype"))
-        y = fn.requant(x, zp_in=v["zp_in"], zp_out=v["zp_out"], m=v["m"], shift=v["shift"])
-        out = fn.store_as(y, v["act_min"], v["act_max"], _np_dtype(ins, "out_dtype"))
+        x = _read(sram, x_acc, _np_dtype(ins, "ifm_dtype"))
+        y = fn.requant(
+            x,
+            ifm_zp=v["ifm_zp"],
+            ofm_zp=v["ofm_zp"],
+            ofm_multiplier=v["ofm_multiplier"],
+            post_shift=v["post_shift"],
+        )
+        out = fn.store_as(y, v["act_min"], v["act_max"], _np_dtype(ins, "ofm_dtype"))
     else:  # lut
         x_acc, t_acc, y_acc = accesses
-        in_dt, out_dt = _np_dtype(ins, "in_dtype"), _np_dtype(ins, "out_dtype")
+        in_dt, out_dt = _np_dtype(ins, "ifm_dtype"), _np_dtype(ins, "ofm_dtype")
         x = _read(sram, x_acc, in_dt)
         table = _read(sram, t_acc, out_dt)
-        y = fn.lut_apply(x, table, in_dtype=in_dt, lut_bits=v["lut_bits"])
+        y = fn.lut_apply(
+            x, table, in_dtype=in_dt, lut_bits=v["lut_bits"], x_min=v["lut_x_min"], f=v["lut_f"]
+        )
         info = np.iinfo(out_dt)
         out = fn.store_as(y, int(info.min), int(info.max), out_dt)
     sram.write(y_acc.region.addr, out, what=y_acc.what)

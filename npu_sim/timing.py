@@ -10,11 +10,14 @@ timelines. Choices where the spec leaves room (documented in docs/npu_sim.md):
   rate): weight loading (``mac_rows`` cycles per fold) does not depend on the
   activation width, so only the streaming part doubles.
 - ITP: ``itp_fill_cycles + ceil(work / itp_lanes)`` with ``work`` = elements;
-  POOL reads ``kh * kw`` inputs per output element; an int16 LUT interpolates
-  at half rate (``work = 2 * count``).
-- DMA: ``dma_latency_cycles + ceil(n1 * n2 * max(run_bytes, dma_burst_bytes) /
-  dram_bytes_per_cycle)``: every descriptor run shorter than a burst costs a
-  whole burst (the compiler merges contiguous runs into one long run itself).
+  POOL reads ``kh * kw`` inputs per output element; LUT:
+  ``npuc.core.isa.fields.LUT_TIMING`` (an int16 LUT interpolates at half rate,
+  ``work = 2 * count``).
+- DMA: ``dma_latency_cycles + ceil(sum over runs of max(run_bytes,
+  dma_burst_bytes) / dram_bytes_per_cycle)`` over the DRAM side's maximal
+  contiguous runs (descriptor rows adjacent in DRAM merge into one run,
+  :meth:`StridedRegion.maximal_runs`); every run shorter than a burst costs a
+  whole burst.
 - SYNC: 1 cycle; END: 0.
 """
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 from npuc.core.hw.config import HwConfig
 from npuc.core.isa.instructions import Instruction
+from npuc.npu_sim.memory import StridedRegion
 
 SYNC_CYCLES = 1
 
@@ -31,10 +35,25 @@ def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def dma_cycles(*, run_bytes: int, runs: int, hw: HwConfig) -> int:
-    """DMA cost: latency plus the bus time of ``runs`` runs, short runs billed as a burst."""
-    billed = runs * max(run_bytes, hw.dma_burst_bytes)
+def dma_cycles(*, runs: tuple[tuple[int, int], ...], hw: HwConfig) -> int:
+    """DMA cost: latency plus the bus time of ``runs`` (``(run_bytes, how_many)`` pairs).
+
+    Each run shorter than ``hw.dma_burst_bytes`` is billed as a full burst.
+    """
+    billed = sum(n * max(run_bytes, hw.dma_burst_bytes) for run_bytes, n in runs)
     return hw.dma_latency_cycles + ceil_div(billed, hw.dram_bytes_per_cycle)
+
+
+def dram_region(v: dict[str, int]) -> StridedRegion:
+    """The DRAM side of a DMA descriptor (field values ``v``) as a strided region."""
+    return StridedRegion(
+        v["dram_addr"],
+        v["row_bytes"],
+        v["row_count"],
+        v["dram_row_stride_bytes"],
+        v["plane_count"],
+        v["dram_plane_stride_bytes"],
+    )
 
 
 def conv_folds(*, cout: int, cin: int, kh: int, kw: int, depthwise: bool, hw: HwConfig) -> int:
@@ -59,7 +78,7 @@ def instruction_cycles(ins: Instruction, hw: HwConfig) -> int:
     v = ins.values()
     m = ins.mnemonic
     if m in ("dma_load", "dma_store"):
-        return dma_cycles(run_bytes=v["run_bytes"], runs=v["n1"] * v["n2"], hw=hw)
+        return dma_cycles(runs=dram_region(v).maximal_runs(), hw=hw)
     if m == "conv":
         folds = conv_folds(
             cout=v["ofm_c"],
@@ -86,7 +105,7 @@ def instruction_cycles(ins: Instruction, hw: HwConfig) -> int:
     if m in ("eltwise", "requant"):
         return itp_cycles(work=v["count"], hw=hw)
     if m == "lut":
-        return itp_cycles(work=v["count"] * (2 if ins.dtype("in_dtype") == "int16" else 1), hw=hw)
+        return itp_cycles(work=v["count"] * (2 if ins.dtype("ifm_dtype") == "int16" else 1), hw=hw)
     if m == "pool":
         return itp_cycles(work=v["ofm_h"] * v["ofm_w"] * v["ifm_c"] * v["kh"] * v["kw"], hw=hw)
     if m == "sync":

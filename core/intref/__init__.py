@@ -1,7 +1,7 @@
 """The integer reference: one plain int64 numpy implementation of each NPU formula.
 
-This is the golden model (spec: /work/shared/npu-spec.md, restated in
-docs/npu_isa.md). The simulator (``npuc.npu_sim``) must be bit-exact to it and
+This is the golden model (spec: docs/npu_spec.md; instruction
+semantics in docs/npu_isa.md). The simulator (``npuc.npu_sim``) must be bit-exact to it and
 the quantizer uses it to predict what the hardware computes. It imports only
 numpy.
 """
@@ -15,8 +15,8 @@ from npuc.core.intref.arith import (
     dtype_range,
     rshift_round,
     sat32,
+    sat48,
     saturate,
-    saturate_acc48,
 )
 from npuc.core.intref.conv import (
     OutputStage,
@@ -49,6 +49,6 @@ __all__ = [
     "requant",
     "rshift_round",
     "sat32",
+    "sat48",
     "saturate",
-    "saturate_acc48",
 ]

@@ -11,7 +11,7 @@ Guarantees
 - ``rshift_round(v, s)`` is ``v`` for ``s == 0`` and ``(v + 2**(s-1)) >> s``
   (arithmetic shift, round half up) otherwise, exactly as the spec writes it.
 - ``saturate(v, dtype)`` clamps to the range of ``dtype`` and returns int64.
-- ``saturate_acc48(v)`` clamps to [-2**47, 2**47 - 1] and says whether any
+- ``sat48(v)`` clamps to [-2**47, 2**47 - 1] and says whether any
   element had to be clamped (the sticky overflow flag).
 """
 
@@ -73,8 +73,8 @@ def sat32(values: np.ndarray | int) -> np.ndarray:
     return np.clip(as_int64(values), INT32_MIN, INT32_MAX)
 
 
-def saturate_acc48(values: np.ndarray | int) -> tuple[np.ndarray, bool]:
-    """Clamp to the signed 48-bit accumulator range.
+def sat48(values: np.ndarray | int) -> tuple[np.ndarray, bool]:
+    """The spec's ``sat48``: clamp to the signed 48-bit accumulator range.
 
     Returns
     -------

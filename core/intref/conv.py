@@ -29,8 +29,8 @@ from npuc.core.intref.arith import (
     clamp_activation,
     rshift_round,
     sat32,
+    sat48,
     saturate,
-    saturate_acc48,
 )
 from npuc.core.intref.lut import lut_lookup
 
@@ -42,7 +42,8 @@ class OutputStage:
     ``multipliers`` holds one uint15 value per output channel, or a single
     value for a per-tensor multiplier. With ``lut`` set, the clamp is replaced
     by a table lookup: the requantized value is saturated to ``lut_in_dtype``
-    and indexed as in spec section 5 (``lut_bits`` for int16 input).
+    and indexed as in spec section 5 (``lut_bits``, ``lut_x_min``, ``lut_f``
+    shape an int16 table).
     """
 
     pre_shift: int
@@ -55,6 +56,8 @@ class OutputStage:
     lut: np.ndarray | None = None
     lut_in_dtype: str = "int8"
     lut_bits: int = 8
+    lut_x_min: int = -32768
+    lut_f: int = 8
 
 
 def apply_output_stage(acc48: np.ndarray, stage: OutputStage) -> np.ndarray:
@@ -65,7 +68,14 @@ def apply_output_stage(acc48: np.ndarray, stage: OutputStage) -> np.ndarray:
     if stage.lut is None:
         return clamp_activation(y, stage.act_min, stage.act_max, stage.ofm_dtype)
     index = saturate(y, stage.lut_in_dtype)
-    looked_up = lut_lookup(index, stage.lut, in_dtype=stage.lut_in_dtype, lut_bits=stage.lut_bits)
+    looked_up = lut_lookup(
+        index,
+        stage.lut,
+        in_dtype=stage.lut_in_dtype,
+        lut_bits=stage.lut_bits,
+        x_min=stage.lut_x_min,
+        f=stage.lut_f,
+    )
     return saturate(looked_up, stage.ofm_dtype)
 
 
@@ -119,7 +129,7 @@ def conv2d_acc48(
                 acc += source * w64[:, ky, kx, 0]
             else:
                 acc += tap @ w64[:, ky, kx, :].T
-    return saturate_acc48(acc)
+    return sat48(acc)
 
 
 def conv2d(

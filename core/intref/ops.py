@@ -1,17 +1,20 @@
 """Golden model of the ITP operators (spec section 4): element-wise, pooling, requant copy.
 
 Plain int64 numpy written for clarity. All intermediates are formed exactly;
-the element-wise intermediate is a 48-bit value (``saturate_acc48``), the
+the element-wise intermediate is a 48-bit value (``sat48``), the
 average-pool sum a 32-bit one, and each function returns the overflow flag
 alongside the result when such a saturation can happen.
 
 Choices where the spec is silent (documented in docs/npu_sim.md):
 
 - Max/Min element-wise: both inputs are rescaled like Add
-  (``(a - zp_a) * Ma`` and ``(b - zp_b) * Mb``), the larger/smaller is kept,
-  then ``rshift_round(., shift) + zp_y`` -- rounding is monotonic, so this
-  equals taking max/min after requantizing each side.
-- Max pool: padded positions never win (they are skipped). Average pool:
+  (``(a - ifm_zp) * ifm_multiplier`` and ``(b - ifm2_zp) * ifm2_multiplier``),
+  the larger/smaller is kept, then ``rshift_round(., post_shift) + ofm_zp`` --
+  rounding is monotonic, so this equals taking max/min after requantizing
+  each side.
+- Max pool: padded positions never win (they are skipped); a window lying
+  entirely in the padding gives the lowest value, ``act_min`` saturated to
+  the output type. Average pool:
   padded positions hold ``ifm_zp`` (contribute zero) and ``M`` folds in
   ``1 / (kh * kw)`` (count_include_pad semantics).
 """
@@ -26,7 +29,7 @@ from npuc.core.intref.arith import (
     as_int64,
     clamp_activation,
     rshift_round,
-    saturate_acc48,
+    sat48,
 )
 
 ELTWISE_OPS = ("add", "sub", "mul", "max", "min")
@@ -37,53 +40,56 @@ def eltwise(
     a: np.ndarray,
     b: np.ndarray,
     *,
-    zp_a: int,
-    zp_b: int,
-    zp_y: int,
-    ma: int,
-    mb: int,
-    shift: int,
+    ifm_zp: int,
+    ifm2_zp: int,
+    ofm_zp: int,
+    ifm_multiplier: int = 0,
+    ifm2_multiplier: int = 0,
+    ofm_multiplier: int = 0,
+    post_shift: int,
     act_min: int,
     act_max: int,
-    out_dtype: str,
+    ofm_dtype: str,
 ) -> tuple[np.ndarray, bool]:
     """Element-wise ``op`` (``add``, ``sub``, ``mul``, ``max``, ``min``); returns ``(y, overflow)``.
 
-    For ``mul`` the single multiplier is ``ma`` (``mb`` is ignored).
+    ``a`` is the first input (ifm), ``b`` the second (ifm2), same shape. ``mul``
+    uses only ``ofm_multiplier``; the others only ``ifm_multiplier`` and
+    ``ifm2_multiplier``.
     """
-    da = as_int64(a) - zp_a
-    db = as_int64(b) - zp_b
+    da = as_int64(a) - ifm_zp
+    db = as_int64(b) - ifm2_zp
     if op == "add":
-        inter = da * ma + db * mb
+        inter = da * ifm_multiplier + db * ifm2_multiplier
     elif op == "sub":
-        inter = da * ma - db * mb
+        inter = da * ifm_multiplier - db * ifm2_multiplier
     elif op == "mul":
-        inter = da * db * ma
+        inter = da * db * ofm_multiplier
     elif op == "max":
-        inter = np.maximum(da * ma, db * mb)
+        inter = np.maximum(da * ifm_multiplier, db * ifm2_multiplier)
     elif op == "min":
-        inter = np.minimum(da * ma, db * mb)
+        inter = np.minimum(da * ifm_multiplier, db * ifm2_multiplier)
     else:
         raise ValueError(f"unknown element-wise op {op!r}; expected one of {ELTWISE_OPS}")
-    inter, overflow = saturate_acc48(inter)
-    y = rshift_round(inter, shift) + zp_y
-    return clamp_activation(y, act_min, act_max, out_dtype), overflow
+    inter, overflow = sat48(inter)
+    y = rshift_round(inter, post_shift) + ofm_zp
+    return clamp_activation(y, act_min, act_max, ofm_dtype), overflow
 
 
 def requant(
     x: np.ndarray,
     *,
-    zp_in: int,
-    zp_out: int,
-    m: int,
-    shift: int,
+    ifm_zp: int,
+    ofm_zp: int,
+    ofm_multiplier: int,
+    post_shift: int,
     act_min: int,
     act_max: int,
-    out_dtype: str,
+    ofm_dtype: str,
 ) -> np.ndarray:
-    """Requant copy: ``clamp(rshift_round((x - zp_in) * m, shift) + zp_out)``."""
-    y = rshift_round((as_int64(x) - zp_in) * m, shift) + zp_out
-    return clamp_activation(y, act_min, act_max, out_dtype)
+    """Requant copy: ``clamp(rshift_round((x - ifm_zp) * ofm_multiplier, post_shift) + ofm_zp)``."""
+    y = rshift_round((as_int64(x) - ifm_zp) * ofm_multiplier, post_shift) + ofm_zp
+    return clamp_activation(y, act_min, act_max, ofm_dtype)
 
 
 def _pool_windows(
@@ -119,7 +125,7 @@ def max_pool(
     pads: tuple[int, int, int, int],
     act_min: int,
     act_max: int,
-    out_dtype: str,
+    ofm_dtype: str,
 ) -> np.ndarray:
     """Max pool on stored values (same scale in and out); padded positions are skipped."""
     lowest = np.iinfo(np.int64).min
@@ -127,7 +133,7 @@ def max_pool(
     result = taps[0].copy()
     for tap in taps[1:]:
         result = np.maximum(result, tap)
-    return clamp_activation(result, act_min, act_max, out_dtype)
+    return clamp_activation(result, act_min, act_max, ofm_dtype)
 
 
 def avg_pool(
@@ -138,13 +144,15 @@ def avg_pool(
     pads: tuple[int, int, int, int],
     ifm_zp: int,
     ofm_zp: int,
-    m: int,
-    shift: int,
+    ofm_multiplier: int,
+    post_shift: int,
     act_min: int,
     act_max: int,
-    out_dtype: str,
+    ofm_dtype: str,
 ) -> tuple[np.ndarray, bool]:
-    """Average pool: 32-bit sum of ``x - ifm_zp`` per window, then requant by ``m, shift``.
+    """Average pool: 32-bit sum of ``x - ifm_zp`` per window, then requantize.
+
+    ``rshift_round(sum * ofm_multiplier, post_shift) + ofm_zp``, clamped.
 
     Returns ``(y, overflow)``; ``overflow`` is set when a sum left the int32 range.
     """
@@ -154,5 +162,5 @@ def avg_pool(
         total = total + (tap - ifm_zp)
     overflow = bool(np.any((total < INT32_MIN) | (total > INT32_MAX)))
     total = np.clip(total, INT32_MIN, INT32_MAX)
-    y = rshift_round(total * m, shift) + ofm_zp
-    return clamp_activation(y, act_min, act_max, out_dtype), overflow
+    y = rshift_round(total * ofm_multiplier, post_shift) + ofm_zp
+    return clamp_activation(y, act_min, act_max, ofm_dtype), overflow

@@ -58,19 +58,37 @@ def _check_optional(where: str, ins: Instruction, flag: str, *dependents: tuple[
                 _fail(where, ins, f"{name} must be {default} when {flag} = 0")
 
 
-def _check_lut_bits(where: str, ins: Instruction, dtype_field: str) -> None:
-    if DTYPE_NAMES[getattr(ins, dtype_field)] != "int16" and ins.lut_bits != 8:  # type: ignore[attr-defined]
-        _fail(where, ins, "lut_bits must be 8 for an 8-bit table input (256 entries)")
+LUT_DOMAIN_DEFAULTS = (("lut_bits", 8), ("lut_x_min", -32768), ("lut_f", 8))
+
+
+def _check_lut_domain(where: str, ins: Instruction, dtype_field: str) -> None:
+    if DTYPE_NAMES[getattr(ins, dtype_field)] == "int16":
+        return
+    for name, default in LUT_DOMAIN_DEFAULTS:
+        if getattr(ins, name) != default:
+            _fail(
+                where,
+                ins,
+                f"{name} must be {default} for an 8-bit table input (256 entries)",
+                hint="lut_bits, lut_x_min and lut_f only shape int16 tables",
+            )
 
 
 def _check_output_stage(where: str, ins: Instruction) -> None:
     _check_zp(where, ins, "ifm_zp", "ifm_dtype")
     _check_optional(where, ins, "has_bias", ("bias_addr", 0), ("bias_shift", 0))
-    _check_optional(where, ins, "m_per_channel", ("m_addr", 0))
-    if ins.m_per_channel and ins.m != 0:  # type: ignore[attr-defined]
-        _fail(where, ins, "m must be 0 when m_per_channel = 1 (multipliers come from m_addr)")
-    _check_optional(where, ins, "lut_en", ("lut_addr", 0), ("lut_in_dtype", 0), ("lut_bits", 8))
-    _check_lut_bits(where, ins, "lut_in_dtype")
+    _check_optional(where, ins, "ofm_multiplier_per_channel", ("ofm_multiplier_addr", 0))
+    if ins.ofm_multiplier_per_channel and ins.ofm_multiplier != 0:  # type: ignore[attr-defined]
+        _fail(
+            where,
+            ins,
+            "ofm_multiplier must be 0 when ofm_multiplier_per_channel = 1"
+            " (multipliers come from ofm_multiplier_addr)",
+        )
+    _check_optional(
+        where, ins, "lut_en", ("lut_addr", 0), ("lut_in_dtype", 0), *LUT_DOMAIN_DEFAULTS
+    )
+    _check_lut_domain(where, ins, "lut_in_dtype")
 
 
 def check_instruction(ins: Instruction, *, where: str = "") -> None:
@@ -100,9 +118,9 @@ def check_instruction(ins: Instruction, *, where: str = "") -> None:
         _check_geometry(where, ins, dilated=False)
         _check_zp(where, ins, "ifm_zp", "ifm_dtype")
     elif m == "eltwise":
-        _check_zp(where, ins, "zp_a", "a_dtype")
-        _check_zp(where, ins, "zp_b", "b_dtype")
+        _check_zp(where, ins, "ifm_zp", "ifm_dtype")
+        _check_zp(where, ins, "ifm2_zp", "ifm2_dtype")
     elif m == "requant":
-        _check_zp(where, ins, "zp_in", "in_dtype")
+        _check_zp(where, ins, "ifm_zp", "ifm_dtype")
     elif m == "lut":
-        _check_lut_bits(where, ins, "in_dtype")
+        _check_lut_domain(where, ins, "ifm_dtype")

@@ -3,7 +3,7 @@
 Everything about the ISA is derived from :data:`OPS`: the encoder and decoder
 (:mod:`npuc.core.isa.encoding`), the instruction classes (:mod:`npuc.core.isa.instructions`),
 the assembler and disassembler (:mod:`npuc.core.isa.asm`), and docs/npu_isa.md
-(tools/gen_npu_docs.py). Semantics refer to the spec (/work/shared/npu-spec.md)
+(tools/gen_npu_docs.py). Semantics refer to the spec (docs/npu_spec.md)
 and are restated here in the words that go into the docs.
 
 Encoding: every instruction is 64 bytes (INSTRUCTION_BYTES), a little-endian
@@ -22,10 +22,12 @@ from npuc.core.isa.fields import (  # noqa: F401  (builders used by the table be
     _ITP_FLAT_SEMANTICS_NOTE,
     _KERNEL,
     _LUT_FUSED,
+    _LUT_SEMANTICS,
     _MAC_OUTPUT_SEMANTICS,
     _OUTPUT_GROUPS,
     _OUTPUT_STAGE,
     _PADS,
+    LUT_TIMING,
     _act,
     _count,
     _dim,
@@ -33,6 +35,7 @@ from npuc.core.isa.fields import (  # noqa: F401  (builders used by the table be
     _dtype,
     _f,
     _flag,
+    _lut_domain,
     _mult,
     _shift,
     _sram,
@@ -169,35 +172,37 @@ doubled for int16 ifm (weight loading dominates at batch 1).""",
                 kind="choice",
                 choices=("add", "sub", "mul", "max", "min"),
             ),
-            _sram("a_addr", "SRAM address of operand a"),
-            _dtype("a_dtype", "storage type of a"),
-            _sram("b_addr", "SRAM address of operand b"),
-            _dtype("b_dtype", "storage type of b"),
-            _sram("y_addr", "SRAM address of the result"),
-            _dtype("y_dtype", "storage type of the result"),
+            _sram("ifm_addr", "SRAM address of the first input"),
+            _dtype("ifm_dtype", "storage type of the first input"),
+            _sram("ifm2_addr", "SRAM address of the second input"),
+            _dtype("ifm2_dtype", "storage type of the second input"),
+            _sram("ofm_addr", "SRAM address of the output"),
+            _dtype("ofm_dtype", "storage type of the output"),
             _count("count", "elements"),
-            _zp("zp_a", "zero point of a"),
-            _zp("zp_b", "zero point of b"),
-            _zp("zp_y", "zero point of y"),
-            _mult("ma", "multiplier of a (the product's multiplier for mul)"),
-            _mult("mb", "multiplier of b (ignored by mul)", default=0),
-            _shift("shift", "right shift of the 48-bit intermediate"),
+            _zp("ifm_zp", "zero point of the first input"),
+            _zp("ifm2_zp", "zero point of the second input"),
+            _zp("ofm_zp", "zero point of the output"),
+            _mult("ifm_multiplier", "add/sub/max/min: multiplier of the first input", default=0),
+            _mult("ifm2_multiplier", "add/sub/max/min: multiplier of the second input", default=0),
+            _mult("ofm_multiplier", "mul: multiplier of the product", default=0),
+            _shift("post_shift", "requantization right shift of the 48-bit intermediate"),
             *_act(),
         ),
         "Element-wise add / sub / mul / max / min with requantization.",
         """\
-With da = a - zp_a, db = b - zp_b, per element:
-  add: t = da*ma + db*mb          sub: t = da*ma - db*mb          mul: t = da*db*ma
-  max: t = max(da*ma, db*mb)      min: t = min(da*ma, db*mb)
+With d1 = ifm - ifm_zp, d2 = ifm2 - ifm2_zp, M1 = ifm_multiplier, M2 = ifm2_multiplier, per element:
+  add: t = d1*M1 + d2*M2      sub: t = d1*M1 - d2*M2      mul: t = d1*d2*ofm_multiplier
+  max: t = max(d1*M1, d2*M2)  min: t = min(d1*M1, d2*M2)
   t = sat48(t) (sticky overflow flag if clamped)
-  y = sat(clamp(rshift_round(t, shift) + zp_y, act_min, act_max), y_dtype)
+  ofm = sat(clamp(rshift_round(t, post_shift) + ofm_zp, act_min, act_max), ofm_dtype)
+mul ignores ifm_multiplier and ifm2_multiplier; the others ignore ofm_multiplier.
 """
         + _ITP_FLAT_SEMANTICS_NOTE,
         "cycles = itp_fill_cycles + ceil(count / itp_lanes).",
         (
-            Group("a", "flat", ("a_addr", "a_dtype")),
-            Group("b", "flat", ("b_addr", "b_dtype")),
-            Group("y", "flat", ("y_addr", "y_dtype")),
+            Group("ifm", "flat", ("ifm_addr", "ifm_dtype")),
+            Group("ifm2", "flat", ("ifm2_addr", "ifm2_dtype")),
+            Group("ofm", "flat", ("ofm_addr", "ofm_dtype")),
             Group("act", "range", ("act_min", "act_max")),
         ),
     ),
@@ -217,18 +222,21 @@ With da = a - zp_a, db = b - zp_b, per element:
             *_PADS,
             _zp("ifm_zp", "input zero point (avg: padded positions hold it)"),
             _zp("ofm_zp", "output zero point (avg)"),
-            _mult("m", "avg: multiplier with 1/(kh*kw) folded in", default=1),
-            _shift("shift", "avg: requant right shift", default=0),
+            _mult("ofm_multiplier", "avg: multiplier with 1/(kh*kw) folded in", default=1),
+            _shift("post_shift", "avg: requantization right shift", default=0),
             *_act(),
         ),
         "Max or average pooling over kh x kw windows, per channel, on the ITP.",
         """\
 ofm_h = (ifm_h + pad_top + pad_bottom - kh) // stride_h + 1 (same for w).
 max: y = sat(clamp(max over the window's real (unpadded) values, act_min, act_max), ofm_dtype);
-     stored values, same scale in and out; zero points, m and shift are ignored.
+     stored values, same scale in and out; zero points, ofm_multiplier and post_shift are
+     ignored. A window that lies entirely in the padding has no real value and gives the
+     lowest result, sat(act_min, ofm_dtype) (padding never wins a max).
 avg: s = sat32(sum over the window of (x - ifm_zp)), padded positions contribute 0 (hold ifm_zp);
-     y = sat(clamp(rshift_round(s * m, shift) + ofm_zp, act_min, act_max), ofm_dtype)
-     (count_include_pad: m folds in 1 / (kh * kw); sticky overflow flag if s was clamped).""",
+     y = sat(clamp(rshift_round(s * ofm_multiplier, post_shift) + ofm_zp, act_min, act_max),
+     ofm_dtype) (count_include_pad: ofm_multiplier folds in 1 / (kh * kw); sticky overflow
+     flag if s was clamped).""",
         "cycles = itp_fill_cycles + ceil(ofm_h * ofm_w * ifm_c * kh * kw / itp_lanes).",
         (
             Group("ifm", "tensor", ("ifm_addr", "ifm_h", "ifm_w", "ifm_c", "ifm_dtype")),
@@ -244,24 +252,24 @@ avg: s = sat32(sum over the window of (x - ifm_zp)), padded positions contribute
         0x22,
         Unit.ITP,
         (
-            _sram("in_addr", "SRAM address of the input"),
-            _dtype("in_dtype", "input storage type"),
-            _sram("out_addr", "SRAM address of the output"),
-            _dtype("out_dtype", "output storage type"),
+            _sram("ifm_addr", "SRAM address of the input"),
+            _dtype("ifm_dtype", "input storage type"),
+            _sram("ofm_addr", "SRAM address of the output"),
+            _dtype("ofm_dtype", "output storage type"),
             _count("count", "elements"),
-            _zp("zp_in", "input zero point"),
-            _zp("zp_out", "output zero point"),
-            _mult("m", "multiplier"),
-            _shift("shift", "right shift"),
+            _zp("ifm_zp", "input zero point"),
+            _zp("ofm_zp", "output zero point"),
+            _mult("ofm_multiplier", "multiplier"),
+            _shift("post_shift", "requantization right shift"),
             *_act(),
         ),
         "Requantizing copy (changes scale, zero point and/or type).",
-        "y = sat(clamp(rshift_round((x - zp_in) * m, shift) + zp_out, act_min, act_max),"
-        " out_dtype)\n" + _ITP_FLAT_SEMANTICS_NOTE,
+        "ofm = sat(clamp(rshift_round((ifm - ifm_zp) * ofm_multiplier, post_shift) + ofm_zp,"
+        " act_min, act_max), ofm_dtype)\n" + _ITP_FLAT_SEMANTICS_NOTE,
         "cycles = itp_fill_cycles + ceil(count / itp_lanes).",
         (
-            Group("x", "flat", ("in_addr", "in_dtype")),
-            Group("y", "flat", ("out_addr", "out_dtype")),
+            Group("ifm", "flat", ("ifm_addr", "ifm_dtype")),
+            Group("ofm", "flat", ("ofm_addr", "ofm_dtype")),
             Group("act", "range", ("act_min", "act_max")),
         ),
     ),
@@ -271,35 +279,20 @@ avg: s = sat32(sum over the window of (x - ifm_zp)), padded positions contribute
         0x23,
         Unit.ITP,
         (
-            _sram("in_addr", "SRAM address of the input"),
-            _dtype("in_dtype", "input storage type (selects the table format)"),
-            _sram("out_addr", "SRAM address of the output"),
-            _dtype("out_dtype", "output storage type = table entry type"),
+            _sram("ifm_addr", "SRAM address of the input"),
+            _dtype("ifm_dtype", "input storage type (selects the table format)"),
+            _sram("ofm_addr", "SRAM address of the output"),
+            _dtype("ofm_dtype", "output storage type = table entry type"),
             _count("count", "elements"),
             _sram("lut_addr", "SRAM address of the table"),
-            _f(
-                "lut_bits",
-                4,
-                1,
-                10,
-                "k: int16 tables have 2^k+1 entries (8 for 8-bit input)",
-                default=8,
-            ),
+            *_lut_domain(),
         ),
         "Table lookup for a unary non-linear function (sigmoid, tanh, ...).",
-        """\
-Table T has entries of out_dtype.
-int8 input: 256 entries, y = T[x + 128];  uint8 input: 256 entries, y = T[x] (lut_bits must be 8).
-int16 input: 2^k + 1 entries (k = lut_bits in [1, 10]), x_min = -32768, f = 16 - k,
-  i = (x - x_min) >> f,  t = (x - x_min) & (2^f - 1),
-  y = sat(T[i] + rshift_round((T[i+1] - T[i]) * t, f), out_dtype).
-"""
-        + _ITP_FLAT_SEMANTICS_NOTE,
-        "cycles = itp_fill_cycles + ceil(count / itp_lanes), doubled for int16 input"
-        " (interpolation).",
+        _LUT_SEMANTICS + _ITP_FLAT_SEMANTICS_NOTE,
+        LUT_TIMING,
         (
-            Group("x", "flat", ("in_addr", "in_dtype")),
-            Group("y", "flat", ("out_addr", "out_dtype")),
+            Group("ifm", "flat", ("ifm_addr", "ifm_dtype")),
+            Group("ofm", "flat", ("ofm_addr", "ofm_dtype")),
             Group("table", "alias", ("lut_addr",)),
         ),
     ),

@@ -90,11 +90,44 @@ _PADS = tuple(
     _f(f"pad_{side}", 8, 0, 255, f"{side} padding (pixels)", default=0)
     for side in ("top", "left", "bottom", "right")
 )
+
+
+def _lut_domain() -> tuple[Field, ...]:
+    """``lut_bits``, ``lut_x_min`` and ``lut_f``: the int16 table's size and input domain."""
+    return (
+        _f(
+            "lut_bits",
+            4,
+            1,
+            10,
+            "k: int16 tables have 2^k+1 entries (8 for 8-bit input)",
+            default=8,
+        ),
+        _f(
+            "lut_x_min",
+            16,
+            -32768,
+            32767,
+            "int16 input: input value of entry 0 (-32768 for 8-bit input)",
+            signed=True,
+            default=-32768,
+        ),
+        _f(
+            "lut_f",
+            5,
+            0,
+            16,
+            "int16 input: entries are 2^f input steps apart (8 for 8-bit input)",
+            default=8,
+        ),
+    )
+
+
 _LUT_FUSED = (
     _flag("lut_en", "1: replace the clamp by a table lookup (LUT semantics)"),
     _sram("lut_addr", "SRAM address of the table (entries of ofm_dtype)", default=0),
     _dtype("lut_in_dtype", "type the requantized value is saturated to before lookup", default=0),
-    _f("lut_bits", 4, 1, 10, "k: int16 tables have 2^k+1 entries (8 for 8-bit input)", default=8),
+    *_lut_domain(),
 )
 # Output stage of CONV and FC (spec section 3, steps 1-4 after the MAC sum).
 _OUTPUT_STAGE = (
@@ -104,16 +137,25 @@ _OUTPUT_STAGE = (
     _zp("ifm_zp", "input zero point (padded positions hold it)"),
     _zp("ofm_zp", "output zero point"),
     _f("pre_shift", 5, 0, 16, "ahead shift 48 -> 32 bits", default=0),
-    _flag("m_per_channel", "1: per-channel uint16 multipliers at m_addr; 0: immediate m"),
-    _sram("m_addr", "SRAM address of per-channel multipliers (uint16, <= 32767)", default=0),
-    _mult("m", "per-tensor multiplier (when m_per_channel = 0)", default=0),
-    _shift("post_shift", "requant right shift"),
+    _flag(
+        "ofm_multiplier_per_channel",
+        "1: per-channel uint16 multipliers at ofm_multiplier_addr; 0: immediate ofm_multiplier",
+    ),
+    _sram(
+        "ofm_multiplier_addr",
+        "SRAM address of per-channel multipliers (uint16, <= 32767)",
+        default=0,
+    ),
+    _mult(
+        "ofm_multiplier", "per-tensor multiplier (when ofm_multiplier_per_channel = 0)", default=0
+    ),
+    _shift("post_shift", "requantization right shift"),
     *_act(),
     *_LUT_FUSED,
 )
 _OUTPUT_GROUPS = (
     Group("bias", "opt_addr", ("has_bias", "bias_addr")),
-    Group("mult", "opt_addr", ("m_per_channel", "m_addr")),
+    Group("multipliers", "opt_addr", ("ofm_multiplier_per_channel", "ofm_multiplier_addr")),
     Group("act", "range", ("act_min", "act_max")),
     Group("lut", "opt_addr", ("lut_en", "lut_addr")),
 )
@@ -122,7 +164,7 @@ _MAC_OUTPUT_SEMANTICS = """\
 Output stage per output element (y, x, c):
   acc48 = sat48(sum((x - ifm_zp) * w) + (b16[c] << bias_shift))   (sticky overflow flag if clamped)
   acc32 = sat32(rshift_round(acc48, pre_shift))
-  M     = M_table[c] if m_per_channel else m
+  M     = M_table[c] if ofm_multiplier_per_channel else ofm_multiplier
   v     = rshift_round(acc32 * M, post_shift) + ofm_zp             (product exact in 48 bits)
   y     = sat(clamp(v, act_min, act_max), ofm_dtype)               (lut_en = 0)
   y     = sat(LUT(sat(v, lut_in_dtype)), ofm_dtype)                (lut_en = 1; see LUT)
@@ -130,32 +172,53 @@ rshift_round(v, s) = v if s == 0 else (v + (1 << (s - 1))) >> s (arithmetic, rou
 sat48 clamps to [-2^47, 2^47 - 1], sat32 to [-2^31, 2^31 - 1], sat(., t) to the range of t."""
 
 _DMA_FIELDS = (
-    _dram("dram_addr", "DRAM byte address of the first run"),
-    _sram("sram_addr", "SRAM byte address of the first run"),
-    _count("run_bytes", "bytes in one contiguous run"),
-    _f("n1", 16, 1, 65535, "runs per row (inner repeat)", default=1),
-    _f("n2", 16, 1, 65535, "rows (outer repeat)", default=1),
-    _f("dram_stride1", 32, 0, U32_MAX, "DRAM bytes between runs", default=0),
-    _f("dram_stride2", 32, 0, U32_MAX, "DRAM bytes between rows", default=0),
-    _f("sram_stride1", 32, 0, U32_MAX, "SRAM bytes between runs", default=0),
-    _f("sram_stride2", 32, 0, U32_MAX, "SRAM bytes between rows", default=0),
+    _dram("dram_addr", "DRAM byte address of the first row"),
+    _sram("sram_addr", "SRAM byte address of the first row"),
+    _count("row_bytes", "bytes in one row (copied contiguously on both sides)"),
+    _f("row_count", 16, 1, 65535, "rows per plane (inner repeat)", default=1),
+    _f("plane_count", 16, 1, 65535, "planes (outer repeat)", default=1),
+    _f("dram_row_stride_bytes", 32, 0, U32_MAX, "DRAM bytes from row to row", default=0),
+    _f("dram_plane_stride_bytes", 32, 0, U32_MAX, "DRAM bytes from plane to plane", default=0),
+    _f("sram_row_stride_bytes", 32, 0, U32_MAX, "SRAM bytes from row to row", default=0),
+    _f("sram_plane_stride_bytes", 32, 0, U32_MAX, "SRAM bytes from plane to plane", default=0),
 )
 _DMA_SEMANTICS = """\
-for i2 in [0, n2), i1 in [0, n1):
-  copy run_bytes bytes between DRAM[dram_addr + i2*dram_stride2 + i1*dram_stride1]
-  and SRAM[sram_addr + i2*sram_stride2 + i1*sram_stride1] (direction by opcode).
+for p in [0, plane_count), r in [0, row_count):
+  copy row_bytes bytes between
+  DRAM[dram_addr + p*dram_plane_stride_bytes + r*dram_row_stride_bytes] and
+  SRAM[sram_addr + p*sram_plane_stride_bytes + r*sram_row_stride_bytes] (direction by opcode).
 Bytes move unchanged (no type conversion); regions must lie inside DRAM/SRAM."""
 _DMA_TIMING = """\
+The DRAM side is billed by maximal contiguous runs: rows taken in copy order (plane by plane,
+row by row) whose DRAM bytes follow each other without a gap merge into one run, within a plane
+and across a plane boundary. Every run shorter than a burst costs a full burst:
 cycles = dma_latency_cycles
-         + ceil(n1 * n2 * max(run_bytes, dma_burst_bytes) / dram_bytes_per_cycle):
-every contiguous run shorter than a burst costs a full burst."""
+         + ceil(sum over runs of max(run_bytes, dma_burst_bytes) / dram_bytes_per_cycle).
+E.g. 4 rows of 16 bytes at dram_row_stride_bytes = 16 are one 64-byte run."""
 
 _DMA_GROUPS = (
     Group("dram", "alias", ("dram_addr",)),
     Group("sram", "alias", ("sram_addr",)),
-    Group("run", "alias", ("run_bytes",)),
+    Group("row", "alias", ("row_bytes",)),
 )
 
 _ITP_FLAT_SEMANTICS_NOTE = (
     "Operands are flat arrays of count elements; output may equal an input exactly (in place)."
+)
+
+_LUT_SEMANTICS = """\
+Table T has entries of ofm_dtype.
+int8 input: 256 entries, y = T[x + 128];  uint8 input: 256 entries, y = T[x]
+  (lut_bits, lut_x_min and lut_f must keep their defaults 8, -32768, 8).
+int16 input: 2^k + 1 entries (k = lut_bits in [1, 10]); entry j holds the function at input
+  lut_x_min + j * 2^f (f = lut_f in [0, 16]). Inputs outside [lut_x_min, lut_x_min + 2^(k+f)]
+  are clamped to it, then
+  d = clamp(x - lut_x_min, 0, 2^(k+f)),  i = d >> f,  t = d & (2^f - 1),
+  y = sat(T[i] + rshift_round((T[i+1] - T[i]) * t, f), ofm_dtype)   (t = 0 when i = 2^k).
+  The whole int16 range at full table size: lut_x_min = -32768, lut_f = 16 - lut_bits.
+"""
+# Worded once: the LUT row of docs/npu_isa.md (generated) and docs/npu_sim.md quote it verbatim.
+LUT_TIMING = (
+    "cycles = itp_fill_cycles + ceil(count / itp_lanes) for 8-bit input;"
+    " itp_fill_cycles + ceil(2 * count / itp_lanes) for int16 input (interpolation at half rate)."
 )

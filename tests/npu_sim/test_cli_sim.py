@@ -20,22 +20,22 @@ def copy_program(tmp_path: Path, *, hw=NPU_S, wait_for_load: bool = True) -> Pat
     x = b.tensor("x", "input", (16, 16), "int8")
     y = b.tensor("y", "output", (16, 16), "int8")
     b.add(
-        "dma_load", dram_addr=x, sram_addr=0, run_bytes=256, signal=0b0100 if wait_for_load else 0
+        "dma_load", dram_addr=x, sram_addr=0, row_bytes=256, signal=0b0100 if wait_for_load else 0
     )
     b.add(
         "requant",
         wait=1 if wait_for_load else 0,
         signal=0b1000,
-        in_addr=0,
-        in_dtype=0,
-        out_addr=256,
-        out_dtype=0,
+        ifm_addr=0,
+        ifm_dtype=0,
+        ofm_addr=256,
+        ofm_dtype=0,
         count=256,
-        zp_out=5,
-        m=1,
-        shift=0,
+        ofm_zp=5,
+        ofm_multiplier=1,
+        post_shift=0,
     )
-    b.add("dma_store", wait=0b0100, dram_addr=y, sram_addr=256, run_bytes=256)
+    b.add("dma_store", wait=0b0100, dram_addr=y, sram_addr=256, row_bytes=256)
     path = tmp_path / "prog.npub"
     b.build().save(path)
     return path

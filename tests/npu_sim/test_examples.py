@@ -83,15 +83,15 @@ def ref_residual_add(x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "add",
         h2,
         x["x"][0],
-        zp_a=0,
-        zp_b=0,
-        zp_y=-128,
-        ma=28087,
-        mb=4681,
-        shift=15,
+        ifm_zp=0,
+        ifm2_zp=0,
+        ofm_zp=-128,
+        ifm_multiplier=28087,
+        ifm2_multiplier=4681,
+        post_shift=15,
         act_min=-128,
         act_max=127,
-        out_dtype="int8",
+        ofm_dtype="int8",
     )
     return {"y": y[None]}
 
@@ -115,11 +115,11 @@ def ref_depthwise(x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         pads=(0, 0, 0, 0),
         ifm_zp=0,
         ofm_zp=0,
-        m=1024,
-        shift=16,
+        ofm_multiplier=1024,
+        post_shift=16,
         act_min=NO_CLAMP[0],
         act_max=NO_CLAMP[1],
-        out_dtype="uint8",
+        ofm_dtype="uint8",
     )
     return {"d": d[None], "p": p[None]}
 

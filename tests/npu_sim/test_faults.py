@@ -19,14 +19,22 @@ def run(b: ProgramBuilder, inputs: dict[str, np.ndarray] | None = None, **kw):  
 
 
 def requant(**kw: int) -> dict[str, int]:
-    base = dict(in_addr=0, in_dtype=0, out_addr=0x100, out_dtype=0, count=16, m=1, shift=0)
+    base = dict(
+        ifm_addr=0,
+        ifm_dtype=0,
+        ofm_addr=0x100,
+        ofm_dtype=0,
+        count=16,
+        ofm_multiplier=1,
+        post_shift=0,
+    )
     base.update(kw)
     return base
 
 
 def test_sram_out_of_range() -> None:
     b = ProgramBuilder()
-    b.add("dma_load", dram_addr=0, sram_addr=NPU_M.sram_bytes - 10, run_bytes=64)
+    b.add("dma_load", dram_addr=0, sram_addr=NPU_M.sram_bytes - 10, row_bytes=64)
     with pytest.raises(
         SimulatorFault, match=r"instruction 0 \(dma_load\) destination: SRAM .* outside"
     ):
@@ -35,35 +43,42 @@ def test_sram_out_of_range() -> None:
 
 def test_dram_out_of_range() -> None:
     b = ProgramBuilder()
-    b.add("dma_store", dram_addr=NPU_M.dram_bytes - 4, sram_addr=0, run_bytes=8)
+    b.add("dma_store", dram_addr=NPU_M.dram_bytes - 4, sram_addr=0, row_bytes=8)
     with pytest.raises(SimulatorFault, match=r"DRAM access .* outside"):
         run(b)
 
 
 def test_strided_region_end_out_of_range() -> None:
     b = ProgramBuilder()
-    b.add("dma_load", dram_addr=0, sram_addr=0, run_bytes=64, n1=2, sram_stride1=NPU_M.sram_bytes)
+    b.add(
+        "dma_load",
+        dram_addr=0,
+        sram_addr=0,
+        row_bytes=64,
+        row_count=2,
+        sram_row_stride_bytes=NPU_M.sram_bytes,
+    )
     with pytest.raises(SimulatorFault, match="outside"):
         run(b)
 
 
 def test_misaligned_int16_operand() -> None:
     b = ProgramBuilder()
-    b.add("requant", **requant(in_addr=1, in_dtype=2))
+    b.add("requant", **requant(ifm_addr=1, ifm_dtype=2))
     with pytest.raises(SimulatorFault, match="not aligned to 2 bytes"):
         run(b)
 
 
 def test_output_overlapping_input_faults_but_exact_in_place_is_allowed() -> None:
     b = ProgramBuilder()
-    b.add("requant", **requant(in_addr=0, out_addr=8))  # partial overlap
+    b.add("requant", **requant(ifm_addr=0, ofm_addr=8))  # partial overlap
     with pytest.raises(SimulatorFault, match=r"overlaps .* input"):
         run(b)
     b = ProgramBuilder()
-    b.add("requant", **requant(in_addr=0, out_addr=0, zp_out=3))  # exactly in place: fine
+    b.add("requant", **requant(ifm_addr=0, ofm_addr=0, ofm_zp=3))  # exactly in place: fine
     run(b)
     b = ProgramBuilder()
-    b.add("requant", **requant(in_addr=0, out_addr=0, out_dtype=2))  # same address, other size
+    b.add("requant", **requant(ifm_addr=0, ofm_addr=0, ofm_dtype=2))  # same address, other size
     with pytest.raises(SimulatorFault, match="overlaps"):
         run(b)
 
@@ -83,7 +98,7 @@ def test_conv_output_may_not_overlap_weights() -> None:
         ofm_c=8,
         ofm_dtype=0,
         w_addr=0x210,
-        m=1,
+        ofm_multiplier=1,
         post_shift=0,
     )
     with pytest.raises(SimulatorFault, match=r"ofm .* overlaps instruction 0 \(conv\) weights"):
@@ -93,7 +108,13 @@ def test_conv_output_may_not_overlap_weights() -> None:
 def test_dma_write_descriptor_writing_bytes_twice() -> None:
     b = ProgramBuilder()
     b.add(
-        "dma_load", dram_addr=0, sram_addr=0, run_bytes=64, n1=2, dram_stride1=64, sram_stride1=32
+        "dma_load",
+        dram_addr=0,
+        sram_addr=0,
+        row_bytes=64,
+        row_count=2,
+        dram_row_stride_bytes=64,
+        sram_row_stride_bytes=32,
     )
     with pytest.raises(SimulatorFault, match="writes some bytes twice"):
         run(b)
@@ -101,8 +122,8 @@ def test_dma_write_descriptor_writing_bytes_twice() -> None:
 
 def test_multiplier_above_15_bits() -> None:
     b = ProgramBuilder()
-    m_addr = b.const(np.full(8, 40000, dtype=np.uint16))
-    b.add("dma_load", dram_addr=m_addr, sram_addr=0x400, run_bytes=16, signal=0b0010)
+    ofm_multiplier_addr = b.const(np.full(8, 40000, dtype=np.uint16))
+    b.add("dma_load", dram_addr=ofm_multiplier_addr, sram_addr=0x400, row_bytes=16, signal=0b0010)
     b.add(
         "conv",
         wait=1,
@@ -117,8 +138,8 @@ def test_multiplier_above_15_bits() -> None:
         ofm_c=8,
         ofm_dtype=0,
         w_addr=0x100,
-        m_per_channel=1,
-        m_addr=0x400,
+        ofm_multiplier_per_channel=1,
+        ofm_multiplier_addr=0x400,
         post_shift=0,
     )
     with pytest.raises(SimulatorFault, match="multiplier 40000 exceeds"):
@@ -147,8 +168,8 @@ def test_step_limit() -> None:
 def test_data_race_without_token() -> None:
     b = ProgramBuilder()
     x = b.tensor("x", "input", (256,), "int8")
-    b.add("dma_load", dram_addr=x, sram_addr=0, run_bytes=256)  # no signal to the ITP
-    b.add("requant", **requant(in_addr=0, out_addr=0x1000, count=256))
+    b.add("dma_load", dram_addr=x, sram_addr=0, row_bytes=256)  # no signal to the ITP
+    b.add("requant", **requant(ifm_addr=0, ofm_addr=0x1000, count=256))
     with pytest.raises(
         SimulatorFault, match=r"data race: .*requant.* input .*dma_load.* destination"
     ):
@@ -156,16 +177,22 @@ def test_data_race_without_token() -> None:
     # Interleaved but disjoint strided regions running concurrently are not a race.
     b = ProgramBuilder()
     b.add(
-        "dma_load", dram_addr=0, sram_addr=0, run_bytes=16, n1=8, dram_stride1=16, sram_stride1=32
+        "dma_load",
+        dram_addr=0,
+        sram_addr=0,
+        row_bytes=16,
+        row_count=8,
+        dram_row_stride_bytes=16,
+        sram_row_stride_bytes=32,
     )
     b.add(
         "dma_store",
         dram_addr=0x1000,
         sram_addr=16,
-        run_bytes=16,
-        n1=8,
-        dram_stride1=16,
-        sram_stride1=32,
+        row_bytes=16,
+        row_count=8,
+        dram_row_stride_bytes=16,
+        sram_row_stride_bytes=32,
     )
     run(b)
 
@@ -177,7 +204,7 @@ def test_overflow_is_reported_or_faults_on_request() -> None:
     x = b.tensor("x", "input", (182, 182, 1), "int16")
     y = b.tensor("y", "output", (1, 1, 1), "int16")
     n = 182 * 182 * 2
-    b.add("dma_load", dram_addr=x, sram_addr=0, run_bytes=n, signal=0b0100)
+    b.add("dma_load", dram_addr=x, sram_addr=0, row_bytes=n, signal=0b0100)
     b.add(
         "pool",
         wait=1,
@@ -195,10 +222,10 @@ def test_overflow_is_reported_or_faults_on_request() -> None:
         kh=182,
         kw=182,
         ifm_zp=-32768,
-        m=1,
-        shift=0,
+        ofm_multiplier=1,
+        post_shift=0,
     )
-    b.add("dma_store", wait=0b0100, dram_addr=y, sram_addr=n, run_bytes=2)
+    b.add("dma_store", wait=0b0100, dram_addr=y, sram_addr=n, row_bytes=2)
     inputs = {"x": np.full((182, 182, 1), 32767, np.int16)}
     result = run(b, inputs)
     assert [(o.index, o.mnemonic) for o in result.overflow] == [(1, "pool")]
@@ -220,9 +247,9 @@ def test_accumulator_overflow_in_conv() -> None:
     y = b.tensor("y", "output", (1, 1, 1), "int16")
     w_addr = b.const(np.full(k, -128, np.int8))
     bias_addr = b.const(np.array([32767], np.int16))
-    b.add("dma_load", dram_addr=x, sram_addr=0, run_bytes=2 * k)
-    b.add("dma_load", dram_addr=w_addr, sram_addr=2 * k, run_bytes=k)
-    b.add("dma_load", dram_addr=bias_addr, sram_addr=3 * k, run_bytes=2, signal=0b0010)
+    b.add("dma_load", dram_addr=x, sram_addr=0, row_bytes=2 * k)
+    b.add("dma_load", dram_addr=w_addr, sram_addr=2 * k, row_bytes=k)
+    b.add("dma_load", dram_addr=bias_addr, sram_addr=3 * k, row_bytes=2, signal=0b0010)
     b.add(
         "conv",
         wait=1,
@@ -244,10 +271,10 @@ def test_accumulator_overflow_in_conv() -> None:
         bias_addr=3 * k,
         bias_shift=31,
         ifm_zp=32767,
-        m=1,
+        ofm_multiplier=1,
         post_shift=0,
     )
-    b.add("dma_store", wait=0b0010, dram_addr=y, sram_addr=3 * k + 64, run_bytes=2)
+    b.add("dma_store", wait=0b0010, dram_addr=y, sram_addr=3 * k + 64, row_bytes=2)
     result = run(b, {"x": np.full((side, side, cin), -32768, np.int16)})
     assert [(o.index, o.mnemonic) for o in result.overflow] == [(3, "conv")]
     assert result.stats.overflow_count == 1

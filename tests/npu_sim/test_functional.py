@@ -103,26 +103,27 @@ def test_conv_random_geometry_bit_exact(data: st.DataObject) -> None:
 @given(data=st.data())
 def test_eltwise_bit_exact(data: st.DataObject) -> None:
     op = data.draw(st.sampled_from(intref.ELTWISE_OPS))
-    a_dtype, b_dtype = (
+    ifm_dtype, ifm2_dtype = (
         data.draw(st.sampled_from(ACT_DTYPES)),
         data.draw(st.sampled_from(ACT_DTYPES)),
     )
     n = data.draw(st.integers(1, 40))
-    a, b = data.draw(tensors(a_dtype, (n,))), data.draw(tensors(b_dtype, (n,)))
+    a, b = data.draw(tensors(ifm_dtype, (n,))), data.draw(tensors(ifm2_dtype, (n,)))
     out_dtype = data.draw(st.sampled_from(OUT_DTYPES))
     lo, hi = dtype_bounds(out_dtype)
     act_min = data.draw(st.integers(lo, hi))
     act_max = data.draw(st.integers(act_min, hi))
     ops = dict(
-        zp_a=data.draw(st.integers(*dtype_bounds(a_dtype))),
-        zp_b=data.draw(st.integers(*dtype_bounds(b_dtype))),
-        zp_y=data.draw(st.integers(lo, hi)),
-        ma=data.draw(st.integers(0, 32767)),
-        mb=data.draw(st.integers(0, 32767)),
-        shift=data.draw(st.integers(0, 47)),
+        ifm_zp=data.draw(st.integers(*dtype_bounds(ifm_dtype))),
+        ifm2_zp=data.draw(st.integers(*dtype_bounds(ifm2_dtype))),
+        ofm_zp=data.draw(st.integers(lo, hi)),
+        ifm_multiplier=data.draw(st.integers(0, 32767)),
+        ifm2_multiplier=data.draw(st.integers(0, 32767)),
+        ofm_multiplier=data.draw(st.integers(0, 32767)),
+        post_shift=data.draw(st.integers(0, 47)),
     )
     expected, expected_overflow = intref.eltwise(
-        op, a, b, act_min=act_min, act_max=act_max, out_dtype=out_dtype, **ops
+        op, a, b, act_min=act_min, act_max=act_max, ofm_dtype=out_dtype, **ops
     )
     y, overflow = fn.eltwise(op, a, b, **ops)
     got = fn.store_as(y, act_min, act_max, np.dtype(out_dtype))
@@ -142,12 +143,12 @@ def test_requant_bit_exact(data: st.DataObject) -> None:
     act_min = data.draw(st.integers(lo, hi))
     act_max = data.draw(st.integers(act_min, hi))
     ops = dict(
-        zp_in=data.draw(st.integers(*dtype_bounds(in_dtype))),
-        zp_out=data.draw(st.integers(lo, hi)),
-        m=data.draw(st.integers(0, 32767)),
-        shift=data.draw(st.integers(0, 47)),
+        ifm_zp=data.draw(st.integers(*dtype_bounds(in_dtype))),
+        ofm_zp=data.draw(st.integers(lo, hi)),
+        ofm_multiplier=data.draw(st.integers(0, 32767)),
+        post_shift=data.draw(st.integers(0, 47)),
     )
-    expected = intref.requant(x, act_min=act_min, act_max=act_max, out_dtype=out_dtype, **ops)
+    expected = intref.requant(x, act_min=act_min, act_max=act_max, ofm_dtype=out_dtype, **ops)
     got = fn.store_as(fn.requant(x, **ops), act_min, act_max, np.dtype(out_dtype))
     np.testing.assert_array_equal(got, expected.astype(out_dtype), strict=True)
 
@@ -172,8 +173,8 @@ def test_pool_bit_exact(data: st.DataObject) -> None:
     lo, hi = dtype_bounds(out_dtype)
     act_min = data.draw(st.integers(lo, hi))
     act_max = data.draw(st.integers(act_min, hi))
-    zp_in = data.draw(st.integers(*dtype_bounds(in_dtype)))
-    zp_out, m, shift = (
+    ifm_zp = data.draw(st.integers(*dtype_bounds(in_dtype)))
+    ofm_zp, m, shift = (
         data.draw(st.integers(lo, hi)),
         data.draw(st.integers(0, 32767)),
         data.draw(st.integers(0, 47)),
@@ -181,38 +182,43 @@ def test_pool_bit_exact(data: st.DataObject) -> None:
     geometry = dict(kernel=kernel, stride=stride, pads=pads)
     if kind == "max":
         expected = intref.max_pool(
-            x, act_min=act_min, act_max=act_max, out_dtype=out_dtype, **geometry
+            x, act_min=act_min, act_max=act_max, ofm_dtype=out_dtype, **geometry
         )
         expected_overflow = False
     else:
         expected, expected_overflow = intref.avg_pool(
             x,
-            ifm_zp=zp_in,
-            ofm_zp=zp_out,
-            m=m,
-            shift=shift,
+            ifm_zp=ifm_zp,
+            ofm_zp=ofm_zp,
+            ofm_multiplier=m,
+            post_shift=shift,
             act_min=act_min,
             act_max=act_max,
-            out_dtype=out_dtype,
+            ofm_dtype=out_dtype,
             **geometry,
         )
-    y, overflow = fn.pool(kind, x, ifm_zp=zp_in, ofm_zp=zp_out, m=m, shift=shift, **geometry)
+    y, overflow = fn.pool(
+        kind, x, ifm_zp=ifm_zp, ofm_zp=ofm_zp, ofm_multiplier=m, post_shift=shift, **geometry
+    )
     got = fn.store_as(y, act_min, act_max, np.dtype(out_dtype))
     np.testing.assert_array_equal(got, expected.astype(out_dtype), strict=True)
     assert overflow == expected_overflow
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(data=st.data())
 def test_lut_bit_exact(data: st.DataObject) -> None:
+    """Simulator LUT == integer reference, int16 tables with any x_min and f included."""
     in_dtype = data.draw(st.sampled_from(ACT_DTYPES))
     lut_bits = data.draw(st.integers(1, 10)) if in_dtype == "int16" else 8
+    x_min = data.draw(st.integers(-32768, 32767)) if in_dtype == "int16" else -32768
+    f = data.draw(st.integers(0, 16)) if in_dtype == "int16" else 8
     entries = intref.lut_entries(in_dtype, lut_bits)
     table_dtype = "int16" if in_dtype == "int16" else data.draw(st.sampled_from(["int8", "uint8"]))
     table = data.draw(tensors(table_dtype, (entries,)))
     x = data.draw(tensors(in_dtype, (data.draw(st.integers(1, 64)),)))
-    expected = intref.lut_lookup(x, table, in_dtype=in_dtype, lut_bits=lut_bits)
-    got = fn.lut_apply(x, table, in_dtype=np.dtype(in_dtype), lut_bits=lut_bits)
+    expected = intref.lut_lookup(x, table, in_dtype=in_dtype, lut_bits=lut_bits, x_min=x_min, f=f)
+    got = fn.lut_apply(x, table, in_dtype=np.dtype(in_dtype), lut_bits=lut_bits, x_min=x_min, f=f)
     np.testing.assert_array_equal(got, expected, strict=True)
 
 

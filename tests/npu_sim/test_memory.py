@@ -13,10 +13,10 @@ from npuc.npu_sim.memory import Memory, StridedRegion, regions_intersect
 
 def byte_set(r: StridedRegion) -> set[int]:
     return {
-        r.addr + i2 * r.stride2 + i1 * r.stride1 + b
-        for i2 in range(r.n2)
-        for i1 in range(r.n1)
-        for b in range(r.run_bytes)
+        r.addr + i2 * r.plane_stride + i1 * r.row_stride + b
+        for i2 in range(r.plane_count)
+        for i1 in range(r.row_count)
+        for b in range(r.row_bytes)
     }
 
 

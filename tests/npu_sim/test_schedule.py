@@ -53,7 +53,7 @@ def test_start_cycles_follow_the_token_rules(spec: list[tuple[int, int, int, int
                 signal=signal,
                 dram_addr=1 << 20,
                 sram_addr=1024 * i,
-                run_bytes=size,
+                row_bytes=size,
             )
         elif unit == 3 and size:
             b.add(
@@ -62,7 +62,7 @@ def test_start_cycles_follow_the_token_rules(spec: list[tuple[int, int, int, int
                 signal=signal,
                 dram_addr=1024 * i,
                 sram_addr=0x40000,
-                run_bytes=size,
+                row_bytes=size,
             )
         else:
             b.add("sync", unit=unit, wait=wait, signal=signal)

@@ -41,17 +41,17 @@ def conv(**kw: int):  # type: ignore[no-untyped-def]
     ("ins", "cycles"),
     [
         # 1 KiB contiguous: 100 + 1024/16
-        (make("dma_load", dram_addr=0, sram_addr=0, run_bytes=1024), 164),
+        (make("dma_load", dram_addr=0, sram_addr=0, row_bytes=1024), 164),
         # 16 runs of 16 B: each billed as a 64-B burst -> 100 + 16*64/16, as slow as 1 KiB
         (
             make(
                 "dma_load",
                 dram_addr=0,
                 sram_addr=0,
-                run_bytes=16,
-                n1=16,
-                dram_stride1=64,
-                sram_stride1=16,
+                row_bytes=16,
+                row_count=16,
+                dram_row_stride_bytes=64,
+                sram_row_stride_bytes=16,
             ),
             164,
         ),
@@ -61,13 +61,13 @@ def conv(**kw: int):  # type: ignore[no-untyped-def]
                 "dma_store",
                 dram_addr=0,
                 sram_addr=0,
-                run_bytes=100,
-                n1=10,
-                n2=10,
-                dram_stride1=100,
-                dram_stride2=1000,
-                sram_stride1=100,
-                sram_stride2=1000,
+                row_bytes=100,
+                row_count=10,
+                plane_count=10,
+                dram_row_stride_bytes=100,
+                dram_plane_stride_bytes=1000,
+                sram_row_stride_bytes=100,
+                sram_plane_stride_bytes=1000,
             ),
             725,
         ),
@@ -115,33 +115,33 @@ def conv(**kw: int):  # type: ignore[no-untyped-def]
             make(
                 "eltwise",
                 op=0,
-                a_addr=0,
-                a_dtype=0,
-                b_addr=0,
-                b_dtype=0,
-                y_addr=0,
-                y_dtype=0,
+                ifm_addr=0,
+                ifm_dtype=0,
+                ifm2_addr=0,
+                ifm2_dtype=0,
+                ofm_addr=0,
+                ofm_dtype=0,
                 count=1000,
-                zp_a=0,
-                zp_b=0,
-                zp_y=0,
-                ma=1,
-                shift=0,
+                ifm_zp=0,
+                ifm2_zp=0,
+                ofm_zp=0,
+                ifm_multiplier=1,
+                post_shift=0,
             ),
             8 + 32,
         ),
         (
-            make("lut", in_addr=0, in_dtype=0, out_addr=0, out_dtype=0, count=1000, lut_addr=0),
+            make("lut", ifm_addr=0, ifm_dtype=0, ofm_addr=0, ofm_dtype=0, count=1000, lut_addr=0),
             8 + 32,
         ),
         # int16 LUT interpolates at half rate: ceil(2000/32)
         (
             make(
                 "lut",
-                in_addr=0,
-                in_dtype=2,
-                out_addr=0,
-                out_dtype=2,
+                ifm_addr=0,
+                ifm_dtype=2,
+                ofm_addr=0,
+                ofm_dtype=2,
                 count=1000,
                 lut_addr=0,
                 lut_bits=6,
@@ -187,20 +187,20 @@ def _pipeline_program() -> ProgramBuilder:
     """load x (1 KiB) -> conv 1x1 16->16 on 8x8 -> store, plus an unrelated 2 KiB load."""
     b = ProgramBuilder()
     x_addr = b.tensor("x", "input", (8, 8, 16), "int8")
-    y_addr = b.tensor("y", "output", (8, 8, 16), "int8")
+    ofm_addr = b.tensor("y", "output", (8, 8, 16), "int8")
     w_addr = b.const(np.eye(16, dtype=np.int8))
     b.add(
         "dma_load",
         dram_addr=x_addr,
         sram_addr=0,
-        run_bytes=1024,
+        row_bytes=1024,
         signal=0,
     )
     b.add(
         "dma_load",
         dram_addr=w_addr,
         sram_addr=0x1000,
-        run_bytes=256,
+        row_bytes=256,
         signal=0b0010,  # in-order DMA_IN: the w load ending implies x loaded
     )
     b.add(
@@ -218,11 +218,11 @@ def _pipeline_program() -> ProgramBuilder:
         ofm_c=16,
         ofm_dtype=0,
         w_addr=0x1000,
-        m=1,
+        ofm_multiplier=1,
         post_shift=0,
     )
-    b.add("dma_store", wait=0b0010, dram_addr=y_addr, sram_addr=0x2000, run_bytes=1024)
-    b.add("dma_load", dram_addr=x_addr, sram_addr=0x8000, run_bytes=2048 - 1024)
+    b.add("dma_store", wait=0b0010, dram_addr=ofm_addr, sram_addr=0x2000, row_bytes=1024)
+    b.add("dma_load", dram_addr=x_addr, sram_addr=0x8000, row_bytes=2048 - 1024)
     return b
 
 
@@ -291,13 +291,13 @@ def test_dma_and_itp_cycles_never_decrease(run: int, n1: int, n2: int, grow: str
             "dma_load",
             dram_addr=0,
             sram_addr=0,
-            run_bytes=r,
-            n1=a,
-            n2=b,
-            dram_stride1=r,
-            dram_stride2=r * a,
-            sram_stride1=r,
-            sram_stride2=r * a,
+            row_bytes=r,
+            row_count=a,
+            plane_count=b,
+            dram_row_stride_bytes=r,
+            dram_plane_stride_bytes=r * a,
+            sram_row_stride_bytes=r,
+            sram_plane_stride_bytes=r * a,
         )
         return instruction_cycles(ins, NPU_M)
 
@@ -307,7 +307,16 @@ def test_dma_and_itp_cycles_never_decrease(run: int, n1: int, n2: int, grow: str
 
     def elt(n: int) -> int:
         return instruction_cycles(
-            make("requant", in_addr=0, in_dtype=0, out_addr=0, out_dtype=0, count=n, m=1, shift=0),
+            make(
+                "requant",
+                ifm_addr=0,
+                ifm_dtype=0,
+                ofm_addr=0,
+                ofm_dtype=0,
+                count=n,
+                ofm_multiplier=1,
+                post_shift=0,
+            ),
             NPU_M,
         )
 

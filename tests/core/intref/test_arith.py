@@ -13,8 +13,8 @@ from npuc.core.intref import (
     clamp_activation,
     rshift_round,
     sat32,
+    sat48,
     saturate,
-    saturate_acc48,
 )
 
 
@@ -67,9 +67,9 @@ def test_sat32_and_acc48() -> None:
         np.array([(1 << 31) - 1, -(1 << 31), 7], dtype=np.int64),
         strict=True,
     )
-    clamped, overflow = saturate_acc48(np.array([ACC48_MAX, ACC48_MIN]))
+    clamped, overflow = sat48(np.array([ACC48_MAX, ACC48_MIN]))
     assert not overflow
-    clamped, overflow = saturate_acc48(np.array([ACC48_MAX + 1, 0]))
+    clamped, overflow = sat48(np.array([ACC48_MAX + 1, 0]))
     assert overflow
     assert int(clamped[0]) == ACC48_MAX
 

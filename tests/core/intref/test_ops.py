@@ -15,15 +15,15 @@ def test_eltwise_add_hand_computed() -> None:
         "add",
         a,
         b,
-        zp_a=2,
-        zp_b=-1,
-        zp_y=5,
-        ma=3,
-        mb=2,
-        shift=2,
+        ifm_zp=2,
+        ifm2_zp=-1,
+        ofm_zp=5,
+        ifm_multiplier=3,
+        ifm2_multiplier=2,
+        post_shift=2,
         act_min=-128,
         act_max=127,
-        out_dtype="int8",
+        ofm_dtype="int8",
     )
     # (8*3 + 4*2) = 32 -> 8 -> 13 ; (-130*3 + 128*2) = -134 -> rshift_round(-134, 2) = -33 -> -28
     np.testing.assert_array_equal(y, np.array([13, -28], dtype=np.int64), strict=True)
@@ -41,15 +41,16 @@ def test_eltwise_other_ops(op: str, expected: list[int]) -> None:
         op,
         a,
         b,
-        zp_a=0,
-        zp_b=0,
-        zp_y=3,
-        ma=2,
-        mb=1,
-        shift=1,
+        ifm_zp=0,
+        ifm2_zp=0,
+        ofm_zp=3,
+        ifm_multiplier=2,
+        ifm2_multiplier=1,
+        ofm_multiplier=2,
+        post_shift=1,
         act_min=-128,
         act_max=127,
-        out_dtype="int8",
+        ofm_dtype="int8",
     )
     da, db = a.astype(int), b.astype(int)
     ref = {
@@ -65,7 +66,16 @@ def test_eltwise_other_ops(op: str, expected: list[int]) -> None:
 
 def test_requant_hand_computed() -> None:
     x = np.array([0, 100, -100], dtype=np.int16)
-    y = requant(x, zp_in=-4, zp_out=1, m=3, shift=3, act_min=-128, act_max=127, out_dtype="int8")
+    y = requant(
+        x,
+        ifm_zp=-4,
+        ofm_zp=1,
+        ofm_multiplier=3,
+        post_shift=3,
+        act_min=-128,
+        act_max=127,
+        ofm_dtype="int8",
+    )
     # (4*3)=12 -> 2 -> 3 ; 104*3=312 -> 39 -> 40 ; -96*3=-288 -> -36 -> -35
     np.testing.assert_array_equal(y, np.array([3, 40, -35], dtype=np.int64), strict=True)
 
@@ -79,7 +89,7 @@ def test_max_pool_skips_padding() -> None:
         pads=(1, 1, 0, 0),
         act_min=-128,
         act_max=127,
-        out_dtype="int8",
+        ofm_dtype="int8",
     )
     np.testing.assert_array_equal(
         y[..., 0], np.array([[-5, -5], [-5, -5]], dtype=np.int64), strict=True
@@ -96,11 +106,11 @@ def test_avg_pool_counts_padding_as_zero_point() -> None:
         pads=(0, 0, 0, 0),
         ifm_zp=0,
         ofm_zp=0,
-        m=1,
-        shift=2,
+        ofm_multiplier=1,
+        post_shift=2,
         act_min=-128,
         act_max=127,
-        out_dtype="int8",
+        ofm_dtype="int8",
     )
     assert int(y[0, 0, 0]) == 10 and not overflow
     # with one padded row on top: windows over [zp, zp, 4, 8] -> 12/4 = 3 (zp = 2 holds 0)
@@ -111,11 +121,11 @@ def test_avg_pool_counts_padding_as_zero_point() -> None:
         pads=(1, 0, 0, 0),
         ifm_zp=2,
         ofm_zp=0,
-        m=1,
-        shift=2,
+        ofm_multiplier=1,
+        post_shift=2,
         act_min=-128,
         act_max=127,
-        out_dtype="int8",
+        ofm_dtype="int8",
     )
     assert int(y[0, 0, 0]) == 2  # ((4-2) + (8-2)) = 8 -> rshift_round(8, 2) = 2
 

@@ -49,14 +49,19 @@ def _fix_output_stage(v: dict[str, int]) -> None:
     _clamp_zp(v, "ifm_zp", "ifm_dtype")
     if not v["has_bias"]:
         v["bias_addr"] = v["bias_shift"] = 0
-    if v["m_per_channel"]:
-        v["m"] = 0
+    if v["ofm_multiplier_per_channel"]:
+        v["ofm_multiplier"] = 0
     else:
-        v["m_addr"] = 0
+        v["ofm_multiplier_addr"] = 0
     if not v["lut_en"]:
-        v["lut_addr"], v["lut_in_dtype"], v["lut_bits"] = 0, 0, 8
+        v["lut_addr"], v["lut_in_dtype"] = 0, 0
+        _lut_domain_defaults(v)
     elif DTYPE_NAMES[v["lut_in_dtype"]] != "int16":
-        v["lut_bits"] = 8
+        _lut_domain_defaults(v)
+
+
+def _lut_domain_defaults(v: dict[str, int]) -> None:
+    v["lut_bits"], v["lut_x_min"], v["lut_f"] = 8, -32768, 8
 
 
 def make_well_formed(op: OpDef, v: dict[str, Any]) -> Instruction:
@@ -82,12 +87,12 @@ def make_well_formed(op: OpDef, v: dict[str, Any]) -> Instruction:
         _fix_geometry(v, dilated=False)
         _clamp_zp(v, "ifm_zp", "ifm_dtype")
     elif m == "eltwise":
-        _clamp_zp(v, "zp_a", "a_dtype")
-        _clamp_zp(v, "zp_b", "b_dtype")
+        _clamp_zp(v, "ifm_zp", "ifm_dtype")
+        _clamp_zp(v, "ifm2_zp", "ifm2_dtype")
     elif m == "requant":
-        _clamp_zp(v, "zp_in", "in_dtype")
-    elif m == "lut" and DTYPE_NAMES[v["in_dtype"]] != "int16":
-        v["lut_bits"] = 8
+        _clamp_zp(v, "ifm_zp", "ifm_dtype")
+    elif m == "lut" and DTYPE_NAMES[v["ifm_dtype"]] != "int16":
+        _lut_domain_defaults(v)
     return cls(**v)
 
 

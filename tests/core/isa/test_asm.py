@@ -28,10 +28,10 @@ GOOD = """\
 .input  a int8 [1, 16] scale=0.5 zp=1
 .output y int8 [1, 16] scale=0.25
 top:
-dma_load dram=@a sram=@a_s run=sizeof(a) signal=itp
-requant x=@a_s[int8] y=@y_s[i8] count=N zp_in=1 m=16384 shift=14 act=-128..127 \\
-        wait=dma_in signal=dma_out
-dma_store dram=@y sram=@y_s run=N wait=itp
+dma_load dram=@a sram=@a_s row=sizeof(a) signal=itp
+requant ifm=@a_s[int8] ofm=@y_s[i8] count=N ifm_zp=1 ofm_multiplier=16384 post_shift=14 \\
+        act=-128..127 wait=dma_in signal=dma_out
+dma_store dram=@y sram=@y_s row=N wait=itp
 end
 """
 
@@ -73,14 +73,15 @@ def test_syntax_error_has_line_column_token_expected() -> None:
         ("sync unit=mac bogus=1\nend\n", "t.s:1:15: sync has no operand 'bogus'"),
         ("sync\nend\n", "t.s:1:1: sync: missing operand(s) unit"),
         ("sync unit=mac wait=mac\nend\n", "cannot wait for or signal itself"),
-        ("eltwise op=add a=0[int8] b=0[int8] y=0[int8] count=4 ma=1 shift=48\nend\n",
-         "t.s:1:65: eltwise: field shift = 48 is outside [0, 47]"),
+        ("eltwise op=add ifm=0[int8] ifm2=0[int8] ofm=0[int8] count=4 post_shift=48\nend\n",
+         "t.s:1:72: eltwise: field post_shift = 48 is outside [0, 47]"),
         ("sync unit=mac\n", "END must be the last"),
         (".sram a 1\n.sram a 1\nend\n", "t.s:2:7: name 'a' is already defined"),
-        ("dma_load dram=@nope sram=0 run=1\nend\n", "unknown memory symbol 'nope'"),
+        ("dma_load dram=@nope sram=0 row=1\nend\n", "unknown memory symbol 'nope'"),
         (".sram big 2*1024*1024\nend\n", "exceeds sram_bytes"),
         (".data d int8 = [300]\nend\n", "does not fit int8"),
-        ("requant x=0[float] y=0[int8] count=1 m=1 shift=0\nend\n", "unknown type 'float'"),
+        ("requant ifm=0[float] ofm=0[int8] count=1 ofm_multiplier=1 post_shift=0\nend\n",
+         "unknown type 'float'"),
         ('.config_hash "0000000000000000"\nend\n', "written for config hash"),
     ],
 )  # fmt: skip

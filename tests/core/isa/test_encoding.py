@@ -32,10 +32,11 @@ def test_spec_ranges_in_table() -> None:
     assert (conv.field("pre_shift").lo, conv.field("pre_shift").hi) == (0, 16)
     assert (conv.field("post_shift").lo, conv.field("post_shift").hi) == (0, 47)
     assert (conv.field("bias_shift").lo, conv.field("bias_shift").hi) == (0, 31)
-    assert (conv.field("m").lo, conv.field("m").hi) == (0, 32767)
+    assert (conv.field("ofm_multiplier").lo, conv.field("ofm_multiplier").hi) == (0, 32767)
     elt = OPS_BY_MNEMONIC["eltwise"]
-    assert elt.field("ma").hi == elt.field("mb").hi == 32767
-    assert elt.field("shift").hi == 47
+    assert elt.field("ifm_multiplier").hi == elt.field("ifm2_multiplier").hi == 32767
+    assert elt.field("post_shift").hi == 47
+    assert elt.field("ofm_multiplier").hi == 32767
     assert OPS_BY_MNEMONIC["lut"].field("lut_bits").hi == 10
     assert all(op.used_bits <= INSTRUCTION_BITS for op in OPS)
     assert len({op.opcode for op in OPS}) == len(OPS)
@@ -123,7 +124,7 @@ def test_cross_field_checks() -> None:
         "ofm_h": conv.replace(ofm_h=7),
         "itself": conv.replace(wait=2),
         "bias_addr": conv.replace(bias_addr=64),
-        "m_addr": conv.replace(m_addr=64),
+        "ofm_multiplier_addr": conv.replace(ofm_multiplier_addr=64),
         "act_min": conv.replace(act_min=10, act_max=5),
         "ifm_zp": conv.replace(ifm_zp=200),
         "multiple": conv.replace(depthwise=1, ifm_c=3),
@@ -145,9 +146,10 @@ def test_cross_field_checks() -> None:
 GOLDEN: dict[str, tuple[dict[str, int], str]] = {
     "dma_load": (
         dict(
-            wait=5, signal=10, dram_addr=3668347906, sram_addr=2027816371,
-            run_bytes=387284840, n1=44646, n2=50767, dram_stride1=4055624823,
-            dram_stride2=2415093288, sram_stride1=774561753, sram_stride2=3428997514
+            wait=5, signal=10, dram_addr=3668347906, sram_addr=2027816371, row_bytes=387284840,
+            row_count=44646, plane_count=50767, dram_row_stride_bytes=4055624823,
+            dram_plane_stride_bytes=2415093288, sram_row_stride_bytes=774561753,
+            sram_plane_stride_bytes=3428997514
         ),
         (
             "01a5028ca6dab305de78687f151766ae4fc677ecbbf12866f38fd9df2a2e8a59"
@@ -156,9 +158,10 @@ GOLDEN: dict[str, tuple[dict[str, int], str]] = {
     ),
     "dma_store": (
         dict(
-            wait=5, signal=10, dram_addr=3668355825, sram_addr=2027824290,
-            run_bytes=387292759, n1=52565, n2=58686, dram_stride1=4055632742,
-            dram_stride2=2415101207, sram_stride1=774569672, sram_stride2=3429005433
+            wait=5, signal=10, dram_addr=3668355825, sram_addr=2027824290, row_bytes=387292759,
+            row_count=52565, plane_count=58686, dram_row_stride_bytes=4055632742,
+            dram_plane_stride_bytes=2415101207, sram_row_stride_bytes=774569672,
+            sram_plane_stride_bytes=3429005433
         ),
         (
             "02a5f1aaa6daa224de78579e151755cd3ee5660bbcf11785f38fc8fe2a2e7978"
@@ -169,16 +172,16 @@ GOLDEN: dict[str, tuple[dict[str, int], str]] = {
         dict(
             wait=5, signal=10, ifm_addr=3668466691, ifm_h=20119, ifm_w=26240, ifm_c=32361,
             ifm_dtype=0, ofm_addr=4055743608, ofm_h=50724, ofm_w=56845, ofm_c=62966,
-            ofm_dtype=2, w_addr=148053229, kh=239, kw=240, stride_h=1, stride_w=2,
-            dilation_h=3, dilation_w=4, pad_top=196, pad_left=117, pad_bottom=38,
-            pad_right=215, depthwise=0, has_bias=1, bias_addr=295979754, bias_shift=27,
-            ifm_zp=-16820, ofm_zp=14333, pre_shift=16, m_per_channel=1, m_addr=3337692432,
-            m=7873, post_shift=18, act_min=4643, act_max=35796, lut_en=1,
-            lut_addr=2084437814, lut_in_dtype=2, lut_bits=5
+            ofm_dtype=2, w_addr=148053229, kh=239, kw=240, stride_h=1, stride_w=2, dilation_h=3,
+            dilation_w=4, pad_top=196, pad_left=117, pad_bottom=38, pad_right=215, depthwise=0,
+            has_bias=1, bias_addr=295979754, bias_shift=27, ifm_zp=-16820, ofm_zp=14333,
+            pre_shift=16, ofm_multiplier_per_channel=1, ofm_multiplier_addr=3337692432,
+            ofm_multiplier=7873, post_shift=18, act_min=4643, act_max=35796, lut_en=1,
+            lut_addr=2084437814, lut_in_dtype=2, lut_bits=5, lut_x_min=-12345, lut_f=11
         ),
         (
             "10a5035ca8da974e8066697ee0f1f6c693183778dbd7dbce318df00e1f32445c"
-            "6772adba1269c466f2dd7f03862889370ef6482312a817b5f9efe1b3"
+            "6772adba1269c466f2dd7f03862889370ef6482312a817b5f9efe1b38e9f17"
         ),
     ),
     "fc": (
@@ -186,31 +189,33 @@ GOLDEN: dict[str, tuple[dict[str, int], str]] = {
             wait=5, signal=10, ifm_addr=3668474610, ifm_n=28038, ifm_k=34159, ifm_dtype=1,
             ofm_addr=1401315766, ofm_c=52522, ofm_dtype=1, w_addr=774688457, has_bias=0,
             bias_addr=1788592683, bias_shift=28, ifm_zp=46477, ofm_zp=-20674, pre_shift=16,
-            m_per_channel=0, m_addr=535338065, m=5634, post_shift=3, act_min=-30364,
-            act_max=789, lut_en=0, lut_addr=3577050743, lut_in_dtype=2, lut_bits=10
+            ofm_multiplier_per_channel=0, ofm_multiplier_addr=535338065, ofm_multiplier=5634,
+            post_shift=3, act_min=-30364, act_max=789, lut_en=0, lut_addr=3577050743,
+            lut_in_dtype=2, lut_bits=10, lut_x_min=-7, lut_f=3
         ),
         (
             "11a5f27aa8da866d6f85d986194ea93497eccce2624578538d37d6f2790d4571"
-            "a27f085806b2c41503dcd9d554ab"
+            "a27f085806b2c41503dcd9d554abf9ff03"
         ),
     ),
     "eltwise": (
         dict(
-            wait=5, signal=10, op=1, a_addr=2028061860, a_dtype=0, b_addr=3041966086,
-            b_dtype=2, y_addr=4055870312, y_dtype=1, count=774807249, zp_a=-26501,
-            zp_b=4652, zp_y=35805, ma=1422, mb=32575, shift=32, act_min=62113, act_max=-5038
+            wait=5, signal=10, op=1, ifm_addr=2028061860, ifm_dtype=0, ifm2_addr=3041966086,
+            ifm2_dtype=2, ofm_addr=4055870312, ofm_dtype=1, count=774807249, ifm_zp=-26501,
+            ifm2_zp=4652, ofm_zp=35805, ifm_multiplier=1422, ifm2_multiplier=32575,
+            ofm_multiplier=12345, post_shift=32, act_min=62113, act_max=-5038
         ),
         (
-            "20a521250ec7c30017aa56b4d5dff8a23d5d5cf630b348e85ee458f8f983a1f2"
-            "a4d803"
+            "20a521250ec7c30017aa56b4d5dff8a23d5d5cf630b348e85ee458f8f9e7c0c0"
+            "507952ec01"
         ),
     ),
     "pool": (
         dict(
-            wait=5, signal=10, op=0, ifm_addr=2028069779, ifm_h=29793, ifm_w=35914,
-            ifm_c=42035, ifm_dtype=2, ofm_addr=2415346696, ofm_h=60398, ofm_w=984,
-            ofm_dtype=0, kh=221, kw=222, stride_h=13, stride_w=14, pad_top=144, pad_left=65,
-            pad_bottom=242, pad_right=163, ifm_zp=-1964, ofm_zp=29189, m=27574, shift=39,
+            wait=5, signal=10, op=0, ifm_addr=2028069779, ifm_h=29793, ifm_w=35914, ifm_c=42035,
+            ifm_dtype=2, ofm_addr=2415346696, ofm_h=60398, ofm_w=984, ofm_dtype=0, kh=221,
+            kw=222, stride_h=13, stride_w=14, pad_top=144, pad_left=65, pad_bottom=242,
+            pad_right=163, ifm_zp=-1964, ofm_zp=29189, ofm_multiplier=27574, post_shift=39,
             act_min=24344, act_max=55497
         ),
         (
@@ -220,18 +225,19 @@ GOLDEN: dict[str, tuple[dict[str, int], str]] = {
     ),
     "requant": (
         dict(
-            wait=5, signal=10, in_addr=3668609233, in_dtype=0, out_addr=387546163,
-            out_dtype=2, count=1401450394, zp_in=-5818, zp_out=25335, m=23720, shift=25,
-            act_min=20490, act_max=51643
+            wait=5, signal=10, ifm_addr=3668609233, ifm_dtype=0, ofm_addr=387546163,
+            ofm_dtype=2, count=1401450394, ifm_zp=-5818, ofm_zp=25335, ofm_multiplier=23720,
+            post_shift=25, act_min=20490, act_max=51643
         ),
         "22a5d188aadaccf0655ca8f986386594fe5e0c2a375380b29b0c",
     ),
     "lut": (
         dict(
-            wait=5, signal=10, in_addr=3668617152, in_dtype=2, out_addr=387554082,
-            out_dtype=1, count=1401458313, lut_addr=4055894069, lut_bits=5
+            wait=5, signal=10, ifm_addr=3668617152, ifm_dtype=2, ofm_addr=387554082,
+            ofm_dtype=1, count=1401458313, lut_addr=4055894069, lut_bits=5, lut_x_min=-20000,
+            lut_f=6
         ),
-        "23a5c0a7aada8a6c665c94e888385583001c5f",
+        "23a5c0a7aada8a6c665c94e888385583001c5fe0b106",
     ),
     "sync": (
         dict(
@@ -271,4 +277,4 @@ def test_golden_dma_load_layout_by_hand() -> None:
     assert (data[1] & 0x0F, data[1] >> 4) == (fields["wait"], fields["signal"]) == (5, 10)
     assert int.from_bytes(data[2:6], "little") == fields["dram_addr"] == 0xDAA68C02
     assert int.from_bytes(data[6:10], "little") == fields["sram_addr"] == 0x78DE05B3
-    assert int.from_bytes(data[10:14], "little") == fields["run_bytes"]
+    assert int.from_bytes(data[10:14], "little") == fields["row_bytes"]
