@@ -19,7 +19,11 @@ from collections.abc import Callable
 import onnx
 import tvm
 
+from .empty_slices import fix_empty_slices
+from .expand_norm_params import expand_norm_params
+from .explicit_auto_pad import explicit_auto_pad
 from .fold_static_shapes import fold_static_shapes
+from .lift_1d_to_2d import lift_1d_to_2d
 from .remove_identity import remove_identity
 
 OnnxFixup = Callable[[onnx.ModelProto], onnx.ModelProto]
@@ -30,6 +34,14 @@ ONNX_FIXUPS: tuple[OnnxFixup, ...] = (
     remove_identity,
     # Shape arithmetic feeding Reshape/Pad/Range: static once input shapes are fixed.
     fold_static_shapes,
+    # 1-D Conv/ConvTranspose/pools (audio models): npuc compiles the 2-D forms.
+    lift_1d_to_2d,
+    # auto_pad: TVM sizes SAME_LOWER pooling with floor; write the ONNX pads instead.
+    explicit_auto_pad,
+    # LayerNormalization: TVM takes the normalised axes from Scale's rank.
+    expand_norm_params,
+    # Empty Slice with a negative step: TVM's slice lowering rejects it.
+    fix_empty_slices,
 )
 RELAX_FIXUPS: tuple[RelaxFixup, ...] = ()
 

@@ -108,15 +108,46 @@ def pad(view: NodeView) -> CheckResult:
         require_attr_in(view, "mode", "constant", ("constant", "reflect", "edge")),
         require_const(view, 1, "pads"),
         require_const(view, 2, "constant_value"),
+        _reflect_fits(view),
     )
+
+
+def _reflect_fits(view: NodeView) -> CheckResult:
+    """Reflect padding on an axis of size n must be at most n - 1 on each side.
+
+    Wider reflect padding has no source element to mirror: onnxruntime
+    refuses it ("pre-pad exceeds maximum allowed"), TVM would read out of
+    bounds.
+    """
+    shape = view.shape(0)
+    if view.attr("mode", "constant") != "reflect" or shape is None:
+        return OK
+    raw = view.consts.get(view.input_name(1) or "") if view.opset >= 11 else view.attr("pads")
+    if raw is None:
+        return OK
+    pads = [int(p) for p in np.asarray(raw).reshape(-1)]
+    rank = len(shape)
+    if len(pads) != 2 * rank:
+        return OK
+    for axis, size in enumerate(shape):
+        for side, width in (("before", pads[axis]), ("after", pads[axis + rank])):
+            if width > size - 1:
+                return (
+                    False,
+                    f"reflect padding of {width} {side} axis {axis} (size {size}) is wider than "
+                    f"the axis allows ({size - 1}); onnxruntime refuses it too",
+                )
+    return OK
 
 
 def resize(view: NodeView) -> CheckResult:
     """4-D NCHW input; mode nearest or linear; coordinate_transformation_mode
-    half_pixel, pytorch_half_pixel, align_corners or asymmetric; scales or
-    sizes must be constants; no antialias, no axes, keep_aspect_ratio_policy
-    stretch; each scale must equal output size / input size exactly (e.g. 2
-    or 0.5 on an even size, not 0.6 on a size of 2)."""
+        half_pixel, pytorch_half_pixel, align_corners or asymmetric; scales or
+        sizes must be constants; no antialias, no axes, keep_aspect_ratio_policy
+        stretch; each scale must equal output size / input size exactly (e.g. 2
+        or 0.5 on an even size, not 0.6 on a size of 2: ONNX places the samples by
+    the scale, TVM by the sizes' ratio, so other scales would give different
+    values)."""
     if view.attr("axes") is not None:
         return False, "the axes attribute of Resize is not supported"
     return first_failure(
@@ -160,9 +191,24 @@ def _resize_scales_exact(view: NodeView) -> CheckResult:
         if out_size < 1 or np.float32(out_size) / np.float32(in_size) != scale:
             return (
                 False,
-                f"scale {float(scale):g} on axis {axis} does not match the output size "
-                f"exactly ({in_size} -> {out_size}); give sizes instead of scales",
+                f"scale {float(scale):g} on axis {axis} is not output size / input size "
+                f"({in_size} -> {out_size}, ratio {out_size / in_size:g}); ONNX places the "
+                f"samples by the scale {float(scale):g}, TVM by the ratio, so the values "
+                "would differ; npuc compiles only scales that divide the size exactly",
             )
+    return OK
+
+
+def lrn(view: NodeView) -> CheckResult:
+    """Odd size only. ONNX sums an even window one channel further up than down;
+    onnxruntime refuses even sizes and TVM's LRN assumes a centred window."""
+    size = view.attr("size")
+    if size is None or int(size) < 1 or int(size) % 2 == 0:
+        return (
+            False,
+            f"size={size} is even (or missing): the ONNX window is then asymmetric, which "
+            "TVM's LRN does not compute and onnxruntime refuses; only odd sizes are supported",
+        )
     return OK
 
 
@@ -183,9 +229,32 @@ def batch_norm(view: NodeView) -> CheckResult:
 
 
 def layer_norm(view: NodeView) -> CheckResult:
-    """Only the Y output may be used (not Mean / InvStdDev); any axis."""
+    """Only the Y output may be used (not Mean / InvStdDev); any axis; Scale and B
+    of any shape that broadcasts to the normalised shape ``X.shape[axis:]``."""
     if view.output_used(1) or view.output_used(2):
         return False, "the Mean/InvStdDev outputs of LayerNormalization are not supported"
+    x_shape = view.shape(0)
+    axis = int(view.attr("axis", -1))
+    if x_shape is None:
+        return False, "the input has no static shape after shape inference"
+    if not -len(x_shape) <= axis < len(x_shape):
+        return False, f"axis {axis} is out of range for a {len(x_shape)}-D input"
+    target = x_shape[axis % len(x_shape) :]
+    for index, what in ((1, "Scale"), (2, "B")):
+        shape = view.shape(index)
+        if shape is None:
+            if view.has_input(index):
+                return False, f"{what} has no static shape after shape inference"
+            continue
+        fits = len(shape) <= len(target) and all(
+            s in (1, t) for s, t in zip(shape[::-1], target[::-1], strict=False)
+        )
+        if not fits:
+            return (
+                False,
+                f"{what} of shape {'x'.join(map(str, shape))} does not broadcast to the "
+                f"normalised shape {'x'.join(map(str, target))}",
+            )
     return OK
 
 
@@ -260,7 +329,7 @@ RULES: tuple[OpRule, ...] = (
     _rule("AveragePool", check=pool2d),
     _rule("GlobalAveragePool", check=global_pool2d),
     _rule("GlobalMaxPool", check=global_pool2d),
-    _rule("LRN"),
+    _rule("LRN", check=lrn),
     # dense
     _rule("Gemm"),
     _rule("MatMul", check=matmul),

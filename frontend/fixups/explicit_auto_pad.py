@@ -1,0 +1,101 @@
+"""Replace ``auto_pad`` by the explicit ``pads`` it stands for.
+
+TVM 0.27 sizes ``auto_pad=SAME_LOWER`` pooling with floor instead of ceil
+(apache/tvm PR #20404): MaxPool 3x3, stride 2 on a 5x5 input gives 2x2
+where ONNX and onnxruntime give 3x3. Rather than trust each converter's own
+``auto_pad`` arithmetic, this fix-up computes the pads from the ONNX
+operator spec for every node that has the attribute (Conv, MaxPool,
+AveragePool at any spatial rank and stride) and writes them as ``pads``.
+
+The ONNX rule for ``SAME_UPPER``/``SAME_LOWER``: each spatial output is
+``ceil(in / stride)``; the total padding ``max(0, (out - 1) * stride +
+(kernel - 1) * dilation + 1 - in)`` is split in two halves, the odd one at
+the end (SAME_UPPER) or at the start (SAME_LOWER). ``ceil_mode`` has no
+effect under SAME, so it is cleared. ``VALID`` is zero padding.
+
+Guarantee: each rewritten node computes what the original computes under
+the ONNX spec (onnxruntime agrees: tests/frontend/test_onnx_differential.py).
+Nodes whose input or kernel shape is not static are left alone.
+ConvTranspose is left alone (its ``auto_pad`` sizes the output, not the
+input; npuc's rule declines ``auto_pad`` there).
+"""
+
+from __future__ import annotations
+
+import onnx
+from onnx import helper
+
+from ._graph import static_shapes
+
+_OPS = ("Conv", "MaxPool", "AveragePool")
+
+
+def same_pads(
+    in_sizes: tuple[int, ...],
+    kernel: tuple[int, ...],
+    strides: tuple[int, ...],
+    dilations: tuple[int, ...],
+    lower: bool,
+) -> list[int]:
+    """ONNX pads ``[begin..., end...]`` for ``auto_pad=SAME_UPPER`` (or ``SAME_LOWER``)."""
+    begins, ends = [], []
+    for size, k, s, d in zip(in_sizes, kernel, strides, dilations, strict=True):
+        out = -(-size // s)
+        total = max(0, (out - 1) * s + (k - 1) * d + 1 - size)
+        small, big = total // 2, total - total // 2
+        begins.append(big if lower else small)
+        ends.append(small if lower else big)
+    return begins + ends
+
+
+def explicit_auto_pad(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Rewrite every Conv/MaxPool/AveragePool ``auto_pad`` into ``pads`` (in place; returns it)."""
+    nodes = [
+        n
+        for n in model.graph.node
+        if n.op_type in _OPS
+        and n.domain in ("", "ai.onnx")
+        and _attr(n, "auto_pad", "NOTSET") not in ("NOTSET", "")
+    ]
+    if not nodes:
+        return model
+    shapes = static_shapes(model)
+    for node in nodes:
+        _rewrite(node, shapes)
+    return model
+
+
+def _attr(node: onnx.NodeProto, name: str, default: object) -> object:
+    for a in node.attribute:
+        if a.name == name:
+            value = helper.get_attribute_value(a)
+            return value.decode() if isinstance(value, bytes) else value
+    return default
+
+
+def _rewrite(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]]) -> None:
+    x_shape = shapes.get(node.input[0])
+    if x_shape is None or len(x_shape) < 3:
+        return
+    spatial = tuple(x_shape[2:])
+    kernel = _attr(node, "kernel_shape", None)
+    if kernel is None and node.op_type == "Conv":
+        w_shape = shapes.get(node.input[1]) if len(node.input) > 1 else None
+        kernel = None if w_shape is None else list(w_shape[2:])
+    if kernel is None or len(kernel) != len(spatial):
+        return
+    rank = len(spatial)
+    strides = tuple(_attr(node, "strides", None) or (1,) * rank)
+    dilations = tuple(_attr(node, "dilations", None) or (1,) * rank)
+    mode = str(_attr(node, "auto_pad", "NOTSET"))
+    if mode == "VALID":
+        pads = [0] * (2 * rank)
+    elif mode in ("SAME_UPPER", "SAME_LOWER"):
+        pads = same_pads(spatial, tuple(kernel), strides, dilations, mode == "SAME_LOWER")
+    else:
+        return
+    drop = {"auto_pad", "pads"} | ({"ceil_mode"} if mode != "VALID" else set())
+    kept = [a for a in node.attribute if a.name not in drop]
+    del node.attribute[:]
+    node.attribute.extend(kept)
+    node.attribute.append(helper.make_attribute("pads", pads))
