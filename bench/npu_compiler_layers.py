@@ -8,7 +8,8 @@ utilisation (MACs / (cycles x peak)), the MAC array's own busy cycles, DRAM
 bytes moved, the tiling chosen, and the compiler's estimate with its error
 against the simulator.
 
-Usage: ``.venv/bin/python bench/npu_compiler_layers.py [--out bench/results/npu_compiler_layers.md]``
+Usage: ``.venv/bin/python bench/npu_compiler_layers.py [--out FILE.md]``
+(default bench/results/npu_compiler_layers.md)
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
-"""The NPU backend: not implemented in this release.
+"""The NPU backend: code generation from a list of NPU operations to a validated program.
 
-It will partition a quantized Relax module into NPU and CPU parts, lower the
-NPU parts to the operations of npuc.core.isa (tiling into SRAM, DMA scheduling,
-memory allocation, encoding) and write a program the simulator runs. Until
-then ``npuc build --target npu`` stops with an UnsupportedError (exit 4); the
-hardware model, ISA, assembler and simulator it will target already exist
-(docs/npu_isa.md, docs/npu_sim.md).
+``ops`` is the stable seam (NpuGraph of NpuConv2d, NpuElementwise, NpuPool,
+NpuLut, NpuRequant, NpuConcat, NpuSlice, NpuReshape); ``compile`` runs the
+stages in the order data flows (docs/npu_compiler.md): tiling (``tiling``,
+``lower_*``, estimates from ``perf``), allocation (``allocate``), scheduling
+with wait/signal tokens (``schedule``), encoding through the ProgramBuilder
+(``encode``). ``reference`` runs a graph on the integer reference.
+Partitioning a quantized Relax module into NPU ops is not implemented yet,
+so ``npuc build --target npu`` still stops with an UnsupportedError (exit 4).
 """

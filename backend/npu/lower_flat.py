@@ -12,6 +12,7 @@ untiled op because every ITP op is element by element.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TypeAlias
 
 from npuc.backend.npu import encode
 from npuc.backend.npu.allocate import Buffer
@@ -23,7 +24,7 @@ from npuc.backend.npu.tiling import align
 from npuc.core.errors import UnsupportedError
 from npuc.core.hw.config import HwConfig
 
-FlatOp = NpuElementwise | NpuRequant | NpuLut
+FlatOp: TypeAlias = NpuElementwise | NpuRequant | NpuLut
 MIN_CHUNK = 64
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from npuc.backend.npu import encode
 from npuc.backend.npu.allocate import Buffer
@@ -24,7 +25,7 @@ from npuc.backend.npu.tiling import align
 from npuc.core.errors import UnsupportedError
 from npuc.core.hw.config import HwConfig
 
-MoveOp = NpuConcat | NpuSlice | NpuReshape
+MoveOp: TypeAlias = NpuConcat | NpuSlice | NpuReshape
 
 
 @dataclass(frozen=True, slots=True)

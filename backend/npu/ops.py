@@ -23,79 +23,24 @@ the op; a graph that validates compiles.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
 
+from npuc.backend.npu.ops_move import NpuConcat, NpuReshape, NpuSlice
+from npuc.backend.npu.tensor import (
+    DTYPE_RANGES,
+    MULTIPLIER_MAX,
+    NpuTensor,
+    check_act,
+    check_shift,
+    fail,
+    window_out,
+)
 from npuc.core.errors import InvalidInputError, UnsupportedError
 
-DTYPE_RANGES: dict[str, tuple[int, int]] = {
-    "int8": (-128, 127),
-    "uint8": (0, 255),
-    "int16": (-32768, 32767),
-}
 ELTWISE_KINDS = ("add", "sub", "mul", "max", "min")
-MULTIPLIER_MAX = 32767
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NpuTensor:
-    """An activation: ``shape`` NHWC (N = 1), ``dtype`` int8/uint8/int16, scale, zero point."""
-
-    name: str
-    shape: tuple[int, int, int, int]
-    dtype: str
-    scale: float
-    zero_point: int
-
-    def __post_init__(self) -> None:
-        where = f"NPU tensor {self.name!r}"
-        if len(self.shape) != 4 or self.shape[0] != 1 or min(self.shape) < 1:
-            raise InvalidInputError(f"{where}: shape {self.shape} must be (1, h, w, c), positive")
-        if self.dtype not in DTYPE_RANGES:
-            raise InvalidInputError(f"{where}: dtype {self.dtype!r} is not int8, uint8 or int16")
-        lo, hi = DTYPE_RANGES[self.dtype]
-        if not lo <= self.zero_point <= hi:
-            raise InvalidInputError(f"{where}: zero_point {self.zero_point} outside [{lo}, {hi}]")
-        if not (math.isfinite(self.scale) and self.scale > 0):
-            raise InvalidInputError(f"{where}: scale {self.scale} must be positive and finite")
-
-    @property
-    def itemsize(self) -> int:
-        return 2 if self.dtype == "int16" else 1
-
-    @property
-    def elements(self) -> int:
-        return math.prod(self.shape)
-
-    @property
-    def nbytes(self) -> int:
-        return self.elements * self.itemsize
-
-    @property
-    def hwc(self) -> tuple[int, int, int]:
-        return self.shape[1], self.shape[2], self.shape[3]
-
-
-def _fail(op: str, message: str) -> InvalidInputError:
-    return InvalidInputError(f"NPU op {op!r}: {message}")
-
-
-def _check_act(name: str, act_min: int, act_max: int, ofm: NpuTensor) -> None:
-    lo, hi = DTYPE_RANGES[ofm.dtype]
-    if not lo <= act_min <= act_max <= hi:
-        raise _fail(name, f"act_min..act_max = {act_min}..{act_max} not inside [{lo}, {hi}]")
-
-
-def _check_shift(name: str, field_name: str, value: int, hi: int) -> None:
-    if not 0 <= value <= hi:
-        raise _fail(name, f"{field_name} = {value} outside [0, {hi}]")
-
-
-def window_out(size: int, pad_a: int, pad_b: int, k: int, stride: int, dilation: int = 1) -> int:
-    """Output length of a window op along one axis."""
-    return (size + pad_a + pad_b - dilation * (k - 1) - 1) // stride + 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -143,7 +88,7 @@ class NpuConv2d:
         h, w, cin = self.ifm.hwc
         _, oh, ow, cout = self.ofm.shape
         if self.weights.dtype != np.int8 or self.weights.ndim != 4:
-            raise _fail(
+            raise fail(
                 n, f"weights must be int8 OHWI, got {self.weights.dtype} {self.weights.shape}"
             )
         if self.groups not in (1, cin):
@@ -155,20 +100,20 @@ class NpuConv2d:
         cin_pg = 1 if self.depthwise else cin
         kh, kw = self.kernel
         if self.weights.shape != (cout, kh, kw, cin_pg) or (self.depthwise and cout % cin):
-            raise _fail(
+            raise fail(
                 n,
                 f"weights {self.weights.shape} do not match ifm {self.ifm.shape}"
                 f" / ofm {self.ofm.shape} / groups {self.groups}",
             )
         if self.bias is not None and (self.bias.dtype != np.int16 or self.bias.shape != (cout,)):
-            raise _fail(n, f"bias must be int16 ({cout},), got {self.bias.dtype} {self.bias.shape}")
+            raise fail(n, f"bias must be int16 ({cout},), got {self.bias.dtype} {self.bias.shape}")
         m = self.ofm_multiplier
         if m.dtype != np.uint16 or m.shape not in ((cout,), (1,)) or int(m.max()) > MULTIPLIER_MAX:
-            raise _fail(n, f"ofm_multiplier must be uint16 <= {MULTIPLIER_MAX}, ({cout},) or (1,)")
-        _check_shift(n, "bias_shift", self.bias_shift, 31)
-        _check_shift(n, "pre_shift", self.pre_shift, 16)
-        _check_shift(n, "post_shift", self.post_shift, 47)
-        _check_act(n, self.act_min, self.act_max, self.ofm)
+            raise fail(n, f"ofm_multiplier must be uint16 <= {MULTIPLIER_MAX}, ({cout},) or (1,)")
+        check_shift(n, "bias_shift", self.bias_shift, 31)
+        check_shift(n, "pre_shift", self.pre_shift, 16)
+        check_shift(n, "post_shift", self.post_shift, 47)
+        check_act(n, self.act_min, self.act_max, self.ofm)
         for v, what, hi in ((self.stride, "stride", 15), (self.dilation, "dilation", 15)):
             if not all(1 <= s <= hi for s in v):
                 raise UnsupportedError(f"NPU op {n!r}: {what} {v} outside [1, {hi}]")
@@ -185,7 +130,7 @@ class NpuConv2d:
         eh = window_out(h, top, bottom, kh, self.stride[0], dh)
         ew = window_out(w, left, right, kw, self.stride[1], dw)
         if (eh, ew) != (oh, ow):
-            raise _fail(n, f"ofm is {oh}x{ow} but the geometry gives {eh}x{ew}")
+            raise fail(n, f"ofm is {oh}x{ow} but the geometry gives {eh}x{ew}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -223,9 +168,9 @@ class NpuElementwise:
             )
         for v in (self.ifm_multiplier, self.ifm2_multiplier, self.ofm_multiplier):
             if not 0 <= v <= MULTIPLIER_MAX:
-                raise _fail(self.name, f"multiplier {v} outside [0, {MULTIPLIER_MAX}]")
-        _check_shift(self.name, "post_shift", self.post_shift, 47)
-        _check_act(self.name, self.act_min, self.act_max, self.ofm)
+                raise fail(self.name, f"multiplier {v} outside [0, {MULTIPLIER_MAX}]")
+        check_shift(self.name, "post_shift", self.post_shift, 47)
+        check_act(self.name, self.act_min, self.act_max, self.ofm)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -266,11 +211,11 @@ class NpuPool:
         eh = window_out(h, top, bottom, kh, self.stride[0])
         ew = window_out(w, left, right, kw, self.stride[1])
         if self.ofm.shape != (1, eh, ew, c):
-            raise _fail(n, f"ofm shape {self.ofm.shape}, the geometry gives {(1, eh, ew, c)}")
+            raise fail(n, f"ofm shape {self.ofm.shape}, the geometry gives {(1, eh, ew, c)}")
         if not 0 <= self.ofm_multiplier <= MULTIPLIER_MAX:
-            raise _fail(n, f"ofm_multiplier {self.ofm_multiplier} outside [0, {MULTIPLIER_MAX}]")
-        _check_shift(n, "post_shift", self.post_shift, 47)
-        _check_act(n, self.act_min, self.act_max, self.ofm)
+            raise fail(n, f"ofm_multiplier {self.ofm_multiplier} outside [0, {MULTIPLIER_MAX}]")
+        check_shift(n, "post_shift", self.post_shift, 47)
+        check_act(n, self.act_min, self.act_max, self.ofm)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -292,9 +237,9 @@ class NpuLut:
     def validate(self) -> None:
         """Raise naming the op: table length and dtype must match (entries of ofm dtype)."""
         if self.ifm.shape != self.ofm.shape:
-            raise _fail(self.name, f"shapes {self.ifm.shape} -> {self.ofm.shape} differ")
+            raise fail(self.name, f"shapes {self.ifm.shape} -> {self.ofm.shape} differ")
         if self.table.shape != (self.entries,) or str(self.table.dtype) != self.ofm.dtype:
-            raise _fail(
+            raise fail(
                 self.name,
                 f"table must be {self.ofm.dtype} ({self.entries},), got"
                 f" {self.table.dtype} {self.table.shape}",
@@ -316,81 +261,14 @@ class NpuRequant:
     def validate(self) -> None:
         """Raise naming the op: same element count, multiplier and shift in range."""
         if self.ifm.elements != self.ofm.elements:
-            raise _fail(self.name, f"{self.ifm.shape} -> {self.ofm.shape} change the size")
+            raise fail(self.name, f"{self.ifm.shape} -> {self.ofm.shape} change the size")
         if not 0 <= self.ofm_multiplier <= MULTIPLIER_MAX:
-            raise _fail(self.name, f"ofm_multiplier {self.ofm_multiplier} out of range")
-        _check_shift(self.name, "post_shift", self.post_shift, 47)
-        _check_act(self.name, self.act_min, self.act_max, self.ofm)
+            raise fail(self.name, f"ofm_multiplier {self.ofm_multiplier} out of range")
+        check_shift(self.name, "post_shift", self.post_shift, 47)
+        check_act(self.name, self.act_min, self.act_max, self.ofm)
 
 
-def _same_quant(name: str, a: NpuTensor, b: NpuTensor) -> None:
-    if (a.dtype, a.scale, a.zero_point) != (b.dtype, b.scale, b.zero_point):
-        raise UnsupportedError(
-            f"NPU op {name!r}: {a.name} and {b.name} are quantized differently; data movement"
-            " copies bytes",
-            hint="insert an NpuRequant to the output's scale and zero point first",
-        )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
-class NpuConcat:
-    """Concatenation along ``axis`` (1 = h, 2 = w, 3 = c) by DMA; all quantized alike."""
-
-    name: str
-    ifms: tuple[NpuTensor, ...]
-    ofm: NpuTensor
-    axis: int
-
-    def validate(self) -> None:
-        """Raise naming the op: shapes agree off the axis, sizes add up, same quantization."""
-        if self.axis not in (1, 2, 3) or not self.ifms:
-            raise _fail(self.name, f"axis {self.axis} must be 1, 2 or 3 with at least one ifm")
-        total = 0
-        for t in self.ifms:
-            _same_quant(self.name, t, self.ofm)
-            off = [d for i, d in enumerate(t.shape) if i != self.axis]
-            if off != [d for i, d in enumerate(self.ofm.shape) if i != self.axis]:
-                raise _fail(self.name, f"{t.name} {t.shape} does not match ofm {self.ofm.shape}")
-            total += t.shape[self.axis]
-        if total != self.ofm.shape[self.axis]:
-            raise _fail(self.name, f"sizes along axis {self.axis} add to {total}")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
-class NpuSlice:
-    """``ofm = ifm[:, h0:h0+oh, w0:w0+ow, c0:c0+oc]`` by DMA; ``begin = (0, h0, w0, c0)``."""
-
-    name: str
-    ifm: NpuTensor
-    ofm: NpuTensor
-    begin: tuple[int, int, int, int]
-
-    def validate(self) -> None:
-        """Raise naming the op if the box leaves the input or the quantization differs."""
-        _same_quant(self.name, self.ifm, self.ofm)
-        if any(
-            b < 0 or b + o > i
-            for b, o, i in zip(self.begin, self.ofm.shape, self.ifm.shape, strict=True)
-        ):
-            raise _fail(self.name, f"slice {self.begin} + {self.ofm.shape} leaves {self.ifm.shape}")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
-class NpuReshape:
-    """Same bytes under a new shape (a DMA copy between DRAM tensors)."""
-
-    name: str
-    ifm: NpuTensor
-    ofm: NpuTensor
-
-    def validate(self) -> None:
-        """Raise naming the op if the element count or quantization differs."""
-        _same_quant(self.name, self.ifm, self.ofm)
-        if self.ifm.elements != self.ofm.elements:
-            raise _fail(self.name, f"{self.ifm.shape} -> {self.ofm.shape} change the size")
-
-
-NpuOp = (
+NpuOp: TypeAlias = (
     NpuConv2d | NpuElementwise | NpuPool | NpuLut | NpuRequant | NpuConcat | NpuSlice | NpuReshape
 )
 
@@ -439,3 +317,22 @@ class NpuGraph:
         for t in self.outputs:
             if known.get(t.name) != t or t in self.inputs:
                 raise InvalidInputError(f"NPU graph output {t.name!r} is not made by any op")
+
+
+__all__ = [
+    "DTYPE_RANGES",
+    "ELTWISE_KINDS",
+    "NpuConcat",
+    "NpuConv2d",
+    "NpuElementwise",
+    "NpuGraph",
+    "NpuLut",
+    "NpuOp",
+    "NpuPool",
+    "NpuRequant",
+    "NpuReshape",
+    "NpuSlice",
+    "NpuTensor",
+    "op_inputs",
+    "window_out",
+]

@@ -21,6 +21,7 @@ satisfies the one-post-shift-per-instruction rule for any block size.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from npuc.backend.npu.ops import NpuConv2d, NpuPool
 from npuc.backend.npu.perf import (
@@ -73,7 +74,7 @@ class WindowTiling:
         )
 
 
-WindowOp = NpuConv2d | NpuPool
+WindowOp: TypeAlias = NpuConv2d | NpuPool
 
 
 def _window(op: WindowOp) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:

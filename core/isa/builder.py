@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
 
@@ -68,7 +69,7 @@ class Region:
         return self.addr + offset
 
 
-FieldValue = int | bool | str | Region | Unit
+FieldValue: TypeAlias = int | bool | str | Region | Unit
 
 
 class ProgramBuilder:
