@@ -138,9 +138,9 @@ def choose_qparams(
 
     Symmetric: ``zero_point = 0`` and ``scale = max(-lo, hi) / qmax`` (so
     ``qmin`` is only reached below ``-max(-lo, hi)`` with the full range).
-    Asymmetric: ``scale = (hi - lo) / (qmax - qmin)``, the zero point rounded to
-    an integer, then ``scale`` widened just enough that both ends stay covered
-    after that rounding (at most by a factor ``1 + 1 / (qmax - qmin - 1)``).
+    Asymmetric: the real zero point for ``scale = (hi - lo) / (qmax - qmin)``
+    is rounded down or up, whichever needs the smaller widening of ``scale``
+    to keep both ends covered (at most a factor ``1 + 2 / (qmax - qmin - 2)``).
     A zero range (``lo == hi == 0``) gets :data:`DEGENERATE_SCALE`.
 
     Parameters
@@ -178,18 +178,31 @@ def choose_qparams(
         return QParams(scale, 0, dtype)
     if hi - lo == 0.0:
         return QParams(DEGENERATE_SCALE, min(max(0, qmin), qmax), dtype)
-    scale = (hi - lo) / (qmax - qmin)
-    zp = int(np.clip(np.rint(qmin - lo / scale), qmin, qmax))
-    # Keep one code on each side of zero that the range needs.
-    if lo < 0 and zp == qmin:
-        zp = qmin + 1
-    if hi > 0 and zp == qmax:
-        zp = qmax - 1
-    need = max(-lo / (zp - qmin) if lo < 0 else 0.0, hi / (qmax - zp) if hi > 0 else 0.0)
+    ideal = qmin - lo / ((hi - lo) / (qmax - qmin))  # the real-valued zero point
+    # Of the two integers around it, the one needing the smaller scale to cover both ends.
+    zp, need = min(
+        (
+            (z, _covering_scale(lo, hi, z, qmin, qmax))
+            for z in _zero_points(ideal, lo, hi, qmin, qmax)
+        ),
+        key=lambda pair: pair[1],
+    )
     scale = _f32_up(need)
     while (qmin - zp) * scale > lo or (qmax - zp) * scale < hi:
         scale = _next_f32(scale)
     return QParams(scale, zp, dtype)
+
+
+def _zero_points(ideal: float, lo: float, hi: float, qmin: int, qmax: int) -> list[int]:
+    """Integer zero points around ``ideal`` that keep a code on each needed side of 0."""
+    low = qmin + 1 if lo < 0 else qmin
+    high = qmax - 1 if hi > 0 else qmax
+    return sorted({min(max(z, low), high) for z in (math.floor(ideal), math.ceil(ideal))})
+
+
+def _covering_scale(lo: float, hi: float, zp: int, qmin: int, qmax: int) -> float:
+    """The least scale for which zero point ``zp`` covers ``[lo, hi]``."""
+    return max(-lo / (zp - qmin) if lo < 0 else 0.0, hi / (qmax - zp) if hi > 0 else 0.0)
 
 
 def _quantize_sym(w: np.ndarray, scales: np.ndarray, qmin: int, qmax: int) -> np.ndarray:
@@ -200,7 +213,9 @@ def _mse_clip(wc: np.ndarray, amax: np.ndarray, qmin: int, qmax: int, steps: int
     """Per row of ``wc`` (C, K): the clip ``alpha * amax`` minimising the squared error."""
     best_err = np.full(amax.shape, np.inf)
     best = amax.copy()
-    for alpha in np.linspace(1.0, 0.2, steps):
+    half = steps // 2
+    alphas = np.concatenate((np.linspace(1.0, 0.2, half), np.geomspace(0.2, 0.01, steps - half)))
+    for alpha in alphas:
         clip = amax * alpha
         scales = np.where(clip > 0, clip / qmax, 1.0)[:, None]
         err = np.sum((_quantize_sym(wc, scales, qmin, qmax) * scales - wc) ** 2, axis=1)
@@ -234,8 +249,9 @@ def choose_weight_qparams(
         Codes in ``[-127, 127]`` instead of ``[-128, 127]``.
     strategy
         ``"extrema"``: clip at ``max |w|``; ``"mse"``: the clip among
-        ``mse_steps`` fractions 1.0 .. 0.2 of ``max |w|`` with the least
-        squared rounding+clipping error, chosen per channel.
+        ``mse_steps`` fractions of ``max |w|`` (evenly 1.0 .. 0.2, then
+        geometrically down to 0.01) with the least squared rounding+clipping
+        error, chosen per channel.
 
     Returns
     -------
