@@ -119,7 +119,7 @@ def npu_isa_md() -> str:
         HEADER + "# NPU instruction set\n",
         "Generated from the single instruction table `core/isa/definition.py`; the encoder, "
         "decoder, assembler, disassembler and simulator all derive from it. Normative spec: "
-        "the product specification (sections 3-7); this page restates it with the exact fields.\n",
+        "docs/npu_spec.md (sections 3-7); this page restates it with the exact fields.\n",
         "## Encoding\n",
         "Every instruction is "
         + isa.__doc__.split("Encoding: every instruction is", 1)[1].strip()
@@ -132,7 +132,12 @@ def npu_isa_md() -> str:
         "(arithmetic shift, round half up).",
         "- `sat(v, t)` clamps to the range of storage type `t`; `sat32` to int32; `sat48` to "
         "[-2^47, 2^47 - 1] and sets the sticky overflow flag the simulator reports.",
-        "- All products are exact (at most 48 bits for the output stage and element-wise ops).\n",
+        "- All products are exact (at most 48 bits for the output stage and element-wise ops).",
+        "- Zero points: an input zero point (`ifm_zp`, `ifm2_zp`) must lie in the range of its "
+        "input's storage type (int8 [-128, 127], uint8 [0, 255], int16 [-32768, 32767]); the "
+        "assembler and the program loader reject others. Output zero points (`ofm_zp`) and clamp "
+        "bounds may be anywhere in the field range [-32768, 65535]; results are saturated to "
+        "the output type.\n",
         "## Tokens and ordering\n",
         isa.TOKEN_SEMANTICS + "\n",
         "## Timing\n",

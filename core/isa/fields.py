@@ -134,7 +134,7 @@ _OUTPUT_STAGE = (
     _flag("has_bias", "1: add b16[c] << bias_shift from bias_addr"),
     _sram("bias_addr", "SRAM address of int16 bias per output channel", default=0),
     _f("bias_shift", 5, 0, 31, "left shift of the int16 bias into the accumulator", default=0),
-    _zp("ifm_zp", "input zero point (padded positions hold it)"),
+    _zp("ifm_zp", "input zero point, in the range of ifm_dtype (padded positions hold it)"),
     _zp("ofm_zp", "output zero point"),
     _f("pre_shift", 5, 0, 16, "ahead shift 48 -> 32 bits", default=0),
     _flag(
