@@ -1,11 +1,15 @@
-"""The JSON sidecar that describes a compiled CPU library.
+"""The artifact format: the JSON sidecar that describes a compiled CPU library.
 
 ``model.so`` comes with ``model.so.json``: the model's interface
 (:class:`~npuc.core.model_info.ModelInfo`), where it came from (source sha256),
-what it was built for (:class:`~npuc.backend.cpu.target.CpuTarget`), by which
+what it was built for (:class:`~npuc.core.target.CpuTarget`), by which
 npuc version and when. The sidecar also records the SHA-256 of the library
 it belongs to, so a reader can tell a stale or mismatched pair from a good
 one. The runtime refuses a library without a valid sidecar.
+
+The backend writes it (:mod:`npuc.backend.cpu.build`) and the runtime reads
+it (:mod:`npuc.runtime.compiled_model`); it sits in the core, below both, so
+that neither imports the other. The combined NPU+CPU artifact extends it here.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from npuc.backend.cpu.target import CpuTarget
 from npuc.core.errors import InvalidInputError
 from npuc.core.model_info import ModelInfo
+from npuc.core.target import CpuTarget
 
 SIDECAR_FORMAT = "npuc-cpu-library"
 SIDECAR_VERSION = 1

@@ -1,22 +1,27 @@
-"""The host CPU as a compilation target.
+"""Build targets as values: what the compiler compiles for.
 
-A :class:`CpuTarget` is a plain value (CPU name, enabled features, core
+A :class:`CpuTarget` is a plain value (CPU name, enabled features, thread
 count) detected once by :func:`host_target` and passed down to every stage
 that needs it; nothing reads the host CPU behind the caller's back. The
 schedules of the later CPU-performance work choose their kernels from
 :attr:`CpuTarget.has_avx512` and :attr:`CpuTarget.has_avx512_vnni`.
-Cross-compilation is out of scope: the target is always this machine.
+Cross-compilation is out of scope: the CPU target is always this machine.
+
+It lives in the core because the backend (which compiles for it), the
+artifact format (which records it) and the runtime (which checks a library
+against this machine) all need it, and none of them may import another.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
-
-import tvm
+from typing import TYPE_CHECKING, Any
 
 from npuc.core.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import tvm
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,6 +77,8 @@ class CpuTarget:
 
     def to_tvm(self) -> tvm.target.Target:
         """The TVM target (TVM 0.27 takes dicts; it rejects ``-mcpu=native``)."""
+        import tvm
+
         return tvm.target.Target(
             {"kind": "llvm", "mcpu": self.cpu_name, "num-cores": self.num_cores}
         )

@@ -3,15 +3,12 @@
 Stages, in the order data flows (each a subpackage):
 ``npuc.frontend`` (importers to TVM Relax) -> ``npuc.midend`` (passes)
 -> ``npuc.backend`` (CPU via LLVM, NPU instructions) -> ``npuc.npu_sim`` /
-``npuc.runtime``. The modules directly in ``npuc`` form the small shared core
-(errors, model description, hardware config, ISA) that every stage may use.
+``npuc.runtime``, all on the small shared core ``npuc.core`` (errors, model
+description, targets, artifact format, hardware config, ISA, integer
+reference). ``npuc.cli`` and ``npuc.driver`` sit on top. docs/architecture.md
+shows the layers; pyproject.toml's import contracts enforce them.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("npuc")
-except PackageNotFoundError:  # running from a source tree without install
-    __version__ = "0.0.0+unknown"
+from npuc.core.version import __version__
 
 __all__ = ["__version__"]

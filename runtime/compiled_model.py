@@ -22,11 +22,11 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from npuc.backend.cpu.artifact import read_sidecar
-from npuc.backend.cpu.target import host_core_count, host_target
+from npuc.core.artifact_format import read_sidecar
 from npuc.core.errors import InvalidInputError
 from npuc.core.fileio import sha256_file
 from npuc.core.model_info import ModelInfo
+from npuc.core.target import host_core_count, host_target
 from npuc.runtime.inputs import check_inputs
 
 # TVM's thread-pool affinity mode "big cores" (threading_backend.h: kBig = 1).

@@ -21,14 +21,14 @@ from typing import Any
 import tvm
 from tvm import relax
 
-import npuc
-from npuc.backend.cpu.artifact import LibrarySidecar, sidecar_path
 from npuc.backend.cpu.lowering import cpu_relax_pipeline
-from npuc.backend.cpu.target import CpuTarget
+from npuc.core.artifact_format import LibrarySidecar, sidecar_path
 from npuc.core.errors import InvalidInputError, UnsupportedError
 from npuc.core.fileio import atomic_path, sha256_file, write_text_atomic
 from npuc.core.model_info import ModelInfo
 from npuc.core.progress import Progress, null_progress
+from npuc.core.target import CpuTarget
+from npuc.core.version import __version__
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,7 +104,7 @@ def compile_module(mod: tvm.IRModule, target: CpuTarget) -> tvm.runtime.Executab
         ``npuc.midend.pipeline.optimize(mod, target_kind="cpu")`` (high-level
         operators left over are legalized here, without fusion).
     target
-        The CPU to compile for (see :func:`~npuc.backend.cpu.target.host_target`).
+        The CPU to compile for (see :func:`~npuc.core.target.host_target`).
     """
     tvm_target = target.to_tvm()
     return relax.build(mod, tvm_target, relax_pipeline=cpu_relax_pipeline(target))
@@ -154,7 +154,7 @@ def build_library(
             target=target,
             library_name=out_path.name,
             library_sha256=sha256_file(tmp_library),
-            npuc_version=npuc.__version__,
+            npuc_version=__version__,
             tvm_version=tvm.__version__,
             built_at_utc=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             compile_time_s=round(compile_s, 3),

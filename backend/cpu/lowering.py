@@ -14,7 +14,7 @@ midend already ran, written out so that every step is visible here.
 Seam for the CPU-performance work: TIR schedules (hand rules, dlight,
 MetaSchedule databases) are applied where :func:`schedule_passes` sits —
 after legalization and fusion, before the dataflow is lowered. They choose
-their kernels from the :class:`~npuc.backend.cpu.target.CpuTarget` they are
+their kernels from the :class:`~npuc.core.target.CpuTarget` they are
 given. Today that list is empty: every PrimFunc compiles as the serial loop
 nest LegalizeOps produced.
 """
@@ -24,7 +24,7 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
-from npuc.backend.cpu.target import CpuTarget
+from npuc.core.target import CpuTarget
 
 
 def legalize_passes() -> list[tvm.transform.Pass]:

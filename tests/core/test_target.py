@@ -8,9 +8,9 @@ import os
 import llvmlite.binding as llvm
 import pytest
 
-from npuc.backend.cpu import CpuTarget, host_core_count, host_target
-from npuc.backend.cpu import target as target_module
+from npuc.core import target as target_module
 from npuc.core.errors import InvalidInputError
+from npuc.core.target import CpuTarget, host_core_count, host_target
 
 
 def _fake_llvm(

@@ -130,7 +130,7 @@ class NpucCpuBackend(Backend):
         if not cls.supports_device(device):
             raise ValueError(f"npuc's CPU backend runs on CPU, not {device!r}")
         from npuc.backend.cpu.build import compile_module
-        from npuc.backend.cpu.target import host_target
+        from npuc.core.target import host_target
         from npuc.frontend import load
         from npuc.midend.pipeline import optimize
         from npuc.runtime import from_executable
