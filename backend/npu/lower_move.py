@@ -52,15 +52,15 @@ def pieces(op: MoveOp) -> list[BoxCopy]:
         v = _flat_view(op.ifm.elements)
         return [BoxCopy(op.ifm.name, v, (0, 0, 0), op.ofm.name, v, (0, 0, 0), v)]
     if isinstance(op, NpuSlice):
-        b = op.begin[1:]
+        _, h0, w0, c0 = op.begin
         return [
             BoxCopy(
                 op.ifm.name,
                 op.ifm.hwc,
-                b,
+                (h0, w0, c0),
                 op.ofm.name,
                 op.ofm.hwc,
-                (0, 0, 0),  # type: ignore[arg-type]
+                (0, 0, 0),
                 op.ofm.hwc,
             )
         ]

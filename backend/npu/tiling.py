@@ -128,9 +128,10 @@ def _costs(
     (kh, kw), _, _ = _window(op)
     isz, osz = op.ifm.itemsize, op.ofm.itemsize
     tiles = []
-    conv = isinstance(op, NpuConv2d)
     wload = [
-        dma_cycles(hw, row_bytes=weight_block_bytes(op, c1 - c0)) if conv else 0
+        dma_cycles(hw, row_bytes=weight_block_bytes(op, c1 - c0))
+        if isinstance(op, NpuConv2d)
+        else 0
         for c0, c1 in blocks
     ]
     order = [(b, k) for b in range(len(bs)) for k in range(len(blocks))]

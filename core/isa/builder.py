@@ -214,30 +214,31 @@ class ProgramBuilder:
     # ------------------------------------------------------------ instructions
 
     @staticmethod
-    def _field_value(mnemonic: str, name: str, value: FieldValue) -> int:
-        op = OPS_BY_MNEMONIC[mnemonic]
-        f = op.field(name)
+    def _field_value(where: str, mnemonic: str, name: str, value: FieldValue) -> int:
+        f = OPS_BY_MNEMONIC[mnemonic].field(name)
         if isinstance(value, Region):
             return value.addr
-        if isinstance(value, Unit):
+        if isinstance(value, Unit | bool):
             return int(value)
-        if isinstance(value, str):
-            names = f.value_names()
-            if f.kind == "mask":
-                units = [u for u in value.split("|") if u]
-                bad = [u for u in units if u not in Unit.__members__ and u.upper() not in
-                       Unit.__members__]  # fmt: skip
-                if bad:
-                    raise InvalidInputError(f"{mnemonic}: field {name}: unknown unit(s) {bad}")
-                return sum(1 << int(Unit[u.upper()]) for u in units)
-            if value not in names:
+        if not isinstance(value, str):
+            return int(value)
+        if f.kind == "mask":
+            units = [u.strip().upper() for u in value.split("|") if u.strip()]
+            bad = [u.lower() for u in units if u not in Unit.__members__]
+            if bad:
                 raise InvalidInputError(
-                    f"{mnemonic}: field {name} = {value!r} is not one of {', '.join(names)}"
-                    if names
-                    else f"{mnemonic}: field {name} takes an integer, not {value!r}"
+                    f"{where}{mnemonic}: field {name}: unknown unit(s) {', '.join(bad)}",
+                    hint=f"units: {', '.join(u.asm_name for u in Unit)}",
                 )
-            return names.index(value)
-        return int(value)
+            return sum(1 << int(Unit[u]) for u in units)
+        names = f.value_names()
+        if value not in names:
+            raise InvalidInputError(
+                f"{where}{mnemonic}: field {name} = {value!r} is not one of {', '.join(names)}"
+                if names
+                else f"{where}{mnemonic}: field {name} takes an integer, not {value!r}"
+            )
+        return names.index(value)
 
     def emit(self, mnemonic: str, **fields: FieldValue) -> int:
         """Append one instruction; return its index.
@@ -264,7 +265,7 @@ class ProgramBuilder:
         missing = [f.name for f in op.all_fields if f.default is None and f.name not in fields]
         if missing:
             raise InvalidInputError(f"{where}{mnemonic} needs field(s) {', '.join(missing)}")
-        values = {k: self._field_value(mnemonic, k, v) for k, v in fields.items()}
+        values = {k: self._field_value(where, mnemonic, k, v) for k, v in fields.items()}
         ins = CLASSES[mnemonic](**values)
         check_ranges(ins, where=where)
         check_instruction(ins, where=where)
