@@ -31,14 +31,16 @@ LATEST_OPSET = 28
 
 
 def conv2d(view: NodeView) -> CheckResult:
-    """2-D only (4-D NCHW input); the weight must be a constant. Any group count
-    (grouped and depthwise), strides, dilations, pads and auto_pad."""
+    """2-D (4-D NCHW input) or 1-D (3-D NCL input, run as 2-D over a height of
+    1); the weight must be a constant. Any group count (grouped and depthwise),
+    strides, dilations, pads and auto_pad."""
     return first_failure(require_rank(view, 0, (4,), "input"), require_const(view, 1, "weight"))
 
 
 def conv_transpose2d(view: NodeView) -> CheckResult:
-    """2-D only (4-D NCHW input), constant weight, group=1; the output_shape
-    attribute is not supported (give pads and output_padding instead)."""
+    """2-D (4-D NCHW input) or 1-D (3-D NCL input, run as 2-D), constant
+    weight, group=1; the output_shape attribute is not supported (give pads
+    and output_padding instead)."""
     if view.attr("output_shape") is not None:
         return False, "the output_shape attribute is not supported; use pads/output_padding"
     return first_failure(
@@ -49,9 +51,10 @@ def conv_transpose2d(view: NodeView) -> CheckResult:
 
 
 def pool2d(view: NodeView) -> CheckResult:
-    """2-D only (4-D NCHW input); MaxPool's Indices output and storage_order=1
-    are not supported. Any kernel, strides, pads, auto_pad, ceil_mode,
-    count_include_pad and (MaxPool) dilations."""
+    """2-D (4-D NCHW input) or 1-D (3-D NCL input, run as 2-D); MaxPool's
+    Indices output and storage_order=1 are not supported. Any kernel,
+    strides, pads, auto_pad, ceil_mode, count_include_pad and (MaxPool)
+    dilations."""
     if view.node.op_type == "MaxPool" and view.output_used(1):
         return False, "the Indices output of MaxPool is not supported"
     return first_failure(
@@ -60,7 +63,7 @@ def pool2d(view: NodeView) -> CheckResult:
 
 
 def global_pool2d(view: NodeView) -> CheckResult:
-    """4-D NCHW input only."""
+    """4-D NCHW input, or 3-D NCL (run as 2-D over a height of 1)."""
     return require_rank(view, 0, (4,), "input")
 
 
