@@ -1,0 +1,539 @@
+"""Extract the layer graph (:mod:`.graph`) from the midend's float Relax module.
+
+Requires: a Relax module after :func:`npuc.midend.pipeline.graph_passes` (constants
+folded, batch norms folded into convolutions, static shapes), whose ``main``
+is one dataflow block. Operators are read in Relax's semantics (``NCHW``
+convolutions as the ONNX and PyTorch importers write them).
+
+Guarantees: every binding of ``main`` becomes part of exactly one node; the
+nodes are in the module's (topological) order; running the graph with
+:mod:`.float_exec` computes what the module computes. Recognised patterns are
+folded into one node each, since the NPU runs them as one instruction:
+
+- ``conv2d -> add(per-channel constant)`` and ``matmul(x, constant) -> add``
+  become ``conv2d``/``dense`` with a bias;
+- a clamp after them (``relu``, ``clip``, ``maximum(x, c)``, ``minimum(x, c)``,
+  as importers emit ONNX ``Clip``) becomes the node's ``act_min``/``act_max``;
+- ``x * sigmoid(x)`` becomes ``unary(silu)``; ``x / c`` becomes ``x * (1/c)``.
+
+Any operator not listed in :mod:`.graph` becomes a ``relax`` node that the
+CPU runs through TVM; the quantizer never fails on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from npuc.core.errors import UnsupportedError
+
+from .graph import Graph, TensorType
+
+_UNARY = {
+    "relax.sigmoid": "sigmoid",
+    "relax.tanh": "tanh",
+    "relax.exp": "exp",
+    "relax.nn.silu": "silu",
+    "relax.nn.gelu": "gelu",
+    "relax.nn.gelu_tanh": "gelu_tanh",
+    "relax.erf": "erf",
+    "relax.sqrt": "sqrt",
+    "relax.rsqrt": "rsqrt",
+    "relax.log": "log",
+    "relax.nn.softplus": "softplus",
+    "relax.negative": "negative",
+    "relax.abs": "abs",
+}
+_BINARY = {
+    "relax.add": "add",
+    "relax.subtract": "subtract",
+    "relax.multiply": "multiply",
+    "relax.divide": "divide",
+    "relax.maximum": "maximum",
+    "relax.minimum": "minimum",
+}
+
+
+@dataclass(slots=True)
+class _Raw:
+    """A node under construction (mutable while patterns are folded)."""
+
+    op: str
+    inputs: list[str]
+    out: TensorType
+    attrs: dict[str, Any] = field(default_factory=dict)
+    consts: dict[str, np.ndarray] = field(default_factory=dict)
+    source: list[str] = field(default_factory=list)
+    relax_call: Any = None
+    alive: bool = True
+
+
+def _tensor_type(sinfo: Any, where: str) -> TensorType:
+    if not isinstance(sinfo, relax.TensorType) or sinfo.shape is None:
+        raise UnsupportedError(f"{where}: the quantizer needs tensors of static shape")
+    dims = []
+    for d in sinfo.shape.values:
+        if not type(d).__name__ == "IntImm":
+            raise UnsupportedError(
+                f"{where}: dimension {d} is symbolic",
+                hint="fix input shapes with --input-shape",
+            )
+        dims.append(int(d))
+    return TensorType(shape=tuple(dims), dtype=str(sinfo.dtype))
+
+
+def _const(expr: Any) -> np.ndarray | None:
+    if isinstance(expr, tvm.ir.GenericConst):
+        return np.asarray(expr.value.numpy())
+    return None
+
+
+def _ints(values: Any) -> list[int]:
+    return [int(v) for v in values]
+
+
+def _op_name(call: relax.Call) -> str:
+    op = call.op
+    if isinstance(op, tvm.ir.Op):
+        if op.name == "relax.call_tir":
+            return "call_tir:" + _gv_name(call.args[0]).rstrip("0123456789")
+        return str(op.name)
+    return "call:" + str(op)
+
+
+class _Extractor:
+    """Walks ``main``'s bindings once, then folds patterns over the raw nodes."""
+
+    def __init__(self, mod: tvm.IRModule) -> None:
+        self.mod = mod
+        self.raws: dict[str, _Raw] = {}
+        self.tuples: dict[str, list[_Raw]] = {}
+        self.alias: dict[str, str] = {}
+        self.keys: dict[Any, str] = {}
+        self.taken: set[str] = set()
+
+    def define(self, var: relax.Var) -> str:
+        """A unique key for a newly bound variable (Relax names need not be unique)."""
+        base = str(var.name)
+        key, k = base, 1
+        while key in self.taken:
+            key, k = f"{base}#{k}", k + 1
+        self.taken.add(key)
+        self.keys[var] = key
+        return key
+
+    def key(self, var: Any) -> str:
+        """The key of a variable defined earlier (a function parameter keeps its name)."""
+        if not isinstance(var, relax.Var):
+            raise UnsupportedError(f"operand {type(var).__name__} is not a tensor variable")
+        found = self.keys.get(var)
+        return found if found is not None else str(var.name)
+
+    # -- reading bindings -------------------------------------------------
+    def _arg_name(self, expr: Any, where: str) -> str:
+        if isinstance(expr, relax.Var):
+            return self.key(expr)
+        raise UnsupportedError(f"{where}: operand {type(expr).__name__} is not a tensor variable")
+
+    def read(self, binding: relax.VarBinding) -> None:
+        var, value = binding.var, binding.value
+        name = self.define(var)
+        if isinstance(value, relax.TupleGetItem):
+            tuple_name = self._arg_name(value.tuple_value, name)
+            if tuple_name in self.tuples:
+                part = self.tuples[tuple_name][value.index]
+                self.raws[name] = replace(part, source=[name])
+                return
+            self.raws[name] = _Raw(
+                op="tuple_item",
+                inputs=[tuple_name],
+                out=_tensor_type(var.ty, name),
+                attrs={"index": int(value.index)},
+                source=[name],
+            )
+            return
+        if isinstance(value, relax.Var):
+            key = self.key(value)
+            self.alias[name] = self.alias.get(key, key)
+            return
+        if isinstance(value, tvm.ir.GenericConst):
+            self.raws[name] = _Raw(
+                op="constant",
+                inputs=[],
+                out=_tensor_type(var.ty, name),
+                consts={"value": np.asarray(value.value.numpy())},
+                source=[name],
+            )
+            return
+        if not isinstance(value, relax.Call):
+            raise UnsupportedError(f"{name}: {type(value).__name__} bindings are not supported")
+        if name in self.raws:
+            raise UnsupportedError(f"{name}: bound twice")
+        if value.op == tvm.ir.Op.get("relax.split"):
+            self._read_split(name, var, value)
+            return
+        if isinstance(var.ty, relax.TupleType):
+            self.raws[name] = _Raw(
+                op="relax",
+                inputs=[self.key(v) for v in relax.analysis.free_vars(value)],
+                out=TensorType(shape=(), dtype="tuple"),
+                attrs={"relax_op": _op_name(value)},
+                source=[name],
+                relax_call=value,
+            )
+            return
+        self.raws[name] = self._convert(name, var, value)
+
+    def _read_split(self, name: str, var: relax.Var, call: relax.Call) -> None:
+        x = self._arg_name(call.args[0], name)
+        axis = int(call.attrs.axis)
+        parts = []
+        start = 0
+        fields = var.ty.fields
+        for i, sinfo in enumerate(fields):
+            ty = _tensor_type(sinfo, f"{name}[{i}]")
+            length = ty.shape[axis if axis >= 0 else axis + len(ty.shape)]
+            parts.append(
+                _Raw(
+                    op="slice",
+                    inputs=[x],
+                    out=ty,
+                    attrs={
+                        "axes": [axis],
+                        "begin": [start],
+                        "end": [start + length],
+                        "strides": [1],
+                    },
+                    source=[f"{name}[{i}]"],
+                )
+            )
+            start += length
+        self.tuples[name] = parts
+
+    def _convert(self, name: str, var: relax.Var, call: relax.Call) -> _Raw:
+        out = _tensor_type(var.ty, name)
+        op = _op_name(call)
+        args = call.args
+        attrs = call.attrs
+        fallback = _Raw(
+            op="relax",
+            inputs=[self.key(v) for v in relax.analysis.free_vars(call)],
+            out=out,
+            attrs={"relax_op": op},
+            source=[name],
+            relax_call=call,
+        )
+        if not out.is_float or any(
+            isinstance(a, relax.Var) and not _is_float_tensor(a) for a in args
+        ):
+            return fallback
+        if op == "relax.nn.conv2d":
+            weight = _const(args[1])
+            if (
+                weight is None
+                or str(attrs.data_layout) != "NCHW"
+                or str(attrs.kernel_layout) != "OIHW"
+            ):
+                return fallback
+            return _Raw(
+                op="conv2d",
+                inputs=[self._arg_name(args[0], name)],
+                out=out,
+                attrs={
+                    "strides": _ints(attrs.strides),
+                    "padding": _ints(attrs.padding),
+                    "dilation": _ints(attrs.dilation),
+                    "groups": int(attrs.groups),
+                    "act_min": None,
+                    "act_max": None,
+                },
+                consts={"weight": weight.astype(np.float32)},
+                source=[name],
+            )
+        if op == "relax.matmul":
+            weight = _const(args[1])
+            if weight is None or weight.ndim != 2 or not isinstance(args[0], relax.Var):
+                return fallback
+            return _Raw(
+                op="dense",
+                inputs=[self.key(args[0])],
+                out=out,
+                attrs={"act_min": None, "act_max": None},
+                consts={"weight": weight.astype(np.float32)},
+                source=[name],
+            )
+        if op in _BINARY or op in ("call_tir:maximum", "call_tir:minimum"):
+            kind = _BINARY[op] if op in _BINARY else op.split(":")[1]
+            lhs, rhs = (args[0], args[1]) if op in _BINARY else tuple(args[1].fields)
+            return self._binary(name, kind, lhs, rhs, out, fallback)
+        if op == "relax.nn.relu":
+            return _Raw(
+                op="clip",
+                inputs=[self.key(args[0])],
+                out=out,
+                attrs={"act_min": 0.0, "act_max": None},
+                source=[name],
+            )
+        if op == "relax.clip":
+            lo_v, hi_v = _prim(args[1]), _prim(args[2])
+            if lo_v is None or hi_v is None:
+                return fallback
+            return _Raw(
+                op="clip",
+                inputs=[self.key(args[0])],
+                out=out,
+                attrs={"act_min": lo_v, "act_max": hi_v},
+                source=[name],
+            )
+        if op == "relax.nn.leakyrelu":
+            return _Raw(
+                op="unary",
+                inputs=[self.key(args[0])],
+                out=out,
+                attrs={"func": "leaky_relu", "alpha": float(attrs.alpha)},
+                source=[name],
+            )
+        if op in _UNARY:
+            return _Raw(
+                op="unary",
+                inputs=[self.key(args[0])],
+                out=out,
+                attrs={"func": _UNARY[op]},
+                source=[name],
+                relax_call=call,
+            )
+        if op in ("relax.nn.max_pool2d", "relax.nn.avg_pool2d"):
+            if str(attrs.layout) != "NCHW" or bool(attrs.ceil_mode):
+                return fallback
+            return _Raw(
+                op=op.split(".")[-1],
+                inputs=[self.key(args[0])],
+                out=out,
+                attrs={
+                    "kernel": _ints(attrs.pool_size),
+                    "strides": _ints(attrs.strides),
+                    "padding": _ints(attrs.padding),
+                    "dilation": _ints(attrs.dilation),
+                    "count_include_pad": bool(attrs.count_include_pad),
+                },
+                source=[name],
+            )
+        if op == "relax.nn.adaptive_avg_pool2d" and out.shape[2:] == (1, 1):
+            return _Raw(op="global_avg_pool", inputs=[self.key(args[0])], out=out, source=[name])
+        if op == "relax.mean":
+            in_ty = _tensor_type(args[0].ty, name)
+            axes = sorted(int(a) % len(in_ty.shape) for a in attrs.axis)
+            if len(in_ty.shape) == 4 and axes == [2, 3] and bool(attrs.keepdims):
+                return _Raw(
+                    op="global_avg_pool", inputs=[self.key(args[0])], out=out, source=[name]
+                )
+            return fallback
+        if op == "relax.concat" and isinstance(args[0], relax.Tuple):
+            if not all(isinstance(f, relax.Var) for f in args[0].fields):
+                return fallback
+            axis = int(attrs.axis) if attrs.axis is not None else 0
+            return _Raw(
+                op="concat",
+                inputs=[self.key(f) for f in args[0].fields],
+                out=out,
+                attrs={"axis": axis % len(out.shape)},
+                source=[name],
+            )
+        if op in ("relax.reshape", "relax.flatten", "relax.squeeze", "relax.expand_dims"):
+            return _Raw(
+                op="reshape",
+                inputs=[self.key(args[0])],
+                out=out,
+                attrs={"shape": list(out.shape)},
+                source=[name],
+            )
+        if op == "relax.permute_dims":
+            rank = len(out.shape)
+            axes = _ints(attrs.axes) if attrs.axes is not None else list(range(rank))[::-1]
+            return _Raw(
+                op="transpose",
+                inputs=[self.key(args[0])],
+                out=out,
+                attrs={"axes": axes},
+                source=[name],
+            )
+        if op == "relax.strided_slice":
+            return self._slice(name, call, out, fallback)
+        if op == "relax.nn.softmax":
+            return _Raw(
+                op="softmax",
+                inputs=[self.key(args[0])],
+                out=out,
+                attrs={"axis": int(attrs.axis)},
+                source=[name],
+            )
+        if op == "relax.image.resize2d":
+            return self._resize(name, call, out, fallback)
+        return fallback
+
+    def _binary(
+        self, name: str, kind: str, lhs: Any, rhs: Any, out: TensorType, fallback: _Raw
+    ) -> _Raw:
+        lhs_c, rhs_c = _const(lhs), _const(rhs)
+        if _is_prim(rhs):
+            rhs_c = np.asarray(float(rhs.value), np.float32)
+        if lhs_c is not None and rhs_c is not None:
+            return fallback
+        if lhs_c is None and rhs_c is None:
+            if not (isinstance(lhs, relax.Var) and isinstance(rhs, relax.Var)):
+                return fallback
+            return _Raw(op=kind, inputs=[self.key(lhs), self.key(rhs)], out=out, source=[name])
+        var = rhs if lhs_c is not None else lhs
+        if not isinstance(var, relax.Var):
+            return fallback
+        const = (lhs_c if lhs_c is not None else rhs_c).astype(np.float32)
+        side = "lhs" if lhs_c is not None else "rhs"
+        if kind == "divide":
+            if side == "lhs":
+                return fallback
+            return _Raw(
+                op="multiply",
+                inputs=[self.key(var)],
+                out=out,
+                attrs={"const_side": "rhs"},
+                consts={"rhs": (1.0 / const).astype(np.float32)},
+                source=[name],
+            )
+        if kind in ("maximum", "minimum") and const.size == 1:
+            value = float(const.reshape(()))
+            attrs = (
+                {"act_min": value, "act_max": None}
+                if kind == "maximum"
+                else {"act_min": None, "act_max": value}
+            )
+            return _Raw(op="clip", inputs=[self.key(var)], out=out, attrs=attrs, source=[name])
+        return _Raw(
+            op=kind,
+            inputs=[self.key(var)],
+            out=out,
+            attrs={"const_side": side},
+            consts={"rhs": const},
+            source=[name],
+        )
+
+    def _slice(self, name: str, call: relax.Call, out: TensorType, fallback: _Raw) -> _Raw:
+        args = call.args
+        vals = []
+        for a in args[1:5] if len(args) >= 5 else args[1:4]:
+            c = _tuple_ints(a)
+            if c is None:
+                return fallback
+            vals.append(c)
+        axes, begin, end = vals[0], vals[1], vals[2]
+        strides = vals[3] if len(vals) > 3 else [1] * len(axes)
+        return _Raw(
+            op="slice",
+            inputs=[self.key(args[0])],
+            out=out,
+            attrs={"axes": axes, "begin": begin, "end": end, "strides": strides},
+            source=[name],
+        )
+
+    def _resize(self, name: str, call: relax.Call, out: TensorType, fallback: _Raw) -> _Raw:
+        attrs = call.attrs
+        if str(attrs.layout) != "NCHW" or str(attrs.method) not in ("nearest_neighbor", "linear"):
+            return fallback
+        if any(float(r) != 0.0 for r in attrs.roi):
+            return fallback
+        return _Raw(
+            op="resize",
+            inputs=[self.key(call.args[0])],
+            out=out,
+            attrs={
+                "size": list(out.shape[2:]),
+                "method": "nearest" if str(attrs.method) == "nearest_neighbor" else "linear",
+                "coordinate_transformation_mode": str(attrs.coordinate_transformation_mode),
+                "rounding_method": str(attrs.rounding_method),
+            },
+            source=[name],
+            relax_call=call,
+        )
+
+
+def _is_prim(expr: Any) -> bool:
+    return type(expr).__name__ in ("IntImm", "FloatImm")
+
+
+def _gv_name(gv: Any) -> str:
+    return str(getattr(gv, "name_hint", None) or getattr(gv, "name", ""))
+
+
+def _is_float_tensor(var: relax.Var) -> bool:
+    sinfo = var.ty
+    return isinstance(sinfo, relax.TensorType) and str(sinfo.dtype).startswith("float")
+
+
+def _prim(expr: Any) -> float | None:
+    if _is_prim(expr):
+        return float(expr.value)
+    c = _const(expr)
+    return float(c.reshape(())) if c is not None and c.size == 1 else None
+
+
+def _tuple_ints(expr: Any) -> list[int] | None:
+    if isinstance(expr, relax.Tuple):
+        out = []
+        for f in expr.fields:
+            if not _is_prim(f):
+                return None
+            out.append(int(f.value))
+        return out
+    if isinstance(expr, relax.ShapeExpr):
+        return [int(v) for v in expr.values]
+    c = _const(expr)
+    return [int(v) for v in c.reshape(-1)] if c is not None else None
+
+
+def extract_graph(mod: tvm.IRModule) -> Graph:
+    """The layer graph of ``mod["main"]`` (see the module docstring for what is folded).
+
+    Raises
+    ------
+    UnsupportedError
+        If ``main`` has symbolic shapes or bindings other than calls, tuple
+        items, constants and aliases (never for an unknown operator: those
+        become ``relax`` nodes).
+    """
+    from .patterns import fold_patterns, name_nodes
+
+    func = mod["main"]
+    extractor = _Extractor(mod)
+    for param in func.params:
+        extractor.define(param)
+    body = func.body
+    for block in body.blocks:
+        for binding in block.bindings:
+            extractor.read(binding)
+    alias = extractor.alias
+
+    def resolve(name: str) -> str:
+        return alias.get(name, name)
+
+    raws = extractor.raws
+    for raw in raws.values():
+        raw.inputs = [resolve(n) for n in raw.inputs]
+    result = body.body
+    fields = list(result.fields) if isinstance(result, relax.Tuple) else [result]
+    outputs = []
+    for f in fields:
+        if not isinstance(f, relax.Var):
+            raise UnsupportedError(f"main returns a {type(f).__name__}; expected tensor variables")
+        outputs.append(resolve(extractor.key(f)))
+    inputs = tuple((p.name, _tensor_type(p.ty, p.name)) for p in func.params)
+    fold_patterns(raws, outputs)
+    nodes, renamed = name_nodes(raws)
+    return Graph(
+        inputs=inputs,
+        nodes=tuple(nodes),
+        outputs=tuple(renamed.get(n, n) for n in outputs),
+        relax_module=mod,
+    )

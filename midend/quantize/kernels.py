@@ -1,0 +1,145 @@
+"""Array kernels shared by the float, fake-quant and integer executors (NCHW).
+
+Every kernel computes in the dtype of its input: float32 for the float
+executor; float64 holding integers for the integer executor, where every
+product of an int16 (or narrower) activation and an int8 weight, and every sum
+of up to 2^37 of them, is exact (|value| < 2^53), so BLAS gives the exact
+integer result (checked against int64 in tests/midend/quantize).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def _out_size(size: int, pad: int, k: int, stride: int, dilation: int) -> int:
+    return (size + pad - dilation * (k - 1) - 1) // stride + 1
+
+
+def _taps_nhwc(
+    x: np.ndarray,
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    pad_value: float,
+) -> tuple[list[np.ndarray], int, int]:
+    """Kernel taps of ``x (n, c, h, w)`` as ``(n, oh, ow, c)`` views of the padded NHWC input."""
+    n, c, h, w = x.shape
+    kh, kw = kernel
+    sh, sw = strides
+    dh, dw = dilation
+    top, left, bottom, right = padding
+    oh = _out_size(h, top + bottom, kh, sh, dh)
+    ow = _out_size(w, left + right, kw, sw, dw)
+    xh = np.full((n, h + top + bottom, w + left + right, c), pad_value, dtype=x.dtype)
+    xh[:, top : top + h, left : left + w, :] = x.transpose(0, 2, 3, 1)
+    taps = []
+    for ky in range(kh):
+        for kx in range(kw):
+            y0, x0 = ky * dh, kx * dw
+            taps.append(
+                xh[:, y0 : y0 + sh * (oh - 1) + 1 : sh, x0 : x0 + sw * (ow - 1) + 1 : sw, :]
+            )
+    return taps, oh, ow
+
+
+def conv2d_nchw(
+    x: np.ndarray,
+    weight: np.ndarray,
+    *,
+    strides: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    pad_value: float = 0.0,
+) -> np.ndarray:
+    """``sum(x * weight)`` of a 2-D convolution, ``x (n, c, h, w)``, ``weight (o, c/g, kh, kw)``.
+
+    Returns ``(n, o, oh, ow)`` in ``x``'s dtype; padded positions hold ``pad_value``.
+    """
+    n, c, _, _ = x.shape
+    o, cg, kh, kw = weight.shape
+    w = weight.astype(x.dtype, copy=False)
+    taps, oh, ow = _taps_nhwc(x, (kh, kw), strides, padding, dilation, pad_value)
+    if groups == 1:
+        cols = np.concatenate(taps, axis=-1).reshape(n * oh * ow, kh * kw * c)
+        wmat = w.transpose(0, 2, 3, 1).reshape(o, kh * kw * c)
+        out = cols @ wmat.T
+        return out.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
+    if cg == 1:
+        per_group = o // c
+        src = np.arange(o) // per_group
+        acc = np.zeros((n, oh, ow, o), dtype=x.dtype)
+        for index, tap in enumerate(taps):
+            ky, kx = divmod(index, kw)
+            acc += (tap if per_group == 1 else tap[..., src]) * w[:, 0, ky, kx]
+        return acc.transpose(0, 3, 1, 2)
+    og = o // groups
+    parts = []
+    for g in range(groups):
+        sub = [t[..., g * cg : (g + 1) * cg] for t in taps]
+        cols = np.concatenate(sub, axis=-1).reshape(n * oh * ow, kh * kw * cg)
+        wmat = w[g * og : (g + 1) * og].transpose(0, 2, 3, 1).reshape(og, kh * kw * cg)
+        parts.append((cols @ wmat.T).reshape(n, oh, ow, og))
+    return np.concatenate(parts, axis=-1).transpose(0, 3, 1, 2)
+
+
+def pool_sum_nchw(
+    x: np.ndarray,
+    *,
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    pad_value: float,
+    reduce: str,
+) -> np.ndarray:
+    """Window ``sum`` or ``max`` over ``x (n, c, h, w)``; returns ``(n, c, oh, ow)``."""
+    taps, _, _ = _taps_nhwc(x, kernel, strides, padding, dilation, pad_value)
+    acc = taps[0].copy()
+    for tap in taps[1:]:
+        if reduce == "max":
+            np.maximum(acc, tap, out=acc)
+        else:
+            acc += tap
+    return acc.transpose(0, 3, 1, 2)
+
+
+def pool_counts(
+    shape: Sequence[int],
+    *,
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+) -> np.ndarray:
+    """Number of in-bounds elements per pooling window, ``(1, 1, oh, ow)`` float64."""
+    ones = np.ones((1, 1, *shape[2:]), np.float64)
+    return pool_sum_nchw(
+        ones,
+        kernel=kernel,
+        strides=strides,
+        padding=padding,
+        dilation=dilation,
+        pad_value=0.0,
+        reduce="sum",
+    )
+
+
+def slice_index(
+    shape: Sequence[int],
+    axes: Sequence[int],
+    begin: Sequence[int],
+    end: Sequence[int],
+    strides: Sequence[int],
+) -> tuple[slice, ...]:
+    """The numpy index of a strided slice (ONNX/Relax semantics, clamped like Python's)."""
+    index = [slice(None)] * len(shape)
+    for axis, b, e, s in zip(axes, begin, end, strides, strict=True):
+        ax = axis % len(shape)
+        start, stop, step = slice(int(b), int(e), int(s)).indices(shape[ax])
+        index[ax] = slice(start, stop if stop >= 0 else None, step)
+    return tuple(index)

@@ -1,0 +1,70 @@
+"""Run single Relax calls (``relax`` graph nodes, resize, rare unary functions) through TVM.
+
+Each distinct node is compiled once (``tvm.compile`` for plain ``llvm``) into
+a one-call function whose parameters stand for the call's free variables, and
+the VM is cached. This keeps the quantizer total: any operator the frontend
+imports can be calibrated and run, even one npuc does not model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from .graph import Graph, Node
+
+
+@relax.expr_functor.mutator
+class _Substitute(relax.PyExprMutator):
+    """Replaces variables by the function parameters that stand for them."""
+
+    def __init__(self, mapping: dict[Any, relax.Var]) -> None:
+        super().__init__()
+        self.mapping = mapping
+
+    def visit_var_(self, op: relax.Var) -> relax.Expr:
+        return self.mapping.get(op, op)
+
+    def visit_dataflow_var_(self, op: relax.DataflowVar) -> relax.Expr:
+        return self.mapping.get(op, op)
+
+
+class RelaxFallback:
+    """Compiles and runs the ``relax_call`` of graph nodes, one VM per node."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self._vms: dict[str, Any] = {}
+
+    def _build(self, node: Node) -> Any:
+        call = node.relax_call
+        free = list(relax.analysis.free_vars(call))
+        params = [relax.Var(f"p{i}", v.ty) for i, v in enumerate(free)]
+        body = _Substitute(dict(zip(free, params, strict=True))).visit_expr(call)
+        base = self.graph.relax_module
+        functions = {gv: f for gv, f in base.functions.items() if not isinstance(f, relax.Function)}
+        bb = relax.BlockBuilder(tvm.IRModule(functions))
+        with bb.function("main", params):
+            with bb.dataflow():
+                out = bb.emit_output(bb.emit(body))
+            bb.emit_func_output(out)
+        mod = relax.transform.DeadCodeElimination(["main"])(bb.get())
+        executable = tvm.compile(mod, target=tvm.target.Target({"kind": "llvm"}))
+        return relax.VirtualMachine(executable, tvm.cpu())
+
+    def run(self, node: Node, inputs: list[Any]) -> Any:
+        """The node's output (an array, or a tuple of arrays) for numpy ``inputs``."""
+        vm = self._vms.get(node.name)
+        if vm is None:
+            vm = self._vms[node.name] = self._build(node)
+        args = [tvm.runtime.tensor(np.ascontiguousarray(x)) for x in inputs]
+        return _to_numpy(vm["main"](*args))
+
+
+def _to_numpy(value: Any) -> Any:
+    if isinstance(value, (tuple, list)) or type(value).__name__ == "Array":
+        return tuple(_to_numpy(v) for v in value)
+    return value.numpy()
