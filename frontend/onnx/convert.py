@@ -6,12 +6,12 @@ static shapes; it has been through the model fix-ups of
 :mod:`npuc.frontend.fixups` and is well formed
 (``relax.analysis.well_formed`` raises on the first violation). A converter
 failure inside TVM becomes an :class:`~npuc.core.errors.UnsupportedError` naming
-the model.
+the node, and every output and intermediate shape equals ONNX's
+(:mod:`npuc.frontend.onnx.guard`).
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 
 import onnx
@@ -26,32 +26,23 @@ from npuc.core.model_info import ModelInfo, TensorInfo
 def to_relax(
     model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]], opset: int, where: str
 ) -> tvm.IRModule:
-    """Convert with ``tvm.relax.frontend.onnx.from_onnx``, then apply the Relax fix-ups."""
-    from tvm.relax.frontend.onnx import from_onnx
+    """Convert with TVM's ONNX importer, check shapes, then apply the Relax fix-ups.
 
+    Raises
+    ------
+    UnsupportedError
+        When TVM's importer fails (naming the node it was converting), or when
+        a tensor's shape after import differs from ONNX's (naming the node
+        that produces it); see :mod:`npuc.frontend.onnx.guard`.
+    """
     from npuc.frontend.fixups import apply_relax_fixups
+    from npuc.frontend.onnx.guard import check_shapes, import_graph, name_nodes
     from npuc.frontend.onnx.shapes import dtype_name, graph_inputs
 
     dtypes = {v.name: dtype_name(v) for v in graph_inputs(model)}
-    try:
-        with warnings.catch_warnings():
-            # from_onnx re-runs onnx.checker and turns its complaints into warnings;
-            # read.py has already checked the model.
-            warnings.simplefilter("ignore")
-            mod = from_onnx(
-                model,
-                shape_dict={k: list(v) for k, v in shapes.items()},
-                dtype_dict=dtypes,
-                opset=opset,
-                sanitize_input_names=False,
-            )
-    except Exception as exc:  # TVM's converters raise many types; all mean 'cannot import'
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UnsupportedError(
-            f"{where}: TVM's ONNX importer failed: {type(exc).__name__}: {first}",
-            hint="the model passed npuc's support check, so this is a gap in npuc; "
-            "please report it with the model (rerun with --debug for the traceback)",
-        ) from exc
+    name_nodes(model)
+    mod = import_graph(model, shapes, dtypes, opset, where)
+    check_shapes(mod, model, shapes, dtypes, opset, where)
     mod = apply_relax_fixups(mod)
     # Ill-formed IR is npuc's own bug, not the user's model: RuntimeError makes the
     # CLI report an internal error. (TVM 0.27's well_formed raises on a violation.)

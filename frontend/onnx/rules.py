@@ -58,8 +58,46 @@ def pool2d(view: NodeView) -> CheckResult:
     if view.node.op_type == "MaxPool" and view.output_used(1):
         return False, "the Indices output of MaxPool is not supported"
     return first_failure(
-        require_rank(view, 0, (4,), "input"), require_attr_in(view, "storage_order", 0, (0,))
+        require_rank(view, 0, (4,), "input"),
+        require_attr_in(view, "storage_order", 0, (0,)),
+        _pool_auto_pad(view),
     )
+
+
+def _pool_auto_pad(view: NodeView) -> CheckResult:
+    """auto_pad SAME_UPPER/SAME_LOWER must not need negative padding, and
+    auto_pad VALID/SAME cannot be combined with ceil_mode=1.
+
+    A kernel smaller than the stride can make the SAME padding negative
+    (onnxruntime refuses: "padding values must be non-negative"); with
+    ceil_mode=1, ONNX shape inference and onnxruntime disagree on the
+    output size of an auto-padded pool.
+    """
+    mode = view.attr("auto_pad", "NOTSET")
+    shape = view.shape(0)
+    kernel = view.attr("kernel_shape")
+    if mode in ("NOTSET", "") or shape is None or kernel is None:
+        return OK
+    if int(view.attr("ceil_mode", 0)):
+        return (
+            False,
+            f"ceil_mode=1 with auto_pad={mode}: ONNX shape inference and onnxruntime "
+            "disagree on the output size",
+        )
+    if mode == "VALID":
+        return OK
+    spatial = shape[2:]
+    strides = view.attr("strides") or [1] * len(spatial)
+    dilations = view.attr("dilations") or [1] * len(spatial)
+    for axis, (size, k, s, d) in enumerate(zip(spatial, kernel, strides, dilations, strict=False)):
+        total = (-(-size // s) - 1) * s + (k - 1) * d + 1 - size
+        if total < 0:
+            return (
+                False,
+                f"auto_pad={mode} on spatial axis {axis} (size {size}, kernel {k}, stride {s}) "
+                f"needs negative padding ({total}); onnxruntime refuses it",
+            )
+    return OK
 
 
 def global_pool2d(view: NodeView) -> CheckResult:
