@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from npuc.backend.npu.allocate import Buffer, allocate
 from npuc.backend.npu.encode import emit_all
 from npuc.backend.npu.lower_flat import plan_flat
+from npuc.backend.npu.lower_layout import plan_pad, plan_resize, plan_transpose
 from npuc.backend.npu.lower_move import plan_move
 from npuc.backend.npu.lower_window import plan_window
 from npuc.backend.npu.ops import (
@@ -36,10 +37,13 @@ from npuc.backend.npu.ops import (
     NpuGraph,
     NpuLut,
     NpuOp,
+    NpuPad,
     NpuPool,
     NpuRequant,
     NpuReshape,
+    NpuResize,
     NpuSlice,
+    NpuTranspose,
     op_inputs,
 )
 from npuc.backend.npu.plan import OpPlan
@@ -83,6 +87,12 @@ def plan_op(op: NpuOp, hw: HwConfig, sram_budget: int) -> OpPlan:
         return plan_flat(op, hw, sram_budget)
     if isinstance(op, NpuConcat | NpuSlice | NpuReshape):
         return plan_move(op, hw, sram_budget)
+    if isinstance(op, NpuPad):
+        return plan_pad(op, hw, sram_budget)
+    if isinstance(op, NpuResize):
+        return plan_resize(op, hw, sram_budget)
+    if isinstance(op, NpuTranspose):
+        return plan_transpose(op, hw, sram_budget)
     raise UnsupportedError(f"NPU op {getattr(op, 'name', op)!r}: no lowering for {type(op)}")
 
 

@@ -15,9 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeAlias
 
+import numpy as np
+
 from npuc.backend.npu import encode
 from npuc.backend.npu.allocate import Buffer
-from npuc.backend.npu.ops import NpuConcat, NpuReshape, NpuSlice
+from npuc.backend.npu.ops import NpuConcat, NpuOp, NpuReshape, NpuSlice
 from npuc.backend.npu.perf import TileCost, dma_cycles, pipeline_cycles
 from npuc.backend.npu.plan import OpPlan
 from npuc.backend.npu.schedule import Step
@@ -92,64 +94,130 @@ def _descriptor(
     return s_off, d_off, src, dst
 
 
-def plan_move(op: MoveOp, hw: HwConfig, sram_budget: int) -> OpPlan:
-    """Split the op into box copies chunked by rows; return the plan."""
-    isz = op.ofm.itemsize
-    ps = pieces(op)
-    row_bytes = max(p.box[1] * p.box[2] * isz for p in ps)
-    rows_fit = (sram_budget // 2 - 64) // row_bytes
-    if rows_fit < 1:
-        raise UnsupportedError(
-            f"NPU op {op.name!r}: one row ({row_bytes} bytes) does not fit SRAM twice"
-        )
-    chunk_rows = min(rows_fit, max(p.box[0] for p in ps))
-    chunks = [
-        (p, r0, min(chunk_rows, p.box[0] - r0)) for p in ps for r0 in range(0, p.box[0], chunk_rows)
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """One DMA between DRAM tensor/constant ``dram`` (+ ``offset``) and SRAM (+ ``sram_offset``)."""
+
+    dram: str
+    offset: int
+    box: encode.Box
+    sram_offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """Loads into one SRAM buffer, then stores out of it.
+
+    ``buffer`` names a fixed buffer (e.g. a fill pattern kept for the whole
+    op); ``None`` means the next of the op's double-buffered chunk slots.
+    """
+
+    loads: tuple[Transfer, ...]
+    stores: tuple[Transfer, ...]
+    nbytes: int
+    buffer: str | None = None
+
+
+def _box_cycles(hw: HwConfig, b: encode.Box) -> int:
+    return dma_cycles(
+        hw,
+        row_bytes=b.row_bytes,
+        row_count=b.rows,
+        plane_count=b.planes,
+        dram_row_stride_bytes=b.dram_row_stride,
+        dram_plane_stride_bytes=b.dram_plane_stride,
+    )
+
+
+def plan_hops(
+    op: NpuOp,
+    hw: HwConfig,
+    hops: list[Hop],
+    tiling: str,
+    constants: tuple[tuple[str, np.ndarray], ...] = (),
+) -> OpPlan:
+    """The plan of a pure data-movement op given as hops (slots alternate: double buffering)."""
+    rotating = [h for h in hops if h.buffer is None]
+    depth = 2 if len(rotating) > 1 else 1
+    bufs = [
+        Buffer(f"buf{d}", align(max(h.nbytes for h in rotating)), 0, 1)
+        for d in range(depth if rotating else 0)
     ]
-    costs = []
-    for p, r0, rows in chunks:
-        _, _, src, dst = _descriptor(p, rows, isz, r0)
-        costs.append(
-            TileCost(
-                dma_cycles(
-                    hw,
-                    row_bytes=src.row_bytes,
-                    row_count=src.rows,
-                    plane_count=src.planes,
-                    dram_row_stride_bytes=src.dram_row_stride,
-                    dram_plane_stride_bytes=src.dram_plane_stride,
-                ),
-                0,
-                dma_cycles(
-                    hw,
-                    row_bytes=dst.row_bytes,
-                    row_count=dst.rows,
-                    plane_count=dst.planes,
-                    dram_row_stride_bytes=dst.dram_row_stride,
-                    dram_plane_stride_bytes=dst.dram_plane_stride,
-                ),
-            )
+    fixed = {h.buffer: align(h.nbytes) for h in hops if h.buffer is not None}
+    bufs += [Buffer(name, size, 0, 1) for name, size in sorted(fixed.items())]
+    costs = [
+        TileCost(
+            sum(_box_cycles(hw, t.box) for t in h.loads),
+            0,
+            sum(_box_cycles(hw, t.box) for t in h.stores),
         )
-    depth = 2 if len(chunks) > 1 else 1
-    size = align(chunk_rows * row_bytes)
-    bufs = tuple(Buffer(f"buf{d}", size, 0, 1) for d in range(depth))
+        for h in hops
+    ]
 
     def make_steps(dram: Mapping[str, int], sram: Mapping[str, int]) -> list[Step]:
         steps: list[Step] = []
-        for k, (p, r0, rows) in enumerate(chunks):
-            s_off, d_off, src, dst = _descriptor(p, rows, isz, r0)
-            buf = sram[f"buf{k % depth}"]
-            steps += encode.dma(True, dram[p.src] + s_off, buf, src, op.name)
-            steps += encode.dma(False, dram[p.dst] + d_off, buf, dst, op.name)
+        k = 0
+        for h in hops:
+            if h.buffer is None:
+                base = sram[f"buf{k % depth}"]
+                k += 1
+            else:
+                base = sram[h.buffer]
+            for t in h.loads:
+                steps += encode.dma(
+                    True, dram[t.dram] + t.offset, base + t.sram_offset, t.box, op.name
+                )
+            for t in h.stores:
+                steps += encode.dma(
+                    False, dram[t.dram] + t.offset, base + t.sram_offset, t.box, op.name
+                )
         return steps
 
     return OpPlan(
         op.name,
         type(op).__name__,
-        (),
-        bufs,
+        constants,
+        tuple(bufs),
         pipeline_cycles(costs),
-        f"{len(chunks)} box copy chunk(s) of up to {chunk_rows} row(s)",
+        tiling,
         0,
         make_steps,
     )
+
+
+def chunk_rows(row_bytes: int, rows: int, sram_budget: int, name: str, reserved: int = 0) -> int:
+    """Rows per chunk so that two chunk buffers (+ ``reserved``) fit the budget."""
+    fit = ((sram_budget - reserved) // 2 - 64) // max(row_bytes, 1)
+    if fit < 1:
+        raise UnsupportedError(
+            f"NPU op {name!r}: one row ({row_bytes} bytes) does not fit SRAM twice",
+            hint="use a hardware config with more SRAM",
+        )
+    return min(fit, rows)
+
+
+def box_hops(ps: list[BoxCopy], isz: int, rows_per: int) -> list[Hop]:
+    """Box copies cut into hops of at most ``rows_per`` box rows."""
+    hops = []
+    for p in ps:
+        for r0 in range(0, p.box[0], rows_per):
+            rows = min(rows_per, p.box[0] - r0)
+            s_off, d_off, src, dst = _descriptor(p, rows, isz, r0)
+            hops.append(
+                Hop(
+                    (Transfer(p.src, s_off, src),),
+                    (Transfer(p.dst, d_off, dst),),
+                    rows * p.box[1] * p.box[2] * isz,
+                )
+            )
+    return hops
+
+
+def plan_move(op: MoveOp, hw: HwConfig, sram_budget: int) -> OpPlan:
+    """Split the op into box copies chunked by rows; return the plan."""
+    isz = op.ofm.itemsize
+    ps = pieces(op)
+    row_bytes = max(p.box[1] * p.box[2] * isz for p in ps)
+    rows = chunk_rows(row_bytes, max(p.box[0] for p in ps), sram_budget, op.name)
+    hops = box_hops(ps, isz, rows)
+    return plan_hops(op, hw, hops, f"{len(hops)} box copy chunk(s) of up to {rows} row(s)")

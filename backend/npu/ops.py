@@ -28,7 +28,14 @@ from typing import TypeAlias
 
 import numpy as np
 
-from npuc.backend.npu.ops_move import NpuConcat, NpuReshape, NpuSlice
+from npuc.backend.npu.ops_move import (
+    NpuConcat,
+    NpuPad,
+    NpuReshape,
+    NpuResize,
+    NpuSlice,
+    NpuTranspose,
+)
 from npuc.backend.npu.tensor import (
     DTYPE_RANGES,
     MULTIPLIER_MAX,
@@ -269,7 +276,17 @@ class NpuRequant:
 
 
 NpuOp: TypeAlias = (
-    NpuConv2d | NpuElementwise | NpuPool | NpuLut | NpuRequant | NpuConcat | NpuSlice | NpuReshape
+    NpuConv2d
+    | NpuElementwise
+    | NpuPool
+    | NpuLut
+    | NpuRequant
+    | NpuConcat
+    | NpuSlice
+    | NpuReshape
+    | NpuPad
+    | NpuResize
+    | NpuTranspose
 )
 
 
@@ -328,11 +345,14 @@ __all__ = [
     "NpuGraph",
     "NpuLut",
     "NpuOp",
+    "NpuPad",
     "NpuPool",
     "NpuRequant",
     "NpuReshape",
+    "NpuResize",
     "NpuSlice",
     "NpuTensor",
+    "NpuTranspose",
     "op_inputs",
     "window_out",
 ]

@@ -18,10 +18,13 @@ from npuc.backend.npu.ops import (
     NpuGraph,
     NpuLut,
     NpuOp,
+    NpuPad,
     NpuPool,
     NpuRequant,
     NpuReshape,
+    NpuResize,
     NpuSlice,
+    NpuTranspose,
 )
 from npuc.core import intref
 
@@ -120,6 +123,15 @@ def _run(op: NpuOp, env: dict[str, np.ndarray]) -> np.ndarray:
         return env[op.ifm.name][:, h0 : h0 + h, w0 : w0 + w, c0 : c0 + c]
     if isinstance(op, NpuReshape):
         return env[op.ifm.name].reshape(op.ofm.shape)
+    if isinstance(op, NpuPad):
+        t, left, b, r = op.padding
+        widths = ((0, 0), (t, b), (left, r), (0, 0))
+        return np.pad(env[op.ifm.name], widths, constant_values=op.ofm.zero_point)
+    if isinstance(op, NpuResize):
+        fh, fw = op.factors
+        return env[op.ifm.name].repeat(fh, axis=1).repeat(fw, axis=2)
+    if isinstance(op, NpuTranspose):
+        return env[op.ifm.name].transpose(op.perm)
     raise TypeError(f"no reference for {type(op).__name__}")
 
 

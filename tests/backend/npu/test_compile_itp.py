@@ -11,10 +11,13 @@ from npuc.backend.npu.ops import (
     NpuConcat,
     NpuGraph,
     NpuLut,
+    NpuPad,
     NpuRequant,
     NpuReshape,
+    NpuResize,
     NpuSlice,
     NpuTensor,
+    NpuTranspose,
 )
 from npuc.core.errors import UnsupportedError
 from tests.backend.npu.graphs import CONFIGS, compile_and_check, eltwise, pool, tensor
@@ -157,3 +160,36 @@ def test_concat_slice_reshape(a: tuple, extra: int, axis: int, seed: int, config
         ofm=NpuTensor(name="r", shape=(1, 1, n, 1), dtype="int8", scale=0.05, zero_point=2),
     )
     _run(NpuGraph(ops=(cat, sl, rs), inputs=(x1, x2), outputs=(cat.ofm, rs.ofm)), config, seed)
+
+
+@SETTINGS
+@given(
+    shape=shapes,
+    pads=st.tuples(*[st.integers(0, 3)] * 4),
+    factors=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    perm=st.permutations([1, 2, 3]),
+    dtype=st.sampled_from(["int8", "int16"]),
+    seed=st.integers(0, 2**31),
+    config=st.sampled_from(sorted(CONFIGS)),
+)
+def test_pad_resize_transpose(
+    shape: tuple, pads: tuple, factors: tuple, perm: list, dtype: str, seed: int, config: str
+) -> None:
+    _, h, w, c = shape
+    x = tensor("x", shape, dtype, 3)
+    t, left, b, r = pads
+    pad = NpuPad(
+        name="pad", ifm=x, ofm=tensor("p", (1, h + t + b, w + left + r, c), dtype, 3), padding=pads
+    )
+    _, ph, pw, _ = pad.ofm.shape
+    fh, fw = factors
+    up = NpuResize(name="up", ifm=pad.ofm, ofm=tensor("u", (1, ph * fh, pw * fw, c), dtype, 3))
+    full = (0, *perm)
+    tr = NpuTranspose(
+        name="tr",
+        ifm=up.ofm,
+        perm=full,  # type: ignore[arg-type]
+        ofm=tensor("t", tuple(up.ofm.shape[i] for i in full), dtype, 3),
+    )  # type: ignore[arg-type]
+    graph = NpuGraph(ops=(pad, up, tr), inputs=(x,), outputs=(pad.ofm, tr.ofm))
+    _run(graph, config, seed)
