@@ -95,6 +95,7 @@ def plan_transpose(op: NpuTranspose, hw: HwConfig, sram_budget: int) -> OpPlan:
     hops = []
     for i0 in range(0, o1, rows):
         k = min(rows, o1 - i0)
+        loads: tuple[Transfer, ...]
         if cc == 3:  # channels stay innermost: runs of whole pixels
             loads = (
                 Transfer(
