@@ -56,10 +56,10 @@ def test_extrema_mean_std_and_moments() -> None:
     lo, hi = obs.range(parse_strategy("mean"), dtype="int8", symmetric=False)
     assert lo == pytest.approx(run_lo, rel=1e-12) and hi == pytest.approx(run_hi, rel=1e-12)
     assert obs.mean == pytest.approx(flat.mean(), rel=1e-9)
-    assert obs.std == pytest.approx(flat.std(), rel=1e-9)
+    assert obs.std == pytest.approx(flat.std(), rel=1e-6)  # float32 squares
     lo, hi = obs.range(parse_strategy("2std"), dtype="int8", symmetric=False)
-    assert lo == pytest.approx(flat.mean() - 2 * flat.std(), rel=1e-9)
-    assert hi == pytest.approx(flat.mean() + 2 * flat.std(), rel=1e-9)
+    assert lo == pytest.approx(flat.mean() - 2 * flat.std(), rel=1e-6)
+    assert hi == pytest.approx(flat.mean() + 2 * flat.std(), rel=1e-6)
 
 
 def _near_percentile(value: float, data: np.ndarray, r: float, width: float) -> bool:
