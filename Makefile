@@ -36,7 +36,7 @@ test-all: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy npuc core midend backend npu_sim runtime
+	$(PY) tools/package_tree.py mypy
 	$(PY) tools/package_tree.py imports
 
 format: $(STAMP)

@@ -76,10 +76,7 @@ class UnsupportedError(NpucError):
     def to_json(self) -> dict[str, object]:
         data = super().to_json()
         if self.nodes:
-            data["nodes"] = [
-                n.to_json() if hasattr(n, "to_json") else str(n)  # type: ignore[attr-defined]
-                for n in self.nodes
-            ]
+            data["nodes"] = [n.to_json() if hasattr(n, "to_json") else str(n) for n in self.nodes]
         return data
 
 

@@ -227,7 +227,7 @@ def _importer_class() -> type:
     """TVM's ``ExportedProgramImporter`` whose converters name the node that failed."""
     from tvm.relax.frontend.torch.exported_program_translator import ExportedProgramImporter
 
-    class NamingImporter(ExportedProgramImporter):  # type: ignore[misc, valid-type]
+    class NamingImporter(ExportedProgramImporter):
         def create_convert_map(self) -> dict[str, Callable[..., Any]]:
             return {k: _guarded(k, f) for k, f in super().create_convert_map().items()}
 

@@ -27,6 +27,7 @@ from npuc.core.hw.config import HwConfig
 from npuc.core.isa.program import Program
 from npuc.core.isa.types import Unit
 from npuc.npu_sim.executor import OverflowRecord, run_schedule
+from npuc.npu_sim.hazards import Hazard
 from npuc.npu_sim.memory import Memory
 from npuc.npu_sim.trace import trace_events
 
@@ -61,11 +62,7 @@ class SimStats:
 
     def to_json(self) -> dict[str, Any]:
         """Plain-dict form for ``--json`` output."""
-        out: dict[str, Any] = {
-            k: getattr(self, k)
-            for k in self.__slots__
-            if k != "units"  # type: ignore[attr-defined]
-        }
+        out: dict[str, Any] = {k: getattr(self, k) for k in self.__slots__ if k != "units"}
         out["units"] = {
             u.name: {
                 "instructions": u.instructions,
@@ -80,12 +77,17 @@ class SimStats:
 
 @dataclass(frozen=True, slots=True)
 class SimResult:
-    """Outputs by name, statistics, trace events (empty unless requested) and overflows."""
+    """Outputs by name, statistics, trace events (empty unless requested), overflows, hazards.
+
+    ``hazards`` is empty unless ``simulate(..., fault_on_hazard=False)`` (by
+    default the first hazard is a fault).
+    """
 
     outputs: dict[str, np.ndarray]
     stats: SimStats
     trace_events: list[dict[str, Any]]
     overflow: tuple[OverflowRecord, ...]
+    hazards: tuple[Hazard, ...] = ()
 
 
 def _check_input(name: str, value: np.ndarray, shape: tuple[int, ...], dtype: str) -> np.ndarray:
@@ -118,6 +120,7 @@ def simulate(
     trace: bool = False,
     max_steps: int = DEFAULT_MAX_STEPS,
     fault_on_overflow: bool = False,
+    fault_on_hazard: bool = True,
 ) -> SimResult:
     """Run ``program`` on the modeled NPU ``hw``.
 
@@ -133,6 +136,10 @@ def simulate(
         Fault after this many executed instructions.
     fault_on_overflow
         Fault on the first saturation instead of reporting it in ``overflow``.
+    fault_on_hazard
+        Fault (SimulatorFault, "data race") on the first SRAM hazard: two units
+        touching a common byte, one writing, with no chain of tokens ordering
+        them. False: run on and list every hazard in ``SimResult.hazards``.
     """
     program.validate(hw)
     expected = {t.name for t in program.inputs}
@@ -157,6 +164,7 @@ def simulate(
         dram,
         max_steps=max_steps,
         fault_on_overflow=fault_on_overflow,
+        fault_on_hazard=fault_on_hazard,
     )
     outputs = {}
     for t in program.outputs:
@@ -184,4 +192,10 @@ def simulate(
         overflow_count=len(result.overflows),
     )
     events = trace_events(list(result.records), hw.clock_hz) if trace else []
-    return SimResult(outputs=outputs, stats=stats, trace_events=events, overflow=result.overflows)
+    return SimResult(
+        outputs=outputs,
+        stats=stats,
+        trace_events=events,
+        overflow=result.overflows,
+        hazards=result.hazards,
+    )

@@ -22,6 +22,7 @@ Usage (what ``make lint`` and ``tests/test_code_quality.py`` run)::
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -69,11 +70,16 @@ def link_tree(dest: Path, repo: Path = REPO) -> Path:
 
 
 def repo_path(text: str, dest: Path, repo: Path = REPO) -> str:
-    """Rewrite paths inside the tree at ``dest`` in ``text`` to repository-relative paths."""
+    """Rewrite paths inside the tree at ``dest`` in ``text`` to repository-relative paths.
+
+    Both absolute tree paths and paths relative to ``dest`` (as mypy prints
+    them) are rewritten: ``npuc/core/errors.py`` -> ``core/errors.py``.
+    """
     for name, folder in sorted(package_dirs(repo).items(), key=lambda kv: -len(kv[0])):
-        tree_folder = dest / Path(*name.split("."))
+        tree_rel = "/".join(name.split("."))
         rel = os.path.relpath(folder, repo)
-        text = text.replace(f"{tree_folder}/", f"{rel}/")
+        text = text.replace(f"{dest}/{tree_rel}/", f"{rel}/")
+        text = re.sub(rf"(?<![\w/.]){re.escape(tree_rel)}/", f"{rel}/", text)
     return text
 
 

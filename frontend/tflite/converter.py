@@ -56,6 +56,8 @@ class ConversionFailure(Exception):
 class NpucTFLiteConverter(OperatorConverter):
     """``OperatorConverter`` with per-op error reporting and npuc's bug fixes."""
 
+    convert_map: dict[str, Callable[..., Any]]  # TFLite op name -> converter (TVM's)
+
     def __init__(self, model: Any, subgraph: Any, exp_tab: Any, ctx: Any, *args: Any) -> None:
         super().__init__(model, subgraph, exp_tab, ctx, *args)
         self.convert_map["EXPAND_DIMS"] = self._convert_expand_dims_fixed

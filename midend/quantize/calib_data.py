@@ -27,7 +27,7 @@ data is read when the set is iterated, one file at a time, and at most
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,11 @@ class _HeaderSeen(Exception):
     def __init__(self, header: NpyHeader) -> None:
         super().__init__()
         self.header = header
+
+
+def _only(name: str) -> Callable[[list[str]], list[str]]:
+    """A ``pick`` for :func:`read_npz` that reads the array ``name`` alone."""
+    return lambda _names: [name]
 
 
 def _stop(header: NpyHeader) -> None:
@@ -75,7 +80,7 @@ def _npz_headers(path: Path) -> dict[str, NpyHeader]:
     headers: dict[str, NpyHeader] = {}
     for name in names:
         try:
-            read_npz(path, pick=lambda _, n=name: [n], check=lambda _, h: _stop(h))
+            read_npz(path, pick=_only(name), check=lambda _, h: _stop(h))
         except _HeaderSeen as seen:
             headers[name] = seen.header
     return headers

@@ -72,7 +72,7 @@ def _resolve(source: str) -> Callable[..., Any]:
         ) from None
     if not callable(fn):
         raise InvalidInputError(f"dataset plugin {source}: {type(fn).__name__} is not callable")
-    return fn  # type: ignore[no-any-return]
+    return fn
 
 
 def _call(fn: Callable[..., Any], source: str, inputs: tuple[TensorInfo, ...]) -> Iterable[Any]:
@@ -86,7 +86,7 @@ def _call(fn: Callable[..., Any], source: str, inputs: tuple[TensorInfo, ...]) -
         params = []
     try:
         result = fn(inputs) if params else fn()
-        return iter(result)  # type: ignore[no-any-return]
+        return iter(result)
     except InvalidInputError:
         raise
     except Exception as exc:  # the plugin is user code: report, do not crash

@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> CommandResult:
         raise InvalidInputError(f"--max-steps must be at least 1, got {max_steps}")
     hw = _pick_hw(args, path)
     program = Program.load(path, hw=hw)
-    feeds = read_input_files(args.input, SimpleNamespace(inputs=program.inputs))  # type: ignore[arg-type]
+    feeds = read_input_files(args.input, SimpleNamespace(inputs=program.inputs))
     result = simulate(
         program,
         feeds,

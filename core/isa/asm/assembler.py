@@ -32,7 +32,7 @@ def _statements(tree: lark.Tree) -> list[tuple[lark.Token | None, lark.Tree | No
     for stmt in tree.children:
         label = None
         body = None
-        for child in stmt.children:  # type: ignore[union-attr]
+        for child in stmt.children:
             if isinstance(child, lark.Tree) and child.data == "label":
                 label = child.children[0]
             else:
@@ -78,7 +78,7 @@ def _instruction(scope: Scope, node: lark.Tree) -> Instruction:
         )
     reader = OperandReader(op, scope)
     for operand in operands:
-        reader.read(operand)  # type: ignore[arg-type]
+        reader.read(operand)
     ins = CLASSES[mnemonic](**reader.finish(node))
     try:
         check_instruction(ins)

@@ -64,7 +64,7 @@ def read_options(
             )
         if name in out:
             raise scope.error(name_tok, f"option {name!r} is given twice")
-        out[name] = scope.eval(expr) if allowed[name] else scope.eval_int(expr, name)  # type: ignore[arg-type]
+        out[name] = scope.eval(expr) if allowed[name] else scope.eval_int(expr, name)
     return out
 
 
@@ -76,7 +76,7 @@ def _alignment(scope: Scope, node: lark.Tree, opts: dict[str, object]) -> int:
 
 
 def _shape(scope: Scope, node: lark.Tree) -> tuple[int, ...]:
-    dims = tuple(scope.eval_int(c, "dimension") for c in node.children)  # type: ignore[arg-type]
+    dims = tuple(scope.eval_int(c, "dimension") for c in node.children)
     if any(d < 1 for d in dims):
         raise scope.error(node, f"shape {list(dims)} must hold positive integers")
     return dims
@@ -97,10 +97,10 @@ class Allocator:
 
     def sram(self, node: lark.Tree) -> None:
         name, size_node, *opt_nodes = node.children
-        size = self.scope.eval_int(size_node, "size")  # type: ignore[arg-type]
-        opts = read_options(self.scope, opt_nodes, {"align": False, "at": False})  # type: ignore[arg-type]
+        size = self.scope.eval_int(size_node, "size")
+        opts = read_options(self.scope, opt_nodes, {"align": False, "at": False})
         if size < 1:
-            raise self.scope.error(size_node, f"SRAM region size {size} must be positive")  # type: ignore[arg-type]
+            raise self.scope.error(size_node, f"SRAM region size {size} must be positive")
         if "at" in opts:
             addr = int(opts["at"])  # type: ignore[call-overload]
         else:
@@ -119,15 +119,15 @@ class Allocator:
     def data_base_dir(self, node: lark.Tree) -> None:
         if self.data_base is not None:
             raise self.scope.error(node, ".data_base must come once, before any .data")
-        self.data_base = self.scope.eval_int(node.children[0], ".data_base")  # type: ignore[arg-type]
+        self.data_base = self.scope.eval_int(node.children[0], ".data_base")
         if self.data_base < 0:
             raise self.scope.error(node, ".data_base must not be negative")
 
     def data(self, node: lark.Tree) -> None:
         name, dtype_tok, *rest = node.children
-        shape_node = rest.pop(0) if rest and rest[0].data == "shape" else None  # type: ignore[union-attr]
+        shape_node = rest.pop(0) if rest and rest[0].data == "shape" else None
         source, *opt_nodes = rest
-        opts = read_options(self.scope, opt_nodes, {"align": False})  # type: ignore[arg-type]
+        opts = read_options(self.scope, opt_nodes, {"align": False})
         dtype = DATA_ALIASES.get(str(dtype_tok), str(dtype_tok))
         if dtype not in DATA_DTYPES:
             raise self.scope.error(
@@ -135,10 +135,10 @@ class Allocator:
                 f"unknown data type {str(dtype_tok)!r}",
                 hint=f"use one of {', '.join(DATA_DTYPES)}",
             )
-        shape = _shape(self.scope, shape_node) if shape_node is not None else None  # type: ignore[arg-type]
-        values = self._data_values(source, dtype, shape)  # type: ignore[arg-type]
+        shape = _shape(self.scope, shape_node) if shape_node is not None else None
+        values = self._data_values(source, dtype, shape)
         if values.size == 0:
-            raise self.scope.error(name, f"constant data {name} must not be empty")  # type: ignore[arg-type]
+            raise self.scope.error(name, f"constant data {name} must not be empty")
         if self.data_base is None:
             self.data_base = 0
         start = align_up(self.data_base + len(self.constants), _alignment(self.scope, node, opts))
@@ -152,11 +152,11 @@ class Allocator:
     ) -> np.ndarray:
         lo, hi = int(np.iinfo(dtype).min), int(np.iinfo(dtype).max)
         if source.data == "inline_data":
-            items = source.children[0].children if source.children else []  # type: ignore[union-attr]
-            ints = [self.scope.eval_int(it, "data value") for it in items]  # type: ignore[arg-type]
+            items = source.children[0].children if source.children else []
+            ints = [self.scope.eval_int(it, "data value") for it in items]
             for it, v in zip(items, ints, strict=True):
                 if not lo <= v <= hi:
-                    raise self.scope.error(it, f"data value {v} does not fit {dtype} [{lo}, {hi}]")  # type: ignore[arg-type]
+                    raise self.scope.error(it, f"data value {v} does not fit {dtype} [{lo}, {hi}]")
             arr = np.array(ints, dtype=np.int64)
             if shape is not None:
                 if math.prod(shape) != arr.size:
@@ -210,10 +210,10 @@ class Allocator:
 
     def dram(self, node: lark.Tree) -> None:
         name, size_node, *opt_nodes = node.children
-        size = self.scope.eval_int(size_node, "size")  # type: ignore[arg-type]
-        opts = read_options(self.scope, opt_nodes, {"align": False, "at": False})  # type: ignore[arg-type]
+        size = self.scope.eval_int(size_node, "size")
+        opts = read_options(self.scope, opt_nodes, {"align": False, "at": False})
         if size < 1:
-            raise self.scope.error(size_node, f"DRAM region size {size} must be positive")  # type: ignore[arg-type]
+            raise self.scope.error(size_node, f"DRAM region size {size} must be positive")
         if "at" in opts:
             self.scope.define_symbol(name, MemSymbol("dram", int(opts["at"]), size))  # type: ignore[arg-type, call-overload]
         else:
@@ -226,7 +226,7 @@ class Allocator:
         name_tok, dtype_tok, shape_node, *opt_nodes = node.children
         quoted = name_tok.type == "STRING"  # type: ignore[union-attr]
         name = str(name_tok)[1:-1] if quoted else str(name_tok)
-        opts = read_options(self.scope, opt_nodes, {"scale": True, "zp": False, "dram": False})  # type: ignore[arg-type]
+        opts = read_options(self.scope, opt_nodes, {"scale": True, "zp": False, "dram": False})
         dtype = DTYPE_ALIASES.get(str(dtype_tok), str(dtype_tok))
         if dtype not in DTYPE_BYTES:
             raise self.scope.error(
@@ -234,9 +234,9 @@ class Allocator:
             )
         if "scale" not in opts:
             raise self.scope.error(node, f".{kind} {name}: scale= is required")
-        shape = _shape(self.scope, shape_node)  # type: ignore[arg-type]
+        shape = _shape(self.scope, shape_node)
         if any(t.name == name for t in self.io):
-            raise self.scope.error(name_tok, f"I/O tensor {name!r} is declared twice")  # type: ignore[arg-type]
+            raise self.scope.error(name_tok, f"I/O tensor {name!r} is declared twice")
         io = IoTensor(
             name=name,
             kind=kind,

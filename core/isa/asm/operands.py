@@ -53,7 +53,7 @@ class OperandReader:
             self._group(self._groups[name], name_tok, value)  # type: ignore[arg-type]
         elif name in self._fields:
             f = self._fields[name]
-            self._set(f, self._field_value(f, value), value)  # type: ignore[arg-type]
+            self._set(f, self._field_value(f, value), value)
         else:
             accepted = [g.name for g in self.op.groups] + [f.name for f in self.op.all_fields]
             raise self.scope.error(
@@ -154,7 +154,7 @@ class OperandReader:
             if not (isinstance(item, lark.Tree) and item.data == "range"):
                 raise self.scope.error(item, f"{g.name} takes a range lo..hi")
             for f, bound in zip(fields, item.children, strict=True):
-                self._set(f, self.scope.eval_int(bound, g.name), bound)  # type: ignore[arg-type]
+                self._set(f, self.scope.eval_int(bound, g.name), bound)
         elif g.kind == "alias":
             self._set(fields[0], self._field_value(fields[0], value), value)
         elif g.kind == "opt_addr":
@@ -175,11 +175,15 @@ class OperandReader:
         dtype_tok = rest[-1]
         dims: list[int] = []
         if dims_node is not None:
-            dims = self._dims(dims_node.children[0])  # type: ignore[union-attr]
+            if not (
+                isinstance(dims_node, lark.Tree) and isinstance(dims_node.children[0], lark.Token)
+            ):
+                raise self.scope.error(item, f"{g.name} takes {shapes[g.kind]}")
+            dims = self._dims(dims_node.children[0])
         want = {"tensor": 3, "tensor2d": 2, "flat": 0}[g.kind]
         if len(dims) != want:
             raise self.scope.error(item, f"{g.name} takes {shapes[g.kind]}")
-        addr = self.scope.eval_int(addr_node, g.name)  # type: ignore[arg-type]
+        addr = self.scope.eval_int(addr_node, g.name)
         code = dtype_code(self.scope, dtype_tok, str(dtype_tok))
         for f, v in zip(fields, [addr, *dims, code], strict=True):
             self._set(f, v, item)
