@@ -203,3 +203,17 @@ def test_data_is_read_lazily_up_to_the_limit(tmp_path: Path) -> None:
     next(loaded), next(loaded)
     with pytest.raises(InvalidInputError, match=r"2\.npy"):
         next(loaded)
+
+
+def test_real_photos_through_the_imagenet_preset(tmp_path: Path) -> None:
+    from npuc.midend.quantize.images import PRESETS
+    from tools.photos import PHOTO_NAMES, photo
+
+    for name in PHOTO_NAMES:
+        Image.fromarray(photo(name)).save(tmp_path / f"{name}.png")
+    info = TensorInfo(name="images", shape=(1, 3, 224, 224), dtype="float32")
+    data = load_calibration(str(tmp_path), (info,), preprocess=PRESETS["imagenet"])
+    calib, evaluate = data.split(4, 2)
+    names = sorted(PHOTO_NAMES)
+    for i, sample in enumerate([*calib, *evaluate]):
+        np.testing.assert_array_equal(sample["images"], PRESETS["imagenet"](photo(names[i])))
