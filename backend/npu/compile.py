@@ -53,6 +53,12 @@ from npuc.core.hw.config import HwConfig
 from npuc.core.isa.builder import ProgramBuilder
 from npuc.core.isa.program import Program
 
+SRAM_ALIGN = 64
+
+
+def _align(n: int) -> int:
+    return (n + SRAM_ALIGN - 1) // SRAM_ALIGN * SRAM_ALIGN
+
 
 @dataclass(frozen=True, slots=True)
 class OpStats:
@@ -141,10 +147,15 @@ def compile_npu_graph(
         dram.update({name: base + off for name, off in placed.addresses.items()})
     steps: list[Step] = []
     stats = []
-    for plan in plans:
-        sram = allocate(plan.sram, capacity=budget, memory="SRAM")
+    top = budget // SRAM_ALIGN * SRAM_ALIGN
+    for index, plan in enumerate(plans):
+        sram = allocate(plan.sram, capacity=top, memory="SRAM")
+        addresses = dict(sram.addresses)
+        if index % 2:  # odd ops from the top: the next op's first loads can overlap this tail
+            sizes = {buf.name: buf.nbytes for buf in plan.sram}
+            addresses = {n: top - a - _align(sizes[n]) for n, a in addresses.items()}
         first = len(steps)
-        steps += plan.make_steps(dram, sram.addresses)
+        steps += plan.make_steps(dram, addresses)
         stats.append(
             OpStats(
                 plan.name,

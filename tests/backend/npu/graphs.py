@@ -121,6 +121,8 @@ def pool(
     kernel: tuple[int, int],
     stride: tuple[int, int],
     padding: tuple[int, int, int, int],
+    name: str = "pool",
+    ofm_name: str = "y",
 ) -> NpuPool:
     """Random max/avg pool; avg folds 1/(kh*kw) into the multiplier."""
     _, h, w, c = ifm.shape
@@ -129,11 +131,11 @@ def pool(
     same = op == "max"
     ofm_zp = ifm.zero_point + (0 if same else int(rng.integers(0, 5)))
     return NpuPool(
-        name="pool",
+        name=name,
         op=op,
         ifm=ifm,
         ofm=NpuTensor(
-            name="y", shape=(1, oh, ow, c), dtype=ifm.dtype, scale=ifm.scale, zero_point=ofm_zp
+            name=ofm_name, shape=(1, oh, ow, c), dtype=ifm.dtype, scale=ifm.scale, zero_point=ofm_zp
         ),
         kernel=kernel,
         stride=stride,
