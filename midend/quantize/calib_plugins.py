@@ -9,7 +9,8 @@ positional parameter. It returns an iterable whose items are each a dict of
 arrays by input name, a single array (single-input models), or a tuple of
 arrays in input order; an item may hold one sample or a batch, cut as
 ``.npy`` files are (:func:`~.calib_set.plan_array`). Items are read up to
-``limit`` samples and kept in memory (a plugin cannot be re-read lazily).
+``limit`` samples and kept in memory (a plugin cannot be re-read lazily);
+without a limit, more than :data:`MAX_PLUGIN_SAMPLES` is an error.
 
 ``random`` (normal noise, mean 0 and std 1), ``random:normal`` and
 ``random:uniform`` (``[0, 1)``) make noise of each input's shape; integer
@@ -37,6 +38,9 @@ from npuc.core.model_info import TensorInfo
 from .calib_set import SampleRef, check_names, plan_array
 
 ENTRY_POINT_GROUP = "npuc.datasets"
+#: Without a limit, a plugin yielding more samples than this is stopped (an
+#: endless generator would otherwise fill memory).
+MAX_PLUGIN_SAMPLES = 100_000
 _PLUGIN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _NAME = re.compile(r"^[A-Za-z_][\w.-]*$")
 
@@ -143,6 +147,12 @@ def plugin_refs(source: str, inputs: tuple[TensorInfo, ...], limit: int | None) 
         refs.extend(SampleRef(where, i, where, load, mode) for i in range(n))
         if limit is not None and len(refs) >= limit:
             return refs[:limit]
+        if len(refs) > MAX_PLUGIN_SAMPLES:
+            raise InvalidInputError(
+                f"dataset plugin {source} yielded more than {MAX_PLUGIN_SAMPLES} samples "
+                "(it may never end), and they are all kept in memory",
+                hint="pass a sample limit (calibration_samples)",
+            )
     if not refs:
         raise InvalidInputError(f"dataset plugin {source} yielded no samples")
     return refs

@@ -10,6 +10,7 @@ from PIL import Image
 
 from npuc.core.errors import InvalidInputError
 from npuc.core.model_info import TensorInfo
+from npuc.midend.quantize import calib_plugins as plugins
 from npuc.midend.quantize.calib_data import load_calibration
 from npuc.midend.quantize.calib_plugins import RandomCalibrationWarning
 from npuc.midend.quantize.images import ImagePreprocess
@@ -113,6 +114,9 @@ def test_plugin_module_function(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         "    raise RuntimeError('no data server')\n"
         "def nothing():\n"
         "    return []\n"
+        "def endless():\n"
+        "    while True:\n"
+        "        yield np.zeros((1, 3, 8, 8), np.float32)\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     samples = _samples("toy_data:arrays")
@@ -125,6 +129,10 @@ def test_plugin_module_function(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         _samples("toy_data:broken")
     with pytest.raises(InvalidInputError, match="toy_data:nothing yielded no samples"):
         _samples("toy_data:nothing")
+    assert len(_samples("toy_data:endless", limit=5)) == 5
+    monkeypatch.setattr(plugins, "MAX_PLUGIN_SAMPLES", 50)
+    with pytest.raises(InvalidInputError, match="toy_data:endless yielded more than 50"):
+        _samples("toy_data:endless")
     with pytest.raises(InvalidInputError, match="toy_data:missing: cannot be loaded"):
         _samples("toy_data:missing")
     with pytest.raises(InvalidInputError, match="no_such_module:fn: cannot be loaded"):
@@ -133,8 +141,6 @@ def test_plugin_module_function(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 def test_plugin_entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from importlib.metadata import EntryPoint
-
-    import npuc.midend.quantize.calib_plugins as plugins
 
     (tmp_path / "toy_ep.py").write_text(
         "import numpy as np\ndef data():\n    return [np.ones((1, 3, 8, 8), np.float32)]\n"
