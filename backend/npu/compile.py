@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from npuc.backend.npu.allocate import Buffer, allocate
-from npuc.backend.npu.encode import emit_all
+from npuc.backend.npu.encode import emit_all, step_cycles
 from npuc.backend.npu.lower_flat import plan_flat
 from npuc.backend.npu.lower_layout import plan_pad, plan_resize, plan_transpose
 from npuc.backend.npu.lower_move import plan_move
@@ -47,7 +47,7 @@ from npuc.backend.npu.ops import (
     op_inputs,
 )
 from npuc.backend.npu.plan import OpPlan
-from npuc.backend.npu.schedule import Step, assign_tokens
+from npuc.backend.npu.schedule import Step, assign_tokens, replay
 from npuc.core.errors import UnsupportedError
 from npuc.core.hw.config import HwConfig
 from npuc.core.isa.builder import ProgramBuilder
@@ -62,12 +62,19 @@ def _align(n: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class OpStats:
-    """Per-op compile result: kind, MACs, estimated cycles, tiling chosen, SRAM used."""
+    """Per-op compile result: kind, MACs, estimates, tiling chosen, SRAM used.
+
+    ``est_cycles`` is the tiling model's estimate of the op alone (what chose
+    the tiling); ``sched_start`` / ``sched_end`` are the op's first start and
+    last end in the replay of the emitted schedule (``CompiledNpuProgram``).
+    """
 
     name: str
     kind: str
     macs: int
     est_cycles: int
+    sched_start: int
+    sched_end: int
     tiling: str
     sram_peak_bytes: int
     first_instruction: int
@@ -80,7 +87,7 @@ class CompiledNpuProgram:
 
     program: Program
     ops: tuple[OpStats, ...]
-    est_cycles: int
+    est_cycles: int  # the whole program: replay of its schedule with the compiler's costs
     sram_peak_bytes: int
     dram_scratch_bytes: int
 
@@ -146,8 +153,9 @@ def compile_npu_graph(
         base = builder.scratch("scratch", scratch_bytes).addr
         dram.update({name: base + off for name, off in placed.addresses.items()})
     steps: list[Step] = []
-    stats = []
     top = budget // SRAM_ALIGN * SRAM_ALIGN
+    ranges: list[tuple[int, int]] = []
+    peaks: list[int] = []
     for index, plan in enumerate(plans):
         sram = allocate(plan.sram, capacity=top, memory="SRAM")
         addresses = dict(sram.addresses)
@@ -156,24 +164,31 @@ def compile_npu_graph(
             addresses = {n: top - a - _align(sizes[n]) for n, a in addresses.items()}
         first = len(steps)
         steps += plan.make_steps(dram, addresses)
-        stats.append(
-            OpStats(
-                plan.name,
-                plan.kind,
-                plan.macs,
-                plan.est_cycles,
-                plan.tiling,
-                sram.peak_bytes,
-                first,
-                len(steps) - first,
-            )
+        peaks.append(sram.peak_bytes)
+        ranges.append((first, len(steps)))
+    scheduled = assign_tokens(steps)
+    spans = replay(scheduled, [step_cycles(s, hw) for s in steps])
+    stats = [
+        OpStats(
+            plan.name,
+            plan.kind,
+            plan.macs,
+            plan.est_cycles,
+            min((spans[i][0] for i in range(a, b)), default=0),
+            max((spans[i][1] for i in range(a, b)), default=0),
+            plan.tiling,
+            peak,
+            a,
+            b - a,
         )
-    emit_all(builder, assign_tokens(steps))
+        for plan, (a, b), peak in zip(plans, ranges, peaks, strict=True)
+    ]
+    emit_all(builder, scheduled)
     program = builder.build()
     return CompiledNpuProgram(
         program=program,
         ops=tuple(stats),
-        est_cycles=sum(s.est_cycles for s in stats),
+        est_cycles=max((end for _, end in spans), default=0),
         sram_peak_bytes=max((s.sram_peak_bytes for s in stats), default=0),
         dram_scratch_bytes=scratch_bytes,
     )

@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from npuc.backend.npu import perf
 from npuc.backend.npu.schedule import Access, Scheduled, Step
+from npuc.core.hw.config import HwConfig
 from npuc.core.isa.builder import ProgramBuilder
 from npuc.core.isa.types import DTYPE_BYTES, DTYPE_NAMES, Unit
 
@@ -309,3 +311,33 @@ def emit_all(builder: ProgramBuilder, scheduled: Sequence[Scheduled]) -> None:
     """Emit every scheduled step through the builder (validates each against the ISA table)."""
     for s in scheduled:
         builder.emit(s.step.mnemonic, wait=s.wait, signal=s.signal, **s.step.fields)
+
+
+def step_cycles(step: Step, hw: HwConfig) -> int:
+    """The compiler's cost (perf.py rules) of one step, read from its fields."""
+    f = step.fields
+    m = step.mnemonic
+    if m in ("dma_load", "dma_store"):
+        return perf.dma_cycles(
+            hw,
+            row_bytes=f["row_bytes"],
+            row_count=f["row_count"],
+            plane_count=f["plane_count"],
+            dram_row_stride_bytes=f["dram_row_stride_bytes"],
+            dram_plane_stride_bytes=f["dram_plane_stride_bytes"],
+        )
+    if m == "conv":
+        return perf.conv_cycles(
+            hw,
+            out_pixels=f["ofm_h"] * f["ofm_w"],
+            cout=f["ofm_c"],
+            cin=f["ifm_c"],
+            kh=f["kh"],
+            kw=f["kw"],
+            depthwise=bool(f["depthwise"]),
+            int16_ifm=DTYPE_NAMES[f["ifm_dtype"]] == "int16",
+        )
+    if m == "pool":
+        return perf.itp_cycles(hw, work=f["ofm_h"] * f["ofm_w"] * f["ifm_c"] * f["kh"] * f["kw"])
+    factor = 2 if m == "lut" and DTYPE_NAMES[f["ifm_dtype"]] == "int16" else 1
+    return perf.itp_cycles(hw, work=f["count"] * factor)

@@ -122,3 +122,32 @@ def assign_tokens(steps: Sequence[Step]) -> list[Scheduled]:
         clocks.append(clock)
         last_on_unit[c] = j
     return [Scheduled(s, waits[j], signals[j]) for j, s in enumerate(steps)]
+
+
+def replay(scheduled: Sequence[Scheduled], cycles: Sequence[int]) -> list[tuple[int, int]]:
+    """``(start, end)`` of every step under the token rules, given each step's duration.
+
+    A step starts when its unit has finished the previous step of its queue
+    and every token it waits for has been pushed (the k-th signal from ``p``
+    to ``c`` feeds the k-th wait of ``c`` on ``p``). This is the compiler's
+    whole-program estimate when ``cycles`` come from its own cost model.
+    """
+    unit_free = [0] * UNITS
+    pushed: dict[tuple[int, int], list[int]] = {}
+    taken: dict[tuple[int, int], int] = {}
+    spans = []
+    for s, duration in zip(scheduled, cycles, strict=True):
+        c = int(s.step.unit)
+        start = unit_free[c]
+        for p in range(UNITS):
+            if s.wait >> p & 1:
+                k = taken.get((p, c), 0)
+                start = max(start, pushed[(p, c)][k])
+                taken[(p, c)] = k + 1
+        end = start + duration
+        unit_free[c] = end
+        for u in range(UNITS):
+            if s.signal >> u & 1:
+                pushed.setdefault((c, u), []).append(end)
+        spans.append((start, end))
+    return spans
