@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -48,6 +49,9 @@ _READ_ERRORS = (
     OverflowError,
     MemoryError,  # a header dictionary too complex for literal_eval
     RecursionError,
+    IndexError,  # zipfile on malformed extra fields
+    KeyError,
+    struct.error,
 )
 
 
@@ -89,7 +93,7 @@ def _read_header(f: BinaryIO, where: str) -> NpyHeader:
     reader = npformat.read_array_header_1_0 if version[0] == 1 else npformat.read_array_header_2_0
     try:
         shape, fortran_order, dtype = reader(f, max_header_size=MAX_HEADER_BYTES)
-    except _READ_ERRORS as exc:
+    except Exception as exc:  # numpy's header parser raises many kinds (TokenError, IndexError ...)
         raise InvalidInputError(
             f"{where}: not a readable .npy array: bad header ({_short(exc)})",
             hint="write it with numpy.save(path, array)",
