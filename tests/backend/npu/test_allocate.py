@@ -17,7 +17,7 @@ buffers = st.lists(
 ).map(lambda xs: [Buffer(f"b{i}", n, s, s + d, a) for i, (n, s, d, a) in enumerate(xs)])
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(bufs=buffers)
 def test_live_buffers_never_overlap(bufs: list[Buffer]) -> None:
     result = allocate(bufs, capacity=1 << 30)
