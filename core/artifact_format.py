@@ -2,10 +2,13 @@
 
 ``model.so`` comes with ``model.so.json``: the model's interface
 (:class:`~npuc.core.model_info.ModelInfo`), where it came from (source sha256),
-what it was built for (:class:`~npuc.core.target.CpuTarget`), by which
-npuc version and when. The sidecar also records the SHA-256 of the library
-it belongs to, so a reader can tell a stale or mismatched pair from a good
-one. The runtime refuses a library without a valid sidecar.
+what it was built for (:class:`~npuc.core.target.CpuTarget`) and by which
+npuc and TVM versions. It holds no timestamp and no timing, so two builds of
+the same model with the same options give byte-identical sidecars (build
+times are reported by ``npuc build``, not stored). The sidecar also records
+the SHA-256 of the library it belongs to, so a reader can tell a stale or
+mismatched pair from a good one. The runtime refuses a library without a
+valid sidecar.
 
 The backend writes it (:mod:`npuc.backend.cpu.build`) and the runtime reads
 it (:mod:`npuc.runtime.compiled_model`); it sits in the core, below both, so
@@ -24,7 +27,7 @@ from npuc.core.model_info import ModelInfo
 from npuc.core.target import CpuTarget
 
 SIDECAR_FORMAT = "npuc-cpu-library"
-SIDECAR_VERSION = 1
+SIDECAR_VERSION = 2  # 2: no built_at_utc / compile_time_s (deterministic)
 
 
 def sidecar_path(library_path: str | Path) -> Path:
@@ -43,8 +46,6 @@ class LibrarySidecar:
     library_sha256: str
     npuc_version: str
     tvm_version: str
-    built_at_utc: str
-    compile_time_s: float
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -56,8 +57,6 @@ class LibrarySidecar:
             "build": {
                 "npuc_version": self.npuc_version,
                 "tvm_version": self.tvm_version,
-                "built_at_utc": self.built_at_utc,
-                "compile_time_s": self.compile_time_s,
             },
         }
 
@@ -77,8 +76,6 @@ class LibrarySidecar:
             library_sha256=str(data["library"]["sha256"]),
             npuc_version=str(build["npuc_version"]),
             tvm_version=str(build["tvm_version"]),
-            built_at_utc=str(build["built_at_utc"]),
-            compile_time_s=float(build["compile_time_s"]),
         )
 
 

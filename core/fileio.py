@@ -5,13 +5,21 @@ goes through :func:`atomic_path`: the producer writes to a temporary file in
 the destination folder, which is renamed over the destination only when the
 producer finished without an exception. On error the temporary file is
 removed and the destination is left as it was.
+
+A process killed while writing cannot clean up, so every temporary is named
+``.<dest name>.npuc-tmp-<pid>-<random>`` (files) or ``...<random>.work``
+(:func:`workspace_beside`, folders), beside the destination, never in the
+system temp folder. The next write to the same destination removes those
+whose process is gone (:func:`remove_stale_temporaries`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,9 +36,10 @@ def atomic_path(dest: str | os.PathLike[str], suffix: str | None = None) -> Iter
     """
     dest = Path(dest)
     folder = check_output_path(dest)
+    remove_stale_temporaries(dest)
     try:
         fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{dest.name}.",
+            prefix=_temp_prefix(dest),
             suffix=suffix if suffix is not None else dest.suffix,
             dir=folder,
         )
@@ -51,6 +60,67 @@ def atomic_path(dest: str | os.PathLike[str], suffix: str | None = None) -> Iter
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+_TMP_TAG = ".npuc-tmp-"
+
+
+def _temp_prefix(dest: Path) -> str:
+    return f".{dest.name}{_TMP_TAG}{os.getpid()}-"
+
+
+@contextlib.contextmanager
+def workspace_beside(dest: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a new hidden folder beside ``dest`` for intermediate files; removed on exit.
+
+    Used instead of the system temp folder (e.g. TVM's ``export_library``
+    workspace) so that a killed build leaves nothing there; what it leaves
+    beside ``dest`` is removed by the next write to ``dest``.
+    """
+    dest = Path(dest)
+    folder = check_output_path(dest)
+    remove_stale_temporaries(dest)
+    work = Path(tempfile.mkdtemp(prefix=_temp_prefix(dest), suffix=".work", dir=folder))
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def remove_stale_temporaries(dest: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporaries of ``dest`` left by npuc processes that are gone.
+
+    Returns the removed paths. A temporary whose process still runs (a
+    concurrent build) is kept; one whose name does not parse is kept too.
+    """
+    dest = Path(dest)
+    folder = dest.parent if str(dest.parent) else Path(".")
+    removed: list[Path] = []
+    pattern = str(folder / f".{glob.escape(dest.name)}{_TMP_TAG}*")
+    for name in glob.glob(pattern, include_hidden=True):
+        path = Path(name)
+        pid_text = path.name[len(dest.name) + 1 + len(_TMP_TAG) :].split("-", 1)[0]
+        if not pid_text.isdigit() or _process_alive(int(pid_text)):
+            continue
+        with contextlib.suppress(OSError):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # another user's process, or cannot tell: keep its files
+    return True
 
 
 def check_output_path(dest: str | os.PathLike[str]) -> Path:

@@ -11,7 +11,6 @@ failing build leaves no new file and never clobbers an existing library.
 
 from __future__ import annotations
 
-import datetime
 import json
 import time
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from tvm import relax
 from npuc.backend.cpu.lowering import cpu_relax_pipeline
 from npuc.core.artifact_format import LibrarySidecar, sidecar_path
 from npuc.core.errors import InvalidInputError, UnsupportedError
-from npuc.core.fileio import atomic_path, sha256_file, write_text_atomic
+from npuc.core.fileio import atomic_path, sha256_file, workspace_beside, write_text_atomic
 from npuc.core.model_info import ModelInfo
 from npuc.core.progress import Progress, null_progress
 from npuc.core.target import CpuTarget
@@ -100,9 +99,8 @@ def compile_module(mod: tvm.IRModule, target: CpuTarget) -> tvm.runtime.Executab
     Parameters
     ----------
     mod
-        Relax module with a ``main`` function; legalized and fused by
-        ``npuc.midend.pipeline.optimize(mod, target_kind="cpu")`` (high-level
-        operators left over are legalized here, without fusion).
+        Relax module with a ``main`` function, as ``npuc.midend.pipeline.optimize``
+        returns it; legalized, fused and lowered here (:mod:`.lowering`).
     target
         The CPU to compile for (see :func:`~npuc.core.target.host_target`).
     """
@@ -146,8 +144,8 @@ def build_library(
 
     start_s = time.monotonic()
     side_path = sidecar_path(out_path)
-    with atomic_path(out_path) as tmp_library:
-        executable.export_library(str(tmp_library))
+    with atomic_path(out_path) as tmp_library, workspace_beside(out_path) as work:
+        executable.export_library(str(tmp_library), workspace_dir=str(work))
         library_bytes = tmp_library.stat().st_size
         sidecar = LibrarySidecar(
             info=info,
@@ -156,8 +154,6 @@ def build_library(
             library_sha256=sha256_file(tmp_library),
             npuc_version=__version__,
             tvm_version=tvm.__version__,
-            built_at_utc=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            compile_time_s=round(compile_s, 3),
         )
         write_text_atomic(side_path, json.dumps(sidecar.to_json(), indent=2) + "\n")
     write_s = time.monotonic() - start_s

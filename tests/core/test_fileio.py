@@ -39,3 +39,33 @@ def test_folder_as_destination_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="is a folder"):
         write_text_atomic(tmp_path / "out.npz", "x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npz"]
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from npuc.core.fileio import remove_stale_temporaries, write_text_atomic
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(dead.stdout)
+    alive_pid = os.getppid()  # the process that started this test still runs
+    stale_file = tmp_path / f".r.txt.npuc-tmp-{dead_pid}-abc.txt"
+    stale_dir = tmp_path / f".r.txt.npuc-tmp-{dead_pid}-def.work"
+    live_file = tmp_path / f".r.txt.npuc-tmp-{alive_pid}-ghi.txt"
+    other = tmp_path / f".other.txt.npuc-tmp-{dead_pid}-abc.txt"
+    stale_file.write_bytes(b"")
+    stale_dir.mkdir()
+    (stale_dir / "lib0.o").write_bytes(b"\0")
+    live_file.write_bytes(b"")
+    other.write_bytes(b"")
+    assert sorted(remove_stale_temporaries(tmp_path / "r.txt")) == sorted([stale_file, stale_dir])
+    write_text_atomic(tmp_path / "r.txt", "ok")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["r.txt", live_file.name, other.name]
+    )
