@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from npuc.cli.main import main
+from npuc.core.hw.config import NPU_M
+from npuc.core.isa.builder import ProgramBuilder
 from npuc.npu_sim import conv_tiles
 from npuc.npu_sim import functional as fn
 from npuc.npu_sim.conv_tiles import Geometry, tiles
+from tests.tooling.fuzz import time_bound
 
 
 @st.composite
@@ -125,3 +131,32 @@ def test_tiles_of_the_huge_case_stay_within_the_budget() -> None:
         assert im2col <= conv_tiles.WORK_ELEMENTS
         assert geo.slab_elements(t, 1) <= conv_tiles.WORK_ELEMENTS
     assert count > 0
+
+
+def test_huge_padded_conv_program_simulates_through_the_cli(tmp_path: Path) -> None:
+    """The handed case's kind end to end: a valid program, `npuc sim`, exact outputs."""
+    rng = np.random.default_rng(11)
+    weights = rng.integers(-128, 128, (1, 255, 255, 1)).astype(np.int8)
+    b = ProgramBuilder(NPU_M)
+    w = b.constant("w", weights)
+    x = b.input("x", (1, 1, 1, 1), "int8", scale=1.0)
+    y = b.output("y", (1, 255, 255, 1), "int8", scale=1.0)
+    x_s, w_s, y_s = b.sram("x_s", 64), b.sram("w_s", 255 * 255), b.sram("y_s", 255 * 255)
+    b.emit("dma_load", dram_addr=w, sram_addr=w_s, row_bytes=255 * 255)
+    b.emit("dma_load", dram_addr=x, sram_addr=x_s, row_bytes=1, signal="mac")
+    geometry = dict(ifm_h=1, ifm_w=1, ifm_c=1, ofm_h=255, ofm_w=255, ofm_c=1, kh=255, kw=255)
+    pads = dict(pad_top=254, pad_left=254, pad_bottom=254, pad_right=254)
+    b.emit(
+        "conv", ifm_addr=x_s, ifm_dtype="int8", ofm_addr=y_s, ofm_dtype="int8", w_addr=w_s,
+        ofm_multiplier=1, post_shift=0, wait="dma_in", signal="dma_out", **geometry, **pads,
+    )  # fmt: skip
+    b.emit("dma_store", dram_addr=y, sram_addr=y_s, row_bytes=255 * 255, wait="mac")
+    program = tmp_path / "p.npub"
+    b.build().save(program)
+    np.save(tmp_path / "x.npy", np.full((1, 1, 1, 1), -2, np.int8))
+    argv = ["sim", str(program), "--input", f"x={tmp_path / 'x.npy'}"]
+    with time_bound(120.0):
+        assert main([*argv, "--output", str(tmp_path / "y.npz")]) == 0
+    with np.load(tmp_path / "y.npz") as out:
+        want = np.clip(-2 * weights[0, ::-1, ::-1, 0].astype(np.int64), -128, 127)
+        np.testing.assert_array_equal(out["y"][0, :, :, 0], want.astype(np.int8), strict=True)
