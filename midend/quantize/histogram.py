@@ -163,7 +163,9 @@ class Histogram:
         """
         if amax <= 0 or self.is_point:
             counts = np.zeros(bins)
-            counts[0] = self.total
+            point = abs(self._point or 0.0)
+            at = min(bins - 1, int(point / amax * bins)) if amax > 0 else 0
+            counts[at] = self.total
             return counts, (amax / bins if amax > 0 else 1.0)
         new_edges = np.linspace(0.0, amax, bins + 1)
         edges, cum = self.edges, self.cumulative()

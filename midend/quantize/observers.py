@@ -208,7 +208,7 @@ class Observer:
         lo, hi = self.min, self.max
         kind, param = strategy.kind, strategy.value()
         bits = dtype_bits(dtype)
-        if kind == "extrema":
+        if kind == "extrema" or lo == hi:  # a constant tensor: its value is the range
             return lo, hi
         if kind == "mean":
             return self.running_min, self.running_max

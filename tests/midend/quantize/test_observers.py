@@ -210,6 +210,9 @@ def test_constant_tensor_and_no_data() -> None:
     obs = _observe([np.zeros((2, 3)), np.zeros((2, 3))])
     for text in ("extrema", "mean", "percentile", "std", "kld", "aciq_laplace", "mse"):
         assert obs.range(parse_strategy(text), dtype="int8", symmetric=True) == (0.0, 0.0)
+    obs = _observe([np.full((4, 4), -3.0)])
+    for text in ("extrema", "percentile", "kld", "aciq_gauss", "mse"):
+        assert obs.range(parse_strategy(text), dtype="int8", symmetric=True) == (-3.0, -3.0)
     empty = Observer("conv7/out", trim_infinity=True)
     empty.update(np.array([np.inf]))
     with pytest.raises(
