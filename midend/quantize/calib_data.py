@@ -40,6 +40,15 @@ from .calib_plugins import is_plugin_name, plugin_refs, random_refs
 from .calib_set import CalibrationSet, SampleRef, check_dtype, check_names, plan_array
 from .images import IMAGE_SUFFIXES, ImagePreprocess
 
+__all__ = [
+    "ARRAY_SUFFIXES",
+    "CalibrationSet",
+    "ImagePreprocess",
+    "SampleRef",
+    "load_calibration",
+    "load_preprocess",
+]
+
 ARRAY_SUFFIXES = frozenset({".npy", ".npz"})
 _WHAT = "calibration file"
 
