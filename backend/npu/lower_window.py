@@ -188,7 +188,7 @@ def plan_window(op: NpuConv2d | NpuPool, hw: HwConfig, sram_budget: int) -> OpPl
             c0, c1 = t.blocks[k]
             if conv and not t.weights_resident and b == 0:
                 load_w(k, k % 2)
-            if not t.weights_resident or k == 0:
+            if k == 0 or (not t.weights_resident and len(t.bands) > 1):
                 slot_in = loads % n_ifm
                 steps.extend(_load_band(op, band, ifm, sram[f"ifm{slot_in}"], op.name))
                 loads += 1

@@ -2,8 +2,9 @@
 
 Requires: a validated op (:mod:`npuc.backend.npu.ops`) and an SRAM budget.
 
-Guarantees: :func:`choose_window_tiling` returns the tiling with the lowest
-estimated cycles (:mod:`npuc.backend.npu.perf`) among those whose buffers --
+Guarantees: :func:`choose_window_tiling` returns, among the tilings whose
+estimated cycles (:mod:`npuc.backend.npu.perf`) are within CYCLE_TOLERANCE of
+the fastest, the one that moves the fewest DRAM bytes, among those whose buffers --
 input band and output tile double-buffered, weight blocks resident or
 double-buffered (streamed) -- fit the budget, or raises UnsupportedError
 saying what does not fit. Halos: a band of output rows ``[oy0, oy1)`` reads
@@ -36,6 +37,7 @@ from npuc.core.errors import UnsupportedError
 from npuc.core.hw.config import HwConfig
 
 ALIGN = 64
+CYCLE_TOLERANCE = 0.02  # tilings this close to the fastest compete on DRAM traffic
 
 
 def align(n: int) -> int:
@@ -65,6 +67,7 @@ class WindowTiling:
     blocks: tuple[tuple[int, int], ...]
     sram_bytes: int
     est_cycles: int
+    dram_bytes: int
 
     def describe(self) -> str:
         w = "resident" if self.weights_resident else "streamed"
@@ -140,7 +143,7 @@ def _costs(
     for t, (b, k) in enumerate(order):
         band = bs[b]
         c0, c1 = blocks[k]
-        first_of_band = k == 0 if resident else True
+        first_of_band = k == 0 if resident or len(bs) == 1 else True
         load = dma_cycles(hw, row_bytes=(band.iy1 - band.iy0) * w * c * isz) if first_of_band else 0
         if resident and t == 0:
             load += sum(wload)
@@ -203,7 +206,7 @@ def choose_window_tiling(op: WindowOp, hw: HwConfig, sram_budget: int) -> Window
         )
     else:
         block_sizes = [cout]  # depthwise / pool: a block needs its own input channels
-    best: WindowTiling | None = None
+    fitting: list[WindowTiling] = []
     for cb in block_sizes:
         blocks = cout_blocks(cout, cb)
         for rows in _candidates(oh):
@@ -212,24 +215,29 @@ def choose_window_tiling(op: WindowOp, hw: HwConfig, sram_budget: int) -> Window
                 need = _sram_need(op, bs, blocks, resident)
                 if need > sram_budget:
                     continue
-                est = _estimate(op, hw, bs, blocks, resident)
-                if best is None or est < best.est_cycles:
-                    best = WindowTiling(rows, cb, resident, bs, blocks, need, est)
-    if best is None:
+                est = pipeline_cycles(_costs(op, hw, bs, blocks, resident))
+                traffic = dram_bytes(op, bs, blocks, resident)
+                fitting.append(WindowTiling(rows, cb, resident, bs, blocks, need, est, traffic))
+    if not fitting:
         smallest = _sram_need(op, bands(op, 1), cout_blocks(cout, block_sizes[-1]), False)
         raise UnsupportedError(
             f"NPU op {op.name!r}: even one output row needs {smallest} bytes of SRAM, more than"
             f" the {sram_budget} available",
             hint="use a hardware config with more SRAM (width tiling is not implemented yet)",
         )
-    return best
+    fastest = min(t.est_cycles for t in fitting)
+    near = [t for t in fitting if t.est_cycles <= fastest * (1 + CYCLE_TOLERANCE)]
+    return min(near, key=lambda t: (t.dram_bytes, t.est_cycles, -t.rows, -t.cout_block))
 
 
-def _estimate(
-    op: WindowOp,
-    hw: HwConfig,
-    bs: tuple[Band, ...],
-    blocks: tuple[tuple[int, int], ...],
-    resident: bool,
+def dram_bytes(
+    op: WindowOp, bs: tuple[Band, ...], blocks: tuple[tuple[int, int], ...], resident: bool
 ) -> int:
-    return pipeline_cycles(_costs(op, hw, bs, blocks, resident))
+    """DRAM bytes a tiling moves: input bands (reloaded per block when streaming several), weight
+    blocks once, the output once."""
+    _, w, c = op.ifm.hwc
+    per_band = sum((b.iy1 - b.iy0) * w * c * op.ifm.itemsize for b in bs)
+    loads = per_band * (1 if resident or len(bs) == 1 else len(blocks))
+    if isinstance(op, NpuConv2d):
+        loads += sum(weight_block_bytes(op, c1 - c0) for c0, c1 in blocks)
+    return loads + op.ofm.nbytes
