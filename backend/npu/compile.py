@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from npuc.backend.npu.allocate import Buffer, allocate
-from npuc.backend.npu.encode import emit_all, step_cycles
+from npuc.backend.npu.encode import dram_bytes_moved, emit_all, step_cycles
 from npuc.backend.npu.lower_flat import plan_flat
 from npuc.backend.npu.lower_layout import plan_pad, plan_resize, plan_transpose
 from npuc.backend.npu.lower_move import plan_move
@@ -62,7 +62,7 @@ def _align(n: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class OpStats:
-    """Per-op compile result: kind, MACs, estimates, tiling chosen, SRAM used.
+    """Per-op compile result: kind, MACs, estimates, DRAM bytes, tiling chosen, SRAM used.
 
     ``est_cycles`` is the tiling model's estimate of the op alone (what chose
     the tiling); ``sched_start`` / ``sched_end`` are the op's first start and
@@ -75,6 +75,7 @@ class OpStats:
     est_cycles: int
     sched_start: int
     sched_end: int
+    dram_bytes: int
     tiling: str
     sram_peak_bytes: int
     first_instruction: int
@@ -176,6 +177,7 @@ def compile_npu_graph(
             plan.est_cycles,
             min((spans[i][0] for i in range(a, b)), default=0),
             max((spans[i][1] for i in range(a, b)), default=0),
+            sum(dram_bytes_moved(steps[i]) for i in range(a, b)),
             plan.tiling,
             peak,
             a,

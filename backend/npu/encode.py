@@ -341,3 +341,11 @@ def step_cycles(step: Step, hw: HwConfig) -> int:
         return perf.itp_cycles(hw, work=f["ofm_h"] * f["ofm_w"] * f["ifm_c"] * f["kh"] * f["kw"])
     factor = 2 if m == "lut" and DTYPE_NAMES[f["ifm_dtype"]] == "int16" else 1
     return perf.itp_cycles(hw, work=f["count"] * factor)
+
+
+def dram_bytes_moved(step: Step) -> int:
+    """Bytes a DMA step moves between DRAM and SRAM (0 for other steps)."""
+    if step.mnemonic not in ("dma_load", "dma_store"):
+        return 0
+    f = step.fields
+    return f["row_bytes"] * f["row_count"] * f["plane_count"]
