@@ -27,6 +27,7 @@ data is read when the set is iterated, one file at a time, and at most
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -242,7 +243,7 @@ def _list_files(list_file: Path) -> list[Path]:
 
 
 def load_calibration(
-    source: str | None,
+    source: str | os.PathLike[str] | None,
     inputs: Sequence[TensorInfo],
     *,
     preprocess: ImagePreprocess | None = None,
@@ -281,6 +282,7 @@ def load_calibration(
             "list of files, or module:function); --calib random runs on noise to try "
             "the flow, with meaningless accuracy",
         )
+    source = str(source)  # a Path is fine too
     if limit is not None and limit < 1:
         raise InvalidInputError(f"the calibration sample limit must be >= 1, not {limit}")
     inputs = tuple(inputs)

@@ -163,6 +163,10 @@ class CalibrationSet:
     def __len__(self) -> int:
         return len(self.refs)
 
+    def __repr__(self) -> str:
+        noise = ", random" if self.is_random else ""
+        return f"CalibrationSet({self.source!r}, {len(self.refs)} samples{noise})"
+
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         key: str | None = None
         arrays: Mapping[str, np.ndarray] = {}

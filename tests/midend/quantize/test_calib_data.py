@@ -35,6 +35,9 @@ def test_npy_batch_single_and_stacked(tmp_path: Path) -> None:
     for i, s in enumerate(samples):
         assert list(s) == ["x"] and s["x"].shape == (1, 3, 8, 8) and s["x"].dtype == np.float32
         np.testing.assert_array_equal(s["x"][0], data[i])
+    assert repr(load_calibration(tmp_path / "batch.npy", (X,))) == (
+        f"CalibrationSet('{tmp_path / 'batch.npy'}', 5 samples)"
+    )
     np.save(tmp_path / "one.npy", data[:1])
     assert len(_samples(tmp_path / "one.npy")) == 1
     # A model without a batch axis: samples stacked on an extra leading axis.
