@@ -110,14 +110,23 @@ class Histogram:
         self.width = self.width * k
 
     def _index(self, x: np.ndarray) -> np.ndarray:
-        """Bin of each value: ``floor(x / width) - start`` computed as
-        ``(x - start * width) / width`` in ``x``'s float dtype (float32 stays
-        float32 for speed; values within ~1e-4 of a bin width of an edge may
-        land in the neighbouring bin), clamped to the grid."""
+        """Bin of each value, ``floor(x / width) - start``, for values on the grid.
+
+        Computed as ``(x - start * width) * (1 / width)`` in ``x``'s float dtype
+        (float32 stays float32 for speed; a value within ~1e-4 of a bin width of
+        an edge may land in the neighbouring bin) and truncated: values on the
+        grid give ``0 .. bins`` (``bins`` only for the top edge itself, or by
+        rounding; :meth:`_count` folds it into the last bin).
+        """
         buf = np.subtract(x, x.dtype.type(self.start * self.width))
         np.multiply(buf, x.dtype.type(1.0 / self.width), out=buf)
-        np.clip(buf, 0, self.bins - 1, out=buf)
         return buf.astype(np.intp)
+
+    def _count(self, x: np.ndarray) -> np.ndarray:
+        counts = np.bincount(self._index(x), minlength=self.bins)
+        if counts.size > self.bins:
+            counts[self.bins - 1] += counts[self.bins :].sum()
+        return counts[: self.bins]
 
     def add(self, x: np.ndarray, lo: float, hi: float) -> None:
         """Count finite values ``x`` (float32 or float64, any shape) with min/max ``lo``/``hi``."""
@@ -132,13 +141,11 @@ class Histogram:
                 return
             self._make_grid(vmin, vmax)
             if self._point is not None:
-                self.counts[self._index(np.array([self._point], np.float64))[0]] += (
-                    self._point_count
-                )
+                self.counts += self._count(np.array([self._point], np.float64)) * self._point_count
             self._point, self._point_count = None, 0.0
         if not self._fits(lo, hi):
             self._grow(lo, hi)
-        self.counts += np.bincount(self._index(x.ravel()), minlength=self.bins)
+        self.counts += self._count(x.ravel())
 
     def cumulative(self) -> np.ndarray:
         """float64 ``(bins + 1,)``: counts of values below each edge."""
