@@ -96,6 +96,8 @@ class OutputStage:
     ofm_zp: int
     act_min: int
     act_max: int
+    lut: LutTable | None = None
+    lut_in_dtype: str = "int8"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,6 +157,15 @@ def conv(g: ConvGeometry, o: OutputStage, tag: str = "") -> Step:
         "act_min": o.act_min,
         "act_max": o.act_max,
     }
+    if o.lut is not None:
+        fields.update(
+            lut_en=1,
+            lut_addr=o.lut.addr,
+            lut_in_dtype=dtype_code(o.lut_in_dtype),
+            lut_bits=o.lut.lut_bits,
+            lut_x_min=o.lut.lut_x_min,
+            lut_f=o.lut.lut_f,
+        )
     cin_pg = 1 if g.depthwise else ic
     accesses = [
         _flat(g.ifm_addr, ih * iw * ic, g.ifm_dtype, False),
@@ -164,6 +175,8 @@ def conv(g: ConvGeometry, o: OutputStage, tag: str = "") -> Step:
         accesses.append(_flat(o.bias_addr, oc, "int16", False))
     if o.multiplier_addr is not None:
         accesses.append(_flat(o.multiplier_addr, oc, "int16", False))
+    if o.lut is not None:
+        accesses.append(_flat(o.lut.addr, o.lut.entries, g.ofm_dtype, False))
     accesses.append(_flat(g.ofm_addr, oh * ow * oc, g.ofm_dtype, True))
     return Step("conv", Unit.MAC, fields, tuple(accesses), tag)
 

@@ -26,6 +26,7 @@ from npuc.backend.npu.tiling import (
     WindowTiling,
     align,
     choose_window_tiling,
+    lut_bytes,
     weight_block_bytes,
 )
 from npuc.core.hw.config import HwConfig
@@ -65,6 +66,8 @@ def _buffers(op: NpuConv2d | NpuPool, t: WindowTiling) -> list[Buffer]:
         wb = weight_block_bytes(op, t.cout_block)
         n_w = len(t.blocks) if t.weights_resident else min(2, len(t.blocks))
         bufs += [Buffer(f"w{i}", wb, 0, 1) for i in range(n_w)]
+        if lut_bytes(op):
+            bufs.append(Buffer("lut", lut_bytes(op), 0, 1))
     return bufs
 
 
@@ -115,7 +118,14 @@ def _load_band(op: NpuConv2d | NpuPool, band: Band, dram: int, sram: int, tag: s
     )
 
 
-def _compute(op: NpuConv2d | NpuPool, g: encode.ConvGeometry, c0: int, c1: int, tag: str) -> Step:
+def _compute(
+    op: NpuConv2d | NpuPool,
+    g: encode.ConvGeometry,
+    c0: int,
+    c1: int,
+    tag: str,
+    table: encode.LutTable | None = None,
+) -> Step:
     if isinstance(op, NpuPool):
         avg = op.op == "avg"
         q = encode.Requant(
@@ -139,6 +149,8 @@ def _compute(op: NpuConv2d | NpuPool, g: encode.ConvGeometry, c0: int, c1: int, 
         ofm_zp=op.ofm.zero_point,
         act_min=op.act_min,
         act_max=op.act_max,
+        lut=table,
+        lut_in_dtype=op.lut_in_dtype,
     )
     return encode.conv(g, stage, tag)
 
@@ -147,14 +159,13 @@ def plan_window(op: NpuConv2d | NpuPool, hw: HwConfig, sram_budget: int) -> OpPl
     """Choose the tiling and return the op's plan (see the module docstring)."""
     t = choose_window_tiling(op, hw, sram_budget)
     conv = isinstance(op, NpuConv2d)
-    consts = (
-        tuple(
-            (f"{op.name}/w{k}", _weight_blob(op, c0, c1))  # type: ignore[arg-type]
-            for k, (c0, c1) in enumerate(t.blocks)
+    consts: tuple[tuple[str, np.ndarray], ...] = ()
+    if isinstance(op, NpuConv2d):
+        consts = tuple(
+            (f"{op.name}/w{k}", _weight_blob(op, c0, c1)) for k, (c0, c1) in enumerate(t.blocks)
         )
-        if conv
-        else ()
-    )
+        if op.lut is not None:
+            consts += ((f"{op.name}/lut", blob(op.lut)),)
 
     def make_steps(dram: Mapping[str, int], sram: Mapping[str, int]) -> list[Step]:
         steps: list[Step] = []
@@ -174,6 +185,21 @@ def plan_window(op: NpuConv2d | NpuPool, hw: HwConfig, sram_budget: int) -> OpPl
                 )
             )
 
+        table = None
+        if isinstance(op, NpuConv2d) and op.lut is not None:
+            lut_name = f"{op.name}/lut"
+            steps.extend(
+                encode.dma(
+                    True, dram[lut_name], sram["lut"], encode.contiguous(op.lut.nbytes), op.name
+                )
+            )
+            table = encode.LutTable(
+                addr=sram["lut"],
+                entries=op.lut_entries,
+                lut_bits=op.lut_bits,
+                lut_x_min=op.lut_x_min,
+                lut_f=op.lut_f,
+            )
         if conv and t.weights_resident:
             for k in range(len(t.blocks)):
                 load_w(k, k)
@@ -202,7 +228,7 @@ def plan_window(op: NpuConv2d | NpuPool, hw: HwConfig, sram_budget: int) -> OpPl
                 sram[f"ofm{tile % n_ofm}"],
                 sram[f"w{w_slot}"] if conv else 0,
             )
-            steps.append(_compute(op, g, c0, c1, op.name))
+            steps.append(_compute(op, g, c0, c1, op.name, table))
             steps.extend(_store(op, band, c0, c1, ofm, g.ofm_addr, op.name))
         return steps
 

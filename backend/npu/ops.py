@@ -58,6 +58,9 @@ class NpuConv2d:
     ``cout`` a multiple of ``cin``); int8/uint8 or int16 ifm; stride and
     dilation in [1, 15]; kernel and padding at most 255; each pad smaller
     than the dilated kernel extent (every output row sees a real input row).
+    With ``lut`` set, the output stage looks the requantized value (saturated
+    to ``lut_in_dtype``) up in the table instead of clamping (a fused
+    activation such as sigmoid); the table has entries of the ofm dtype.
     """
 
     name: str
@@ -75,6 +78,16 @@ class NpuConv2d:
     dilation: tuple[int, int] = (1, 1)
     padding: tuple[int, int, int, int] = (0, 0, 0, 0)
     groups: int = 1
+    lut: np.ndarray | None = None
+    lut_in_dtype: str = "int8"
+    lut_bits: int = 8
+    lut_x_min: int = -32768
+    lut_f: int = 8
+
+    @property
+    def lut_entries(self) -> int:
+        """Fused table entries: 256 for an 8-bit ``lut_in_dtype``, else ``2^lut_bits + 1``."""
+        return (1 << self.lut_bits) + 1 if self.lut_in_dtype == "int16" else 256
 
     @property
     def depthwise(self) -> bool:
@@ -138,6 +151,15 @@ class NpuConv2d:
         ew = window_out(w, left, right, kw, self.stride[1], dw)
         if (eh, ew) != (oh, ow):
             raise fail(n, f"ofm is {oh}x{ow} but the geometry gives {eh}x{ew}")
+        if self.lut is not None:
+            if self.lut_in_dtype not in DTYPE_RANGES:
+                raise fail(n, f"lut_in_dtype {self.lut_in_dtype!r} is not int8, uint8 or int16")
+            if self.lut.shape != (self.lut_entries,) or str(self.lut.dtype) != self.ofm.dtype:
+                raise fail(
+                    n,
+                    f"fused table must be {self.ofm.dtype} ({self.lut_entries},),"
+                    f" got {self.lut.dtype} {self.lut.shape}",
+                )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)

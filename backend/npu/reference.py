@@ -39,6 +39,11 @@ def _conv(op: NpuConv2d, x: np.ndarray) -> np.ndarray:
         act_min=op.act_min,
         act_max=op.act_max,
         ofm_dtype=op.ofm.dtype,
+        lut=op.lut,
+        lut_in_dtype=op.lut_in_dtype,
+        lut_bits=op.lut_bits,
+        lut_x_min=op.lut_x_min,
+        lut_f=op.lut_f,
     )
     bias = op.bias if op.bias is not None else np.zeros(cout, np.int16)
     y, _ = intref.conv2d(

@@ -114,6 +114,13 @@ def weight_block_bytes(op: NpuConv2d, cb: int) -> int:
     return align(per + extra)
 
 
+def lut_bytes(op: WindowOp) -> int:
+    """SRAM bytes of a convolution's fused table (0 without one)."""
+    if not isinstance(op, NpuConv2d) or op.lut is None:
+        return 0
+    return align(op.lut_entries * op.ofm.itemsize)
+
+
 def _candidates(n: int) -> list[int]:
     """Distinct ``ceil(n / k)`` for k = 1..n (the sizes giving distinct tile counts)."""
     return sorted({ceil_div(n, k) for k in range(1, n + 1)}, reverse=True)
@@ -145,6 +152,8 @@ def _costs(
         c0, c1 = blocks[k]
         first_of_band = k == 0 if resident or len(bs) == 1 else True
         load = dma_cycles(hw, row_bytes=(band.iy1 - band.iy0) * w * c * isz) if first_of_band else 0
+        if t == 0 and lut_bytes(op):
+            load += dma_cycles(hw, row_bytes=lut_bytes(op))
         if resident and t == 0:
             load += sum(wload)
         if not resident and b == 0:
@@ -193,7 +202,7 @@ def _sram_need(
         wts = sum(weight_block_bytes(op, c1 - c0) for c0, c1 in blocks)
     else:
         wts = weight_block_bytes(op, cb) * (2 if len(blocks) > 1 else 1)
-    return ifm + ofm + wts
+    return ifm + ofm + wts + lut_bytes(op)
 
 
 def choose_window_tiling(op: WindowOp, hw: HwConfig, sram_budget: int) -> WindowTiling:
@@ -240,4 +249,4 @@ def dram_bytes(
     loads = per_band * (1 if resident or len(bs) == 1 else len(blocks))
     if isinstance(op, NpuConv2d):
         loads += sum(weight_block_bytes(op, c1 - c0) for c0, c1 in blocks)
-    return loads + op.ofm.nbytes
+    return loads + lut_bytes(op) + op.ofm.nbytes

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -124,3 +126,31 @@ def test_tiny_sram_forces_tiling_and_stays_exact() -> None:
     assert stats.sram_peak_bytes <= CONFIGS["npu-tiny"].sram_bytes
     assert "1 band(s)" not in stats.tiling
     assert result.stats.sram_peak_bytes <= CONFIGS["npu-tiny"].sram_bytes
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+@pytest.mark.parametrize(
+    ("lut_in_dtype", "ofm_dtype", "bits"),
+    [("int8", "int8", 8), ("uint8", "int16", 8), ("int16", "int8", 6)],
+)
+def test_conv_with_fused_lut(config: str, lut_in_dtype: str, ofm_dtype: str, bits: int) -> None:
+    """The output stage's table lookup replaces the clamp, tiled or not."""
+    rng = np.random.default_rng(bits)
+    x = tensor("x", (1, 11, 9, 20), "int8", 3)
+    base = conv(rng, x, cout=36, kernel=(3, 3), padding=(1, 1, 1, 1))
+    entries = (1 << bits) + 1 if lut_in_dtype == "int16" else 256
+    lo, hi = (-128, 127) if ofm_dtype == "int8" else (-32768, 32767)
+    op = dataclasses.replace(
+        base,
+        ofm=tensor("y", base.ofm.shape, ofm_dtype, 0),
+        act_min=lo,
+        act_max=hi,
+        post_shift=base.post_shift - (8 if lut_in_dtype == "int16" else 0),
+        lut=rng.integers(lo, hi + 1, entries).astype(ofm_dtype),
+        lut_in_dtype=lut_in_dtype,
+        lut_bits=bits,
+        lut_x_min=-32768,
+        lut_f=16 - bits if lut_in_dtype == "int16" else 8,
+    )
+    graph = NpuGraph(ops=(op,), inputs=(x,), outputs=(op.ofm,))
+    compile_and_check(graph, CONFIGS[config], rng)
