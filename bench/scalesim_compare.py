@@ -29,8 +29,7 @@ from pathlib import Path
 
 from npuc.core.fileio import write_text_atomic
 from npuc.core.hw.config import NPU_M, NPU_S, HwConfig
-from npuc.core.isa.instructions import make
-from npuc.core.isa.program import Program
+from npuc.core.isa.builder import ProgramBuilder
 from npuc.npu_sim import simulate
 
 BENCH = Path(__file__).resolve().parent
@@ -120,19 +119,20 @@ def npuc_cycles(layer: Layer, base: HwConfig) -> dict[str, int]:
     weights = layer.cout * layer.k * layer.k * layer.cin
     ofm = oh * ow * layer.cout
     hw = dataclasses.replace(base, name=f"{base.name}-bigsram", sram_bytes=64 << 20)
-    conv = make(
+    b = ProgramBuilder(hw)
+    b.emit(
         "conv",
-        ifm_addr=0,
+        ifm_addr=b.sram("ifm", ifm),
         ifm_h=layer.h,
         ifm_w=layer.w,
         ifm_c=layer.cin,
-        ifm_dtype=0,
-        ofm_addr=ifm + weights,
+        ifm_dtype="int8",
+        ofm_addr=b.sram("ofm", ofm),
         ofm_h=oh,
         ofm_w=ow,
         ofm_c=layer.cout,
-        ofm_dtype=0,
-        w_addr=ifm,
+        ofm_dtype="int8",
+        w_addr=b.sram("weights", weights),
         kh=layer.k,
         kw=layer.k,
         stride_h=layer.stride,
@@ -141,11 +141,10 @@ def npuc_cycles(layer: Layer, base: HwConfig) -> dict[str, int]:
         pad_left=layer.pad,
         pad_bottom=layer.pad,
         pad_right=layer.pad,
-        m=1,
+        ofm_multiplier=1,
         post_shift=0,
     )
-    assert ifm + weights + ofm <= hw.sram_bytes
-    program = Program(config_hash=hw.config_hash_bytes, instructions=(conv, make("end")))
+    program = b.build()
     stats = simulate(program, {}, hw).stats
     assert stats.macs == layer.macs
     return {"cycles": stats.units[1].busy_cycles, "fill": hw.mac_pipeline_fill_cycles}

@@ -5,7 +5,8 @@ ping-ponging between two buffers, as a compiled ResNet stage would), runs it
 in the simulator several times, and compares the simulated MACs per
 wall-clock second with the GMAC/s numpy's float64 BLAS reaches on the same
 GEMM shapes (the im2col shape of each layer), measured in the same run.
-The simulator's conv is itself one float64 GEMM per instruction plus im2col
+The simulator's conv is itself one float64 GEMM per instruction (per output
+tile for huge ones) plus im2col
 and the integer output stage, so the ratio says how much of the BLAS speed
 the rest of the simulator keeps. Target: ratio >= 0.5.
 
@@ -21,13 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from npuc.core.errors import InvalidInputError
 from npuc.core.fileio import write_text_atomic
 from npuc.core.hw.config import NPU_L, HwConfig
-from npuc.core.isa.instructions import Instruction, make
-from npuc.core.isa.program import IoTensor, Program
+from npuc.core.isa.builder import ProgramBuilder
+from npuc.core.isa.program import Program
 from npuc.npu_sim import simulate
-
-CONST_BASE = 1 << 26
 
 
 @dataclass(frozen=True)
@@ -50,90 +50,55 @@ def build_program(
     s, c = stage.side, stage.channels
     act_bytes = s * s * c
     w_bytes = c * 9 * c
-    buf = (0, act_bytes)  # ping-pong activation buffers
-    w_base = 2 * act_bytes
-    m_sram = w_base + stage.layers * w_bytes
-    if m_sram + 2 * c > hw.sram_bytes:
-        raise SystemExit(f"stage {stage} does not fit in {hw.name}'s SRAM")
     weights = rng.integers(-128, 128, size=(stage.layers, c, 3, 3, c), dtype=np.int8)
     mults = np.full(c, 1 << 10, dtype=np.uint16)
-    constants = weights.tobytes() + mults.tobytes()
-    ins: list[Instruction] = [
-        make("dma_load", dram_addr=0, sram_addr=0, row_bytes=act_bytes),
-        make(
-            "dma_load",
-            dram_addr=CONST_BASE,
-            sram_addr=w_base,
-            row_bytes=len(constants),
-            signal=0b0010,
-        ),
-    ]
+    b = ProgramBuilder(hw)
+    w_dram = b.constant("weights", weights)
+    m_dram = b.constant("multipliers", mults, align=2)  # right after the weights: one load
+    x = b.input("x", (s, s, c), "int8", scale=1.0)
+    y = b.output("y", (s, s, c), "int8", scale=1.0)
+    try:
+        buf = (b.sram("act0", act_bytes), b.sram("act1", act_bytes))  # ping-pong activations
+        w_sram = b.sram("weights_s", m_dram.end - w_dram.addr)
+    except InvalidInputError as exc:
+        raise SystemExit(f"stage {stage} does not fit: {exc.message}") from None
+    m_sram = w_sram + (m_dram.addr - w_dram.addr)
+    b.emit("dma_load", dram_addr=x, sram_addr=buf[0], row_bytes=act_bytes)
+    b.emit("dma_load", dram_addr=w_dram, sram_addr=w_sram, row_bytes=w_sram.nbytes, signal="mac")
     for layer in range(stage.layers):
-        src, dst = buf[layer % 2], buf[(layer + 1) % 2]
-        ins.append(
-            make(
-                "conv",
-                wait=1 if layer == 0 else 0,
-                ifm_addr=src,
-                ifm_h=s,
-                ifm_w=s,
-                ifm_c=c,
-                ifm_dtype=0,
-                ofm_addr=dst,
-                ofm_h=s,
-                ofm_w=s,
-                ofm_c=c,
-                ofm_dtype=0,
-                w_addr=w_base + layer * w_bytes,
-                kh=3,
-                kw=3,
-                pad_top=1,
-                pad_left=1,
-                pad_bottom=1,
-                pad_right=1,
-                ofm_multiplier_per_channel=1,
-                ofm_multiplier_addr=m_sram,
-                pre_shift=8,
-                post_shift=16,
-                act_min=0,
-                act_max=127,
-                signal=0b1000 if layer == stage.layers - 1 else 0,
-            )
+        b.emit(
+            "conv",
+            wait="dma_in" if layer == 0 else 0,
+            ifm_addr=buf[layer % 2],
+            ifm_h=s,
+            ifm_w=s,
+            ifm_c=c,
+            ifm_dtype="int8",
+            ofm_addr=buf[(layer + 1) % 2],
+            ofm_h=s,
+            ofm_w=s,
+            ofm_c=c,
+            ofm_dtype="int8",
+            w_addr=w_sram + layer * w_bytes,
+            kh=3,
+            kw=3,
+            pad_top=1,
+            pad_left=1,
+            pad_bottom=1,
+            pad_right=1,
+            ofm_multiplier_per_channel=1,
+            ofm_multiplier_addr=m_sram,
+            pre_shift=8,
+            post_shift=16,
+            act_min=0,
+            act_max=127,
+            signal="dma_out" if layer == stage.layers - 1 else 0,
         )
-    out = buf[stage.layers % 2]
-    ins.append(
-        make("dma_store", wait=0b0010, dram_addr=1 << 24, sram_addr=out, row_bytes=act_bytes)
+    b.emit(
+        "dma_store", wait="mac", dram_addr=y, sram_addr=buf[stage.layers % 2], row_bytes=act_bytes
     )
-    ins.append(make("end"))
-    io = (
-        IoTensor(
-            name="x",
-            kind="input",
-            shape=(s, s, c),
-            dtype="int8",
-            scale=1.0,
-            zero_point=0,
-            dram_addr=0,
-        ),
-        IoTensor(
-            name="y",
-            kind="output",
-            shape=(s, s, c),
-            dtype="int8",
-            scale=1.0,
-            zero_point=0,
-            dram_addr=1 << 24,
-        ),
-    )
-    program = Program(
-        config_hash=hw.config_hash_bytes,
-        instructions=tuple(ins),
-        constants=constants,
-        const_dram_addr=CONST_BASE,
-        io=io,
-    )
-    x = rng.integers(-128, 128, size=(s, s, c), dtype=np.int8)
-    return program, x
+    x_value = rng.integers(-128, 128, size=(s, s, c), dtype=np.int8)
+    return b.build(), x_value
 
 
 def best_of_interleaved(repeats: int, *fns) -> list[float]:  # type: ignore[no-untyped-def]
