@@ -101,10 +101,11 @@ def bench_model(model: BenchModel, threads: int, repeats: int, folder: Path) -> 
     result = driver.build(
         model.path,
         out_path=folder / f"{model.name}.so",
+        target=driver.make_target("cpu", num_threads=threads),
         input_shapes=model.input_shapes,
-        num_threads=threads,
     )
-    compiled = runtime.load(result.library_path, num_threads=threads)
+    runtime.configure_threads(threads)
+    compiled = runtime.load(result.library_path)
     rng = np.random.default_rng(0)
     feeds = {t.name: rng.standard_normal(t.shape).astype(t.dtype) for t in compiled.info.inputs}
     npuc_ms, npuc_runs = median_ms(lambda: compiled.run(feeds), repeats, budget_s=60.0)

@@ -19,9 +19,29 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from npuc.core.errors import InvalidInputError
+from npuc.core.hw.config import HwConfig
 
 if TYPE_CHECKING:
     import tvm
+
+TARGET_KINDS = ("cpu", "npu")
+"""What ``npuc build --target`` accepts: :class:`CpuTarget` and :class:`NpuTarget`."""
+
+
+def check_num_threads(num_threads: int) -> int:
+    """Return ``num_threads`` if it is at least 1; the one place that checks thread counts.
+
+    Raises
+    ------
+    InvalidInputError
+        ``num_threads < 1``.
+    """
+    if num_threads < 1:
+        raise InvalidInputError(
+            f"number of threads must be at least 1, got {num_threads}",
+            hint="pass --threads 1 or more",
+        )
+    return num_threads
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,6 +56,11 @@ class CpuTarget:
         Enabled LLVM feature names without the ``+`` (``"avx2"``, ``"avx512f"``), sorted.
     num_cores
         Threads the generated code may use (TVM's ``num-cores``).
+
+    Raises
+    ------
+    InvalidInputError
+        Empty ``cpu_name`` or ``num_cores < 1``.
     """
 
     cpu_name: str
@@ -45,11 +70,7 @@ class CpuTarget:
     def __post_init__(self) -> None:
         if not self.cpu_name:
             raise InvalidInputError("CPU target: empty cpu_name")
-        if self.num_cores < 1:
-            raise InvalidInputError(
-                f"CPU target: num_cores must be at least 1, got {self.num_cores}",
-                hint="pass --threads 1 or more",
-            )
+        check_num_threads(self.num_cores)
         if tuple(sorted(self.features)) != self.features:
             raise ValueError("CpuTarget.features must be sorted")
 
@@ -126,3 +147,25 @@ def host_target(num_cores: int | None = None) -> CpuTarget:
         features=features,
         num_cores=host_core_count() if num_cores is None else num_cores,
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NpuTarget:
+    """The modeled NPU as a compilation target.
+
+    Parameters
+    ----------
+    hw
+        The hardware configuration (SRAM size, array shape, bandwidths; see
+        :class:`~npuc.core.hw.config.HwConfig` and docs/hw_config.md).
+    quantization
+        The quantizer's settings (calibration data, scheme). An opaque slot
+        until the quantizer defines its config type; ``None`` uses its defaults.
+    """
+
+    hw: HwConfig
+    quantization: object | None = None
+
+
+Target = CpuTarget | NpuTarget
+"""Anything ``npuc build`` can compile for."""

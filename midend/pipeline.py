@@ -1,13 +1,15 @@
-"""The midend: one ordered list of passes per target.
+"""The midend: one ordered list of target-independent passes.
 
 Read :func:`graph_passes` top to bottom to see what the midend does to a
 model; every entry says why it is there. docs/midend.md is the longer
-version. Later issues add post-training quantization and tiling for the NPU
-at the marked place in :func:`passes_for`; nothing else needs to change.
+version. What differs between builds comes in as :class:`MidendOptions`, not
+as a target name: the quantizer adds its passes at the marked place in
+:func:`passes` when ``options.quantization`` is set. CPU lowering (legalize,
+fuse) is the CPU backend's (:mod:`npuc.backend.cpu.lowering`).
 
-Public API: :func:`optimize` (used by the driver and the tests) and
-:func:`cpu_passes` (the same list, for callers that compose their own
-``tvm.transform.Sequential``).
+Public API: :func:`optimize` (used by the driver and the tests),
+:class:`MidendOptions` and :func:`passes` (the same list, for callers that
+compose their own ``tvm.transform.Sequential``).
 """
 
 from __future__ import annotations
@@ -17,20 +19,32 @@ from dataclasses import dataclass
 
 import tvm
 
-from npuc.core.errors import InvalidInputError
-
 from .decompose_inference_ops import DecomposeInferenceOps
 from .fold_batchnorm import FoldBatchnorm
 from .fold_constants import FoldConstants
-from .fuse_ops import FuseOps
-from .legalize_ops import LegalizeOps
 from .remove_dead_code import RemoveDeadCode
 from .remove_identities import RemoveIdentities
 from .remove_noop_reshapes import RemoveNoopReshapes
 from .simplify_sum import SimplifySum
 from .verify_well_formed import verify_well_formed
 
-TARGET_KINDS = ("cpu", "npu")
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MidendOptions:
+    """What the midend needs to know about a build.
+
+    Parameters
+    ----------
+    quantization
+        The quantizer's settings (from :attr:`npuc.core.target.NpuTarget.quantization`)
+        for an NPU build; ``None`` keeps the graph in float (CPU builds).
+    debug
+        Verify the module with ``relax.analysis.well_formed`` before the first
+        pass and after every pass (slower; for development and tests).
+    """
+
+    quantization: object | None = None
+    debug: bool = False
 
 
 def graph_passes() -> list[tvm.transform.Pass]:
@@ -57,45 +71,12 @@ def graph_passes() -> list[tvm.transform.Pass]:
     ]
 
 
-def fusion_passes(
-    target: tvm.target.Target | None = None, fuse_opt_level: int = 2
-) -> list[tvm.transform.Pass]:
-    """CPU operator fusion: the part of CPU lowering that is a graph decision."""
-    return [
-        # Every Relax op -> call_tir of a PrimFunc tagged with its op pattern.
-        LegalizeOps(target),
-        # Group conv/matmul + epilogues and elementwise runs; one PrimFunc per group.
-        FuseOps(fuse_opt_level),
-    ]
-
-
-def cpu_passes(
-    target: tvm.target.Target | None = None, fuse_opt_level: int = 2
-) -> list[tvm.transform.Pass]:
-    """Everything :func:`optimize` runs for ``target_kind="cpu"``, in order.
-
-    Parameters
-    ----------
-    target
-        CPU target for the sort/scan/sampling kernel choice (default plain ``llvm``).
-    fuse_opt_level
-        See :class:`~npuc.midend.fuse_ops.FuseOps`.
-    """
-    return graph_passes() + fusion_passes(target, fuse_opt_level)
-
-
-def passes_for(target_kind: str) -> list[tvm.transform.Pass]:
-    """The ordered pass list for ``target_kind`` (``"cpu"`` or ``"npu"``)."""
-    if target_kind == "cpu":
-        return cpu_passes()
-    if target_kind == "npu":
-        # Seam: post-training quantization and tiling passes go here, after
-        # the float graph clean-up and before the NPU backend.
-        return graph_passes()
-    raise InvalidInputError(
-        f"midend: unknown target kind {target_kind!r}",
-        hint=f"use one of: {', '.join(TARGET_KINDS)}",
-    )
+def passes(options: MidendOptions) -> list[tvm.transform.Pass]:
+    """The ordered pass list for a build with ``options``."""
+    result = graph_passes()
+    # Seam: post-training quantization and tiling passes go here, after the
+    # float graph clean-up and before the backend, when options.quantization is set.
+    return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,30 +106,26 @@ class Pipeline:
         return mod
 
 
-def optimize(mod: tvm.IRModule, target_kind: str = "cpu", debug: bool = False) -> tvm.IRModule:
-    """Run the midend pipeline for ``target_kind`` on ``mod``.
+def optimize(mod: tvm.IRModule, options: MidendOptions | None = None) -> tvm.IRModule:
+    """Run the midend pipeline on ``mod``.
 
     Parameters
     ----------
     mod
         A Relax module from the frontend (weights bound as constants). Not modified.
-    target_kind
-        ``"cpu"``: graph optimisations plus operator fusion; the result goes to
-        ``relax.build`` with the lowering passes listed in docs/midend.md.
-        ``"npu"``: graph optimisations only (for now).
-    debug
-        Check the IR after every pass (slower; for development and tests).
+    options
+        See :class:`MidendOptions`; default: a float build without IR checks.
 
     Returns
     -------
     tvm.IRModule
-        The optimised module.
+        The optimised module, still made of high-level Relax operators (the
+        CPU backend legalizes and fuses them).
 
     Raises
     ------
-    InvalidInputError
-        If ``target_kind`` is not one of :data:`TARGET_KINDS`.
     IllFormedIRError
-        With ``debug=True``, if a pass produced ill-formed IR (a bug in npuc).
+        With ``options.debug``, if a pass produced ill-formed IR (a bug in npuc).
     """
-    return Pipeline(passes_for(target_kind), debug=debug)(mod)
+    options = options if options is not None else MidendOptions()
+    return Pipeline(passes(options), debug=options.debug)(mod)

@@ -5,11 +5,14 @@ on the progress bar:
 
 0. ``startup``  — loading the compiler's own modules (TVM), timed but not a progress step;
 1. ``import``   — ``npuc.frontend.load``: read, fix input shapes, check support, convert to Relax;
-2. ``optimize`` — ``npuc.midend.pipeline.optimize``: graph passes, CPU operator fusion;
-3. ``compile``  — ``npuc.backend.cpu.compile_module``: TIR lowering and LLVM codegen;
+2. ``optimize`` — ``npuc.midend.pipeline.optimize``: target-independent graph passes;
+3. ``compile``  — ``npuc.backend.cpu.compile_module``: legalize, fuse, TIR lowering, LLVM codegen;
 4. ``write``    — the shared library and its JSON sidecar, atomically.
 
-Only ``target_kind="cpu"`` exists today; ``"npu"`` raises
+The target is a value (:class:`~npuc.core.target.CpuTarget` or
+:class:`~npuc.core.target.NpuTarget`) built once by :func:`make_target` from
+the command-line options and passed down; no stage below reads a target name.
+Only CPU builds exist today; an :class:`NpuTarget` raises
 :class:`~npuc.core.errors.UnsupportedError` (exit code 4) until the NPU compiler
 lands. Options are checked before any work starts, so a bad output path or
 target fails in milliseconds, not after the import.
@@ -25,26 +28,53 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from npuc.core.errors import InvalidInputError, UnsupportedError
+from npuc.core.hw.config import HwConfig
 from npuc.core.progress import Progress, null_progress
+from npuc.core.target import TARGET_KINDS, CpuTarget, NpuTarget, Target, host_target
 
 if TYPE_CHECKING:
     from npuc.backend.cpu import BuildResult
 
-TARGET_KINDS = ("cpu", "npu")
 BUILD_STAGES = ("import", "optimize", "compile", "write")
 
 
-def check_target_kind(target_kind: str) -> None:
-    """Raise unless ``target_kind`` can be built today."""
-    if target_kind == "npu":
+def make_target(kind: str, *, num_threads: int | None = None, hw: HwConfig | None = None) -> Target:
+    """Build the target value from the command line's options, once.
+
+    Parameters
+    ----------
+    kind
+        One of :data:`~npuc.core.target.TARGET_KINDS` (``--target``).
+    num_threads
+        CPU: threads the generated code may use (``--threads``); default every
+        core this process may use.
+    hw
+        NPU: the hardware configuration; default the default preset.
+
+    Raises
+    ------
+    InvalidInputError
+        Unknown ``kind`` or ``num_threads < 1``.
+    """
+    if kind == "cpu":
+        return host_target(num_threads)
+    if kind == "npu":
+        from npuc.core.hw.config import DEFAULT_PRESET, preset
+
+        return NpuTarget(hw=hw if hw is not None else preset(DEFAULT_PRESET))
+    raise InvalidInputError(
+        f"unknown target {kind!r}", hint=f"use one of: {', '.join(TARGET_KINDS)}"
+    )
+
+
+def check_buildable(target: Target) -> CpuTarget:
+    """Return ``target`` if npuc can build for it today; raise otherwise."""
+    if isinstance(target, NpuTarget):
         raise UnsupportedError(
             "--target npu is not implemented yet (the NPU compiler arrives in a later release)",
             hint="use --target cpu to build a native library for this machine",
         )
-    if target_kind != "cpu":
-        raise InvalidInputError(
-            f"unknown target {target_kind!r}", hint=f"use one of: {', '.join(TARGET_KINDS)}"
-        )
+    return target
 
 
 def check_output_path(out_path: Path) -> None:
@@ -65,12 +95,11 @@ def build(
     source: str | os.PathLike[str],
     *,
     out_path: str | os.PathLike[str],
-    target_kind: str = "cpu",
+    target: Target | None = None,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
-    num_threads: int | None = None,
     progress: Progress | None = None,
 ) -> BuildResult:
-    """Compile the model at ``source`` for ``target_kind`` into ``out_path``.
+    """Compile the model at ``source`` for ``target`` into ``out_path``.
 
     Parameters
     ----------
@@ -78,12 +107,11 @@ def build(
         An ONNX, TFLite or PyTorch exported-program file.
     out_path
         The library to write (``model.so``; ``model.so.json`` is written beside it).
-    target_kind
-        ``"cpu"`` (this machine); ``"npu"`` is not implemented yet.
+    target
+        From :func:`make_target`; default this machine's CPU with every core.
+        An :class:`~npuc.core.target.NpuTarget` is not implemented yet.
     input_shapes
         Shapes for inputs with symbolic dimensions, by input name.
-    num_threads
-        Threads the generated code may use; default: every core available.
     progress
         A 4-step progress bar (import, optimize, compile, write), or ``None``.
 
@@ -97,20 +125,18 @@ def build(
     InvalidInputError, UnsupportedError
         For bad files, options or unsupported models (see ``npuc.core.errors``).
     """
-    check_target_kind(target_kind)
+    cpu_target = check_buildable(target if target is not None else host_target())
     out_path = Path(out_path)
     check_output_path(out_path)
-    if num_threads is not None and num_threads < 1:
-        raise InvalidInputError(f"number of threads must be at least 1, got {num_threads}")
     progress = progress if progress is not None else null_progress()
     timings_s: dict[str, float] = {}
 
     # Loading TVM (and the torch it pulls in) takes seconds: time it on its own
     # so that ``import`` measures reading and converting the model.
     start_s = time.monotonic()
-    from npuc.backend.cpu import build_library, host_target
+    from npuc.backend.cpu import build_library
     from npuc.frontend import load
-    from npuc.midend.pipeline import optimize
+    from npuc.midend.pipeline import MidendOptions, optimize
 
     timings_s["startup"] = time.monotonic() - start_s
 
@@ -121,9 +147,9 @@ def build(
     progress.step("optimize")
 
     start_s = time.monotonic()
-    mod = optimize(mod, target_kind="cpu")
+    mod = optimize(mod, MidendOptions())
     timings_s["optimize"] = time.monotonic() - start_s
     progress.step("compile")
 
-    result = build_library(mod, info, host_target(num_threads), out_path, progress=progress)
+    result = build_library(mod, info, cpu_target, out_path, progress=progress)
     return dataclasses.replace(result, timings_s={**timings_s, **result.timings_s})

@@ -1,7 +1,8 @@
 """Run compiled models: ``npuc.runtime.load("model.so").run({"x": x})``.
 
 :func:`load` opens a CPU library written by ``npuc build`` (with its JSON
-sidecar); :func:`from_executable` wraps an in-memory executable. Both give a
+sidecar); :func:`from_executable` wraps an in-memory executable;
+:func:`configure_threads` sizes TVM's thread pool, once per process. Both give a
 :class:`CompiledModel` whose ``run`` checks inputs against the model's
 interface and returns outputs by name.
 
@@ -17,15 +18,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from npuc.runtime.compiled_model import CompiledModel, from_executable, load
     from npuc.runtime.inputs import check_inputs
+    from npuc.runtime.thread_pool import configure_threads
 
 _LAZY = {
     "CompiledModel": "npuc.runtime.compiled_model",
     "from_executable": "npuc.runtime.compiled_model",
     "load": "npuc.runtime.compiled_model",
     "check_inputs": "npuc.runtime.inputs",
+    "configure_threads": "npuc.runtime.thread_pool",
 }
 
-__all__ = ["CompiledModel", "check_inputs", "from_executable", "load"]
+__all__ = ["CompiledModel", "check_inputs", "configure_threads", "from_executable", "load"]
 
 
 def __getattr__(name: str) -> Any:

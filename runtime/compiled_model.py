@@ -8,14 +8,13 @@ sidecar, a library that does not match its sidecar (SHA-256), or one built
 for CPU features this machine lacks. :meth:`CompiledModel.run` checks inputs
 (:mod:`.inputs`) and returns outputs by name, tuples flattened in
 ``ModelInfo`` order. Loading or running a model leaves the calling thread's
-CPU affinity as it was (TVM's thread pool would pin it to one core).
+CPU affinity as it was (TVM's thread pool would pin it to one core). Models
+do not size TVM's thread pool: :mod:`.thread_pool` does, once per process.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +27,8 @@ from npuc.core.fileio import sha256_file
 from npuc.core.model_info import ModelInfo
 from npuc.core.target import host_core_count, host_target
 from npuc.runtime.inputs import check_inputs
+from npuc.runtime.thread_pool import caller_affinity_kept, ensure_threads
 
-# TVM's thread-pool affinity mode "big cores" (threading_backend.h: kBig = 1).
-_AFFINITY_BIG_CORES = 1
 # Files `npuc run` is often given by mistake instead of the library built from them.
 _MODEL_SUFFIXES = (".onnx", ".tflite", ".pt2", ".pt", ".pth")
 
@@ -44,25 +42,15 @@ class CompiledModel:
         A Relax executable or a loaded library module.
     info
         The model's interface; inputs and outputs are matched against it.
-    num_threads
-        Size of TVM's thread pool for parallel kernels; ``None`` keeps TVM's default.
-        The pool belongs to the process, so the last model to set it wins.
+
+    Parallel kernels run on TVM's process-wide thread pool, sized by
+    :mod:`npuc.runtime.thread_pool` (not by the model).
     """
 
     def __init__(
-        self,
-        executable: tvm.runtime.Executable | tvm.runtime.Module,
-        info: ModelInfo,
-        *,
-        num_threads: int | None = None,
+        self, executable: tvm.runtime.Executable | tvm.runtime.Module, info: ModelInfo
     ) -> None:
         self.info = info
-        self.num_threads = num_threads
-        if num_threads is not None:
-            if num_threads < 1:
-                raise InvalidInputError(f"number of threads must be at least 1, got {num_threads}")
-            with _caller_affinity_kept():
-                tvm.get_global_func("runtime.config_threadpool")(_AFFINITY_BIG_CORES, num_threads)
         self._vm = relax.VirtualMachine(executable, tvm.cpu())
         self._main = self._vm["main"]
 
@@ -75,7 +63,7 @@ class CompiledModel:
             An input is unknown or missing, or has the wrong shape or dtype.
         """
         arrays = check_inputs(self.info, inputs)
-        with _caller_affinity_kept():
+        with caller_affinity_kept():
             result = self._main(*(tvm.runtime.tensor(a) for a in arrays))
         flat = _flatten(result)
         if len(flat) != len(self.info.outputs):
@@ -84,22 +72,6 @@ class CompiledModel:
                 f"{len(self.info.outputs)}"
             )
         return {t.name: value for t, value in zip(self.info.outputs, flat, strict=True)}
-
-
-@contextlib.contextmanager
-def _caller_affinity_kept() -> Iterator[None]:
-    """Give the calling thread back the CPUs it had.
-
-    TVM's thread pool pins the thread that configures it or first runs a
-    parallel kernel to one core; threads the caller starts later (another
-    library's pool, say) would inherit that single core.
-    """
-    cpus = os.sched_getaffinity(0)
-    try:
-        yield
-    finally:
-        if os.sched_getaffinity(0) != cpus:
-            os.sched_setaffinity(0, cpus)
 
 
 def _flatten(value: object) -> list[np.ndarray]:
@@ -113,22 +85,28 @@ def _flatten(value: object) -> list[np.ndarray]:
     raise RuntimeError(f"unexpected value {type(value).__name__} returned by the library")
 
 
-def from_executable(
-    executable: tvm.runtime.Executable, info: ModelInfo, *, num_threads: int | None = None
-) -> CompiledModel:
+def from_executable(executable: tvm.runtime.Executable, info: ModelInfo) -> CompiledModel:
     """Wrap an in-memory executable (from ``npuc.backend.cpu.compile_module``)."""
-    return CompiledModel(executable, info, num_threads=num_threads)
+    return CompiledModel(executable, info)
 
 
-def load(path: str | Path, *, num_threads: int | None = None) -> CompiledModel:
+def load(path: str | Path) -> CompiledModel:
     """Load ``path`` (a ``.so`` written by ``npuc build``) and its sidecar.
+
+    If this process has not sized TVM's thread pool yet
+    (:func:`~npuc.runtime.thread_pool.configure_threads`), it is sized here to
+    the threads the library was built for, capped at this machine's cores.
 
     Parameters
     ----------
     path
         The library; ``<path>.json`` must sit beside it.
-    num_threads
-        As for :class:`CompiledModel`; ``None`` uses the core count it was built for.
+
+    Raises
+    ------
+    InvalidInputError
+        Missing, corrupt or mismatched library or sidecar; a model file given
+        instead of a library; CPU features this machine lacks.
     """
     path = Path(path)
     hint = f"rebuild it with `npuc build <model> --target cpu -o {path}`"
@@ -157,9 +135,7 @@ def load(path: str | Path, *, num_threads: int | None = None) -> CompiledModel:
         module = tvm.runtime.load_module(str(path))
     except Exception as exc:  # TVM reports dlopen and format errors as generic errors
         raise InvalidInputError(f"{path}: cannot load the library ({exc})", hint=hint) from exc
-    # Default: as many threads as the build asked for, but never more than this
-    # machine gives the process (a library built on 64 cores runs on 2).
-    threads = (
-        min(sidecar.target.num_cores, host_core_count()) if num_threads is None else num_threads
-    )
-    return CompiledModel(module, sidecar.info, num_threads=threads)
+    # Unless the application sized the pool: as many threads as the build asked
+    # for, but never more than this machine gives the process (built on 64, run on 2).
+    ensure_threads(min(sidecar.target.num_cores, host_core_count()))
+    return CompiledModel(module, sidecar.info)

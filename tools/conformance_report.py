@@ -78,7 +78,7 @@ def render_markdown(
         f"onnx {onnx.__version__} defines {manifest_size} node cases. npuc claims "
         f"{len(records)} of them: the cases whose graphs use only operators of npuc's "
         f"registry ({len(by_op)} operators). Each runs through `npuc.frontend.load`, "
-        '`npuc.midend.pipeline.optimize(target_kind="cpu")`, '
+        "`npuc.midend.pipeline.optimize`, "
         "`npuc.backend.cpu.build.compile_module` and `npuc.runtime` "
         "(adapter: `tools/conformance/backend.py`), and its outputs must match onnx's "
         "expected outputs in count, shape, dtype and value (`np.testing.assert_allclose`, "

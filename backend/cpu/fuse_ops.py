@@ -5,9 +5,9 @@ PrimFuncs: a convolution or matmul with its elementwise epilogue, runs of
 elementwise/broadcast/injective ops, a reduction with what feeds it) and
 ``FuseTIR`` (turns each group into one PrimFunc). This is the whole-graph
 part of CPU code generation: after it the backend schedules each PrimFunc
-and finishes lowering (see docs/midend.md for the passes it still needs).
+and finishes lowering (:mod:`npuc.backend.cpu.lowering` lists every pass).
 
-Requires: :class:`~npuc.midend.legalize_ops.LegalizeOps` (every op a
+Requires: :class:`~npuc.backend.cpu.legalize_ops.LegalizeOps` (every op a
 ``call_tir`` with an ``op_pattern``).
 
 Guarantees: every fusable group is one ``call_tir`` of one PrimFunc; no

@@ -5,10 +5,10 @@ Wraps TVM's CPU lowering front half: ``DispatchSampling`` and
 have no ``LegalizeOps`` rule; these pick their TOPI kernels for the target),
 then ``LegalizeOps`` and ``AnnotateTIROpPattern`` (tags each PrimFunc as
 elementwise / broadcast / injective / reduction / out-elementwise-fusable, the
-input of :class:`~npuc.midend.fuse_ops.FuseOps`).
+input of :class:`~npuc.backend.cpu.fuse_ops.FuseOps`).
 
-Requires: graph-level passes done (folding and clean-ups work on Relax ops,
-not on PrimFuncs).
+Requires: the midend's graph passes done (folding and clean-ups work on
+Relax ops, not on PrimFuncs).
 
 Guarantees: every Relax operator call is a ``call_tir`` (or a packed-function
 call for the few ops TVM implements that way) and every PrimFunc carries an

@@ -1,15 +1,13 @@
-"""The Relax pipeline that turns an optimised module into VM code for the CPU.
+"""The Relax pipeline that turns a midend-optimised module into VM code for the CPU.
 
-Requires: a Relax module as ``npuc.midend.pipeline.optimize(mod,
-target_kind="cpu")`` returns it — graph passes done, operators legalized to
-TIR and fused (LegalizeOps, FuseOps, FuseTIR). A module that still holds
-high-level operators is accepted too: ``LegalizeOps`` below lowers them,
-without fusion.
+Requires: a Relax module as ``npuc.midend.pipeline.optimize`` returns it —
+target-independent graph passes done, high-level Relax operators left.
 
 Guarantees: a module that ``relax.build`` can hand to the TIR pipeline and
 the VM code generator, with static memory planning. The pass list is TVM's
-CPU default (``tvm.relax.backend.cpu_generic``) minus the fusion passes the
-midend already ran, written out so that every step is visible here.
+CPU default (``tvm.relax.backend.cpu_generic``), written out so that every
+step is visible here: legalize to TIR (:class:`.legalize_ops.LegalizeOps`),
+fuse (:class:`.fuse_ops.FuseOps`), schedule, lower.
 
 Seam for the CPU-performance work: TIR schedules (hand rules, dlight,
 MetaSchedule databases) are applied where :func:`schedule_passes` sits —
@@ -24,16 +22,26 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
+from npuc.backend.cpu.fuse_ops import FuseOps
+from npuc.backend.cpu.legalize_ops import LegalizeOps
 from npuc.core.target import CpuTarget
 
 
-def legalize_passes() -> list[tvm.transform.Pass]:
-    """Lower what the midend left as high-level operators (a no-op after it)."""
+def fusion_passes(target: CpuTarget, fuse_opt_level: int = 2) -> list[tvm.transform.Pass]:
+    """Relax operators -> fused TIR PrimFuncs: the graph part of CPU code generation.
+
+    Parameters
+    ----------
+    target
+        Picks the TOPI kernels of sort/scan/sampling.
+    fuse_opt_level
+        See :class:`~npuc.backend.cpu.fuse_ops.FuseOps`.
+    """
     return [
-        relax.backend.DispatchSampling(),  # multinomial sampling -> TIR
-        relax.backend.DispatchSortScan(),  # sort/argsort/cumsum -> TIR
-        relax.transform.LegalizeOps(),  # remaining relax ops -> call_tir
-        relax.transform.AnnotateTIROpPattern(),  # op kinds, for later schedule rules
+        # Every Relax op -> call_tir of a PrimFunc tagged with its op pattern.
+        LegalizeOps(target.to_tvm()),
+        # Group conv/matmul + epilogues and elementwise runs; one PrimFunc per group.
+        FuseOps(fuse_opt_level),
     ]
 
 
@@ -63,5 +71,5 @@ def lower_passes() -> list[tvm.transform.Pass]:
 def cpu_relax_pipeline(target: CpuTarget) -> tvm.transform.Pass:
     """The full ordered pipeline, as one pass for ``relax.build(relax_pipeline=...)``."""
     return tvm.transform.Sequential(
-        legalize_passes() + schedule_passes(target) + lower_passes(), name="npuc_cpu_lowering"
+        fusion_passes(target) + schedule_passes(target) + lower_passes(), name="npuc_cpu_lowering"
     )

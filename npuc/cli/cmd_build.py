@@ -14,7 +14,7 @@ from typing import Any
 
 from npuc.cli import common
 from npuc.cli.common import CommandResult
-from npuc.core.errors import InvalidInputError
+from npuc.core.target import TARGET_KINDS
 
 DESCRIPTION = """\
 Compile a model (ONNX, TFLite, PyTorch .pt2) for the host CPU: writes a native
@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("model", help="model file (.onnx, .tflite, .pt2)")
     parser.add_argument(
-        "--target", default="cpu", choices=("cpu", "npu"), help="what to compile for (default: cpu)"
+        "--target", default="cpu", choices=TARGET_KINDS, help="what to compile for (default: cpu)"
     )
     parser.add_argument(
         "-o",
@@ -62,12 +62,10 @@ def run(args: argparse.Namespace) -> CommandResult:
     from npuc import driver
     from npuc.core.progress import Progress
 
-    driver.check_target_kind(args.target)
+    target = driver.check_buildable(driver.make_target(args.target, num_threads=args.threads))
     source = common.existing_file(args.model, "model file")
     out_path = Path(args.output) if args.output else Path(source.stem + ".so")
     shapes = common.parse_input_shapes(args.input_shape)
-    if args.threads is not None and args.threads < 1:
-        raise InvalidInputError(f"--threads must be at least 1, got {args.threads}")
 
     start_s = time.monotonic()
     with Progress(
@@ -76,9 +74,8 @@ def run(args: argparse.Namespace) -> CommandResult:
         result = driver.build(
             source,
             out_path=out_path,
-            target_kind=args.target,
+            target=target,
             input_shapes=shapes,
-            num_threads=args.threads,
             progress=bar,
         )
     timings_s = {**result.timings_s, "total": time.monotonic() - start_s}

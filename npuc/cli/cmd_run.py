@@ -65,11 +65,11 @@ def run(args: argparse.Namespace) -> CommandResult:
     from npuc.runtime.tensor_files import read_input_files, write_outputs_npz
 
     library = common.existing_file(args.library, "compiled model")
-    if args.threads is not None and args.threads < 1:
-        raise InvalidInputError(f"--threads must be at least 1, got {args.threads}")
     if args.output and not args.output.endswith(".npz"):
         raise InvalidInputError(f"--output {args.output}: must end in .npz", hint="e.g. out.npz")
-    model = runtime.load(library, num_threads=args.threads)
+    if args.threads is not None:
+        runtime.configure_threads(args.threads)
+    model = runtime.load(library)
     feeds = read_input_files(args.input, model.info)
     start_s = time.monotonic()
     outputs = model.run(feeds)

@@ -94,5 +94,5 @@ def test_json_round_trip_and_frozen() -> None:
 
 
 def test_bad_core_count_is_a_user_error() -> None:
-    with pytest.raises(InvalidInputError, match="num_cores must be at least 1, got 0"):
+    with pytest.raises(InvalidInputError, match="number of threads must be at least 1, got 0"):
         host_target(num_cores=0)

@@ -14,6 +14,7 @@ from npuc import runtime
 from npuc.backend.cpu import build_library, compile_module, host_target
 from npuc.core.errors import InvalidInputError
 from npuc.core.fileio import sha256_file
+from npuc.runtime.thread_pool import configured_threads
 from tests.backend.cpu.small_models import import_onnx, two_inputs_int32
 
 
@@ -42,7 +43,7 @@ A = np.arange(10, dtype=np.int32).reshape(2, 5)
 
 
 def test_load_and_run(library: Path) -> None:
-    loaded = runtime.load(library, num_threads=1)
+    loaded = runtime.load(library)
     assert [t.name for t in loaded.info.inputs] == ["a", "b"]
     out = loaded.run({"b": A, "a": A.T.copy().T})  # order of the mapping does not matter
     np.testing.assert_array_equal(out["y"], 2 * A * A, strict=True)
@@ -55,7 +56,8 @@ def test_load_and_run(library: Path) -> None:
 def test_caller_keeps_its_cpus(library: Path) -> None:
     """TVM's thread pool pins the configuring thread to one core; the runtime undoes that."""
     before = os.sched_getaffinity(0)
-    loaded = runtime.load(library, num_threads=2)
+    runtime.configure_threads(2)
+    loaded = runtime.load(library)
     loaded.run({"a": A, "b": A})
     assert os.sched_getaffinity(0) == before
 
@@ -146,6 +148,16 @@ def test_library_for_another_cpu(library: Path, tmp_path: Path) -> None:
         runtime.load(copy)
 
 
-def test_bad_thread_count(library: Path) -> None:
+def test_bad_thread_count() -> None:
     with pytest.raises(InvalidInputError, match="number of threads must be at least 1, got 0"):
-        runtime.load(library, num_threads=0)
+        runtime.configure_threads(0)
+
+
+def test_loading_models_never_resizes_the_thread_pool(library: Path) -> None:
+    """The pool is the process's: sized once, then loading a model leaves it alone."""
+    runtime.configure_threads(1)
+    first = runtime.load(library)
+    second = runtime.load(library)
+    assert configured_threads() == 1
+    for model in (first, second):
+        np.testing.assert_array_equal(model.run({"a": A, "b": A})["y"], 2 * A * A, strict=True)

@@ -2,7 +2,7 @@
 
 ``prepare`` does exactly what ``npuc build`` does for the CPU, in memory:
 ``npuc.frontend.load`` (import, shape fixing, support check) ->
-``npuc.midend.pipeline.optimize(target_kind="cpu")`` ->
+``npuc.midend.pipeline.optimize`` ->
 ``npuc.backend.cpu.build.compile_module`` for the host target; the returned
 :class:`NpucCpuRep` runs the executable through ``npuc.runtime``. Nothing is
 patched or skipped for the tests: an operator npuc does not claim raises
@@ -144,7 +144,7 @@ class NpucCpuBackend(Backend):
         imported = load(with_initializers(model, constants), input_shapes=input_shapes)
         times.add("import", start_s)
         start_s = time.monotonic()
-        mod = optimize(imported.mod, target_kind="cpu")
+        mod = optimize(imported.mod)
         times.add("optimize", start_s)
         start_s = time.monotonic()
         executable = compile_module(mod, host_target())

@@ -8,8 +8,8 @@ from tvm import relax
 from tvm.script import ir as I
 from tvm.script import relax as R
 
-from npuc.midend.fuse_ops import FuseOps
-from npuc.midend.legalize_ops import LegalizeOps
+from npuc.backend.cpu.fuse_ops import FuseOps
+from npuc.backend.cpu.legalize_ops import LegalizeOps
 from tests.tooling.cpu import run_relax_on_cpu
 
 W = np.arange(8, dtype="float32").reshape(2, 4) / 8
