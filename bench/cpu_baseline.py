@@ -175,7 +175,7 @@ def render(rows: list[Row], threads: int, repeats: int, load_avg: tuple[float, f
     lines += [
         "",
         "No schedules yet: every TIR kernel is the serial scalar loop nest that",
-        "LegalizeOps produced (fused by the midend), so the thread count does not",
+        "LegalizeOps produced (fused by the CPU backend), so the thread count does not",
         "change npuc's numbers. This table is the baseline for the CPU-performance work.",
     ]
     return "\n".join(lines) + "\n"
