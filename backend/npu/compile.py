@@ -48,6 +48,7 @@ from npuc.backend.npu.ops import (
 )
 from npuc.backend.npu.plan import OpPlan
 from npuc.backend.npu.schedule import Step, assign_tokens, replay
+from npuc.backend.npu.tiling import WindowTiling
 from npuc.core.errors import UnsupportedError
 from npuc.core.hw.config import HwConfig
 from npuc.core.isa.builder import ProgramBuilder
@@ -93,10 +94,15 @@ class CompiledNpuProgram:
     dram_scratch_bytes: int
 
 
-def plan_op(op: NpuOp, hw: HwConfig, sram_budget: int) -> OpPlan:
-    """Lower one op to its plan (tiling chosen here)."""
+def plan_op(
+    op: NpuOp,
+    hw: HwConfig,
+    sram_budget: int,
+    cache: dict[tuple[object, ...], WindowTiling] | None = None,
+) -> OpPlan:
+    """Lower one op to its plan (tiling chosen here; ``cache``: see ``plan_window``)."""
     if isinstance(op, NpuConv2d | NpuPool):
-        return plan_window(op, hw, sram_budget)
+        return plan_window(op, hw, sram_budget, cache)
     if isinstance(op, NpuElementwise | NpuRequant | NpuLut):
         return plan_flat(op, hw, sram_budget)
     if isinstance(op, NpuConcat | NpuSlice | NpuReshape):
@@ -132,7 +138,8 @@ def compile_npu_graph(
     """Compile ``graph`` for ``hw`` (``sram_budget`` bytes of SRAM, default all of it)."""
     graph.validate()
     budget = hw.sram_bytes if sram_budget is None else min(sram_budget, hw.sram_bytes)
-    plans = [plan_op(op, hw, budget) for op in graph.ops]
+    cache: dict[tuple[object, ...], WindowTiling] = {}
+    plans = [plan_op(op, hw, budget, cache) for op in graph.ops]
     builder = ProgramBuilder(hw)
     dram: dict[str, int] = {}
     for plan in plans:

@@ -27,6 +27,7 @@ from npuc.backend.npu.tiling import (
     align,
     choose_window_tiling,
     lut_bytes,
+    tiling_key,
     weight_block_bytes,
 )
 from npuc.core.hw.config import HwConfig
@@ -155,9 +156,23 @@ def _compute(
     return encode.conv(g, stage, tag)
 
 
-def plan_window(op: NpuConv2d | NpuPool, hw: HwConfig, sram_budget: int) -> OpPlan:
-    """Choose the tiling and return the op's plan (see the module docstring)."""
-    t = choose_window_tiling(op, hw, sram_budget)
+def plan_window(
+    op: NpuConv2d | NpuPool,
+    hw: HwConfig,
+    sram_budget: int,
+    cache: dict[tuple[object, ...], WindowTiling] | None = None,
+) -> OpPlan:
+    """Choose the tiling and return the op's plan (see the module docstring).
+
+    ``cache`` maps :func:`tiling_key` to tilings already chosen for this hw and
+    budget; layers of the same geometry (repeated blocks) reuse the choice.
+    """
+    key = tiling_key(op)
+    t = cache.get(key) if cache is not None else None
+    if t is None:
+        t = choose_window_tiling(op, hw, sram_budget)
+        if cache is not None:
+            cache[key] = t
     conv = isinstance(op, NpuConv2d)
     consts: tuple[tuple[str, np.ndarray], ...] = ()
     if isinstance(op, NpuConv2d):

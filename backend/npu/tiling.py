@@ -205,6 +205,30 @@ def _sram_need(
     return ifm + ofm + wts + lut_bytes(op)
 
 
+def tiling_key(op: WindowOp) -> tuple[object, ...]:
+    """Everything :func:`choose_window_tiling` depends on besides hw and budget (cache key)."""
+    common = (
+        type(op).__name__,
+        op.ifm.shape,
+        op.ifm.dtype,
+        op.ofm.shape,
+        op.ofm.dtype,
+        op.stride,
+        op.padding,
+        op.kernel,
+    )
+    if isinstance(op, NpuPool):
+        return common
+    return (
+        *common,
+        op.dilation,
+        op.groups,
+        op.bias is None,
+        op.ofm_multiplier.shape,
+        lut_bytes(op),
+    )
+
+
 def choose_window_tiling(op: WindowOp, hw: HwConfig, sram_budget: int) -> WindowTiling:
     """The fitting tiling with the least estimated cycles (see the module docstring)."""
     oh, cout = op.ofm.shape[1], op.ofm.shape[3]
