@@ -8,10 +8,14 @@ operator spec for every node that has the attribute (Conv, MaxPool,
 AveragePool at any spatial rank and stride) and writes them as ``pads``.
 
 The ONNX rule for ``SAME_UPPER``/``SAME_LOWER``: each spatial output is
-``ceil(in / stride)``; the total padding ``max(0, (out - 1) * stride +
-(kernel - 1) * dilation + 1 - in)`` is split in two halves, the odd one at
-the end (SAME_UPPER) or at the start (SAME_LOWER). ``ceil_mode`` has no
-effect under SAME, so it is cleared. ``VALID`` is zero padding.
+``ceil(in / stride)``; the total padding ``(out - 1) * stride + (kernel -
+1) * dilation + 1 - in`` is split in two halves, the odd one at the end
+(SAME_UPPER) or at the start (SAME_LOWER). ``VALID`` is zero padding.
+Left alone for the support rules to decline: pools with ``ceil_mode=1``
+(ONNX shape inference and onnxruntime disagree on their size) and pools
+whose SAME padding is negative and dilated SAME Convs (onnxruntime refuses
+them). A Conv's
+negative SAME padding is clamped to 0, as onnxruntime does.
 
 Guarantee: each rewritten node computes what the original computes under
 the ONNX spec (onnxruntime agrees: tests/frontend/test_onnx_differential.py).
@@ -36,12 +40,18 @@ def same_pads(
     strides: tuple[int, ...],
     dilations: tuple[int, ...],
     lower: bool,
+    clamp: bool,
 ) -> list[int]:
-    """ONNX pads ``[begin..., end...]`` for ``auto_pad=SAME_UPPER`` (or ``SAME_LOWER``)."""
+    """ONNX pads ``[begin..., end...]`` for ``auto_pad=SAME_UPPER`` (or ``SAME_LOWER``).
+
+    A negative total is clamped to 0 when ``clamp`` (onnxruntime's Conv),
+    else returned split into negative pads.
+    """
     begins, ends = [], []
     for size, k, s, d in zip(in_sizes, kernel, strides, dilations, strict=True):
         out = -(-size // s)
-        total = max(0, (out - 1) * s + (k - 1) * d + 1 - size)
+        total = (out - 1) * s + (k - 1) * d + 1 - size
+        total = max(0, total) if clamp else total
         small, big = total // 2, total - total // 2
         begins.append(big if lower else small)
         ends.append(small if lower else big)
@@ -88,10 +98,17 @@ def _rewrite(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]]) -> None:
     strides = tuple(_attr(node, "strides", None) or (1,) * rank)
     dilations = tuple(_attr(node, "dilations", None) or (1,) * rank)
     mode = str(_attr(node, "auto_pad", "NOTSET"))
+    if int(_attr(node, "ceil_mode", 0)):  # type: ignore[call-overload]
+        return  # ONNX and onnxruntime disagree on the size; the support rule declines it
     if mode == "VALID":
         pads = [0] * (2 * rank)
     elif mode in ("SAME_UPPER", "SAME_LOWER"):
-        pads = same_pads(spatial, tuple(kernel), strides, dilations, mode == "SAME_LOWER")
+        conv = node.op_type == "Conv"
+        if conv and any(d > 1 for d in dilations):
+            return  # onnxruntime refuses dilated SAME Conv; the support rule declines it
+        pads = same_pads(spatial, tuple(kernel), strides, dilations, mode == "SAME_LOWER", conv)
+        if min(pads) < 0:
+            return  # onnxruntime refuses negative pool padding; the support rule declines it
     else:
         return
     drop = {"auto_pad", "pads"} | ({"ceil_mode"} if mode != "VALID" else set())

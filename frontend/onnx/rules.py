@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from npuc.frontend.onnx import rules_seq
 from npuc.frontend.onnx.registry import (
     OK,
     CheckResult,
@@ -33,7 +34,15 @@ LATEST_OPSET = 28
 def conv2d(view: NodeView) -> CheckResult:
     """2-D (4-D NCHW input) or 1-D (3-D NCL input, run as 2-D over a height of
     1); the weight must be a constant. Any group count (grouped and depthwise),
-    strides, dilations, pads and auto_pad."""
+    strides, dilations, pads and auto_pad, except auto_pad SAME_UPPER/SAME_LOWER
+    with dilations > 1, which onnxruntime refuses."""
+    dilated = any(int(d) > 1 for d in (view.attr("dilations") or ()))
+    if dilated and view.attr("auto_pad", "NOTSET") in ("SAME_UPPER", "SAME_LOWER"):
+        return (
+            False,
+            f"auto_pad={view.attr('auto_pad')} with dilations {list(view.attr('dilations'))}: "
+            "onnxruntime refuses it, so there is no reference to match",
+        )
     return first_failure(require_rank(view, 0, (4,), "input"), require_const(view, 1, "weight"))
 
 
@@ -319,23 +328,6 @@ def dropout(view: NodeView) -> CheckResult:
     return OK
 
 
-def gather(view: NodeView) -> CheckResult:
-    """The indices must be a constant."""
-    return require_const(view, 1, "indices")
-
-
-def cast(view: NodeView) -> CheckResult:
-    """Casts to float32, int32 or int64 only."""
-    import onnx
-
-    target = view.attr("to")
-    allowed = (onnx.TensorProto.FLOAT, onnx.TensorProto.INT32, onnx.TensorProto.INT64)
-    if target not in allowed:
-        name = onnx.TensorProto.DataType.Name(target) if target is not None else "none"
-        return False, f"cast to {name} is not supported (float32, int32, int64 only)"
-    return OK
-
-
 def gelu(view: NodeView) -> CheckResult:
     """approximate none (erf) or tanh."""
     return require_attr_in(view, "approximate", "none", ("none", "tanh"))
@@ -410,8 +402,20 @@ RULES: tuple[OpRule, ...] = (
     _rule("Flatten"),
     _rule("Squeeze", check=const_axes),
     _rule("Unsqueeze", check=const_axes),
-    _rule("Gather", check=gather),
-    _rule("Cast", check=cast),
+    _rule("Gather", check=rules_seq.gather),
+    _rule("Cast", check=rules_seq.cast),
+    # masks and pooling of sequence models (BERT-style exports)
+    _rule("Expand", since=13, check=rules_seq.expand),
+    _rule("Where"),
+    _rule("Equal", since=7),
+    _rule("Less", since=7),
+    _rule("Greater", since=7),
+    _rule("And", since=7),
+    _rule("Or", since=7),
+    _rule("Not", since=1),
+    _rule("ReduceSum", check=rules_seq.reduce_axes),
+    _rule("ReduceMax", check=rules_seq.reduce_axes),
+    _rule("ReduceL2", check=rules_seq.reduce_axes),
     # no-ops at inference
     _rule("Identity"),
     _rule("Dropout", check=dropout),
