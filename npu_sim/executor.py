@@ -16,9 +16,12 @@ effects happen in time order. Guarantees, each a :class:`SimulatorFault`:
 - deadlock: some queue is non-empty but no head instruction has its tokens;
   the message lists every blocked instruction and the tokens it waits for;
 - step limit: more than ``max_steps`` instructions executed;
-- data race: two instructions on different units whose execution intervals
-  overlap in time access a common byte and at least one writes it (a missing
-  token; the result would depend on timing);
+- data race (SRAM hazard, ``npu_sim.hazards``): two instructions on different
+  units access a common SRAM byte, at least one writing, and no chain of
+  tokens orders them -- whatever the simulated timing. With
+  ``fault_on_hazard=False`` each such pair is recorded instead;
+- data race (DRAM): two DMA instructions whose execution intervals overlap in
+  time access a common DRAM byte, at least one writing;
 - the per-instruction faults of ``npu_sim.ops`` (range, alignment, overlap),
   and, with ``fault_on_overflow``, the first saturation (otherwise each
   saturating instruction is recorded and reported: the sticky flag).
@@ -29,11 +32,14 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+import numpy as np
+
 from npuc.core.errors import SimulatorFault
 from npuc.core.hw.config import HwConfig
 from npuc.core.isa.instructions import Instruction
 from npuc.core.isa.types import Unit
 from npuc.npu_sim import ops, timing
+from npuc.npu_sim.hazards import Hazard, HazardTracker, extended, new_clock
 from npuc.npu_sim.memory import Memory, regions_intersect
 from npuc.npu_sim.trace import TraceRecord
 
@@ -58,6 +64,7 @@ class ScheduleResult:
     macs: int
     dram_read_bytes: int
     dram_written_bytes: int
+    hazards: tuple[Hazard, ...] = ()
 
 
 @dataclass(slots=True)
@@ -70,13 +77,14 @@ class _InFlight:
 
 
 def _race_check(new: _InFlight, start: int, in_flight: list[_InFlight]) -> None:
+    """DRAM races: concurrent DMA instructions touching a common DRAM byte, one writing."""
     in_flight[:] = [f for f in in_flight if f.end_cycle > start]
     for other in in_flight:
         if other.unit == new.unit:
             continue
         for a in new.accesses:
             for b in other.accesses:
-                if a.memory != b.memory or not (a.write or b.write):
+                if a.memory != "dram" or b.memory != "dram" or not (a.write or b.write):
                     continue
                 if regions_intersect(a.region, b.region):
                     raise SimulatorFault(
@@ -85,6 +93,30 @@ def _race_check(new: _InFlight, start: int, in_flight: list[_InFlight]) -> None:
                         f"bytes while both run (from cycle {start}); no token orders them",
                         hint="make the later instruction wait for a token the earlier one signals",
                     )
+
+
+def _rw(write: bool) -> str:
+    return "write" if write else "read"
+
+
+def hazard_fault(h: Hazard, instructions: tuple[Instruction, ...]) -> SimulatorFault:
+    """The fault for an SRAM hazard, naming both instructions and their operands."""
+
+    def what(index: int, write: bool) -> str:
+        ins = instructions[index]
+        for a in ops.list_accesses(ins, ops.fault_prefix(index, ins)):
+            lo, hi = a.interval
+            if a.memory == "sram" and a.write == write and lo <= h.sram_addr < hi:
+                return a.what
+        return ops.fault_prefix(index, ins)
+
+    return SimulatorFault(
+        f"data race: {what(h.second_index, h.second_write)} ({_rw(h.second_write)}) and "
+        f"{what(h.first_index, h.first_write)} ({_rw(h.first_write)}) touch SRAM byte "
+        f"{h.sram_addr:#x} and no chain of tokens orders them",
+        hint="make the later instruction wait (directly or through other units) for a token "
+        "the earlier one signals",
+    )
 
 
 def _bits(mask: int) -> tuple[int, ...]:
@@ -123,6 +155,7 @@ def run_schedule(
     *,
     max_steps: int,
     fault_on_overflow: bool = False,
+    fault_on_hazard: bool = True,
 ) -> ScheduleResult:
     """Execute ``instructions`` (ending with END) functionally and in time; see module docstring."""
     queues: list[deque[int]] = [deque() for _ in range(UNIT_COUNT)]
@@ -133,10 +166,19 @@ def run_schedule(
         queues[int(unit)].append(index)
     waits = [_bits(ins.wait) for ins in instructions]  # type: ignore[attr-defined]
     signals = [_bits(ins.signal) for ins in instructions]  # type: ignore[attr-defined]
-    # tokens[p][c]: push cycles of the tokens producer p sent consumer c, not yet consumed.
+    # tokens[p][c]: push cycles of the tokens producer p sent consumer c, not yet consumed;
+    # token_clocks[p][c]: the vector clock each of those tokens carries (npu_sim.hazards).
     tokens: list[list[deque[int]]] = [
         [deque() for _ in range(UNIT_COUNT)] for _ in range(UNIT_COUNT)
     ]
+    token_clocks: list[list[deque[np.ndarray]]] = [
+        [deque() for _ in range(UNIT_COUNT)] for _ in range(UNIT_COUNT)
+    ]
+    unit_clock = [new_clock() for _ in range(UNIT_COUNT)]
+    tracker = HazardTracker(
+        np.array([int(ins.unit) if ins.unit is not None else 0 for ins in instructions])
+    )
+    hazards: list[Hazard] = []
     unit_free = [0] * UNIT_COUNT
     records: list[TraceRecord] = []
     overflows: list[OverflowRecord] = []
@@ -166,12 +208,26 @@ def run_schedule(
         start, index, u = best
         ins = instructions[index]
         queues[u].popleft()
+        clock = unit_clock[u].copy()
         for p in waits[index]:
             tokens[p][u].popleft()
+            np.maximum(clock, token_clocks[p][u].popleft(), out=clock)
+        clock[u] = index
         outcome = ops.execute(index, ins, sram, dram)
         end = start + timing.instruction_cycles(ins, hw)
-        current = _InFlight(end, u, index, ins.mnemonic, outcome.accesses)
-        if outcome.accesses and end > start:
+        sram_accesses = [a for a in outcome.accesses if a.memory == "sram"]
+        clock_ext = extended(clock)
+        for a in sram_accesses:
+            hazard = tracker.check(index, u, clock_ext, a.region, a.write)
+            if hazard is not None:
+                if fault_on_hazard:
+                    raise hazard_fault(hazard, instructions)
+                hazards.append(hazard)
+        for a in sram_accesses:
+            tracker.record(index, u, a.region, a.write)
+        dram_accesses = tuple(a for a in outcome.accesses if a.memory == "dram")
+        if dram_accesses and end > start:
+            current = _InFlight(end, u, index, ins.mnemonic, dram_accesses)
             _race_check(current, start, in_flight)
             in_flight.append(current)
         if outcome.overflow:
@@ -183,8 +239,10 @@ def run_schedule(
             overflows.append(OverflowRecord(index, ins.mnemonic))
         records.append(TraceRecord(index, ins.mnemonic, u, start, end, start - unit_free[u]))
         unit_free[u] = end
+        unit_clock[u] = clock
         for c in signals[index]:
             tokens[u][c].append(end)
+            token_clocks[u][c].append(clock)
         macs += outcome.macs
         dram_read += outcome.dram_read_bytes
         dram_written += outcome.dram_written_bytes
@@ -195,4 +253,5 @@ def run_schedule(
         macs=macs,
         dram_read_bytes=dram_read,
         dram_written_bytes=dram_written,
+        hazards=tuple(hazards),
     )

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from npuc.core.isa.definition import OPS
+from npuc.core.isa.fields import LUT_TIMING
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -29,3 +30,17 @@ def test_isa_doc_lists_every_instruction_and_field() -> None:
         for f in op.all_fields:
             assert f"`{f.name}`" in text
     assert "rshift_round(v, s)" in text and "T[i] + rshift_round((T[i+1] - T[i]) * t, f)" in text
+
+
+def test_lut_timing_is_worded_identically_in_both_docs() -> None:
+    for doc in ("npu_isa.md", "npu_sim.md"):
+        assert LUT_TIMING in (ROOT / "docs" / doc).read_text(encoding="utf-8"), doc
+
+
+def test_npu_docs_and_sources_cite_nothing_outside_the_repository() -> None:
+    paths = [*(ROOT / "docs").glob("npu_*.md"), ROOT / "docs" / "hw_config.md"]
+    for folder in ("core/isa", "core/intref", "npu_sim"):
+        paths += (ROOT / folder).rglob("*.py")
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        assert "/work/" not in text and "../shared" not in text, path
