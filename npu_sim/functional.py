@@ -66,6 +66,11 @@ def sat48(acc: np.ndarray) -> tuple[np.ndarray, bool]:
     return (clip_to(acc, ACC48_LO, ACC48_HI) if overflowed else acc), overflowed
 
 
+def sat32(v: np.ndarray) -> np.ndarray:
+    """The spec's ``sat32``: clamp int64 values to the int32 range."""
+    return clip_to(v, I32_LO, I32_HI)
+
+
 def gemm_exact(a: np.ndarray, b: np.ndarray, *, max_abs_a: int, max_abs_b: int) -> np.ndarray:
     """Exact integer ``a @ b`` (int64 result) via float64 BLAS when provably exact.
 
@@ -182,7 +187,7 @@ def output_stage(
     ofm_zp: int,
 ) -> np.ndarray:
     """Ahead shift with sat32, then ``rshift_round(acc32 * M[c], post_shift) + ofm_zp`` (int64)."""
-    acc32 = clip_to(rshift_round(acc48, pre_shift), I32_LO, I32_HI)
+    acc32 = sat32(rshift_round(acc48, pre_shift))
     return rshift_round(acc32 * multipliers.astype(np.int64), post_shift) + np.int64(ofm_zp)
 
 
@@ -275,5 +280,5 @@ def pool(
     centred = _pad(x.astype(np.int64) - np.int64(ifm_zp), pads, 0, np.int64)
     total = _windows(centred, (oh, ow), kernel, stride, (1, 1)).sum(axis=(2, 3))
     overflow = bool(total.size) and bool(total.min() < I32_LO or total.max() > I32_HI)
-    total = clip_to(total, I32_LO, I32_HI)
+    total = sat32(total)
     return rshift_round(total * np.int64(ofm_multiplier), post_shift) + np.int64(ofm_zp), overflow
