@@ -362,3 +362,15 @@ def dram_bytes_moved(step: Step) -> int:
         return 0
     f = step.fields
     return f["row_bytes"] * f["row_count"] * f["plane_count"]
+
+
+def box_cycles(hw: HwConfig, box: Box) -> int:
+    """The compiler's cost of one DMA descriptor moving ``box`` (DRAM side decides the runs)."""
+    return perf.dma_cycles(
+        hw,
+        row_bytes=box.row_bytes,
+        row_count=box.rows,
+        plane_count=box.planes,
+        dram_row_stride_bytes=box.dram_row_stride,
+        dram_plane_stride_bytes=box.dram_plane_stride,
+    )

@@ -5,8 +5,8 @@ Guarantees: the steps compute exactly the untiled op (tiles follow
 :mod:`npuc.backend.npu.tiling`); every weight block's int8 weights, int16
 bias and uint16 multipliers form one constant blob loaded by one DMA;
 per-tensor multipliers become the immediate ``ofm_multiplier``.
-Order: bands outer / blocks inner with resident weights, blocks outer /
-bands inner with streamed weights; buffers alternate (double buffering) and
+Order: spatial regions outer / blocks inner with resident weights, blocks outer /
+regions inner with streamed weights; buffers alternate (double buffering) and
 the scheduler's tokens let DMA-in, MAC and DMA-out overlap.
 """
 
@@ -22,11 +22,15 @@ from npuc.backend.npu.ops import NpuConv2d, NpuPool
 from npuc.backend.npu.plan import OpPlan, blob
 from npuc.backend.npu.schedule import Step
 from npuc.backend.npu.tiling import (
-    Band,
+    Region,
     WindowTiling,
     align,
     choose_window_tiling,
+    load_box,
     lut_bytes,
+    order_of,
+    reloads_input,
+    store_box,
     tiling_key,
     weight_block_bytes,
 )
@@ -55,14 +59,12 @@ def _weight_offsets(op: NpuConv2d, cb: int) -> tuple[int | None, int | None]:
 
 
 def _buffers(op: NpuConv2d | NpuPool, t: WindowTiling) -> list[Buffer]:
-    _, w, c = op.ifm.hwc
-    ow = op.ofm.shape[2]
-    in_rows = max(b.iy1 - b.iy0 for b in t.bands)
-    n_tiles = len(t.bands) * len(t.blocks)
-    ifm = align(in_rows * w * c * op.ifm.itemsize)
-    ofm = align(t.rows * ow * t.cout_block * op.ofm.itemsize)
-    bufs = [Buffer(f"ifm{i}", ifm, 0, 1) for i in range(2 if len(t.bands) > 1 else 1)]
-    bufs += [Buffer(f"ofm{i}", ofm, 0, 1) for i in range(2 if n_tiles > 1 else 1)]
+    c = op.ifm.shape[3]
+    n_regions = len(t.regions)
+    ifm = align(max(r.in_pixels for r in t.regions) * c * op.ifm.itemsize)
+    ofm = align(max(r.out_pixels for r in t.regions) * t.cout_block * op.ofm.itemsize)
+    bufs = [Buffer(f"ifm{i}", ifm, 0, 1) for i in range(2 if n_regions > 1 else 1)]
+    bufs += [Buffer(f"ofm{i}", ofm, 0, 1) for i in range(2 if n_regions * len(t.blocks) > 1 else 1)]
     if isinstance(op, NpuConv2d):
         wb = weight_block_bytes(op, t.cout_block)
         n_w = len(t.blocks) if t.weights_resident else min(2, len(t.blocks))
@@ -73,49 +75,22 @@ def _buffers(op: NpuConv2d | NpuPool, t: WindowTiling) -> list[Buffer]:
 
 
 def _geometry(
-    op: NpuConv2d | NpuPool, band: Band, c0: int, c1: int, ifm_addr: int, ofm_addr: int, w_addr: int
+    op: NpuConv2d | NpuPool, r: Region, c0: int, c1: int, ifm_addr: int, ofm_addr: int, w_addr: int
 ) -> encode.ConvGeometry:
-    _, w, c = op.ifm.hwc
-    ow = op.ofm.shape[2]
-    pads = (band.pad_top, op.padding[1], band.pad_bottom, op.padding[3])
-    conv = isinstance(op, NpuConv2d)
+    c = op.ifm.shape[3]
     return encode.ConvGeometry(
         ifm_addr=ifm_addr,
-        ifm_hwc=(band.iy1 - band.iy0, w, c),
+        ifm_hwc=(r.h.i1 - r.h.i0, r.w.i1 - r.w.i0, c),
         ifm_dtype=op.ifm.dtype,
         ofm_addr=ofm_addr,
-        ofm_hwc=(band.oy1 - band.oy0, ow, c1 - c0),
+        ofm_hwc=(r.h.o1 - r.h.o0, r.w.o1 - r.w.o0, c1 - c0),
         ofm_dtype=op.ofm.dtype,
         w_addr=w_addr,
         kernel=op.kernel,
         stride=op.stride,
         dilation=op.dilation if isinstance(op, NpuConv2d) else (1, 1),
-        pads=pads,
-        depthwise=conv and op.depthwise,  # type: ignore[union-attr]
-    )
-
-
-def _store(
-    op: NpuConv2d | NpuPool, band: Band, c0: int, c1: int, dram: int, sram: int, tag: str
-) -> list[Step]:
-    _, _, ow, cout = op.ofm.shape
-    osz = op.ofm.itemsize
-    pixels = (band.oy1 - band.oy0) * ow
-    base = dram + (band.oy0 * ow * cout + c0) * osz
-    cb = c1 - c0
-    box = (
-        encode.contiguous(pixels * cb * osz)
-        if cb == cout
-        else encode.Box(1, pixels, cb * osz, cout * osz, 0, cb * osz, 0)
-    )
-    return encode.dma(False, base, sram, box, tag)
-
-
-def _load_band(op: NpuConv2d | NpuPool, band: Band, dram: int, sram: int, tag: str) -> list[Step]:
-    _, w, c = op.ifm.hwc
-    row = w * c * op.ifm.itemsize
-    return encode.dma(
-        True, dram + band.iy0 * row, sram, encode.contiguous((band.iy1 - band.iy0) * row), tag
+        pads=(r.h.pad_lo, r.w.pad_lo, r.h.pad_hi, r.w.pad_hi),
+        depthwise=isinstance(op, NpuConv2d) and op.depthwise,
     )
 
 
@@ -185,8 +160,8 @@ def plan_window(
     def make_steps(dram: Mapping[str, int], sram: Mapping[str, int]) -> list[Step]:
         steps: list[Step] = []
         ifm, ofm = dram[op.ifm.name], dram[op.ofm.name]
-        n_ifm = 2 if len(t.bands) > 1 else 1
-        n_ofm = 2 if len(t.bands) * len(t.blocks) > 1 else 1
+        n_ifm = 2 if len(t.regions) > 1 else 1
+        n_ofm = 2 if len(t.regions) * len(t.blocks) > 1 else 1
 
         def load_w(k: int, slot: int) -> None:
             name = f"{op.name}/w{k}"
@@ -218,25 +193,23 @@ def plan_window(
         if conv and t.weights_resident:
             for k in range(len(t.blocks)):
                 load_w(k, k)
-        order = (
-            [(b, k) for b in range(len(t.bands)) for k in range(len(t.blocks))]
-            if t.weights_resident
-            else [(b, k) for k in range(len(t.blocks)) for b in range(len(t.bands))]
-        )
+        slot_in = 0
         loads = 0
-        for tile, (b, k) in enumerate(order):
-            band = t.bands[b]
+        n_regions = len(t.regions)
+        for tile, (ri, k) in enumerate(order_of(n_regions, len(t.blocks), t.weights_resident)):
+            r = t.regions[ri]
             c0, c1 = t.blocks[k]
-            if conv and not t.weights_resident and b == 0:
+            if conv and not t.weights_resident and ri == 0:
                 load_w(k, k % 2)
-            if k == 0 or (not t.weights_resident and len(t.bands) > 1):
+            if reloads_input(n_regions, t.weights_resident, k):
                 slot_in = loads % n_ifm
-                steps.extend(_load_band(op, band, ifm, sram[f"ifm{slot_in}"], op.name))
+                offset, box = load_box(op, r)
+                steps += encode.dma(True, ifm + offset, sram[f"ifm{slot_in}"], box, op.name)
                 loads += 1
             w_slot = k if t.weights_resident else k % 2
             g = _geometry(
                 op,
-                band,
+                r,
                 c0,
                 c1,
                 sram[f"ifm{slot_in}"],
@@ -244,7 +217,8 @@ def plan_window(
                 sram[f"w{w_slot}"] if conv else 0,
             )
             steps.append(_compute(op, g, c0, c1, op.name, table))
-            steps.extend(_store(op, band, c0, c1, ofm, g.ofm_addr, op.name))
+            offset, box = store_box(op, r, c0, c1)
+            steps += encode.dma(False, ofm + offset, g.ofm_addr, box, op.name)
         return steps
 
     macs = op.macs if isinstance(op, NpuConv2d) else 0

@@ -1,22 +1,23 @@
-"""Tiling of window ops (conv, pool): output-row bands x output-channel blocks that fit SRAM.
+"""Tiling of window ops (conv, pool): spatial tiles x output-channel blocks that fit SRAM.
 
 Requires: a validated op (:mod:`npuc.backend.npu.ops`) and an SRAM budget.
 
 Guarantees: :func:`choose_window_tiling` returns, among the tilings whose
-estimated cycles (:mod:`npuc.backend.npu.perf`) are within CYCLE_TOLERANCE of
-the fastest, the one that moves the fewest DRAM bytes, among those whose buffers --
-input band and output tile double-buffered, weight blocks resident or
-double-buffered (streamed) -- fit the budget, or raises UnsupportedError
-saying what does not fit. Halos: a band of output rows ``[oy0, oy1)`` reads
-input rows ``[oy0*s - pad_top, (oy1-1)*s - pad_top + d*(k-1) + 1)`` clipped
-to the tensor; the clipped part becomes the tile's own top/bottom padding,
-so a tiled op computes exactly what the untiled one does.
+buffers -- input tile and output tile double-buffered, weight blocks resident
+or double-buffered (streamed) -- fit the budget and whose estimated cycles
+(:mod:`npuc.backend.npu.perf`) are within CYCLE_TOLERANCE of the fastest, the
+one that moves the fewest DRAM bytes; or raises UnsupportedError saying what
+does not fit. Spatial tiles are bands of output rows, full width; only when
+no full-width band fits are the columns split too. Halos: output positions
+``[o0, o1)`` along an axis read input ``[o0*s - pad, (o1-1)*s - pad + d*(k-1) + 1)``
+clipped to the tensor; the clipped part becomes the tile's own padding, so a
+tiled op computes exactly what the untiled one does.
 
-Not tiled: the width (a band is always full width) and the input channels
-(the MAC array reduces all input channels in one instruction and the output
-stage requantizes at its end, so partial sums cannot leave the array).
-Output-channel blocks share the op's one post_shift (per-op for now), which
-satisfies the one-post-shift-per-instruction rule for any block size.
+Not tiled: the input channels (the MAC array reduces all input channels in
+one instruction and the output stage requantizes at its end, so partial sums
+cannot leave the array). Output-channel blocks share the op's one post_shift
+(per-op for now), which satisfies the one-post-shift-per-instruction rule for
+any block size.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from npuc.backend.npu import encode
 from npuc.backend.npu.ops import NpuConv2d, NpuPool
 from npuc.backend.npu.perf import (
     TileCost,
@@ -45,25 +47,42 @@ def align(n: int) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class Band:
-    """Output rows ``[oy0, oy1)`` and the input rows ``[iy0, iy1)`` they read, with tile pads."""
+class Span:
+    """Along one axis: outputs ``[o0, o1)``, the inputs ``[i0, i1)`` they read, the tile's pads."""
 
-    oy0: int
-    oy1: int
-    iy0: int
-    iy1: int
-    pad_top: int
-    pad_bottom: int
+    o0: int
+    o1: int
+    i0: int
+    i1: int
+    pad_lo: int
+    pad_hi: int
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """A spatial tile: a span of rows and a span of columns."""
+
+    h: Span
+    w: Span
+
+    @property
+    def out_pixels(self) -> int:
+        return (self.h.o1 - self.h.o0) * (self.w.o1 - self.w.o0)
+
+    @property
+    def in_pixels(self) -> int:
+        return (self.h.i1 - self.h.i0) * (self.w.i1 - self.w.i0)
 
 
 @dataclass(frozen=True, slots=True)
 class WindowTiling:
-    """Chosen tiling: ``rows`` output rows per band, ``cout_block`` channels per block."""
+    """Chosen tiling: ``rows`` x ``cols`` output pixels per region, ``cout_block`` channels."""
 
     rows: int
+    cols: int
     cout_block: int
     weights_resident: bool
-    bands: tuple[Band, ...]
+    regions: tuple[Region, ...]
     blocks: tuple[tuple[int, int], ...]
     sram_bytes: int
     est_cycles: int
@@ -71,8 +90,11 @@ class WindowTiling:
 
     def describe(self) -> str:
         w = "resident" if self.weights_resident else "streamed"
+        n_bands = len({r.h for r in self.regions})
+        n_cols = len({r.w for r in self.regions})
+        cols = f" x {n_cols} column block(s) of {self.cols}" if n_cols > 1 else ""
         return (
-            f"{len(self.bands)} band(s) of {self.rows} row(s) x {len(self.blocks)} block(s)"
+            f"{n_bands} band(s) of {self.rows} row(s){cols} x {len(self.blocks)} block(s)"
             f" of {self.cout_block} channel(s), weights {w}"
         )
 
@@ -86,19 +108,52 @@ def _window(op: WindowOp) -> tuple[tuple[int, int], tuple[int, int], tuple[int, 
     return op.kernel, op.stride, (1, 1)
 
 
-def bands(op: WindowOp, rows: int) -> tuple[Band, ...]:
-    """Row bands of ``rows`` output rows (the last may be shorter), with halos and pads."""
-    (kh, _), (sh, _), (dh, _) = _window(op)
-    h = op.ifm.shape[1]
-    oh = op.ofm.shape[1]
-    top = op.padding[0]
-    out = []
-    for oy0 in range(0, oh, rows):
-        oy1 = min(oh, oy0 + rows)
-        lo = oy0 * sh - top
-        hi = (oy1 - 1) * sh - top + dh * (kh - 1) + 1
-        out.append(Band(oy0, oy1, max(lo, 0), min(hi, h), max(0, -lo), max(0, hi - h)))
-    return tuple(out)
+def spans(size: int, out: int, k: int, s: int, d: int, pad: int, per: int) -> tuple[Span, ...]:
+    """Spans of ``per`` outputs (the last may be shorter) along an axis, with halos and pads."""
+    result = []
+    for o0 in range(0, out, per):
+        o1 = min(out, o0 + per)
+        lo = o0 * s - pad
+        hi = (o1 - 1) * s - pad + d * (k - 1) + 1
+        result.append(Span(o0, o1, max(lo, 0), min(hi, size), max(0, -lo), max(0, hi - size)))
+    return tuple(result)
+
+
+def regions(op: WindowOp, rows: int, cols: int) -> tuple[Region, ...]:
+    """Spatial tiles of ``rows`` x ``cols`` output pixels, row-major."""
+    (kh, kw), (sh, sw), (dh, dw) = _window(op)
+    _, h, w, _ = op.ifm.shape
+    _, oh, ow, _ = op.ofm.shape
+    hs = spans(h, oh, kh, sh, dh, op.padding[0], rows)
+    ws = spans(w, ow, kw, sw, dw, op.padding[1], cols)
+    return tuple(Region(a, b) for a in hs for b in ws)
+
+
+def load_box(op: WindowOp, r: Region) -> tuple[int, encode.Box]:
+    """DRAM byte offset and descriptor box that load region ``r``'s input (all channels)."""
+    _, w, c = op.ifm.hwc
+    px = c * op.ifm.itemsize
+    offset = (r.h.i0 * w + r.w.i0) * px
+    run = (r.w.i1 - r.w.i0) * px
+    rows = r.h.i1 - r.h.i0
+    if run == w * px:
+        return offset, encode.contiguous(rows * run)
+    return offset, encode.Box(1, rows, run, w * px, 0, run, 0)
+
+
+def store_box(op: WindowOp, r: Region, c0: int, c1: int) -> tuple[int, encode.Box]:
+    """DRAM byte offset and descriptor box that store region ``r``, channels ``[c0, c1)``."""
+    _, _, ow, cout = op.ofm.shape
+    osz = op.ofm.itemsize
+    rows, cols, cb = r.h.o1 - r.h.o0, r.w.o1 - r.w.o0, c1 - c0
+    offset = ((r.h.o0 * ow + r.w.o0) * cout + c0) * osz
+    if cb == cout:
+        run = cols * cout * osz
+        if cols == ow:
+            return offset, encode.contiguous(rows * run)
+        return offset, encode.Box(1, rows, run, ow * cout * osz, 0, run, 0)
+    run = cb * osz
+    return offset, encode.Box(rows, cols, run, cout * osz, ow * cout * osz, run, cols * run)
 
 
 def cout_blocks(cout: int, block: int) -> tuple[tuple[int, int], ...]:
@@ -126,43 +181,49 @@ def _candidates(n: int) -> list[int]:
     return sorted({ceil_div(n, k) for k in range(1, n + 1)}, reverse=True)
 
 
+def order_of(n_regions: int, n_blocks: int, resident: bool) -> list[tuple[int, int]]:
+    """(region, block) in emission order: regions outer when weights are resident."""
+    if resident:
+        return [(r, k) for r in range(n_regions) for k in range(n_blocks)]
+    return [(r, k) for k in range(n_blocks) for r in range(n_regions)]
+
+
+def reloads_input(tiling_regions: int, resident: bool, k: int) -> bool:
+    """Whether the tile of block ``k`` loads its input region (else it reuses the last one)."""
+    return k == 0 or (not resident and tiling_regions > 1)
+
+
 def _costs(
     op: WindowOp,
     hw: HwConfig,
-    bs: tuple[Band, ...],
+    rs: tuple[Region, ...],
     blocks: tuple[tuple[int, int], ...],
     resident: bool,
 ) -> list[TileCost]:
-    _, w, c = op.ifm.hwc
-    _, _, ow, cout = op.ofm.shape
+    c = op.ifm.shape[3]
     (kh, kw), _, _ = _window(op)
-    isz, osz = op.ifm.itemsize, op.ofm.itemsize
-    tiles = []
     wload = [
         dma_cycles(hw, row_bytes=weight_block_bytes(op, c1 - c0))
         if isinstance(op, NpuConv2d)
         else 0
         for c0, c1 in blocks
     ]
-    order = [(b, k) for b in range(len(bs)) for k in range(len(blocks))]
-    if not resident:
-        order = [(b, k) for k in range(len(blocks)) for b in range(len(bs))]
-    for t, (b, k) in enumerate(order):
-        band = bs[b]
+    tiles = []
+    for t, (ri, k) in enumerate(order_of(len(rs), len(blocks), resident)):
+        r = rs[ri]
         c0, c1 = blocks[k]
-        first_of_band = k == 0 if resident or len(bs) == 1 else True
-        load = dma_cycles(hw, row_bytes=(band.iy1 - band.iy0) * w * c * isz) if first_of_band else 0
-        if t == 0 and lut_bytes(op):
-            load += dma_cycles(hw, row_bytes=lut_bytes(op))
-        if resident and t == 0:
-            load += sum(wload)
-        if not resident and b == 0:
+        load = (
+            encode.box_cycles(hw, load_box(op, r)[1]) if reloads_input(len(rs), resident, k) else 0
+        )
+        if t == 0:
+            load += dma_cycles(hw, row_bytes=lut_bytes(op)) if lut_bytes(op) else 0
+            load += sum(wload) if resident else 0
+        if not resident and ri == 0:
             load += wload[k]
-        pixels = (band.oy1 - band.oy0) * ow
         if isinstance(op, NpuConv2d):
             compute = conv_cycles(
                 hw,
-                out_pixels=pixels,
+                out_pixels=r.out_pixels,
                 cout=c1 - c0,
                 cin=c,
                 kh=kh,
@@ -171,31 +232,20 @@ def _costs(
                 int16_ifm=op.ifm.itemsize == 2,
             )
         else:
-            compute = itp_cycles(hw, work=pixels * c * kh * kw)
-        cb = c1 - c0
-        row = pixels * cb * osz
-        store = (
-            dma_cycles(hw, row_bytes=row)
-            if cb == cout
-            else dma_cycles(
-                hw, row_bytes=cb * osz, row_count=pixels, dram_row_stride_bytes=cout * osz
-            )
-        )
+            compute = itp_cycles(hw, work=r.out_pixels * c * kh * kw)
+        store = encode.box_cycles(hw, store_box(op, r, c0, c1)[1])
         tiles.append(TileCost(load, compute, store))
     return tiles
 
 
 def _sram_need(
-    op: WindowOp, bs: tuple[Band, ...], blocks: tuple[tuple[int, int], ...], resident: bool
+    op: WindowOp, rs: tuple[Region, ...], blocks: tuple[tuple[int, int], ...], resident: bool
 ) -> int:
-    _, w, c = op.ifm.hwc
-    ow = op.ofm.shape[2]
-    in_rows = max(b.iy1 - b.iy0 for b in bs)
-    rows = max(b.oy1 - b.oy0 for b in bs)
+    c = op.ifm.shape[3]
     cb = max(c1 - c0 for c0, c1 in blocks)
-    tiles = len(bs) * len(blocks)
-    ifm = align(in_rows * w * c * op.ifm.itemsize) * (2 if len(bs) > 1 else 1)
-    ofm = align(rows * ow * cb * op.ofm.itemsize) * (2 if tiles > 1 else 1)
+    tiles = len(rs) * len(blocks)
+    ifm = align(max(r.in_pixels for r in rs) * c * op.ifm.itemsize) * (2 if len(rs) > 1 else 1)
+    ofm = align(max(r.out_pixels for r in rs) * cb * op.ofm.itemsize) * (2 if tiles > 1 else 1)
     if not isinstance(op, NpuConv2d):
         return ifm + ofm
     if resident:
@@ -229,9 +279,14 @@ def tiling_key(op: WindowOp) -> tuple[object, ...]:
     )
 
 
+def _column_candidates(ow: int) -> list[int]:
+    """Column-block widths tried when no full-width band fits: ``ceil(ow / n)``, n <= 32."""
+    return sorted({ceil_div(ow, n) for n in range(2, min(ow, 32) + 1)}, reverse=True)
+
+
 def choose_window_tiling(op: WindowOp, hw: HwConfig, sram_budget: int) -> WindowTiling:
-    """The fitting tiling with the least estimated cycles (see the module docstring)."""
-    oh, cout = op.ofm.shape[1], op.ofm.shape[3]
+    """The tiling chosen as the module docstring says."""
+    oh, ow, cout = op.ofm.shape[1], op.ofm.shape[2], op.ofm.shape[3]
     if isinstance(op, NpuConv2d) and not op.depthwise:
         units = ceil_div(cout, hw.mac_rows)
         block_sizes = sorted(
@@ -240,37 +295,42 @@ def choose_window_tiling(op: WindowOp, hw: HwConfig, sram_budget: int) -> Window
     else:
         block_sizes = [cout]  # depthwise / pool: a block needs its own input channels
     fitting: list[WindowTiling] = []
-    for cb in block_sizes:
-        blocks = cout_blocks(cout, cb)
-        for rows in _candidates(oh):
-            bs = bands(op, rows)
-            for resident in (True, False) if len(blocks) > 1 else (True,):
-                need = _sram_need(op, bs, blocks, resident)
-                if need > sram_budget:
-                    continue
-                est = pipeline_cycles(_costs(op, hw, bs, blocks, resident))
-                traffic = dram_bytes(op, bs, blocks, resident)
-                fitting.append(WindowTiling(rows, cb, resident, bs, blocks, need, est, traffic))
+    for cols_options in ([ow], _column_candidates(ow)):
+        for cb in block_sizes:
+            blocks = cout_blocks(cout, cb)
+            for rows in _candidates(oh):
+                for cols in cols_options:
+                    rs = regions(op, rows, cols)
+                    for resident in (True, False) if len(blocks) > 1 else (True,):
+                        need = _sram_need(op, rs, blocks, resident)
+                        if need > sram_budget:
+                            continue
+                        est = pipeline_cycles(_costs(op, hw, rs, blocks, resident))
+                        traffic = dram_bytes(op, rs, blocks, resident)
+                        fitting.append(
+                            WindowTiling(rows, cols, cb, resident, rs, blocks, need, est, traffic)
+                        )
+        if fitting:
+            break
     if not fitting:
-        smallest = _sram_need(op, bands(op, 1), cout_blocks(cout, block_sizes[-1]), False)
+        smallest = _sram_need(op, regions(op, 1, 1), cout_blocks(cout, block_sizes[-1]), False)
         raise UnsupportedError(
-            f"NPU op {op.name!r}: even one output row needs {smallest} bytes of SRAM, more than"
-            f" the {sram_budget} available",
-            hint="use a hardware config with more SRAM (width tiling is not implemented yet)",
+            f"NPU op {op.name!r}: even one output pixel needs {smallest} bytes of SRAM, more"
+            f" than the {sram_budget} available",
+            hint="use a hardware config with more SRAM",
         )
     fastest = min(t.est_cycles for t in fitting)
     near = [t for t in fitting if t.est_cycles <= fastest * (1 + CYCLE_TOLERANCE)]
-    return min(near, key=lambda t: (t.dram_bytes, t.est_cycles, -t.rows, -t.cout_block))
+    return min(near, key=lambda t: (t.dram_bytes, t.est_cycles, -t.rows * t.cols, -t.cout_block))
 
 
 def dram_bytes(
-    op: WindowOp, bs: tuple[Band, ...], blocks: tuple[tuple[int, int], ...], resident: bool
+    op: WindowOp, rs: tuple[Region, ...], blocks: tuple[tuple[int, int], ...], resident: bool
 ) -> int:
-    """DRAM bytes a tiling moves: input bands (reloaded per block when streaming several), weight
-    blocks once, the output once."""
-    _, w, c = op.ifm.hwc
-    per_band = sum((b.iy1 - b.iy0) * w * c * op.ifm.itemsize for b in bs)
-    loads = per_band * (1 if resident or len(bs) == 1 else len(blocks))
+    """DRAM bytes a tiling moves: input regions (reloaded per block when streaming several),
+    weight blocks once, the output once."""
+    per_pass = sum(r.in_pixels for r in rs) * op.ifm.shape[3] * op.ifm.itemsize
+    loads = per_pass * (1 if resident or len(rs) == 1 else len(blocks))
     if isinstance(op, NpuConv2d):
         loads += sum(weight_block_bytes(op, c1 - c0) for c0, c1 in blocks)
     return loads + lut_bytes(op) + op.ofm.nbytes

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from npuc.backend.npu.ops import NpuGraph
 from npuc.core.errors import UnsupportedError
-from tests.backend.npu.graphs import CONFIGS, compile_and_check, conv, tensor
+from tests.backend.npu.graphs import CONFIGS, compile_and_check, conv, pool, tensor
 
 KINDS = ("regular", "depthwise", "strided", "dilated", "padded", "fc")
 
@@ -154,3 +154,26 @@ def test_conv_with_fused_lut(config: str, lut_in_dtype: str, ofm_dtype: str, bit
     )
     graph = NpuGraph(ops=(op,), inputs=(x,), outputs=(op.ofm,))
     compile_and_check(graph, CONFIGS[config], rng)
+
+
+@pytest.mark.parametrize("kind", ["conv", "dilated", "depthwise", "pool"])
+def test_wide_layer_splits_columns_on_tiny_sram(kind: str) -> None:
+    """No full-width band fits 16 KiB, so the columns are split too (with halos), exactly."""
+    rng = np.random.default_rng(3)
+    x = tensor("x", (1, 7, 301, 16), "int8", -1)
+    if kind == "pool":
+        op = pool(rng, x, op="avg", kernel=(3, 3), stride=(2, 2), padding=(1, 1, 1, 1))
+    else:
+        op = conv(
+            rng,
+            x,
+            cout=16,
+            kernel=(3, 3),
+            padding=(2, 1, 2, 2) if kind == "dilated" else (1, 1, 1, 1),
+            dilation=(2, 2) if kind == "dilated" else (1, 1),
+            stride=(1, 2),
+            depthwise=kind == "depthwise",
+        )
+    graph = NpuGraph(ops=(op,), inputs=(x,), outputs=(op.ofm,))
+    compiled, _ = compile_and_check(graph, CONFIGS["npu-tiny"], rng)
+    assert "column block(s)" in compiled.ops[0].tiling
