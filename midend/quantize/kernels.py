@@ -46,6 +46,37 @@ def _taps_nhwc(
     return taps, oh, ow
 
 
+def _taps_nchw(
+    x: np.ndarray,
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    pad_value: float,
+) -> tuple[list[np.ndarray], int, int]:
+    """Kernel taps of ``x (n, c, h, w)`` as ``(n, c, oh, ow)`` strided views of the padded input."""
+    n, c, h, w = x.shape
+    kh, kw = kernel
+    sh, sw = strides
+    dh, dw = dilation
+    top, left, bottom, right = padding
+    oh = _out_size(h, top + bottom, kh, sh, dh)
+    ow = _out_size(w, left + right, kw, sw, dw)
+    if any(padding):
+        xp = np.full((n, c, h + top + bottom, w + left + right), pad_value, dtype=x.dtype)
+        xp[:, :, top : top + h, left : left + w] = x
+    else:
+        xp = x
+    taps = []
+    for ky in range(kh):
+        for kx in range(kw):
+            y0, x0 = ky * dh, kx * dw
+            taps.append(
+                xp[:, :, y0 : y0 + sh * (oh - 1) + 1 : sh, x0 : x0 + sw * (ow - 1) + 1 : sw]
+            )
+    return taps, oh, ow
+
+
 def conv2d_nchw(
     x: np.ndarray,
     weight: np.ndarray,
@@ -63,28 +94,30 @@ def conv2d_nchw(
     n, c, _, _ = x.shape
     o, cg, kh, kw = weight.shape
     w = weight.astype(x.dtype, copy=False)
-    taps, oh, ow = _taps_nhwc(x, (kh, kw), strides, padding, dilation, pad_value)
+    taps, oh, ow = _taps_nchw(x, (kh, kw), strides, padding, dilation, pad_value)
     if groups == 1:
-        cols = np.concatenate(taps, axis=-1).reshape(n * oh * ow, kh * kw * c)
-        wmat = w.transpose(0, 2, 3, 1).reshape(o, kh * kw * c)
-        out = cols @ wmat.T
-        return out.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
+        if len(taps) == 1:
+            cols = taps[0].reshape(n, c, oh * ow)
+        else:
+            cols = np.stack(taps, axis=2).reshape(n, c * kh * kw, oh * ow)
+        return (w.reshape(o, c * kh * kw) @ cols).reshape(n, o, oh, ow)
     if cg == 1:
         per_group = o // c
-        src = np.arange(o) // per_group
-        acc = np.zeros((n, oh, ow, o), dtype=x.dtype)
+        acc = np.zeros((n, o, oh, ow), dtype=x.dtype)
         for index, tap in enumerate(taps):
             ky, kx = divmod(index, kw)
-            acc += (tap if per_group == 1 else tap[..., src]) * w[:, 0, ky, kx]
-        return acc.transpose(0, 3, 1, 2)
+            src = tap if per_group == 1 else np.repeat(tap, per_group, axis=1)
+            acc += src * w[:, 0, ky, kx].reshape(1, o, 1, 1)
+        return acc
     og = o // groups
     parts = []
     for g in range(groups):
-        sub = [t[..., g * cg : (g + 1) * cg] for t in taps]
-        cols = np.concatenate(sub, axis=-1).reshape(n * oh * ow, kh * kw * cg)
-        wmat = w[g * og : (g + 1) * og].transpose(0, 2, 3, 1).reshape(og, kh * kw * cg)
-        parts.append((cols @ wmat.T).reshape(n, oh, ow, og))
-    return np.concatenate(parts, axis=-1).transpose(0, 3, 1, 2)
+        sub = [t[:, g * cg : (g + 1) * cg] for t in taps]
+        cols = np.stack(sub, axis=2).reshape(n, cg * kh * kw, oh * ow)
+        parts.append(
+            (w[g * og : (g + 1) * og].reshape(og, cg * kh * kw) @ cols).reshape(n, og, oh, ow)
+        )
+    return np.concatenate(parts, axis=1)
 
 
 def pool_sum_nchw(

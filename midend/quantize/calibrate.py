@@ -1,0 +1,65 @@
+"""Observe: run the float layer graph over calibration samples and collect statistics.
+
+Requires: a :class:`~.graph.Graph` and samples as dicts of input arrays.
+Guarantees: one :class:`~.observers.Observer` per float tensor the quantizer
+may quantize (graph inputs and float node outputs), updated once per sample;
+the float executor is the one the accuracy report compares against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from npuc.core.progress import Progress
+
+from .config import QuantConfig
+from .float_exec import FloatExecutor
+from .graph import Graph
+from .observers import Observer
+
+
+def float_tensors(graph: Graph) -> list[str]:
+    """Names of the float tensors of ``graph`` (inputs first, then node outputs in order)."""
+    names = [name for name, ty in graph.inputs if ty.is_float]
+    names += [node.name for node in graph.nodes if node.out.is_float]
+    return names
+
+
+def calibrate(
+    graph: Graph,
+    samples: Iterable[Mapping[str, np.ndarray]],
+    config: QuantConfig,
+    *,
+    executor: FloatExecutor | None = None,
+    total: int = 1,
+    show_progress: bool = False,
+) -> tuple[dict[str, Observer], int]:
+    """Observers for every float tensor, and the number of samples seen.
+
+    Raises
+    ------
+    InvalidInputError
+        If a sample lacks an input or has the wrong shape (from the executor).
+    """
+    executor = executor or FloatExecutor(graph)
+    kinds = {node.name: node.op for node in graph.nodes}
+    observers: dict[str, Observer] = {}
+    for name in float_tensors(graph):
+        cfg = config.for_layer(name, kinds.get(name, "input"))
+        observers[name] = Observer(
+            name,
+            bins=cfg.histc_bins,
+            momentum=cfg.running_statistic_momentum,
+            trim_infinity=config.trim_infinity,
+        )
+    seen = 0
+    with Progress(total, "calibrating", enabled=None if show_progress else False) as bar:
+        for sample in samples:
+            env = executor.run(sample)
+            for name, observer in observers.items():
+                observer.update(np.asarray(env[name]))
+            seen += 1
+            bar.step(f"sample {seen}")
+    return observers, seen

@@ -1,0 +1,207 @@
+"""The integer executor: the golden model of a quantized model, layer by layer.
+
+Integer layers run the NPU's formulas (docs/npu_spec.md) with the integer
+reference's primitives (:mod:`npuc.core.intref`: ``rshift_round``, ``sat32``,
+``sat48``, the conv output stage, element-wise ops and table lookups). The
+multiply-accumulate of convolutions and fully connected layers runs in
+float64 BLAS, which is exact here: every product of an int16 (or narrower)
+activation and an int8 weight is below 2^23, and sums of up to 2^30 of them
+stay below 2^53 (tests/midend/quantize check it against int64).
+
+Float layers (``run_on == "cpu"``) run in float32; at a boundary an integer
+tensor is dequantized, and a float tensor read by an integer layer is
+quantized with its parameters (round half to even, saturate), which is what
+the host does at the NPU's boundary.
+
+Guarantees: the result is a deterministic function of the quantized model and
+the inputs; the simulator and the CPU integer path must equal it bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from npuc.core.intref import eltwise
+from npuc.core.intref.arith import clamp_activation, rshift_round, sat32, sat48
+from npuc.core.intref.conv import OutputStage, apply_output_stage
+from npuc.core.intref.lut import lut_lookup
+
+from . import kernels
+from .float_exec import FloatExecutor, data_movement
+from .graph import Node
+from .qmodel import QLayer, QuantizedModel
+from .qparams import QParams
+
+_ELTWISE = {"add": "add", "subtract": "sub", "multiply": "mul", "maximum": "max", "minimum": "min"}
+
+
+@dataclass(frozen=True, slots=True)
+class IntTensor:
+    """Stored integers (int64 array, NCHW as the graph) and their quantization parameters."""
+
+    values: np.ndarray
+    qparams: QParams
+
+    def dequantize(self) -> np.ndarray:
+        return self.qparams.dequantize(self.values).astype(np.float32)
+
+
+class IntegerExecutor:
+    """Runs a :class:`~.qmodel.QuantizedModel`; integer layers bit-exact to the NPU formulas."""
+
+    def __init__(self, model: QuantizedModel, float_executor: FloatExecutor | None = None) -> None:
+        self.model = model
+        self.float = float_executor or FloatExecutor(model.graph)
+        self.overflow: set[str] = set()
+        self._resize_index: dict[str, np.ndarray] = {}
+
+    def run(self, feeds: Mapping[str, np.ndarray], *, raw_inputs: bool = False) -> dict[str, Any]:
+        """Every tensor for one sample: :class:`IntTensor` for integer tensors, arrays otherwise.
+
+        ``raw_inputs``: the feeds of integer graph inputs are already stored
+        integers (an integer-only pipeline), not floats to quantize.
+        """
+        env: dict[str, Any] = {}
+        for name, ty in self.model.graph.inputs:
+            value = np.asarray(feeds[name])
+            if name in self.model.tensors:
+                q = self.model.tensors[name]
+                ints = value.astype(np.int64) if raw_inputs else q.quantize(value).astype(np.int64)
+                env[name] = IntTensor(ints, q)
+            else:
+                env[name] = value.astype(ty.dtype, copy=False)
+        for node in self.model.graph.nodes:
+            env[node.name] = self.run_node(node, env)
+        return env
+
+    def run_node(self, node: Node, env: Mapping[str, Any]) -> Any:
+        """One layer's output from the values in ``env``."""
+        layer = self.model.layers[node.name]
+        if layer.run_on != "npu":
+            inputs = [self.as_float(env[n]) for n in node.inputs]
+            floats = {**env, **dict(zip(node.inputs, inputs, strict=True))}
+            return self.float.run_node(node, inputs, floats)
+        ins = [self.as_int(env[n], self.model.tensors[n]) for n in node.inputs]
+        out = self.model.tensors[node.name]
+        return IntTensor(self.compute(node, layer, ins, out), out)
+
+    @staticmethod
+    def as_float(value: Any) -> Any:
+        return value.dequantize() if isinstance(value, IntTensor) else value
+
+    @staticmethod
+    def as_int(value: Any, q: QParams) -> IntTensor:
+        if isinstance(value, IntTensor):
+            return value
+        return IntTensor(q.quantize(value).astype(np.int64), q)
+
+    def compute(self, node: Node, layer: QLayer, ins: list[IntTensor], out: QParams) -> np.ndarray:
+        """Stored output integers (int64) of an integer layer."""
+        p = layer.params
+        op = node.op
+        if op in ("conv2d", "dense"):
+            return self._conv(node, p, ins[0], out)
+        if op in _ELTWISE:
+            a, b = ins[0], ins[1] if len(ins) > 1 else None
+            if b is None:
+                const = IntTensor(
+                    np.asarray(p["const"], np.int64),
+                    QParams(p["const_scale"], p["const_zp"], out.dtype),
+                )
+                a, b = (const, a) if node.attr("const_side") == "lhs" else (a, const)
+            y, overflow = eltwise(
+                _ELTWISE[op], a.values, b.values,
+                ifm_zp=a.qparams.zero_point, ifm2_zp=b.qparams.zero_point, ofm_zp=out.zero_point,
+                ifm_multiplier=p.get("ifm_multiplier", 0),
+                ifm2_multiplier=p.get("ifm2_multiplier", 0),
+                ofm_multiplier=p.get("ofm_multiplier", 0),
+                post_shift=p["post_shift"], act_min=p["act_min"], act_max=p["act_max"],
+                ofm_dtype=out.dtype,
+            )  # fmt: skip
+            if overflow:
+                self.overflow.add(node.name)
+            return np.asarray(y, np.int64)
+        x = ins[0]
+        if op == "clip":
+            return self._requant(x.values - x.qparams.zero_point, p, out)
+        if op in ("avg_pool2d", "global_avg_pool"):
+            centered = (x.values - x.qparams.zero_point).astype(np.float64)
+            if op == "global_avg_pool":
+                total = centered.sum(axis=(2, 3), keepdims=True)
+            else:
+                total = kernels.pool_sum_nchw(
+                    centered, kernel=node.attr("kernel"), strides=node.attr("strides"),
+                    padding=node.attr("padding"), dilation=node.attr("dilation"),
+                    pad_value=0.0, reduce="sum",
+                )  # fmt: skip
+            summed = sat32(total.astype(np.int64))
+            return self._requant(summed, p, out)
+        if op == "max_pool2d":
+            lowest = float(np.iinfo(np.int32).min)
+            y = kernels.pool_sum_nchw(
+                x.values.astype(np.float64), kernel=node.attr("kernel"),
+                strides=node.attr("strides"), padding=node.attr("padding"),
+                dilation=node.attr("dilation"), pad_value=lowest, reduce="max",
+            )  # fmt: skip
+            return y.astype(np.int64)
+        if op == "unary":
+            table = np.asarray(p["lut"])
+            looked = lut_lookup(
+                x.values, table, in_dtype=x.qparams.dtype, lut_bits=int(p.get("lut_bits", 8))
+            )
+            return clamp_activation(looked, out.qmin, out.qmax, out.dtype)
+        if op == "concat":
+            parts = []
+            for t, (m, shift) in zip(ins, p["input_requant"], strict=True):
+                if (m, shift) == (1, 0) and t.qparams == out:
+                    parts.append(t.values)
+                else:
+                    y = rshift_round((t.values - t.qparams.zero_point) * m, shift) + out.zero_point
+                    parts.append(clamp_activation(y, out.qmin, out.qmax, out.dtype))
+            return np.concatenate(parts, axis=node.attr("axis"))
+        if op == "resize":
+            return x.values.reshape(-1)[self._resize_map(node, x.values.shape)]
+        return data_movement(node, [t.values for t in ins])
+
+    def _conv(self, node: Node, p: Mapping[str, Any], x: IntTensor, out: QParams) -> np.ndarray:
+        centered = (x.values - x.qparams.zero_point).astype(np.float64)
+        w = np.asarray(p["weights"], np.float64)
+        if node.op == "conv2d":
+            acc = kernels.conv2d_nchw(
+                centered, w, strides=node.attr("strides"), padding=node.attr("padding"),
+                dilation=node.attr("dilation"), groups=node.attr("groups"), pad_value=0.0,
+            ).transpose(0, 2, 3, 1)  # fmt: skip
+        else:
+            acc = centered @ w
+        acc64 = acc.astype(np.int64) + (np.asarray(p["b16"], np.int64) << p["bias_shift"])
+        acc48, overflow = sat48(acc64)
+        if overflow:
+            self.overflow.add(node.name)
+        stage = OutputStage(
+            pre_shift=p["pre_shift"], post_shift=p["post_shift"],
+            multipliers=np.asarray(p["ofm_multiplier"]), ofm_zp=out.zero_point,
+            act_min=p["act_min"], act_max=p["act_max"], ofm_dtype=out.dtype,
+        )  # fmt: skip
+        y = apply_output_stage(acc48, stage)
+        return y.transpose(0, 3, 1, 2) if node.op == "conv2d" else y
+
+    @staticmethod
+    def _requant(centered: np.ndarray, p: Mapping[str, Any], out: QParams) -> np.ndarray:
+        y = rshift_round(np.asarray(centered, np.int64) * p["ofm_multiplier"], p["post_shift"])
+        return clamp_activation(y + out.zero_point, p["act_min"], p["act_max"], out.dtype)
+
+    def _resize_map(self, node: Node, shape: tuple[int, ...]) -> np.ndarray:
+        """Flat source index of every output element of a nearest resize (from TVM's own op)."""
+        index = self._resize_index.get(node.name)
+        if index is None:
+            n, c, h, w = shape
+            codes = np.arange(n * c * h * w, dtype=np.float64).reshape(shape)
+            if codes.size >= 1 << 24:
+                raise ValueError(f"{node.name}: resize input too large to index")
+            mapped = self.float.run_node(node, [codes.astype(np.float32)], {})
+            index = self._resize_index[node.name] = np.rint(mapped).astype(np.int64)
+        return index
