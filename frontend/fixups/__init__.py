@@ -19,6 +19,7 @@ from collections.abc import Callable
 import onnx
 import tvm
 
+from .clip_take_indices import clip_take_indices
 from .empty_slices import fix_empty_slices
 from .expand_norm_params import expand_norm_params
 from .explicit_auto_pad import explicit_auto_pad
@@ -43,7 +44,10 @@ ONNX_FIXUPS: tuple[OnnxFixup, ...] = (
     # Empty Slice with a negative step: TVM's slice lowering rejects it.
     fix_empty_slices,
 )
-RELAX_FIXUPS: tuple[RelaxFixup, ...] = ()
+RELAX_FIXUPS: tuple[RelaxFixup, ...] = (
+    # Gather of run-time indices (token ids): TVM's fast take reads out of bounds.
+    clip_take_indices,
+)
 
 
 def apply_onnx_fixups(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import pytest
 
 from npuc.frontend.onnx.rules import RULES
-from tests.frontend import zoo_nn, zoo_tensor
+from tests.frontend import zoo_nn, zoo_seq, zoo_tensor
 from tests.frontend.onnx_graphs import Case, check_against_onnxruntime
 
-ALL_CASES = [*zoo_nn.CASES, *zoo_tensor.CASES]
+ALL_CASES = [*zoo_nn.CASES, *zoo_tensor.CASES, *zoo_seq.CASES]
 
 
 @pytest.mark.parametrize("case", ALL_CASES)
