@@ -1,14 +1,15 @@
 # Two entry points for a fresh machine with Python 3.11, pip and gcc:
 #   make demo   - set up .venv, compile a bundled model, simulate, write reports/
 #   make test   - set up .venv, run the default test suite (under 15 min on 2 cores)
-# Also: make test-slow (the `slow` tier), make lint, make docs, make bench.
+# Also: make test-fast (unit tests, under a minute), make test-slow (the `slow`
+# tier), make lint, make docs, make bench.
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.npuc-installed
 
-.PHONY: demo test test-slow test-all lint format docs bench clean venv
+.PHONY: demo test test-fast test-slow test-all lint format docs bench clean venv
 
 venv: $(STAMP)
 
@@ -26,6 +27,19 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" -p no:cacheprovider tests
+
+# The edit-run loop: unit tests only, on 2 workers (under a minute on 2 cores).
+# Left out: whole-model builds and real models, CLI subprocess suites, fuzz
+# suites, ONNX conformance and the whole-package lint/type checks; `make test`
+# runs everything.
+FAST_TESTS := tests/core tests/npu_sim tests/midend/quantize tests/frontend/fixups \
+	tests/frontend/test_dispatch.py tests/frontend/test_registry.py \
+	tests/runtime/test_inputs.py tests/runtime/test_tensor_files.py \
+	tests/npuc/test_driver.py tests/test_layering.py
+FAST_IGNORE := --ignore-glob='*test_fuzz_*' --ignore=tests/npu_sim/test_cli_sim.py
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" -p no:cacheprovider -n 2 $(FAST_IGNORE) $(FAST_TESTS)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow -p no:cacheprovider tests
