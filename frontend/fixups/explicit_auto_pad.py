@@ -17,6 +17,11 @@ whose SAME padding is negative and dilated SAME Convs (onnxruntime refuses
 them). A Conv's
 negative SAME padding is clamped to 0, as onnxruntime does.
 
+Pools with explicit pads and ``ceil_mode=1`` become ``ceil_mode=0`` with the
+end pads that give the ONNX output size (:func:`ceil_mode_pads`): TVM's own
+ceil sizing and onnx's shape inference both miss the spec's rule that a
+window starting in the end padding is dropped.
+
 Guarantee: each rewritten node computes what the original computes under
 the ONNX spec (onnxruntime agrees: tests/frontend/test_onnx_differential.py).
 Nodes whose input or kernel shape is not static are left alone.
@@ -65,7 +70,7 @@ def explicit_auto_pad(model: onnx.ModelProto) -> onnx.ModelProto:
         for n in model.graph.node
         if n.op_type in _OPS
         and n.domain in ("", "ai.onnx")
-        and _attr(n, "auto_pad", "NOTSET") not in ("NOTSET", "")
+        and (_attr(n, "auto_pad", "NOTSET") not in ("NOTSET", "") or _attr(n, "ceil_mode", 0))
     ]
     if not nodes:
         return model
@@ -98,7 +103,11 @@ def _rewrite(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]]) -> None:
     strides = tuple(_attr(node, "strides", None) or (1,) * rank)
     dilations = tuple(_attr(node, "dilations", None) or (1,) * rank)
     mode = str(_attr(node, "auto_pad", "NOTSET"))
-    if int(_attr(node, "ceil_mode", 0)):  # type: ignore[call-overload]
+    ceil = bool(_attr(node, "ceil_mode", 0))
+    if mode in ("NOTSET", "") and ceil and node.op_type != "Conv":
+        _floor_mode(node, spatial, tuple(kernel), strides, dilations)
+        return
+    if ceil:
         return  # ONNX and onnxruntime disagree on the size; the support rule declines it
     if mode == "VALID":
         pads = [0] * (2 * rank)
@@ -116,3 +125,58 @@ def _rewrite(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]]) -> None:
     del node.attribute[:]
     node.attribute.extend(kept)
     node.attribute.append(helper.make_attribute("pads", pads))
+
+
+def ceil_mode_pads(
+    in_sizes: tuple[int, ...],
+    kernel: tuple[int, ...],
+    strides: tuple[int, ...],
+    dilations: tuple[int, ...],
+    pads: list[int],
+) -> list[int] | None:
+    """Pads that give, with ``ceil_mode=0``, the output size ONNX specifies for ``ceil_mode=1``.
+
+    ONNX: ``out = ceil((in + pads - dilated kernel) / stride) + 1``, less one
+    when the last window would start in the end padding (onnxruntime does
+    the same). Only end pads grow. ``None`` when the kernel does not fit.
+    """
+    rank = len(in_sizes)
+    ends = list(pads[rank:])
+    for axis, (size, k, s, d) in enumerate(zip(in_sizes, kernel, strides, dilations, strict=True)):
+        begin, end = pads[axis], pads[axis + rank]
+        span = size + begin + end - ((k - 1) * d + 1)
+        if span < 0:
+            return None
+        out = -(-span // s) + 1
+        if (out - 1) * s >= size + begin:
+            out -= 1
+        if span // s + 1 != out:
+            ends[axis] = (out - 1) * s + (k - 1) * d + 1 - size - begin
+    return list(pads[:rank]) + ends
+
+
+def _floor_mode(
+    node: onnx.NodeProto,
+    spatial: tuple[int, ...],
+    kernel: tuple[int, ...],
+    strides: tuple[int, ...],
+    dilations: tuple[int, ...],
+) -> None:
+    """Turn a pool's ``ceil_mode=1`` into ``ceil_mode=0`` with the end pads it implies.
+
+    Exact for MaxPool (padding never wins a max) and for AveragePool with
+    ``count_include_pad=0`` (padding is not counted); an AveragePool that
+    counts padding and would gain a window is left for the rule to decline.
+    """
+    rank = len(spatial)
+    pads = list(_attr(node, "pads", None) or [0] * (2 * rank))  # type: ignore[call-overload]
+    new = ceil_mode_pads(spatial, kernel, strides, dilations, pads)
+    if new is None:
+        return
+    counts_pad = node.op_type == "AveragePool" and bool(_attr(node, "count_include_pad", 0))
+    if counts_pad and new != pads:
+        return
+    kept = [a for a in node.attribute if a.name not in ("pads", "ceil_mode")]
+    del node.attribute[:]
+    node.attribute.extend(kept)
+    node.attribute.append(helper.make_attribute("pads", new))

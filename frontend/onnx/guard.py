@@ -106,8 +106,25 @@ def _first_line(exc: BaseException) -> str:
 
 
 def onnx_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
-    """Static shapes ONNX gives the graph outputs and declared/inferred intermediates."""
-    graph = model.graph
+    """Static shapes ONNX shape inference gives the graph outputs and intermediates.
+
+    Inferred afresh on ``model`` as it is imported: the clean-up's inference
+    ran before the fix-ups, which may have made a node's attributes explicit
+    (e.g. a pool's ``ceil_mode``, where onnx's inference misses the spec's
+    rule that onnxruntime follows). Falls back to the shapes ``model`` holds
+    when inference fails.
+    """
+    fresh = onnx.ModelProto()
+    fresh.CopyFrom(model)
+    del fresh.graph.value_info[:]
+    for value in fresh.graph.output:
+        value.type.tensor_type.ClearField("shape")
+    try:
+        fresh = onnx.shape_inference.infer_shapes(fresh, data_prop=True)
+    except Exception as exc:  # onnx raises several types; fall back to what the model holds
+        _log.debug("shape inference for the shape guard failed: %s", exc)
+        fresh = model
+    graph = fresh.graph
     inputs = {v.name for v in graph.input} | {t.name for t in graph.initializer}
     found: dict[str, tuple[int, ...]] = {}
     for value in [*graph.value_info, *graph.output]:

@@ -74,8 +74,9 @@ def pool2d(view: NodeView) -> CheckResult:
 
 
 def _pool_auto_pad(view: NodeView) -> CheckResult:
-    """auto_pad SAME_UPPER/SAME_LOWER must not need negative padding, and
-    auto_pad VALID/SAME cannot be combined with ceil_mode=1.
+    """auto_pad SAME_UPPER/SAME_LOWER must not need negative padding;
+    auto_pad VALID/SAME cannot be combined with ceil_mode=1; AveragePool
+    with count_include_pad=1 only where ceil_mode=1 adds no window.
 
     A kernel smaller than the stride can make the SAME padding negative
     (onnxruntime refuses: "padding values must be non-negative"); with
@@ -85,6 +86,14 @@ def _pool_auto_pad(view: NodeView) -> CheckResult:
     mode = view.attr("auto_pad", "NOTSET")
     shape = view.shape(0)
     kernel = view.attr("kernel_shape")
+    counts_pad = view.node.op_type == "AveragePool" and int(view.attr("count_include_pad", 0))
+    if mode in ("NOTSET", "") and int(view.attr("ceil_mode", 0)) and counts_pad:
+        # the fix-up turned every other ceil_mode=1 pool into an exact ceil_mode=0 one
+        return (
+            False,
+            "ceil_mode=1 adds a last window here, and with count_include_pad=1 onnxruntime "
+            "divides it by its size up to the given pads only, which TVM cannot express",
+        )
     if mode in ("NOTSET", "") or shape is None or kernel is None:
         return OK
     if int(view.attr("ceil_mode", 0)):

@@ -339,3 +339,42 @@ def run_case(case: GenCase) -> str:
         except AssertionError as exc:
             raise DifferentialMismatch(f"{case.combo}: {name} differs: {exc}") from exc
     return "match"
+
+
+@dataclass
+class DifferentialStats:
+    """What a differential run tried: outcomes, and examples per combination key."""
+
+    outcomes: dict[str, int]
+    combos: dict[str, int]
+
+    @property
+    def examples(self) -> int:
+        return sum(self.outcomes.values())
+
+
+def run_differential(max_examples: int) -> DifferentialStats:
+    """Run up to ``max_examples`` generated cases (derandomized: the same cases every run).
+
+    Raises :class:`DifferentialMismatch` (after hypothesis shrinks it) on the
+    first case that is neither a match nor a rule's refusal.
+    """
+    from hypothesis import HealthCheck, given, settings
+
+    stats = DifferentialStats(outcomes={}, combos={})
+
+    @settings(
+        max_examples=max_examples,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(onnx_cases())
+    def check(case: GenCase) -> None:
+        outcome = run_case(case)
+        stats.outcomes[outcome] = stats.outcomes.get(outcome, 0) + 1
+        stats.combos[case.combo] = stats.combos.get(case.combo, 0) + 1
+
+    check()
+    return stats

@@ -185,3 +185,40 @@ def test_guard_names_the_node_when_tvm_raises() -> None:
     ) as info:
         import_graph(model, {"x": (1, 6, 3, 3)}, {"x": "float32"}, 18, "m.onnx")
     assert str(info.value).startswith("m.onnx: node 'lrn_even'")
+
+
+@pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride", "begin", "end"),
+    [(6, 3, 2, 2, 2), (5, 1, 3, 0, 0), (7, 3, 3, 2, 1), (8, 3, 2, 1, 1)],
+)
+def test_ceil_mode_drops_windows_starting_in_the_end_padding(
+    op: str, size: int, kernel: int, stride: int, begin: int, end: int
+) -> None:
+    """ONNX's ceil_mode rule (onnxruntime follows it; onnx's shape inference and TVM do not)."""
+    node = helper.make_node(
+        op,
+        ["x"],
+        ["y"],
+        name="n0",
+        kernel_shape=[kernel, kernel],
+        strides=[stride, stride],
+        pads=[begin, begin, end, end],
+        ceil_mode=1,
+    )
+    assert run_case(_case([node], (1, 2, size, size))) == "match"
+
+
+def test_ceil_mode_average_counting_padding_in_an_added_window_is_declined() -> None:
+    node = helper.make_node(
+        "AveragePool",
+        ["x"],
+        ["y"],
+        name="n0",
+        kernel_shape=[3, 3],
+        strides=[2, 2],
+        pads=[0, 0, 0, 0],
+        ceil_mode=1,
+        count_include_pad=1,
+    )
+    _declined(_case([node], (1, 1, 6, 6)), "n0", "count_include_pad=1")
