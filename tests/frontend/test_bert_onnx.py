@@ -94,7 +94,9 @@ def test_bert_onnx_and_torch_export_agree() -> None:
     from npuc.frontend.torch_export import load_torch
 
     mod, info = load_torch(net, example_inputs=args)
-    torch_out = run_relax_on_cpu(mod, {t.name: a.numpy() for t, a in zip(info.inputs, args)})[0]
+    torch_out = run_relax_on_cpu(
+        mod, {t.name: a.numpy() for t, a in zip(info.inputs, args, strict=True)}
+    )[0]
     with torch.no_grad():
         want = net(*args).numpy()
     np.testing.assert_allclose(torch_out, want, rtol=1e-4, atol=1e-5)
