@@ -13,69 +13,18 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import onnx
 
 from npuc.core.model_info import TensorInfo
 from npuc.frontend.macs import COUNTED_OPS, node_macs
+from npuc.frontend.summary import MACS_NOTE, ImportProblem, LayerMacs, ModelSummary
 
 if TYPE_CHECKING:
-    from npuc.frontend.inspect_relax import ImportProblem
-    from npuc.frontend.onnx.support import UnsupportedNode
+    pass
 
-MACS_NOTE = (
-    "MACs = multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul "
-    "(grouped/depthwise convs count the channels each filter reads); "
-    "element-wise, pooling and normalisation ops count 0"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class LayerMacs:
-    """MACs of one counted node (``None`` when its shapes are unknown)."""
-
-    node_name: str
-    op_type: str
-    macs: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class ModelSummary:
-    """What ``npuc inspect`` reports about a model."""
-
-    source_path: str
-    source_format: str
-    opset: int | None
-    declared_inputs: tuple[TensorInfo, ...]
-    inputs: tuple[TensorInfo, ...]
-    outputs: tuple[TensorInfo, ...]
-    op_histogram: dict[str, int]
-    parameter_count: int
-    layers: tuple[LayerMacs, ...]
-    total_macs: int
-    unsupported: tuple[UnsupportedNode | ImportProblem, ...] = field(default_factory=tuple)
-    macs_note: str = MACS_NOTE
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "source_path": self.source_path,
-            "source_format": self.source_format,
-            "opset": self.opset,
-            "declared_inputs": [t.to_json() for t in self.declared_inputs],
-            "inputs": [t.to_json() for t in self.inputs],
-            "outputs": [t.to_json() for t in self.outputs],
-            "op_histogram": dict(self.op_histogram),
-            "parameter_count": self.parameter_count,
-            "total_macs": self.total_macs,
-            "macs_note": self.macs_note,
-            "layers": [
-                {"node_name": x.node_name, "op_type": x.op_type, "macs": x.macs}
-                for x in self.layers
-            ],
-            "unsupported": [u.to_json() for u in self.unsupported],
-        }
+__all__ = ["MACS_NOTE", "ImportProblem", "LayerMacs", "ModelSummary", "summarize"]
 
 
 def summarize(

@@ -16,10 +16,10 @@ import math
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from npuc.core.errors import UnsupportedError
+from npuc.frontend.summary import ImportProblem, LayerMacs, ModelSummary
 
 RELAX_MACS_NOTE = (
     "MACs = multiply-accumulates of Relax nn.conv*, nn.conv*_transpose and matmul "
@@ -29,19 +29,6 @@ RELAX_MACS_NOTE = (
 
 _CONV_OPS = ("relax.nn.conv1d", "relax.nn.conv2d", "relax.nn.conv3d")
 _CONV_T_OPS = ("relax.nn.conv1d_transpose", "relax.nn.conv2d_transpose")
-
-
-@dataclass(frozen=True, slots=True)
-class ImportProblem:
-    """One reason an importer (TFLite, torch) gave for refusing a model."""
-
-    reason: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"reason": self.reason}
-
-    def describe(self) -> str:
-        return self.reason
 
 
 def summarize_imported(
@@ -57,7 +44,6 @@ def summarize_imported(
         As :func:`npuc.frontend.load` does (bad file, bad ``input_shapes``).
     """
     from npuc.frontend.dispatch import load
-    from npuc.frontend.inspect import LayerMacs, ModelSummary
 
     try:
         mod, info = load(path, input_shapes)
