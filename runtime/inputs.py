@@ -34,19 +34,19 @@ def check_declared(
 ) -> None:
     """Raise InvalidInputError unless ``shape``/``dtype`` are what ``tensor`` declares.
 
-    ``source`` (e.g. ``" (from x.npy)"``) is appended to the input's name in
-    messages. Used on arrays and on ``.npy`` headers before their data is read.
+    ``source`` (e.g. ``" (in x.npy)"``) ends the message. Used on arrays and on
+    ``.npy`` headers before their data is read.
     """
     if str(dtype) != tensor.dtype:
         raise InvalidInputError(
-            f"input {tensor.name!r}{source}: expected dtype {tensor.dtype}, got {dtype}",
+            f"input {tensor.name!r}: expected dtype {tensor.dtype}, got {dtype}{source}",
             hint=f"convert it first, e.g. x.astype(np.{tensor.dtype})",
         )
     if not _shape_matches(shape, tensor.shape):
         want = "x".join(str(d) for d in tensor.shape) if tensor.shape else "scalar"
         got = "x".join(str(d) for d in shape) if shape else "scalar"
         raise InvalidInputError(
-            f"input {tensor.name!r}{source}: expected shape {want}, got {got}",
+            f"input {tensor.name!r}: expected shape {want}, got {got}{source}",
             hint="the library was compiled for fixed shapes; rebuild with --input-shape "
             "to change them",
         )

@@ -51,7 +51,7 @@ def _expected(info: _Inputs, name: str, path: Path) -> Any:
     if tensor is None:
         listed = ", ".join(f"{t.name} ({_dims(t.shape)} {t.dtype})" for t in info.inputs)
         raise InvalidInputError(
-            f"unknown input {name!r} (from {path}); the model's inputs are {listed or 'none'}",
+            f"unknown input {name!r}; the model's inputs are {listed or 'none'} (in {path})",
             hint="name each input as the model does",
         )
     return tensor
@@ -64,9 +64,7 @@ def _dims(shape: Sequence[object]) -> str:
 def _checker(info: _Inputs, name: str, path: Path) -> Callable[[NpyHeader], None]:
     """Refuse a file whose header does not declare input ``name``'s shape and dtype."""
     tensor = _expected(info, name, path)
-    return lambda header: check_declared(
-        tensor, header.shape, header.dtype, source=f" (from {path})"
-    )
+    return lambda header: check_declared(tensor, header.shape, header.dtype, source=f" (in {path})")
 
 
 def read_input_files(specs: Sequence[str], info: _Inputs) -> dict[str, np.ndarray]:
