@@ -1,0 +1,87 @@
+"""Partitioning and lowering of a quantized model: placements with reasons, exact layouts,
+and the whole model on the simulator == the integer executor, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from npuc.backend.npu.layout import from_storage, move_chain, to_storage
+from npuc.backend.npu.partition import RULES
+from npuc.core.hw.config import NPU_S
+from npuc.midend.quantize.graph import Node, TensorType
+from npuc.runtime.npu_exec import MismatchError, NpuModelExecutor, first_difference
+from tests.backend.npu.qmodels import mixed_net_onnx, quantized
+
+
+@pytest.fixture(scope="module")
+def mixed() -> NpuModelExecutor:
+    qm, fx, feeds = quantized(mixed_net_onnx())
+    ex = NpuModelExecutor(qm, NPU_S, fx)
+    ex.feeds = feeds  # type: ignore[attr-defined]
+    return ex
+
+
+def test_placements_and_reasons(mixed: NpuModelExecutor) -> None:
+    cpu = {p.layer: p.reason for p in mixed.placements if p.target == "cpu"}
+    se = [n.name for n in mixed.qm.graph.nodes if n.op == "multiply" and len(n.inputs) == 2]
+    broadcast = [
+        n for n in se if mixed.qm.graph.tensor_type(mixed.qm.graph.node(n).inputs[1]).shape[2] == 1
+    ]
+    assert list(cpu) == broadcast
+    assert all("broadcasting" in r for r in cpu.values())
+    assert len(mixed.partitions) == 2
+    ops = {p.op for p in mixed.placements if p.target == "npu"}
+    assert {"conv2d", "dense", "concat", "resize", "transpose", "reshape", "unary"} <= ops
+
+
+@pytest.mark.parametrize("engine", ["ref", "sim"])
+def test_mixed_net_bit_exact(mixed: NpuModelExecutor, engine: str) -> None:
+    for feeds in mixed.feeds:  # type: ignore[attr-defined]
+        got = mixed.verify(feeds, engine=engine)
+        expected = mixed.int_exec.run(feeds)
+        for out in mixed.qm.graph.outputs:
+            np.testing.assert_array_equal(got[out].values, expected[out].values)
+    if engine == "sim":
+        assert all(s.cycles and s.cycles[-1] > 0 for s in mixed.stats)
+
+
+def test_first_difference_names_tensor() -> None:
+    a = np.zeros((2, 3))
+    b = a.copy()
+    b[1, 2] = 5
+    with pytest.raises(MismatchError, match=r"'t'.*1 of 6.*\(1, 2\)"):
+        first_difference("t", a, b)
+
+
+def _node(op: str, out: tuple[int, ...], **attrs: object) -> Node:
+    return Node(
+        name="m", op=op, inputs=("x",), out=TensorType(shape=out, dtype="int8"), attrs=attrs
+    )
+
+
+@pytest.mark.parametrize(
+    ("shape", "node"),
+    [
+        ((1, 8, 3, 5), _node("transpose", (1, 3, 5, 8), axes=(0, 2, 3, 1))),
+        ((1, 8, 3, 5), _node("transpose", (1, 8, 5, 3), axes=(0, 1, 3, 2))),
+        ((1, 8, 3, 5), _node("reshape", (1, 120), shape=(1, 120))),
+        ((1, 8, 3, 5), _node("reshape", (1, 2, 12, 5), shape=(1, 2, 12, 5))),
+        ((1, 6, 10), _node("transpose", (1, 10, 6), axes=(0, 2, 1))),
+        ((1, 6, 1, 10), _node("reshape", (1, 6, 10), shape=(1, 6, 10))),
+    ],
+)
+def test_move_chain_is_exact(shape: tuple[int, ...], node: Node) -> None:
+    """Replaying the storage steps on random values gives the op's result in storage layout."""
+    x = np.random.default_rng(0).integers(-128, 128, shape)
+    steps = move_chain(node, shape)
+    assert steps is not None
+    s = to_storage(x)
+    for kind, arg in steps:
+        s = s.transpose(arg) if kind == "transpose" else s.reshape(arg)
+    want = x.transpose(node.attr("axes")) if node.op == "transpose" else x.reshape(node.out.shape)
+    np.testing.assert_array_equal(from_storage(s, node.out.shape), want)
+
+
+def test_every_rule_has_a_docstring() -> None:
+    assert all(rule.__doc__ and rule.__doc__.strip() for rule in RULES.values())
