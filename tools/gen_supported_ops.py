@@ -1,4 +1,4 @@
-"""Render docs/supported_ops.md from the ONNX operator registry.
+"""Render docs/supported_ops.md from the ONNX operator registry and the NPU legality rules.
 
 Usage: ``python tools/gen_supported_ops.py [--check]``. With ``--check`` it
 writes nothing and exits 1 when the committed file differs from what the
@@ -47,7 +47,35 @@ def render() -> str:
         f"| {r.op_type} | {r.since_opset}-{r.until_opset} | {r.rule_text()} |"
         for r in sorted(RULES, key=lambda r: r.op_type)
     ]
-    return HEADER + "\n".join(rows) + "\n"
+    return HEADER + "\n".join(rows) + "\n" + render_npu()
+
+
+NPU_HEADER = """
+## NPU (`npuc build --target npu`)
+
+<!-- Generated from the legality checks in backend/npu/partition.py. -->
+
+After quantization every layer is checked against the rules below. Consecutive
+layers the NPU runs exactly form one NPU partition; any other layer runs on
+the CPU (integer layers with the integer executor's formulas, float layers in
+float32) and the build lists each one with its reason. Common to all layers:
+the quantizer made the layer integer, every tensor has batch 1, rank at most 4
+and an int8, uint8 or int16 type.
+
+| layer | rule |
+|---|---|
+"""
+
+
+def render_npu() -> str:
+    """The NPU section: one row per layer kind, the docstring of its legality check."""
+    from npuc.backend.npu.partition import RULES
+
+    rows = []
+    for op, rule in sorted(RULES.items()):
+        text = " ".join((rule.__doc__ or "").split()).replace("|", "\\|")
+        rows.append(f"| {op} | {text} |")
+    return NPU_HEADER + "\n".join(rows) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
