@@ -111,7 +111,7 @@ def _walk(func: Any) -> tuple[list[tuple[str, Any]], list[int]]:
 def _op_type() -> type:
     import tvm
 
-    return tvm.ir.Op  # type: ignore[no-any-return]
+    return tvm.ir.Op
 
 
 def _op_label(call: Any) -> str:

@@ -33,8 +33,8 @@ def fix_empty_slices(model: onnx.ModelProto) -> onnx.ModelProto:
     inits = {t.name: t for t in graph.initializer}
     shapes: dict[str, tuple[int, ...]] | None = None
     for index, node in slices:
-        params = [inits.get(name) for name in node.input[1:5]]
-        if any(p is None for p in params):
+        params = [inits[name] for name in node.input[1:5] if name in inits]
+        if len(params) != len(node.input[1:5]):
             continue
         starts, ends, axes, steps = (numpy_helper.to_array(p).astype(np.int64) for p in params)
         if not (steps < 0).any():

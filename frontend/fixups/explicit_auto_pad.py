@@ -31,6 +31,8 @@ input; npuc's rule declines ``auto_pad`` there).
 
 from __future__ import annotations
 
+from typing import cast
+
 import onnx
 from onnx import helper
 
@@ -88,20 +90,26 @@ def _attr(node: onnx.NodeProto, name: str, default: object) -> object:
     return default
 
 
+def _ints(node: onnx.NodeProto, name: str) -> tuple[int, ...] | None:
+    """An ints attribute as a tuple, or ``None`` when the node does not set it."""
+    value = _attr(node, name, None)
+    return None if value is None else tuple(int(v) for v in cast("list[int]", value))
+
+
 def _rewrite(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]]) -> None:
     x_shape = shapes.get(node.input[0])
     if x_shape is None or len(x_shape) < 3:
         return
     spatial = tuple(x_shape[2:])
-    kernel = _attr(node, "kernel_shape", None)
+    kernel = _ints(node, "kernel_shape")
     if kernel is None and node.op_type == "Conv":
         w_shape = shapes.get(node.input[1]) if len(node.input) > 1 else None
-        kernel = None if w_shape is None else list(w_shape[2:])
+        kernel = None if w_shape is None else tuple(w_shape[2:])
     if kernel is None or len(kernel) != len(spatial):
         return
     rank = len(spatial)
-    strides = tuple(_attr(node, "strides", None) or (1,) * rank)
-    dilations = tuple(_attr(node, "dilations", None) or (1,) * rank)
+    strides = _ints(node, "strides") or (1,) * rank
+    dilations = _ints(node, "dilations") or (1,) * rank
     mode = str(_attr(node, "auto_pad", "NOTSET"))
     ceil = bool(_attr(node, "ceil_mode", 0))
     if mode in ("NOTSET", "") and ceil and node.op_type != "Conv":

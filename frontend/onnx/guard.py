@@ -62,7 +62,7 @@ def import_graph(
     """
     from tvm.relax.frontend.onnx.onnx_frontend import ONNXGraphImporter
 
-    class _NamingImporter(ONNXGraphImporter):  # type: ignore[misc]
+    class _NamingImporter(ONNXGraphImporter):
         failed: tuple[str, str] | None = None
 
         def _convert_operator(self, op_name, inputs, attrs, opset):  # type: ignore[no-untyped-def]

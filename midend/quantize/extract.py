@@ -390,7 +390,10 @@ class _Extractor:
         var = rhs if lhs_c is not None else lhs
         if not isinstance(var, relax.Var):
             return fallback
-        const = (lhs_c if lhs_c is not None else rhs_c).astype(np.float32)
+        raw_const = lhs_c if lhs_c is not None else rhs_c
+        if raw_const is None:
+            return fallback
+        const = raw_const.astype(np.float32)
         side = "lhs" if lhs_c is not None else "rhs"
         if kind == "divide":
             if side == "lhs":

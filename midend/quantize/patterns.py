@@ -63,6 +63,7 @@ def fold_patterns(raws: dict[str, Any], outputs: list[str]) -> None:
                 raw.op == "add"
                 and "rhs" in raw.consts
                 and single
+                and producer is not None
                 and producer.op in ("conv2d", "dense")
             ) and (
                 "bias" not in producer.consts
@@ -77,7 +78,7 @@ def fold_patterns(raws: dict[str, Any], outputs: list[str]) -> None:
                     raw.consts["bias"] = bias
                     changed = True
                     continue
-            if raw.op == "clip" and single and producer.op in _CLAMPABLE:
+            if raw.op == "clip" and single and producer is not None and producer.op in _CLAMPABLE:
                 lo, hi = raw.attrs["act_min"], raw.attrs["act_max"]
                 plo, phi = producer.attrs.get("act_min"), producer.attrs.get("act_max")
                 new_lo = lo if plo is None else plo if lo is None else max(lo, plo)
