@@ -70,7 +70,7 @@ class NpyHeader:
 
     def describe(self) -> str:
         """``1x3x8x8 float32`` (``scalar float32`` for 0-d)."""
-        dims = "x".join(str(d) for d in self.shape) if self.shape else "scalar"
+        dims = "x".join(describe(d) for d in self.shape) if self.shape else "scalar"
         return f"{dims} {self.dtype}"
 
 
@@ -105,6 +105,11 @@ def _read_header(f: BinaryIO, where: str) -> NpyHeader:
         )
     if dtype.itemsize == 0:
         raise InvalidInputError(f"{where}: the array's element type {dtype} has no size")
+    if any(d < 0 for d in shape):
+        raise InvalidInputError(
+            f"{where}: not a readable .npy array: its header's shape"
+            f" {describe(tuple(shape))} has a negative dimension"
+        )
     return NpyHeader(tuple(shape), dtype, bool(fortran_order))
 
 

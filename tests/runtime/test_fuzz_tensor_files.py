@@ -42,7 +42,8 @@ INFO = ModelInfo(
 SHAPES = (
     "(1099511627776,)", "(1, 4, 4, 2)", "(2, 4, 4, 2)", "(-1, 4, 4, 2)", "()", "(0,)",
     "(1.5, 4)", "('a',)", "(1, 4, 4, 2, 1)", "(2**40,)", "[1, 4, 4, 2]", "None", "(1, 4, 4, 2",
-    "(4294967296, 4294967296)", "(9" + "9" * 50 + ",)", "(1099511627776, 3)",
+    "(4294967296, 4294967296)", "(9" + "9" * 50 + ",)", "(1099511627776, 3)", "(-1, 3)",
+    "(-5, -3)", "(0, 3)", "(5, 3)", "(2, 3)",
 )  # fmt: skip
 DESCRS = (
     "'<f4'", "'<i8'", "'|O'", "'|V0'", "'<U0'", "'>f4'", "'xx'", "'<f4'*2", "[('a', '<f4')]",
@@ -185,6 +186,15 @@ def test_zip_named_npy(tmp_path: Path, content: bytes) -> None:
     path.write_bytes(content)
     with pytest.raises(InvalidInputError, match=r"x\.npy: .*zip archive: name it \.npz"):
         read_input_files([f"x={path}"], INFO)
+
+
+@pytest.mark.parametrize("shape", ["(-1, 3)", "(-2, -3)", "(2, -3)"])
+def test_negative_dimensions(tmp_path: Path, shape: str) -> None:
+    path = tmp_path / "ids.npy"
+    header = f"{{'descr': '<i8', 'fortran_order': False, 'shape': {shape}, }}"
+    path.write_bytes(with_header(npy_bytes(np.zeros(6, np.int64)), header))
+    with pytest.raises(InvalidInputError, match=r"ids\.npy: .*negative dimension|expected shape"):
+        read_input_files([f"ids={path}"], INFO)
 
 
 def test_truncated_and_wrong_dtype(tmp_path: Path) -> None:
