@@ -20,14 +20,15 @@ target fails in milliseconds, not after the import.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from npuc.core.errors import InvalidInputError, UnsupportedError
+from npuc.core.errors import InvalidInputError, NpucError, UnsupportedError
 from npuc.core.hw.config import HwConfig
 from npuc.core.progress import Progress, null_progress
 from npuc.core.target import TARGET_KINDS, CpuTarget, NpuTarget, Target, host_target
@@ -147,9 +148,49 @@ def build(
     progress.step("optimize")
 
     start_s = time.monotonic()
-    mod = optimize(mod, MidendOptions())
+    with tvm_failures_as_npuc_errors(source, "optimizing"):
+        mod = optimize(mod, MidendOptions())
     timings_s["optimize"] = time.monotonic() - start_s
     progress.step("compile")
 
-    result = build_library(mod, info, cpu_target, out_path, progress=progress)
+    with tvm_failures_as_npuc_errors(source, "compiling"):
+        result = build_library(mod, info, cpu_target, out_path, progress=progress)
     return dataclasses.replace(result, timings_s={**timings_s, **result.timings_s})
+
+
+@contextlib.contextmanager
+def tvm_failures_as_npuc_errors(source: str | os.PathLike[str], stage: str) -> Iterator[None]:
+    """Turn an unexpected TVM failure in ``stage`` into npuc's own UnsupportedError.
+
+    The model passed the support check and the import's shape guard, so a
+    TVM failure after import (lowering, code generation) is a gap in npuc.
+    The message says so in npuc's words, with TVM's first line only as a
+    detail; npuc's own errors pass through unchanged. The Relax module no
+    longer carries ONNX node names, so the model is named, not the node.
+    """
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc, NpucError) or not _raised_in_tvm(exc):
+            raise
+        text = str(exc).strip()
+        first = text.splitlines()[0][:200] if text else ""
+        raise UnsupportedError(
+            f"{source}: the model passed npuc's checks, but TVM failed while {stage} it, "
+            f"so npuc cannot compile it (TVM says: {type(exc).__name__}: {first})",
+            hint="this is a gap in npuc, not a fault in your model; please report it with "
+            "the model (rerun with --debug for the traceback)",
+        ) from exc
+
+
+def _raised_in_tvm(exc: BaseException) -> bool:
+    """True when ``exc`` is a TVM error type or was raised inside TVM's Python or FFI code."""
+    import tvm
+
+    if isinstance(exc, tvm.error.InternalError | tvm.error.DiagnosticError | tvm.error.OpError):
+        return True
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = tb.tb_frame.f_code.co_filename if tb is not None else ""
+    return any(part in where for part in ("/tvm/", "/tvm_ffi/"))

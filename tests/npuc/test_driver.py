@@ -43,3 +43,36 @@ def test_npu_build_is_refused_before_any_work(tmp_path: Path) -> None:
     missing = tmp_path / "never-read.onnx"  # not read: the target is refused first
     with pytest.raises(UnsupportedError, match="--target npu is not implemented yet"):
         driver.build(missing, out_path=tmp_path / "m.so", target=driver.make_target("npu"))
+
+
+def test_tvm_failure_after_import_is_npucs_own_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onnx
+    import tvm
+    from onnx import TensorProto, helper
+
+    import npuc.midend.pipeline as pipeline
+    from npuc.core.errors import UnsupportedError
+    from npuc.driver import build
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(model, tmp_path / "m.onnx")
+
+    def failing_optimize(*args: object, **kwargs: object) -> None:
+        raise tvm.error.InternalError("Check failed: (begin <= end) is false: lowering")
+
+    monkeypatch.setattr(pipeline, "optimize", failing_optimize)
+    with pytest.raises(UnsupportedError) as info:
+        build(tmp_path / "m.onnx", out_path=tmp_path / "m.so")
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'm.onnx'}: the model passed npuc's checks")
+    assert "TVM failed while optimizing it" in message and "TVM says: InternalError" in message
+    assert "gap in npuc" in str(info.value.hint)
+    assert not (tmp_path / "m.so").exists()
