@@ -71,7 +71,7 @@ FQ&ne;int: integer vs fake-quant (accumulated, and isolated).</p>
 {% for r in rows %}<tr class="{{ r.cls }}"><td class="l">{{ loop.index0 }}</td>
 <td class="l">{{ r.name }}</td><td class="l">{{ r.kind }}</td><td class="l">{{ r.run_on }}</td>
 <td class="l">{{ r.scheme }}</td><td>{{ r.scale }}</td><td>{{ r.zp }}</td>
-<td class="l">{{ r.range }}</td>{% for v in r.values %}<td>{{ v }}</td>{% endfor %}
+<td class="l">{{ r.range }}</td>{% for v in r.cells %}<td>{{ v }}</td>{% endfor %}
 <td class="l">{{ r.note }}</td></tr>
 {% endfor %}</table>
 </body></html>
@@ -130,7 +130,7 @@ def _row(row: LayerReport) -> dict[str, Any]:
         "scale": f"{scheme['scale']:.4g}" if "scale" in scheme else "",
         "zp": scheme.get("zero_point", ""),
         "range": f"[{float(rng[0]):.4g}, {float(rng[1]):.4g}]" if rng else "",
-        "values": [_cell(row.metric(c, m), m) for c, m in _CELLS],
+        "cells": [_cell(row.metric(c, m), m) for c, m in _CELLS],
         "note": row.flag or (row.reason if row.run_on == "cpu" else ""),
         "cls": "flag" if row.flag else ("cpu" if row.run_on == "cpu" else ""),
     }
