@@ -44,6 +44,7 @@ from tools.conformance.expectations import (  # noqa: E402
 )
 from tools.conformance.parallel import CaseOutcome, as_exception, run_cases  # noqa: E402
 from tools.conformance.selection import claimed_cases, claimed_ops, default_subset  # noqa: E402
+from tools.differential_report import carry_block  # noqa: E402
 
 
 def _verdicts(
@@ -261,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
             default_size=len(default_subset(records, listed)),
             wall_s=wall_s,
         )
+        if args.out.exists():  # keep the differential test's section (its own tool)
+            text = carry_block(args.out.read_text(encoding="utf-8"), text)
         write_text_atomic(args.out, text)
         print(f"wrote {args.out}")
     return 1 if totals["FAILED"] else 0

@@ -13,8 +13,8 @@ The ONNX rule for ``SAME_UPPER``/``SAME_LOWER``: each spatial output is
 (SAME_UPPER) or at the start (SAME_LOWER). ``VALID`` is zero padding.
 Left alone for the support rules to decline: pools with ``ceil_mode=1``
 (ONNX shape inference and onnxruntime disagree on their size) and pools
-whose SAME padding is negative and dilated SAME Convs (onnxruntime refuses
-them). A Conv's
+whose SAME padding is negative, dilated SAME Convs (onnxruntime refuses
+them) and dilated SAME pools (onnxruntime sizes them without the dilation). A Conv's
 negative SAME padding is clamped to 0, as onnxruntime does.
 
 Pools with explicit pads and ``ceil_mode=1`` become ``ceil_mode=0`` with the
@@ -121,8 +121,8 @@ def _rewrite(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]]) -> None:
         pads = [0] * (2 * rank)
     elif mode in ("SAME_UPPER", "SAME_LOWER"):
         conv = node.op_type == "Conv"
-        if conv and any(d > 1 for d in dilations):
-            return  # onnxruntime refuses dilated SAME Conv; the support rule declines it
+        if any(d > 1 for d in dilations):
+            return  # onnxruntime refuses (Conv) or mis-sizes (pools) it; the rules decline it
         pads = same_pads(spatial, tuple(kernel), strides, dilations, mode == "SAME_LOWER", conv)
         if min(pads) < 0:
             return  # onnxruntime refuses negative pool padding; the support rule declines it

@@ -63,7 +63,10 @@ def pool2d(view: NodeView) -> CheckResult:
     """2-D (4-D NCHW input) or 1-D (3-D NCL input, run as 2-D); MaxPool's
     Indices output and storage_order=1 are not supported. Any kernel,
     strides, pads, auto_pad, ceil_mode, count_include_pad and (MaxPool)
-    dilations."""
+    dilations, except where onnxruntime refuses or departs from the ONNX
+    spec: auto_pad SAME needing negative padding or with dilations > 1;
+    auto_pad with ceil_mode=1; AveragePool with count_include_pad=1 where
+    ceil_mode=1 adds a last window."""
     if view.node.op_type == "MaxPool" and view.output_used(1):
         return False, "the Indices output of MaxPool is not supported"
     return first_failure(
@@ -75,7 +78,8 @@ def pool2d(view: NodeView) -> CheckResult:
 
 def _pool_auto_pad(view: NodeView) -> CheckResult:
     """auto_pad SAME_UPPER/SAME_LOWER must not need negative padding;
-    auto_pad VALID/SAME cannot be combined with ceil_mode=1; AveragePool
+    auto_pad VALID/SAME cannot be combined with ceil_mode=1 nor SAME with
+    dilations > 1 (onnxruntime sizes it without the dilation); AveragePool
     with count_include_pad=1 only where ceil_mode=1 adds no window.
 
     A kernel smaller than the stride can make the SAME padding negative
@@ -107,6 +111,13 @@ def _pool_auto_pad(view: NodeView) -> CheckResult:
     spatial = shape[2:]
     strides = view.attr("strides") or [1] * len(spatial)
     dilations = view.attr("dilations") or [1] * len(spatial)
+    if any(int(d) > 1 for d in dilations):
+        return (
+            False,
+            f"auto_pad={mode} with dilations {list(dilations)}: onnxruntime sizes the "
+            "padding without the dilation, against the ONNX spec, so there is no reference "
+            "to match",
+        )
     for axis, (size, k, s, d) in enumerate(zip(spatial, kernel, strides, dilations, strict=False)):
         total = (-(-size // s) - 1) * s + (k - 1) * d + 1 - size
         if total < 0:
@@ -425,6 +436,9 @@ RULES: tuple[OpRule, ...] = (
     _rule("ReduceSum", check=rules_seq.reduce_axes),
     _rule("ReduceMax", check=rules_seq.reduce_axes),
     _rule("ReduceL2", check=rules_seq.reduce_axes),
+    # recurrent layers, unrolled (frontend/fixups/unroll_recurrent.py)
+    _rule("LSTM", check=rules_seq.recurrent),
+    _rule("GRU", check=rules_seq.recurrent),
     # no-ops at inference
     _rule("Identity"),
     _rule("Dropout", check=dropout),

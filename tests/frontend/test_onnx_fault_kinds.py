@@ -222,3 +222,19 @@ def test_ceil_mode_average_counting_padding_in_an_added_window_is_declined() -> 
         count_include_pad=1,
     )
     _declined(_case([node], (1, 1, 6, 6)), "n0", "count_include_pad=1")
+
+
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER"])
+@pytest.mark.parametrize("op", ["MaxPool", "Conv"])
+def test_dilated_same_auto_pad_is_declined(op: str, auto_pad: str) -> None:
+    """onnxruntime refuses dilated SAME Conv and sizes dilated SAME MaxPool without the dilation."""
+    attrs: dict[str, object] = {"dilations": [2, 2], "auto_pad": auto_pad}
+    consts = {}
+    inputs = ["x"]
+    if op == "Conv":
+        consts["w"] = np.ones((1, 1, 2, 2), np.float32)
+        inputs.append("w")
+    else:
+        attrs["kernel_shape"] = [2, 2]
+    node = helper.make_node(op, inputs, ["y"], name="n0", **attrs)
+    _declined(_case([node], (1, 1, 5, 5), consts), "n0", "with dilations [2, 2]")
