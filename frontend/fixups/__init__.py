@@ -26,6 +26,7 @@ from .explicit_auto_pad import explicit_auto_pad
 from .fold_static_shapes import fold_static_shapes
 from .lift_1d_to_2d import lift_1d_to_2d
 from .remove_identity import remove_identity
+from .unroll_recurrent import unroll_recurrent
 
 OnnxFixup = Callable[[onnx.ModelProto], onnx.ModelProto]
 RelaxFixup = Callable[[tvm.IRModule], tvm.IRModule]
@@ -37,6 +38,8 @@ ONNX_FIXUPS: tuple[OnnxFixup, ...] = (
     fold_static_shapes,
     # 1-D Conv/ConvTranspose/pools (audio models): npuc compiles the 2-D forms.
     lift_1d_to_2d,
+    # LSTM/GRU: TVM has no converter; unrolled over the static sequence length.
+    unroll_recurrent,
     # auto_pad: TVM sizes SAME_LOWER pooling with floor; write the ONNX pads instead.
     explicit_auto_pad,
     # LayerNormalization: TVM takes the normalised axes from Scale's rank.

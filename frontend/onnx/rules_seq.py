@@ -65,3 +65,14 @@ def reduce_axes(view: NodeView) -> CheckResult:
     return first_failure(
         require_const(view, 1, "axes"), require_attr_in(view, "noop_with_empty_axes", 0, (0,))
     )
+
+
+def recurrent(view: NodeView) -> CheckResult:
+    """Unrolled over the static sequence length and run on the CPU: constant W,
+    R and B; default activations; no clip, peepholes or input_forget;
+    sequence_lens absent or the full length; opset 13 or later; any
+    direction, layout, hidden size and (GRU) linear_before_reset."""
+    from npuc.frontend.fixups.unroll_recurrent import recurrent_unsupported_reason
+
+    reason = recurrent_unsupported_reason(view.node, view.consts, view.shapes, view.opset)
+    return (not reason, reason)

@@ -21,6 +21,7 @@ def export_onnx(
         # The legacy exporter warns that it is legacy, and about its own internals.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*with a batch_size other than 1.*")
         torch.onnx.export(
             module.eval(),
             args,

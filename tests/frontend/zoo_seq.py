@@ -140,3 +140,46 @@ CASES: list = [
         node_case("ReduceL2", X, consts={"a": ints([1])}, keepdims=0), id="reducel2-input"
     ),
 ]
+
+
+def recurrent_case(
+    op: str, *, layout: int = 0, direction: str = "forward", **attrs: object
+) -> Case:
+    """One LSTM/GRU node with constant W, R, B and run-time initial states (forms torch
+    does not emit: reverse, GRU linear_before_reset=0, layout=1 which onnxruntime refuses)."""
+    gates, hidden, size, seq, batch = (4 if op == "LSTM" else 3), 5, 3, 4, 2
+    dirs = 2 if direction == "bidirectional" else 1
+    x_shape = (batch, seq, size) if layout else (seq, batch, size)
+    state = (batch, dirs, hidden) if layout else (dirs, batch, hidden)
+    consts = {
+        "w": const((dirs, gates * hidden, size), seed=2, scale=0.5),
+        "r": const((dirs, gates * hidden, hidden), seed=3, scale=0.5),
+        "b": const((dirs, 2 * gates * hidden), seed=4, scale=0.5),
+    }
+    inputs = {"x": x_shape, "h0": state, **({"c0": state} if op == "LSTM" else {})}
+    names = ["x", "w", "r", "b", "", "h0", *(["c0"] if op == "LSTM" else [])]
+    outputs = ["y", "y_h", *(["y_c"] if op == "LSTM" else [])]
+    node = helper.make_node(
+        op, names, outputs, hidden_size=hidden, layout=layout, direction=direction, **attrs
+    )
+    graph = helper.make_graph(
+        [node],
+        "rnn",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs.items()],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs],
+        initializer=[numpy_helper.from_array(v, n) for n, v in consts.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return Case(onnx.shape_inference.infer_shapes(model, strict_mode=True), random_feeds(inputs))
+
+
+CASES += [
+    pytest.param(recurrent_case("LSTM", direction="bidirectional"), id="lstm-bidi-initial-states"),
+    pytest.param(recurrent_case("LSTM", direction="reverse"), id="lstm-reverse"),
+    pytest.param(recurrent_case("GRU", direction="reverse"), id="gru-reverse-reset-after"),
+    pytest.param(
+        recurrent_case("GRU", direction="bidirectional", linear_before_reset=1),
+        id="gru-bidi-linear-before-reset",
+    ),
+]
