@@ -11,18 +11,18 @@ import pytest
 from npuc.cli.main import main
 from npuc.core.errors import SimulatorFault
 from npuc.core.hw.config import NPU_S
-from tests.npu_sim.programs import ProgramBuilder
+from npuc.core.isa.builder import ProgramBuilder
 
 
 def copy_program(tmp_path: Path, *, hw=NPU_S, wait_for_load: bool = True) -> Path:  # type: ignore[no-untyped-def]
     """x (int8, 256) -> requant (+5) -> y, on npu-s."""
-    b = ProgramBuilder(hw=hw)
-    x = b.tensor("x", "input", (16, 16), "int8")
-    y = b.tensor("y", "output", (16, 16), "int8")
-    b.add(
+    b = ProgramBuilder(hw)
+    x = b.input("x", (16, 16), "int8", scale=1.0)
+    y = b.output("y", (16, 16), "int8", scale=1.0)
+    b.emit(
         "dma_load", dram_addr=x, sram_addr=0, row_bytes=256, signal=0b0100 if wait_for_load else 0
     )
-    b.add(
+    b.emit(
         "requant",
         wait=1 if wait_for_load else 0,
         signal=0b1000,
@@ -35,7 +35,7 @@ def copy_program(tmp_path: Path, *, hw=NPU_S, wait_for_load: bool = True) -> Pat
         ofm_multiplier=1,
         post_shift=0,
     )
-    b.add("dma_store", wait=0b0100, dram_addr=y, sram_addr=256, row_bytes=256)
+    b.emit("dma_store", wait=0b0100, dram_addr=y, sram_addr=256, row_bytes=256)
     path = tmp_path / "prog.npub"
     b.build().save(path)
     return path

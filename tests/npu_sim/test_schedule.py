@@ -15,8 +15,9 @@ from collections import defaultdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from npuc.core.hw.config import NPU_M
+from npuc.core.isa.builder import ProgramBuilder
 from npuc.npu_sim import simulate
-from tests.npu_sim.programs import ProgramBuilder
 
 
 @st.composite
@@ -44,10 +45,10 @@ def token_programs(draw: st.DrawFn) -> list[tuple[int, int, int, int]]:
 @settings(max_examples=150, deadline=None)
 @given(token_programs())
 def test_start_cycles_follow_the_token_rules(spec: list[tuple[int, int, int, int]]) -> None:
-    b = ProgramBuilder()
+    b = ProgramBuilder(NPU_M)
     for i, (unit, wait, signal, size) in enumerate(spec):
         if unit == 0 and size:
-            b.add(
+            b.emit(
                 "dma_load",
                 wait=wait,
                 signal=signal,
@@ -56,7 +57,7 @@ def test_start_cycles_follow_the_token_rules(spec: list[tuple[int, int, int, int
                 row_bytes=size,
             )
         elif unit == 3 and size:
-            b.add(
+            b.emit(
                 "dma_store",
                 wait=wait,
                 signal=signal,
@@ -65,7 +66,7 @@ def test_start_cycles_follow_the_token_rules(spec: list[tuple[int, int, int, int
                 row_bytes=size,
             )
         else:
-            b.add("sync", unit=unit, wait=wait, signal=signal)
+            b.emit("sync", unit=unit, wait=wait, signal=signal)
     result = simulate(b.build(), {}, b.hw, trace=True)
     spans = {e["args"]["index"]: e["args"] for e in result.trace_events if e["ph"] == "X"}
     assert sorted(spans) == list(range(len(spec)))
