@@ -65,5 +65,10 @@ docs: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
+# Post-training quantization accuracy beside onnxruntime and NNCF (long: ~1 h on 2 cores).
+bench-accuracy: $(STAMP)
+	$(PY) -m pip install --quiet -r bench/requirements-accuracy.txt
+	$(PY) bench/accuracy.py --fresh
+
 clean:
 	rm -rf $(VENV) build *.egg-info reports out
