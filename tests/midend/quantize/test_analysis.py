@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from npuc.core.errors import InvalidInputError
-from npuc.midend.quantize.analysis import AnalysisOptions, analyze
+from npuc.midend.quantize.analysis import (
+    FLOAT_SQNR_DB,
+    AccuracyReport,
+    AnalysisOptions,
+    LayerReport,
+    analyze,
+)
 from npuc.midend.quantize.analysis_dump import DUMP_FILES, dump_tensors
 from npuc.midend.quantize.fakequant_exec import FakeQuantExecutor
 from npuc.midend.quantize.int_exec import IntegerExecutor
@@ -22,7 +29,7 @@ def plugin_metric(f: np.ndarray, q: np.ndarray, labels: np.ndarray | None) -> di
 
 
 @pytest.fixture(scope="module")
-def report8():  # type: ignore[no-untyped-def]
+def report8() -> AccuracyReport:
     _, fx = tiny_graph()
     options = AnalysisOptions(
         metrics=("top1_agreement", "top1_accuracy", "output_cosine",
@@ -33,17 +40,17 @@ def report8():  # type: ignore[no-untyped-def]
                    float_executor=fx)  # fmt: skip
 
 
-def _row(report, name):  # type: ignore[no-untyped-def]
+def _row(report: AccuracyReport, name: str) -> LayerReport:
     return next(r for r in report.layers if r.name == name)
 
 
-def test_every_layer_and_input_has_a_row(report8) -> None:  # type: ignore[no-untyped-def]
+def test_every_layer_and_input_has_a_row(report8: AccuracyReport) -> None:
     graph, _ = tiny_graph()
     assert [r.name for r in report8.layers] == ["x"] + [n.name for n in graph.nodes]
     assert report8.samples == 4 and report8.layer_samples == 4
 
 
-def test_first_layer_isolated_equals_accumulated(report8) -> None:  # type: ignore[no-untyped-def]
+def test_first_layer_isolated_equals_accumulated(report8: AccuracyReport) -> None:
     first = _row(report8, "conv2d_0")
     assert first.errors["isolated"] == first.errors["accumulated"]
     assert first.metric("accumulated", "sqnr_db") < _row(report8, "x").metric(
@@ -51,7 +58,7 @@ def test_first_layer_isolated_equals_accumulated(report8) -> None:  # type: igno
     )
 
 
-def test_pass_through_layers_are_exact(report8) -> None:  # type: ignore[no-untyped-def]
+def test_pass_through_layers_are_exact(report8: AccuracyReport) -> None:
     # A reshape's integer output is its input's: the same accumulated error.
     reshape, pool = _row(report8, "reshape_0"), _row(report8, "global_avg_pool_0")
     for metric in ("cosine", "sqnr_db", "max_abs_error"):
@@ -63,7 +70,7 @@ def test_pass_through_layers_are_exact(report8) -> None:  # type: ignore[no-unty
         assert alone["sqnr_db"] == math.inf
 
 
-def test_weight_and_activation_columns(report8) -> None:  # type: ignore[no-untyped-def]
+def test_weight_and_activation_columns(report8: AccuracyReport) -> None:
     x = _row(report8, "x")
     assert x.errors["weights_only"]["sqnr_db"] == math.inf  # inputs are not weights
     assert x.errors["activations_only"] == x.errors["accumulated"]
@@ -76,7 +83,7 @@ def test_weight_and_activation_columns(report8) -> None:  # type: ignore[no-unty
     assert conv.metric("fake_quant", "sqnr_db") < conv.metric("weights_only", "sqnr_db")
 
 
-def test_fewer_bits_lower_sqnr(report8) -> None:  # type: ignore[no-untyped-def]
+def test_fewer_bits_lower_sqnr(report8: AccuracyReport) -> None:
     _, fx = tiny_graph()
     report16 = analyze(tiny_quantized(16), samples(4, seed=2), float_executor=fx)
     for name in ("conv2d_0", "add_0", "dense_0"):
@@ -87,7 +94,7 @@ def test_fewer_bits_lower_sqnr(report8) -> None:  # type: ignore[no-untyped-def]
     assert _row(report16, "dense_0").metric("accumulated", "cosine") > 0.999
 
 
-def test_model_metrics_and_plugin(report8) -> None:  # type: ignore[no-untyped-def]
+def test_model_metrics_and_plugin(report8: AccuracyReport) -> None:
     metrics = report8.model_metrics
     assert 0.0 <= metrics["top1_agreement"]["quantized"] <= 1.0
     assert set(metrics["top1_accuracy"]) == {"float", "quantized"}
@@ -129,7 +136,7 @@ def test_bad_requests_are_clear_errors() -> None:
         analyze(model, samples(1, 0), options=AnalysisOptions(metrics=("no_such_module:f",)))
 
 
-def test_dump_writes_every_tensor(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_dump_writes_every_tensor(tmp_path: Path) -> None:
     model = tiny_quantized(8)
     graph, fx = tiny_graph()
     feeds = next(samples(1, seed=4))
@@ -147,3 +154,21 @@ def test_dump_writes_every_tensor(tmp_path) -> None:  # type: ignore[no-untyped-
         np.testing.assert_array_equal(floats["dense_0"], fx.run(feeds)["dense_0"])
         np.testing.assert_array_equal(stored["conv2d_0"], ints["conv2d_0"].values.astype("i1"))
         np.testing.assert_array_equal(deq["conv2d_0"], ints["conv2d_0"].dequantize())
+
+
+def test_flags_follow_the_thresholds(report8: AccuracyReport) -> None:
+    graph, fx = tiny_graph()
+    acc = {r.name: r.errors["accumulated"] for r in report8.layers}
+    for node in graph.nodes:
+        before = min(min(FLOAT_SQNR_DB, acc[n]["sqnr_db"]) for n in node.inputs)
+        after = min(FLOAT_SQNR_DB, acc[node.name]["sqnr_db"])
+        cos_drop = min(acc[n]["cosine"] for n in node.inputs) - acc[node.name]["cosine"]
+        expected = before - after >= 6.0 or cos_drop >= 0.02
+        assert bool(_row(report8, node.name).flag) == expected, node.name
+    quiet = AnalysisOptions(fake_quant=False, flag_sqnr_drop_db=1000.0, flag_cosine_drop=2.0)
+    report = analyze(tiny_quantized(8), samples(2, seed=2), options=quiet, float_executor=fx)
+    assert report.flagged() == []
+    assert "weights_only" not in _row(report, "conv2d_0").errors
+    eager = AnalysisOptions(fake_quant=False, flag_sqnr_drop_db=1e-6)
+    report = analyze(tiny_quantized(8), samples(2, seed=2), options=eager, float_executor=fx)
+    assert "conv2d_0" in {r.name for r in report.flagged()}
