@@ -10,8 +10,8 @@ import pytest
 from npuc.core import intref
 from npuc.core.errors import InvalidInputError, SimulatorFault
 from npuc.core.hw.config import NPU_M, NPU_S
+from npuc.core.isa.builder import ProgramBuilder
 from npuc.npu_sim import simulate
-from tests.npu_sim.programs import ProgramBuilder
 
 
 def run(b: ProgramBuilder, inputs: dict[str, np.ndarray] | None = None, **kw):  # type: ignore[no-untyped-def]
@@ -33,8 +33,8 @@ def requant(**kw: int) -> dict[str, int]:
 
 
 def test_sram_out_of_range() -> None:
-    b = ProgramBuilder()
-    b.add("dma_load", dram_addr=0, sram_addr=NPU_M.sram_bytes - 10, row_bytes=64)
+    b = ProgramBuilder(NPU_M)
+    b.emit("dma_load", dram_addr=0, sram_addr=NPU_M.sram_bytes - 10, row_bytes=64)
     with pytest.raises(
         SimulatorFault, match=r"instruction 0 \(dma_load\) destination: SRAM .* outside"
     ):
@@ -42,15 +42,15 @@ def test_sram_out_of_range() -> None:
 
 
 def test_dram_out_of_range() -> None:
-    b = ProgramBuilder()
-    b.add("dma_store", dram_addr=NPU_M.dram_bytes - 4, sram_addr=0, row_bytes=8)
+    b = ProgramBuilder(NPU_M)
+    b.emit("dma_store", dram_addr=NPU_M.dram_bytes - 4, sram_addr=0, row_bytes=8)
     with pytest.raises(SimulatorFault, match=r"DRAM access .* outside"):
         run(b)
 
 
 def test_strided_region_end_out_of_range() -> None:
-    b = ProgramBuilder()
-    b.add(
+    b = ProgramBuilder(NPU_M)
+    b.emit(
         "dma_load",
         dram_addr=0,
         sram_addr=0,
@@ -63,29 +63,29 @@ def test_strided_region_end_out_of_range() -> None:
 
 
 def test_misaligned_int16_operand() -> None:
-    b = ProgramBuilder()
-    b.add("requant", **requant(ifm_addr=1, ifm_dtype=2))
+    b = ProgramBuilder(NPU_M)
+    b.emit("requant", **requant(ifm_addr=1, ifm_dtype=2))
     with pytest.raises(SimulatorFault, match="not aligned to 2 bytes"):
         run(b)
 
 
 def test_output_overlapping_input_faults_but_exact_in_place_is_allowed() -> None:
-    b = ProgramBuilder()
-    b.add("requant", **requant(ifm_addr=0, ofm_addr=8))  # partial overlap
+    b = ProgramBuilder(NPU_M)
+    b.emit("requant", **requant(ifm_addr=0, ofm_addr=8))  # partial overlap
     with pytest.raises(SimulatorFault, match=r"overlaps .* input"):
         run(b)
-    b = ProgramBuilder()
-    b.add("requant", **requant(ifm_addr=0, ofm_addr=0, ofm_zp=3))  # exactly in place: fine
+    b = ProgramBuilder(NPU_M)
+    b.emit("requant", **requant(ifm_addr=0, ofm_addr=0, ofm_zp=3))  # exactly in place: fine
     run(b)
-    b = ProgramBuilder()
-    b.add("requant", **requant(ifm_addr=0, ofm_addr=0, ofm_dtype=2))  # same address, other size
+    b = ProgramBuilder(NPU_M)
+    b.emit("requant", **requant(ifm_addr=0, ofm_addr=0, ofm_dtype=2))  # same address, other size
     with pytest.raises(SimulatorFault, match="overlaps"):
         run(b)
 
 
 def test_conv_output_may_not_overlap_weights() -> None:
-    b = ProgramBuilder()
-    b.add(
+    b = ProgramBuilder(NPU_M)
+    b.emit(
         "conv",
         ifm_addr=0,
         ifm_h=4,
@@ -106,8 +106,8 @@ def test_conv_output_may_not_overlap_weights() -> None:
 
 
 def test_dma_write_descriptor_writing_bytes_twice() -> None:
-    b = ProgramBuilder()
-    b.add(
+    b = ProgramBuilder(NPU_M)
+    b.emit(
         "dma_load",
         dram_addr=0,
         sram_addr=0,
@@ -121,10 +121,10 @@ def test_dma_write_descriptor_writing_bytes_twice() -> None:
 
 
 def test_multiplier_above_15_bits() -> None:
-    b = ProgramBuilder()
-    ofm_multiplier_addr = b.const(np.full(8, 40000, dtype=np.uint16))
-    b.add("dma_load", dram_addr=ofm_multiplier_addr, sram_addr=0x400, row_bytes=16, signal=0b0010)
-    b.add(
+    b = ProgramBuilder(NPU_M)
+    ofm_multiplier_addr = b.constant("m", np.full(8, 40000, dtype=np.uint16))
+    b.emit("dma_load", dram_addr=ofm_multiplier_addr, sram_addr=0x400, row_bytes=16, signal=0b0010)
+    b.emit(
         "conv",
         wait=1,
         ifm_addr=0,
@@ -147,9 +147,9 @@ def test_multiplier_above_15_bits() -> None:
 
 
 def test_deadlock_names_blocked_instructions_and_tokens() -> None:
-    b = ProgramBuilder()
-    b.add("sync", unit=1, wait=0b0100)  # MAC waits for ITP, which never signals
-    b.add("sync", unit=2, wait=0b0010)  # ITP waits for MAC: a cycle
+    b = ProgramBuilder(NPU_M)
+    b.emit("sync", unit=1, wait=0b0100)  # MAC waits for ITP, which never signals
+    b.emit("sync", unit=2, wait=0b0010)  # ITP waits for MAC: a cycle
     with pytest.raises(
         SimulatorFault, match=r"deadlock.*instruction 0 \(sync\) on MAC waits .* ITP"
     ):
@@ -157,26 +157,26 @@ def test_deadlock_names_blocked_instructions_and_tokens() -> None:
 
 
 def test_step_limit() -> None:
-    b = ProgramBuilder()
+    b = ProgramBuilder(NPU_M)
     for _ in range(5):
-        b.add("sync", unit=2)
+        b.emit("sync", unit=2)
     run(b, max_steps=5)
     with pytest.raises(SimulatorFault, match="step limit: more than 4"):
         run(b, max_steps=4)
 
 
 def test_data_race_without_token() -> None:
-    b = ProgramBuilder()
-    x = b.tensor("x", "input", (256,), "int8")
-    b.add("dma_load", dram_addr=x, sram_addr=0, row_bytes=256)  # no signal to the ITP
-    b.add("requant", **requant(ifm_addr=0, ofm_addr=0x1000, count=256))
+    b = ProgramBuilder(NPU_M)
+    x = b.input("x", (256,), "int8", scale=1.0)
+    b.emit("dma_load", dram_addr=x, sram_addr=0, row_bytes=256)  # no signal to the ITP
+    b.emit("requant", **requant(ifm_addr=0, ofm_addr=0x1000, count=256))
     with pytest.raises(
         SimulatorFault, match=r"data race: .*requant.* input .*dma_load.* destination"
     ):
         run(b, {"x": np.zeros(256, np.int8)})
     # Interleaved but disjoint strided regions running concurrently are not a race.
-    b = ProgramBuilder()
-    b.add(
+    b = ProgramBuilder(NPU_M)
+    b.emit(
         "dma_load",
         dram_addr=0,
         sram_addr=0,
@@ -185,7 +185,7 @@ def test_data_race_without_token() -> None:
         dram_row_stride_bytes=16,
         sram_row_stride_bytes=32,
     )
-    b.add(
+    b.emit(
         "dma_store",
         dram_addr=0x1000,
         sram_addr=16,
@@ -200,12 +200,12 @@ def test_data_race_without_token() -> None:
 def test_overflow_is_reported_or_faults_on_request() -> None:
     # Average pool over 182x182 int16 values at distance 65535 from the zero point:
     # the 32-bit window sum (33124 * 65535 > 2^31) saturates.
-    b = ProgramBuilder()
-    x = b.tensor("x", "input", (182, 182, 1), "int16")
-    y = b.tensor("y", "output", (1, 1, 1), "int16")
+    b = ProgramBuilder(NPU_M)
+    x = b.input("x", (182, 182, 1), "int16", scale=1.0)
+    y = b.output("y", (1, 1, 1), "int16", scale=1.0)
     n = 182 * 182 * 2
-    b.add("dma_load", dram_addr=x, sram_addr=0, row_bytes=n, signal=0b0100)
-    b.add(
+    b.emit("dma_load", dram_addr=x, sram_addr=0, row_bytes=n, signal=0b0100)
+    b.emit(
         "pool",
         wait=1,
         signal=0b1000,
@@ -225,7 +225,7 @@ def test_overflow_is_reported_or_faults_on_request() -> None:
         ofm_multiplier=1,
         post_shift=0,
     )
-    b.add("dma_store", wait=0b0100, dram_addr=y, sram_addr=n, row_bytes=2)
+    b.emit("dma_store", wait=0b0100, dram_addr=y, sram_addr=n, row_bytes=2)
     inputs = {"x": np.full((182, 182, 1), 32767, np.int16)}
     result = run(b, inputs)
     assert [(o.index, o.mnemonic) for o in result.overflow] == [(1, "pool")]
@@ -242,15 +242,15 @@ def test_accumulator_overflow_in_conv() -> None:
     side, cin = 128, 520
     k = side * side * cin
     assert 65535 * 128 * k + (32767 << 31) > (1 << 47) - 1
-    b = ProgramBuilder(hw=hw)
-    x = b.tensor("x", "input", (side, side, cin), "int16")
-    y = b.tensor("y", "output", (1, 1, 1), "int16")
-    w_addr = b.const(np.full(k, -128, np.int8))
-    bias_addr = b.const(np.array([32767], np.int16))
-    b.add("dma_load", dram_addr=x, sram_addr=0, row_bytes=2 * k)
-    b.add("dma_load", dram_addr=w_addr, sram_addr=2 * k, row_bytes=k)
-    b.add("dma_load", dram_addr=bias_addr, sram_addr=3 * k, row_bytes=2, signal=0b0010)
-    b.add(
+    b = ProgramBuilder(hw)
+    w_addr = b.constant("w", np.full(k, -128, np.int8))
+    bias_addr = b.constant("bias", np.array([32767], np.int16))
+    x = b.input("x", (side, side, cin), "int16", scale=1.0)
+    y = b.output("y", (1, 1, 1), "int16", scale=1.0)
+    b.emit("dma_load", dram_addr=x, sram_addr=0, row_bytes=2 * k)
+    b.emit("dma_load", dram_addr=w_addr, sram_addr=2 * k, row_bytes=k)
+    b.emit("dma_load", dram_addr=bias_addr, sram_addr=3 * k, row_bytes=2, signal=0b0010)
+    b.emit(
         "conv",
         wait=1,
         signal=0b1000,
@@ -274,7 +274,7 @@ def test_accumulator_overflow_in_conv() -> None:
         ofm_multiplier=1,
         post_shift=0,
     )
-    b.add("dma_store", wait=0b0010, dram_addr=y, sram_addr=3 * k + 64, row_bytes=2)
+    b.emit("dma_store", wait=0b0010, dram_addr=y, sram_addr=3 * k + 64, row_bytes=2)
     result = run(b, {"x": np.full((side, side, cin), -32768, np.int16)})
     assert [(o.index, o.mnemonic) for o in result.overflow] == [(3, "conv")]
     assert result.stats.overflow_count == 1
@@ -297,15 +297,15 @@ def test_accumulator_overflow_in_conv() -> None:
 
 
 def test_program_for_another_config_is_refused() -> None:
-    b = ProgramBuilder(hw=NPU_S)
-    b.add("sync", unit=2)
+    b = ProgramBuilder(NPU_S)
+    b.emit("sync", unit=2)
     with pytest.raises(InvalidInputError, match="built for hardware config"):
         simulate(b.build(), {}, NPU_M)
 
 
 def test_bad_inputs_are_input_errors() -> None:
-    b = ProgramBuilder()
-    b.tensor("x", "input", (4, 4), "int8")
+    b = ProgramBuilder(NPU_M)
+    b.input("x", (4, 4), "int8", scale=1.0)
     with pytest.raises(InvalidInputError, match="missing"):
         run(b, {})
     with pytest.raises(InvalidInputError, match="shape"):

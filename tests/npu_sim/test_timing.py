@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from npuc.core.hw.config import NPU_M, NPU_S
+from npuc.core.isa.builder import ProgramBuilder
 from npuc.core.isa.instructions import make
 from npuc.npu_sim import simulate
 from npuc.npu_sim.timing import instruction_cycles
-from tests.npu_sim.programs import ProgramBuilder
 
 
 def conv(**kw: int):  # type: ignore[no-untyped-def]
@@ -185,25 +185,25 @@ def test_preset_changes_cost() -> None:
 
 def _pipeline_program() -> ProgramBuilder:
     """load x (1 KiB) -> conv 1x1 16->16 on 8x8 -> store, plus an unrelated 2 KiB load."""
-    b = ProgramBuilder()
-    x_addr = b.tensor("x", "input", (8, 8, 16), "int8")
-    ofm_addr = b.tensor("y", "output", (8, 8, 16), "int8")
-    w_addr = b.const(np.eye(16, dtype=np.int8))
-    b.add(
+    b = ProgramBuilder(NPU_M)
+    w_addr = b.constant("w", np.eye(16, dtype=np.int8))
+    x_addr = b.input("x", (8, 8, 16), "int8", scale=1.0)
+    ofm_addr = b.output("y", (8, 8, 16), "int8", scale=1.0)
+    b.emit(
         "dma_load",
         dram_addr=x_addr,
         sram_addr=0,
         row_bytes=1024,
         signal=0,
     )
-    b.add(
+    b.emit(
         "dma_load",
         dram_addr=w_addr,
         sram_addr=0x1000,
         row_bytes=256,
         signal=0b0010,  # in-order DMA_IN: the w load ending implies x loaded
     )
-    b.add(
+    b.emit(
         "conv",
         wait=0b0001,
         signal=0b1000,
@@ -221,8 +221,8 @@ def _pipeline_program() -> ProgramBuilder:
         ofm_multiplier=1,
         post_shift=0,
     )
-    b.add("dma_store", wait=0b0010, dram_addr=ofm_addr, sram_addr=0x2000, row_bytes=1024)
-    b.add("dma_load", dram_addr=x_addr, sram_addr=0x8000, row_bytes=2048 - 1024)
+    b.emit("dma_store", wait=0b0010, dram_addr=ofm_addr, sram_addr=0x2000, row_bytes=1024)
+    b.emit("dma_load", dram_addr=x_addr, sram_addr=0x8000, row_bytes=2048 - 1024)
     return b
 
 
