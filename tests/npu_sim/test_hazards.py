@@ -16,9 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from npuc.core.errors import SimulatorFault
+from npuc.core.hw.config import NPU_M
+from npuc.core.isa.builder import ProgramBuilder
 from npuc.core.isa.types import Unit
 from npuc.npu_sim import simulate
-from tests.npu_sim.programs import ProgramBuilder
 
 DMA_IN, MAC, ITP, DMA_OUT = (1 << int(u) for u in Unit)
 SLOT = 64  # bytes per SRAM slot in the random programs
@@ -40,10 +41,10 @@ def requant(src: int, dst: int, count: int = SLOT, **kw: int) -> dict[str, int]:
 
 def test_hazard_hidden_by_timing_is_still_reported() -> None:
     """DMA-in writes A long before the ITP reads it, but no token orders the two."""
-    b = ProgramBuilder()
-    b.add("dma_load", dram_addr=0, sram_addr=0, row_bytes=SLOT)  # ~104 cycles, signals nobody
-    b.add("requant", **requant(0x1000, 0x20000, count=100_000))  # ~3,000 cycles on the ITP
-    b.add("requant", **requant(0, 0x100))  # reads A at cycle ~3,000: stale on hardware
+    b = ProgramBuilder(NPU_M)
+    b.emit("dma_load", dram_addr=0, sram_addr=0, row_bytes=SLOT)  # ~104 cycles, signals nobody
+    b.emit("requant", **requant(0x1000, 0x20000, count=100_000))  # ~3,000 cycles on the ITP
+    b.emit("requant", **requant(0, 0x100))  # reads A at cycle ~3,000: stale on hardware
     with pytest.raises(
         SimulatorFault,
         match=r"data race: instruction 2 \(requant\) input \(read\) and instruction 0 "
@@ -53,33 +54,39 @@ def test_hazard_hidden_by_timing_is_still_reported() -> None:
 
 
 def test_chain_through_a_third_unit_orders_the_accesses() -> None:
-    b = ProgramBuilder()
-    b.add("dma_load", dram_addr=0, sram_addr=0, row_bytes=SLOT, signal=MAC)
-    b.add("sync", unit=int(Unit.MAC), wait=DMA_IN, signal=ITP)
-    b.add("requant", **requant(0, 0x100), wait=MAC)
+    b = ProgramBuilder(NPU_M)
+    b.emit("dma_load", dram_addr=0, sram_addr=0, row_bytes=SLOT, signal=MAC)
+    b.emit("sync", unit=int(Unit.MAC), wait=DMA_IN, signal=ITP)
+    b.emit("requant", **requant(0, 0x100), wait=MAC)
     result = simulate(b.build(), {}, b.hw)
     assert result.hazards == ()
 
 
 def test_write_after_read_needs_a_token_back() -> None:
     """DMA-out stores A while the ITP overwrites A later without waiting for it."""
-    b = ProgramBuilder()
-    b.add("requant", **requant(0x1000, 0, signal=DMA_OUT))
-    b.add("dma_store", dram_addr=0x1000, sram_addr=0, row_bytes=SLOT, wait=ITP)
-    b.add("requant", **requant(0x1000, 0))  # overwrites A: nothing says the store is done
+
+    def program(token_back: bool) -> ProgramBuilder:
+        b = ProgramBuilder(NPU_M)
+        b.emit("requant", **requant(0x1000, 0, signal=DMA_OUT))
+        back = dict(signal=ITP) if token_back else {}
+        b.emit("dma_store", dram_addr=0x1000, sram_addr=0, row_bytes=SLOT, wait=ITP, **back)
+        # overwrites A: without the token back nothing says the store is done
+        b.emit("requant", **requant(0x1000, 0, wait=DMA_OUT if token_back else 0))
+        return b
+
+    b = program(token_back=False)
     with pytest.raises(SimulatorFault, match=r"instruction 2 \(requant\) output \(write\) and "):
         simulate(b.build(), {}, b.hw)
-    b.instructions[1] = b.instructions[1].replace(signal=ITP)
-    b.instructions[2] = b.instructions[2].replace(wait=DMA_OUT)
+    b = program(token_back=True)
     assert simulate(b.build(), {}, b.hw).hazards == ()
 
 
 def test_same_unit_and_disjoint_bytes_are_not_hazards() -> None:
-    b = ProgramBuilder()
-    b.add("requant", **requant(0x1000, 0))
-    b.add("requant", **requant(0, 0x100))  # same unit: in order
+    b = ProgramBuilder(NPU_M)
+    b.emit("requant", **requant(0x1000, 0))
+    b.emit("requant", **requant(0, 0x100))  # same unit: in order
     # DMA-in writes the odd 16-byte rows, DMA-out reads the even ones at the same time
-    b.add(
+    b.emit(
         "dma_load",
         dram_addr=0,
         sram_addr=0x2010,
@@ -87,7 +94,7 @@ def test_same_unit_and_disjoint_bytes_are_not_hazards() -> None:
         row_count=8,
         sram_row_stride_bytes=32,
     )
-    b.add(
+    b.emit(
         "dma_store",
         dram_addr=0x8000,
         sram_addr=0x2000,
@@ -100,10 +107,10 @@ def test_same_unit_and_disjoint_bytes_are_not_hazards() -> None:
 
 
 def test_report_mode_lists_every_hazard_and_runs_on() -> None:
-    b = ProgramBuilder()
-    b.add("dma_load", dram_addr=0, sram_addr=0, row_bytes=SLOT)
-    b.add("requant", **requant(0, 0x100))
-    b.add("dma_store", dram_addr=0x1000, sram_addr=0x100, row_bytes=SLOT)
+    b = ProgramBuilder(NPU_M)
+    b.emit("dma_load", dram_addr=0, sram_addr=0, row_bytes=SLOT)
+    b.emit("requant", **requant(0, 0x100))
+    b.emit("dma_store", dram_addr=0x1000, sram_addr=0x100, row_bytes=SLOT)
     result = simulate(b.build(), {}, b.hw, fault_on_hazard=False)
     pairs = {(h.first_index, h.second_index) for h in result.hazards}
     assert pairs == {(0, 1), (1, 2)}
@@ -116,12 +123,12 @@ def test_many_tokens_stay_cheap_and_ordered() -> None:
     Load t fills input buffer t % 2 once requant t - 2 has read it; requant t
     writes output buffer t % 2 once store t - 2 has read it.
     """
-    b = ProgramBuilder()
+    b = ProgramBuilder(NPU_M)
     tiles = 300
     for t in range(tiles):
         buf = (t % 2) * 0x1000
         later = t >= 2
-        b.add(
+        b.emit(
             "dma_load",
             dram_addr=0,
             sram_addr=buf,
@@ -129,7 +136,7 @@ def test_many_tokens_stay_cheap_and_ordered() -> None:
             wait=ITP if later else 0,
             signal=ITP,
         )
-        b.add(
+        b.emit(
             "requant",
             **requant(
                 buf,
@@ -138,7 +145,7 @@ def test_many_tokens_stay_cheap_and_ordered() -> None:
                 signal=DMA_IN | DMA_OUT,
             ),
         )
-        b.add(
+        b.emit(
             "dma_store",
             dram_addr=0x10000 + t * SLOT,
             sram_addr=0x4000 + buf,
@@ -167,13 +174,13 @@ def _emit(b: ProgramBuilder, kind: str, slots: tuple[int, int, int], step: Step,
     a, c, d = (s * SLOT for s in slots)
     tokens = dict(wait=step.wait, signal=step.signal)
     if kind == "load":
-        b.add("dma_load", dram_addr=0, sram_addr=a, row_bytes=SLOT, **tokens)
+        b.emit("dma_load", dram_addr=0, sram_addr=a, row_bytes=SLOT, **tokens)
     elif kind == "store":
-        b.add("dma_store", dram_addr=0x1000 + n * SLOT, sram_addr=a, row_bytes=SLOT, **tokens)
+        b.emit("dma_store", dram_addr=0x1000 + n * SLOT, sram_addr=a, row_bytes=SLOT, **tokens)
     elif kind == "requant":
-        b.add("requant", **requant(a, c, **tokens))
+        b.emit("requant", **requant(a, c, **tokens))
     elif kind == "fc":
-        b.add(
+        b.emit(
             "fc",
             ifm_addr=a,
             ifm_n=1,
@@ -187,7 +194,7 @@ def _emit(b: ProgramBuilder, kind: str, slots: tuple[int, int, int], step: Step,
             **tokens,
         )
     else:
-        b.add("sync", unit=step.unit, **tokens)
+        b.emit("sync", unit=step.unit, **tokens)
 
 
 KIND_UNIT = {"load": Unit.DMA_IN, "fc": Unit.MAC, "requant": Unit.ITP, "store": Unit.DMA_OUT}
@@ -200,7 +207,7 @@ def programs(draw: st.DrawFn) -> tuple[ProgramBuilder, list[Step]]:
     A unit waits only for tokens already signalled earlier in program order
     (so the programs do not deadlock and the comparison is informative).
     """
-    b = ProgramBuilder()
+    b = ProgramBuilder(NPU_M)
     steps: list[Step] = []
     pending = np.zeros((4, 4), dtype=int)  # pending[p, c]: tokens p -> c not yet waited for
     for n in range(draw(st.integers(2, 10))):

@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 
 from npuc.core import intref
 from npuc.core.errors import InvalidInputError
+from npuc.core.hw.config import NPU_M
+from npuc.core.isa.builder import ProgramBuilder
 from npuc.core.isa.checks import check_instruction
 from npuc.core.isa.instructions import make
 from npuc.npu_sim import simulate
-from tests.npu_sim.programs import ProgramBuilder
 
 MAC, ITP, DMA_OUT = 0b0010, 0b0100, 0b1000
 INT16 = 2
@@ -37,15 +38,15 @@ def test_lut_instruction_bit_exact(lut_bits: int, x_min: int, f: int, data: st.D
     )
     x = np.array(data.draw(st.lists(st.integers(-32768, 32767), min_size=1, max_size=50)), np.int16)
     n = x.size
-    b = ProgramBuilder()
-    x_dram = b.tensor("x", "input", (n,), "int16")
-    y_dram = b.tensor("y", "output", (n,), "int16")
-    t_dram = b.const(table)
+    b = ProgramBuilder(NPU_M)
+    t_dram = b.constant("table", table)
+    x_dram = b.input("x", (n,), "int16", scale=1.0)
+    y_dram = b.output("y", (n,), "int16", scale=1.0)
     t_sram = 2 * n + (-2 * n % 64)
     y_sram = t_sram + 2 * entries + (-2 * entries % 64)
-    b.add("dma_load", dram_addr=x_dram, sram_addr=0, row_bytes=2 * n)
-    b.add("dma_load", dram_addr=t_dram, sram_addr=t_sram, row_bytes=2 * entries, signal=ITP)
-    b.add(
+    b.emit("dma_load", dram_addr=x_dram, sram_addr=0, row_bytes=2 * n)
+    b.emit("dma_load", dram_addr=t_dram, sram_addr=t_sram, row_bytes=2 * entries, signal=ITP)
+    b.emit(
         "lut",
         wait=0b0001,
         signal=DMA_OUT,
@@ -59,7 +60,7 @@ def test_lut_instruction_bit_exact(lut_bits: int, x_min: int, f: int, data: st.D
         lut_x_min=x_min,
         lut_f=f,
     )
-    b.add("dma_store", wait=ITP, dram_addr=y_dram, sram_addr=y_sram, row_bytes=2 * n)
+    b.emit("dma_store", wait=ITP, dram_addr=y_dram, sram_addr=y_sram, row_bytes=2 * n)
     got = simulate(b.build(), {"x": x}, b.hw).outputs["y"]
     expected = intref.saturate(
         intref.lut_lookup(x, table, in_dtype="int16", lut_bits=lut_bits, x_min=x_min, f=f),
@@ -74,13 +75,13 @@ def test_fused_lut_in_fc_uses_the_domain_fields() -> None:
     x = rng.integers(-128, 128, (1, k)).astype(np.int8)
     w = rng.integers(-128, 128, (cout, k)).astype(np.int8)
     table = np.sort(rng.integers(-30000, 30000, (1 << lut_bits) + 1)).astype(np.int16)
-    b = ProgramBuilder()
-    x_dram = b.tensor("x", "input", (1, k), "int8")
-    y_dram = b.tensor("y", "output", (1, cout), "int16")
-    w_dram, t_dram = b.const(w), b.const(table)
-    b.add("dma_load", dram_addr=x_dram, sram_addr=0, row_bytes=k)
-    b.add("dma_load", dram_addr=w_dram, sram_addr=0x100, row_bytes=w.size)
-    b.add("dma_load", dram_addr=t_dram, sram_addr=0x200, row_bytes=table.nbytes, signal=MAC)
+    b = ProgramBuilder(NPU_M)
+    w_dram, t_dram = b.constant("w", w), b.constant("table", table)
+    x_dram = b.input("x", (1, k), "int8", scale=1.0)
+    y_dram = b.output("y", (1, cout), "int16", scale=1.0)
+    b.emit("dma_load", dram_addr=x_dram, sram_addr=0, row_bytes=k)
+    b.emit("dma_load", dram_addr=w_dram, sram_addr=0x100, row_bytes=w.size)
+    b.emit("dma_load", dram_addr=t_dram, sram_addr=0x200, row_bytes=table.nbytes, signal=MAC)
     fc = dict(
         ifm_addr=0,
         ifm_n=1,
@@ -99,8 +100,8 @@ def test_fused_lut_in_fc_uses_the_domain_fields() -> None:
         lut_x_min=x_min,
         lut_f=f,
     )
-    b.add("fc", wait=0b0001, signal=DMA_OUT, **fc)
-    b.add("dma_store", wait=MAC, dram_addr=y_dram, sram_addr=0x300, row_bytes=2 * cout)
+    b.emit("fc", wait=0b0001, signal=DMA_OUT, **fc)
+    b.emit("dma_store", wait=MAC, dram_addr=y_dram, sram_addr=0x300, row_bytes=2 * cout)
     got = simulate(b.build(), {"x": x}, b.hw).outputs["y"]
     stage = intref.OutputStage(
         pre_shift=0,
