@@ -46,11 +46,11 @@ from npuc.core.errors import InvalidInputError
 from npuc.core.progress import Progress
 
 from .analysis_metrics import ErrorStats, model_metrics
+from .analysis_scheme import layer_scheme, weight_warnings
 from .fakequant_exec import FakeQuantExecutor
 from .float_exec import FloatExecutor
 from .int_exec import IntegerExecutor
 from .qmodel import QuantizedModel, layer_kind
-from .weight_outliers import find_weight_outliers
 
 #: SQNR (dB) that a float (unquantized) input counts as when flagging drops.
 FLOAT_SQNR_DB = 100.0
@@ -166,56 +166,6 @@ def _finite(x: float) -> float:
     return FLOAT_SQNR_DB * 10 if math.isnan(x) or x == math.inf else x
 
 
-def layer_scheme(model: QuantizedModel, name: str) -> dict[str, Any]:
-    """The chosen scheme and range of the tensor/layer ``name`` (JSON-ready)."""
-    scheme: dict[str, Any] = {}
-    q = model.tensors.get(name)
-    if q is not None:
-        scheme.update(dtype=q.dtype, scale=float(q.scale), zero_point=int(q.zero_point))
-    if name in model.ranges:
-        lo, hi = model.ranges[name]
-        scheme["range"] = [float(lo), float(hi)]
-    layer = model.layers.get(name)
-    if layer is None:
-        return scheme
-    cfg = layer.config
-    scheme.update(
-        q_mode_activation=cfg.q_mode_activation,
-        q_bits_activation=cfg.q_bits_activation,
-        q_strategy_activation=cfg.q_strategy_activation,
-    )
-    p = layer.params
-    if "weights" in p:
-        ws = np.asarray(p["weight_scales"], np.float64)
-        scheme.update(
-            q_mode_weight=cfg.q_mode_weight,
-            q_strategy_weight=cfg.q_strategy_weight,
-            weight_scale_min=float(ws.min()),
-            weight_scale_max=float(ws.max()),
-        )
-    for key in ("pre_shift", "post_shift", "bias_shift", "scale_error", "lut_bits"):
-        if key in p:
-            scheme[key] = float(p[key]) if key == "scale_error" else int(p[key])
-    return scheme
-
-
-def weight_warnings(model: QuantizedModel) -> list[str]:
-    """Outlier messages (:mod:`.weight_outliers`) for every integer conv/FC layer's weights."""
-    found = []
-    for node in model.graph.nodes:
-        layer = model.layers[node.name]
-        if layer.run_on != "npu" or node.op not in ("conv2d", "dense"):
-            continue
-        per_channel = layer.config.q_mode_weight == "per_channel"
-        axis = 0 if node.op == "conv2d" else 1
-        result = find_weight_outliers(
-            node.consts["weight"], axis, layer=node.name, per_channel=per_channel
-        )
-        if result:
-            found.append(result.message())
-    return found
-
-
 class _Collector:
     """Runs the executors over samples and accumulates every column."""
 
@@ -238,6 +188,11 @@ class _Collector:
         self.float_outputs: list[np.ndarray] = []
         self.quant_outputs: list[np.ndarray] = []
 
+    def _add(self, column: str, name: str, reference: Any, candidate: Any) -> None:
+        """One sample of one tensor; tuple-valued (CPU multi-output) nodes are skipped."""
+        if isinstance(reference, np.ndarray) and np.shape(candidate) == reference.shape:
+            self.stats[column][name].add(reference, candidate)
+
     def add(self, feeds: Mapping[str, np.ndarray], per_layer: bool) -> None:
         graph = self.model.graph
         floats = self.fx.run(feeds)
@@ -249,22 +204,22 @@ class _Collector:
             return
         deq = {n: self.ix.as_float(ints[n]) for n in self.names}
         for name in self.names:
-            self.stats["accumulated"][name].add(floats[name], deq[name])
+            self._add("accumulated", name, floats[name], deq[name])
         for name, _ in graph.inputs:
-            self.stats["isolated"][name].add(floats[name], deq[name])
+            self._add("isolated", name, floats[name], deq[name])
         full = self.fakes.get("fake_quant")
         for node in graph.nodes:
             alone = self.ix.as_float(self.ix.run_node(node, floats))
-            self.stats["isolated"][node.name].add(floats[node.name], alone)
+            self._add("isolated", node.name, floats[node.name], alone)
             if full is not None:
                 fake_alone = full.run_node(node, floats)
-                self.stats["fake_vs_integer_isolated"][node.name].add(fake_alone, alone)
+                self._add("fake_vs_integer_isolated", node.name, fake_alone, alone)
         for column, executor in self.fakes.items():
             fake = executor.run(feeds)
             for name in self.names:
-                self.stats[column][name].add(floats[name], fake[name])
+                self._add(column, name, floats[name], fake[name])
                 if column == "fake_quant":
-                    self.stats["fake_vs_integer"][name].add(fake[name], deq[name])
+                    self._add("fake_vs_integer", name, fake[name], deq[name])
 
 
 def _flags(

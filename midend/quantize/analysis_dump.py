@@ -67,6 +67,7 @@ def dump_tensors(
     ix = integer_executor or IntegerExecutor(model, fx)
     names = [n for n, _ in model.graph.inputs] + [n.name for n in model.graph.nodes]
     floats = fx.run(feeds)
+    names = [n for n in names if isinstance(floats[n], np.ndarray)]  # no tuple-valued nodes
     fakes = FakeQuantExecutor(model, fx).run(feeds)
     ints = ix.run(feeds)
     stored: dict[str, np.ndarray] = {}
