@@ -1,8 +1,9 @@
 """The layering in docs/architecture.md holds: import contracts checked by import-linter.
 
 The contracts live in pyproject.toml ``[tool.importlinter]``: stages depend
-one way (cli/driver > runtime | npu_sim > backend > midend > frontend > core),
-the simulator imports only the core, the package never imports tests/,
+one way (cli/driver > runtime > npu_sim > backend > midend > frontend > core),
+the simulator imports only the core, the runtime reads artifacts through the
+core (never the backend), the package never imports tests/,
 tools/, bench/ or examples/, and sibling modules form no import cycles.
 Imports inside functions and under ``TYPE_CHECKING`` count.
 """
