@@ -16,19 +16,22 @@ border and at the outputs and names the first difference.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from npuc.backend.npu.artifact import Artifact, open_artifact
 from npuc.backend.npu.compile import CompiledNpuProgram, compile_npu_graph
 from npuc.backend.npu.layout import from_storage, to_storage
 from npuc.backend.npu.lower import LoweredPartition, lower_partition
 from npuc.backend.npu.partition import Partition, Placement, partition
 from npuc.backend.npu.reference import run_reference
-from npuc.core.errors import NpucError
+from npuc.core.errors import InvalidInputError, NpucError
 from npuc.core.hw.config import HwConfig
+from npuc.core.isa.program import Program
 from npuc.midend.quantize.float_exec import FloatExecutor
 from npuc.midend.quantize.int_exec import IntegerExecutor, IntTensor
 from npuc.midend.quantize.qmodel import QuantizedModel
@@ -37,6 +40,8 @@ from npuc.npu_sim import simulate
 
 class MismatchError(NpucError):
     """The NPU's result differs from the integer executor's (names tensor and values)."""
+
+    exit_code = 6
 
 
 @dataclass
@@ -48,6 +53,7 @@ class PartitionRun:
     macs: int = 0
     mac_utilisation: list[float] = field(default_factory=list)
     dram_bytes: list[int] = field(default_factory=list)
+    trace: list[dict[str, Any]] = field(default_factory=list)  # last run, with trace=True
 
 
 class NpuModelExecutor:
@@ -59,7 +65,7 @@ class NpuModelExecutor:
         hw: HwConfig,
         float_executor: FloatExecutor | None = None,
         *,
-        compiled: Mapping[int, CompiledNpuProgram] | None = None,
+        programs: Sequence[Program] | None = None,
     ) -> None:
         self.qm = qm
         self.hw = hw
@@ -68,15 +74,22 @@ class NpuModelExecutor:
         self.placements: list[Placement]
         self.partitions, self.placements = partition(qm, self.int_exec._resize_map)
         self.lowered: list[LoweredPartition] = [lower_partition(p, qm) for p in self.partitions]
-        self.compiled: list[CompiledNpuProgram] = [
-            compiled[i] if compiled and i in compiled else compile_npu_graph(lp.graph, hw)
-            for i, lp in enumerate(self.lowered)
-        ]
+        self.compiled: list[CompiledNpuProgram] = []
+        if programs is None:
+            self.compiled = [compile_npu_graph(lp.graph, hw) for lp in self.lowered]
+            programs = [c.program for c in self.compiled]
+        elif len(programs) != len(self.lowered):
+            raise InvalidInputError(
+                f"{len(programs)} NPU programs for {len(self.lowered)} partitions of the model"
+            )
+        self.programs = list(programs)
         self.stats = [PartitionRun(p.name) for p in self.partitions]
         self._first = {p.layers[0]: p.index for p in self.partitions}
         self._in_part = {name for p in self.partitions for name in p.layers}
 
-    def run(self, feeds: Mapping[str, np.ndarray], *, engine: str = "sim") -> dict[str, Any]:
+    def run(
+        self, feeds: Mapping[str, np.ndarray], *, engine: str = "sim", trace: bool = False
+    ) -> dict[str, Any]:
         """Graph inputs and every CPU/partition-border tensor for one sample (as the integer
         executor's env: :class:`IntTensor` for integer tensors, float arrays otherwise)."""
         graph = self.qm.graph
@@ -90,16 +103,17 @@ class NpuModelExecutor:
                 env[name] = value.astype(ty.dtype, copy=False)
         for node in graph.nodes:
             if node.name in self._first:
-                env.update(self.run_partition(self._first[node.name], env, engine=engine))
+                index = self._first[node.name]
+                env.update(self.run_partition(index, env, engine=engine, trace=trace))
             elif node.name not in self._in_part:
                 env[node.name] = self.int_exec.run_node(node, env)
         return env
 
     def run_partition(
-        self, index: int, env: Mapping[str, Any], *, engine: str = "sim"
+        self, index: int, env: Mapping[str, Any], *, engine: str = "sim", trace: bool = False
     ) -> dict[str, IntTensor]:
         """One partition's outputs from the border tensors in ``env``."""
-        lp, compiled = self.lowered[index], self.compiled[index]
+        lp, program = self.lowered[index], self.programs[index]
         inputs: dict[str, np.ndarray] = {}
         for t in lp.graph.inputs:
             if t.name in lp.constants:
@@ -108,13 +122,14 @@ class NpuModelExecutor:
             ints = self.int_exec.as_int(env[t.name], self.qm.tensors[t.name]).values
             inputs[t.name] = np.ascontiguousarray(to_storage(ints)).astype(t.dtype)
         if engine == "sim":
-            result = simulate(compiled.program, inputs, self.hw)
+            result = simulate(program, inputs, self.hw, trace=trace)
             outputs = result.outputs
             st = self.stats[index]
             st.cycles.append(result.stats.total_cycles)
             st.macs = result.stats.macs
             st.mac_utilisation.append(result.stats.mac_utilisation)
             st.dram_bytes.append(result.stats.dram_read_bytes + result.stats.dram_written_bytes)
+            st.trace = result.trace_events
         else:
             outputs = run_reference(lp.graph, inputs)
         made: dict[str, IntTensor] = {}
@@ -148,3 +163,37 @@ def first_difference(name: str, got: Any, expected: Any) -> None:
             f"tensor {name!r}: {count} of {a.size} values differ; first at {where}:"
             f" {a[where]} vs expected {b[where]}"
         )
+
+
+def load_npuc(path: str | Path) -> tuple[Artifact, NpuModelExecutor]:
+    """Open a ``.npuc`` artifact and its executor (programs validated for the recorded hw)."""
+    artifact = open_artifact(path)
+    qm = artifact.quantized_model()
+    executor = NpuModelExecutor(qm, artifact.hw, programs=artifact.programs())
+    return artifact, executor
+
+
+def verify_artifact(path: str | Path) -> list[str]:
+    """Replay the golden samples on the simulator; lines ending in "bit-exact", or raise
+    :class:`MismatchError` naming the first differing tensor (partition border, layer) and
+    values."""
+    artifact, ex = load_npuc(path)
+    lines = []
+    for i, (feeds, expected) in enumerate(artifact.golden()):
+        got = ex.run(feeds, engine="sim")
+        # The integer executor on this machine must still agree with the stored outputs.
+        reference = ex.int_exec.run(feeds)
+        for name in [t for p in ex.partitions for t in p.outputs]:
+            try:
+                first_difference(name, got[name], reference[name])
+            except MismatchError as err:
+                raise MismatchError(f"golden sample {i}: NPU partition output {err}") from err
+        for name, want in expected.items():
+            try:
+                first_difference(name, got[name], want)
+            except MismatchError as err:
+                raise MismatchError(f"golden sample {i}: model output {err}") from err
+        cycles = sum(s.cycles[-1] for s in ex.stats if s.cycles)
+        lines.append(f"golden sample {i}: {len(expected)} output(s), {cycles:,} NPU cycles")
+    lines.append("bit-exact")
+    return lines

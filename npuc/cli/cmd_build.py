@@ -19,7 +19,12 @@ from npuc.core.target import TARGET_KINDS
 DESCRIPTION = """\
 Compile a model (ONNX, TFLite, PyTorch .pt2) for the host CPU: writes a native
 shared library (-o model.so) and its description (model.so.json). Run it with
-`npuc run model.so --input ...`. --target npu is not implemented yet.
+`npuc run model.so --input ...`.
+
+--target npu quantizes the model on calibration data (--calib), compiles the
+layers the NPU can run and writes one artifact (-o model.npuc) with the NPU
+programs, the quantization, the CPU fallback and golden test samples; run it
+with `npuc run model.npuc`, check it with `npuc verify model.npuc`.
 """
 
 
@@ -47,6 +52,9 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="threads the compiled code may use (default: all cores of this machine)",
     )
+    from npuc.cli.npu_commands import add_npu_build_flags
+
+    add_npu_build_flags(parser)
     common.add_common_flags(parser)
     parser.set_defaults(handler=run)
 
@@ -61,6 +69,11 @@ def _size(num_bytes: int) -> str:
 def run(args: argparse.Namespace) -> CommandResult:
     from npuc import driver
     from npuc.core.progress import Progress
+
+    if args.target == "npu":
+        from npuc.cli.npu_commands import build
+
+        return build(args)
 
     target = driver.check_buildable(driver.make_target(args.target, num_threads=args.threads))
     source = common.existing_file(args.model, "model file")

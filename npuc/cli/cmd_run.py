@@ -36,6 +36,17 @@ def register(subparsers: Any) -> None:
     parser.add_argument("library", help="library written by `npuc build` (model.so)")
     common.add_tensor_io_flags(parser)
     parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="(.npuc) give the stored integers, not dequantized floats",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("sim", "ref"),
+        default="sim",
+        help="(.npuc) NPU parts on the simulator (default) or the integer executor (ref)",
+    )
+    parser.add_argument(
         "--threads", type=int, metavar="N", help="threads to run with (default: as built)"
     )
     common.add_common_flags(parser)
@@ -64,6 +75,10 @@ def run(args: argparse.Namespace) -> CommandResult:
     import npuc.runtime as runtime
     from npuc.runtime.tensor_files import read_input_files, write_outputs_npz
 
+    if str(args.library).endswith(".npuc"):
+        from npuc.cli.npu_commands import run as run_npu
+
+        return run_npu(args)
     library = common.existing_file(args.library, "compiled model")
     if args.output and not args.output.endswith(".npz"):
         raise InvalidInputError(f"--output {args.output}: must end in .npz", hint="e.g. out.npz")

@@ -34,6 +34,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "npuc.cli.cmd_asm",
     "npuc.cli.cmd_disasm",
     "npuc.cli.cmd_sim",
+    "npuc.cli.cmd_verify",
 )
 
 

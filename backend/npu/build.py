@@ -1,0 +1,192 @@
+"""``npuc build --target npu``: float model + calibration data -> one ``.npuc`` artifact.
+
+Stages: import and optimise the float model, quantize on the calibration
+samples (:func:`npuc.midend.quantize.api.quantize_module`), partition and
+lower (:mod:`.partition`, :mod:`.lower`), compile each partition
+(:func:`.compile.compile_npu_graph`), run the first ``golden`` samples through
+the integer executor for the golden outputs, write the artifact atomically
+(:mod:`.artifact`). Deterministic: the same model, data and options give a
+byte-identical file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from npuc.backend.npu.artifact import (
+    FORMAT,
+    FORMAT_VERSION,
+    _safe,
+    json_bytes,
+    npy_bytes,
+    quant_members,
+    write_zip,
+)
+from npuc.backend.npu.compile import CompiledNpuProgram, compile_npu_graph
+from npuc.backend.npu.lower import LoweredPartition, lower_partition
+from npuc.backend.npu.partition import Partition, Placement, partition
+from npuc.core.hw.config import HwConfig
+from npuc.core.version import __version__
+from npuc.midend.quantize.config import QuantConfig
+from npuc.midend.quantize.int_exec import IntegerExecutor, IntTensor
+from npuc.midend.quantize.qmodel import QuantizedModel
+
+
+@dataclass(frozen=True, slots=True)
+class NpuBuild:
+    """What a build made: the quantized model, placements, partitions, compiled programs."""
+
+    qm: QuantizedModel
+    placements: list[Placement]
+    partitions: list[Partition]
+    lowered: list[LoweredPartition]
+    compiled: list[CompiledNpuProgram]
+    golden: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]
+
+
+def compile_quantized(
+    qm: QuantizedModel, hw: HwConfig, int_exec: IntegerExecutor | None = None
+) -> tuple[list[Placement], list[Partition], list[LoweredPartition], list[CompiledNpuProgram]]:
+    """Partition, lower and compile every NPU partition of ``qm`` for ``hw``."""
+    int_exec = int_exec or IntegerExecutor(qm)
+    parts, placements = partition(qm, int_exec._resize_map)
+    lowered = [lower_partition(p, qm) for p in parts]
+    compiled = [compile_npu_graph(lp.graph, hw) for lp in lowered]
+    return placements, parts, lowered, compiled
+
+
+def stored(value: Any) -> np.ndarray:
+    """An executor value as the array the artifact stores (integers for integer tensors)."""
+    if isinstance(value, IntTensor):
+        return np.asarray(value.values, np.int64)
+    return np.asarray(value)
+
+
+def build_quantized(
+    qm: QuantizedModel,
+    hw: HwConfig,
+    golden_feeds: Sequence[Mapping[str, np.ndarray]],
+    float_executor: Any = None,
+) -> NpuBuild:
+    """Compile ``qm`` and compute the golden outputs of ``golden_feeds``."""
+    ix = IntegerExecutor(qm, float_executor)
+    placements, parts, lowered, compiled = compile_quantized(qm, hw, ix)
+    golden = []
+    for feeds in golden_feeds:
+        env = ix.run(feeds)
+        golden.append(
+            (
+                {k: np.asarray(v, np.float32) for k, v in feeds.items()},
+                {o: stored(env[o]) for o in qm.graph.outputs},
+            )
+        )
+    return NpuBuild(qm, placements, parts, lowered, compiled, golden)
+
+
+def artifact_bytes(
+    build: NpuBuild,
+    hw: HwConfig,
+    *,
+    source_name: str,
+    source_bytes: bytes,
+    options: Mapping[str, Any],
+) -> bytes:
+    """The ``.npuc`` file's bytes (layout: :mod:`.artifact`)."""
+    qm = build.qm
+    quant, members = quant_members(qm)
+    members["quant.json"] = json_bytes(quant)
+    members[f"source/{source_name}"] = source_bytes
+    parts = []
+    for lp, compiled in zip(build.lowered, build.compiled, strict=True):
+        name = lp.partition.name
+        members[f"npu/{name}.npub"] = compiled.program.to_bytes()
+        for cname, value in lp.constants.items():
+            members[f"npu/{name}/{_safe(cname)}.npy"] = npy_bytes(value)
+        parts.append(
+            {
+                "name": name,
+                "layers": list(lp.partition.layers),
+                "inputs": list(lp.partition.inputs),
+                "outputs": list(lp.partition.outputs),
+                "constants": sorted(lp.constants),
+            }
+        )
+    for i, (feeds, outs) in enumerate(build.golden):
+        for n, v in feeds.items():
+            members[f"golden/{i}/in/{_safe(n)}.npy"] = npy_bytes(v)
+        for n, v in outs.items():
+            members[f"golden/{i}/out/{_safe(n)}.npy"] = npy_bytes(v)
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "npuc_version": __version__,
+        "source": {"name": source_name, "sha256": hashlib.sha256(source_bytes).hexdigest()},
+        "hw": {"name": hw.name, "hash": hw.config_hash, "fields": hw.to_dict()},
+        "options": dict(options),
+        "inputs": [n for n, _ in qm.graph.inputs],
+        "outputs": list(qm.graph.outputs),
+        "io": {
+            n: (
+                {"scale": float(q.scale), "zero_point": int(q.zero_point), "dtype": q.dtype}
+                if (q := qm.tensors.get(n)) is not None
+                else {"dtype": "float32"}
+            )
+            for n in [*(n for n, _ in qm.graph.inputs), *qm.graph.outputs]
+        },
+        "golden_samples": len(build.golden),
+        "partitions": parts,
+        "placements": [
+            {"layer": p.layer, "op": p.op, "target": p.target, "reason": p.reason}
+            for p in build.placements
+        ],
+    }
+    members["manifest.json"] = json_bytes(manifest)
+    return write_zip(members)
+
+
+def build_npu(
+    source: Path,
+    out_path: Path,
+    hw: HwConfig,
+    calib: str,
+    *,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    config: QuantConfig | None = None,
+    golden: int = 2,
+    calib_limit: int | None = None,
+) -> NpuBuild:
+    """Build ``source`` for the NPU ``hw`` and write the artifact ``out_path`` atomically.
+
+    Raises InvalidInputError (model, calibration data), UnsupportedError (a
+    model the frontend or NPU compiler cannot handle), each naming the culprit.
+    """
+    from npuc.core.fileio import write_bytes_atomic
+    from npuc.frontend import load
+    from npuc.midend.pipeline import Pipeline, graph_passes
+    from npuc.midend.quantize.api import quantize_module
+    from npuc.midend.quantize.calib_data import load_calibration
+
+    mod, info = load(source, input_shapes=dict(input_shapes) if input_shapes else None)
+    mod = Pipeline(graph_passes())(mod)
+    samples = load_calibration(calib, info.inputs, limit=calib_limit)
+    meta = {"source": str(calib), "is_random": bool(getattr(samples, "is_random", False))}
+    qm = quantize_module(mod, samples, config, calibration=meta)
+    feeds = [s for _, s in zip(range(golden), samples, strict=False)]
+    build = build_quantized(qm, hw, feeds)
+    options = {
+        "calib": Path(str(calib)).name,
+        "calib_samples": int(qm.calibration.get("samples", 0) or 0),
+        "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()},
+        "golden": golden,
+    }
+    data = artifact_bytes(
+        build, hw, source_name=source.name, source_bytes=source.read_bytes(), options=options
+    )
+    write_bytes_atomic(out_path, data)
+    return build

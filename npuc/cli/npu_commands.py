@@ -1,0 +1,175 @@
+"""The NPU target's command handlers: ``build --target npu``, ``run model.npuc``, ``verify``.
+
+Shared by :mod:`npuc.cli.cmd_build`, :mod:`npuc.cli.cmd_run` and
+:mod:`npuc.cli.cmd_verify`; heavy imports happen inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from npuc.cli import common
+from npuc.cli.common import CommandResult
+from npuc.core.errors import InvalidInputError
+
+
+def add_npu_build_flags(parser: argparse.ArgumentParser) -> None:
+    """``--calib``, ``--hw``, ``--golden``, ``--calib-limit``, ``--report`` (``--target npu``)."""
+    group = parser.add_argument_group("NPU target (--target npu)")
+    group.add_argument(
+        "--calib",
+        metavar="DATA",
+        help="calibration data: a folder or .npz/.npy file of samples, or 'random' to try the flow",
+    )
+    group.add_argument(
+        "--hw",
+        default="npu-s",
+        metavar="PRESET|FILE.toml",
+        help="NPU configuration: npu-s, npu-m, npu-l or a TOML file (default: npu-s)",
+    )
+    group.add_argument(
+        "--golden",
+        type=int,
+        default=2,
+        metavar="N",
+        help="calibration samples stored with their expected outputs for `npuc verify` (default 2)",
+    )
+    group.add_argument(
+        "--calib-limit", type=int, metavar="N", help="use at most N calibration samples"
+    )
+    group.add_argument(
+        "--report", metavar="DIR", help="write the per-layer performance report (JSON) to DIR"
+    )
+    group.add_argument(
+        "--show-cpu-ops", action="store_true", help="list every layer kept on the CPU and why"
+    )
+
+
+def resolve_hw(text: str) -> Any:
+    """A preset name or a TOML file -> HwConfig (InvalidInputError otherwise)."""
+    from npuc.core.hw.config import PRESETS, load_hw_config
+
+    if text in PRESETS:
+        return PRESETS[text]
+    if Path(text).suffix == ".toml":
+        return load_hw_config(common.existing_file(text, "hardware configuration"))
+    raise InvalidInputError(
+        f"--hw {text}: not a preset ({', '.join(sorted(PRESETS))}) or a .toml file"
+    )
+
+
+def build(args: argparse.Namespace) -> CommandResult:
+    """``npuc build model --target npu --calib DATA -o model.npuc``."""
+    from npuc.backend.npu.build import build_npu
+    from npuc.backend.npu.report import layer_report, report_table, write_report
+
+    if not args.calib:
+        raise InvalidInputError(
+            "--target npu needs calibration data",
+            hint="pass --calib DIR|FILE.npz (or --calib random to try the flow)",
+        )
+    source = common.existing_file(args.model, "model file")
+    out_path = Path(args.output) if args.output else Path(source.stem + ".npuc")
+    if out_path.suffix != ".npuc":
+        raise InvalidInputError(f"-o {out_path}: an NPU build writes a .npuc file")
+    if args.golden < 0:
+        raise InvalidInputError(f"--golden {args.golden}: must be 0 or more")
+    hw = resolve_hw(args.hw)
+    shapes = common.parse_input_shapes(args.input_shape)
+    result = build_npu(
+        source,
+        out_path,
+        hw,
+        args.calib,
+        input_shapes=shapes,
+        golden=args.golden,
+        calib_limit=args.calib_limit,
+    )
+    traces = sim_cycles = None
+    if args.report and result.golden:
+        from npuc.runtime.npu_exec import NpuModelExecutor
+
+        ex = NpuModelExecutor(result.qm, hw, programs=[c.program for c in result.compiled])
+        ex.run(result.golden[0][0], trace=True)
+        traces = [s.trace for s in ex.stats]
+        sim_cycles = [s.cycles[-1] for s in ex.stats]
+    report = layer_report(result, hw, traces, sim_cycles)
+    npu = sum(p.target == "npu" for p in result.placements)
+    cpu = [p for p in result.placements if p.target == "cpu"]
+    lines = [
+        f"built {out_path} ({out_path.stat().st_size:,} bytes) for {hw.name}",
+        f"  layers: {npu} on the NPU in {len(result.partitions)} partition(s),"
+        f" {len(cpu)} on the CPU",
+        f"  estimated NPU cycles: {report['totals']['est_cycles']:,}",
+    ]
+    if sim_cycles is not None:
+        t = report["totals"]
+        lines.append(
+            f"  simulated NPU cycles: {t['sim_cycles']:,} ({t['time_ms']:.3f} ms),"
+            f" MAC utilisation {t['mac_utilisation']:.1%}"
+        )
+    if args.show_cpu_ops or cpu:
+        lines += [f"  cpu: {p.layer} ({p.op}): {p.reason}" for p in cpu]
+    if args.report:
+        lines.append(f"  report: {write_report(Path(args.report), report)}")
+        lines += report_table(report)
+    data = {"output": str(out_path), "hw": hw.name, "report": report}
+    return CommandResult(data=data, text="\n".join(lines))
+
+
+class _Interface:
+    def __init__(self, inputs: list[Any]) -> None:
+        self.inputs = inputs
+
+
+def run(args: argparse.Namespace) -> CommandResult:
+    """``npuc run model.npuc --input x=x.npy [--output out.npz] [--raw] [--engine sim|ref]``."""
+    from npuc.core.model_info import TensorInfo
+    from npuc.runtime.npu_exec import load_npuc
+    from npuc.runtime.tensor_files import read_input_files, write_outputs_npz
+
+    path = common.existing_file(args.library, "compiled model")
+    if args.output and not args.output.endswith(".npz"):
+        raise InvalidInputError(f"--output {args.output}: must end in .npz", hint="e.g. out.npz")
+    artifact, ex = load_npuc(path)
+    info = _Interface(
+        [TensorInfo(name=n, shape=tuple(ty.shape), dtype=ty.dtype) for n, ty in ex.qm.graph.inputs]
+    )
+    feeds = read_input_files(args.input, info)
+    env = ex.run(feeds, engine=args.engine)
+    outputs: dict[str, np.ndarray] = {}
+    for name in ex.qm.graph.outputs:
+        value = env[name]
+        if hasattr(value, "values"):
+            outputs[name] = (
+                value.values.astype(value.qparams.dtype) if args.raw else value.dequantize()
+            )
+        else:
+            outputs[name] = np.asarray(value)
+    if args.output:
+        write_outputs_npz(args.output, outputs)
+    cycles = sum(s.cycles[-1] for s in ex.stats if s.cycles)
+    lines = [f"ran {path} on the {'simulator' if args.engine == 'sim' else 'integer executor'}"]
+    if args.engine == "sim":
+        lines.append(
+            f"  NPU cycles: {cycles:,} ({artifact.hw.cycles_to_seconds(cycles) * 1e3:.3f} ms)"
+        )
+    for name, v in outputs.items():
+        lines.append(f"  {name}: {'x'.join(map(str, v.shape))} {v.dtype}")
+    if args.output:
+        lines.append(f"wrote {args.output}")
+    data = {"outputs": {n: list(v.shape) for n, v in outputs.items()}, "npu_cycles": cycles}
+    return CommandResult(data=data, text="\n".join(lines))
+
+
+def verify(args: argparse.Namespace) -> CommandResult:
+    """``npuc verify model.npuc``: replay golden samples on the simulator."""
+    from npuc.runtime.npu_exec import verify_artifact
+
+    path = common.existing_file(args.artifact, "compiled model")
+    lines = verify_artifact(path)
+    return CommandResult(data={"result": lines[-1], "lines": lines}, text="\n".join(lines))
