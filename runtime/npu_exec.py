@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 
 from npuc.backend.npu.artifact import Artifact, open_artifact
-from npuc.backend.npu.compile import CompiledNpuProgram, compile_npu_graph
+from npuc.backend.npu.build import compile_quantized
+from npuc.backend.npu.compile import CompiledNpuProgram
 from npuc.backend.npu.layout import from_storage, to_storage
-from npuc.backend.npu.lower import LoweredPartition, lower_partition
+from npuc.backend.npu.lower import lower_partition
 from npuc.backend.npu.partition import Partition, Placement, partition
 from npuc.backend.npu.reference import run_reference
 from npuc.core.errors import InvalidInputError, NpucError
@@ -66,19 +67,22 @@ class NpuModelExecutor:
         float_executor: FloatExecutor | None = None,
         *,
         programs: Sequence[Program] | None = None,
+        refused: Mapping[str, str] | None = None,
     ) -> None:
         self.qm = qm
         self.hw = hw
         self.int_exec = IntegerExecutor(qm, float_executor)
         self.partitions: list[Partition]
         self.placements: list[Placement]
-        self.partitions, self.placements = partition(qm, self.int_exec._resize_map)
-        self.lowered: list[LoweredPartition] = [lower_partition(p, qm) for p in self.partitions]
         self.compiled: list[CompiledNpuProgram] = []
         if programs is None:
-            self.compiled = [compile_npu_graph(lp.graph, hw) for lp in self.lowered]
+            built = compile_quantized(qm, hw, self.int_exec, refused)
+            self.placements, self.partitions, self.lowered, self.compiled, _ = built
             programs = [c.program for c in self.compiled]
-        elif len(programs) != len(self.lowered):
+        else:
+            self.partitions, self.placements = partition(qm, self.int_exec._resize_map, refused)
+            self.lowered = [lower_partition(p, qm) for p in self.partitions]
+        if len(programs) != len(self.lowered):
             raise InvalidInputError(
                 f"{len(programs)} NPU programs for {len(self.lowered)} partitions of the model"
             )
@@ -169,7 +173,9 @@ def load_npuc(path: str | Path) -> tuple[Artifact, NpuModelExecutor]:
     """Open a ``.npuc`` artifact and its executor (programs validated for the recorded hw)."""
     artifact = open_artifact(path)
     qm = artifact.quantized_model()
-    executor = NpuModelExecutor(qm, artifact.hw, programs=artifact.programs())
+    executor = NpuModelExecutor(
+        qm, artifact.hw, programs=artifact.programs(), refused=artifact.manifest.get("refused", {})
+    )
     return artifact, executor
 
 

@@ -12,6 +12,7 @@ byte-identical file.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +29,10 @@ from npuc.backend.npu.artifact import (
     quant_members,
     write_zip,
 )
-from npuc.backend.npu.compile import CompiledNpuProgram, compile_npu_graph
+from npuc.backend.npu.compile import CompiledNpuProgram, compile_npu_graph, plan_op
 from npuc.backend.npu.lower import LoweredPartition, lower_partition
 from npuc.backend.npu.partition import Partition, Placement, partition
+from npuc.core.errors import UnsupportedError
 from npuc.core.hw.config import HwConfig
 from npuc.core.version import __version__
 from npuc.midend.quantize.config import QuantConfig
@@ -48,17 +50,67 @@ class NpuBuild:
     lowered: list[LoweredPartition]
     compiled: list[CompiledNpuProgram]
     golden: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]
+    refused: dict[str, str]  # layers the code generator refused -> reason (kept on the CPU)
 
 
 def compile_quantized(
-    qm: QuantizedModel, hw: HwConfig, int_exec: IntegerExecutor | None = None
-) -> tuple[list[Placement], list[Partition], list[LoweredPartition], list[CompiledNpuProgram]]:
-    """Partition, lower and compile every NPU partition of ``qm`` for ``hw``."""
+    qm: QuantizedModel,
+    hw: HwConfig,
+    int_exec: IntegerExecutor | None = None,
+    exclude: Mapping[str, str] | None = None,
+) -> tuple[
+    list[Placement],
+    list[Partition],
+    list[LoweredPartition],
+    list[CompiledNpuProgram],
+    dict[str, str],
+]:
+    """Partition, lower and compile every NPU partition of ``qm`` for ``hw``.
+
+    A layer the code generator refuses (UnsupportedError naming its op, e.g.
+    it does not fit SRAM) goes to the CPU with that message as its reason and
+    the model is partitioned again; returns the placements, partitions,
+    lowered graphs, programs and those refused layers (``exclude`` included).
+    """
     int_exec = int_exec or IntegerExecutor(qm)
-    parts, placements = partition(qm, int_exec._resize_map)
-    lowered = [lower_partition(p, qm) for p in parts]
-    compiled = [compile_npu_graph(lp.graph, hw) for lp in lowered]
-    return placements, parts, lowered, compiled
+    refused = dict(exclude or {})
+    while True:
+        parts, placements = partition(qm, int_exec._resize_map, refused)
+        lowered = [lower_partition(p, qm) for p in parts]
+        found = _refused_ops(lowered, hw)
+        if not found:
+            try:
+                compiled = [compile_npu_graph(lp.graph, hw) for lp in lowered]
+            except UnsupportedError as err:
+                layer = _layer_of(str(err), qm)
+                if layer is None or layer in refused:
+                    raise
+                found = {layer: f"NPU code generation: {err.message}"}
+            else:
+                return placements, parts, lowered, compiled, refused
+        refused.update(found)
+
+
+def _layer_of(message: str, qm: QuantizedModel) -> str | None:
+    match = re.search(r"NPU op '([^']+)'", message)
+    if match is None:
+        return None
+    name = match.group(1).split(".")[0]
+    return name if name in qm.layers else None
+
+
+def _refused_ops(lowered: list[LoweredPartition], hw: HwConfig) -> dict[str, str]:
+    """Layers whose op cannot be planned alone (tiling does not fit), with the reason."""
+    found: dict[str, str] = {}
+    cache: dict[tuple[object, ...], Any] = {}
+    for lp in lowered:
+        for op in lp.graph.ops:
+            try:
+                plan_op(op, hw, hw.sram_bytes, cache)
+            except UnsupportedError as err:
+                layer = op.name.split(".")[0]
+                found.setdefault(layer, f"NPU code generation: {err.message}")
+    return found
 
 
 def stored(value: Any) -> np.ndarray:
@@ -76,7 +128,7 @@ def build_quantized(
 ) -> NpuBuild:
     """Compile ``qm`` and compute the golden outputs of ``golden_feeds``."""
     ix = IntegerExecutor(qm, float_executor)
-    placements, parts, lowered, compiled = compile_quantized(qm, hw, ix)
+    placements, parts, lowered, compiled, refused = compile_quantized(qm, hw, ix)
     golden = []
     for feeds in golden_feeds:
         env = ix.run(feeds)
@@ -86,7 +138,7 @@ def build_quantized(
                 {o: stored(env[o]) for o in qm.graph.outputs},
             )
         )
-    return NpuBuild(qm, placements, parts, lowered, compiled, golden)
+    return NpuBuild(qm, placements, parts, lowered, compiled, golden, refused)
 
 
 def artifact_bytes(
@@ -141,6 +193,7 @@ def artifact_bytes(
         },
         "golden_samples": len(build.golden),
         "partitions": parts,
+        "refused": dict(sorted(build.refused.items())),
         "placements": [
             {"layer": p.layer, "op": p.op, "target": p.target, "reason": p.reason}
             for p in build.placements

@@ -268,13 +268,16 @@ class Partition:
 
 
 def partition(
-    qm: QuantizedModel, resize_map: ResizeMap | None = None
+    qm: QuantizedModel,
+    resize_map: ResizeMap | None = None,
+    exclude: Mapping[str, str] | None = None,
 ) -> tuple[list[Partition], list[Placement]]:
     """Group consecutive NPU-legal layers; every layer's placement with its reason.
 
     ``resize_map(node, input_shape)``: the integer executor's flat source index
     of every output element of a nearest resize (nearest resizes stay on the
-    CPU without it).
+    CPU without it). ``exclude``: layers kept on the CPU, with the reason (the
+    code generator refused them, e.g. a layer that does not fit SRAM).
     """
     graph = qm.graph
     consumers = graph.consumers()
@@ -283,6 +286,8 @@ def partition(
     previous_npu = False
     for node in graph.nodes:
         ok, reason = npu_legal(node, qm, resize_map)
+        if ok and exclude and node.name in exclude:
+            ok, reason = False, exclude[node.name]
         if ok and not previous_npu:
             groups.append([])
         if ok:

@@ -47,10 +47,13 @@ class MixedNet(nn.Module):
 
 
 def quantized(
-    model: onnx.ModelProto | Path, samples: int = 2, seed: int = 0
+    model: onnx.ModelProto | Path,
+    samples: int = 2,
+    seed: int = 0,
+    input_shapes: dict[str, tuple[int, ...]] | None = None,
 ) -> tuple[QuantizedModel, FloatExecutor, list[dict[str, np.ndarray]]]:
     """Quantize ``model`` on ``samples`` standard-normal inputs; returns the feeds too."""
-    mod, _ = load(model)
+    mod, _ = load(model, input_shapes=input_shapes)
     graph = extract_graph(Pipeline(graph_passes())(mod))
     fx = FloatExecutor(graph)
     rng = np.random.default_rng(seed)
