@@ -14,6 +14,7 @@ import numpy as np
 from npuc.frontend.onnx import rules_conv, rules_seq
 from npuc.frontend.onnx.registry import (
     OK,
+    Check,
     CheckResult,
     NodeView,
     OpRule,
@@ -150,7 +151,7 @@ def _resize_scales_exact(view: NodeView) -> CheckResult:
     shape = view.shape(0)
     if not view.is_const(2) or shape is None:
         return OK
-    scales = np.asarray(view.consts[view.input_name(2)], dtype=np.float32).reshape(-1)
+    scales = np.asarray(view.consts[view.input_name(2) or ""], dtype=np.float32).reshape(-1)
     if scales.size != len(shape):
         return OK
     for axis, (in_size, scale) in enumerate(zip(shape, scales, strict=True)):
@@ -225,8 +226,10 @@ def dropout(view: NodeView) -> CheckResult:
                 f"training_mode ({view.input_name(2)!r}) must be a constant false, "
                 "but is computed at run time",
             )
-        training = bool(np.asarray(view.consts[view.input_name(2)]).any())
-        zero_ratio = view.is_const(1) and not np.asarray(view.consts[view.input_name(1)]).any()
+        training = bool(np.asarray(view.consts[view.input_name(2) or ""]).any())
+        zero_ratio = (
+            view.is_const(1) and not np.asarray(view.consts[view.input_name(1) or ""]).any()
+        )
         if training and not zero_ratio:
             return False, "training_mode=1 is not supported (npuc compiles inference only)"
     return OK
@@ -254,7 +257,7 @@ def prelu(view: NodeView) -> CheckResult:
     return require_const(view, 1, "slope")
 
 
-def _rule(op: str, since: int = 9, check=None, summary: str = "") -> OpRule:
+def _rule(op: str, since: int = 9, check: Check | None = None, summary: str = "") -> OpRule:
     return OpRule(op, since, LATEST_OPSET, check, summary)
 
 
