@@ -10,8 +10,9 @@ ONNX model never imports torch or tflite. A file of no known format raises
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from npuc.core.errors import InvalidInputError
 from npuc.frontend.imported import ImportedModel, InputShapes
@@ -100,6 +101,7 @@ def _state_dict_error(path: Path) -> InvalidInputError:
 def load(
     source: str | os.PathLike[str] | onnx.ModelProto,
     input_shapes: InputShapes | None = None,
+    input_values: Mapping[str, Any] | None = None,
 ) -> ImportedModel:
     """Import a model into a Relax IRModule with static input shapes.
 
@@ -112,6 +114,11 @@ def load(
         Shapes for inputs with symbolic dimensions, by input name
         (``{"images": (1, 3, 640, 640)}``). Required for every input whose
         shape the model leaves open.
+    input_values
+        ONNX only: inputs fixed to constant values, by name (a number, a
+        comma-separated list, a ``.npy`` path or an array); they are folded
+        before import (an ``If`` on them becomes the branch taken) and are
+        no longer inputs of the module.
 
     Returns
     -------
@@ -135,8 +142,13 @@ def load(
             )
         from npuc.frontend.onnx import load_onnx
 
-        return load_onnx(source, input_shapes)
+        return load_onnx(source, input_shapes, input_values)
     fmt = detect_format(source)
+    if input_values and fmt != "onnx":
+        raise InvalidInputError(
+            f"{source}: --input-value is supported for ONNX models only (this is {fmt})",
+            hint="fix the value in the model before exporting it",
+        )
     if fmt == "tflite":
         from npuc.frontend.tflite import load_tflite
 
@@ -149,4 +161,4 @@ def load(
         return ImportedModel(mod, info)
     from npuc.frontend.onnx import load_onnx
 
-    return load_onnx(source, input_shapes)
+    return load_onnx(source, input_shapes, input_values)

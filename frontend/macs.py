@@ -6,7 +6,10 @@ matrix product, from the static shapes shape inference found:
 * ``Conv``: N x C_out x prod(output spatial) x (C_in / group) x prod(kernel)
   (grouped and depthwise convolutions count only the channels a filter reads);
 * ``ConvTranspose``: N x C_in x prod(input spatial) x (C_out / group) x prod(kernel);
-* ``Gemm``: M x N x K; ``MatMul``: prod(broadcast batch dims) x M x N x K.
+* ``Gemm``: M x N x K; ``MatMul``: prod(broadcast batch dims) x M x N x K;
+* ``LSTM`` / ``GRU`` (left whole, e.g. inside an ``If`` branch; those npuc
+  unrolls are counted as their MatMuls): seq x batch x directions x
+  gates x hidden x (input size + hidden).
 
 Bias additions, element-wise operators, pooling, normalisation and
 activations count zero MACs. Guarantees: a node whose shapes are not static
@@ -22,7 +25,7 @@ import onnx
 
 Shapes = Mapping[str, tuple[int, ...]]
 
-COUNTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+COUNTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU")
 
 
 def node_macs(node: onnx.NodeProto, shapes: Shapes) -> int | None:
@@ -37,6 +40,8 @@ def node_macs(node: onnx.NodeProto, shapes: Shapes) -> int | None:
         return _conv_transpose(ins, node)
     if node.op_type == "Gemm":
         return _gemm(ins, node)
+    if node.op_type in ("LSTM", "GRU"):
+        return _recurrent(ins)
     return _matmul(ins)
 
 
@@ -59,6 +64,13 @@ def _conv_transpose(ins: list, node: onnx.NodeProto) -> int | None:
         return None
     x, weight = ins[0], ins[1]  # weight (C_in, C_out / group, k...)
     return x[0] * x[1] * math.prod(x[2:]) * weight[1] * math.prod(weight[2:])
+
+
+def _recurrent(ins: list) -> int | None:
+    if len(ins) < 3 or ins[0] is None or ins[1] is None or ins[2] is None:
+        return None
+    x, w, r = ins[0], ins[1], ins[2]  # X (seq, batch, I) either layout; W (dirs, gates*H, I)
+    return x[0] * x[1] * w[0] * w[1] * (w[2] + r[2])
 
 
 def _gemm(ins: list, node: onnx.NodeProto) -> int | None:

@@ -31,7 +31,7 @@ class ImportProblem:
 
 
 MACS_NOTE = (
-    "MACs = multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul "
+    "MACs = multiply-accumulates of Conv, ConvTranspose, Gemm, MatMul, LSTM and GRU "
     "(grouped/depthwise convs count the channels each filter reads); "
     "element-wise, pooling and normalisation ops count 0"
 )

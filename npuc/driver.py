@@ -99,6 +99,7 @@ def build(
     target: Target | None = None,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
     progress: Progress | None = None,
+    input_values: Mapping[str, str] | None = None,
 ) -> BuildResult:
     """Compile the model at ``source`` for ``target`` into ``out_path``.
 
@@ -113,6 +114,9 @@ def build(
         An :class:`~npuc.core.target.NpuTarget` is not implemented yet.
     input_shapes
         Shapes for inputs with symbolic dimensions, by input name.
+    input_values
+        ONNX inputs fixed to constants, by name (``{"sample_rate": "16000"}``;
+        see :func:`npuc.frontend.load`); they are not inputs of the library.
     progress
         A 4-step progress bar (import, optimize, compile, write), or ``None``.
 
@@ -143,7 +147,7 @@ def build(
 
     progress.step("import", n=0)
     start_s = time.monotonic()
-    mod, info = load(source, input_shapes)
+    mod, info = load(source, input_shapes, input_values)
     timings_s["import"] = time.monotonic() - start_s
     progress.step("optimize")
 

@@ -24,6 +24,7 @@ from .empty_slices import fix_empty_slices
 from .expand_norm_params import expand_norm_params
 from .explicit_auto_pad import explicit_auto_pad
 from .fold_static_shapes import fold_static_shapes
+from .inline_constant_if import inline_constant_if
 from .lift_1d_to_2d import lift_1d_to_2d
 from .remove_identity import remove_identity
 from .unroll_recurrent import unroll_recurrent
@@ -36,6 +37,8 @@ ONNX_FIXUPS: tuple[OnnxFixup, ...] = (
     remove_identity,
     # Shape arithmetic feeding Reshape/Pad/Range: static once input shapes are fixed.
     fold_static_shapes,
+    # If on a constant (an input fixed with --input-value): the branch taken, inlined.
+    inline_constant_if,
     # 1-D Conv/ConvTranspose/pools (audio models): npuc compiles the 2-D forms.
     lift_1d_to_2d,
     # LSTM/GRU: TVM has no converter; unrolled over the static sequence length.

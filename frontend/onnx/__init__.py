@@ -20,17 +20,20 @@ from npuc.frontend.imported import ImportedModel, InputShapes
 if TYPE_CHECKING:
     import onnx
 
+    from npuc.frontend.onnx.input_values import InputValues
+
 
 def load_onnx(
     source: str | os.PathLike[str] | onnx.ModelProto,
     input_shapes: InputShapes | None = None,
+    input_values: InputValues | None = None,
 ) -> ImportedModel:
     """Import an ONNX model; see :func:`npuc.frontend.load` for parameters and errors."""
     from npuc.frontend.onnx.convert import model_info, to_relax
     from npuc.frontend.onnx.prepare import prepare_onnx
     from npuc.frontend.onnx.support import check_supported
 
-    prepared = prepare_onnx(source, input_shapes)
+    prepared = prepare_onnx(source, input_shapes, input_values)
     check_supported(prepared.model, prepared.source_path)
     mod = to_relax(prepared.model, prepared.shapes, prepared.opset, prepared.source_path)
     info = model_info(

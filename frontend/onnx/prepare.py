@@ -16,6 +16,7 @@ import onnx
 
 from npuc.core.model_info import TensorInfo
 from npuc.frontend.onnx.cleanup import apply_fixups, clean_up
+from npuc.frontend.onnx.input_values import InputValues, fix_input_values
 from npuc.frontend.onnx.read import read_onnx
 from npuc.frontend.onnx.shapes import (
     declared_inputs,
@@ -43,11 +44,16 @@ class PreparedModel:
 def prepare_onnx(
     source: str | os.PathLike[str] | onnx.ModelProto,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
+    input_values: InputValues | None = None,
 ) -> PreparedModel:
-    """Read ``source``, fix its input shapes, clean it up and apply the fix-ups."""
+    """Read ``source``, fix its input values and shapes, clean it up and apply the fix-ups.
+
+    ``input_values`` (name -> value, see :mod:`.input_values`) turns inputs into
+    constants first: they are no longer inputs of the prepared model.
+    """
     read = read_onnx(source)
     where = read.source_path
-    original = read.model
+    original = fix_input_values(read.model, input_values or {}, where)
     shapes = resolve_input_shapes(original, input_shapes, where)
     declared = declared_inputs(original)
     model = onnx.ModelProto()

@@ -10,6 +10,7 @@ first.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -90,13 +91,71 @@ def find_unsupported(model: onnx.ModelProto) -> list[UnsupportedNode]:
     shapes, dtypes = static_types(model)
     for name, value in consts.items():
         shapes.setdefault(name, tuple(value.shape))
+    return _graph_unsupported(model.graph.node, "", opset, consts, shapes, dtypes)
+
+
+_CONTROL_FLOW_REASONS = {
+    "If": "control flow is not compiled: the condition is computed at run time; if it "
+    "depends only on inputs that are constant in practice, fix them with "
+    "--input-value NAME=VALUE so the If folds to the branch taken",
+    "Loop": "control flow (Loop) is not compiled; export the model with the loop unrolled",
+    "Scan": "control flow (Scan) is not compiled; export the model with the scan unrolled",
+}
+
+
+def _graph_unsupported(
+    nodes: Sequence[onnx.NodeProto],
+    prefix: str,
+    opset: int,
+    consts: dict[str, np.ndarray],
+    shapes: dict[str, tuple[int, ...]],
+    dtypes: dict[str, str],
+) -> list[UnsupportedNode]:
+    """Unsupported nodes of ``nodes`` and, recursively, of their subgraphs (If/Loop bodies).
+
+    Nodes inside a subgraph are named ``<outer node>/<attribute>/<node>``; they
+    see the outer scope's constants, shapes and types as well as their own.
+    """
     found: list[UnsupportedNode] = []
-    for index, node in enumerate(model.graph.node):
-        reason = _why_unsupported(node, opset, consts, shapes, dtypes)
+    for index, node in enumerate(nodes):
+        name = prefix + (node.name or f"{node.op_type}_{index}")
+        reason = _CONTROL_FLOW_REASONS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        reason = reason or _why_unsupported(node, opset, consts, shapes, dtypes)
         if reason:
-            name = node.name or f"{node.op_type}_{index}"
             found.append(UnsupportedNode(name, node.op_type, node.domain, opset, reason))
+        for attr in node.attribute:
+            graphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
+            for sub in graphs:
+                sub_consts = {**consts, **_graph_constants(sub)}
+                sub_shapes, sub_dtypes = _graph_types(sub)
+                sub_shapes = {**shapes, **sub_shapes}
+                for key, value in sub_consts.items():
+                    sub_shapes.setdefault(key, tuple(value.shape))
+                found.extend(
+                    _graph_unsupported(
+                        sub.node,
+                        f"{name}/{attr.name}/",
+                        opset,
+                        sub_consts,
+                        sub_shapes,
+                        {**dtypes, **sub_dtypes},
+                    )
+                )
     return found
+
+
+def _graph_constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    """Initializers and Constant outputs of one (sub)graph."""
+    holder = onnx.ModelProto()
+    holder.graph.CopyFrom(graph)
+    return known_constants(holder)
+
+
+def _graph_types(graph: onnx.GraphProto) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """Static shapes and element types declared in one (sub)graph."""
+    holder = onnx.ModelProto()
+    holder.graph.CopyFrom(graph)
+    return static_types(holder)
 
 
 def _why_unsupported(

@@ -14,6 +14,7 @@ from typing import Any
 
 from npuc.cli import common
 from npuc.cli.common import CommandResult
+from npuc.core.errors import InvalidInputError
 from npuc.core.target import TARGET_KINDS
 
 DESCRIPTION = """\
@@ -46,6 +47,7 @@ def register(subparsers: Any) -> None:
         help="library to write (default: <model name>.so in the current folder)",
     )
     common.add_input_shape_flag(parser)
+    common.add_input_value_flag(parser)
     parser.add_argument(
         "--threads",
         type=int,
@@ -73,12 +75,19 @@ def run(args: argparse.Namespace) -> CommandResult:
     if args.target == "npu":
         from npuc.cli.npu_commands import build
 
+        if args.input_value:
+            raise InvalidInputError(
+                "--input-value is not supported with --target npu yet",
+                hint="build for the CPU, or fix the value in the model before exporting it",
+            )
+
         return build(args)
 
     target = driver.check_buildable(driver.make_target(args.target, num_threads=args.threads))
     source = common.existing_file(args.model, "model file")
     out_path = Path(args.output) if args.output else Path(source.stem + ".so")
     shapes = common.parse_input_shapes(args.input_shape)
+    values = common.parse_input_values(args.input_value)
 
     start_s = time.monotonic()
     with Progress(
@@ -90,6 +99,7 @@ def run(args: argparse.Namespace) -> CommandResult:
             target=target,
             input_shapes=shapes,
             progress=bar,
+            input_values=values,
         )
     timings_s = {**result.timings_s, "total": time.monotonic() - start_s}
     data = result.to_json()

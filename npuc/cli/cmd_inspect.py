@@ -28,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("model", help="model file (.onnx, .tflite, .pt2)")
     common.add_input_shape_flag(parser)
+    common.add_input_value_flag(parser)
     parser.add_argument(
         "--all-layers",
         action="store_true",
@@ -41,7 +42,11 @@ def run(args: argparse.Namespace) -> CommandResult:
     from npuc.frontend.inspect import summarize
 
     source = common.existing_file(args.model, "model file")
-    summary = summarize(source, common.parse_input_shapes(args.input_shape))
+    summary = summarize(
+        source,
+        common.parse_input_shapes(args.input_shape),
+        common.parse_input_values(args.input_value),
+    )
     return CommandResult(data=summary.to_json(), text=render(summary, all_layers=args.all_layers))
 
 

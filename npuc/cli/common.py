@@ -74,6 +74,30 @@ def add_input_shape_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_input_value_flag(parser: argparse.ArgumentParser) -> None:
+    """``--input-value NAME=VALUE`` (repeatable), shared by build and inspect."""
+    parser.add_argument(
+        "--input-value",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fix an ONNX input to a constant (a number, 1,2,3 or a .npy file), folded "
+        "before import so an If on it becomes the branch taken, e.g. sample_rate=16000 "
+        "(repeatable)",
+    )
+
+
+def parse_input_values(texts: list[str]) -> dict[str, str]:
+    """``["rate=16000", ...]`` -> ``{"rate": "16000"}``; a name given twice is an error."""
+    values: dict[str, str] = {}
+    for text in texts:
+        name, value = parse_name_value(text, flag="--input-value")
+        if name in values:
+            raise InvalidInputError(f"--input-value gives input {name!r} twice")
+        values[name] = value
+    return values
+
+
 def parse_input_shapes(texts: list[str]) -> dict[str, tuple[int, ...]]:
     """``["x=1x3x8x8", ...]`` -> ``{"x": (1, 3, 8, 8)}``; a name given twice is an error."""
     shapes: dict[str, tuple[int, ...]] = {}

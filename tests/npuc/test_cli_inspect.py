@@ -171,3 +171,24 @@ def test_inspect_state_dict_explains_export(tmp_path: Path) -> None:
     path = tmp_path / "weights.pth"
     torch.save(torch.nn.Linear(3, 2).state_dict(), path)
     assert main(["inspect", str(path)]) == 3
+
+
+def test_inspect_input_value_folds_if(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.frontend.fixups.test_inline_constant_if import CONV_MACS, _branch, _model
+
+    path = tmp_path / "by_rate.onnx"
+    onnx.save(_model(_branch("a", 6, seed=1), _branch("b", 6, seed=2)), path)
+    code, out, err = _npuc_in_process(capsys, "inspect", str(path), "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["op_histogram"]["Conv"] == 12 and data["total_macs"] == 12 * CONV_MACS
+    assert [u["op_type"] for u in data["unsupported"]] == ["If"]
+    code, out, err = _npuc_in_process(
+        capsys, "inspect", str(path), "--input-value", "rate=16000", "--json"
+    )
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["unsupported"] == [] and data["total_macs"] == 6 * CONV_MACS
+    assert [t["name"] for t in data["inputs"]] == ["x"]
+    code, out, err = _npuc_in_process(capsys, "inspect", str(path), "--input-value", "rate")
+    assert code == 3 and "name=value" in err
