@@ -73,16 +73,21 @@ class AnalysisOptions:
     ``metrics``: whole-model metric names (:mod:`.analysis_metrics`);
     ``layer_samples``: the per-layer columns use the first this many samples
     (0: all); ``fake_quant``: run the three fake-quant executors;
+    ``batch_size``: samples run at once when the float executor says the
+    graph is ``batchable`` (else one at a time; results are the same);
     ``flag_sqnr_drop_db`` / ``flag_cosine_drop``: the sudden-drop thresholds.
     """
 
     metrics: tuple[str, ...] = ("top1_agreement", "top5_agreement", "output_cosine")
     layer_samples: int = 0
     fake_quant: bool = True
+    batch_size: int = 8
     flag_sqnr_drop_db: float = 6.0
     flag_cosine_drop: float = 0.02
 
     def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise InvalidInputError(f"batch_size = {self.batch_size} must be >= 1")
         if self.layer_samples < 0:
             raise InvalidInputError(f"layer_samples = {self.layer_samples} must be >= 0")
         if self.flag_sqnr_drop_db <= 0 or self.flag_cosine_drop <= 0:
@@ -153,6 +158,11 @@ class AccuracyReport:
         return rows[:count]
 
 
+def _join(group: list[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Samples of batch 1 as one batch: every input joined along axis 0."""
+    return {name: np.concatenate([np.asarray(s[name]) for s in group]) for name in group[0]}
+
+
 def _rows(outputs: list[np.ndarray]) -> np.ndarray:
     """Per-sample outputs joined along their batch axis (stacked when they are scalars)."""
     return np.concatenate(outputs) if outputs[0].ndim else np.stack(outputs)
@@ -186,14 +196,17 @@ class _Collector:
         self.names = [n for n, _ in model.graph.inputs] + [n.name for n in model.graph.nodes]
         self.stats = {c: {n: ErrorStats() for n in self.names} for c in COLUMNS}
         self.float_outputs: list[np.ndarray] = []
+        self.batch = 1
         self.quant_outputs: list[np.ndarray] = []
 
     def _add(self, column: str, name: str, reference: Any, candidate: Any) -> None:
-        """One sample of one tensor; tuple-valued (CPU multi-output) nodes are skipped."""
+        """The batch of one tensor; tuple-valued (CPU multi-output) nodes are skipped."""
         if isinstance(reference, np.ndarray) and np.shape(candidate) == reference.shape:
-            self.stats[column][name].add(reference, candidate)
+            self.stats[column][name].add(reference, candidate, self.batch)
 
-    def add(self, feeds: Mapping[str, np.ndarray], per_layer: bool) -> None:
+    def add(self, feeds: Mapping[str, np.ndarray], per_layer: bool, batch: int = 1) -> None:
+        """Run one batch (``batch`` samples joined along axis 0) through every executor."""
+        self.batch = batch
         graph = self.model.graph
         floats = self.fx.run(feeds)
         ints = self.ix.run(feeds)
@@ -289,13 +302,26 @@ def analyze(
     fx = fx or FloatExecutor(model.graph)
     ix = integer_executor or IntegerExecutor(model, fx)
     collector = _Collector(model, fx, ix, opts.fake_quant)
+    batch = opts.batch_size if getattr(fx, "batchable", False) else 1
     seen = 0
+    group: list[Mapping[str, np.ndarray]] = []
+
+    def flush() -> None:
+        nonlocal seen
+        if group:
+            feeds = group[0] if len(group) == 1 else _join(group)
+            per_layer = opts.layer_samples == 0 or seen < opts.layer_samples
+            collector.add(feeds, per_layer, len(group))
+            seen += len(group)
+            group.clear()
+
     with Progress(total, "analysing", enabled=None if show_progress else False) as bar:
         for feeds in samples:
-            per_layer = opts.layer_samples == 0 or seen < opts.layer_samples
-            collector.add(feeds, per_layer)
-            seen += 1
-            bar.step(f"sample {seen}")
+            group.append(feeds)
+            if len(group) == batch or seen + len(group) == opts.layer_samples:
+                flush()
+            bar.step(f"sample {seen + len(group)}")
+        flush()
     if seen == 0:
         raise InvalidInputError(
             "the accuracy analysis got no samples", hint="pass at least one evaluation sample"

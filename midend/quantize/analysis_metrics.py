@@ -51,17 +51,21 @@ class ErrorStats:
     noise: float = 0.0
     max_abs_error: float = 0.0
 
-    def add(self, reference: np.ndarray, candidate: np.ndarray) -> None:
-        """Accumulate one sample; both arrays have the same shape (any dtype)."""
-        r = np.asarray(reference, np.float64).reshape(-1)
-        c = np.asarray(candidate, np.float64).reshape(-1)
-        if r.shape != c.shape:
-            raise ValueError(f"shapes differ: {reference.shape} vs {candidate.shape}")
+    def add(self, reference: np.ndarray, candidate: np.ndarray, samples: int = 1) -> None:
+        """Accumulate ``samples`` samples stacked along axis 0 (one sample by default).
+
+        Both arrays have the same shape (any dtype); with ``samples > 1`` their
+        first axis is split into that many equal rows, one per sample.
+        """
+        if np.shape(reference) != np.shape(candidate):
+            raise ValueError(f"shapes differ: {np.shape(reference)} vs {np.shape(candidate)}")
+        r = np.asarray(reference, np.float64).reshape(samples, -1)
+        c = np.asarray(candidate, np.float64).reshape(samples, -1)
         err = r - c
-        self.samples += 1
-        self.cosine_sum += cosine(r, c)
-        self.signal += float(r @ r)
-        self.noise += float(err @ err)
+        self.samples += samples
+        self.cosine_sum += sum(cosine(a, b) for a, b in zip(r, c, strict=True))
+        self.signal += float(np.sum(r * r))
+        self.noise += float(np.sum(err * err))
         if err.size:
             self.max_abs_error = max(self.max_abs_error, float(np.max(np.abs(err))))
 

@@ -172,3 +172,20 @@ def test_flags_follow_the_thresholds(report8: AccuracyReport) -> None:
     eager = AnalysisOptions(fake_quant=False, flag_sqnr_drop_db=1e-6)
     report = analyze(tiny_quantized(8), samples(2, seed=2), options=eager, float_executor=fx)
     assert "conv2d_0" in {r.name for r in report.flagged()}
+
+
+def test_batched_equals_one_at_a_time() -> None:
+    _, fx = tiny_graph()
+    model = tiny_quantized(8)
+    reports = [
+        analyze(model, samples(5, seed=6), options=AnalysisOptions(batch_size=b, layer_samples=3),
+                float_executor=fx)
+        for b in (1, 2)
+    ]  # fmt: skip
+    one, batched = reports
+    assert (one.samples, one.layer_samples) == (batched.samples, batched.layer_samples) == (5, 3)
+    for name, values in one.model_metrics.items():
+        assert values == pytest.approx(dict(batched.model_metrics[name]), rel=1e-9), name
+    for a, b in zip(one.layers, batched.layers, strict=True):
+        for column, values in a.errors.items():
+            assert values == pytest.approx(dict(b.errors[column]), rel=1e-9), (a.name, column)
