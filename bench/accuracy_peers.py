@@ -29,15 +29,23 @@ class _Reader:
     def __init__(self, feeds: list[Feeds]) -> None:
         self.feeds = feeds
         self.pos = 0
+        self.end = len(feeds)
+
+    def __len__(self) -> int:
+        return len(self.feeds)
 
     def get_next(self) -> Feeds | None:
-        if self.pos >= len(self.feeds):
+        if self.pos >= self.end:
             return None
         self.pos += 1
         return self.feeds[self.pos - 1]
 
+    def set_range(self, start_index: int, end_index: int) -> None:
+        """Serve ``feeds[start_index:end_index]`` (``CalibStridedMinMax`` chunks)."""
+        self.pos, self.end = start_index, min(end_index, len(self.feeds))
+
     def rewind(self) -> None:
-        self.pos = 0
+        self.pos, self.end = 0, len(self.feeds)
 
 
 def ort_quantize(src: Path, dst: Path, calib: list[Feeds], setting: str) -> None:
@@ -62,7 +70,9 @@ def ort_quantize(src: Path, dst: Path, calib: list[Feeds], setting: str) -> None
         "activation_type": QuantType.QInt8,
         "weight_type": QuantType.QInt8,
     }
-    extra = {"CalibMaxIntermediateOutputs": CHUNK}
+    # Chunks through CalibStridedMinMax: with CalibMaxIntermediateOutputs, MinMax
+    # (onnxruntime 1.32) drops every full chunk and then finds no data.
+    extra: dict[str, object] = {"CalibStridedMinMax": CHUNK}
     if setting == "MinMax":
         quantize_static(
             str(src), str(dst), _Reader(calib), calibrate_method=CalibrationMethod.MinMax,
@@ -84,10 +94,10 @@ def ort_quantize(src: Path, dst: Path, calib: list[Feeds], setting: str) -> None
                     "num_bins": 2048,
                     "num_quantized_bins": 128,
                     "symmetric": False,
-                    "max_intermediate_outputs": CHUNK,
                 },
             )
-            calibrator.collect_data(_Reader(calib))
+            for start in range(0, len(calib), CHUNK):  # histograms merge across chunks
+                calibrator.collect_data(_Reader(calib[start : start + CHUNK]))
             cache = Path(tmp) / "ranges.json"
             save_tensors_data(calibrator.compute_data(), cache)
             quantize_static(

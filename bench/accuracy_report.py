@@ -18,7 +18,9 @@ NOTES = """\
 ## What each tool needed
 
 - **onnxruntime** `quantize_static` (QDQ, `per_channel=True`, QInt8 weights and
-  activations, calibration fed in chunks of 8 via `CalibMaxIntermediateOutputs`):
+  activations, calibration fed in chunks of 8 samples via `CalibStridedMinMax`; with
+  `CalibMaxIntermediateOutputs` instead, onnxruntime 1.32's MinMax drops each full
+  chunk and fails with "No data is collected"):
   - *Entropy*: `quantize_static` keeps 128 histogram bins, which gives exactly
     MinMax's ranges; the ranges here come from
     `create_calibrator(num_bins=2048, num_quantized_bins=128)` and are handed to
