@@ -58,8 +58,11 @@ def calibrate(
     with Progress(total, "calibrating", enabled=None if show_progress else False) as bar:
         for sample in samples:
             env = executor.run(sample)
+            batch = next(iter(sample.values())).shape[0] if executor.batchable else 1
             for name, observer in observers.items():
-                observer.update(np.asarray(env[name]))
-            seen += 1
-            bar.step(f"sample {seen}")
+                value = np.asarray(env[name])
+                for i in range(batch):
+                    observer.update(value[i : i + 1] if batch > 1 else value)
+            seen += batch
+            bar.step(f"sample {seen}", n=batch)
     return observers, seen

@@ -73,7 +73,9 @@ def data_movement(node: Node, inputs: list[np.ndarray], pad_value: float = 0.0) 
     x = inputs[0]
     op = node.op
     if op == "reshape":
-        return x.reshape(node.out.shape)
+        return x.reshape(
+            (x.shape[0], *node.out.shape[1:]) if node.out.shape[:1] == (1,) else node.out.shape
+        )
     if op == "transpose":
         return x.transpose(node.attr("axes"))
     if op == "slice":
@@ -84,6 +86,32 @@ def data_movement(node: Node, inputs: list[np.ndarray], pad_value: float = 0.0) 
     if op == "concat":
         return np.concatenate(inputs, axis=node.attr("axis"))
     raise KeyError(op)
+
+
+def batchable(graph: Graph) -> bool:
+    """Whether the graph can run N samples at once along axis 0 (batch-1 models whose
+    layers never move or mix the batch axis); otherwise executors run one sample at a time."""
+    rank_ok = all(ty.shape[:1] == (1,) for _, ty in graph.inputs)
+    for node in graph.nodes:
+        if not rank_ok or (node.out.shape[:1] != (1,) and node.out.dtype != "tuple"):
+            return False
+        if node.op == "transpose" and node.attr("axes")[0] != 0:
+            return False
+        if node.op == "slice" and any(
+            a % max(len(node.out.shape), 1) == 0 for a in node.attr("axes")
+        ):
+            return False
+        if node.op in ("concat", "softmax") and node.attr("axis") % len(node.out.shape) == 0:
+            return False
+        if node.op == "dense" and len(node.out.shape) < 2:
+            return False
+        if any(
+            graph.tensor_type(n).shape[:1] != (1,)
+            for n in node.inputs
+            if graph.tensor_type(n).dtype != "tuple"
+        ):
+            return False
+    return rank_ok
 
 
 class FloatExecutor:
@@ -100,6 +128,7 @@ class FloatExecutor:
     def __init__(self, graph: Graph, fallback: RelaxFallback | None = None) -> None:
         self.graph = graph
         self.fallback = fallback or RelaxFallback(graph)
+        self.batchable = batchable(graph)
 
     def run(
         self, feeds: Mapping[str, np.ndarray], *, keep: Iterable[str] | None = None
@@ -116,7 +145,8 @@ class FloatExecutor:
             if name not in feeds:
                 raise InvalidInputError(f"input {name!r} is missing")
             value = np.asarray(feeds[name])
-            if value.shape != ty.shape:
+            batched = self.batchable and value.shape[1:] == ty.shape[1:] and value.ndim >= 1
+            if value.shape != ty.shape and not batched:
                 raise InvalidInputError(
                     f"input {name!r} has shape {value.shape}; the model expects {ty.shape}"
                 )

@@ -164,10 +164,16 @@ class IntegerExecutor:
                     parts.append(clamp_activation(y, out.qmin, out.qmax, out.dtype))
             return np.concatenate(parts, axis=node.attr("axis"))
         if op == "resize":
-            return x.values.reshape(-1)[self._resize_map(node, x.values.shape)]
+            one = self._resize_map(node, (1, *x.values.shape[1:]))
+            stride = int(np.prod(x.values.shape[1:]))
+            flat = x.values.reshape(-1)
+            return np.concatenate(
+                [flat[i * stride + one] for i in range(x.values.shape[0])], axis=0
+            )
         return data_movement(node, [t.values for t in ins])
 
-    def _conv(self, node: Node, p: Mapping[str, Any], x: IntTensor, out: QParams) -> np.ndarray:
+    def conv_accumulate(self, node: Node, p: Mapping[str, Any], x: IntTensor) -> np.ndarray:
+        """``sat48(sum((x - ifm_zp) * w) + (b16 << bias_shift))``, int64, channels last."""
         centered = (x.values - x.qparams.zero_point).astype(np.float64)
         w = np.asarray(p["weights"], np.float64)
         if node.op == "conv2d":
@@ -181,12 +187,26 @@ class IntegerExecutor:
         acc48, overflow = sat48(acc64)
         if overflow:
             self.overflow.add(node.name)
+        return acc48
+
+    def _conv(self, node: Node, p: Mapping[str, Any], x: IntTensor, out: QParams) -> np.ndarray:
         stage = OutputStage(
             pre_shift=p["pre_shift"], post_shift=p["post_shift"],
             multipliers=np.asarray(p["ofm_multiplier"]), ofm_zp=out.zero_point,
             act_min=p["act_min"], act_max=p["act_max"], ofm_dtype=out.dtype,
         )  # fmt: skip
-        y = apply_output_stage(acc48, stage)
+        y = apply_output_stage(self.conv_accumulate(node, p, x), stage)
+        return y.transpose(0, 3, 1, 2) if node.op == "conv2d" else y
+
+    def conv_unclamped(self, node: Node, p: Mapping[str, Any], x: IntTensor) -> np.ndarray:
+        """The conv/FC output stage before the clamp, minus ``ofm_zp`` (bias correction's view).
+
+        ``rshift_round(sat32(rshift_round(acc48, pre_shift)) * M[c], post_shift)`` as int64,
+        in the graph's layout.
+        """
+        acc32 = sat32(rshift_round(self.conv_accumulate(node, p, x), p["pre_shift"]))
+        m = np.asarray(p["ofm_multiplier"], np.int64).reshape(-1)
+        y = rshift_round(acc32 * m, p["post_shift"])
         return y.transpose(0, 3, 1, 2) if node.op == "conv2d" else y
 
     @staticmethod

@@ -60,6 +60,14 @@ class RelaxFallback:
         vm = self._vms.get(node.name)
         if vm is None:
             vm = self._vms[node.name] = self._build(node)
+        batch = max(
+            (np.shape(x)[0] for x in inputs if np.ndim(x) and np.shape(x)[0] > 1), default=1
+        )
+        if batch > 1:
+            parts = [self.run(node, [x[i : i + 1] for x in inputs]) for i in range(batch)]
+            if isinstance(parts[0], tuple):
+                return tuple(np.concatenate(p, axis=0) for p in zip(*parts, strict=True))
+            return np.concatenate(parts, axis=0)
         args = [tvm.runtime.tensor(np.ascontiguousarray(x)) for x in inputs]
         return _to_numpy(vm["main"](*args))
 

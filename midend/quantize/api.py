@@ -1,0 +1,96 @@
+"""Post-training quantization in one call: float Relax module + samples -> QuantizedModel.
+
+The stages, in the order :func:`quantize_module` runs them (midend/pipeline.py
+lists the same order):
+
+1. ``extract``  — the layer graph (:func:`~.extract.extract_graph`);
+2. ``observe``  — statistics of every float tensor over the calibration
+   samples (:func:`~.calibrate.calibrate`);
+3. ``ranges`` + ``quantize`` + ``derive`` — ranges by strategy, int8 weights,
+   NPU integer parameters (:func:`~.quantize.quantize_model`);
+4. ``bias_correction`` — optional (:func:`~.bias_correction.correct_bias`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import tvm
+
+from npuc.core.errors import InvalidInputError
+
+from .bias_correction import correct_bias
+from .calibrate import calibrate
+from .config import QuantConfig
+from .extract import extract_graph
+from .float_exec import FloatExecutor
+from .qmodel import QuantizedModel
+from .quantize import quantize_model
+
+BATCH = 8
+"""Samples run together through the executors when the graph allows it (BLAS efficiency)."""
+
+
+def batched(samples: list[Mapping[str, np.ndarray]], size: int) -> list[dict[str, np.ndarray]]:
+    """Stack consecutive batch-1 samples along axis 0, ``size`` at a time."""
+    if size <= 1:
+        return [dict(s) for s in samples]
+    out = []
+    for start in range(0, len(samples), size):
+        group = samples[start : start + size]
+        out.append({k: np.concatenate([np.asarray(s[k]) for s in group], axis=0) for k in group[0]})
+    return out
+
+
+def quantize_module(
+    mod: tvm.IRModule,
+    samples: Iterable[Mapping[str, np.ndarray]],
+    config: QuantConfig | None = None,
+    *,
+    calibration: Mapping[str, Any] | None = None,
+    show_progress: bool = False,
+) -> QuantizedModel:
+    """Quantize a midend-optimised float module on ``samples``.
+
+    Parameters
+    ----------
+    mod
+        After :func:`npuc.midend.pipeline.graph_passes` (static shapes).
+    samples
+        Re-iterable calibration samples (dicts of input arrays), e.g. a
+        :class:`~.calib_set.CalibrationSet`; at most ``calibration_samples`` used.
+    config
+        Options; default :class:`~.config.QuantConfig()`.
+    calibration
+        Metadata kept in the model for reports (source, ``is_random``).
+
+    Raises
+    ------
+    InvalidInputError
+        No samples, or a sample that does not fit the model.
+    UnsupportedError
+        A layer whose parameters the NPU cannot represent.
+    """
+    config = config or QuantConfig()
+    graph = extract_graph(mod)
+    executor = FloatExecutor(graph)
+    limit = config.calibration_samples or None
+    chosen = list(itertools.islice(samples, limit))
+    if not chosen:
+        raise InvalidInputError(
+            "no calibration samples",
+            hint="pass --calib with representative inputs (or --calib random to try the flow)",
+        )
+    batches = batched(chosen, BATCH if executor.batchable else 1)
+    observers, seen = calibrate(
+        graph, batches, config, executor=executor, total=len(chosen), show_progress=show_progress
+    )
+    meta = {**dict(calibration or {}), "samples": seen}
+    model = quantize_model(graph, observers, config, calibration=meta)
+    if config.bias_correction:
+        subset = chosen[: config.bias_correction_samples or None]
+        model, _ = correct_bias(model, batched(subset, len(subset) if executor.batchable else 1))
+    return model

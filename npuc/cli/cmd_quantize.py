@@ -1,0 +1,164 @@
+"""``npuc quantize``: post-training quantization exact to the NPU's integer datapath.
+
+Writes the quantized model (``-o model.npuq``), the per-layer template
+(``model.npuq.layers.json``, editable and read back with ``--layer-config``)
+and, with ``--report DIR``, the accuracy report. Accuracy numbers always come
+from the integer executor (what the NPU computes), never from fake-quant alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from npuc.cli import common
+from npuc.cli.common import CommandResult
+from npuc.cli.quant_options import add_quant_flags, config_from_args, list_fields
+from npuc.core.errors import InvalidInputError
+
+DESCRIPTION = """\
+Quantize a float model (ONNX, TFLite, PyTorch .pt2) on representative inputs
+so that every integer is what the NPU computes: int8 weights per channel,
+int8/int16 activations, 16-bit bias with one bias shift, 15-bit multipliers
+with one post-shift per layer, lookup tables for sigmoid/tanh/SiLU/...
+
+  npuc quantize model.onnx --calib data/ -o model.npuq --report report/
+
+--calib takes an .npy (N samples), an .npz (one array per input), a folder of
+.npy/.npz files or images, a text file listing files, module:function, or
+'random' (only to try the flow: the report is marked). Per-layer settings:
+edit the written model.npuq.layers.json and pass it back with --layer-config.
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "quantize",
+        help="quantize a model to the NPU's integer datapath",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", nargs="?", help="model file (.onnx, .tflite, .pt2)")
+    parser.add_argument("--calib", metavar="DATA", help="calibration data (see above)")
+    parser.add_argument("--calib-limit", type=int, metavar="N", help="use at most N samples")
+    parser.add_argument("-o", "--output", metavar="OUT.npuq", help="quantized model to write")
+    parser.add_argument("--report", metavar="DIR", help="write the accuracy report (JSON, HTML)")
+    parser.add_argument(
+        "--list-fields", action="store_true", help="print every configuration field and exit"
+    )
+    common.add_input_shape_flag(parser)
+    add_quant_flags(parser)
+    common.add_common_flags(parser)
+    parser.set_defaults(handler=run)
+
+
+def layer_template(model: Any) -> dict[str, Any]:
+    """The per-layer JSON: editable fields, and a read-only ``display`` block per layer."""
+    layers: dict[str, Any] = {}
+    for node in model.graph.nodes:
+        layer = model.layers[node.name]
+        out = model.tensors.get(node.name)
+        display: dict[str, Any] = {"kind": layer.kind, "run_on": layer.run_on}
+        if layer.reason:
+            display["reason"] = layer.reason
+        if out is not None:
+            display.update(scale=out.scale, zero_point=out.zero_point, dtype=out.dtype)
+        for key in ("pre_shift", "post_shift", "bias_shift", "scale_error"):
+            if key in layer.params:
+                display[key] = layer.params[key]
+        if "ofm_multiplier" in layer.params:
+            m = layer.params["ofm_multiplier"]
+            display["ofm_multiplier"] = (
+                [int(m.min()), int(m.max())] if hasattr(m, "min") else int(m)
+            )
+        layers[node.name] = {**layer.config.to_json(), "display": display}
+    return {"layers": layers}
+
+
+def run(args: argparse.Namespace) -> CommandResult:
+    if args.list_fields:
+        text = list_fields()
+        return CommandResult(data={"fields": text.splitlines()}, text=text)
+    if not args.model:
+        raise InvalidInputError("no model given", hint="npuc quantize model.onnx --calib DATA")
+    source = common.existing_file(args.model, "model file")
+    out_path = Path(args.output) if args.output else Path(source.stem + ".npuq")
+    if out_path.suffix != ".npuq":
+        raise InvalidInputError(f"-o {out_path}: a quantized model is written as .npuq")
+    config = config_from_args(args)
+    if args.calib_limit is not None and args.calib_limit < 1:
+        raise InvalidInputError(f"--calib-limit {args.calib_limit}: must be at least 1")
+    shapes = common.parse_input_shapes(args.input_shape)
+    if args.calib is None:
+        raise InvalidInputError(
+            "npuc quantize needs calibration data: representative inputs decide every scale",
+            hint="pass --calib DIR|FILE.npz|FILE.npy (or --calib random to try the flow)",
+        )
+
+    from npuc.frontend import load
+    from npuc.midend.pipeline import Pipeline, graph_passes
+    from npuc.midend.quantize.api import quantize_module
+    from npuc.midend.quantize.calib_data import load_calibration
+    from npuc.midend.quantize.serialize import save_quantized
+
+    timings_s: dict[str, float] = {}
+    start = time.monotonic()
+    mod, info = load(source, shapes)
+    mod = Pipeline(graph_passes())(mod)
+    timings_s["import"] = time.monotonic() - start
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        calib = load_calibration(args.calib, info.inputs, limit=args.calib_limit)
+    notes = [str(w.message) for w in caught]
+    start = time.monotonic()
+    model = quantize_module(
+        mod,
+        calib,
+        config,
+        calibration={"source": str(args.calib), "is_random": bool(calib.is_random)},
+        show_progress=not args.json,
+    )
+    timings_s["quantize"] = time.monotonic() - start
+    save_quantized(model, out_path)
+    template_path = Path(str(out_path) + ".layers.json")
+    common_write_json(template_path, layer_template(model))
+    npu = [layer for layer in model.layers.values() if layer.run_on == "npu"]
+    cpu = [layer for layer in model.layers.values() if layer.run_on != "npu"]
+    data: dict[str, Any] = {
+        "output": str(out_path),
+        "layer_config": str(template_path),
+        "layers": {"integer": len(npu), "float": len(cpu)},
+        "float_layers": {layer.name: layer.reason for layer in cpu},
+        "calibration": dict(model.calibration),
+        "timings_s": timings_s,
+        "notes": notes,
+    }
+    lines = [
+        f"quantized {source.name} -> {out_path} ({out_path.stat().st_size:,} bytes)",
+        f"  layers: {len(npu)} integer (NPU datapath), {len(cpu)} float (CPU)",
+        f"  calibration: {model.calibration.get('samples')} samples from {args.calib}"
+        + (" (RANDOM: accuracy numbers are meaningless)" if calib.is_random else ""),
+        f"  per-layer settings: {template_path} (edit, then pass --layer-config)",
+        f"  time: import {timings_s['import']:.1f} s, quantize {timings_s['quantize']:.1f} s",
+    ]
+    lines += [f"  float: {layer.name} ({layer.kind}): {layer.reason}" for layer in cpu[:20]]
+    if len(cpu) > 20:
+        lines.append(f"  ... and {len(cpu) - 20} more float layers (see --json)")
+    lines += [f"  note: {n}" for n in notes]
+    if args.report:
+        from npuc.cli.quant_report import write_quant_report
+
+        report_lines, report_data = write_quant_report(model, calib, Path(args.report))
+        lines += report_lines
+        data["report"] = report_data
+    return CommandResult(data=data, text="\n".join(lines))
+
+
+def common_write_json(path: Path, data: dict[str, Any]) -> None:
+    from npuc.core.fileio import write_text_atomic
+
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=False) + "\n")
