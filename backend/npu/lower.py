@@ -76,7 +76,7 @@ class _Lowerer:
         if op in ("conv2d", "dense"):
             return [self._conv(node, p, out)]
         if op in _ELTWISE:
-            return [self._eltwise(node, p, out)]
+            return self._eltwise(node, p, out)
         x = self.t(node.inputs[0])
         if op == "clip":
             return [
@@ -147,8 +147,20 @@ class _Lowerer:
             **geometry,
         )
 
-    def _eltwise(self, node: Node, p: dict, out: NpuTensor) -> NpuElementwise:
+    def _eltwise(self, node: Node, p: dict, out: NpuTensor) -> list[NpuOp]:
+        ops: list[NpuOp] = []
         operands = [self.t(n) for n in node.inputs]
+        for i, x in enumerate(operands):
+            if x.shape != out.shape:  # (1, 1, 1, C) -> (1, H, W, C): exact nearest upsampling
+                full = NpuTensor(
+                    name=f"{node.name}.bcast{i}",
+                    shape=out.shape,
+                    dtype=x.dtype,
+                    scale=x.scale,
+                    zero_point=x.zero_point,
+                )
+                ops.append(NpuResize(name=full.name, ifm=x, ofm=full))
+                operands[i] = full
         if "const" in p:
             const = np.asarray(p["const"])
             full = np.broadcast_to(const, node.out.shape)
@@ -163,19 +175,22 @@ class _Lowerer:
             self.constants[name] = np.ascontiguousarray(to_storage(np.asarray(full)))
             self.const_tensors.append(t)
             operands = [t, operands[0]] if node.attr("const_side") == "lhs" else [operands[0], t]
-        return NpuElementwise(
-            name=node.name,
-            op=_ELTWISE[node.op],
-            ifm=operands[0],
-            ifm2=operands[1],
-            ofm=out,
-            ifm_multiplier=int(p.get("ifm_multiplier", 0)),
-            ifm2_multiplier=int(p.get("ifm2_multiplier", 0)),
-            ofm_multiplier=int(p.get("ofm_multiplier", 0)),
-            post_shift=int(p["post_shift"]),
-            act_min=int(p["act_min"]),
-            act_max=int(p["act_max"]),
+        ops.append(
+            NpuElementwise(
+                name=node.name,
+                op=_ELTWISE[node.op],
+                ifm=operands[0],
+                ifm2=operands[1],
+                ofm=out,
+                ifm_multiplier=int(p.get("ifm_multiplier", 0)),
+                ifm2_multiplier=int(p.get("ifm2_multiplier", 0)),
+                ofm_multiplier=int(p.get("ofm_multiplier", 0)),
+                post_shift=int(p["post_shift"]),
+                act_min=int(p["act_min"]),
+                act_max=int(p["act_max"]),
+            )
         )
+        return ops
 
     def _pool(self, node: Node, p: dict, x: NpuTensor, out: NpuTensor) -> NpuPool:
         if node.op == "global_avg_pool":

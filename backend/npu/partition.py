@@ -79,16 +79,22 @@ def check_dense(node: Node, qm: QuantizedModel) -> Verdict:
     return OK
 
 
+def broadcast_channels(shape: tuple[int, ...], out: tuple[int, ...]) -> bool:
+    """Whether ``shape`` is ``(1, C, 1, 1)`` broadcast to ``out = (1, C, H, W)``."""
+    return len(shape) == len(out) == 4 and tuple(shape) == (1, out[1], 1, 1)
+
+
 def check_eltwise(node: Node, qm: QuantizedModel) -> Verdict:
-    """add, subtract, multiply, maximum, minimum: both operands of the output's shape (no
-    broadcasting between activations, e.g. squeeze-excite's (1,C,1,1) * (1,C,H,W) stays on the
-    CPU); a constant operand is expanded to the output's shape and stored as a constant."""
-    shapes = [qm.graph.tensor_type(n).shape for n in node.inputs]
-    if any(tuple(s) != tuple(node.out.shape) for s in shapes):
-        return (
-            False,
-            f"broadcasting {' * '.join(str(tuple(s)) for s in shapes)} -> {node.out.shape}",
-        )
+    """add, subtract, multiply, maximum, minimum: both operands of the output's shape, or one
+    of shape (1, C, 1, 1) against (1, C, H, W) (squeeze-excite; expanded on the NPU by a nearest
+    upsampling, which copies values exactly); other broadcasting stays on the CPU. A constant
+    operand is expanded to the output's shape and stored as a constant."""
+    shapes = [tuple(qm.graph.tensor_type(n).shape) for n in node.inputs]
+    out = tuple(node.out.shape)
+    if any(s != out and not broadcast_channels(s, out) for s in shapes) or all(
+        s != out for s in shapes
+    ):
+        return False, f"broadcasting {' * '.join(str(s) for s in shapes)} -> {out}"
     p = qm.layers[node.name].params
     if "const" in p:
         lo, hi = DTYPE_RANGES.get(str(np.asarray(p["const"]).dtype), (1, 0))

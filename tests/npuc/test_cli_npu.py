@@ -33,7 +33,7 @@ def test_build_is_deterministic_and_reports(built: Path) -> None:
     assert (built / "m.npuc").read_bytes() == (built / "m2.npuc").read_bytes()
     report = json.loads((built / "rep" / "report.json").read_text())
     cpu = [r for r in report["layers"] if r["target"] == "cpu"]
-    assert [r["op"] for r in cpu] == ["multiply"] and "broadcasting" in cpu[0]["reason"]
+    assert [r["op"] for r in cpu] == ["softmax"] and "float layer" in cpu[0]["reason"]
     npu = [r for r in report["layers"] if r["target"] == "npu"]
     assert all(r["sim_cycles"] > 0 and r["est_cycles"] > 0 for r in npu)
     assert report["totals"]["sim_cycles"] == sum(p["sim_cycles"] for p in report["partitions"])
@@ -51,7 +51,6 @@ def test_run_sim_equals_ref(built: Path, capsys: pytest.CaptureFixture[str]) -> 
         outs[engine] = dict(np.load(out))
     assert outs["sim"].keys() == outs["ref"].keys()
     for name, value in outs["sim"].items():
-        assert value.dtype == np.int8
         np.testing.assert_array_equal(value, outs["ref"][name])
 
 
@@ -73,7 +72,7 @@ def test_verify_bit_exact_and_names_mismatch(
             dst.writestr(info, data)
     assert main(["verify", str(tampered)]) == 6
     err = capsys.readouterr().err
-    assert "golden sample 0" in err and "dense_0" in err and "1 of 10 values differ" in err
+    assert "golden sample 0" in err and "softmax_0" in err and "1 of 10 values differ" in err
 
 
 def test_build_without_calib_is_refused(built: Path, capsys: pytest.CaptureFixture[str]) -> None:

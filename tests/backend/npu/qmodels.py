@@ -21,7 +21,8 @@ from tests.frontend.torch_onnx import export_onnx
 
 
 class MixedNet(nn.Module):
-    """Conv, depthwise, hardswish, SE block, residual add, concat, pools, upsample, dense."""
+    """Conv, depthwise, hardswish, SE block, residual add, concat, pools, upsample, dense,
+    softmax (a float layer: the CPU)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -43,7 +44,7 @@ class MixedNet(nn.Module):
         z = nn.functional.interpolate(z, scale_factor=2.0, mode="nearest")
         z = nn.functional.avg_pool2d(self.c2(z), 2)
         z = z.permute(0, 2, 3, 1)
-        return self.fc(z.reshape(1, -1))
+        return torch.softmax(self.fc(z.reshape(1, -1)), dim=1)
 
 
 def quantized(
