@@ -147,7 +147,7 @@ class IntegerExecutor:
                 strides=node.attr("strides"), padding=node.attr("padding"),
                 dilation=node.attr("dilation"), pad_value=lowest, reduce="max",
             )  # fmt: skip
-            return y.astype(np.int64)
+            return clamp_activation(y.astype(np.int64), out.qmin, out.qmax, out.dtype)
         if op == "unary":
             table = np.asarray(p["lut"])
             looked = lut_lookup(
