@@ -45,7 +45,7 @@ def to_storage(values: np.ndarray) -> np.ndarray:
 def from_storage(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """NHWC storage -> the graph's layout of ``shape``."""
     if len(shape) == 4:
-        return values.reshape(storage_shape(shape)).transpose(0, 3, 1, 2)  # type: ignore[arg-type]
+        return values.reshape(storage_shape(shape)).transpose(0, 3, 1, 2)
     return values.reshape(shape)
 
 

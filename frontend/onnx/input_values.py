@@ -89,7 +89,7 @@ def _fit(value: np.ndarray, declared: onnx.ValueInfoProto, where: str) -> np.nda
     if dims is None:
         return array
     if all(isinstance(d, int) for d in dims):
-        shape = tuple(int(d) for d in dims)  # type: ignore[arg-type]
+        shape = tuple(int(d) for d in dims)
         if array.size != math.prod(shape):
             raise InvalidInputError(
                 f"{where}: input {declared.name!r} has shape {list(shape)}; "
