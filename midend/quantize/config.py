@@ -112,7 +112,9 @@ def apply_overrides(
         )
     try:
         return replace(base, **dict(overrides))
-    except (InvalidInputError, TypeError) as err:
+    except InvalidInputError as err:
+        raise InvalidInputError(f"{where}: {err.message}", hint=err.hint) from err
+    except TypeError as err:
         raise InvalidInputError(f"{where}: {err}") from err
 
 
