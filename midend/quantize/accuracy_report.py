@@ -202,9 +202,12 @@ def print_summary(report: AccuracyReport, *, count: int = 10, file: Any = None) 
         f"({report.layer_samples} per layer): " + "; ".join(report.metric_lines())
     )
     table = Table(title=f"the {count} worst integer layers (by isolated SQNR)")
-    for header in ("layer", "kind", "acc cos", "acc SQNR", "iso SQNR", "W-only", "A-only",
-                   "FQ!=int", "flag"):  # fmt: skip
-        table.add_column(header, justify="left" if header in ("layer", "kind", "flag") else "right")
+    # SQNR columns in dB: accumulated, isolated, weights only, activations only,
+    # and the isolated integer result against fake-quant.
+    for header in ("layer", "kind", "acc cos", "acc dB", "iso dB", "W dB", "A dB", "FQ/int",
+                   "flag"):  # fmt: skip
+        text = header in ("layer", "kind", "flag")
+        table.add_column(header, justify="left" if text else "right", no_wrap=text)
     for row in report.worst(count):
         table.add_row(
             row.name,
