@@ -22,7 +22,7 @@ CPU runs through TVM; the quantizer never fails on it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -32,77 +32,19 @@ from tvm import relax
 from npuc.core.errors import UnsupportedError
 
 from .graph import Graph, TensorType
-
-_UNARY = {
-    "relax.sigmoid": "sigmoid",
-    "relax.tanh": "tanh",
-    "relax.exp": "exp",
-    "relax.nn.silu": "silu",
-    "relax.nn.gelu": "gelu",
-    "relax.nn.gelu_tanh": "gelu_tanh",
-    "relax.erf": "erf",
-    "relax.sqrt": "sqrt",
-    "relax.rsqrt": "rsqrt",
-    "relax.log": "log",
-    "relax.nn.softplus": "softplus",
-    "relax.negative": "negative",
-    "relax.abs": "abs",
-}
-_BINARY = {
-    "relax.add": "add",
-    "relax.subtract": "subtract",
-    "relax.multiply": "multiply",
-    "relax.divide": "divide",
-    "relax.maximum": "maximum",
-    "relax.minimum": "minimum",
-}
-
-
-@dataclass(slots=True)
-class _Raw:
-    """A node under construction (mutable while patterns are folded)."""
-
-    op: str
-    inputs: list[str]
-    out: TensorType
-    attrs: dict[str, Any] = field(default_factory=dict)
-    consts: dict[str, np.ndarray] = field(default_factory=dict)
-    source: list[str] = field(default_factory=list)
-    relax_call: Any = None
-    alive: bool = True
-
-
-def _tensor_type(sinfo: Any, where: str) -> TensorType:
-    if not isinstance(sinfo, relax.TensorType) or sinfo.shape is None:
-        raise UnsupportedError(f"{where}: the quantizer needs tensors of static shape")
-    dims = []
-    for d in sinfo.shape.values:
-        if not type(d).__name__ == "IntImm":
-            raise UnsupportedError(
-                f"{where}: dimension {d} is symbolic",
-                hint="fix input shapes with --input-shape",
-            )
-        dims.append(int(d))
-    return TensorType(shape=tuple(dims), dtype=str(sinfo.dtype))
-
-
-def _const(expr: Any) -> np.ndarray | None:
-    if isinstance(expr, tvm.ir.GenericConst):
-        return np.asarray(expr.value.numpy())
-    return None
-
-
-def _ints(values: Any) -> list[int]:
-    return [int(v) for v in values]
-
-
-def _op_name(call: relax.Call) -> str:
-    op = call.op
-    if isinstance(op, tvm.ir.Op):
-        if op.name == "relax.call_tir":
-            return "call_tir:" + _gv_name(call.args[0]).rstrip("0123456789")
-        return str(op.name)
-    return "call:" + str(op)
+from .relax_read import (
+    BINARY,
+    UNARY,
+    Raw,
+    const,
+    ints,
+    is_float_tensor,
+    is_prim,
+    op_name,
+    prim,
+    tensor_type,
+    tuple_ints,
+)
 
 
 class _Extractor:
@@ -110,8 +52,8 @@ class _Extractor:
 
     def __init__(self, mod: tvm.IRModule) -> None:
         self.mod = mod
-        self.raws: dict[str, _Raw] = {}
-        self.tuples: dict[str, list[_Raw]] = {}
+        self.raws: dict[str, Raw] = {}
+        self.tuples: dict[str, list[Raw]] = {}
         self.alias: dict[str, str] = {}
         self.keys: dict[Any, str] = {}
         self.taken: set[str] = set()
@@ -148,10 +90,10 @@ class _Extractor:
                 part = self.tuples[tuple_name][value.index]
                 self.raws[name] = replace(part, source=[name])
                 return
-            self.raws[name] = _Raw(
+            self.raws[name] = Raw(
                 op="tuple_item",
                 inputs=[tuple_name],
-                out=_tensor_type(var.ty, name),
+                out=tensor_type(var.ty, name),
                 attrs={"index": int(value.index)},
                 source=[name],
             )
@@ -161,10 +103,10 @@ class _Extractor:
             self.alias[name] = self.alias.get(key, key)
             return
         if isinstance(value, tvm.ir.GenericConst):
-            self.raws[name] = _Raw(
+            self.raws[name] = Raw(
                 op="constant",
                 inputs=[],
-                out=_tensor_type(var.ty, name),
+                out=tensor_type(var.ty, name),
                 consts={"value": np.asarray(value.value.numpy())},
                 source=[name],
             )
@@ -177,11 +119,11 @@ class _Extractor:
             self._read_split(name, var, value)
             return
         if isinstance(var.ty, relax.TupleType):
-            self.raws[name] = _Raw(
+            self.raws[name] = Raw(
                 op="relax",
                 inputs=[self.key(v) for v in relax.analysis.free_vars(value)],
                 out=TensorType(shape=(), dtype="tuple"),
-                attrs={"relax_op": _op_name(value)},
+                attrs={"relax_op": op_name(value)},
                 source=[name],
                 relax_call=value,
             )
@@ -195,10 +137,10 @@ class _Extractor:
         start = 0
         fields = var.ty.fields
         for i, sinfo in enumerate(fields):
-            ty = _tensor_type(sinfo, f"{name}[{i}]")
+            ty = tensor_type(sinfo, f"{name}[{i}]")
             length = ty.shape[axis if axis >= 0 else axis + len(ty.shape)]
             parts.append(
-                _Raw(
+                Raw(
                     op="slice",
                     inputs=[x],
                     out=ty,
@@ -214,12 +156,12 @@ class _Extractor:
             start += length
         self.tuples[name] = parts
 
-    def _convert(self, name: str, var: relax.Var, call: relax.Call) -> _Raw:
-        out = _tensor_type(var.ty, name)
-        op = _op_name(call)
+    def _convert(self, name: str, var: relax.Var, call: relax.Call) -> Raw:
+        out = tensor_type(var.ty, name)
+        op = op_name(call)
         args = call.args
         attrs = call.attrs
-        fallback = _Raw(
+        fallback = Raw(
             op="relax",
             inputs=[self.key(v) for v in relax.analysis.free_vars(call)],
             out=out,
@@ -228,25 +170,25 @@ class _Extractor:
             relax_call=call,
         )
         if not out.is_float or any(
-            isinstance(a, relax.Var) and not _is_float_tensor(a) for a in args
+            isinstance(a, relax.Var) and not is_float_tensor(a) for a in args
         ):
             return fallback
         if op == "relax.nn.conv2d":
-            weight = _const(args[1])
+            weight = const(args[1])
             if (
                 weight is None
                 or str(attrs.data_layout) != "NCHW"
                 or str(attrs.kernel_layout) != "OIHW"
             ):
                 return fallback
-            return _Raw(
+            return Raw(
                 op="conv2d",
                 inputs=[self._arg_name(args[0], name)],
                 out=out,
                 attrs={
-                    "strides": _ints(attrs.strides),
-                    "padding": _ints(attrs.padding),
-                    "dilation": _ints(attrs.dilation),
+                    "strides": ints(attrs.strides),
+                    "padding": ints(attrs.padding),
+                    "dilation": ints(attrs.dilation),
                     "groups": int(attrs.groups),
                     "act_min": None,
                     "act_max": None,
@@ -255,10 +197,10 @@ class _Extractor:
                 source=[name],
             )
         if op == "relax.matmul":
-            weight = _const(args[1])
+            weight = const(args[1])
             if weight is None or weight.ndim != 2 or not isinstance(args[0], relax.Var):
                 return fallback
-            return _Raw(
+            return Raw(
                 op="dense",
                 inputs=[self.key(args[0])],
                 out=out,
@@ -266,12 +208,12 @@ class _Extractor:
                 consts={"weight": weight.astype(np.float32)},
                 source=[name],
             )
-        if op in _BINARY or op in ("call_tir:maximum", "call_tir:minimum"):
-            kind = _BINARY[op] if op in _BINARY else op.split(":")[1]
-            lhs, rhs = (args[0], args[1]) if op in _BINARY else tuple(args[1].fields)
+        if op in BINARY or op in ("call_tir:maximum", "call_tir:minimum"):
+            kind = BINARY[op] if op in BINARY else op.split(":")[1]
+            lhs, rhs = (args[0], args[1]) if op in BINARY else tuple(args[1].fields)
             return self._binary(name, kind, lhs, rhs, out, fallback)
         if op == "relax.nn.relu":
-            return _Raw(
+            return Raw(
                 op="clip",
                 inputs=[self.key(args[0])],
                 out=out,
@@ -279,10 +221,10 @@ class _Extractor:
                 source=[name],
             )
         if op == "relax.clip":
-            lo_v, hi_v = _prim(args[1]), _prim(args[2])
+            lo_v, hi_v = prim(args[1]), prim(args[2])
             if lo_v is None or hi_v is None:
                 return fallback
-            return _Raw(
+            return Raw(
                 op="clip",
                 inputs=[self.key(args[0])],
                 out=out,
@@ -290,53 +232,51 @@ class _Extractor:
                 source=[name],
             )
         if op == "relax.nn.leakyrelu":
-            return _Raw(
+            return Raw(
                 op="unary",
                 inputs=[self.key(args[0])],
                 out=out,
                 attrs={"func": "leaky_relu", "alpha": float(attrs.alpha)},
                 source=[name],
             )
-        if op in _UNARY:
-            return _Raw(
+        if op in UNARY:
+            return Raw(
                 op="unary",
                 inputs=[self.key(args[0])],
                 out=out,
-                attrs={"func": _UNARY[op]},
+                attrs={"func": UNARY[op]},
                 source=[name],
                 relax_call=call,
             )
         if op in ("relax.nn.max_pool2d", "relax.nn.avg_pool2d"):
             if str(attrs.layout) != "NCHW" or bool(attrs.ceil_mode):
                 return fallback
-            return _Raw(
+            return Raw(
                 op=op.split(".")[-1],
                 inputs=[self.key(args[0])],
                 out=out,
                 attrs={
-                    "kernel": _ints(attrs.pool_size),
-                    "strides": _ints(attrs.strides),
-                    "padding": _ints(attrs.padding),
-                    "dilation": _ints(attrs.dilation),
+                    "kernel": ints(attrs.pool_size),
+                    "strides": ints(attrs.strides),
+                    "padding": ints(attrs.padding),
+                    "dilation": ints(attrs.dilation),
                     "count_include_pad": bool(attrs.count_include_pad),
                 },
                 source=[name],
             )
         if op == "relax.nn.adaptive_avg_pool2d" and out.shape[2:] == (1, 1):
-            return _Raw(op="global_avg_pool", inputs=[self.key(args[0])], out=out, source=[name])
+            return Raw(op="global_avg_pool", inputs=[self.key(args[0])], out=out, source=[name])
         if op == "relax.mean":
-            in_ty = _tensor_type(args[0].ty, name)
+            in_ty = tensor_type(args[0].ty, name)
             axes = sorted(int(a) % len(in_ty.shape) for a in attrs.axis)
             if len(in_ty.shape) == 4 and axes == [2, 3] and bool(attrs.keepdims):
-                return _Raw(
-                    op="global_avg_pool", inputs=[self.key(args[0])], out=out, source=[name]
-                )
+                return Raw(op="global_avg_pool", inputs=[self.key(args[0])], out=out, source=[name])
             return fallback
         if op == "relax.concat" and isinstance(args[0], relax.Tuple):
             if not all(isinstance(f, relax.Var) for f in args[0].fields):
                 return fallback
             axis = int(attrs.axis) if attrs.axis is not None else 0
-            return _Raw(
+            return Raw(
                 op="concat",
                 inputs=[self.key(f) for f in args[0].fields],
                 out=out,
@@ -344,7 +284,7 @@ class _Extractor:
                 source=[name],
             )
         if op in ("relax.reshape", "relax.flatten", "relax.squeeze", "relax.expand_dims"):
-            return _Raw(
+            return Raw(
                 op="reshape",
                 inputs=[self.key(args[0])],
                 out=out,
@@ -353,8 +293,8 @@ class _Extractor:
             )
         if op == "relax.permute_dims":
             rank = len(out.shape)
-            axes = _ints(attrs.axes) if attrs.axes is not None else list(range(rank))[::-1]
-            return _Raw(
+            axes = ints(attrs.axes) if attrs.axes is not None else list(range(rank))[::-1]
+            return Raw(
                 op="transpose",
                 inputs=[self.key(args[0])],
                 out=out,
@@ -364,7 +304,7 @@ class _Extractor:
         if op == "relax.strided_slice":
             return self._slice(name, call, out, fallback)
         if op == "relax.nn.softmax":
-            return _Raw(
+            return Raw(
                 op="softmax",
                 inputs=[self.key(args[0])],
                 out=out,
@@ -376,64 +316,64 @@ class _Extractor:
         return fallback
 
     def _binary(
-        self, name: str, kind: str, lhs: Any, rhs: Any, out: TensorType, fallback: _Raw
-    ) -> _Raw:
-        lhs_c, rhs_c = _const(lhs), _const(rhs)
-        if _is_prim(rhs):
+        self, name: str, kind: str, lhs: Any, rhs: Any, out: TensorType, fallback: Raw
+    ) -> Raw:
+        lhs_c, rhs_c = const(lhs), const(rhs)
+        if is_prim(rhs):
             rhs_c = np.asarray(float(rhs.value), np.float32)
         if lhs_c is not None and rhs_c is not None:
             return fallback
         if lhs_c is None and rhs_c is None:
             if not (isinstance(lhs, relax.Var) and isinstance(rhs, relax.Var)):
                 return fallback
-            return _Raw(op=kind, inputs=[self.key(lhs), self.key(rhs)], out=out, source=[name])
+            return Raw(op=kind, inputs=[self.key(lhs), self.key(rhs)], out=out, source=[name])
         var = rhs if lhs_c is not None else lhs
         if not isinstance(var, relax.Var):
             return fallback
         raw_const = lhs_c if lhs_c is not None else rhs_c
         if raw_const is None:
             return fallback
-        const = raw_const.astype(np.float32)
+        value_c = raw_const.astype(np.float32)
         side = "lhs" if lhs_c is not None else "rhs"
         if kind == "divide":
             if side == "lhs":
                 return fallback
-            return _Raw(
+            return Raw(
                 op="multiply",
                 inputs=[self.key(var)],
                 out=out,
                 attrs={"const_side": "rhs"},
-                consts={"rhs": (1.0 / const).astype(np.float32)},
+                consts={"rhs": (1.0 / value_c).astype(np.float32)},
                 source=[name],
             )
-        if kind in ("maximum", "minimum") and const.size == 1:
-            value = float(const.reshape(()))
+        if kind in ("maximum", "minimum") and value_c.size == 1:
+            value = float(value_c.reshape(()))
             attrs = (
                 {"act_min": value, "act_max": None}
                 if kind == "maximum"
                 else {"act_min": None, "act_max": value}
             )
-            return _Raw(op="clip", inputs=[self.key(var)], out=out, attrs=attrs, source=[name])
-        return _Raw(
+            return Raw(op="clip", inputs=[self.key(var)], out=out, attrs=attrs, source=[name])
+        return Raw(
             op=kind,
             inputs=[self.key(var)],
             out=out,
             attrs={"const_side": side},
-            consts={"rhs": const},
+            consts={"rhs": value_c},
             source=[name],
         )
 
-    def _slice(self, name: str, call: relax.Call, out: TensorType, fallback: _Raw) -> _Raw:
+    def _slice(self, name: str, call: relax.Call, out: TensorType, fallback: Raw) -> Raw:
         args = call.args
         vals = []
         for a in args[1:5] if len(args) >= 5 else args[1:4]:
-            c = _tuple_ints(a)
+            c = tuple_ints(a)
             if c is None:
                 return fallback
             vals.append(c)
         axes, begin, end = vals[0], vals[1], vals[2]
         strides = vals[3] if len(vals) > 3 else [1] * len(axes)
-        return _Raw(
+        return Raw(
             op="slice",
             inputs=[self.key(args[0])],
             out=out,
@@ -441,13 +381,13 @@ class _Extractor:
             source=[name],
         )
 
-    def _resize(self, name: str, call: relax.Call, out: TensorType, fallback: _Raw) -> _Raw:
+    def _resize(self, name: str, call: relax.Call, out: TensorType, fallback: Raw) -> Raw:
         attrs = call.attrs
         if str(attrs.layout) != "NCHW" or str(attrs.method) not in ("nearest_neighbor", "linear"):
             return fallback
         if any(float(r) != 0.0 for r in attrs.roi):
             return fallback
-        return _Raw(
+        return Raw(
             op="resize",
             inputs=[self.key(call.args[0])],
             out=out,
@@ -460,40 +400,6 @@ class _Extractor:
             source=[name],
             relax_call=call,
         )
-
-
-def _is_prim(expr: Any) -> bool:
-    return type(expr).__name__ in ("IntImm", "FloatImm")
-
-
-def _gv_name(gv: Any) -> str:
-    return str(getattr(gv, "name_hint", None) or getattr(gv, "name", ""))
-
-
-def _is_float_tensor(var: relax.Var) -> bool:
-    sinfo = var.ty
-    return isinstance(sinfo, relax.TensorType) and str(sinfo.dtype).startswith("float")
-
-
-def _prim(expr: Any) -> float | None:
-    if _is_prim(expr):
-        return float(expr.value)
-    c = _const(expr)
-    return float(c.reshape(())) if c is not None and c.size == 1 else None
-
-
-def _tuple_ints(expr: Any) -> list[int] | None:
-    if isinstance(expr, relax.Tuple):
-        out = []
-        for f in expr.fields:
-            if not _is_prim(f):
-                return None
-            out.append(int(f.value))
-        return out
-    if isinstance(expr, relax.ShapeExpr):
-        return [int(v) for v in expr.values]
-    c = _const(expr)
-    return [int(v) for v in c.reshape(-1)] if c is not None else None
 
 
 def extract_graph(mod: tvm.IRModule) -> Graph:
@@ -531,7 +437,7 @@ def extract_graph(mod: tvm.IRModule) -> Graph:
         if not isinstance(f, relax.Var):
             raise UnsupportedError(f"main returns a {type(f).__name__}; expected tensor variables")
         outputs.append(resolve(extractor.key(f)))
-    inputs = tuple((p.name, _tensor_type(p.ty, p.name)) for p in func.params)
+    inputs = tuple((p.name, tensor_type(p.ty, p.name)) for p in func.params)
     fold_patterns(raws, outputs)
     nodes, renamed = name_nodes(raws)
     return Graph(
