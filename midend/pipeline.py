@@ -72,11 +72,31 @@ def graph_passes() -> list[tvm.transform.Pass]:
 
 
 def passes(options: MidendOptions) -> list[tvm.transform.Pass]:
-    """The ordered pass list for a build with ``options``."""
-    result = graph_passes()
-    # Seam: post-training quantization and tiling passes go here, after the
-    # float graph clean-up and before the backend, when options.quantization is set.
-    return result
+    """The ordered pass list for a build with ``options`` (the float graph passes).
+
+    An NPU build then quantizes the result with :data:`QUANTIZATION_STAGES`.
+    """
+    del options  # every build runs the same float clean-up
+    return graph_passes()
+
+
+QUANTIZATION_STAGES: tuple[tuple[str, str], ...] = (
+    # The layer graph: one node per NPU instruction (conv + bias + clamp, SiLU, ...);
+    # unknown operators become CPU nodes, so quantization never fails on them.
+    ("extract", "npuc.midend.quantize.extract:extract_graph"),
+    # Observe: statistics of every float tensor over the calibration samples,
+    # computed on the float executor (batched through BLAS).
+    ("observe", "npuc.midend.quantize.calibrate:calibrate"),
+    # Choose ranges (strategy per layer), quantize weights (int8, per channel),
+    # derive the NPU integer parameters (M, shifts, b16) and annotate each layer.
+    ("quantize", "npuc.midend.quantize.quantize:quantize_model"),
+    # Empirical bias correction, layer by layer; wins back the 16-bit bias rounding.
+    ("bias_correction", "npuc.midend.quantize.bias_correction:correct_bias"),
+)
+"""Post-training quantization after :func:`graph_passes`, in the order
+:func:`npuc.midend.quantize.api.quantize_module` runs them (docs/quantization.md).
+They take calibration samples as well as the module, so they are functions,
+not ``tvm.transform`` passes."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -120,3 +120,14 @@ def test_conv_clamp_is_folded_into_the_layer(tmp_path: Path) -> None:
     (conv,) = extract_graph(Pipeline(graph_passes())(mod)).nodes
     assert (conv.attr("act_min"), conv.attr("act_max")) == (0.0, 6.0)
     np.testing.assert_allclose(conv.consts["bias"], B.astype(np.float32))
+
+
+def test_pipeline_lists_the_quantizer_stages_that_exist() -> None:
+    """Every stage midend/pipeline.py lists resolves to the function that runs it."""
+    import importlib
+
+    from npuc.midend.pipeline import QUANTIZATION_STAGES
+
+    for _, target in QUANTIZATION_STAGES:
+        module, func = target.split(":")
+        assert callable(getattr(importlib.import_module(module), func))
