@@ -48,6 +48,25 @@ def register(subparsers: Any) -> None:
     parser.add_argument("-o", "--output", metavar="OUT.npuq", help="quantized model to write")
     parser.add_argument("--report", metavar="DIR", help="write the accuracy report (JSON, HTML)")
     parser.add_argument(
+        "--eval",
+        metavar="DATA",
+        help="evaluation samples for the report, disjoint from --calib (default: --calib's)",
+    )
+    parser.add_argument(
+        "--eval-limit", type=int, default=32, metavar="N", help="report samples (default 32)"
+    )
+    parser.add_argument(
+        "--metric",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="whole-model metric: top1_agreement, top5_agreement, output_cosine, "
+        "module:function (repeatable)",
+    )
+    parser.add_argument(
+        "--dump", metavar="DIR", help="write every layer's float/fake-quant/int tensors (.npz)"
+    )
+    parser.add_argument(
         "--list-fields", action="store_true", help="print every configuration field and exit"
     )
     common.add_input_shape_flag(parser)
@@ -149,12 +168,24 @@ def run(args: argparse.Namespace) -> CommandResult:
     if len(cpu) > 20:
         lines.append(f"  ... and {len(cpu) - 20} more float layers (see --json)")
     lines += [f"  note: {n}" for n in notes]
-    if args.report:
-        from npuc.cli.quant_report import write_quant_report
+    if args.report or args.dump:
+        from npuc.cli.quant_report import write_dump, write_quant_report
 
-        report_lines, report_data = write_quant_report(model, calib, Path(args.report))
-        lines += report_lines
-        data["report"] = report_data
+        evaluation = load_calibration(args.eval, info.inputs) if args.eval else calib
+        if args.report:
+            report_lines, report_data = write_quant_report(
+                model,
+                evaluation,
+                Path(args.report),
+                metrics=args.metric,
+                limit=args.eval_limit,
+                disjoint=bool(args.eval),
+                show_progress=not args.json,
+            )
+            lines += report_lines
+            data["report"] = report_data
+        if args.dump:
+            lines += write_dump(model, next(iter(evaluation)), Path(args.dump))
     return CommandResult(data=data, text="\n".join(lines))
 
 
