@@ -140,7 +140,7 @@ def run_group(group: str, args: argparse.Namespace, workdir: Path) -> None:
         for strategy in NPUC_VARIANTS:
             _npuc(task, strategy, task.calib, tag)
     elif group == "mbv2-npuc-spread":
-        for seed in SPREAD_SEEDS:
+        for seed in args.spread_seed or SPREAD_SEEDS:
             _npuc(task, "extrema", more_calib(seed), f"{len(task.calib)} crops, seed {seed}")
     else:
         raise SystemExit(f"unknown group {group!r}; one of {', '.join(GROUPS)}")
@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mbv2-eval", type=int, default=200)
     parser.add_argument("--ocr-calib", type=int, default=64)
     parser.add_argument("--ocr-eval", type=int, default=100)
+    parser.add_argument("--spread-seed", type=int, action="append", help=f"default: {SPREAD_SEEDS}")
     parser.add_argument("--fresh", action="store_true", help="clear the saved rows first")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--command", default="", help="command line to print in the report")
