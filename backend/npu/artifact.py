@@ -5,10 +5,9 @@ Members (no pickle anywhere; arrays are ``.npy`` with ``allow_pickle=False``):
 - ``manifest.json``: format version, npuc version, source file name and
   sha256, hardware name, config hash and fields, build options, the layer
   placements (NPU partition or CPU, and why), the partitions' border tensors;
-- ``source/<name>``: the source model (the float graph of CPU layers is
-  re-imported from it, deterministically, and checked against the layer names);
-- ``quant.json`` + ``quant/<layer>/<param>.npy``: every integer tensor's scale,
-  zero point and type, and every layer's integer parameters;
+- ``model.npuq``: the quantized model (:mod:`npuc.midend.quantize.serialize`:
+  the float Relax module, every tensor's quantization and every layer's
+  integer parameters), which the CPU layers and the reference engine run;
 - ``npu/<partition>.npub``: the compiled NPU programs; ``npu/<partition>/<const>.npy``
   the expanded constant operands fed to them;
 - ``golden/<i>/in/<input>.npy`` and ``golden/<i>/out/<output>.npy``: test inputs
@@ -16,16 +15,14 @@ Members (no pickle anywhere; arrays are ``.npy`` with ``allow_pickle=False``):
 
 Members are sorted, time-stamped 1980-01-01 and JSON is key-sorted, so the
 same inputs give a byte-identical file. Loading validates the format
-version, the source hash, the hardware hash and each program (the
-simulator's loader).
+version, the hardware hash, the quantized model (its layers against its
+graph) and each program (the simulator's loader).
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,9 +34,7 @@ import numpy as np
 from npuc.core.errors import InvalidInputError
 from npuc.core.hw.config import HwConfig, hw_config_from_dict
 from npuc.core.isa.program import Program
-from npuc.midend.quantize.config import QuantConfig
-from npuc.midend.quantize.qmodel import QLayer, QuantizedModel
-from npuc.midend.quantize.qparams import QParams
+from npuc.midend.quantize.qmodel import QuantizedModel
 
 FORMAT = "npuc-npu-artifact"
 FORMAT_VERSION = 1
@@ -61,77 +56,6 @@ def npy_load(data: bytes, where: str) -> np.ndarray:
 
 def _safe(name: str) -> str:
     return name.replace("/", "_")
-
-
-def quant_members(qm: QuantizedModel) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The quantization (JSON-able dict and ``.npy`` members) of ``qm``."""
-    arrays: dict[str, bytes] = {}
-    layers: dict[str, Any] = {}
-    for name, layer in qm.layers.items():
-        params: dict[str, Any] = {}
-        for key, value in layer.params.items():
-            if isinstance(value, np.ndarray):
-                member = f"quant/{_safe(name)}/{key}.npy"
-                arrays[member] = npy_bytes(value)
-                params[key] = {"npy": member}
-            elif isinstance(value, (list, tuple)):
-                params[key] = {"list": [[int(v) for v in item] for item in value]}
-            elif isinstance(value, (bool, np.bool_)):
-                params[key] = bool(value)
-            elif isinstance(value, (int, np.integer)):
-                params[key] = int(value)
-            else:
-                params[key] = float(value)
-        layers[name] = {
-            "kind": layer.kind,
-            "run_on": layer.run_on,
-            "reason": layer.reason,
-            "params": params,
-        }
-    tensors = {
-        name: {"scale": float(q.scale), "zero_point": int(q.zero_point), "dtype": q.dtype}
-        for name, q in qm.tensors.items()
-    }
-    return {"tensors": tensors, "layers": layers}, arrays
-
-
-def quant_from_members(
-    graph: Any, data: Mapping[str, Any], read: Any, config: QuantConfig | None = None
-) -> QuantizedModel:
-    """Rebuild the :class:`QuantizedModel` of ``graph`` from :func:`quant_members` output."""
-    config = config or QuantConfig()
-    tensors = {
-        n: QParams(float(t["scale"]), int(t["zero_point"]), str(t["dtype"]))
-        for n, t in data["tensors"].items()
-    }
-    names = [n.name for n in graph.nodes]
-    if sorted(names) != sorted(data["layers"]):
-        raise InvalidInputError(
-            "artifact: the re-imported source model's layers do not match the stored"
-            " quantization (was the artifact built by another npuc version?)",
-            hint="rebuild the artifact with this npuc",
-        )
-    layers = {}
-    for name, entry in data["layers"].items():
-        params: dict[str, Any] = {}
-        for key, value in entry["params"].items():
-            if isinstance(value, dict) and "npy" in value:
-                arr = npy_load(read(value["npy"]), value["npy"])
-                arr.setflags(write=False)
-                params[key] = arr
-            elif isinstance(value, dict) and "list" in value:
-                params[key] = [tuple(item) for item in value["list"]]
-            else:
-                params[key] = value
-        layers[name] = QLayer(
-            name=name,
-            kind=entry["kind"],
-            run_on=entry["run_on"],
-            reason=entry["reason"],
-            config=config.default,
-            params=params,
-        )
-    return QuantizedModel(graph=graph, tensors=tensors, layers=layers, config=config)
 
 
 def write_zip(members: Mapping[str, bytes]) -> bytes:
@@ -178,20 +102,10 @@ class Artifact:
         ]
 
     def quantized_model(self) -> QuantizedModel:
-        """Re-import the source model and attach the stored quantization."""
-        from npuc.frontend import load
-        from npuc.midend.pipeline import Pipeline, graph_passes
-        from npuc.midend.quantize.extract import extract_graph
+        """The stored quantized model (validated by its reader)."""
+        from npuc.midend.quantize.serialize import from_bytes
 
-        src = self.manifest["source"]
-        data = self.read(f"source/{src['name']}")
-        shapes = {k: tuple(v) for k, v in self.manifest["options"]["input_shapes"].items()}
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / src["name"]
-            path.write_bytes(data)
-            mod, _ = load(path, input_shapes=shapes or None)
-            graph = extract_graph(Pipeline(graph_passes())(mod))
-        return quant_from_members(graph, self.json("quant.json"), self.read)
+        return from_bytes(self.read("model.npuq"), where=f"{self.path} (model.npuq)")
 
     def golden(self) -> list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
         """(inputs, expected stored-integer outputs) of each golden sample."""
@@ -229,10 +143,6 @@ def open_artifact(path: str | Path) -> Artifact:
             f" this npuc reads {FORMAT!r} version {FORMAT_VERSION}",
             hint="rebuild the artifact with this npuc",
         )
-    src = manifest["source"]
-    data = members.get(f"source/{src['name']}", b"")
-    if hashlib.sha256(data).hexdigest() != src["sha256"]:
-        raise InvalidInputError(f"{path}: the embedded source model does not match its sha256")
     hw = hw_config_from_dict(dict(manifest["hw"]["fields"]), source=f"{path} manifest")
     if hw.config_hash != manifest["hw"]["hash"]:
         raise InvalidInputError(f"{path}: hardware fields do not match the recorded hash")

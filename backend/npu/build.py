@@ -26,7 +26,6 @@ from npuc.backend.npu.artifact import (
     _safe,
     json_bytes,
     npy_bytes,
-    quant_members,
     write_zip,
 )
 from npuc.backend.npu.compile import CompiledNpuProgram, compile_npu_graph, plan_op
@@ -146,14 +145,14 @@ def artifact_bytes(
     hw: HwConfig,
     *,
     source_name: str,
-    source_bytes: bytes,
+    source_sha256: str,
     options: Mapping[str, Any],
 ) -> bytes:
     """The ``.npuc`` file's bytes (layout: :mod:`.artifact`)."""
     qm = build.qm
-    quant, members = quant_members(qm)
-    members["quant.json"] = json_bytes(quant)
-    members[f"source/{source_name}"] = source_bytes
+    from npuc.midend.quantize.serialize import to_bytes
+
+    members: dict[str, bytes] = {"model.npuq": to_bytes(qm)}
     parts = []
     for lp, compiled in zip(build.lowered, build.compiled, strict=True):
         name = lp.partition.name
@@ -178,7 +177,7 @@ def artifact_bytes(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "npuc_version": __version__,
-        "source": {"name": source_name, "sha256": hashlib.sha256(source_bytes).hexdigest()},
+        "source": {"name": source_name, "sha256": source_sha256},
         "hw": {"name": hw.name, "hash": hw.config_hash, "fields": hw.to_dict()},
         "options": dict(options),
         "inputs": [n for n, _ in qm.graph.inputs],
@@ -228,7 +227,7 @@ def build_npu(
     mod, info = load(source, input_shapes=dict(input_shapes) if input_shapes else None)
     mod = Pipeline(graph_passes())(mod)
     samples = load_calibration(calib, info.inputs, limit=calib_limit)
-    meta = {"source": str(calib), "is_random": bool(getattr(samples, "is_random", False))}
+    meta = {"source": Path(str(calib)).name, "is_random": bool(samples.is_random)}
     qm = quantize_module(mod, samples, config, calibration=meta)
     feeds = [s for _, s in zip(range(golden), samples, strict=False)]
     build = build_quantized(qm, hw, feeds)
@@ -239,7 +238,11 @@ def build_npu(
         "golden": golden,
     }
     data = artifact_bytes(
-        build, hw, source_name=source.name, source_bytes=source.read_bytes(), options=options
+        build,
+        hw,
+        source_name=source.name,
+        source_sha256=hashlib.sha256(source.read_bytes()).hexdigest(),
+        options=options,
     )
     write_bytes_atomic(out_path, data)
     return build

@@ -41,6 +41,9 @@ def add_npu_build_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--calib-limit", type=int, metavar="N", help="use at most N calibration samples"
     )
+    from npuc.cli.quant_options import add_quant_flags
+
+    add_quant_flags(parser)
     group.add_argument(
         "--report", metavar="DIR", help="write the per-layer performance report (JSON) to DIR"
     )
@@ -78,7 +81,10 @@ def build(args: argparse.Namespace) -> CommandResult:
         raise InvalidInputError(f"-o {out_path}: an NPU build writes a .npuc file")
     if args.golden < 0:
         raise InvalidInputError(f"--golden {args.golden}: must be 0 or more")
+    from npuc.cli.quant_options import config_from_args
+
     hw = resolve_hw(args.hw)
+    config = config_from_args(args)
     shapes = common.parse_input_shapes(args.input_shape)
     result = build_npu(
         source,
@@ -86,6 +92,7 @@ def build(args: argparse.Namespace) -> CommandResult:
         hw,
         args.calib,
         input_shapes=shapes,
+        config=config,
         golden=args.golden,
         calib_limit=args.calib_limit,
     )
