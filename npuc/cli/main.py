@@ -30,6 +30,7 @@ from npuc.core.errors import EXIT_INTERNAL, EXIT_OK, NpucError
 COMMAND_MODULES: tuple[str, ...] = (
     "npuc.cli.cmd_inspect",
     "npuc.cli.cmd_quantize",
+    "npuc.cli.cmd_eval",
     "npuc.cli.cmd_build",
     "npuc.cli.cmd_run",
     "npuc.cli.cmd_asm",
