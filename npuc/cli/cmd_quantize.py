@@ -17,7 +17,12 @@ from typing import Any
 
 from npuc.cli import common
 from npuc.cli.common import CommandResult
-from npuc.cli.quant_options import add_quant_flags, config_from_args, list_fields
+from npuc.cli.quant_options import (
+    add_quant_flags,
+    config_from_args,
+    list_fields,
+    preprocess_from_args,
+)
 from npuc.core.errors import InvalidInputError
 
 DESCRIPTION = """\
@@ -109,6 +114,7 @@ def run(args: argparse.Namespace) -> CommandResult:
     if out_path.suffix != ".npuq":
         raise InvalidInputError(f"-o {out_path}: a quantized model is written as .npuq")
     config = config_from_args(args)
+    preprocess = preprocess_from_args(args)
     if args.calib_limit is not None and args.calib_limit < 1:
         raise InvalidInputError(f"--calib-limit {args.calib_limit}: must be at least 1")
     shapes = common.parse_input_shapes(args.input_shape)
@@ -131,7 +137,9 @@ def run(args: argparse.Namespace) -> CommandResult:
     timings_s["import"] = time.monotonic() - start
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        calib = load_calibration(args.calib, info.inputs, limit=args.calib_limit)
+        calib = load_calibration(
+            args.calib, info.inputs, preprocess=preprocess, limit=args.calib_limit
+        )
     notes = [str(w.message) for w in caught]
     start = time.monotonic()
     model = quantize_module(
@@ -171,7 +179,9 @@ def run(args: argparse.Namespace) -> CommandResult:
     if args.report or args.dump:
         from npuc.cli.quant_report import write_dump, write_quant_report
 
-        evaluation = load_calibration(args.eval, info.inputs) if args.eval else calib
+        evaluation = (
+            load_calibration(args.eval, info.inputs, preprocess=preprocess) if args.eval else calib
+        )
         if args.report:
             report_lines, report_data = write_quant_report(
                 model,

@@ -114,6 +114,21 @@ def read_layer_config(path: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+def preprocess_from_args(args: argparse.Namespace) -> Any:
+    """The ``[preprocess]`` table of ``--config`` as an ``ImagePreprocess`` (None if absent).
+
+    Image folders given to ``--calib`` need it (resize, crop, mean/std, layout).
+    """
+    if not args.config:
+        return None
+    from npuc.midend.quantize.calib_data import load_preprocess
+
+    table = _read_toml(common.existing_file(args.config, "--config file")).get("preprocess")
+    if table is not None and not isinstance(table, dict):
+        raise InvalidInputError(f"{args.config}: [preprocess] must be a table")
+    return load_preprocess(table)
+
+
 def config_from_args(args: argparse.Namespace) -> Any:
     """The :class:`~npuc.midend.quantize.config.QuantConfig` the flags describe."""
     from npuc.midend.quantize.config import (

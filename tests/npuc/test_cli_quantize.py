@@ -315,3 +315,20 @@ def test_unknown_float_layer(work: Path) -> None:
     code, err = error(work / "t.onnx", "--calib", "random", "--float-layers", "zzz")
     assert code == 3
     assert "zzz" in err["message"] and "conv2d_0" in err["hint"]
+
+
+def test_calib_images_use_config_preprocess(work: Path) -> None:
+    from PIL import Image
+
+    folder = work / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(4):
+        pixels = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img{i}.png")
+    code, err = error(work / "t.onnx", "--calib", folder, "-o", work / "x.npuq")
+    assert code == 3 and "[preprocess]" in err["message"] and "img0.png" in err["message"]
+    toml = work / "pre.toml"
+    toml.write_text('[preprocess]\npreset = "unit"\nresize = 8\ncenter_crop = 8\n')
+    data, _ = quantize(work, "images.npuq", "--calib", folder, "--config", toml)
+    assert data["calibration"]["samples"] == 4
