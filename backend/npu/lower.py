@@ -282,13 +282,13 @@ class _Lowerer:
 
     def _slice(self, node: Node, x: NpuTensor, out: NpuTensor) -> NpuSlice:
         in_shape = self.qm.graph.tensor_type(node.inputs[0]).shape
+        rank = len(in_shape)
         begin = [0, 0, 0, 0]
         for axis, b in zip(node.attr("axes"), node.attr("begin"), strict=True):
-            a = int(axis) % 4
+            a = int(axis) % rank
             start = range(in_shape[a])[slice(int(b), None)].start if in_shape[a] else 0
-            begin[a] = int(start)
-        _, c0, h0, w0 = begin
-        return NpuSlice(name=node.name, ifm=x, ofm=out, begin=(0, h0, w0, c0))
+            begin[int(concat_axis(rank, a) or 0)] = int(start)
+        return NpuSlice(name=node.name, ifm=x, ofm=out, begin=(0, begin[1], begin[2], begin[3]))
 
     def _resize(self, node: Node, x: NpuTensor, out: NpuTensor) -> NpuResize:
         return NpuResize(name=node.name, ifm=x, ofm=out)

@@ -160,13 +160,14 @@ def check_move(node: Node, qm: QuantizedModel) -> Verdict:
 
 
 def check_slice(node: Node, qm: QuantizedModel) -> Verdict:
-    """slice: unit strides on a rank-4 tensor, the batch axis whole (a DMA box copy)."""
+    """slice: unit strides, the batch axis whole, a tensor of rank 2 to 4 (a DMA box copy)."""
     shape = qm.graph.tensor_type(node.inputs[0]).shape
-    if len(shape) != 4 or any(int(s) != 1 for s in node.attr("strides") or ()):
-        return False, "slice of a tensor not of rank 4, or with strides"
+    rank = len(shape)
+    if rank not in (2, 3, 4) or any(int(s) != 1 for s in node.attr("strides") or ()):
+        return False, f"slice of a rank-{rank} tensor or with strides"
     if qm.tensors[node.inputs[0]] != qm.tensors[node.name]:
         return False, "slice whose output is quantized unlike its input"
-    if 0 in [a % 4 for a in node.attr("axes")]:
+    if any(concat_axis(rank, int(a) % rank) is None for a in node.attr("axes")):
         return False, "slice along the batch axis"
     return OK
 

@@ -70,3 +70,23 @@ def quantized(
 def mixed_net_onnx(size: int = 16) -> onnx.ModelProto:
     torch.manual_seed(0)
     return export_onnx(MixedNet(), (torch.randn(1, 3, size, size),), names=["x"])
+
+
+class SliceNet(nn.Module):
+    """Channel slices of rank-4 and rank-3 tensors (YOLOv8's split and DFL head)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.c2 = nn.Conv2d(4, 6, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.c1(x))
+        a, b = y[:, :4], y[:, 4:]
+        z = self.c2(a + b).reshape(1, 6, -1)
+        return torch.cat([z[:, 2:5], z[:, :2]], dim=1)
+
+
+def slice_net_onnx() -> onnx.ModelProto:
+    torch.manual_seed(1)
+    return export_onnx(SliceNet(), (torch.randn(1, 3, 8, 8),), names=["x"])

@@ -11,7 +11,7 @@ from npuc.backend.npu.partition import RULES
 from npuc.core.hw.config import NPU_S
 from npuc.midend.quantize.graph import Node, TensorType
 from npuc.runtime.npu_exec import MismatchError, NpuModelExecutor, first_difference
-from tests.backend.npu.qmodels import mixed_net_onnx, quantized
+from tests.backend.npu.qmodels import mixed_net_onnx, quantized, slice_net_onnx
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +87,12 @@ def test_move_chain_is_exact(shape: tuple[int, ...], node: Node) -> None:
 
 def test_every_rule_has_a_docstring() -> None:
     assert all(rule.__doc__ and rule.__doc__.strip() for rule in RULES.values())
+
+
+def test_slices_of_rank_4_and_3_bit_exact() -> None:
+    qm, fx, feeds = quantized(slice_net_onnx())
+    ex = NpuModelExecutor(qm, NPU_S, fx)
+    slices = [p for p in ex.placements if p.op == "slice"]
+    assert len(slices) == 4 and all(p.target == "npu" for p in slices)
+    for f in feeds:
+        ex.verify(f)
