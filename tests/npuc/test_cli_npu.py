@@ -78,3 +78,30 @@ def test_verify_bit_exact_and_names_mismatch(
 def test_build_without_calib_is_refused(built: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["build", str(built / "mixed.onnx"), "--target", "npu"]) == 3
     assert "--calib" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["not_zip", "format", "hw", "program"])
+def test_damaged_artifact_is_refused(
+    built: Path, tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.npuc"
+    if damage == "not_zip":
+        bad.write_bytes(b"PK\x03\x04 not really a zip")
+    else:
+        with zipfile.ZipFile(built / "m.npuc") as src, zipfile.ZipFile(bad, "w") as dst:
+            for info in src.infolist():
+                data = src.read(info)
+                if info.filename == "manifest.json" and damage != "program":
+                    manifest = json.loads(data)
+                    if damage == "format":
+                        manifest["format_version"] = 99
+                    else:
+                        manifest["hw"]["fields"]["sram_bytes"] *= 2
+                    data = json.dumps(manifest).encode()
+                elif info.filename.endswith(".npub") and damage == "program":
+                    data = data[: len(data) // 2]
+                dst.writestr(info, data)
+    assert main(["verify", str(bad)]) == 3
+    err = capsys.readouterr().err
+    assert "bad.npuc" in err or "program" in err
+    assert "Traceback" not in err
