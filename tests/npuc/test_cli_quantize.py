@@ -332,3 +332,9 @@ def test_calib_images_use_config_preprocess(work: Path) -> None:
     toml.write_text('[preprocess]\npreset = "unit"\nresize = 8\ncenter_crop = 8\n')
     data, _ = quantize(work, "images.npuq", "--calib", folder, "--config", toml)
     assert data["calibration"]["samples"] == 4
+
+
+def test_quantizer_none_keeps_every_layer_float(work: Path) -> None:
+    data, model = quantize(work, "none.npuq", "--quantizer", "none")
+    assert data["layers"] == {"integer": 0, "float": 7}
+    assert all(layer.run_on == "cpu" for layer in model.layers.values())
