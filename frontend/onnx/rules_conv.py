@@ -37,9 +37,19 @@ def conv2d(view: NodeView) -> CheckResult:
 def conv_transpose2d(view: NodeView) -> CheckResult:
     """2-D (4-D NCHW input) or 1-D (3-D NCL input, run as 2-D), constant
     weight, group=1; the output_shape attribute is not supported (give pads
-    and output_padding instead)."""
+    and output_padding instead); auto_pad SAME_UPPER/SAME_LOWER only without
+    output_padding (onnx's shape inference adds it to the size, the ONNX
+    spec and TVM do not)."""
     if view.attr("output_shape") is not None:
         return False, "the output_shape attribute is not supported; use pads/output_padding"
+    same = view.attr("auto_pad", "NOTSET") in ("SAME_UPPER", "SAME_LOWER")
+    if same and any(int(p) for p in (view.attr("output_padding") or ())):
+        return (
+            False,
+            f"auto_pad={view.attr('auto_pad')} with output_padding "
+            f"{list(view.attr('output_padding'))}: onnx's shape inference and the ONNX spec "
+            "disagree on the output size",
+        )
     return first_failure(
         require_rank(view, 0, (4,), "input"),
         require_const(view, 1, "weight"),

@@ -136,16 +136,16 @@ def _conv_transpose(draw: Draw, seed: int) -> GenCase:
     pads = [draw(st.integers(0, kernel - 1)) for _ in range(4)]
     out_pad = draw(st.integers(0, stride - 1))
     consts = {"w": _weights((channels, draw(st.integers(1, 3)), kernel, kernel), seed)}
-    node = helper.make_node(
-        "ConvTranspose",
-        ["x", "w"],
-        ["y"],
-        strides=[stride, stride],
-        pads=pads,
-        output_padding=[out_pad, out_pad],
-    )
+    auto_pad = draw(st.sampled_from(["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"]))
+    attrs: dict[str, object] = {"strides": [stride, stride], "output_padding": [out_pad] * 2}
+    if auto_pad == "NOTSET":
+        attrs["pads"] = pads
+    else:
+        attrs["auto_pad"] = auto_pad
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], **attrs)
     model, feeds = single_input_model([node], (1, channels, *spatial), consts, seed)
-    return GenCase(model, feeds, f"ConvTranspose s={stride} out_pad={out_pad > 0}")
+    combo = f"ConvTranspose auto_pad={auto_pad} s={stride} out_pad={out_pad > 0}"
+    return GenCase(model, feeds, combo)
 
 
 def _layer_norm(draw: Draw, seed: int) -> GenCase:
