@@ -12,7 +12,9 @@ resize by integer factors (its index map checked by the partitioner).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -114,7 +116,7 @@ class _Lowerer:
             return [self._resize(node, x, out)]
         raise UnsupportedError(f"layer {node.name!r}: no NPU lowering for {op}")
 
-    def _conv(self, node: Node, p: dict, out: NpuTensor) -> NpuConv2d:
+    def _conv(self, node: Node, p: Mapping[str, Any], out: NpuTensor) -> NpuConv2d:
         x = self.t(node.inputs[0])
         w = np.asarray(p["weights"], np.int8)
         if node.op == "dense":
@@ -147,7 +149,7 @@ class _Lowerer:
             **geometry,
         )
 
-    def _eltwise(self, node: Node, p: dict, out: NpuTensor) -> list[NpuOp]:
+    def _eltwise(self, node: Node, p: Mapping[str, Any], out: NpuTensor) -> list[NpuOp]:
         ops: list[NpuOp] = []
         operands = [self.t(n) for n in node.inputs]
         for i, x in enumerate(operands):
@@ -163,7 +165,7 @@ class _Lowerer:
                 operands[i] = full
         if "const" in p:
             const = np.asarray(p["const"])
-            full = np.broadcast_to(const, node.out.shape)
+            expanded = np.broadcast_to(const, node.out.shape)
             name = f"{node.name}.const"
             t = NpuTensor(
                 name=name,
@@ -172,7 +174,7 @@ class _Lowerer:
                 scale=float(p["const_scale"]),
                 zero_point=int(p["const_zp"]),
             )
-            self.constants[name] = np.ascontiguousarray(to_storage(np.asarray(full)))
+            self.constants[name] = np.ascontiguousarray(to_storage(np.asarray(expanded)))
             self.const_tensors.append(t)
             operands = [t, operands[0]] if node.attr("const_side") == "lhs" else [operands[0], t]
         ops.append(
@@ -192,7 +194,7 @@ class _Lowerer:
         )
         return ops
 
-    def _pool(self, node: Node, p: dict, x: NpuTensor, out: NpuTensor) -> NpuPool:
+    def _pool(self, node: Node, p: Mapping[str, Any], x: NpuTensor, out: NpuTensor) -> NpuPool:
         if node.op == "global_avg_pool":
             geometry: dict = {"kernel": (x.shape[1], x.shape[2])}
         else:
@@ -218,7 +220,7 @@ class _Lowerer:
             **geometry,
         )
 
-    def _concat(self, node: Node, p: dict, out: NpuTensor) -> list[NpuOp]:
+    def _concat(self, node: Node, p: Mapping[str, Any], out: NpuTensor) -> list[NpuOp]:
         ops: list[NpuOp] = []
         ifms = []
         q_out = self.qm.tensors[node.name]
@@ -260,7 +262,8 @@ class _Lowerer:
         current = x
         for i, (kind, arg) in enumerate(steps):
             last = i == len(steps) - 1
-            shape = tuple(current.shape[a] for a in arg) if kind == "transpose" else tuple(arg)
+            dims = [current.shape[a] for a in arg] if kind == "transpose" else list(arg)
+            shape = (int(dims[0]), int(dims[1]), int(dims[2]), int(dims[3]))
             nxt = (
                 out
                 if last
