@@ -44,6 +44,40 @@ NOTES = """\
 """
 
 
+PLANNED = (
+    ("MobileNetV2", "onnxruntime", "MinMax"),
+    ("MobileNetV2", "onnxruntime", "Entropy (2048 bins)"),
+    ("MobileNetV2", "onnxruntime", "Percentile 99.99 (asymmetric)"),
+    ("MobileNetV2", "nncf", "PERFORMANCE + bias correction"),
+    ("MobileNetV2", "nncf", "MIXED + bias correction"),
+    ("MobileNetV2", "npuc", "QuantConfig() defaults"),
+    ("MobileNetV2", "npuc", "activations 99.99percentile"),
+    ("MobileNetV2", "npuc", "activations kld"),
+    ("MobileNetV2", "npuc", "activations mse"),
+    ("PP-OCRv4 rec", "float", "onnxruntime fp32"),
+    ("PP-OCRv4 rec", "onnxruntime", "MinMax, model as shipped"),
+    ("PP-OCRv4 rec", "onnxruntime", "MinMax"),
+    ("PP-OCRv4 rec", "onnxruntime", "Entropy (2048 bins)"),
+    ("PP-OCRv4 rec", "onnxruntime", "Percentile 99.99 (asymmetric)"),
+    ("PP-OCRv4 rec", "nncf", "PERFORMANCE + bias correction"),
+    ("PP-OCRv4 rec", "nncf", "MIXED + bias correction"),
+    ("PP-OCRv4 rec", "npuc", "QuantConfig() defaults"),
+)
+"""(model, tool, setting) of every job bench/accuracy.py runs; missing ones are listed."""
+
+
+def _missing(rows: list[dict]) -> str:
+    done = {(r["model"], r["tool"], r["setting"]) for r in rows}
+    missing = [" / ".join(p) for p in PLANNED if p not in done]
+    if not missing:
+        return ""
+    return (
+        "Not measured in this run (did not finish in the time available): "
+        + "; ".join(missing)
+        + ".\n"
+    )
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -90,7 +124,8 @@ def write_report(rows_path: Path, out: Path, *, command: str) -> None:
     lines = [
         "# Post-training quantization accuracy: npuc beside its peers",
         "",
-        f"Machine: {_cpu_name()}, {os.cpu_count()} cores (shared; load average ~9 while this ran)."
+        f"Machine: {_cpu_name()}, {os.cpu_count()} cores (shared with other jobs;"
+        " load average 10-13 while this ran)."
         f" Written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
         "",
         f"Command: `{command}`",
@@ -112,5 +147,8 @@ def write_report(rows_path: Path, out: Path, *, command: str) -> None:
             f"| {r['model']} | {r['tool']} | {r['setting']} | {r['calib']} | {_metrics(r)} | "
             f"{r.get('quantize_s', '-')} | {r.get('eval_s', '-')} | {r.get('note', '')} |"
         )
-    lines += ["", _spread(rows), NOTES]
+    lines += ["", _spread(rows), _missing(rows), NOTES]
+    run_notes = out.with_name("accuracy_notes.md")  # hand-written notes on this run
+    if run_notes.exists():
+        lines += ["", run_notes.read_text()]
     out.write_text("\n".join(lines))
