@@ -39,6 +39,25 @@ UNARY_FUNCS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
 }
 
 
+def apply_post(y: np.ndarray, post: list[list[Any]] | None) -> np.ndarray:
+    """Scalar steps folded after a unary function (``attrs["post"]``), in order."""
+    for step in post or ():
+        op = step[0]
+        if op == "clip":
+            y = np.clip(
+                y, -np.inf if step[1] is None else step[1], np.inf if step[2] is None else step[2]
+            )
+        elif op == "add":
+            y = y + step[1]
+        elif op == "subtract":
+            y = y - step[1]
+        elif op == "multiply":
+            y = y * step[1]
+        else:
+            raise KeyError(op)
+    return y
+
+
 def clamp(y: np.ndarray, node: Node) -> np.ndarray:
     """Apply a node's float ``act_min``/``act_max`` (either may be None)."""
     lo, hi = node.attr("act_min"), node.attr("act_max")
@@ -73,9 +92,9 @@ def data_movement(node: Node, inputs: list[np.ndarray], pad_value: float = 0.0) 
     x = inputs[0]
     op = node.op
     if op == "reshape":
-        return x.reshape(
-            (x.shape[0], *node.out.shape[1:]) if node.out.shape[:1] == (1,) else node.out.shape
-        )
+        if x.size == int(np.prod(node.out.shape)):
+            return x.reshape(node.out.shape)
+        return x.reshape((x.shape[0], *node.out.shape[1:]))  # a batch of samples
     if op == "transpose":
         return x.transpose(node.attr("axes"))
     if op == "slice":
@@ -183,8 +202,10 @@ class FloatExecutor:
         if op == "unary":
             func = node.attr("func")
             if func in UNARY_FUNCS:
-                return UNARY_FUNCS[func](inputs[0], node.attr("alpha", 0.0)).astype(np.float32)
-            return self.fallback.run(node, inputs)
+                y = UNARY_FUNCS[func](inputs[0], node.attr("alpha", 0.0))
+            else:
+                y = self.fallback.run(node, inputs)
+            return apply_post(y, node.attr("post")).astype(np.float32)
         if op == "max_pool2d":
             return self._pool(node, inputs[0], "max")
         if op == "avg_pool2d":

@@ -26,9 +26,11 @@ def _uses(raws: dict[str, Any], outputs: list[str]) -> dict[str, int]:
     return counts
 
 
-def _bias_vector(raw: Any, const: np.ndarray) -> np.ndarray | None:
-    """The per-output-channel bias ``const`` stands for, or None if it is not one."""
+def _channel_vector(raw: Any, const: np.ndarray) -> np.ndarray | None:
+    """The per-output-channel vector ``const`` stands for (a scalar broadcasts), or None."""
     channels = raw.out.shape[1] if raw.op == "conv2d" else raw.out.shape[-1]
+    if const.size == 1:
+        return np.full(channels, float(const.reshape(())), np.float32)
     if raw.op == "conv2d":
         ok = const.size == channels and (
             const.ndim <= 1 or const.shape[-3 if const.ndim >= 3 else 0] == channels
@@ -41,73 +43,191 @@ def _bias_vector(raw: Any, const: np.ndarray) -> np.ndarray | None:
 
 def _merge(into: Any, first: Any) -> None:
     """``into`` (the consumer) takes over ``first``'s operator; ``first`` dies."""
+    out = into.out
     into.op, into.inputs = first.op, first.inputs
     into.attrs, into.consts = dict(first.attrs), dict(first.consts)
     into.source = first.source + into.source
     into.relax_call = first.relax_call
+    into.out = out
     first.alive = False
 
 
+def _scalar(raw: Any) -> float | None:
+    c = raw.consts.get("rhs")
+    return float(c.reshape(())) if c is not None and c.size == 1 else None
+
+
+def _fold_affine_into_linear(raw: Any, producer: Any) -> bool:
+    """conv/dense -> ``* c`` or ``+ c`` / ``- c`` (per channel or scalar): into weights and bias."""
+    if producer.op not in ("conv2d", "dense") or raw.out.shape != producer.out.shape:
+        return False
+    if producer.attrs.get("act_min") is not None or producer.attrs.get("act_max") is not None:
+        return False
+    if raw.op not in ("add", "subtract", "multiply") or "rhs" not in raw.consts:
+        return False
+    if raw.op == "subtract" and raw.attrs.get("const_side") != "rhs":
+        return False
+    vec = _channel_vector(producer, raw.consts["rhs"])
+    if vec is None:
+        return False
+    channels = vec.size
+    bias = producer.consts.get("bias", np.zeros(channels, np.float32))
+    weight = producer.consts["weight"]
+    consts = dict(producer.consts)
+    if raw.op == "multiply":
+        shape = (channels, 1, 1, 1) if producer.op == "conv2d" else (1, channels)
+        consts["weight"] = (weight * vec.reshape(shape)).astype(np.float32)
+        consts["bias"] = (bias * vec).astype(np.float32)
+    else:
+        consts["bias"] = (bias + vec if raw.op == "add" else bias - vec).astype(np.float32)
+    _merge(raw, producer)
+    raw.consts = consts
+    return True
+
+
+def _fold_clamp(raw: Any, producer: Any) -> bool:
+    """A clamp after a clampable layer becomes that layer's act_min/act_max."""
+    if raw.op != "clip" or producer.op not in _CLAMPABLE:
+        return False
+    lo, hi = raw.attrs["act_min"], raw.attrs["act_max"]
+    plo, phi = producer.attrs.get("act_min"), producer.attrs.get("act_max")
+    new_lo = lo if plo is None else plo if lo is None else max(lo, plo)
+    new_hi = hi if phi is None else phi if hi is None else min(hi, phi)
+    _merge(raw, producer)
+    raw.attrs["act_min"], raw.attrs["act_max"] = new_lo, new_hi
+    return True
+
+
+def _fold_post_affine_into_unary(raw: Any, producer: Any) -> bool:
+    """A unary function followed by ``* c``, ``+ c``, ``- c`` or a clamp: one table."""
+    if producer.op != "unary":
+        return False
+    if raw.op == "clip":
+        step = ["clip", raw.attrs["act_min"], raw.attrs["act_max"]]
+    elif raw.op in ("add", "multiply", "subtract") and _scalar(raw) is not None:
+        if raw.op == "subtract" and raw.attrs.get("const_side") != "rhs":
+            return False
+        step = [raw.op, _scalar(raw)]
+    else:
+        return False
+    post = [*producer.attrs.get("post", []), step]
+    _merge(raw, producer)
+    raw.attrs["post"] = post
+    return True
+
+
+def _fold_silu(raw: Any, raws: dict[str, Any], uses: dict[str, int]) -> bool:
+    """``x * sigmoid(x)`` -> ``silu(x)``."""
+    if raw.op != "multiply" or len(raw.inputs) != 2:
+        return False
+    for x_name, s_name in (raw.inputs, raw.inputs[::-1]):
+        sig = raws.get(s_name)
+        if (
+            sig is not None
+            and sig.alive
+            and sig.op == "unary"
+            and sig.attrs.get("func") == "sigmoid"
+            and not sig.attrs.get("post")
+            and sig.inputs == [x_name]
+            and uses.get(s_name) == 1
+        ):
+            sig.alive = False
+            raw.op, raw.inputs = "unary", [x_name]
+            raw.attrs = {"func": "silu"}
+            raw.source = sig.source + raw.source
+            return True
+    return False
+
+
+def _relu6_of(a: Any, x_name: str, uses: dict[str, int], a_name: str) -> bool:
+    """Whether ``a`` is ``clip(x + 3, 0, 6)`` used once."""
+    return (
+        a is not None
+        and a.alive
+        and a.op == "add"
+        and a.inputs == [x_name]
+        and _scalar(a) == 3.0
+        and a.attrs.get("act_min") == 0.0
+        and a.attrs.get("act_max") == 6.0
+        and uses.get(a_name) == 1
+    )
+
+
+def _fold_hardswish_inner_scale(raw: Any, raws: dict[str, Any], uses: dict[str, int]) -> bool:
+    """``x * (clip(x + 3, 0, 6) * (1/6))`` (TVM's HardSwish importer) -> ``hardswish(x)``."""
+    if raw.op != "multiply" or len(raw.inputs) != 2:
+        return False
+    for x_name, m_name in (raw.inputs, raw.inputs[::-1]):
+        m = raws.get(m_name)
+        if m is None or not m.alive or m.op != "multiply" or uses.get(m_name) != 1:
+            continue
+        if _scalar(m) is None or abs(_scalar(m) - 1 / 6) > 1e-6 or len(m.inputs) != 1:
+            continue
+        a = raws.get(m.inputs[0])
+        if _relu6_of(a, x_name, uses, m.inputs[0]):
+            a.alive = m.alive = False
+            raw.op, raw.inputs = "unary", [x_name]
+            raw.attrs, raw.consts = {"func": "hardswish"}, {}
+            raw.source = a.source + m.source + raw.source
+            return True
+    return False
+
+
+def _fold_hardswish(raw: Any, raws: dict[str, Any], uses: dict[str, int]) -> bool:
+    """``x * clip(x + 3, 0, 6) * (1/6)`` (as importers decompose HardSwish) -> ``hardswish(x)``."""
+    if _fold_hardswish_inner_scale(raw, raws, uses):
+        return True
+    if raw.op != "multiply" or _scalar(raw) is None or abs(_scalar(raw) - 1 / 6) > 1e-6:
+        return False
+    prod = raws.get(raw.inputs[0])
+    if prod is None or not prod.alive or prod.op != "multiply" or len(prod.inputs) != 2:
+        return False
+    if uses.get(raw.inputs[0]) != 1:
+        return False
+    for x_name, a_name in (prod.inputs, prod.inputs[::-1]):
+        a = raws.get(a_name)
+        if (
+            a is not None
+            and a.alive
+            and a.op == "add"
+            and a.inputs == [x_name]
+            and _scalar(a) == 3.0
+            and a.attrs.get("act_min") == 0.0
+            and a.attrs.get("act_max") == 6.0
+            and uses.get(a_name) == 1
+        ):
+            a.alive = prod.alive = False
+            raw.op, raw.inputs = "unary", [x_name]
+            raw.attrs, raw.consts = {"func": "hardswish"}, {}
+            raw.source = a.source + prod.source + raw.source
+            return True
+    return False
+
+
 def fold_patterns(raws: dict[str, Any], outputs: list[str]) -> None:
-    """Fold bias adds, clamps and ``x * sigmoid(x)`` in place (see :mod:`.extract`)."""
+    """Fold until nothing changes (see :mod:`.extract` for the patterns)."""
     changed = True
     while changed:
         changed = False
         uses = _uses(raws, outputs)
-        for _name, raw in raws.items():
-            if not raw.alive or len(raw.inputs) == 0:
+        for raw in raws.values():
+            if not raw.alive or not raw.inputs:
                 continue
-            producer = raws.get(raw.inputs[0])
-            single = producer is not None and producer.alive and uses.get(raw.inputs[0]) == 1
-            if (
-                raw.op == "add"
-                and "rhs" in raw.consts
-                and single
-                and producer is not None
-                and producer.op in ("conv2d", "dense")
-            ) and (
-                "bias" not in producer.consts
-                and producer.attrs.get("act_min") is None
-                and producer.attrs.get("act_max") is None
-            ):
-                bias = _bias_vector(producer, raw.consts["rhs"])
-                if bias is not None and raw.out.shape == producer.out.shape:
-                    out = raw.out
-                    _merge(raw, producer)
-                    raw.out = out
-                    raw.consts["bias"] = bias
-                    changed = True
-                    continue
-            if raw.op == "clip" and single and producer is not None and producer.op in _CLAMPABLE:
-                lo, hi = raw.attrs["act_min"], raw.attrs["act_max"]
-                plo, phi = producer.attrs.get("act_min"), producer.attrs.get("act_max")
-                new_lo = lo if plo is None else plo if lo is None else max(lo, plo)
-                new_hi = hi if phi is None else phi if hi is None else min(hi, phi)
-                out = raw.out
-                _merge(raw, producer)
-                raw.out = out
-                raw.attrs["act_min"], raw.attrs["act_max"] = new_lo, new_hi
+            if _fold_silu(raw, raws, uses) or _fold_hardswish(raw, raws, uses):
                 changed = True
+                break
+            producer = raws.get(raw.inputs[0])
+            if producer is None or not producer.alive or uses.get(raw.inputs[0]) != 1:
                 continue
-            if raw.op == "multiply" and len(raw.inputs) == 2:
-                for x_name, s_name in (raw.inputs, raw.inputs[::-1]):
-                    sig = raws.get(s_name)
-                    if (
-                        sig is not None
-                        and sig.alive
-                        and sig.op == "unary"
-                        and sig.attrs.get("func") == "sigmoid"
-                        and sig.inputs == [x_name]
-                        and uses.get(s_name) == 1
-                    ):
-                        sig.alive = False
-                        raw.op, raw.inputs = "unary", [x_name]
-                        raw.attrs = {"func": "silu"}
-                        raw.source = sig.source + raw.source
-                        changed = True
-                        break
-        if changed:
-            continue
+            if len(raw.inputs) != 1 and raw.op != "clip":
+                continue
+            if (
+                _fold_affine_into_linear(raw, producer)
+                or _fold_clamp(raw, producer)
+                or _fold_post_affine_into_unary(raw, producer)
+            ):
+                changed = True
+                break
 
 
 def name_nodes(raws: dict[str, Any]) -> tuple[list[Node], dict[str, str]]:

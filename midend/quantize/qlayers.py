@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .config import LayerQuantConfig
-from .float_exec import UNARY_FUNCS
+from .float_exec import UNARY_FUNCS, apply_post
 from .graph import Node
 from .qmodel import int_array
 from .qparams import QParams, choose_qparams, choose_weight_qparams, qrange
@@ -191,8 +191,13 @@ def _unary(
             return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
     else:
         raise KeyError(func)
+    post = node.attr("post")
+
+    def composed(x: np.ndarray) -> np.ndarray:
+        return apply_post(fn(x), post)
+
     bits = cfg.lut_items_in_bits
-    table = lut_table(fn, ins[0], out, bits)
+    table = lut_table(composed, ins[0], out, bits)
     return {
         "lut": int_array(table, table.dtype),
         "lut_bits": bits if ins[0].dtype == "int16" else 8,

@@ -80,6 +80,26 @@ CASES = {
         [1, 5],
         {"global_avg_pool": 1, "dense": 1, "softmax": 1},
     ),
+    "conv_affine_hardswish_affine": (
+        [
+            helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+            helper.make_node("Mul", ["c", "s1"], ["m"]),
+            helper.make_node("Add", ["m", "o1"], ["a"]),
+            helper.make_node("HardSwish", ["a"], ["h"]),
+            helper.make_node("Mul", ["h", "s2"], ["m2"]),
+            helper.make_node("Add", ["m2", "o2"], ["y"]),
+        ],
+        {
+            "w": W,
+            "b": B,
+            "s1": np.array([1.7]),
+            "o1": np.array([0.3]),
+            "s2": np.array([0.4]),
+            "o2": np.array([-0.2]),
+        },
+        [1, 6, 8, 8],
+        {"conv2d": 1, "unary": 1, "multiply": 0, "add": 0},
+    ),
     "nearest_upsample": (
         [
             helper.make_node("Resize", ["x", "", "sc"], ["y"], mode="nearest"),
