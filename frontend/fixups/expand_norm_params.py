@@ -58,6 +58,10 @@ def expand_norm_params(model: onnx.ModelProto) -> onnx.ModelProto:
                 new_nodes.setdefault(index, []).append(
                     helper.make_node("Expand", [name, shape_name], [new_name], name=new_name)
                 )
+                # later steps read shapes from value_info, inferred before this fix-up
+                graph.value_info.append(
+                    helper.make_tensor_value_info(new_name, _elem_type(graph, name), target)
+                )
             node.input[pos] = new_name
     if new_nodes:
         ordered: list[onnx.NodeProto] = []
@@ -89,3 +93,11 @@ def _broadcasts(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
     if len(shape) > len(target):
         return False
     return all(s in (1, t) for s, t in zip(shape[::-1], target[::-1], strict=False))
+
+
+def _elem_type(graph: onnx.GraphProto, name: str) -> int:
+    """Element type of tensor ``name`` as the graph declares it (float32 if undeclared)."""
+    for value in [*graph.input, *graph.value_info, *graph.output]:
+        if value.name == name and value.type.tensor_type.elem_type:
+            return int(value.type.tensor_type.elem_type)
+    return onnx.TensorProto.FLOAT

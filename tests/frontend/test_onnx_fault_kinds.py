@@ -238,3 +238,24 @@ def test_dilated_same_auto_pad_is_declined(op: str, auto_pad: str) -> None:
         attrs["kernel_shape"] = [2, 2]
     node = helper.make_node(op, inputs, ["y"], name="n0", **attrs)
     _declined(_case([node], (1, 1, 5, 5), consts), "n0", "with dilations [2, 2]")
+
+
+def test_layer_norm_with_lower_rank_scale_computed_at_run_time() -> None:
+    """A run-time Scale of lower rank goes through an Expand to the normalised shape."""
+    graph = helper.make_graph(
+        [helper.make_node("LayerNormalization", ["x", "scale"], ["y"], name="n0", axis=1)],
+        "g",
+        [
+            helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4, 4, 4]),
+            helper.make_tensor_value_info("scale", onnx.TensorProto.FLOAT, [4]),
+        ],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    rng = np.random.default_rng(5)
+    feeds = {
+        "x": rng.standard_normal((1, 4, 4, 4)).astype(np.float32),
+        "scale": rng.standard_normal(4).astype(np.float32),
+    }
+    assert run_case(GenCase(model, feeds, "LayerNormalization run-time scale")) == "match"
