@@ -47,6 +47,11 @@ def register(subparsers: Any) -> None:
         help="(.npuc) NPU parts on the simulator (default) or the integer executor (ref)",
     )
     parser.add_argument(
+        "--trace",
+        metavar="TRACE.json",
+        help="(.npuc) write a Chrome trace: one process per NPU partition, one track per unit",
+    )
+    parser.add_argument(
         "--threads", type=int, metavar="N", help="threads to run with (default: as built)"
     )
     common.add_common_flags(parser)

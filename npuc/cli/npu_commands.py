@@ -147,7 +147,11 @@ def run(args: argparse.Namespace) -> CommandResult:
         [TensorInfo(name=n, shape=tuple(ty.shape), dtype=ty.dtype) for n, ty in ex.qm.graph.inputs]
     )
     feeds = read_input_files(args.input, info)
-    env = ex.run(feeds, engine=args.engine)
+    if args.trace and args.engine != "sim":
+        raise InvalidInputError("--trace needs --engine sim (the integer executor has no timing)")
+    env = ex.run(feeds, engine=args.engine, trace=bool(args.trace))
+    if args.trace:
+        write_trace(Path(args.trace), ex)
     outputs: dict[str, np.ndarray] = {}
     for name in ex.qm.graph.outputs:
         value = env[name]
@@ -171,6 +175,21 @@ def run(args: argparse.Namespace) -> CommandResult:
         lines.append(f"wrote {args.output}")
     data = {"outputs": {n: list(v.shape) for n, v in outputs.items()}, "npu_cycles": cycles}
     return CommandResult(data=data, text="\n".join(lines))
+
+
+def write_trace(path: Path, ex: Any) -> None:
+    """Chrome trace of the last run: partition ``i`` is process ``i + 1``."""
+    import json
+
+    from npuc.core.fileio import write_text_atomic
+
+    events: list[dict[str, Any]] = []
+    for i, st in enumerate(ex.stats):
+        for event in st.trace:
+            if event.get("ph") == "M" and event.get("name") == "process_name":
+                event = {**event, "args": {"name": st.name}}
+            events.append({**event, "pid": i + 1})
+    write_text_atomic(path, json.dumps({"traceEvents": events, "displayTimeUnit": "ns"}))
 
 
 def verify(args: argparse.Namespace) -> CommandResult:
