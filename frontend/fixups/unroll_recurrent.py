@@ -28,6 +28,7 @@ compared with onnxruntime on torch-exported ``nn.LSTM`` / ``nn.GRU`` in
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import onnx
@@ -40,8 +41,8 @@ _GATES = {"LSTM": 4, "GRU": 3}
 _DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
 
 
-def _attrs(node: onnx.NodeProto) -> dict[str, object]:
-    out: dict[str, object] = {}
+def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for a in node.attribute:
         value = helper.get_attribute_value(a)
         if isinstance(value, bytes):
@@ -89,7 +90,7 @@ def recurrent_unsupported_reason(
         return f"activations {activations} are not supported (only the defaults)"
     if "clip" in attrs:
         return "the clip attribute is not supported"
-    if int(attrs.get("input_forget", 0) or 0):  # type: ignore[call-overload]
+    if int(attrs.get("input_forget", 0) or 0):
         return "input_forget=1 is not supported"
     if direction not in ("forward", "reverse", "bidirectional"):
         return f"direction={direction!r} is not supported"
@@ -110,7 +111,7 @@ class _Builder:
         self.inits.append(numpy_helper.from_array(value, name))
         return name
 
-    def op(self, op_type: str, inputs: list[str], out: str | None = None, **attrs: object) -> str:
+    def op(self, op_type: str, inputs: list[str], out: str | None = None, **attrs: Any) -> str:
         name = out or self._name(op_type.lower())
         self.nodes.append(helper.make_node(op_type, inputs, [name], name=name, **attrs))
         return name
@@ -170,7 +171,7 @@ def _unroll(
     attrs = _attrs(node)
     lstm = node.op_type == "LSTM"
     gates = _GATES[node.op_type]
-    layout = int(attrs.get("layout", 0) or 0)  # type: ignore[call-overload]
+    layout = int(attrs.get("layout", 0) or 0)
     direction = str(attrs.get("direction", "forward"))
     w, r = consts[node.input[1]], consts[node.input[2]]
     dirs, hidden = w.shape[0], w.shape[1] // gates
@@ -231,7 +232,7 @@ def _initial(node: onnx.NodeProto, index: int, d: int, b: _Builder, batch: int, 
     name = _input(node, index)
     if not name:
         return b.const(np.zeros((batch, hidden), np.float32))
-    layout = int(_attrs(node).get("layout", 0) or 0)  # type: ignore[call-overload]
+    layout = int(_attrs(node).get("layout", 0) or 0)
     return b.op("Gather", [name, b.const(np.array(d, np.int64))], axis=1 if layout else 0)
 
 
