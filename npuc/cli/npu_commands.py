@@ -98,7 +98,7 @@ def build(args: argparse.Namespace) -> CommandResult:
     )
     traces = sim_cycles = None
     if args.report and result.golden:
-        from npuc.runtime.npu_exec import NpuModelExecutor
+        from npuc.cli.npu_exec import NpuModelExecutor
 
         ex = NpuModelExecutor(result.qm, hw, programs=[c.program for c in result.compiled])
         ex.run(result.golden[0][0], trace=True)
@@ -135,8 +135,8 @@ class _Interface:
 
 def run(args: argparse.Namespace) -> CommandResult:
     """``npuc run model.npuc --input x=x.npy [--output out.npz] [--raw] [--engine sim|ref]``."""
+    from npuc.cli.npu_exec import load_npuc
     from npuc.core.model_info import TensorInfo
-    from npuc.runtime.npu_exec import load_npuc
     from npuc.runtime.tensor_files import read_input_files, write_outputs_npz
 
     path = common.existing_file(args.library, "compiled model")
@@ -194,7 +194,7 @@ def write_trace(path: Path, ex: Any) -> None:
 
 def verify(args: argparse.Namespace) -> CommandResult:
     """``npuc verify model.npuc``: replay golden samples on the simulator."""
-    from npuc.runtime.npu_exec import verify_artifact
+    from npuc.cli.npu_exec import verify_artifact
 
     path = common.existing_file(args.artifact, "compiled model")
     lines = verify_artifact(path)

@@ -11,9 +11,9 @@ import numpy as np
 import onnx
 import pytest
 
+from npuc.cli.npu_exec import NpuModelExecutor
 from npuc.core.errors import UnsupportedError
 from npuc.core.hw.config import NPU_S
-from npuc.runtime.npu_exec import NpuModelExecutor
 from tests.backend.npu.qmodels import quantized
 from tests.frontend.torch_onnx import export_onnx
 from tools.real_models import (

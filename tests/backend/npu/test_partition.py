@@ -8,9 +8,9 @@ import pytest
 
 from npuc.backend.npu.layout import from_storage, move_chain, to_storage
 from npuc.backend.npu.partition import RULES
+from npuc.cli.npu_exec import MismatchError, NpuModelExecutor, first_difference
 from npuc.core.hw.config import NPU_S
 from npuc.midend.quantize.graph import Node, TensorType
-from npuc.runtime.npu_exec import MismatchError, NpuModelExecutor, first_difference
 from tests.backend.npu.qmodels import mixed_net_onnx, quantized, slice_net_onnx
 
 
