@@ -23,6 +23,9 @@ from .qmodel import int_array
 from .qparams import QParams, choose_qparams, choose_weight_qparams, qrange
 from .scaling import conv_requant, eltwise_requant, single_requant
 
+WEIGHT_SCALE_FLOOR = 2.0**-16
+"""Smallest per-channel weight scale, relative to the layer's largest."""
+
 
 def act_bounds(node: Node, out: QParams) -> tuple[int, int]:
     """The node's float clamp as stored-integer bounds within the output type."""
@@ -57,6 +60,16 @@ def _conv(
     )
     cout = weight.shape[axis]
     w_scale = np.broadcast_to(np.asarray(scales, np.float64).reshape(-1), (cout,))
+    floor = float(w_scale.max()) * WEIGHT_SCALE_FLOOR
+    if float(w_scale.min()) < floor:
+        # Near-dead channels (weights ~1e-20 after BN folding) would get scales so small
+        # that their bias overflows 16 << 31 bits; below 2^-16 of the largest scale the
+        # shared post-shift leaves them M = 0 anyway.
+        w_scale = np.maximum(w_scale, floor)
+        shape = [1] * weight.ndim
+        shape[axis] = cout
+        qmin = -127 if cfg.weight_narrow_range else -128
+        w_int = np.clip(np.rint(weight / w_scale.reshape(shape)), qmin, 127).astype(np.int8)
     bias = node.consts.get("bias")
     bias_f = np.zeros(cout) if bias is None else np.asarray(bias, np.float64)
     acc_scale = ins[0].scale * w_scale
@@ -81,6 +94,7 @@ def _conv(
         "act_min": act_min,
         "act_max": act_max,
         "scale_error": requant.scale_error,
+        "bias_saturated": int(np.sum(np.abs(bias_f / acc_scale) > 32767.5 * 2.0**31)),
     }
 
 

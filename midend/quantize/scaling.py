@@ -95,10 +95,9 @@ def split_bias(bias_acc: np.ndarray) -> tuple[np.ndarray, int]:
         b = np.floor(values / math.ldexp(1.0, shift) + 0.5)
         if b.size == 0 or (b.min() >= -32768 and b.max() <= 32767):
             return b.astype(np.int16), shift
-    raise UnsupportedError(
-        f"a bias of {float(np.abs(values).max()):.3g} accumulator units does not fit "
-        f"int16 << {BIAS_SHIFT_MAX}"
-    )
+    # Beyond int16 << 31 (2^46 accumulator units): saturate; the caller reports it.
+    b = np.clip(np.floor(values / math.ldexp(1.0, BIAS_SHIFT_MAX) + 0.5), -32768, 32767)
+    return b.astype(np.int16), BIAS_SHIFT_MAX
 
 
 def conv_requant(
