@@ -81,10 +81,14 @@ def _float_row(task: Task, path: Path) -> None:
     _job(task.name, "float", "onnxruntime fp32", "-", run)
 
 
-def _peers(task: Task, src: Path, workdir: Path, calib_tag: str, note: str = "") -> None:
+def _peers(
+    task: Task, src: Path, workdir: Path, calib_tag: str, tools: list[str], note: str = ""
+) -> None:
     from bench.accuracy_peers import NNCF_SETTINGS, ORT_SETTINGS, run_peer
 
     for tool, settings in (("onnxruntime", ORT_SETTINGS), ("nncf", NNCF_SETTINGS)):
+        if tool not in tools:
+            continue
         for setting in settings:
 
             def run(tool: str = tool, setting: str = setting) -> tuple:
@@ -127,13 +131,13 @@ def run_group(group: str, args: argparse.Namespace, workdir: Path) -> None:
         )  # fmt: skip
         fixed = workdir / "ppocrv4_rec_ort_ready.onnx"
         changes = ort_ready_copy(task.model_path, fixed)
-        _peers(task, fixed, workdir, tag, note="hand-fixed model: " + "; ".join(changes))
+        _peers(task, fixed, workdir, tag, args.peer, note="hand-fixed model: " + "; ".join(changes))
         return
     task, more_calib = mobilenet_task(workdir, calib=args.mbv2_calib, evaluate=args.mbv2_eval)
     tag = f"{len(task.calib)} crops, seed 101"
     if group == "mbv2-peers":
         _float_row(task, task.model_path)
-        _peers(task, task.model_path, workdir, tag)
+        _peers(task, task.model_path, workdir, tag, args.peer)
     elif group == "mbv2-npuc":
         _npuc(task, "extrema", task.calib, tag)
     elif group == "mbv2-npuc-variants":
@@ -154,10 +158,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ocr-calib", type=int, default=64)
     parser.add_argument("--ocr-eval", type=int, default=100)
     parser.add_argument("--spread-seed", type=int, action="append", help=f"default: {SPREAD_SEEDS}")
+    parser.add_argument(
+        "--peer",
+        action="append",
+        choices=("onnxruntime", "nncf"),
+        help="peer tools for the *-peers groups (default: both)",
+    )
     parser.add_argument("--fresh", action="store_true", help="clear the saved rows first")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--command", default="", help="command line to print in the report")
     args = parser.parse_args(argv)
+    args.peer = args.peer or ["onnxruntime", "nncf"]
     if args.fresh and ROWS.exists():
         ROWS.unlink()
     if not args.report_only:
