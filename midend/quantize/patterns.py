@@ -139,6 +139,11 @@ def _fold_silu(raw: Any, raws: dict[str, Any], uses: dict[str, int]) -> bool:
     return False
 
 
+def _is_one_sixth(raw: Any) -> bool:
+    value = _scalar(raw)
+    return value is not None and abs(value - 1 / 6) <= 1e-6
+
+
 def _relu6_of(a: Any, x_name: str, uses: dict[str, int], a_name: str) -> bool:
     """Whether ``a`` is ``clip(x + 3, 0, 6)`` used once."""
     return (
@@ -161,10 +166,10 @@ def _fold_hardswish_inner_scale(raw: Any, raws: dict[str, Any], uses: dict[str, 
         m = raws.get(m_name)
         if m is None or not m.alive or m.op != "multiply" or uses.get(m_name) != 1:
             continue
-        if _scalar(m) is None or abs(_scalar(m) - 1 / 6) > 1e-6 or len(m.inputs) != 1:
+        if not _is_one_sixth(m) or len(m.inputs) != 1:
             continue
         a = raws.get(m.inputs[0])
-        if _relu6_of(a, x_name, uses, m.inputs[0]):
+        if a is not None and _relu6_of(a, x_name, uses, m.inputs[0]):
             a.alive = m.alive = False
             raw.op, raw.inputs = "unary", [x_name]
             raw.attrs, raw.consts = {"func": "hardswish"}, {}
@@ -177,7 +182,7 @@ def _fold_hardswish(raw: Any, raws: dict[str, Any], uses: dict[str, int]) -> boo
     """``x * clip(x + 3, 0, 6) * (1/6)`` (as importers decompose HardSwish) -> ``hardswish(x)``."""
     if _fold_hardswish_inner_scale(raw, raws, uses):
         return True
-    if raw.op != "multiply" or _scalar(raw) is None or abs(_scalar(raw) - 1 / 6) > 1e-6:
+    if raw.op != "multiply" or not _is_one_sixth(raw):
         return False
     prod = raws.get(raw.inputs[0])
     if prod is None or not prod.alive or prod.op != "multiply" or len(prod.inputs) != 2:
