@@ -29,6 +29,13 @@ from numpy.lib.stride_tricks import as_strided
 WORK_ELEMENTS = 1 << 22
 """Largest im2col tile (and input slab), in values: 32 MiB of float64."""
 
+POOL_WORK = 1 << 18
+"""Largest pool tile, in window values (positions x taps used x channels) reduced per tile.
+
+A pool reduces its windows in place (no im2col copy), so this bounds the time
+a tile spends on taps that may still see padding, not its memory.
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Tile:
@@ -102,6 +109,31 @@ def tiles(geo: Geometry, values_per_position: int, channels: int) -> Iterator[Ti
         yield tile
 
 
+def pool_tiles(geo: Geometry, channels: int) -> Iterator[Tile]:
+    """Tiles for a pool: like :func:`tiles`, each reducing at most :data:`POOL_WORK` values.
+
+    A tile is halved while ``positions * taps used * channels`` exceeds
+    :data:`POOL_WORK` (or its slab exceeds :data:`WORK_ELEMENTS`) and it has
+    more than one position; positions of no yielded tile see only padding.
+    """
+    oh, ow = geo.out_hw
+    pending = [((0, oh), (0, ow))]
+    while pending:
+        oy, ox = pending.pop()
+        tile = Tile(oy, ox, geo.taps(0, *oy), geo.taps(1, *ox))
+        taps = (tile.ky[1] - tile.ky[0]) * (tile.kx[1] - tile.kx[0])
+        if taps == 0:
+            continue
+        too_big = (
+            tile.positions * taps * channels > POOL_WORK
+            or geo.slab_elements(tile, channels) > WORK_ELEMENTS
+        )
+        if too_big and tile.positions > 1:
+            pending += _halves(oy, ox)
+            continue
+        yield tile
+
+
 def _halves(
     oy: tuple[int, int], ox: tuple[int, int]
 ) -> list[tuple[tuple[int, int], tuple[int, int]]]:
@@ -113,15 +145,23 @@ def _halves(
     return [(oy, (ox[0], mid)), (oy, (mid, ox[1]))]
 
 
-def windows(centred: np.ndarray, geo: Geometry, tile: Tile) -> np.ndarray:
-    """``(th, tw, nky, nkx, c)`` float64 windows of ``tile`` over the centred HWC input.
+def windows(
+    centred: np.ndarray,
+    geo: Geometry,
+    tile: Tile,
+    *,
+    fill: float = 0,
+    dtype: type = np.float64,
+) -> np.ndarray:
+    """``(th, tw, nky, nkx, c)`` windows (``dtype``) of ``tile`` over the HWC input.
 
-    Positions in the padding read 0 (the centred value of the zero point).
+    Positions in the padding read ``fill`` (default 0, the centred value of
+    the zero point).
     """
     h, w, c = centred.shape
     (r0, r1), (c0, c1) = geo.span(0, tile.oy, tile.ky), geo.span(1, tile.ox, tile.kx)
     top, left = geo.pads[0], geo.pads[1]
-    slab = np.zeros((r1 - r0, c1 - c0, c), dtype=np.float64)
+    slab = np.full((r1 - r0, c1 - c0, c), fill, dtype=dtype)
     ys, ye = max(r0 - top, 0), min(r1 - top, h)
     xs, xe = max(c0 - left, 0), min(c1 - left, w)
     if ys < ye and xs < xe:

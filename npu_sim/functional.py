@@ -24,9 +24,8 @@ with ``npuc.core.intref`` (the golden model it is tested against).
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
-from npuc.npu_sim.conv_tiles import Geometry, tiles, windows
+from npuc.npu_sim.conv_tiles import Geometry, pool_tiles, tiles, windows
 
 FLOAT64_EXACT_LIMIT = 1 << 53
 ACC48_LO = -(1 << 47)
@@ -83,20 +82,6 @@ def gemm_exact(a: np.ndarray, b: np.ndarray, *, max_abs_a: int, max_abs_b: int) 
     return a.astype(np.int64) @ b.astype(np.int64)
 
 
-def _windows(
-    padded: np.ndarray,
-    out_hw: tuple[int, int],
-    kernel: tuple[int, int],
-    stride: tuple[int, int],
-    dilation: tuple[int, int],
-) -> np.ndarray:
-    """Strided view ``(oh, ow, kh, kw, c)`` of the kernel windows over a padded HWC array."""
-    s0, s1, s2 = padded.strides
-    shape = (out_hw[0], out_hw[1], kernel[0], kernel[1], padded.shape[2])
-    strides = (s0 * stride[0], s1 * stride[1], s0 * dilation[0], s1 * dilation[1], s2)
-    return as_strided(padded, shape=shape, strides=strides, writeable=False)
-
-
 def conv_out_hw(
     in_hw: tuple[int, int],
     kernel: tuple[int, int],
@@ -109,14 +94,6 @@ def conv_out_hw(
     oh = (in_hw[0] + top + bottom - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
     ow = (in_hw[1] + left + right - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
     return oh, ow
-
-
-def _pad(x: np.ndarray, pads: tuple[int, int, int, int], value: float, dtype: type) -> np.ndarray:
-    top, left, bottom, right = pads
-    h, w, c = x.shape
-    out = np.full((h + top + bottom, w + left + right, c), value, dtype=dtype)
-    out[top : top + h, left : left + w] = x
-    return out
 
 
 def conv_accumulate(
@@ -271,14 +248,27 @@ def pool(
     window gives the lowest int64, which the clamp turns into ``act_min``).
     Avg: padded positions hold ``ifm_zp``; the window sum saturates to int32
     (flagged), then ``rshift_round(sum * ofm_multiplier, post_shift) + ofm_zp``.
+    Time and memory stay bounded whatever the padding: the output is tiled and
+    each tile uses only the taps that can reach real input
+    (:func:`npuc.npu_sim.conv_tiles.pool_tiles`); taps that see only padding
+    change nothing (max skips them, avg adds 0).
     """
-    oh, ow = conv_out_hw(x.shape[:2], kernel, stride, (1, 1), pads)
+    out_hw = conv_out_hw(x.shape[:2], kernel, stride, (1, 1), pads)
+    geo = Geometry(x.shape[:2], out_hw, kernel, stride, (1, 1), pads)
+    c = x.shape[2]
     if kind == "max":
         lowest = np.iinfo(np.int64).min
-        view = _windows(_pad(x, pads, lowest, np.int64), (oh, ow), kernel, stride, (1, 1))
-        return view.max(axis=(2, 3)), False
-    centred = _pad(x.astype(np.int64) - np.int64(ifm_zp), pads, 0, np.int64)
-    total = _windows(centred, (oh, ow), kernel, stride, (1, 1)).sum(axis=(2, 3))
+        best = np.full((*out_hw, c), lowest, dtype=np.int64)  # untiled: all padding
+        values = x.astype(np.int64)
+        for t in pool_tiles(geo, c):
+            view = windows(values, geo, t, fill=lowest, dtype=np.int64)
+            best[slice(*t.oy), slice(*t.ox)] = view.max(axis=(2, 3))
+        return best, False
+    centred = x.astype(np.int64) - np.int64(ifm_zp)  # padding holds ifm_zp: reads 0
+    total = np.zeros((*out_hw, c), dtype=np.int64)
+    for t in pool_tiles(geo, c):
+        view = windows(centred, geo, t, fill=0, dtype=np.int64)
+        total[slice(*t.oy), slice(*t.ox)] = view.sum(axis=(2, 3))
     overflow = bool(total.size) and bool(total.min() < I32_LO or total.max() > I32_HI)
     total = sat32(total)
     return rshift_round(total * np.int64(ofm_multiplier), post_shift) + np.int64(ofm_zp), overflow
