@@ -15,8 +15,10 @@ Members (no pickle anywhere; arrays are ``.npy`` with ``allow_pickle=False``):
 
 Members are sorted, time-stamped 1980-01-01 and JSON is key-sorted, so the
 same inputs give a byte-identical file. Loading validates the format
-version, the hardware hash, the quantized model (its layers against its
-graph) and each program (the simulator's loader).
+version and the hardware hash here; the quantized model (its layers against
+its graph) is validated by the midend's reader and each program by the
+simulator's loader. Written by the backend (``npuc build``), read by the
+runtime (:mod:`npuc.runtime.npu_model`): the format lives below both.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ import numpy as np
 from npuc.core.errors import InvalidInputError
 from npuc.core.hw.config import HwConfig, hw_config_from_dict
 from npuc.core.isa.program import Program
-from npuc.midend.quantize.qmodel import QuantizedModel
 
 FORMAT = "npuc-npu-artifact"
 FORMAT_VERSION = 1
@@ -101,11 +102,9 @@ class Artifact:
             for p in self.manifest["partitions"]
         ]
 
-    def quantized_model(self) -> QuantizedModel:
-        """The stored quantized model (validated by its reader)."""
-        from npuc.midend.quantize.serialize import from_bytes
-
-        return from_bytes(self.read("model.npuq"), where=f"{self.path} (model.npuq)")
+    def model_bytes(self) -> bytes:
+        """The stored quantized model's bytes (``model.npuq``; read it with the midend's reader)."""
+        return self.read("model.npuq")
 
     def golden(self) -> list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
         """(inputs, expected stored-integer outputs) of each golden sample."""

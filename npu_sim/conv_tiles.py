@@ -161,7 +161,7 @@ def windows(
     h, w, c = centred.shape
     (r0, r1), (c0, c1) = geo.span(0, tile.oy, tile.ky), geo.span(1, tile.ox, tile.kx)
     top, left = geo.pads[0], geo.pads[1]
-    slab = np.full((r1 - r0, c1 - c0, c), fill, dtype=dtype)
+    slab: np.ndarray = np.full((r1 - r0, c1 - c0, c), fill, dtype=dtype)
     ys, ye = max(r0 - top, 0), min(r1 - top, h)
     xs, xe = max(c0 - left, 0), min(c1 - left, w)
     if ys < ye and xs < xe:

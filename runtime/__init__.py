@@ -1,7 +1,8 @@
 """Run compiled models: ``npuc.runtime.load("model.so").run({"x": x})``.
 
 :func:`load` opens a CPU library written by ``npuc build`` (with its JSON
-sidecar); :func:`from_executable` wraps an in-memory executable;
+sidecar), or a ``.npuc`` NPU artifact (an :class:`~npuc.runtime.npu_model.NpuModel`
+running its NPU partitions on the simulator); :func:`from_executable` wraps an in-memory executable;
 :func:`configure_threads` sizes TVM's thread pool, once per process. Both give a
 :class:`CompiledModel` whose ``run`` checks inputs against the model's
 interface and returns outputs by name.

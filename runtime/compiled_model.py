@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tvm
@@ -28,6 +29,9 @@ from npuc.core.model_info import ModelInfo
 from npuc.core.target import host_core_count, host_target
 from npuc.runtime.inputs import check_inputs
 from npuc.runtime.thread_pool import caller_affinity_kept, ensure_threads
+
+if TYPE_CHECKING:
+    from npuc.runtime.npu_model import NpuModel
 
 # Files `npuc run` is often given by mistake instead of the library built from them.
 _MODEL_SUFFIXES = (".onnx", ".tflite", ".pt2", ".pt", ".pth")
@@ -90,8 +94,11 @@ def from_executable(executable: tvm.runtime.Executable, info: ModelInfo) -> Comp
     return CompiledModel(executable, info)
 
 
-def load(path: str | Path) -> CompiledModel:
+def load(path: str | Path) -> CompiledModel | NpuModel:
     """Load ``path`` (a ``.so`` written by ``npuc build``) and its sidecar.
+
+    A ``.npuc`` NPU artifact gives an :class:`~npuc.runtime.npu_model.NpuModel`
+    instead (NPU partitions on the simulator; ``run(inputs, raw=False)``).
 
     If this process has not sized TVM's thread pool yet
     (:func:`~npuc.runtime.thread_pool.configure_threads`), it is sized here to
@@ -109,6 +116,10 @@ def load(path: str | Path) -> CompiledModel:
         instead of a library; CPU features this machine lacks.
     """
     path = Path(path)
+    if path.suffix.lower() == ".npuc":
+        from npuc.runtime.npu_model import load_npuc
+
+        return load_npuc(path)
     hint = f"rebuild it with `npuc build <model> --target cpu -o {path}`"
     if not path.is_file():
         raise InvalidInputError(f"compiled model {path} does not exist", hint="check the path")

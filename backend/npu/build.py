@@ -20,7 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from npuc.backend.npu.artifact import (
+from npuc.backend.npu.compile import CompiledNpuProgram, compile_npu_graph, plan_op
+from npuc.backend.npu.lower import LoweredPartition, lower_partition
+from npuc.backend.npu.partition import Partition, Placement, partition
+from npuc.core.errors import UnsupportedError
+from npuc.core.hw.config import HwConfig
+from npuc.core.npu_artifact import (
     FORMAT,
     FORMAT_VERSION,
     _safe,
@@ -28,11 +33,6 @@ from npuc.backend.npu.artifact import (
     npy_bytes,
     write_zip,
 )
-from npuc.backend.npu.compile import CompiledNpuProgram, compile_npu_graph, plan_op
-from npuc.backend.npu.lower import LoweredPartition, lower_partition
-from npuc.backend.npu.partition import Partition, Placement, partition
-from npuc.core.errors import UnsupportedError
-from npuc.core.hw.config import HwConfig
 from npuc.core.version import __version__
 from npuc.midend.quantize.config import QuantConfig
 from npuc.midend.quantize.int_exec import IntegerExecutor, IntTensor
@@ -148,7 +148,7 @@ def artifact_bytes(
     source_sha256: str,
     options: Mapping[str, Any],
 ) -> bytes:
-    """The ``.npuc`` file's bytes (layout: :mod:`.artifact`)."""
+    """The ``.npuc`` file's bytes (layout: :mod:`npuc.core.npu_artifact`)."""
     qm = build.qm
     from npuc.midend.quantize.serialize import to_bytes
 

@@ -2,7 +2,9 @@
 
 A rank-4 tensor ``(1, C, H, W)`` is stored as ``(1, H, W, C)``; lower ranks keep
 their row-major bytes: ``(1, A, B)`` as ``(1, 1, A, B)``, ``(1, K)`` and ``(K,)``
-as ``(1, 1, 1, K)``. Only batch 1 is stored (``None`` otherwise).
+as ``(1, 1, 1, K)``. Only batch 1 is stored (``None`` otherwise). The
+conversions themselves live in :mod:`npuc.core.storage_layout` (the runtime
+needs them too); this module adds what the compiler needs on top.
 """
 
 from __future__ import annotations
@@ -12,41 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from npuc.core.storage_layout import from_storage, storage_shape, to_storage
 from npuc.midend.quantize.graph import Node
 
+__all__ = ["concat_axis", "from_storage", "move_chain", "storage_shape", "to_storage"]
+
 _PERMS = [(0, *p) for p in itertools.permutations((1, 2, 3))]
-
-
-def storage_shape(shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
-    """The NHWC storage shape of a graph tensor, or ``None`` when the NPU cannot hold it."""
-    shape = tuple(int(d) for d in shape)
-    if not shape or len(shape) > 4 or min(shape) < 1:
-        return None
-    if len(shape) == 4:
-        n, c, h, w = shape
-        return (1, h, w, c) if n == 1 else None
-    if len(shape) == 1:
-        return (1, 1, 1, shape[0])
-    if shape[0] != 1:
-        return None
-    return (1, 1, 1, shape[1]) if len(shape) == 2 else (1, 1, shape[1], shape[2])
-
-
-def to_storage(values: np.ndarray) -> np.ndarray:
-    """Graph-layout values -> NHWC storage (a view or copy; shape from :func:`storage_shape`)."""
-    target = storage_shape(values.shape)
-    if target is None:
-        raise ValueError(f"shape {values.shape} has no NPU storage layout")
-    if values.ndim == 4:
-        return values.transpose(0, 2, 3, 1)
-    return values.reshape(target)
-
-
-def from_storage(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """NHWC storage -> the graph's layout of ``shape``."""
-    if len(shape) == 4:
-        return values.reshape(storage_shape(shape)).transpose(0, 3, 1, 2)
-    return values.reshape(shape)
 
 
 def concat_axis(rank: int, axis: int) -> int | None:

@@ -194,7 +194,7 @@ def write_trace(path: Path, ex: Any) -> None:
 
 def verify(args: argparse.Namespace) -> CommandResult:
     """``npuc verify model.npuc``: replay golden samples on the simulator."""
-    from npuc.cli.npu_exec import verify_artifact
+    from npuc.runtime.npu_model import verify_artifact
 
     path = common.existing_file(args.artifact, "compiled model")
     lines = verify_artifact(path)

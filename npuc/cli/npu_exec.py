@@ -12,49 +12,42 @@ integer layers kept off the NPU with its integer formulas), with its integer
 Guarantees: with a correct compiler, every tensor equals the integer executor's
 bit for bit; :meth:`NpuModelExecutor.verify` checks it at every partition
 border and at the outputs and names the first difference.
+
+This is the compiling executor (it needs the backend, so it lives with the
+CLI). Running a built ``.npuc`` needs no compiler: :mod:`npuc.runtime.npu_model`
+(``npuc.runtime.load``, ``npuc verify``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from npuc.backend.npu.artifact import Artifact, open_artifact
 from npuc.backend.npu.build import compile_quantized
 from npuc.backend.npu.compile import CompiledNpuProgram
-from npuc.backend.npu.layout import from_storage, to_storage
 from npuc.backend.npu.lower import lower_partition
 from npuc.backend.npu.partition import Partition, Placement, partition
 from npuc.backend.npu.reference import run_reference
-from npuc.core.errors import InvalidInputError, NpucError
+from npuc.core.errors import InvalidInputError
 from npuc.core.hw.config import HwConfig
 from npuc.core.isa.program import Program
+from npuc.core.npu_artifact import Artifact, open_artifact
+from npuc.core.storage_layout import from_storage, to_storage
 from npuc.midend.quantize.float_exec import FloatExecutor
 from npuc.midend.quantize.int_exec import IntegerExecutor, IntTensor
 from npuc.midend.quantize.qmodel import QuantizedModel
 from npuc.npu_sim import simulate
+from npuc.runtime.npu_model import (
+    MismatchError,
+    PartitionRun,
+    first_difference,
+    read_quantized_model,
+)
 
-
-class MismatchError(NpucError):
-    """The NPU's result differs from the integer executor's (names tensor and values)."""
-
-    exit_code = 6
-
-
-@dataclass
-class PartitionRun:
-    """Statistics of one partition over the samples run so far."""
-
-    name: str
-    cycles: list[int] = field(default_factory=list)
-    macs: int = 0
-    mac_utilisation: list[float] = field(default_factory=list)
-    dram_bytes: list[int] = field(default_factory=list)
-    trace: list[dict[str, Any]] = field(default_factory=list)  # last run, with trace=True
+__all__ = ["MismatchError", "NpuModelExecutor", "first_difference", "load_npuc"]
 
 
 class NpuModelExecutor:
@@ -154,52 +147,11 @@ class NpuModelExecutor:
         return got
 
 
-def first_difference(name: str, got: Any, expected: Any) -> None:
-    """Raise :class:`MismatchError` unless ``got`` equals ``expected`` exactly."""
-    a = got.values if isinstance(got, IntTensor) else np.asarray(got)
-    b = expected.values if isinstance(expected, IntTensor) else np.asarray(expected)
-    if a.shape != b.shape or not np.array_equal(a, b):
-        if a.shape != b.shape:
-            raise MismatchError(f"tensor {name!r}: shape {a.shape}, expected {b.shape}")
-        where = tuple(int(i) for i in np.argwhere(a != b)[0])
-        count = int((a != b).sum())
-        raise MismatchError(
-            f"tensor {name!r}: {count} of {a.size} values differ; first at {where}:"
-            f" {a[where]} vs expected {b[where]}"
-        )
-
-
 def load_npuc(path: str | Path) -> tuple[Artifact, NpuModelExecutor]:
     """Open a ``.npuc`` artifact and its executor (programs validated for the recorded hw)."""
     artifact = open_artifact(path)
-    qm = artifact.quantized_model()
+    qm = read_quantized_model(artifact)
     executor = NpuModelExecutor(
         qm, artifact.hw, programs=artifact.programs(), refused=artifact.manifest.get("refused", {})
     )
     return artifact, executor
-
-
-def verify_artifact(path: str | Path) -> list[str]:
-    """Replay the golden samples on the simulator; lines ending in "bit-exact", or raise
-    :class:`MismatchError` naming the first differing tensor (partition border, layer) and
-    values."""
-    artifact, ex = load_npuc(path)
-    lines = []
-    for i, (feeds, expected) in enumerate(artifact.golden()):
-        got = ex.run(feeds, engine="sim")
-        # The integer executor on this machine must still agree with the stored outputs.
-        reference = ex.int_exec.run(feeds)
-        for name in [t for p in ex.partitions for t in p.outputs]:
-            try:
-                first_difference(name, got[name], reference[name])
-            except MismatchError as err:
-                raise MismatchError(f"golden sample {i}: NPU partition output {err}") from err
-        for name, want in expected.items():
-            try:
-                first_difference(name, got[name], want)
-            except MismatchError as err:
-                raise MismatchError(f"golden sample {i}: model output {err}") from err
-        cycles = sum(s.cycles[-1] for s in ex.stats if s.cycles)
-        lines.append(f"golden sample {i}: {len(expected)} output(s), {cycles:,} NPU cycles")
-    lines.append("bit-exact")
-    return lines

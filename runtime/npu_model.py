@@ -1,0 +1,268 @@
+"""Run a ``.npuc`` artifact: NPU partitions on the simulator, the rest on the CPU.
+
+``npuc.runtime.load("m.npuc").run({"x": x})`` gives the model's outputs by
+name, dequantized to float32 (``raw=True``: the stored integers). The artifact
+(:mod:`npuc.core.npu_artifact`) holds everything needed: the quantized model,
+each partition's compiled program, border tensors and constant operands, so
+nothing is compiled here. Per sample each partition's border tensors are
+converted to NHWC storage integers (:mod:`npuc.core.storage_layout`), simulated
+(:func:`npuc.npu_sim.simulate`) and converted back; CPU layers run exactly as
+:class:`~npuc.midend.quantize.int_exec.IntegerExecutor` runs them.
+
+Guarantees: with a correct compiler every tensor equals the integer executor's
+bit for bit; :func:`verify_artifact` checks it on the artifact's golden samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from npuc.core.errors import InvalidInputError, NpucError
+from npuc.core.hw.config import HwConfig
+from npuc.core.isa.program import Program
+from npuc.core.npu_artifact import Artifact, _safe, npy_load, open_artifact
+from npuc.core.storage_layout import from_storage, to_storage
+from npuc.midend.quantize.float_exec import FloatExecutor
+from npuc.midend.quantize.int_exec import IntegerExecutor, IntTensor
+from npuc.midend.quantize.qmodel import QuantizedModel
+from npuc.npu_sim import simulate
+
+
+class MismatchError(NpucError):
+    """The NPU's result differs from the integer executor's (names tensor and values)."""
+
+    exit_code = 6
+
+
+@dataclass
+class PartitionRun:
+    """Statistics of one partition over the samples run so far."""
+
+    name: str
+    cycles: list[int] = field(default_factory=list)
+    macs: int = 0
+    mac_utilisation: list[float] = field(default_factory=list)
+    dram_bytes: list[int] = field(default_factory=list)
+    trace: list[dict[str, Any]] = field(default_factory=list)  # last run, with trace=True
+
+
+@dataclass(frozen=True)
+class PartitionSpec:
+    """One NPU partition as the artifact records it: layers run, border tensors, constants."""
+
+    name: str
+    layers: tuple[str, ...]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    constants: Mapping[str, np.ndarray]
+
+
+class NpuModel:
+    """A quantized model whose NPU partitions run as compiled ``programs`` on the simulator."""
+
+    def __init__(
+        self,
+        qm: QuantizedModel,
+        hw: HwConfig,
+        partitions: Sequence[PartitionSpec],
+        programs: Sequence[Program],
+        float_executor: FloatExecutor | None = None,
+        *,
+        artifact: Artifact | None = None,
+    ) -> None:
+        if len(programs) != len(partitions):
+            raise InvalidInputError(
+                f"{len(programs)} NPU programs for {len(partitions)} partitions of the model"
+            )
+        self.qm = qm
+        self.hw = hw
+        self.artifact = artifact  # the .npuc file it was loaded from, if any
+        self.int_exec = IntegerExecutor(qm, float_executor)
+        self.partitions = list(partitions)
+        self.programs = list(programs)
+        self.stats = [PartitionRun(p.name) for p in self.partitions]
+        self._first = {p.layers[0]: i for i, p in enumerate(self.partitions) if p.layers}
+        self._in_part = {name for p in self.partitions for name in p.layers}
+
+    @property
+    def input_names(self) -> list[str]:
+        return [n for n, _ in self.qm.graph.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self.qm.graph.outputs)
+
+    def run(self, inputs: Mapping[str, np.ndarray], *, raw: bool = False) -> dict[str, np.ndarray]:
+        """The model's outputs by name for one sample of float ``inputs`` (graph layout).
+
+        Outputs are dequantized float32, or with ``raw=True`` the stored
+        integers in the output's storage dtype (int8/uint8/int16). Float
+        outputs (of CPU float layers) are returned as they are.
+
+        Raises
+        ------
+        InvalidInputError
+            An input is missing, unknown, or of the wrong shape.
+        """
+        env = self.run_env(inputs)
+        outputs: dict[str, np.ndarray] = {}
+        for name in self.output_names:
+            value = env[name]
+            if isinstance(value, IntTensor):
+                outputs[name] = (
+                    value.values.astype(value.qparams.dtype)
+                    if raw
+                    else np.asarray(value.dequantize(), dtype=np.float32)
+                )
+            else:
+                outputs[name] = np.asarray(value)
+        return outputs
+
+    def run_env(self, feeds: Mapping[str, np.ndarray], *, trace: bool = False) -> dict[str, Any]:
+        """Graph inputs and every CPU/partition-border tensor for one sample (as the integer
+        executor's env: :class:`IntTensor` for integer tensors, float arrays otherwise)."""
+        self._check_feeds(feeds)
+        env: dict[str, Any] = {}
+        for name, ty in self.qm.graph.inputs:
+            value = np.asarray(feeds[name])
+            if name in self.qm.tensors:
+                q = self.qm.tensors[name]
+                env[name] = IntTensor(q.quantize(value).astype(np.int64), q)
+            else:
+                env[name] = value.astype(ty.dtype, copy=False)
+        for node in self.qm.graph.nodes:
+            if node.name in self._first:
+                env.update(self.run_partition(self._first[node.name], env, trace=trace))
+            elif node.name not in self._in_part:
+                env[node.name] = self.int_exec.run_node(node, env)
+        return env
+
+    def run_partition(
+        self, index: int, env: Mapping[str, Any], *, trace: bool = False
+    ) -> dict[str, IntTensor]:
+        """One partition's outputs, simulated, from the border tensors in ``env``."""
+        part, program = self.partitions[index], self.programs[index]
+        inputs: dict[str, np.ndarray] = {}
+        for t in program.inputs:
+            if t.name in part.constants:
+                inputs[t.name] = part.constants[t.name].astype(t.dtype)
+                continue
+            ints = self.int_exec.as_int(env[t.name], self.qm.tensors[t.name]).values
+            inputs[t.name] = np.ascontiguousarray(to_storage(ints)).astype(t.dtype)
+        result = simulate(program, inputs, self.hw, trace=trace)
+        st = self.stats[index]
+        st.cycles.append(result.stats.total_cycles)
+        st.macs = result.stats.macs
+        st.mac_utilisation.append(result.stats.mac_utilisation)
+        st.dram_bytes.append(result.stats.dram_read_bytes + result.stats.dram_written_bytes)
+        st.trace = result.trace_events
+        made: dict[str, IntTensor] = {}
+        for t in program.outputs:
+            shape = self.qm.graph.tensor_type(t.name).shape
+            values = from_storage(np.asarray(result.outputs[t.name]), shape).astype(np.int64)
+            made[t.name] = IntTensor(values, self.qm.tensors[t.name])
+        return made
+
+    def _check_feeds(self, feeds: Mapping[str, np.ndarray]) -> None:
+        names = self.input_names
+        missing = [n for n in names if n not in feeds]
+        unknown = sorted(set(feeds) - set(names))
+        if missing or unknown:
+            raise InvalidInputError(
+                f"inputs: missing {missing or 'none'}, unknown {unknown or 'none'}",
+                hint=f"the model's inputs are {', '.join(names)}",
+            )
+        for name, ty in self.qm.graph.inputs:
+            got = tuple(np.shape(feeds[name]))
+            want = tuple(int(d) for d in ty.shape)
+            if got != want:
+                raise InvalidInputError(f"input {name!r}: shape {got}, the model takes {want}")
+
+
+def read_quantized_model(artifact: Artifact) -> QuantizedModel:
+    """The artifact's stored quantized model (validated by the midend's reader)."""
+    from npuc.midend.quantize.serialize import from_bytes
+
+    return from_bytes(artifact.model_bytes(), where=f"{artifact.path} (model.npuq)")
+
+
+def partition_specs(artifact: Artifact) -> list[PartitionSpec]:
+    """Each NPU partition the artifact's manifest records, with its constant operands."""
+    specs = []
+    for p in artifact.manifest["partitions"]:
+        name = p["name"]
+        constants = {
+            c: npy_load(artifact.read(f"npu/{name}/{_safe(c)}.npy"), c) for c in p["constants"]
+        }
+        specs.append(
+            PartitionSpec(
+                name, tuple(p["layers"]), tuple(p["inputs"]), tuple(p["outputs"]), constants
+            )
+        )
+    return specs
+
+
+def load_npuc(path: str | Path) -> NpuModel:
+    """Open a ``.npuc`` file as a runnable :class:`NpuModel` (``.artifact`` holds the file).
+
+    Raises :class:`~npuc.core.errors.InvalidInputError` for a missing, damaged
+    or foreign file, an unknown format version, or programs built for other
+    hardware than the recorded one.
+    """
+    if not Path(path).is_file():
+        raise InvalidInputError(f"compiled model {path} does not exist", hint="check the path")
+    artifact = open_artifact(path)
+    return NpuModel(
+        read_quantized_model(artifact),
+        artifact.hw,
+        partition_specs(artifact),
+        artifact.programs(),
+        artifact=artifact,
+    )
+
+
+def first_difference(name: str, got: Any, expected: Any) -> None:
+    """Raise :class:`MismatchError` unless ``got`` equals ``expected`` exactly."""
+    a = got.values if isinstance(got, IntTensor) else np.asarray(got)
+    b = expected.values if isinstance(expected, IntTensor) else np.asarray(expected)
+    if a.shape != b.shape or not np.array_equal(a, b):
+        if a.shape != b.shape:
+            raise MismatchError(f"tensor {name!r}: shape {a.shape}, expected {b.shape}")
+        where = tuple(int(i) for i in np.argwhere(a != b)[0])
+        count = int((a != b).sum())
+        raise MismatchError(
+            f"tensor {name!r}: {count} of {a.size} values differ; first at {where}:"
+            f" {a[where]} vs expected {b[where]}"
+        )
+
+
+def verify_artifact(path: str | Path) -> list[str]:
+    """Replay the golden samples on the simulator; lines ending in "bit-exact", or raise
+    :class:`MismatchError` naming the first differing tensor (partition border, layer) and
+    values."""
+    model = load_npuc(path)
+    assert model.artifact is not None
+    lines = []
+    for i, (feeds, expected) in enumerate(model.artifact.golden()):
+        got = model.run_env(feeds)
+        # The integer executor on this machine must still agree with the stored outputs.
+        reference = model.int_exec.run(feeds)
+        for name in [t for p in model.partitions for t in p.outputs]:
+            try:
+                first_difference(name, got[name], reference[name])
+            except MismatchError as err:
+                raise MismatchError(f"golden sample {i}: NPU partition output {err}") from err
+        for name, want in expected.items():
+            try:
+                first_difference(name, got[name], want)
+            except MismatchError as err:
+                raise MismatchError(f"golden sample {i}: model output {err}") from err
+        cycles = sum(s.cycles[-1] for s in model.stats if s.cycles)
+        lines.append(f"golden sample {i}: {len(expected)} output(s), {cycles:,} NPU cycles")
+    lines.append("bit-exact")
+    return lines

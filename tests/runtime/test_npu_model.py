@@ -1,0 +1,78 @@
+"""``npuc.runtime.load("m.npuc").run(...)``: a built NPU artifact runs without the compiler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import npuc.runtime
+from npuc.cli.main import main
+from npuc.core.errors import InvalidInputError
+from npuc.midend.quantize.int_exec import IntTensor
+from npuc.runtime.npu_model import NpuModel, verify_artifact
+from tests.backend.npu.qmodels import mixed_net_onnx
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("npu_runtime")
+    onnx.save(mixed_net_onnx(), str(d / "mixed.onnx"))
+    rng = np.random.default_rng(1)
+    np.savez(d / "calib.npz", x=rng.standard_normal((3, 1, 3, 16, 16)).astype(np.float32))
+    np.save(d / "x.npy", rng.standard_normal((1, 3, 16, 16)).astype(np.float32))
+    argv = [str(d / "mixed.onnx"), "--target", "npu", "--calib", str(d / "calib.npz")]
+    assert main(["build", *argv, "-o", str(d / "m.npuc")]) == 0
+    return d
+
+
+def test_load_npuc_runs_like_the_cli_and_the_integer_executor(built: Path) -> None:
+    model = npuc.runtime.load(built / "m.npuc")
+    assert isinstance(model, NpuModel)
+    x = np.load(built / "x.npy")
+    floats = model.run({"x": x})
+    raw = model.run({"x": x}, raw=True)
+    assert list(floats) == list(raw) == model.output_names
+    expected = model.int_exec.run({"x": x})
+    env = model.run_env({"x": x})
+    borders = [t for p in model.partitions for t in p.outputs]
+    assert borders
+    for name in borders:  # every NPU partition output, bit for bit
+        np.testing.assert_array_equal(env[name].values, expected[name].values, strict=True)
+    for name, value in raw.items():
+        want = expected[name]
+        if isinstance(want, IntTensor):
+            np.testing.assert_array_equal(value, want.values.astype(want.qparams.dtype))
+            np.testing.assert_array_equal(floats[name], want.dequantize().astype(np.float32))
+        else:  # a float layer on the CPU (softmax here): raw and float agree
+            np.testing.assert_array_equal(value, want, strict=True)
+            np.testing.assert_array_equal(floats[name], want, strict=True)
+        assert floats[name].dtype == np.float32
+    # The CLI (`npuc run m.npuc`) gives the same floats.
+    out = built / "cli.npz"
+    args = ["run", str(built / "m.npuc"), "--input", f"x={built / 'x.npy'}", "--output", str(out)]
+    assert main(args) == 0
+    with np.load(out) as cli:
+        for name, value in floats.items():
+            np.testing.assert_array_equal(value, cli[name])
+    assert all(s.cycles for s in model.stats)
+
+
+def test_verify_artifact_from_the_runtime(built: Path) -> None:
+    lines = verify_artifact(built / "m.npuc")
+    assert lines[-1] == "bit-exact" and lines[0].startswith("golden sample 0:")
+
+
+def test_wrong_inputs_are_named(built: Path) -> None:
+    model = npuc.runtime.load(str(built / "m.npuc"))
+    with pytest.raises(InvalidInputError, match="missing \\['x'\\]"):
+        model.run({"y": np.zeros((1, 3, 16, 16), np.float32)})
+    with pytest.raises(InvalidInputError, match="input 'x': shape"):
+        model.run({"x": np.zeros((1, 3, 8, 8), np.float32)})
+
+
+def test_missing_npuc_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        npuc.runtime.load(tmp_path / "absent.npuc")
