@@ -58,6 +58,7 @@ class IntegerExecutor:
         self.float = float_executor or FloatExecutor(model.graph)
         self.overflow: set[str] = set()
         self._resize_index: dict[str, np.ndarray] = {}
+        self._dtypes: dict[tuple[int, QParams], type] = {}
 
     def run(self, feeds: Mapping[str, np.ndarray], *, raw_inputs: bool = False) -> dict[str, Any]:
         """Every tensor for one sample: :class:`IntTensor` for integer tensors, arrays otherwise.
@@ -172,10 +173,29 @@ class IntegerExecutor:
             )
         return data_movement(node, [t.values for t in ins])
 
+    @staticmethod
+    def _exact_float(p: Mapping[str, Any], q: QParams) -> type:
+        """float32 when every partial sum provably stays below 2^24, else float64.
+
+        Any partial sum of ``(x - ifm_zp) * w[c]`` over a reduction is bounded by
+        ``sum|w[c]| * max|x - ifm_zp|``; below 2^24 every such integer (and every
+        product) is exact in float32's 24-bit significand, in any summation order.
+        """
+        weights = np.asarray(p["weights"])
+        l1 = np.abs(weights.astype(np.int64)).reshape(weights.shape[0], -1).sum(axis=1)
+        if weights.ndim == 2:  # dense (K, N): the reduction runs over K
+            l1 = np.abs(weights.astype(np.int64)).sum(axis=0)
+        peak = max(q.zero_point - q.qmin, q.qmax - q.zero_point)
+        return np.float32 if int(l1.max(initial=0)) * peak < (1 << 24) else np.float64
+
     def conv_accumulate(self, node: Node, p: Mapping[str, Any], x: IntTensor) -> np.ndarray:
         """``sat48(sum((x - ifm_zp) * w) + (b16 << bias_shift))``, int64, channels last."""
-        centered = (x.values - x.qparams.zero_point).astype(np.float64)
-        w = np.asarray(p["weights"], np.float64)
+        key = (id(p["weights"]), x.qparams)
+        dtype = self._dtypes.get(key)
+        if dtype is None:
+            dtype = self._dtypes[key] = self._exact_float(p, x.qparams)
+        centered = (x.values - x.qparams.zero_point).astype(dtype)
+        w = np.asarray(p["weights"], dtype)
         if node.op == "conv2d":
             acc = kernels.conv2d_nchw(
                 centered, w, strides=node.attr("strides"), padding=node.attr("padding"),

@@ -90,34 +90,58 @@ def conv2d_nchw(
     """``sum(x * weight)`` of a 2-D convolution, ``x (n, c, h, w)``, ``weight (o, c/g, kh, kw)``.
 
     Returns ``(n, o, oh, ow)`` in ``x``'s dtype; padded positions hold ``pad_value``.
+    The work runs channels-last (one large GEMM per layer); the result is an
+    ``(n, o, oh, ow)`` view of a channels-last array, so a following convolution
+    reads it without a copy.
     """
-    n, c, _, _ = x.shape
+    n, c, h, w_in = x.shape
     o, cg, kh, kw = weight.shape
     w = weight.astype(x.dtype, copy=False)
-    taps, oh, ow = _taps_nchw(x, (kh, kw), strides, padding, dilation, pad_value)
+    xh = x.transpose(0, 2, 3, 1)
+    if groups == 1 and (kh, kw) == (1, 1) and tuple(strides) == (1, 1) and not any(padding):
+        out = xh.reshape(n * h * w_in, c) @ w.reshape(o, c).T
+        return out.reshape(n, h, w_in, o).transpose(0, 3, 1, 2)
+    sh, sw = strides
+    dh, dw = dilation
+    top, left, bottom, right = padding
+    oh = _out_size(h, top + bottom, kh, sh, dh)
+    ow = _out_size(w_in, left + right, kw, sw, dw)
+    if any(padding):
+        padded = np.full((n, h + top + bottom, w_in + left + right, c), pad_value, dtype=x.dtype)
+        padded[:, top : top + h, left : left + w_in, :] = xh
+    else:
+        padded = xh
+    taps = [
+        padded[
+            :,
+            ky * dh : ky * dh + sh * (oh - 1) + 1 : sh,
+            kx * dw : kx * dw + sw * (ow - 1) + 1 : sw,
+        ]
+        for ky in range(kh)
+        for kx in range(kw)
+    ]
     if groups == 1:
-        if len(taps) == 1:
-            cols = taps[0].reshape(n, c, oh * ow)
-        else:
-            cols = np.stack(taps, axis=2).reshape(n, c * kh * kw, oh * ow)
-        return (w.reshape(o, c * kh * kw) @ cols).reshape(n, o, oh, ow)
+        cols = np.concatenate(taps, axis=-1).reshape(n * oh * ow, kh * kw * c)
+        out = cols @ w.transpose(0, 2, 3, 1).reshape(o, kh * kw * c).T
+        return out.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
     if cg == 1:
         per_group = o // c
-        acc = np.zeros((n, o, oh, ow), dtype=x.dtype)
+        src = np.arange(o) // per_group
+        acc = np.zeros((n, oh, ow, o), dtype=x.dtype)
+        scratch = np.empty_like(acc)
         for index, tap in enumerate(taps):
             ky, kx = divmod(index, kw)
-            src = tap if per_group == 1 else np.repeat(tap, per_group, axis=1)
-            acc += src * w[:, 0, ky, kx].reshape(1, o, 1, 1)
-        return acc
+            np.multiply(tap if per_group == 1 else tap[..., src], w[:, 0, ky, kx], out=scratch)
+            acc += scratch
+        return acc.transpose(0, 3, 1, 2)
     og = o // groups
     parts = []
     for g in range(groups):
-        sub = [t[:, g * cg : (g + 1) * cg] for t in taps]
-        cols = np.stack(sub, axis=2).reshape(n, cg * kh * kw, oh * ow)
-        parts.append(
-            (w[g * og : (g + 1) * og].reshape(og, cg * kh * kw) @ cols).reshape(n, og, oh, ow)
-        )
-    return np.concatenate(parts, axis=1)
+        sub = [t[..., g * cg : (g + 1) * cg] for t in taps]
+        cols = np.concatenate(sub, axis=-1).reshape(n * oh * ow, kh * kw * cg)
+        wmat = w[g * og : (g + 1) * og].transpose(0, 2, 3, 1).reshape(og, kh * kw * cg)
+        parts.append((cols @ wmat.T).reshape(n, oh, ow, og))
+    return np.concatenate(parts, axis=-1).transpose(0, 3, 1, 2)
 
 
 def pool_sum_nchw(
