@@ -182,7 +182,8 @@ def npu_model_part(out: Path, work: Path) -> list[str]:
             npu_right += got == truth
             float_right += ref == truth
             rows.append(
-                f"| {photo_name} turned {90 * k} deg | {ORIENTATION_LABELS[truth]} | "
+                f"| {photo_name} turned {90 * k} deg counter-clockwise | "
+                f"{ORIENTATION_LABELS[truth]} | "
                 f"{ORIENTATION_LABELS[ref]} | {ORIENTATION_LABELS[got]} |"
             )
     verify = npuc("verify", str(artifact))
@@ -207,7 +208,7 @@ def npu_model_part(out: Path, work: Path) -> list[str]:
         f"**{verify['result']}**",
         f"- per-layer report: `{report_dir / 'report.json'}`",
         "",
-        "| input | true rotation | float model | NPU |",
+        "| input | true label (clockwise) | float model | NPU |",
         "|---|---|---|---|",
         *rows,
         "",
