@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> CommandResult:
     if args.threads is not None:
         runtime.configure_threads(args.threads)
     model = runtime.load(library)
+    assert isinstance(model, runtime.CompiledModel)  # .npuc files took the branch above
     feeds = read_input_files(args.input, model.info)
     start_s = time.monotonic()
     outputs = model.run(feeds)
