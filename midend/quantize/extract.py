@@ -36,14 +36,15 @@ from .relax_read import (
     BINARY,
     UNARY,
     Raw,
+    binary_raw,
     const,
     ints,
     is_float_tensor,
-    is_prim,
     op_name,
     prim,
+    resize_raw,
+    slice_raw,
     tensor_type,
-    tuple_ints,
 )
 
 
@@ -211,7 +212,7 @@ class _Extractor:
         if op in BINARY or op in ("call_tir:maximum", "call_tir:minimum"):
             kind = BINARY[op] if op in BINARY else op.split(":")[1]
             lhs, rhs = (args[0], args[1]) if op in BINARY else tuple(args[1].fields)
-            return self._binary(name, kind, lhs, rhs, out, fallback)
+            return binary_raw(name, kind, lhs, rhs, out, fallback, self.key)
         if op == "relax.nn.relu":
             return Raw(
                 op="clip",
@@ -302,7 +303,7 @@ class _Extractor:
                 source=[name],
             )
         if op == "relax.strided_slice":
-            return self._slice(name, call, out, fallback)
+            return slice_raw(name, call, out, fallback, self.key(call.args[0]))
         if op == "relax.nn.softmax":
             return Raw(
                 op="softmax",
@@ -312,94 +313,8 @@ class _Extractor:
                 source=[name],
             )
         if op == "relax.image.resize2d":
-            return self._resize(name, call, out, fallback)
+            return resize_raw(name, call, out, fallback, self.key(call.args[0]))
         return fallback
-
-    def _binary(
-        self, name: str, kind: str, lhs: Any, rhs: Any, out: TensorType, fallback: Raw
-    ) -> Raw:
-        lhs_c, rhs_c = const(lhs), const(rhs)
-        if is_prim(rhs):
-            rhs_c = np.asarray(float(rhs.value), np.float32)
-        if lhs_c is not None and rhs_c is not None:
-            return fallback
-        if lhs_c is None and rhs_c is None:
-            if not (isinstance(lhs, relax.Var) and isinstance(rhs, relax.Var)):
-                return fallback
-            return Raw(op=kind, inputs=[self.key(lhs), self.key(rhs)], out=out, source=[name])
-        var = rhs if lhs_c is not None else lhs
-        if not isinstance(var, relax.Var):
-            return fallback
-        raw_const = lhs_c if lhs_c is not None else rhs_c
-        if raw_const is None:
-            return fallback
-        value_c = raw_const.astype(np.float32)
-        side = "lhs" if lhs_c is not None else "rhs"
-        if kind == "divide":
-            if side == "lhs":
-                return fallback
-            return Raw(
-                op="multiply",
-                inputs=[self.key(var)],
-                out=out,
-                attrs={"const_side": "rhs"},
-                consts={"rhs": (1.0 / value_c).astype(np.float32)},
-                source=[name],
-            )
-        if kind in ("maximum", "minimum") and value_c.size == 1:
-            value = float(value_c.reshape(()))
-            attrs = (
-                {"act_min": value, "act_max": None}
-                if kind == "maximum"
-                else {"act_min": None, "act_max": value}
-            )
-            return Raw(op="clip", inputs=[self.key(var)], out=out, attrs=attrs, source=[name])
-        return Raw(
-            op=kind,
-            inputs=[self.key(var)],
-            out=out,
-            attrs={"const_side": side},
-            consts={"rhs": value_c},
-            source=[name],
-        )
-
-    def _slice(self, name: str, call: relax.Call, out: TensorType, fallback: Raw) -> Raw:
-        args = call.args
-        vals = []
-        for a in args[1:5] if len(args) >= 5 else args[1:4]:
-            c = tuple_ints(a)
-            if c is None:
-                return fallback
-            vals.append(c)
-        axes, begin, end = vals[0], vals[1], vals[2]
-        strides = vals[3] if len(vals) > 3 else [1] * len(axes)
-        return Raw(
-            op="slice",
-            inputs=[self.key(args[0])],
-            out=out,
-            attrs={"axes": axes, "begin": begin, "end": end, "strides": strides},
-            source=[name],
-        )
-
-    def _resize(self, name: str, call: relax.Call, out: TensorType, fallback: Raw) -> Raw:
-        attrs = call.attrs
-        if str(attrs.layout) != "NCHW" or str(attrs.method) not in ("nearest_neighbor", "linear"):
-            return fallback
-        if any(float(r) != 0.0 for r in attrs.roi):
-            return fallback
-        return Raw(
-            op="resize",
-            inputs=[self.key(call.args[0])],
-            out=out,
-            attrs={
-                "size": list(out.shape[2:]),
-                "method": "nearest" if str(attrs.method) == "nearest_neighbor" else "linear",
-                "coordinate_transformation_mode": str(attrs.coordinate_transformation_mode),
-                "rounding_method": str(attrs.rounding_method),
-            },
-            source=[name],
-            relax_call=call,
-        )
 
 
 def extract_graph(mod: tvm.IRModule) -> Graph:

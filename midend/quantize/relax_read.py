@@ -6,6 +6,7 @@ Helpers only (no pass): they turn TVM 0.27's Relax objects (``.ty`` types,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,3 +122,101 @@ def tuple_ints(expr: Any) -> list[int] | None:
         return [int(v) for v in expr.values]
     c = const(expr)
     return [int(v) for v in c.reshape(-1)] if c is not None else None
+
+
+def slice_raw(name: str, call: relax.Call, out: TensorType, fallback: Raw, src: str) -> Raw:
+    """A strided slice with constant bounds, or ``fallback``."""
+    args = call.args
+    vals = []
+    for a in args[1:5] if len(args) >= 5 else args[1:4]:
+        c = tuple_ints(a)
+        if c is None:
+            return fallback
+        vals.append(c)
+    axes, begin, end = vals[0], vals[1], vals[2]
+    strides = vals[3] if len(vals) > 3 else [1] * len(axes)
+    return Raw(
+        op="slice",
+        inputs=[src],
+        out=out,
+        attrs={"axes": axes, "begin": begin, "end": end, "strides": strides},
+        source=[name],
+    )
+
+
+def resize_raw(name: str, call: relax.Call, out: TensorType, fallback: Raw, src: str) -> Raw:
+    """An NCHW nearest/linear resize without a region of interest, or ``fallback``."""
+    attrs = call.attrs
+    if str(attrs.layout) != "NCHW" or str(attrs.method) not in ("nearest_neighbor", "linear"):
+        return fallback
+    if any(float(r) != 0.0 for r in attrs.roi):
+        return fallback
+    return Raw(
+        op="resize",
+        inputs=[src],
+        out=out,
+        attrs={
+            "size": list(out.shape[2:]),
+            "method": "nearest" if str(attrs.method) == "nearest_neighbor" else "linear",
+            "coordinate_transformation_mode": str(attrs.coordinate_transformation_mode),
+            "rounding_method": str(attrs.rounding_method),
+        },
+        source=[name],
+        relax_call=call,
+    )
+
+
+def binary_raw(
+    name: str,
+    kind: str,
+    lhs: Any,
+    rhs: Any,
+    out: TensorType,
+    fallback: Raw,
+    key: Callable[[Any], str],
+) -> Raw:
+    """A binary element-wise op; a constant operand goes to ``consts["rhs"]``."""
+    lhs_c, rhs_c = const(lhs), const(rhs)
+    if is_prim(rhs):
+        rhs_c = np.asarray(float(rhs.value), np.float32)
+    if lhs_c is not None and rhs_c is not None:
+        return fallback
+    if lhs_c is None and rhs_c is None:
+        if not (isinstance(lhs, relax.Var) and isinstance(rhs, relax.Var)):
+            return fallback
+        return Raw(op=kind, inputs=[key(lhs), key(rhs)], out=out, source=[name])
+    var = rhs if lhs_c is not None else lhs
+    if not isinstance(var, relax.Var):
+        return fallback
+    raw_const = lhs_c if lhs_c is not None else rhs_c
+    if raw_const is None:
+        return fallback
+    value_c = raw_const.astype(np.float32)
+    side = "lhs" if lhs_c is not None else "rhs"
+    if kind == "divide":
+        if side == "lhs":
+            return fallback
+        return Raw(
+            op="multiply",
+            inputs=[key(var)],
+            out=out,
+            attrs={"const_side": "rhs"},
+            consts={"rhs": (1.0 / value_c).astype(np.float32)},
+            source=[name],
+        )
+    if kind in ("maximum", "minimum") and value_c.size == 1:
+        value = float(value_c.reshape(()))
+        attrs = (
+            {"act_min": value, "act_max": None}
+            if kind == "maximum"
+            else {"act_min": None, "act_max": value}
+        )
+        return Raw(op="clip", inputs=[key(var)], out=out, attrs=attrs, source=[name])
+    return Raw(
+        op=kind,
+        inputs=[key(var)],
+        out=out,
+        attrs={"const_side": side},
+        consts={"rhs": value_c},
+        source=[name],
+    )
