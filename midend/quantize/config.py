@@ -22,6 +22,7 @@ LAYER_FIELDS: dict[str, str] = {
     "q_mode_activation": "symmetric | asymmetric: zero point 0, or chosen from the range",
     "q_mode_weight": "per_tensor | per_channel: one weight scale, or one per output channel",
     "q_bits_activation": "8 | 16: activation storage (int8, or int16 at half MAC rate)",
+    "q_unsigned_activation": "true: uint8 storage for 8-bit asymmetric activations",
     "q_bits_weight": "8: the MAC array takes int8 weights only",
     "q_bits_bias": "16: b16 << bias_shift (docs/npu_spec.md)",
     "lut_items_in_bits": "table size for 16-bit LUT inputs: 2^k + 1 entries, k <= 10",
@@ -52,6 +53,7 @@ class LayerQuantConfig:
     q_mode_activation: str = "asymmetric"
     q_mode_weight: str = "per_channel"
     q_bits_activation: int = 8
+    q_unsigned_activation: bool = False
     q_bits_weight: int = 8
     q_bits_bias: int = 16
     lut_items_in_bits: int = 10
@@ -79,6 +81,13 @@ class LayerQuantConfig:
                     f"{name} = {value!r} is not one of {', '.join(map(str, allowed))}"
                 )
         parse_strategy(self.q_strategy_activation)
+        if self.q_unsigned_activation and (
+            self.q_bits_activation != 8 or self.q_mode_activation != "asymmetric"
+        ):
+            raise InvalidInputError(
+                "q_unsigned_activation needs 8-bit asymmetric activations (uint8 has no "
+                "symmetric form and no 16-bit type on the NPU)"
+            )
         if not 1 <= self.lut_items_in_bits <= 10:
             raise InvalidInputError(
                 f"lut_items_in_bits = {self.lut_items_in_bits} is not in [1, 10]"
@@ -90,7 +99,9 @@ class LayerQuantConfig:
 
     @property
     def activation_dtype(self) -> str:
-        return "int16" if self.q_bits_activation == 16 else "int8"
+        if self.q_bits_activation == 16:
+            return "int16"
+        return "uint8" if self.q_unsigned_activation else "int8"
 
     @property
     def symmetric(self) -> bool:

@@ -46,6 +46,12 @@ def add_quant_flags(parser: argparse.ArgumentParser) -> None:
         "--activation-bits", type=int, choices=(8, 16), help="8 (int8) or 16 (int16)"
     )
     group.add_argument(
+        "--unsigned-activations",
+        action="store_true",
+        default=None,
+        help="store 8-bit asymmetric activations as uint8 instead of int8",
+    )
+    group.add_argument(
         "--q-strategy-activation",
         metavar="STRATEGY",
         help="activation range: extrema, mean, <R>percentile, <N>std, <N>kld, "
@@ -157,6 +163,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         layer_fields.update(preset(args.quantizer))
     flag_fields = {
         "q_bits_activation": args.activation_bits,
+        "q_unsigned_activation": args.unsigned_activations,
         "q_strategy_activation": args.q_strategy_activation,
         "q_strategy_weight": args.q_strategy_weight,
         "histc_bins": args.histc_bins,

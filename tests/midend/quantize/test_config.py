@@ -78,3 +78,16 @@ def test_check_layer_names() -> None:
     QuantConfig(float_op_types=("conv2d",)).check_layer_names({"a"}, {"conv2d"})
     with pytest.raises(InvalidInputError, match="kind dense"):
         QuantConfig(float_op_types=("dense",)).check_layer_names({"a"}, {"conv2d"})
+
+
+def test_unsigned_activations_are_uint8_and_need_asymmetric_8_bit() -> None:
+    from npuc.core.errors import InvalidInputError
+    from npuc.midend.quantize.config import LayerQuantConfig
+
+    assert LayerQuantConfig(q_unsigned_activation=True).activation_dtype == "uint8"
+    for bad in (
+        {"q_mode_activation": "symmetric"},
+        {"q_bits_activation": 16},
+    ):
+        with pytest.raises(InvalidInputError, match="q_unsigned_activation"):
+            LayerQuantConfig(q_unsigned_activation=True, **bad)  # type: ignore[arg-type]
