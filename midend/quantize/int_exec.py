@@ -58,7 +58,7 @@ class IntegerExecutor:
         self.float = float_executor or FloatExecutor(model.graph)
         self.overflow: set[str] = set()
         self._resize_index: dict[str, np.ndarray] = {}
-        self._dtypes: dict[tuple[int, QParams], type] = {}
+        self._dtypes: dict[tuple[int, QParams], np.dtype[Any]] = {}
 
     def run(self, feeds: Mapping[str, np.ndarray], *, raw_inputs: bool = False) -> dict[str, Any]:
         """Every tensor for one sample: :class:`IntTensor` for integer tensors, arrays otherwise.
@@ -174,7 +174,7 @@ class IntegerExecutor:
         return data_movement(node, [t.values for t in ins])
 
     @staticmethod
-    def _exact_float(p: Mapping[str, Any], q: QParams) -> type:
+    def _exact_float(p: Mapping[str, Any], q: QParams) -> np.dtype[Any]:
         """float32 when every partial sum provably stays below 2^24, else float64.
 
         Any partial sum of ``(x - ifm_zp) * w[c]`` over a reduction is bounded by
@@ -186,7 +186,8 @@ class IntegerExecutor:
         if weights.ndim == 2:  # dense (K, N): the reduction runs over K
             l1 = np.abs(weights.astype(np.int64)).sum(axis=0)
         peak = max(q.zero_point - q.qmin, q.qmax - q.zero_point)
-        return np.float32 if int(l1.max(initial=0)) * peak < (1 << 24) else np.float64
+        exact32 = int(l1.max(initial=0)) * peak < (1 << 24)
+        return np.dtype(np.float32) if exact32 else np.dtype(np.float64)
 
     def conv_accumulate(self, node: Node, p: Mapping[str, Any], x: IntTensor) -> np.ndarray:
         """``sat48(sum((x - ifm_zp) * w) + (b16 << bias_shift))``, int64, channels last."""
