@@ -46,7 +46,8 @@ def test_mypy_whole_package() -> None:
     after = len(_package_modules())  # a file added or removed meanwhile shifts the count
     report = proc.stdout + proc.stderr
     assert proc.returncode == 0, report
-    found = re.search(r"\(checked (\d+) source files?\)", report)
+    # "Success: no issues found in N source files" (or "... (checked N source files)").
+    found = re.search(r"(?:no issues found in|checked) (\d+) source files?", report)
     assert found is not None, report
     checked = int(found.group(1))
     print(f"mypy checked {checked} files of the npuc package ({after} on disk)")
