@@ -34,45 +34,17 @@ def _taps_nhwc(
     top, left, bottom, right = padding
     oh = _out_size(h, top + bottom, kh, sh, dh)
     ow = _out_size(w, left + right, kw, sw, dw)
-    xh = np.full((n, h + top + bottom, w + left + right, c), pad_value, dtype=x.dtype)
-    xh[:, top : top + h, left : left + w, :] = x.transpose(0, 2, 3, 1)
+    if any(padding):
+        xh = np.full((n, h + top + bottom, w + left + right, c), pad_value, dtype=x.dtype)
+        xh[:, top : top + h, left : left + w, :] = x.transpose(0, 2, 3, 1)
+    else:
+        xh = x.transpose(0, 2, 3, 1)  # a view: no copy
     taps = []
     for ky in range(kh):
         for kx in range(kw):
             y0, x0 = ky * dh, kx * dw
             taps.append(
                 xh[:, y0 : y0 + sh * (oh - 1) + 1 : sh, x0 : x0 + sw * (ow - 1) + 1 : sw, :]
-            )
-    return taps, oh, ow
-
-
-def _taps_nchw(
-    x: np.ndarray,
-    kernel: Sequence[int],
-    strides: Sequence[int],
-    padding: Sequence[int],
-    dilation: Sequence[int],
-    pad_value: float,
-) -> tuple[list[np.ndarray], int, int]:
-    """Kernel taps of ``x (n, c, h, w)`` as ``(n, c, oh, ow)`` strided views of the padded input."""
-    n, c, h, w = x.shape
-    kh, kw = kernel
-    sh, sw = strides
-    dh, dw = dilation
-    top, left, bottom, right = padding
-    oh = _out_size(h, top + bottom, kh, sh, dh)
-    ow = _out_size(w, left + right, kw, sw, dw)
-    if any(padding):
-        xp = np.full((n, c, h + top + bottom, w + left + right), pad_value, dtype=x.dtype)
-        xp[:, :, top : top + h, left : left + w] = x
-    else:
-        xp = x
-    taps = []
-    for ky in range(kh):
-        for kx in range(kw):
-            y0, x0 = ky * dh, kx * dw
-            taps.append(
-                xp[:, :, y0 : y0 + sh * (oh - 1) + 1 : sh, x0 : x0 + sw * (ow - 1) + 1 : sw]
             )
     return taps, oh, ow
 
@@ -101,25 +73,7 @@ def conv2d_nchw(
     if groups == 1 and (kh, kw) == (1, 1) and tuple(strides) == (1, 1) and not any(padding):
         out = xh.reshape(n * h * w_in, c) @ w.reshape(o, c).T
         return out.reshape(n, h, w_in, o).transpose(0, 3, 1, 2)
-    sh, sw = strides
-    dh, dw = dilation
-    top, left, bottom, right = padding
-    oh = _out_size(h, top + bottom, kh, sh, dh)
-    ow = _out_size(w_in, left + right, kw, sw, dw)
-    if any(padding):
-        padded = np.full((n, h + top + bottom, w_in + left + right, c), pad_value, dtype=x.dtype)
-        padded[:, top : top + h, left : left + w_in, :] = xh
-    else:
-        padded = xh
-    taps = [
-        padded[
-            :,
-            ky * dh : ky * dh + sh * (oh - 1) + 1 : sh,
-            kx * dw : kx * dw + sw * (ow - 1) + 1 : sw,
-        ]
-        for ky in range(kh)
-        for kx in range(kw)
-    ]
+    taps, oh, ow = _taps_nhwc(x, (kh, kw), strides, padding, dilation, pad_value)
     if groups == 1:
         cols = np.concatenate(taps, axis=-1).reshape(n * oh * ow, kh * kw * c)
         out = cols @ w.transpose(0, 2, 3, 1).reshape(o, kh * kw * c).T
