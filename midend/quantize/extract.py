@@ -56,6 +56,7 @@ class _Extractor:
         self.raws: dict[str, Raw] = {}
         self.tuples: dict[str, list[Raw]] = {}
         self.alias: dict[str, str] = {}
+        self.tuple_alias: dict[str, list[str]] = {}
         self.keys: dict[Any, str] = {}
         self.taken: set[str] = set()
 
@@ -112,8 +113,14 @@ class _Extractor:
                 source=[name],
             )
             return
+        if isinstance(value, relax.Tuple) and all(isinstance(f, relax.Var) for f in value.fields):
+            self.tuple_alias[name] = [self.key(f) for f in value.fields]  # several outputs
+            return
         if not isinstance(value, relax.Call):
-            raise UnsupportedError(f"{name}: {type(value).__name__} bindings are not supported")
+            raise UnsupportedError(
+                f"{name}: a {type(value).__name__} binding is not supported by the quantizer",
+                hint="keep this part of the model on the CPU target (npuc build --target cpu)",
+            )
         if name in self.raws:
             raise UnsupportedError(f"{name}: bound twice")
         if value.op == tvm.ir.Op.get("relax.split"):
@@ -351,7 +358,8 @@ def extract_graph(mod: tvm.IRModule) -> Graph:
     for f in fields:
         if not isinstance(f, relax.Var):
             raise UnsupportedError(f"main returns a {type(f).__name__}; expected tensor variables")
-        outputs.append(resolve(extractor.key(f)))
+        key = resolve(extractor.key(f))
+        outputs.extend(resolve(k) for k in extractor.tuple_alias.get(key, [key]))
     inputs = tuple((p.name, tensor_type(p.ty, p.name)) for p in func.params)
     fold_patterns(raws, outputs)
     nodes, renamed = name_nodes(raws)

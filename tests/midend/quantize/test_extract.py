@@ -151,3 +151,23 @@ def test_pipeline_lists_the_quantizer_stages_that_exist() -> None:
     for _, target in QUANTIZATION_STAGES:
         module, func = target.split(":")
         assert callable(getattr(importlib.import_module(module), func))
+
+
+def test_a_model_with_two_outputs_keeps_both(tmp_path: Path) -> None:
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["y2"]),
+        helper.make_node("Sigmoid", ["c"], ["y"]),
+    ]
+    model = _model(nodes, {"w": W, "b": B}, [1, 6, 8, 8])
+    model.graph.output.append(helper.make_tensor_value_info("y2", TensorProto.FLOAT, [1, 6, 8, 8]))
+    path = tmp_path / "two.onnx"
+    onnx.save(model, str(path))
+    mod, _ = load(path)
+    graph = extract_graph(Pipeline(graph_passes())(mod))
+    assert len(graph.outputs) == 2
+    x = np.random.default_rng(2).standard_normal((1, 4, 8, 8)).astype(np.float32)
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    env = FloatExecutor(graph).run({"x": x})
+    for name, ref in zip(graph.outputs, want, strict=True):
+        np.testing.assert_allclose(env[name], ref, rtol=1e-5, atol=1e-5)
