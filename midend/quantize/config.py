@@ -80,6 +80,9 @@ class LayerQuantConfig:
                 raise InvalidInputError(
                     f"{name} = {value!r} is not one of {', '.join(map(str, allowed))}"
                 )
+        _check_types(self, {"weight_narrow_range": bool, "q_unsigned_activation": bool,
+                            "histc_bins": int, "lut_items_in_bits": int,
+                            "q_strategy_activation": str})  # fmt: skip
         parse_strategy(self.q_strategy_activation)
         if self.q_unsigned_activation and (
             self.q_bits_activation != 8 or self.q_mode_activation != "asymmetric"
@@ -109,6 +112,18 @@ class LayerQuantConfig:
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _check_types(config: object, kinds: Mapping[str, type]) -> None:
+    """Raise naming the field when a value has the wrong type (``"false"`` is not a bool)."""
+    for name, kind in kinds.items():
+        value = getattr(config, name)
+        wrong = isinstance(value, bool) != (kind is bool) or not isinstance(value, kind)
+        if wrong:
+            raise InvalidInputError(
+                f"{name} must be {'true or false' if kind is bool else kind.__name__}, "
+                f"not {value!r}"
+            )
 
 
 def apply_overrides(
@@ -158,6 +173,13 @@ class QuantConfig:
     bias_correction_samples: int = 32
     float_layers: tuple[str, ...] = ()
     float_op_types: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_types(self, {"bias_correction": bool, "unify_scales_for_concat": bool,
+                            "trim_infinity": bool, "calibration_samples": int,
+                            "bias_correction_samples": int})  # fmt: skip
+        if self.calibration_samples < 0 or self.bias_correction_samples < 0:
+            raise InvalidInputError("calibration_samples and bias_correction_samples must be >= 0")
 
     def for_layer(self, name: str, kind: str) -> LayerQuantConfig:
         """The effective config of layer ``name`` of kind ``kind`` (per-layer values win)."""

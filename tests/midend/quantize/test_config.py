@@ -91,3 +91,15 @@ def test_unsigned_activations_are_uint8_and_need_asymmetric_8_bit() -> None:
     ):
         with pytest.raises(InvalidInputError, match="q_unsigned_activation"):
             LayerQuantConfig(q_unsigned_activation=True, **bad)  # type: ignore[arg-type]
+
+
+def test_values_of_the_wrong_type_are_refused_by_name() -> None:
+    from npuc.core.errors import InvalidInputError
+    from npuc.midend.quantize.config import LayerQuantConfig, QuantConfig, apply_overrides
+
+    with pytest.raises(InvalidInputError, match="bias_correction must be true or false"):
+        QuantConfig(bias_correction="false")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="weight_narrow_range must be true or false"):
+        apply_overrides(LayerQuantConfig(), {"weight_narrow_range": "false"}, "layer 'c'")
+    with pytest.raises(InvalidInputError, match="histc_bins must be int"):
+        LayerQuantConfig(histc_bins=True)  # type: ignore[arg-type]
