@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,7 +129,8 @@ def open_artifact(path: str | Path) -> Artifact:
     try:
         with zipfile.ZipFile(path) as zf:
             members = {info.filename: zf.read(info) for info in zf.infolist()}
-    except (OSError, zipfile.BadZipFile) as err:
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        # zlib.error: a corrupt compressed member whose CRC was never reached.
         raise InvalidInputError(f"{path}: not an npuc artifact ({err})") from err
     if "manifest.json" not in members:
         raise InvalidInputError(f"{path}: no manifest.json; not an npuc artifact")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
@@ -170,7 +171,15 @@ def from_bytes(data: bytes, where: str = "quantized model") -> QuantizedModel:
                 params=params,
                 display=entry.get("display", {}),
             )
-    except (KeyError, ValueError, RuntimeError, zipfile.BadZipFile, TypeError) as err:
+    except (
+        KeyError,
+        ValueError,
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        zlib.error,
+        TypeError,
+    ) as err:
         raise InvalidInputError(
             f"{where}: not a readable npuc quantized model ({type(err).__name__}: {err})"[:300],
             hint="re-create it with `npuc quantize`",
