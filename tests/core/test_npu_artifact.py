@@ -20,5 +20,5 @@ def test_corrupt_compressed_member_is_an_invalid_input(tmp_path: Path) -> None:
     for offset in range(start, start + 8):
         data[offset] ^= 0xFF  # inside the deflate stream, before its CRC is checked
     path.write_bytes(bytes(data))
-    with pytest.raises(InvalidInputError, match="m.npuc: not an npuc artifact .*decompress"):
+    with pytest.raises(InvalidInputError, match=r"m\.npuc: not an npuc artifact .*decompress"):
         open_artifact(path)
