@@ -58,6 +58,13 @@ def run(args: argparse.Namespace) -> CommandResult:
     ]
     data = load_calibration(args.data, inputs, limit=args.limit)
     samples = list(itertools.islice(data, args.limit))
+    for index, sample in enumerate(samples):
+        for name, value in sample.items():
+            if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+                raise InvalidInputError(
+                    f"{args.data}: sample {index}, input {name!r} holds NaN or infinite values",
+                    hint="clean the evaluation data; metrics over them would be meaningless",
+                )
     labels = None
     if args.labels:
         labels = np.load(common.existing_file(args.labels, "labels file"), allow_pickle=False)

@@ -147,6 +147,13 @@ def run(args: argparse.Namespace) -> CommandResult:
         [TensorInfo(name=n, shape=tuple(ty.shape), dtype=ty.dtype) for n, ty in ex.qm.graph.inputs]
     )
     feeds = read_input_files(args.input, info)
+    for name, value in feeds.items():
+        if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+            raise InvalidInputError(
+                f"input {name!r} holds NaN or infinite values; the NPU quantizes its inputs "
+                "to integers, where they have no value",
+                hint="clean the input (np.nan_to_num) before running",
+            )
     if args.trace and args.engine != "sim":
         raise InvalidInputError("--trace needs --engine sim (the integer executor has no timing)")
     env = ex.run(feeds, engine=args.engine, trace=bool(args.trace))

@@ -61,3 +61,13 @@ def test_eval_bad_inputs(quantized: tuple[Path, Path], tmp_path: Path) -> None:
     assert code == 3 and "junk.npuq" in out["message"]
     code, out = _run(["eval", str(model), "--data", str(data), "--metric", "nonsense"])
     assert code == 3
+
+
+def test_eval_refuses_non_finite_samples(quantized: tuple[Path, Path], tmp_path: Path) -> None:
+    model, data = quantized
+    values = np.load(data)
+    values[1, 0, 0, 0] = np.nan
+    np.save(tmp_path / "nan.npy", values)
+    code, out = _run(["eval", str(model), "--data", str(tmp_path / "nan.npy")])
+    assert code == 3
+    assert "sample 1" in out["message"] and "NaN" in out["message"]
