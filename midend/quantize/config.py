@@ -57,7 +57,7 @@ class LayerQuantConfig:
     q_bits_weight: int = 8
     q_bits_bias: int = 16
     lut_items_in_bits: int = 10
-    q_strategy_activation: str = "extrema"
+    q_strategy_activation: str = "mse"
     q_strategy_weight: str = "extrema"
     running_statistic_momentum: float = 0.9
     histc_bins: int = 2048

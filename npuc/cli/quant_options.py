@@ -55,7 +55,7 @@ def add_quant_flags(parser: argparse.ArgumentParser) -> None:
         "--q-strategy-activation",
         metavar="STRATEGY",
         help="activation range: extrema, mean, <R>percentile, <N>std, <N>kld, "
-        "<R>aciq_laplace, <R>aciq_gauss, mse (default: extrema)",
+        "<R>aciq_laplace, <R>aciq_gauss, mse (default: mse)",
     )
     group.add_argument("--q-strategy-weight", choices=("extrema", "mse"), help="weight range")
     group.add_argument("--histc-bins", type=int, metavar="N", help="histogram bins (default 2048)")
