@@ -27,6 +27,23 @@ WEIGHT_SCALE_FLOOR = 2.0**-16
 """Smallest per-channel weight scale, relative to the layer's largest."""
 
 
+def bias_scale_floor(w_scale: np.ndarray, bias: np.ndarray, x_scale: float) -> np.ndarray:
+    """Per-channel lower bound on the weight scale so that every bias fits one bias_shift.
+
+    The shift is the one the live channels need (those whose weight scale is at
+    least 1/256 of the largest); channels below get the scale at which their
+    bias fits ``int16 << shift``. Also never below 2^-16 of the largest scale.
+    """
+    peak = float(w_scale.max()) if w_scale.size else 0.0
+    live = w_scale >= peak / 256
+    need = np.abs(bias[live]) / (x_scale * w_scale[live]) if live.any() else np.zeros(1)
+    shift = 0
+    while shift < 31 and float(need.max(initial=0.0)) > 32767.0 * 2.0**shift:
+        shift += 1
+    fit = np.abs(bias) / (x_scale * 32767.0 * 2.0**shift)
+    return np.maximum(fit, peak * WEIGHT_SCALE_FLOOR)
+
+
 def act_bounds(node: Node, out: QParams) -> tuple[int, int]:
     """The node's float clamp as stored-integer bounds within the output type."""
     lo, hi = out.qmin, out.qmax
@@ -60,18 +77,19 @@ def _conv(
     )
     cout = weight.shape[axis]
     w_scale = np.broadcast_to(np.asarray(scales, np.float64).reshape(-1), (cout,))
-    floor = float(w_scale.max()) * WEIGHT_SCALE_FLOOR
-    if float(w_scale.min()) < floor:
-        # Near-dead channels (weights ~1e-20 after BN folding) would get scales so small
-        # that their bias overflows 16 << 31 bits; below 2^-16 of the largest scale the
-        # shared post-shift leaves them M = 0 anyway.
+    bias = node.consts.get("bias")
+    bias_f = np.zeros(cout) if bias is None else np.asarray(bias, np.float64)
+    floor = bias_scale_floor(w_scale, bias_f, ins[0].scale)
+    if bool(np.any(w_scale < floor)):
+        # One bias_shift per instruction: a near-dead channel (weights ~1e-20 after BN
+        # folding) with a real bias would force a shift that rounds every other
+        # channel's bias away. Its weight scale is raised until its bias fits the shift
+        # the live channels need; its tiny weights lose nothing that matters.
         w_scale = np.maximum(w_scale, floor)
         shape = [1] * weight.ndim
         shape[axis] = cout
         qmin = -127 if cfg.weight_narrow_range else -128
         w_int = np.clip(np.rint(weight / w_scale.reshape(shape)), qmin, 127).astype(np.int8)
-    bias = node.consts.get("bias")
-    bias_f = np.zeros(cout) if bias is None else np.asarray(bias, np.float64)
     acc_scale = ins[0].scale * w_scale
     reduce_axes = tuple(i for i in range(w_int.ndim) if i != axis)
     weight_l1 = np.abs(w_int.astype(np.int64)).sum(axis=reduce_axes)
