@@ -12,7 +12,6 @@ import onnx
 import pytest
 
 from npuc.cli.npu_exec import NpuModelExecutor
-from npuc.core.errors import UnsupportedError
 from npuc.core.hw.config import NPU_S
 from tests.backend.npu.qmodels import quantized
 from tests.frontend.torch_onnx import export_onnx
@@ -59,18 +58,10 @@ MODELS: dict[str, tuple[Callable[[Path], onnx.ModelProto | Path], str | None]] =
 }
 
 
-REC_XFAIL = pytest.mark.xfail(
-    raises=UnsupportedError,
-    strict=False,
-    reason="the quantizer refuses PP-OCRv4 rec calibrated on random noise (a conv bias beyond"
-    " int16 << 31); not an NPU compiler limit",
-)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "key",
-    [pytest.param(k, marks=REC_XFAIL) if k == PPOCR_REC.key else k for k in sorted(MODELS)],
+    sorted(MODELS),
 )
 def test_model_on_simulator_equals_integer_executor(
     key: str, tmp_path: Path, record_property: Callable[[str, object], None]
