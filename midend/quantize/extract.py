@@ -354,7 +354,7 @@ def extract_graph(mod: tvm.IRModule) -> Graph:
         raw.inputs = [resolve(n) for n in raw.inputs]
     result = body.body
     fields = list(result.fields) if isinstance(result, relax.Tuple) else [result]
-    outputs = []
+    outputs: list[str] = []
     for f in fields:
         if not isinstance(f, relax.Var):
             raise UnsupportedError(f"main returns a {type(f).__name__}; expected tensor variables")
