@@ -233,14 +233,21 @@ def eltwise(
     return Step("eltwise", Unit.ITP, fields, accesses, tag)
 
 
-def requant(x: tuple[int, str], y: tuple[int, str], count: int, q: Requant, tag: str = "") -> Step:
-    """A REQUANT step (copy with requantization) over ``count`` elements."""
-    fields = {
+def _unary_operands(x: tuple[int, str], y: tuple[int, str], count: int) -> dict[str, int]:
+    """The operand fields of a one-input ITP step (REQUANT, LUT) over ``count`` elements."""
+    return {
         "ifm_addr": x[0],
         "ifm_dtype": dtype_code(x[1]),
         "ofm_addr": y[0],
         "ofm_dtype": dtype_code(y[1]),
         "count": count,
+    }
+
+
+def requant(x: tuple[int, str], y: tuple[int, str], count: int, q: Requant, tag: str = "") -> Step:
+    """A REQUANT step (copy with requantization) over ``count`` elements."""
+    fields = {
+        **_unary_operands(x, y, count),
         "ifm_zp": q.ifm_zp,
         "ofm_zp": q.ofm_zp,
         "ofm_multiplier": q.ofm_multiplier,
@@ -266,11 +273,7 @@ class LutTable:
 def lut(x: tuple[int, str], y: tuple[int, str], count: int, t: LutTable, tag: str = "") -> Step:
     """A LUT step over ``count`` elements."""
     fields = {
-        "ifm_addr": x[0],
-        "ifm_dtype": dtype_code(x[1]),
-        "ofm_addr": y[0],
-        "ofm_dtype": dtype_code(y[1]),
-        "count": count,
+        **_unary_operands(x, y, count),
         "lut_addr": t.addr,
         "lut_bits": t.lut_bits,
         "lut_x_min": t.lut_x_min,
