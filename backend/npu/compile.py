@@ -29,12 +29,14 @@ from npuc.backend.npu.encode import dram_bytes_moved, emit_all, step_cycles
 from npuc.backend.npu.lower_flat import plan_flat
 from npuc.backend.npu.lower_layout import plan_pad, plan_resize, plan_transpose
 from npuc.backend.npu.lower_move import plan_move
+from npuc.backend.npu.lower_taps import plan_im2col
 from npuc.backend.npu.lower_window import plan_window
 from npuc.backend.npu.ops import (
     NpuConcat,
     NpuConv2d,
     NpuElementwise,
     NpuGraph,
+    NpuIm2col,
     NpuLut,
     NpuOp,
     NpuPad,
@@ -48,6 +50,7 @@ from npuc.backend.npu.ops import (
 )
 from npuc.backend.npu.plan import OpPlan
 from npuc.backend.npu.schedule import Step, assign_tokens, replay
+from npuc.backend.npu.tap_pack import pack_graph
 from npuc.backend.npu.tiling import WindowTiling
 from npuc.core.errors import UnsupportedError
 from npuc.core.hw.config import HwConfig
@@ -113,6 +116,8 @@ def plan_op(
         return plan_resize(op, hw, sram_budget)
     if isinstance(op, NpuTranspose):
         return plan_transpose(op, hw, sram_budget)
+    if isinstance(op, NpuIm2col):
+        return plan_im2col(op, hw, sram_budget)
     raise UnsupportedError(f"NPU op {getattr(op, 'name', op)!r}: no lowering for {type(op)}")
 
 
@@ -133,12 +138,18 @@ def _dram_intermediates(graph: NpuGraph) -> list[Buffer]:
 
 
 def compile_npu_graph(
-    graph: NpuGraph, hw: HwConfig, *, sram_budget: int | None = None
+    graph: NpuGraph, hw: HwConfig, *, sram_budget: int | None = None, tap_packing: bool = True
 ) -> CompiledNpuProgram:
-    """Compile ``graph`` for ``hw`` (``sram_budget`` bytes of SRAM, default all of it)."""
+    """Compile ``graph`` for ``hw`` (``sram_budget`` bytes of SRAM, default all of it).
+
+    ``tap_packing``: let :mod:`tap_pack` rewrite low-channel convolutions where
+    the estimate says it helps (False: never; for measuring the plain code).
+    """
     graph.validate()
     budget = hw.sram_bytes if sram_budget is None else min(sram_budget, hw.sram_bytes)
     cache: dict[tuple[object, ...], WindowTiling] = {}
+    if tap_packing:
+        graph = pack_graph(graph, hw, budget, cache)  # low-channel convs: im2col by DMA
     plans = [plan_op(op, hw, budget, cache) for op in graph.ops]
     builder = ProgramBuilder(hw)
     dram: dict[str, int] = {}

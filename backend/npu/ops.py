@@ -36,6 +36,7 @@ from npuc.backend.npu.ops_move import (
     NpuSlice,
     NpuTranspose,
 )
+from npuc.backend.npu.ops_taps import NpuIm2col
 from npuc.backend.npu.tensor import (
     DTYPE_RANGES,
     MULTIPLIER_MAX,
@@ -309,6 +310,7 @@ NpuOp: TypeAlias = (
     | NpuPad
     | NpuResize
     | NpuTranspose
+    | NpuIm2col
 )
 
 
@@ -365,6 +367,7 @@ __all__ = [
     "NpuConv2d",
     "NpuElementwise",
     "NpuGraph",
+    "NpuIm2col",
     "NpuLut",
     "NpuOp",
     "NpuPad",

@@ -26,6 +26,7 @@ from npuc.backend.npu.ops import (
     NpuSlice,
     NpuTranspose,
 )
+from npuc.backend.npu.ops_taps import NpuIm2col, im2col_reference
 from npuc.core import intref
 
 
@@ -137,6 +138,8 @@ def _run(op: NpuOp, env: dict[str, np.ndarray]) -> np.ndarray:
         return env[op.ifm.name].repeat(fh, axis=1).repeat(fw, axis=2)
     if isinstance(op, NpuTranspose):
         return env[op.ifm.name].transpose(op.perm)
+    if isinstance(op, NpuIm2col):
+        return im2col_reference(op, env[op.ifm.name])
     raise TypeError(f"no reference for {type(op).__name__}")
 
 
