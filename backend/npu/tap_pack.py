@@ -139,10 +139,14 @@ def pack_graph(
     budget: int,
     cache: dict[tuple[object, ...], WindowTiling] | None = None,
 ) -> NpuGraph:
-    """``graph`` with every eligible convolution tap-packed where the estimate says it helps."""
+    """``graph`` with every eligible convolution tap-packed where the estimate says it helps.
+
+    A convolution that already reads an :class:`NpuIm2col`'s output is left alone.
+    """
     ops: list[NpuOp] = []
+    gathered = {op.ofm.name for op in graph.ops if isinstance(op, NpuIm2col)}
     for op in graph.ops:
-        if isinstance(op, NpuConv2d) and eligible(op, hw):
+        if isinstance(op, NpuConv2d) and eligible(op, hw) and op.ifm.name not in gathered:
             variant, _ = choose(op, hw, budget, cache)
             if variant is not None:
                 ops.extend(packed(op, variant))
