@@ -57,7 +57,7 @@ def packed(op: NpuConv2d, variant: str) -> tuple[NpuIm2col, NpuConv2d]:
 
     ``variant`` is ``"full"`` or ``"rows"`` (module docstring). The new
     convolution keeps ``op``'s name and output tensor; the im2col op is
-    ``<name>/taps`` writing ``<name>/taps.ifm``.
+    ``<name>.taps`` (so errors map to the layer) writing ``<name>.taps_ifm``.
     """
     (kh, kw), (sh, sw), (dh, dw) = op.kernel, op.stride, op.dilation
     top, left, bottom, right = op.padding
@@ -74,7 +74,7 @@ def packed(op: NpuConv2d, variant: str) -> tuple[NpuIm2col, NpuConv2d]:
         raise ValueError(f"tap packing variant {variant!r} is not one of {VARIANTS}")
     kernel, stride, dilation, padding = gather
     probe = NpuIm2col(
-        name=f"{op.name}/taps",
+        name=f"{op.name}.taps",
         ifm=op.ifm,
         ofm=op.ifm,
         kernel=kernel,
@@ -84,7 +84,7 @@ def packed(op: NpuConv2d, variant: str) -> tuple[NpuIm2col, NpuConv2d]:
     )
     oh, ow = probe.out_hw
     taps = dataclasses.replace(
-        op.ifm, name=f"{op.name}/taps.ifm", shape=(1, oh, ow, kernel[0] * kernel[1] * c)
+        op.ifm, name=f"{op.name}.taps_ifm", shape=(1, oh, ow, kernel[0] * kernel[1] * c)
     )
     im2col = dataclasses.replace(probe, ofm=taps)
     weights = op.weights.reshape(wshape)

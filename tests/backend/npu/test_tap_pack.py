@@ -114,7 +114,7 @@ def test_compiler_choice_matches_reference_and_beats_plain(p: dict) -> None:
         assert len(compiled.ops) == 1
     else:
         assert ests[variant] < ests["plain"] * (1 - MIN_GAIN)
-        assert [s.name for s in compiled.ops] == ["conv/taps", "conv"]
+        assert [s.name for s in compiled.ops] == ["conv.taps", "conv"]
 
 
 def test_first_layer_is_packed_and_exact() -> None:
