@@ -6,23 +6,34 @@ so that the importers can name the type without importing the dispatcher.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from npuc.core.model_info import ModelInfo
 
 if TYPE_CHECKING:
     import tvm
 
+    from npuc.frontend.source_quant import SourceQuant
+
 InputShapes = Mapping[str, Sequence[int]]
 """Shapes for inputs with symbolic dimensions, by input name: ``{"images": (1, 3, 640, 640)}``."""
 
 
-class ImportedModel(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class ImportedModel:
     """A model in npuc's IR: the Relax module and its interface.
 
     ``mod["main"]`` takes the inputs in ``info.inputs`` order, with static shapes.
+    ``source_quant`` is set for a pre-quantized model (a QDQ ONNX file): its own
+    scales and zero points by source tensor name (:mod:`npuc.frontend.source_quant`).
+    Unpacks as ``mod, info = load(...)``.
     """
 
     mod: tvm.IRModule
     info: ModelInfo
+    source_quant: SourceQuant | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.mod, self.info))

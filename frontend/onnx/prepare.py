@@ -17,6 +17,7 @@ import onnx
 from npuc.core.model_info import TensorInfo
 from npuc.frontend.onnx.cleanup import apply_fixups, clean_up
 from npuc.frontend.onnx.input_values import InputValues, fix_input_values
+from npuc.frontend.onnx.qdq import source_graph, strip_qdq
 from npuc.frontend.onnx.read import read_onnx
 from npuc.frontend.onnx.shapes import (
     declared_inputs,
@@ -25,6 +26,7 @@ from npuc.frontend.onnx.shapes import (
     resolve_input_shapes,
 )
 from npuc.frontend.onnx.support import default_opset
+from npuc.frontend.source_quant import SourceQuant
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,7 @@ class PreparedModel:
     opset: int
     source_path: str
     source_sha256: str
+    source_quant: SourceQuant | None = None
 
 
 def prepare_onnx(
@@ -53,7 +56,10 @@ def prepare_onnx(
     """
     read = read_onnx(source)
     where = read.source_path
-    original = fix_input_values(read.model, input_values or {}, where)
+    # A QDQ model becomes its float graph here, before the clean-up folds the
+    # DequantizeLinear of each weight away; its numbers are kept aside.
+    stripped, quant = strip_qdq(read.model, where)
+    original = fix_input_values(stripped, input_values or {}, where)
     shapes = resolve_input_shapes(original, input_shapes, where)
     declared = declared_inputs(original)
     model = onnx.ModelProto()
@@ -74,4 +80,5 @@ def prepare_onnx(
         opset=default_opset(original),
         source_path=where,
         source_sha256=read.source_sha256,
+        source_quant=source_graph(model, quant) if quant is not None else None,
     )

@@ -65,22 +65,27 @@ def _conv(
     out: QParams,
     cfg: LayerQuantConfig,
     shapes: list[tuple[int, ...]],
+    fixed_weights: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
+    """Conv/FC parameters; ``fixed_weights`` (scales, int8 weights) are kept as given."""
     weight = node.consts["weight"]
     axis = 0 if node.op == "conv2d" else 1
-    scales, w_int = choose_weight_qparams(
-        weight,
-        axis,
-        per_channel=cfg.q_mode_weight == "per_channel",
-        narrow_range=cfg.weight_narrow_range,
-        strategy=cfg.q_strategy_weight,
-    )
+    if fixed_weights is not None:
+        scales, w_int = fixed_weights
+    else:
+        scales, w_int = choose_weight_qparams(
+            weight,
+            axis,
+            per_channel=cfg.q_mode_weight == "per_channel",
+            narrow_range=cfg.weight_narrow_range,
+            strategy=cfg.q_strategy_weight,
+        )
     cout = weight.shape[axis]
     w_scale = np.broadcast_to(np.asarray(scales, np.float64).reshape(-1), (cout,))
     bias = node.consts.get("bias")
     bias_f = np.zeros(cout) if bias is None else np.asarray(bias, np.float64)
     floor = bias_scale_floor(w_scale, bias_f, ins[0].scale)
-    if bool(np.any(w_scale < floor)):
+    if fixed_weights is None and bool(np.any(w_scale < floor)):
         # One bias_shift per instruction: a near-dead channel (weights ~1e-20 after BN
         # folding) with a real bias would force a shift that rounds every other
         # channel's bias away. Its weight scale is raised until its bias fits the shift
@@ -279,8 +284,17 @@ def derive_params(
     out: QParams,
     cfg: LayerQuantConfig,
     shapes: list[tuple[int, ...]],
+    *,
+    fixed_weights: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Integer parameters of ``node`` (empty for pass-through data movement)."""
+    """Integer parameters of ``node`` (empty for pass-through data movement).
+
+    ``fixed_weights`` (conv/FC only): the weight scales (``(C,)`` float64) and
+    the int8 weights (the layer's weight layout) to use instead of choosing them;
+    a pre-quantized model's own (:mod:`.prequant`).
+    """
+    if fixed_weights is not None and node.op in ("conv2d", "dense"):
+        return _conv(node, ins, out, cfg, shapes, fixed_weights)
     derive = DERIVE.get(node.op)
     return derive(node, ins, out, cfg, shapes) if derive else {}
 

@@ -16,9 +16,12 @@ tensor (:func:`~.calibrate.calibrate`). Guarantees, in order:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from npuc.core.errors import NpucError
+import numpy as np
+
+from npuc.core.errors import InvalidInputError, NpucError
 
 from .config import QuantConfig
 from .graph import Graph, Node
@@ -64,6 +67,20 @@ def integer_rule(node: Node, graph: Graph) -> tuple[bool, str]:
     return True, ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FixedQuant:
+    """Quantization decided before calibration: a pre-quantized model's own (:mod:`.prequant`).
+
+    ``tensors``: tensor name -> its QParams, used instead of a range strategy;
+    ``weights``: conv/FC layer -> (weight scales ``(C,)``, int8 weights in the
+    layer's layout); ``float_layers``: layer -> why it stays float.
+    """
+
+    tensors: Mapping[str, QParams] = field(default_factory=dict)
+    weights: Mapping[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    float_layers: Mapping[str, str] = field(default_factory=dict)
+
+
 def _producers(graph: Graph) -> dict[str, Node]:
     return {node.name: node for node in graph.nodes}
 
@@ -74,13 +91,18 @@ def quantize_model(
     config: QuantConfig,
     *,
     calibration: Mapping[str, Any] | None = None,
+    fixed: FixedQuant | None = None,
 ) -> QuantizedModel:
     """The quantized model of ``graph`` (module docstring).
+
+    ``fixed`` holds scales, weights and float layers decided beforehand (a
+    pre-quantized model); ``observers`` then need only cover the other tensors.
 
     Raises
     ------
     InvalidInputError
-        A per-layer override names an unknown layer or field.
+        A per-layer override names an unknown layer or field; a tensor has
+        neither a fixed scale nor statistics (named).
     UnsupportedError
         A layer's parameters cannot be represented (named in the message).
     """
@@ -91,6 +113,8 @@ def quantize_model(
         ok, reason = integer_rule(node, graph)
         if cfg.run_on == "cpu":
             ok, reason = False, "configured to run float (run_on = cpu)"
+        elif fixed is not None and node.name in fixed.float_layers:
+            ok, reason = False, fixed.float_layers[node.name]
         run_on[node.name] = ("npu", "") if ok else ("cpu", reason)
 
     producers = _producers(graph)
@@ -104,6 +128,14 @@ def quantize_model(
     ranges: dict[str, tuple[float, float]] = {}
 
     def own_qparams(name: str) -> QParams:
+        if fixed is not None and name in fixed.tensors:
+            return fixed.tensors[name]
+        if name not in observers:
+            raise InvalidInputError(
+                f"tensor {name!r} has no scale in the pre-quantized model and no statistics",
+                hint="pass --calib to calibrate it, or keep the layers that read or write it "
+                "float with --float-layers",
+            )
         producer = producers.get(name)
         cfg = config.for_layer(name, layer_kind(producer)) if producer else config.default
         lo, hi = observers[name].range(
@@ -142,8 +174,11 @@ def quantize_model(
         if where == "npu":
             ins = [tensors[n] for n in node.inputs]
             shapes = [graph.tensor_type(n).shape for n in node.inputs]
+            weights = fixed.weights.get(node.name) if fixed is not None else None
             try:
-                params = derive_params(node, ins, tensors[node.name], cfg, shapes)
+                params = derive_params(
+                    node, ins, tensors[node.name], cfg, shapes, fixed_weights=weights
+                )
             except NpucError as err:
                 raise type(err)(
                     f"layer {node.name!r} ({kind}): {err.message}", hint=err.hint
