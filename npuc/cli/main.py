@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "npuc.cli.cmd_disasm",
     "npuc.cli.cmd_sim",
     "npuc.cli.cmd_verify",
+    "npuc.cli.cmd_report",
 )
 
 

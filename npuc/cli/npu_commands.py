@@ -45,7 +45,9 @@ def add_npu_build_flags(parser: argparse.ArgumentParser) -> None:
 
     add_quant_flags(parser)
     group.add_argument(
-        "--report", metavar="DIR", help="write the per-layer performance report (JSON) to DIR"
+        "--report",
+        metavar="DIR",
+        help="write the performance report (report.json/.html/.txt, trace.json) to DIR",
     )
     group.add_argument(
         "--show-cpu-ops", action="store_true", help="list every layer kept on the CPU and why"
@@ -68,7 +70,7 @@ def resolve_hw(text: str) -> Any:
 def build(args: argparse.Namespace) -> CommandResult:
     """``npuc build model --target npu --calib DATA -o model.npuc``."""
     from npuc.backend.npu.build import build_npu
-    from npuc.backend.npu.report import layer_report, report_table, write_report
+    from npuc.backend.npu.report import report_table
 
     if not args.calib:
         raise InvalidInputError(
@@ -96,24 +98,22 @@ def build(args: argparse.Namespace) -> CommandResult:
         golden=args.golden,
         calib_limit=args.calib_limit,
     )
-    traces = sim_cycles = None
-    if args.report and result.golden:
-        from npuc.cli.npu_exec import NpuModelExecutor
+    report: dict[str, Any] | None = None
+    if args.report:
+        from npuc.cli.npu_report import make_report, write_report_files
 
-        ex = NpuModelExecutor(result.qm, hw, programs=[c.program for c in result.compiled])
-        ex.run(result.golden[0][0], trace=True)
-        traces = [s.trace for s in ex.stats]
-        sim_cycles = [s.cycles[-1] for s in ex.stats]
-    report = layer_report(result, hw, traces, sim_cycles)
+        made = make_report(result, hw, [feeds for feeds, _ in result.golden])
+        report = made.report
+        written = write_report_files(Path(args.report), made, hw)
     npu = sum(p.target == "npu" for p in result.placements)
     cpu = [p for p in result.placements if p.target == "cpu"]
     lines = [
         f"built {out_path} ({out_path.stat().st_size:,} bytes) for {hw.name}",
         f"  layers: {npu} on the NPU in {len(result.partitions)} partition(s),"
         f" {len(cpu)} on the CPU",
-        f"  estimated NPU cycles: {report['totals']['est_cycles']:,}",
+        f"  estimated NPU cycles: {sum(c.est_cycles for c in result.compiled):,}",
     ]
-    if sim_cycles is not None:
+    if report is not None:
         t = report["totals"]
         lines.append(
             f"  simulated NPU cycles: {t['sim_cycles']:,} ({t['time_ms']:.3f} ms),"
@@ -121,10 +121,12 @@ def build(args: argparse.Namespace) -> CommandResult:
         )
     if args.show_cpu_ops or cpu:
         lines += [f"  cpu: {p.layer} ({p.op}): {p.reason}" for p in cpu]
-    if args.report:
-        lines.append(f"  report: {write_report(Path(args.report), report)}")
+    if report is not None:
+        lines.append(f"  report: {', '.join(str(p) for p in written)}")
         lines += report_table(report)
-    data = {"output": str(out_path), "hw": hw.name, "report": report}
+    data: dict[str, Any] = {"output": str(out_path), "hw": hw.name}
+    if report is not None:
+        data["report"] = report
     return CommandResult(data=data, text="\n".join(lines))
 
 
