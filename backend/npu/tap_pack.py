@@ -40,6 +40,7 @@ from npuc.core.hw.config import HwConfig
 
 MIN_GAIN = 0.05  # packing must save more than this fraction of the plain estimate
 VARIANTS = ("full", "rows")
+IFM_C_MAX = 65535  # widest packed tensor a CONV instruction can read
 
 
 def eligible(op: NpuOp, hw: HwConfig) -> bool:
@@ -114,12 +115,15 @@ def choose(
 ) -> tuple[str | None, dict[str, int]]:
     """The variant to use (None: plain) and every candidate's estimated cycles ("plain" too).
 
-    A candidate that does not fit the SRAM budget is left out; if the plain
+    A candidate that does not fit the SRAM budget or whose packed channels
+    exceed the ISA's ``ifm_c`` range is left out; if the plain
     convolution itself does not fit, its UnsupportedError propagates.
     """
     ests = {"plain": _tiling(op, hw, budget, cache).est_cycles}
     for variant in VARIANTS:
         im2col, conv = packed(op, variant)
+        if conv.ifm.shape[3] > IFM_C_MAX:  # the CONV's ifm_c field
+            continue
         try:
             ests[variant] = (
                 plan_im2col(im2col, hw, budget).est_cycles

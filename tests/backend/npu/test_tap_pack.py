@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from npuc.backend.npu.compile import compile_npu_graph
-from npuc.backend.npu.ops import NpuGraph, NpuIm2col
+from npuc.backend.npu.ops import NpuConv2d, NpuGraph, NpuIm2col
 from npuc.backend.npu.reference import run_reference
 from npuc.backend.npu.tap_pack import MIN_GAIN, VARIANTS, choose, eligible, pack_graph, packed
 from npuc.core.errors import InvalidInputError, UnsupportedError
@@ -62,7 +62,8 @@ def _graph(p: dict) -> NpuGraph:
 
 def _packed_graph(graph: NpuGraph, variant: str) -> NpuGraph:
     (op,) = graph.ops
-    return dataclasses.replace(graph, ops=packed(op, variant))  # type: ignore[arg-type]
+    assert isinstance(op, NpuConv2d)
+    return dataclasses.replace(graph, ops=packed(op, variant))
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
@@ -105,6 +106,7 @@ def test_compiler_choice_matches_reference_and_beats_plain(p: dict) -> None:
     graph = _graph(p)
     hw = CONFIGS["npu-s"]
     (op,) = graph.ops
+    assert isinstance(op, NpuConv2d)
     try:
         variant, ests = choose(op, hw, hw.sram_bytes)
         compiled, _ = compile_and_check(graph, hw, np.random.default_rng(p["seed"] + 2))
