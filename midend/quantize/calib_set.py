@@ -10,6 +10,7 @@ disjoint without loading anything twice.
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -18,10 +19,16 @@ import numpy as np
 from npuc.core.errors import InvalidInputError
 from npuc.core.model_info import TensorInfo
 
+from .observers import SENTINEL_ABS
+
 #: How a sample is cut from its origin's array: the whole array, ``a[i:i+1]``
 #: along the model's batch axis, or ``a[i]`` of an extra leading axis.
 SliceMode = str
 WHOLE, BATCH, STACKED = "whole", "batch", "stacked"
+
+
+class CalibrationDataWarning(UserWarning):
+    """Calibration data that makes a poor model: constant inputs, trimmed infinities."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +175,11 @@ class CalibrationSet:
         return f"CalibrationSet({self.source!r}, {len(self.refs)} samples{noise})"
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        for _, sample in self.items():
+            yield sample
+
+    def items(self) -> Iterator[tuple[SampleRef, dict[str, np.ndarray]]]:
+        """Like iterating, with each sample's :class:`SampleRef` (to name it in messages)."""
         key: str | None = None
         arrays: Mapping[str, np.ndarray] = {}
         for ref in self.refs:
@@ -176,7 +188,7 @@ class CalibrationSet:
                 arrays, key = ref.load(), ref.key
             sample = {name: _cut(value, ref) for name, value in arrays.items()}
             check_sample(sample, self.inputs, ref.where(), ref.hint)
-            yield sample
+            yield ref, sample
 
     def check(self) -> None:
         """Load and check every sample once (without keeping them)."""
@@ -224,3 +236,104 @@ class CalibrationSet:
             order = np.random.default_rng(seed).permutation(len(self.refs))
         bounds = np.cumsum((0, *sizes))
         return tuple(self.take([int(i) for i in order[a:b]]) for a, b in itertools.pairwise(bounds))
+
+
+def nonfinite(value: np.ndarray) -> str | None:
+    """What is not finite in a float array (``"2 NaN, 1 infinite"``), or None if all is."""
+    if not np.issubdtype(value.dtype, np.floating):
+        return None
+    nan = int(np.count_nonzero(np.isnan(value)))
+    inf = int(np.count_nonzero(np.isinf(value)))
+    parts = [f"{nan} NaN"] * bool(nan) + [f"{inf} infinite"] * bool(inf)
+    return ", ".join(parts) if parts else None
+
+
+def finite_samples(
+    data: CalibrationSet, *, limit: int | None = None, role: str = "evaluation"
+) -> list[dict[str, np.ndarray]]:
+    """The first ``limit`` samples of ``data``, refusing NaN and infinite input values.
+
+    For evaluation data: metrics over NaN/inf inputs would be meaningless
+    numbers, not errors.
+
+    Raises
+    ------
+    InvalidInputError
+        A sample whose float input holds NaN or +-inf; the message names the
+        file (or origin), the sample index and the input.
+    """
+    out: list[dict[str, np.ndarray]] = []
+    for ref, sample in itertools.islice(data.items(), limit):
+        for name, value in sample.items():
+            bad = nonfinite(value)
+            if bad:
+                where = ref.where().replace("calibration file", f"{role} file", 1)
+                raise InvalidInputError(
+                    f"{where}: input {name!r} holds {bad} value(s)",
+                    hint=f"clean the {role} data; metrics over them would be meaningless"
+                    + ("" if role == "evaluation" else " (or pass --eval with other samples)"),
+                )
+        out.append(sample)
+    return out
+
+
+def calibration_samples(
+    data: CalibrationSet, *, limit: int | None = None, trim_infinity: bool = False
+) -> list[dict[str, np.ndarray]]:
+    """The first ``limit`` samples of ``data``, checked before anything runs on them.
+
+    * NaN or +-inf in a float input: an error without ``trim_infinity``; with
+      it, one :class:`CalibrationDataWarning` per input naming the samples
+      (those values are left out of the statistics, and bias correction
+      skips the samples);
+    * a float input with one value over all samples (all zeros, say): a
+      :class:`CalibrationDataWarning`, since every range computed from it
+      collapses to a point.
+
+    Raises
+    ------
+    InvalidInputError
+        NaN/inf without ``trim_infinity``; the message names the file (or
+        origin), the sample index and the input.
+    """
+    out: list[dict[str, np.ndarray]] = []
+    trimmed: dict[str, list[str]] = {}
+    spans: dict[str, tuple[float, float]] = {}
+    for ref, sample in itertools.islice(data.items(), limit):
+        for name, value in sample.items():
+            bad = nonfinite(value)
+            if bad and not trim_infinity:
+                raise InvalidInputError(
+                    f"{ref.where()}: input {name!r} holds {bad} value(s)",
+                    hint="clean the calibration data, or pass --trim-infinity to leave "
+                    "infinities and sentinels out of the statistics",
+                )
+            if bad:
+                trimmed.setdefault(name, []).append(f"{ref.where()} ({bad})")
+            if np.issubdtype(value.dtype, np.floating):
+                kept = value[np.abs(value) < SENTINEL_ABS]
+                if kept.size:
+                    lo, hi = spans.get(name, (np.inf, -np.inf))
+                    spans[name] = (min(lo, float(kept.min())), max(hi, float(kept.max())))
+        out.append(sample)
+    for name, found in trimmed.items():
+        more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+        warnings.warn(
+            f"calibration data {data.source}: input {name!r} holds NaN or infinite values in "
+            f"{len(found)} sample(s): {'; '.join(found[:3])}{more}. --trim-infinity leaves them "
+            "(and what the model computes from them) out of the statistics; bias correction "
+            "skips those samples",
+            CalibrationDataWarning,
+            stacklevel=2,
+        )
+    for name, (lo, hi) in spans.items():
+        if lo == hi:
+            warnings.warn(
+                f"calibration data {data.source}: input {name!r} is constant (every value is "
+                f"{lo:g} in all {len(out)} sample(s)), so every activation range computed from "
+                "it collapses to a point and real inputs will saturate; calibrate on "
+                "representative inputs",
+                CalibrationDataWarning,
+                stacklevel=2,
+            )
+    return out

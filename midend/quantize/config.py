@@ -84,12 +84,19 @@ class LayerQuantConfig:
                             "histc_bins": int, "lut_items_in_bits": int,
                             "q_strategy_activation": str})  # fmt: skip
         parse_strategy(self.q_strategy_activation)
-        if self.q_unsigned_activation and (
-            self.q_bits_activation != 8 or self.q_mode_activation != "asymmetric"
-        ):
+        if self.q_unsigned_activation and self.q_bits_activation != 8:
             raise InvalidInputError(
-                "q_unsigned_activation needs 8-bit asymmetric activations (uint8 has no "
-                "symmetric form and no 16-bit type on the NPU)"
+                f"q_unsigned_activation needs 8-bit activations, not {self.q_bits_activation}: "
+                "the NPU's only unsigned storage type is uint8 (its 16-bit type, int16, is signed)",
+                hint="for 16-bit activations drop --unsigned-activations (q_unsigned_activation "
+                "= false; int16 is asymmetric too); for uint8 keep --activation-bits 8",
+            )
+        if self.q_unsigned_activation and self.q_mode_activation != "asymmetric":
+            raise InvalidInputError(
+                "q_unsigned_activation needs asymmetric activations: uint8 has no symmetric "
+                "form (zero point 0 would leave no negative values)",
+                hint="use an asymmetric preset (--quantizer asymmetric or asymmetricpc), or drop "
+                "--unsigned-activations",
             )
         if not 1 <= self.lut_items_in_bits <= 10:
             raise InvalidInputError(

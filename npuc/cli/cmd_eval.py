@@ -7,7 +7,6 @@ on the same samples and prints each metric side by side.
 from __future__ import annotations
 
 import argparse
-import itertools
 from typing import Any
 
 from npuc.cli import common
@@ -44,9 +43,9 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> CommandResult:
     import numpy as np
 
+    from npuc.cli.quant_report import evaluation_samples
     from npuc.core.model_info import TensorInfo
     from npuc.midend.quantize.analysis import AnalysisOptions, analyze
-    from npuc.midend.quantize.calib_data import load_calibration
     from npuc.midend.quantize.serialize import load_quantized
 
     path = common.existing_file(args.quantized, "quantized model")
@@ -56,15 +55,7 @@ def run(args: argparse.Namespace) -> CommandResult:
     inputs = [
         TensorInfo(name=n, shape=tuple(ty.shape), dtype=ty.dtype) for n, ty in model.graph.inputs
     ]
-    data = load_calibration(args.data, inputs, limit=args.limit)
-    samples = list(itertools.islice(data, args.limit))
-    for index, sample in enumerate(samples):
-        for name, value in sample.items():
-            if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
-                raise InvalidInputError(
-                    f"{args.data}: sample {index}, input {name!r} holds NaN or infinite values",
-                    hint="clean the evaluation data; metrics over them would be meaningless",
-                )
+    samples = evaluation_samples(args.data, inputs, limit=args.limit)
     labels = None
     if args.labels:
         labels = np.load(common.existing_file(args.labels, "labels file"), allow_pickle=False)

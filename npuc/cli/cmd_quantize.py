@@ -57,9 +57,7 @@ def register(subparsers: Any) -> None:
         metavar="DATA",
         help="evaluation samples for the report, disjoint from --calib (default: --calib's)",
     )
-    parser.add_argument(
-        "--eval-limit", type=int, default=32, metavar="N", help="report samples (default 32)"
-    )
+    parser.add_argument("--eval-limit", type=int, metavar="N", help="report samples (default 32)")
     parser.add_argument(
         "--metric",
         action="append",
@@ -117,6 +115,7 @@ def run(args: argparse.Namespace) -> CommandResult:
     preprocess = preprocess_from_args(args)
     if args.calib_limit is not None and args.calib_limit < 1:
         raise InvalidInputError(f"--calib-limit {args.calib_limit}: must be at least 1")
+    _check_report_flags(args)
     shapes = common.parse_input_shapes(args.input_shape)
     if args.calib is None:
         raise InvalidInputError(
@@ -124,10 +123,14 @@ def run(args: argparse.Namespace) -> CommandResult:
             hint="pass --calib DIR|FILE.npz|FILE.npy (or --calib random to try the flow)",
         )
 
+    import numpy as np
+
+    from npuc.cli.quant_report import evaluation_samples
     from npuc.frontend import load
     from npuc.midend.pipeline import Pipeline, graph_passes
     from npuc.midend.quantize.api import quantize_module
     from npuc.midend.quantize.calib_data import load_calibration
+    from npuc.midend.quantize.calib_set import calibration_samples, finite_samples
     from npuc.midend.quantize.serialize import save_quantized
 
     timings_s: dict[str, float] = {}
@@ -140,15 +143,28 @@ def run(args: argparse.Namespace) -> CommandResult:
         calib = load_calibration(
             args.calib, info.inputs, preprocess=preprocess, limit=args.calib_limit
         )
+        evaluation = (
+            evaluation_samples(
+                args.eval, info.inputs, preprocess=preprocess, limit=args.eval_limit or 32
+            )
+            if args.eval
+            else None
+        )
+        samples = calibration_samples(
+            calib, limit=config.calibration_samples or None, trim_infinity=config.trim_infinity
+        )
+        start = time.monotonic()
+        # Infinities kept under --trim-infinity make NaNs downstream; the warning above
+        # names them, so numpy's own floating-point warnings would only repeat it.
+        with np.errstate(all="ignore" if config.trim_infinity else "warn"):
+            model = quantize_module(
+                mod,
+                samples,
+                config,
+                calibration={"source": str(args.calib), "is_random": bool(calib.is_random)},
+                show_progress=not args.json,
+            )
     notes = [str(w.message) for w in caught]
-    start = time.monotonic()
-    model = quantize_module(
-        mod,
-        calib,
-        config,
-        calibration={"source": str(args.calib), "is_random": bool(calib.is_random)},
-        show_progress=not args.json,
-    )
     timings_s["quantize"] = time.monotonic() - start
     save_quantized(model, out_path)
     template_path = Path(str(out_path) + ".layers.json")
@@ -175,28 +191,48 @@ def run(args: argparse.Namespace) -> CommandResult:
     lines += [f"  float: {layer.name} ({layer.kind}): {layer.reason}" for layer in cpu[:20]]
     if len(cpu) > 20:
         lines.append(f"  ... and {len(cpu) - 20} more float layers (see --json)")
-    lines += [f"  note: {n}" for n in notes]
+    lines += [f"  warning: {n}" for n in notes]
     if args.report or args.dump:
         from npuc.cli.quant_report import write_dump, write_quant_report
 
-        evaluation = (
-            load_calibration(args.eval, info.inputs, preprocess=preprocess) if args.eval else calib
-        )
+        limit = args.eval_limit or 32
+        chosen = evaluation or finite_samples(calib, limit=limit, role="calibration")
         if args.report:
             report_lines, report_data = write_quant_report(
                 model,
-                evaluation,
+                chosen,
                 Path(args.report),
                 metrics=args.metric,
-                limit=args.eval_limit,
+                limit=limit,
                 disjoint=bool(args.eval),
                 show_progress=not args.json,
             )
             lines += report_lines
             data["report"] = report_data
         if args.dump:
-            lines += write_dump(model, next(iter(evaluation)), Path(args.dump))
+            lines += write_dump(model, chosen[0], Path(args.dump))
     return CommandResult(data=data, text="\n".join(lines))
+
+
+def _check_report_flags(args: argparse.Namespace) -> None:
+    """Refuse report flags that would be ignored: ``--eval`` needs ``--report`` or ``--dump``."""
+    if args.eval is not None and not (args.report or args.dump):
+        raise InvalidInputError(
+            f"--eval {args.eval}: evaluation data is only read by --report DIR (and --dump DIR); "
+            "without them it would be ignored",
+            hint=f"add --report report/ to measure accuracy on {args.eval}, or drop --eval",
+        )
+    if args.metric and not args.report:
+        raise InvalidInputError(
+            f"--metric {args.metric[0]}: metrics are only computed for --report DIR",
+            hint="add --report report/, or use npuc eval model.npuq --data DATA --metric NAME",
+        )
+    if args.eval_limit is not None and not args.report:
+        raise InvalidInputError(
+            "--eval-limit: only --report DIR evaluates samples", hint="add --report report/"
+        )
+    if args.eval_limit is not None and args.eval_limit < 1:
+        raise InvalidInputError(f"--eval-limit {args.eval_limit}: must be at least 1")
 
 
 def common_write_json(path: Path, data: dict[str, Any]) -> None:

@@ -15,6 +15,31 @@ from typing import Any
 import numpy as np
 
 
+def evaluation_samples(
+    source: str, inputs: Sequence[Any], *, preprocess: Any = None, limit: int | None = None
+) -> list[dict[str, np.ndarray]]:
+    """Up to ``limit`` evaluation samples from ``source`` (``--eval``, ``npuc eval --data``).
+
+    Loaded like calibration data; every error says "evaluation" and names the
+    file and sample.
+
+    Raises
+    ------
+    InvalidInputError
+        Unreadable data, a sample that does not fit the model, or NaN/inf in a sample.
+    """
+    from npuc.core.errors import InvalidInputError
+    from npuc.midend.quantize.calib_data import load_calibration
+    from npuc.midend.quantize.calib_set import finite_samples
+
+    try:
+        data = load_calibration(source, inputs, preprocess=preprocess, limit=limit)
+        return finite_samples(data, limit=limit, role="evaluation")
+    except InvalidInputError as err:
+        relabel = lambda text: text.replace("calibration ", "evaluation ")  # noqa: E731
+        raise InvalidInputError(relabel(err.message), hint=err.hint and relabel(err.hint)) from None
+
+
 def write_quant_report(
     model: Any,
     samples: Iterable[Mapping[str, np.ndarray]],
