@@ -31,6 +31,7 @@ from npuc.core.intref.conv import OutputStage, apply_output_stage
 from npuc.core.intref.lut import lut_lookup
 
 from . import kernels
+from .exact_stage import clamp_bounds, fits_f64, output_stage_f64
 from .float_exec import FloatExecutor, data_movement
 from .graph import Node
 from .qmodel import QLayer, QuantizedModel
@@ -58,7 +59,7 @@ class IntegerExecutor:
         self.float = float_executor or FloatExecutor(model.graph)
         self.overflow: set[str] = set()
         self._resize_index: dict[str, np.ndarray] = {}
-        self._dtypes: dict[tuple[int, QParams], np.dtype[Any]] = {}
+        self._dtypes: dict[tuple[int, QParams], tuple[np.dtype[Any], int]] = {}
 
     def run(self, feeds: Mapping[str, np.ndarray], *, raw_inputs: bool = False) -> dict[str, Any]:
         """Every tensor for one sample: :class:`IntTensor` for integer tensors, arrays otherwise.
@@ -174,28 +175,34 @@ class IntegerExecutor:
         return data_movement(node, [t.values for t in ins])
 
     @staticmethod
-    def _exact_float(p: Mapping[str, Any], q: QParams) -> np.dtype[Any]:
-        """float32 when every partial sum provably stays below 2^24, else float64.
+    def _exact_float(p: Mapping[str, Any], q: QParams) -> tuple[np.dtype[Any], int]:
+        """The float dtype that sums exactly, and the bound on ``|sum((x - ifm_zp) * w)|``.
 
         Any partial sum of ``(x - ifm_zp) * w[c]`` over a reduction is bounded by
         ``sum|w[c]| * max|x - ifm_zp|``; below 2^24 every such integer (and every
-        product) is exact in float32's 24-bit significand, in any summation order.
+        product) is exact in float32's 24-bit significand, in any summation order;
+        otherwise float64 (exact below 2^53, see the module docstring).
         """
         weights = np.asarray(p["weights"])
         l1 = np.abs(weights.astype(np.int64)).reshape(weights.shape[0], -1).sum(axis=1)
         if weights.ndim == 2:  # dense (K, N): the reduction runs over K
             l1 = np.abs(weights.astype(np.int64)).sum(axis=0)
         peak = max(q.zero_point - q.qmin, q.qmax - q.zero_point)
-        exact32 = int(l1.max(initial=0)) * peak < (1 << 24)
-        return np.dtype(np.float32) if exact32 else np.dtype(np.float64)
+        bound = int(l1.max(initial=0)) * peak
+        return np.dtype(np.float32 if bound < (1 << 24) else np.float64), bound
 
-    def conv_accumulate(self, node: Node, p: Mapping[str, Any], x: IntTensor) -> np.ndarray:
-        """``sat48(sum((x - ifm_zp) * w) + (b16 << bias_shift))``, int64, channels last."""
+    def conv_sums(self, node: Node, p: Mapping[str, Any], x: IntTensor) -> tuple[np.ndarray, int]:
+        """``sum((x - ifm_zp) * w)`` without the bias, channels last, and a bound on ``|sum|``.
+
+        The array is float32 or float64 holding the exact integers (a fresh array
+        the caller may overwrite).
+        """
         key = (id(p["weights"]), x.qparams)
-        dtype = self._dtypes.get(key)
-        if dtype is None:
-            dtype = self._dtypes[key] = self._exact_float(p, x.qparams)
-        centered = (x.values - x.qparams.zero_point).astype(dtype)
+        plan = self._dtypes.get(key)
+        if plan is None:
+            plan = self._dtypes[key] = self._exact_float(p, x.qparams)
+        dtype, bound = plan
+        centered = np.subtract(x.values, x.qparams.zero_point, dtype=dtype)  # exact: < 2^17
         w = np.asarray(p["weights"], dtype)
         if node.op == "conv2d":
             acc = kernels.conv2d_nchw(
@@ -204,19 +211,44 @@ class IntegerExecutor:
             ).transpose(0, 2, 3, 1)  # fmt: skip
         else:
             acc = centered @ w
+        return acc, bound
+
+    def conv_accumulate(self, node: Node, p: Mapping[str, Any], x: IntTensor) -> np.ndarray:
+        """``sat48(sum((x - ifm_zp) * w) + (b16 << bias_shift))``, int64, channels last."""
+        acc, _ = self.conv_sums(node, p, x)
         acc64 = acc.astype(np.int64) + (np.asarray(p["b16"], np.int64) << p["bias_shift"])
         acc48, overflow = sat48(acc64)
         if overflow:
             self.overflow.add(node.name)
         return acc48
 
-    def _conv(self, node: Node, p: Mapping[str, Any], x: IntTensor, out: QParams) -> np.ndarray:
-        stage = OutputStage(
-            pre_shift=p["pre_shift"], post_shift=p["post_shift"],
-            multipliers=np.asarray(p["ofm_multiplier"]), ofm_zp=out.zero_point,
-            act_min=p["act_min"], act_max=p["act_max"], ofm_dtype=out.dtype,
+    def _stage(
+        self, node: Node, p: Mapping[str, Any], x: IntTensor, zp: int, clamp: tuple[int, int] | None
+    ) -> np.ndarray | None:
+        """The output stage in float64 (:mod:`.exact_stage`) when provably exact, else None."""
+        acc, bound = self.conv_sums(node, p, x)
+        bias = np.asarray(p["b16"], np.int64) << p["bias_shift"]
+        m = np.asarray(p["ofm_multiplier"])
+        if not fits_f64(bound, bias, m, p["pre_shift"], p["post_shift"]):
+            return None
+        y, overflow = output_stage_f64(
+            acc, bias, acc_bound=bound, pre_shift=p["pre_shift"], post_shift=p["post_shift"],
+            multipliers=m, ofm_zp=zp, clamp=clamp,
         )  # fmt: skip
-        y = apply_output_stage(self.conv_accumulate(node, p, x), stage)
+        if overflow:
+            self.overflow.add(node.name)
+        return y
+
+    def _conv(self, node: Node, p: Mapping[str, Any], x: IntTensor, out: QParams) -> np.ndarray:
+        clamp = clamp_bounds(p["act_min"], p["act_max"], out.dtype)
+        y = self._stage(node, p, x, out.zero_point, clamp)
+        if y is None:
+            stage = OutputStage(
+                pre_shift=p["pre_shift"], post_shift=p["post_shift"],
+                multipliers=np.asarray(p["ofm_multiplier"]), ofm_zp=out.zero_point,
+                act_min=p["act_min"], act_max=p["act_max"], ofm_dtype=out.dtype,
+            )  # fmt: skip
+            y = apply_output_stage(self.conv_accumulate(node, p, x), stage)
         return y.transpose(0, 3, 1, 2) if node.op == "conv2d" else y
 
     def conv_unclamped(self, node: Node, p: Mapping[str, Any], x: IntTensor) -> np.ndarray:
@@ -225,9 +257,11 @@ class IntegerExecutor:
         ``rshift_round(sat32(rshift_round(acc48, pre_shift)) * M[c], post_shift)`` as int64,
         in the graph's layout.
         """
-        acc32 = sat32(rshift_round(self.conv_accumulate(node, p, x), p["pre_shift"]))
-        m = np.asarray(p["ofm_multiplier"], np.int64).reshape(-1)
-        y = rshift_round(acc32 * m, p["post_shift"])
+        y = self._stage(node, p, x, 0, None)
+        if y is None:
+            acc32 = sat32(rshift_round(self.conv_accumulate(node, p, x), p["pre_shift"]))
+            m = np.asarray(p["ofm_multiplier"], np.int64).reshape(-1)
+            y = rshift_round(acc32 * m, p["post_shift"])
         return y.transpose(0, 3, 1, 2) if node.op == "conv2d" else y
 
     @staticmethod

@@ -73,21 +73,13 @@ def conv2d_nchw(
     if groups == 1 and (kh, kw) == (1, 1) and tuple(strides) == (1, 1) and not any(padding):
         out = xh.reshape(n * h * w_in, c) @ w.reshape(o, c).T
         return out.reshape(n, h, w_in, o).transpose(0, 3, 1, 2)
+    if cg == 1 and groups > 1:
+        return depthwise_nhwc(xh, w, strides, padding, dilation, pad_value).transpose(0, 3, 1, 2)
     taps, oh, ow = _taps_nhwc(x, (kh, kw), strides, padding, dilation, pad_value)
     if groups == 1:
         cols = np.concatenate(taps, axis=-1).reshape(n * oh * ow, kh * kw * c)
         out = cols @ w.transpose(0, 2, 3, 1).reshape(o, kh * kw * c).T
         return out.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
-    if cg == 1:
-        per_group = o // c
-        src = np.arange(o) // per_group
-        acc = np.zeros((n, oh, ow, o), dtype=x.dtype)
-        scratch = np.empty_like(acc)
-        for index, tap in enumerate(taps):
-            ky, kx = divmod(index, kw)
-            np.multiply(tap if per_group == 1 else tap[..., src], w[:, 0, ky, kx], out=scratch)
-            acc += scratch
-        return acc.transpose(0, 3, 1, 2)
     og = o // groups
     parts = []
     for g in range(groups):
@@ -96,6 +88,76 @@ def conv2d_nchw(
         wmat = w[g * og : (g + 1) * og].transpose(0, 2, 3, 1).reshape(og, kh * kw * cg)
         parts.append((cols @ wmat.T).reshape(n, oh, ow, og))
     return np.concatenate(parts, axis=-1).transpose(0, 3, 1, 2)
+
+
+def depthwise_nhwc(
+    xh: np.ndarray,
+    weight: np.ndarray,
+    strides: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    pad_value: float,
+) -> np.ndarray:
+    """Depthwise convolution of channels-last ``xh (n, h, w, c)``, ``weight (o, 1, kh, kw)``.
+
+    Output channel ``j`` reads input channel ``j // (o // c)``. Returns a
+    contiguous ``(n, oh, ow, o)`` array in ``xh``'s dtype, the taps summed in
+    row-major ``(ky, kx)`` order (the same float result as summing shifted
+    slices tap by tap).
+
+    Each stride phase of the padded input (``xp[:, py::sh, px::sw]``) is stored
+    once, flat, with its rows at a common width ``wq``; every tap is then one
+    contiguous slice of a phase (its rows "wide": ``wq`` columns, of which the
+    first ``ow`` are outputs), multiplied by the tap's weights repeated along
+    the row, so numpy's inner loops run over whole rows rather than over the
+    channels of one pixel.
+    """
+    n, h, w_in, c = xh.shape
+    o, _, kh, kw = weight.shape
+    if o != c:
+        xh = xh[..., np.arange(o) // (o // c)]
+    sh, sw = strides
+    dh, dw = dilation
+    top, left, bottom, right = padding
+    hp, wp = h + top + bottom, w_in + left + right
+    oh = _out_size(h, top + bottom, kh, sh, dh)
+    ow = _out_size(w_in, left + right, kw, sw, dw)
+    hq, wq = -(-hp // sh) + 1, -(-wp // sw)  # one spare row: the wide rows run past the end
+    phases: dict[tuple[int, int], np.ndarray] = {}
+    acc = np.empty((n, oh * wq * o), dtype=xh.dtype)
+    scratch = np.empty_like(acc)
+    w_taps = weight.reshape(o, kh * kw).T.astype(xh.dtype)
+    for index in range(kh * kw):
+        ky, kx = divmod(index, kw)
+        (qy, py), (qx, px) = divmod(ky * dh, sh), divmod(kx * dw, sw)
+        phase = phases.get((py, px))
+        if phase is None:
+            buf = np.full((n, hq, wq, o), pad_value, dtype=xh.dtype)
+            ys, xs = _phase_span(py, sh, top, h), _phase_span(px, sw, left, w_in)
+            buf[:, ys[0] : ys[1], xs[0] : xs[1]] = xh[:, ys[2] : ys[3] : sh, xs[2] : xs[3] : sw]
+            phase = phases[(py, px)] = buf.reshape(n, hq * wq * o)
+        start = (qy * wq + qx) * o
+        tap = phase[:, start : start + oh * wq * o].reshape(n, oh, wq * o)
+        row = np.tile(w_taps[index], wq)
+        if index == 0:
+            np.multiply(tap, row, out=acc.reshape(n, oh, wq * o))
+        else:
+            np.multiply(tap, row, out=scratch.reshape(n, oh, wq * o))
+            acc += scratch
+    return np.ascontiguousarray(acc.reshape(n, oh, wq, o)[:, :, :ow])
+
+
+def _phase_span(phase: int, stride: int, before: int, size: int) -> tuple[int, int, int, int]:
+    """Where the input lands in one stride phase of its padded copy.
+
+    Padded position ``p = phase + stride * q`` holds input ``p - before`` when
+    ``0 <= p - before < size``. Returns ``(q_start, q_stop, i_start, i_stop)``:
+    phase rows ``q_start:q_stop`` take input rows ``i_start:i_stop:stride``.
+    """
+    q_start = max(0, -(-(before - phase) // stride))
+    q_stop = max(q_start, -(-(before + size - phase) // stride))
+    i_start = phase + stride * q_start - before
+    return q_start, q_stop, i_start, i_start + stride * (q_stop - q_start)
 
 
 def pool_sum_nchw(
