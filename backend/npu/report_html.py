@@ -82,13 +82,15 @@ def roofline_png(report: Mapping[str, Any]) -> str:
     t = report["totals"]
     peak = t["mac_rows"] * t["mac_cols"]
     bw = t["dram_bytes_per_cycle"]
-    rows = _timed(report)
+    rows = [r for r in _timed(report) if r["macs"] and r["sim_cycles"]]
     fig = Figure(figsize=(8, 5))
     ax = fig.add_subplot()
     xs = np.array([max(r["arithmetic_intensity"], 1e-3) for r in rows] or [1.0])
     lo, hi = min(xs.min(), peak / bw) / 4, max(xs.max(), peak / bw) * 4
     grid = np.geomspace(lo, hi, 200)
     ax.plot(grid, np.minimum(peak, bw * grid), "k-", label=f"roof: {peak} MACs/cycle, {bw} B/cycle")
+    dw_roof = np.minimum(t["mac_rows"], bw * grid)
+    ax.plot(grid, dw_roof, "k:", label=f"depthwise roof: {t['mac_rows']} MACs/cycle")
     for dw in (False, True):
         sel = [r for r in rows if r["depthwise"] == dw]
         if sel:

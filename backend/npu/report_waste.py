@@ -104,18 +104,23 @@ def mac_waste(
 ) -> list[dict[str, Any]]:
     """MAC-array waste of a layer's CONV/FC instructions (module docstring); [] without any."""
     convs = [op for op in ops if isinstance(op, NpuConv2d)]
-    rows = hw.mac_rows
+    rows, cols = hw.mac_rows, hw.mac_cols
     busy = stream_cycles = load_extra = fills = count = 0
+    idle_rows = idle_cols = useful = 0.0
+    cin = 0
     for ins in instructions:
         if ins.mnemonic not in ("conv", "fc"):
             continue
         v = ins.values()
+        depthwise = ins.mnemonic == "conv" and bool(v["depthwise"])
+        cin = v["ifm_c"] if ins.mnemonic == "conv" else v["ifm_k"]
+        row_passes = perf.ceil_div(v["ofm_c"], rows)
+        col_passes = 1 if depthwise else perf.ceil_div(cin, cols)
         if ins.mnemonic == "conv":
-            cin_blocks = 1 if v["depthwise"] else perf.ceil_div(v["ifm_c"], hw.mac_cols)
-            folds = perf.ceil_div(v["ofm_c"], rows) * cin_blocks * v["kh"] * v["kw"]
+            folds = row_passes * col_passes * v["kh"] * v["kw"]
             pixels = v["ofm_h"] * v["ofm_w"]
         else:
-            folds = perf.ceil_div(v["ofm_c"], rows) * perf.ceil_div(v["ifm_k"], hw.mac_cols)
+            folds = row_passes * col_passes
             pixels = v["ifm_n"]
         stream = pixels * (2 if ins.dtype("ifm_dtype") == "int16" else 1)
         busy += hw.mac_pipeline_fill_cycles + folds * max(stream, rows)
@@ -123,56 +128,61 @@ def mac_waste(
         load_extra += folds * max(rows - stream, 0)
         fills += hw.mac_pipeline_fill_cycles
         count += 1
+        row_fill = v["ofm_c"] / (row_passes * rows)
+        col_fill = 1 / cols if depthwise else cin / (col_passes * cols)
+        idle_rows += folds * stream * (1 - row_fill)
+        idle_cols += folds * stream * row_fill * (1 - col_fill)
+        useful += folds * stream * row_fill * col_fill
     if not busy or not convs:
         return []
-    op = convs[0]
-    cin, cout = op.ifm.shape[3], op.ofm.shape[3]
-    depthwise = op.groups > 1
+    op = convs[-1]
+    cout = op.ofm.shape[3]
     out: list[dict[str, Any]] = []
-    row_fill, row_fix = _channel_fix("out", cout, rows, "rows")
-    if row_fill < 1:
+    if idle_rows:
+        row_fill, row_fix = _channel_fix("out", cout, rows, "rows")
         out.append(
             _entry(
                 "idle_rows",
-                stream_cycles * (1 - row_fill),
+                idle_rows,
                 busy,
                 f"{cout} output channels on {rows} array rows: "
                 f"{perf.ceil_div(cout, rows)} pass(es), {row_fill:.0%} of the rows busy",
                 row_fix,
             )
         )
-    col_fill = 1.0
-    if depthwise:
-        col_fill = 1 / hw.mac_cols
+    if op.groups > 1:
         out.append(
             _entry(
                 "depthwise",
-                stream_cycles * row_fill * (1 - col_fill),
+                idle_cols,
                 busy,
-                f"depthwise: one of {hw.mac_cols} array columns per channel group (spec), "
+                f"depthwise: one of {cols} array columns per channel group (spec), "
                 f"at most {rows} MACs/cycle",
             )
         )
-    else:
-        col_fill, col_fix = _channel_fix("in", cin, hw.mac_cols, "columns")
-        if col_fill < 1:
-            out.append(
-                _entry(
-                    "idle_cols",
-                    stream_cycles * row_fill * (1 - col_fill),
-                    busy,
-                    f"{cin} input channels on {hw.mac_cols} array columns: "
-                    f"{perf.ceil_div(cin, hw.mac_cols)} pass(es), {col_fill:.0%} busy",
-                    col_fix + " (set by the producing layer)" if col_fix else "",
-                )
+    elif idle_cols:
+        col_fill, col_fix = _channel_fix("in", cin, cols, "columns")
+        packed = cin != op.ifm.shape[3]
+        what = f"{cin} input channels" + (
+            f" ({op.ifm.shape[3]} with {op.kernel[0]}x{op.kernel[1]} taps packed)" if packed else ""
+        )
+        out.append(
+            _entry(
+                "idle_cols",
+                idle_cols,
+                busy,
+                f"{what} on {cols} array columns: "
+                f"{perf.ceil_div(cin, cols)} pass(es), {col_fill:.0%} busy",
+                col_fix + " (set by the producing layer)" if col_fix and not packed else "",
             )
+        )
     pad = padding_fraction(op)
     if pad > 0:
         oh, ow = op.ofm.shape[1:3]
         out.append(
             _entry(
                 "padding",
-                stream_cycles * row_fill * col_fill * pad,
+                useful * pad,
                 busy,
                 f"{pad:.0%} of the kernel taps read padding ({op.kernel[0]}x{op.kernel[1]} "
                 f"on a {oh}x{ow} output)",
