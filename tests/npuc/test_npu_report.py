@@ -9,6 +9,9 @@ A generated network (conv 16->16, depthwise, conv 16->17) is built for npu-s
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +149,48 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not out.exists()
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if found := shutil.which(name):
+            return found
+    return None
+
+
+def _headless(page: Path, profile: Path) -> tuple[str, str]:
+    """(DOM after load, chromium's log) of ``page`` opened in headless chromium."""
+    browser = _chromium()
+    assert browser is not None
+    cmd = [browser, "--headless", "--disable-gpu", f"--user-data-dir={profile}"]
+    if os.geteuid() == 0:
+        cmd.append("--no-sandbox")  # chromium refuses to run as root with its sandbox
+    cmd += ["--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000", "--dump-dom"]
+    proc = subprocess.run(
+        [*cmd, page.as_uri()], capture_output=True, text=True, timeout=180, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout, proc.stderr
+
+
+# Counts the images that failed to decode and logs one console message (to prove the log is read).
+PROBE = """<script>window.addEventListener("load", function () {
+var imgs = Array.from(document.images);
+var bad = imgs.filter(function (x) { return !(x.complete && x.naturalWidth > 0); }).length;
+document.body.setAttribute("data-probe", "images=" + imgs.length + " broken=" + bad);
+console.error("npuc-probe-message"); });</script>"""
+
+
+@pytest.mark.slow
+def test_html_renders_in_a_headless_browser(built: Path, tmp_path: Path) -> None:
+    if _chromium() is None:
+        pytest.skip("no chromium binary found (Debian: `apt-get install -y chromium` as root)")
+    page = built / "rep" / "report.html"
+    dom, log = _headless(page, tmp_path / "profile1")
+    assert "NPU performance report" in dom and "Per layer" in dom
+    assert not [line for line in log.splitlines() if "CONSOLE" in line], log
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+    dom, log = _headless(probe, tmp_path / "profile2")
+    assert 'data-probe="images=2 broken=0"' in dom
+    assert "npuc-probe-message" in log  # console messages do reach the log we check
