@@ -15,7 +15,7 @@ bit for bit; :func:`verify_artifact` checks it on the artifact's golden samples.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,12 @@ from npuc.midend.quantize.float_exec import FloatExecutor
 from npuc.midend.quantize.int_exec import IntegerExecutor, IntTensor
 from npuc.midend.quantize.qmodel import QuantizedModel
 from npuc.npu_sim import simulate
+
+#: Runs NPU partition ``index`` on its storage-layout integer inputs (by name) without the
+#: simulator and returns its outputs by name; the compiler's integer reference of the
+#: lowered graph (``npuc run --engine ref``) is one.
+ReferenceRunner = Callable[[int, Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
+ENGINES = ("sim", "ref")
 
 
 class MismatchError(NpucError):
@@ -63,7 +69,11 @@ class PartitionSpec:
 
 
 class NpuModel:
-    """A quantized model whose NPU partitions run as compiled ``programs`` on the simulator."""
+    """A quantized model whose NPU partitions run as compiled ``programs`` on the simulator.
+
+    ``reference`` (optional) runs a partition without the simulator, for
+    ``engine="ref"``; ``int_exec`` shares an existing integer executor of ``qm``.
+    """
 
     def __init__(
         self,
@@ -74,6 +84,8 @@ class NpuModel:
         float_executor: FloatExecutor | None = None,
         *,
         artifact: Artifact | None = None,
+        reference: ReferenceRunner | None = None,
+        int_exec: IntegerExecutor | None = None,
     ) -> None:
         if len(programs) != len(partitions):
             raise InvalidInputError(
@@ -82,7 +94,8 @@ class NpuModel:
         self.qm = qm
         self.hw = hw
         self.artifact = artifact  # the .npuc file it was loaded from, if any
-        self.int_exec = IntegerExecutor(qm, float_executor)
+        self.int_exec = int_exec or IntegerExecutor(qm, float_executor)
+        self.reference = reference
         self.partitions = list(partitions)
         self.programs = list(programs)
         self.stats = [PartitionRun(p.name) for p in self.partitions]
@@ -97,19 +110,31 @@ class NpuModel:
     def output_names(self) -> list[str]:
         return list(self.qm.graph.outputs)
 
-    def run(self, inputs: Mapping[str, np.ndarray], *, raw: bool = False) -> dict[str, np.ndarray]:
+    def run(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        *,
+        raw: bool = False,
+        engine: str = "sim",
+        trace: bool = False,
+    ) -> dict[str, np.ndarray]:
         """The model's outputs by name for one sample of float ``inputs`` (graph layout).
 
         Outputs are dequantized float32, or with ``raw=True`` the stored
         integers in the output's storage dtype (int8/uint8/int16). Float
         outputs (of CPU float layers) are returned as they are.
 
+        ``engine="ref"`` runs the NPU partitions on the ``reference`` runner
+        instead of the simulator (same integers, no cycles); ``trace=True``
+        keeps each partition's simulator trace in :attr:`stats`.
+
         Raises
         ------
         InvalidInputError
-            An input is missing, unknown, or of the wrong shape.
+            An input is missing, unknown, or of the wrong shape; an unknown
+            engine, or ``"ref"`` without a reference runner.
         """
-        env = self.run_env(inputs)
+        env = self.run_env(inputs, engine=engine, trace=trace)
         outputs: dict[str, np.ndarray] = {}
         for name in self.output_names:
             value = env[name]
@@ -123,10 +148,19 @@ class NpuModel:
                 outputs[name] = np.asarray(value)
         return outputs
 
-    def run_env(self, feeds: Mapping[str, np.ndarray], *, trace: bool = False) -> dict[str, Any]:
+    def run_env(
+        self, feeds: Mapping[str, np.ndarray], *, trace: bool = False, engine: str = "sim"
+    ) -> dict[str, Any]:
         """Graph inputs and every CPU/partition-border tensor for one sample (as the integer
         executor's env: :class:`IntTensor` for integer tensors, float arrays otherwise)."""
         self._check_feeds(feeds)
+        if engine not in ENGINES or (engine == "ref" and self.reference is None):
+            raise InvalidInputError(
+                f"engine {engine!r}: "
+                + ("not one of sim, ref" if engine not in ENGINES else "no reference runner"),
+                hint="engine 'sim' runs the programs on the simulator; 'ref' needs the "
+                "compiler (npuc run model.npuc --engine ref)",
+            )
         env: dict[str, Any] = {}
         for name, ty in self.qm.graph.inputs:
             value = np.asarray(feeds[name])
@@ -137,15 +171,17 @@ class NpuModel:
                 env[name] = value.astype(ty.dtype, copy=False)
         for node in self.qm.graph.nodes:
             if node.name in self._first:
-                env.update(self.run_partition(self._first[node.name], env, trace=trace))
+                index = self._first[node.name]
+                env.update(self.run_partition(index, env, trace=trace, engine=engine))
             elif node.name not in self._in_part:
                 env[node.name] = self.int_exec.run_node(node, env)
         return env
 
     def run_partition(
-        self, index: int, env: Mapping[str, Any], *, trace: bool = False
+        self, index: int, env: Mapping[str, Any], *, trace: bool = False, engine: str = "sim"
     ) -> dict[str, IntTensor]:
-        """One partition's outputs, simulated, from the border tensors in ``env``."""
+        """One partition's outputs from the border tensors in ``env``: simulated (``sim``,
+        statistics recorded in :attr:`stats`) or on the reference runner (``ref``)."""
         part, program = self.partitions[index], self.programs[index]
         inputs: dict[str, np.ndarray] = {}
         for t in program.inputs:
@@ -154,17 +190,21 @@ class NpuModel:
                 continue
             ints = self.int_exec.as_int(env[t.name], self.qm.tensors[t.name]).values
             inputs[t.name] = np.ascontiguousarray(to_storage(ints)).astype(t.dtype)
-        result = simulate(program, inputs, self.hw, trace=trace)
-        st = self.stats[index]
-        st.cycles.append(result.stats.total_cycles)
-        st.macs = result.stats.macs
-        st.mac_utilisation.append(result.stats.mac_utilisation)
-        st.dram_bytes.append(result.stats.dram_read_bytes + result.stats.dram_written_bytes)
-        st.trace = result.trace_events
+        if engine == "ref" and self.reference is not None:
+            outputs = self.reference(index, inputs)
+        else:
+            result = simulate(program, inputs, self.hw, trace=trace)
+            outputs = result.outputs
+            st = self.stats[index]
+            st.cycles.append(result.stats.total_cycles)
+            st.macs = result.stats.macs
+            st.mac_utilisation.append(result.stats.mac_utilisation)
+            st.dram_bytes.append(result.stats.dram_read_bytes + result.stats.dram_written_bytes)
+            st.trace = result.trace_events
         made: dict[str, IntTensor] = {}
         for t in program.outputs:
             shape = self.qm.graph.tensor_type(t.name).shape
-            values = from_storage(np.asarray(result.outputs[t.name]), shape).astype(np.int64)
+            values = from_storage(np.asarray(outputs[t.name]), shape).astype(np.int64)
             made[t.name] = IntTensor(values, self.qm.tensors[t.name])
         return made
 

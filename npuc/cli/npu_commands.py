@@ -136,17 +136,30 @@ class _Interface:
 
 
 def run(args: argparse.Namespace) -> CommandResult:
-    """``npuc run model.npuc --input x=x.npy [--output out.npz] [--raw] [--engine sim|ref]``."""
-    from npuc.cli.npu_exec import load_npuc
+    """``npuc run model.npuc --input x=x.npy [--output out.npz] [--raw] [--engine sim|ref]``.
+
+    Runs through :mod:`npuc.runtime.npu_model` (``npuc.runtime.load``); ``--engine ref``
+    adds the compiler's integer reference (:func:`npuc.cli.npu_exec.reference_runner`).
+    """
     from npuc.core.model_info import TensorInfo
+    from npuc.runtime.npu_model import load_npuc
     from npuc.runtime.tensor_files import read_input_files, write_outputs_npz
 
     path = common.existing_file(args.library, "compiled model")
     if args.output and not args.output.endswith(".npz"):
         raise InvalidInputError(f"--output {args.output}: must end in .npz", hint="e.g. out.npz")
-    artifact, ex = load_npuc(path)
+    if args.trace and args.engine != "sim":
+        raise InvalidInputError("--trace needs --engine sim (the integer executor has no timing)")
+    model = load_npuc(path)
+    if args.engine == "ref":
+        from npuc.cli.npu_exec import reference_runner
+
+        model.reference = reference_runner(model)
     info = _Interface(
-        [TensorInfo(name=n, shape=tuple(ty.shape), dtype=ty.dtype) for n, ty in ex.qm.graph.inputs]
+        [
+            TensorInfo(name=n, shape=tuple(ty.shape), dtype=ty.dtype)
+            for n, ty in model.qm.graph.inputs
+        ]
     )
     feeds = read_input_files(args.input, info)
     for name, value in feeds.items():
@@ -156,27 +169,16 @@ def run(args: argparse.Namespace) -> CommandResult:
                 "to integers, where they have no value",
                 hint="clean the input (np.nan_to_num) before running",
             )
-    if args.trace and args.engine != "sim":
-        raise InvalidInputError("--trace needs --engine sim (the integer executor has no timing)")
-    env = ex.run(feeds, engine=args.engine, trace=bool(args.trace))
+    outputs = model.run(feeds, raw=args.raw, engine=args.engine, trace=bool(args.trace))
     if args.trace:
-        write_trace(Path(args.trace), ex)
-    outputs: dict[str, np.ndarray] = {}
-    for name in ex.qm.graph.outputs:
-        value = env[name]
-        if hasattr(value, "values"):
-            outputs[name] = (
-                value.values.astype(value.qparams.dtype) if args.raw else value.dequantize()
-            )
-        else:
-            outputs[name] = np.asarray(value)
+        write_trace(Path(args.trace), model)
     if args.output:
         write_outputs_npz(args.output, outputs)
-    cycles = sum(s.cycles[-1] for s in ex.stats if s.cycles)
+    cycles = sum(s.cycles[-1] for s in model.stats if s.cycles)
     lines = [f"ran {path} on the {'simulator' if args.engine == 'sim' else 'integer executor'}"]
     if args.engine == "sim":
         lines.append(
-            f"  NPU cycles: {cycles:,} ({artifact.hw.cycles_to_seconds(cycles) * 1e3:.3f} ms)"
+            f"  NPU cycles: {cycles:,} ({model.hw.cycles_to_seconds(cycles) * 1e3:.3f} ms)"
         )
     for name, v in outputs.items():
         lines.append(f"  {name}: {'x'.join(map(str, v.shape))} {v.dtype}")

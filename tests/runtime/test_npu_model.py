@@ -76,3 +76,23 @@ def test_wrong_inputs_are_named(built: Path) -> None:
 def test_missing_npuc_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="does not exist"):
         npuc.runtime.load(tmp_path / "absent.npuc")
+
+
+def test_reference_engine_is_the_same_code_path(built: Path) -> None:
+    """``engine="ref"`` (``npuc run --engine ref``) runs through the runtime with the compiler's
+    reference runner: bit-exact with the simulator; without a runner it is a clear error."""
+    from npuc.cli.npu_exec import reference_runner
+
+    model = npuc.runtime.load(built / "m.npuc")
+    x = {"x": np.load(built / "x.npy")}
+    with pytest.raises(InvalidInputError, match="engine 'ref': no reference runner"):
+        model.run(x, engine="ref")
+    with pytest.raises(InvalidInputError, match="engine 'fast': not one of sim, ref"):
+        model.run(x, engine="fast")
+    sim = model.run(x, raw=True)
+    cycles = [list(s.cycles) for s in model.stats]
+    model.reference = reference_runner(model)
+    ref = model.run(x, raw=True, engine="ref")
+    assert [list(s.cycles) for s in model.stats] == cycles  # the reference adds no cycles
+    for name, value in sim.items():
+        np.testing.assert_array_equal(ref[name], value, strict=True)
