@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from npuc.backend.npu.allocate import Buffer, allocate
+from npuc.backend.npu.cascade import Cascade, plan_cascade
 from npuc.backend.npu.encode import dram_bytes_moved, emit_all, step_cycles
 from npuc.backend.npu.lower_flat import plan_flat
 from npuc.backend.npu.lower_layout import plan_pad, plan_resize, plan_transpose
@@ -84,6 +85,7 @@ class OpStats:
     sram_peak_bytes: int
     first_instruction: int
     instructions: int
+    sram_resident: str = ""  # cascading: which tensors this op reads/writes in SRAM, and with whom
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,8 @@ class CompiledNpuProgram:
     est_cycles: int  # the whole program: replay of its schedule with the compiler's costs
     sram_peak_bytes: int
     dram_scratch_bytes: int
+    cascade: Cascade | None = None  # resident tensors and each op's SRAM window
+    sram_buffers: tuple[tuple[int, str, int, int], ...] = ()  # (op index, buffer, addr, bytes)
 
 
 def plan_op(
@@ -102,12 +106,14 @@ def plan_op(
     hw: HwConfig,
     sram_budget: int,
     cache: dict[tuple[object, ...], WindowTiling] | None = None,
+    resident: frozenset[str] = frozenset(),
 ) -> OpPlan:
-    """Lower one op to its plan (tiling chosen here; ``cache``: see ``plan_window``)."""
+    """Lower one op to its plan (tiling chosen here; ``cache``, ``resident``: see
+    ``plan_window``; only window and flat ops may touch SRAM-resident tensors)."""
     if isinstance(op, NpuConv2d | NpuPool):
-        return plan_window(op, hw, sram_budget, cache)
+        return plan_window(op, hw, sram_budget, cache, resident)
     if isinstance(op, NpuElementwise | NpuRequant | NpuLut):
-        return plan_flat(op, hw, sram_budget)
+        return plan_flat(op, hw, sram_budget, resident)
     if isinstance(op, NpuConcat | NpuSlice | NpuReshape):
         return plan_move(op, hw, sram_budget)
     if isinstance(op, NpuPad):
@@ -121,8 +127,8 @@ def plan_op(
     raise UnsupportedError(f"NPU op {getattr(op, 'name', op)!r}: no lowering for {type(op)}")
 
 
-def _dram_intermediates(graph: NpuGraph) -> list[Buffer]:
-    io = {t.name for t in (*graph.inputs, *graph.outputs)}
+def _dram_intermediates(graph: NpuGraph, in_sram: frozenset[str]) -> list[Buffer]:
+    io = {t.name for t in (*graph.inputs, *graph.outputs)} | in_sram
     made: dict[str, tuple[int, int]] = {}
     for i, op in enumerate(graph.ops):
         for t in op_inputs(op):
@@ -138,9 +144,17 @@ def _dram_intermediates(graph: NpuGraph) -> list[Buffer]:
 
 
 def compile_npu_graph(
-    graph: NpuGraph, hw: HwConfig, *, sram_budget: int | None = None, tap_packing: bool = True
+    graph: NpuGraph,
+    hw: HwConfig,
+    *,
+    sram_budget: int | None = None,
+    tap_packing: bool = True,
+    cascade: bool = True,
 ) -> CompiledNpuProgram:
     """Compile ``graph`` for ``hw`` (``sram_budget`` bytes of SRAM, default all of it).
+
+    ``cascade``: keep intermediates whole in SRAM where the estimate says it
+    pays (:mod:`cascade`; False: every intermediate goes through DRAM).
 
     ``tap_packing``: let :mod:`tap_pack` rewrite low-channel convolutions where
     the estimate says it helps (False: never; for measuring the plain code).
@@ -150,7 +164,14 @@ def compile_npu_graph(
     cache: dict[tuple[object, ...], WindowTiling] = {}
     if tap_packing:
         graph = pack_graph(graph, hw, budget, cache)  # low-channel convs: im2col by DMA
-    plans = [plan_op(op, hw, budget, cache) for op in graph.ops]
+    top = budget // SRAM_ALIGN * SRAM_ALIGN
+    ops = graph.ops
+    casc, plans = plan_cascade(
+        graph,
+        top,
+        lambda i, b, res: plan_op(ops[i], hw, b, cache, res),
+        enabled=cascade,
+    )
     builder = ProgramBuilder(hw)
     dram: dict[str, int] = {}
     for plan in plans:
@@ -164,7 +185,7 @@ def compile_npu_graph(
         dram[t.name] = builder.output(
             t.name, t.shape, t.dtype, scale=t.scale, zero_point=t.zero_point
         ).addr
-    inter = _dram_intermediates(graph)
+    inter = _dram_intermediates(graph, casc.names)
     scratch_bytes = 0
     if inter:
         placed = allocate(inter, capacity=hw.dram_bytes, memory="DRAM")
@@ -172,18 +193,21 @@ def compile_npu_graph(
         base = builder.scratch("scratch", scratch_bytes).addr
         dram.update({name: base + off for name, off in placed.addresses.items()})
     steps: list[Step] = []
-    top = budget // SRAM_ALIGN * SRAM_ALIGN
     ranges: list[tuple[int, int]] = []
     peaks: list[int] = []
+    sram_map: list[tuple[int, str, int, int]] = []
+    in_sram = {"@" + t.name: t.addr for t in casc.tensors}
     for index, plan in enumerate(plans):
-        sram = allocate(plan.sram, capacity=top, memory="SRAM")
+        lo, hi = casc.windows[index]  # [0, top) unless resident tensors are live here
+        sram = allocate(plan.sram, capacity=hi, base=lo, memory="SRAM")
         addresses = dict(sram.addresses)
         if index % 2:  # odd ops from the top: the next op's first loads can overlap this tail
             sizes = {buf.name: buf.nbytes for buf in plan.sram}
-            addresses = {n: top - a - _align(sizes[n]) for n, a in addresses.items()}
+            addresses = {n: lo + hi - a - _align(sizes[n]) for n, a in addresses.items()}
+        sram_map += [(index, b.name, addresses[b.name], b.nbytes) for b in plan.sram]
         first = len(steps)
-        steps += plan.make_steps(dram, addresses)
-        peaks.append(sram.peak_bytes)
+        steps += plan.make_steps(dram, {**addresses, **in_sram})
+        peaks.append(sram.peak_bytes - lo + sum(t.nbytes for t in casc.live_at(index)))
         ranges.append((first, len(steps)))
     scheduled = assign_tokens(steps)
     spans = replay(scheduled, [step_cycles(s, hw) for s in steps])
@@ -200,8 +224,9 @@ def compile_npu_graph(
             peak,
             a,
             b - a,
+            note,
         )
-        for plan, (a, b), peak in zip(plans, ranges, peaks, strict=True)
+        for plan, (a, b), peak, note in zip(plans, ranges, peaks, casc.notes, strict=True)
     ]
     emit_all(builder, scheduled)
     program = builder.build()
@@ -211,4 +236,6 @@ def compile_npu_graph(
         est_cycles=max((end for _, end in spans), default=0),
         sram_peak_bytes=max((s.sram_peak_bytes for s in stats), default=0),
         dram_scratch_bytes=scratch_bytes,
+        cascade=casc,
+        sram_buffers=tuple(sram_map),
     )

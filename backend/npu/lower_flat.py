@@ -36,40 +36,46 @@ def _table_bytes(op: FlatOp) -> int:
     return align(op.entries * op.ofm.itemsize) if isinstance(op, NpuLut) else 0
 
 
-def _sram_need(op: FlatOp, chunk: int, chunks: int) -> int:
+def _sram_need(op: FlatOp, chunk: int, chunks: int, resident: frozenset[str]) -> int:
     depth = 2 if chunks > 1 else 1
-    per = sum(align(chunk * t.itemsize) for t in (*_inputs(op), op.ofm))
+    moved = [t for t in (*_inputs(op), op.ofm) if t.name not in resident]
+    per = sum(align(chunk * t.itemsize) for t in moved)
     return per * depth + _table_bytes(op)
 
 
-def _estimate(op: FlatOp, hw: HwConfig, chunk: int) -> int:
+def _estimate(op: FlatOp, hw: HwConfig, chunk: int, resident: frozenset[str]) -> int:
     n = op.ofm.elements
     work_factor = 2 if isinstance(op, NpuLut) and op.ifm.dtype == "int16" else 1
     costs = []
     for start in range(0, n, chunk):
         c = min(chunk, n - start)
-        load = sum(dma_cycles(hw, row_bytes=c * t.itemsize) for t in _inputs(op))
+        load = sum(
+            dma_cycles(hw, row_bytes=c * t.itemsize) for t in _inputs(op) if t.name not in resident
+        )
         if start == 0:
             load += dma_cycles(hw, row_bytes=max(1, _table_bytes(op))) if _table_bytes(op) else 0
         costs.append(
             TileCost(
                 load,
                 itp_cycles(hw, work=c * work_factor),
-                dma_cycles(hw, row_bytes=c * op.ofm.itemsize),
+                0 if op.ofm.name in resident else dma_cycles(hw, row_bytes=c * op.ofm.itemsize),
             )
         )
     return pipeline_cycles(costs)
 
 
-def choose_chunk(op: FlatOp, hw: HwConfig, sram_budget: int) -> tuple[int, int]:
-    """``(chunk elements, estimated cycles)`` with the least estimate that fits."""
+def choose_chunk(
+    op: FlatOp, hw: HwConfig, sram_budget: int, resident: frozenset[str] = frozenset()
+) -> tuple[int, int]:
+    """``(chunk elements, estimated cycles)`` with the least estimate that fits
+    (``resident``: tensors whole in SRAM, neither moved nor buffered)."""
     n = op.ofm.elements
     best: tuple[int, int] | None = None
     for k in sorted({ceil_div(n, ceil_div(n, c)) for c in range(1, n + 1, max(1, n // 64))}):
         chunk = max(k, min(n, MIN_CHUNK))
-        if _sram_need(op, chunk, ceil_div(n, chunk)) > sram_budget:
+        if _sram_need(op, chunk, ceil_div(n, chunk), resident) > sram_budget:
             continue
-        est = _estimate(op, hw, chunk)
+        est = _estimate(op, hw, chunk, resident)
         if best is None or est < best[1]:
             best = (chunk, est)
     if best is None:
@@ -118,9 +124,15 @@ def _compute(op: FlatOp, addrs: list[int], y: int, count: int, table: int) -> St
     return encode.lut((addrs[0], op.ifm.dtype), (y, op.ofm.dtype), count, t, op.name)
 
 
-def plan_flat(op: FlatOp, hw: HwConfig, sram_budget: int) -> OpPlan:
-    """Choose the chunk size and return the op's plan (see the module docstring)."""
-    chunk, est = choose_chunk(op, hw, sram_budget)
+def plan_flat(
+    op: FlatOp, hw: HwConfig, sram_budget: int, resident: frozenset[str] = frozenset()
+) -> OpPlan:
+    """Choose the chunk size and return the op's plan (see the module docstring).
+
+    ``resident``: tensors kept whole in SRAM (:mod:`npuc.backend.npu.cascade`),
+    addressed in place through ``"@" + name`` in ``make_steps``' SRAM mapping.
+    """
+    chunk, est = choose_chunk(op, hw, sram_budget, resident)
     n = op.ofm.elements
     chunks = ceil_div(n, chunk)
     depth = 2 if chunks > 1 else 1
@@ -128,9 +140,11 @@ def plan_flat(op: FlatOp, hw: HwConfig, sram_budget: int) -> OpPlan:
     bufs = [
         Buffer(f"in{i}_{d}", align(chunk * t.itemsize), 0, 1)
         for i, t in enumerate(ins)
+        if t.name not in resident
         for d in range(depth)
     ]
-    bufs += [Buffer(f"out_{d}", align(chunk * op.ofm.itemsize), 0, 1) for d in range(depth)]
+    if op.ofm.name not in resident:
+        bufs += [Buffer(f"out_{d}", align(chunk * op.ofm.itemsize), 0, 1) for d in range(depth)]
     consts: tuple = ()
     if isinstance(op, NpuLut):
         bufs.append(Buffer("table", _table_bytes(op), 0, 1))
@@ -153,6 +167,9 @@ def plan_flat(op: FlatOp, hw: HwConfig, sram_budget: int) -> OpPlan:
             d = k % depth
             addrs = []
             for i, t in enumerate(ins):
+                if t.name in resident:
+                    addrs.append(sram["@" + t.name] + start * t.itemsize)
+                    continue
                 addr = sram[f"in{i}_{d}"]
                 steps += encode.dma(
                     True,
@@ -162,6 +179,13 @@ def plan_flat(op: FlatOp, hw: HwConfig, sram_budget: int) -> OpPlan:
                     op.name,
                 )
                 addrs.append(addr)
+            if op.ofm.name in resident:
+                steps.append(
+                    _compute(
+                        op, addrs, sram["@" + op.ofm.name] + start * op.ofm.itemsize, count, table
+                    )
+                )
+                continue
             y = sram[f"out_{d}"]
             steps.append(_compute(op, addrs, y, count, table))
             steps += encode.dma(

@@ -12,6 +12,7 @@ the scheduler's tokens let DMA-in, MAC and DMA-out overlap.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import numpy as np
@@ -58,13 +59,15 @@ def _weight_offsets(op: NpuConv2d, cb: int) -> tuple[int | None, int | None]:
     return bias, mult
 
 
-def _buffers(op: NpuConv2d | NpuPool, t: WindowTiling) -> list[Buffer]:
+def _buffers(op: NpuConv2d | NpuPool, t: WindowTiling, io: tuple[bool, bool]) -> list[Buffer]:
     c = op.ifm.shape[3]
     n_regions = len(t.regions)
     ifm = align(max(r.in_pixels for r in t.regions) * c * op.ifm.itemsize)
     ofm = align(max(r.out_pixels for r in t.regions) * t.cout_block * op.ofm.itemsize)
-    bufs = [Buffer(f"ifm{i}", ifm, 0, 1) for i in range(2 if n_regions > 1 else 1)]
-    bufs += [Buffer(f"ofm{i}", ofm, 0, 1) for i in range(2 if n_regions * len(t.blocks) > 1 else 1)]
+    bufs = [] if io[0] else [Buffer(f"ifm{i}", ifm, 0, 1) for i in range(2 if n_regions > 1 else 1)]
+    if not io[1]:
+        n_ofm = 2 if n_regions * len(t.blocks) > 1 else 1
+        bufs += [Buffer(f"ofm{i}", ofm, 0, 1) for i in range(n_ofm)]
     if isinstance(op, NpuConv2d):
         wb = weight_block_bytes(op, t.cout_block)
         n_w = len(t.blocks) if t.weights_resident else min(2, len(t.blocks))
@@ -136,16 +139,22 @@ def plan_window(
     hw: HwConfig,
     sram_budget: int,
     cache: dict[tuple[object, ...], WindowTiling] | None = None,
+    resident: frozenset[str] = frozenset(),
 ) -> OpPlan:
     """Choose the tiling and return the op's plan (see the module docstring).
 
-    ``cache`` maps :func:`tiling_key` to tilings already chosen for this hw and
-    budget; layers of the same geometry (repeated blocks) reuse the choice.
+    ``cache`` maps :func:`tiling_key` (with the budget and residency) to tilings
+    already chosen for this hw; layers of the same geometry (repeated blocks)
+    reuse the choice. ``resident``: tensors kept whole in SRAM
+    (:mod:`npuc.backend.npu.cascade`); an op reading or writing one addresses
+    it in place (SRAM address under ``"@" + name`` in ``make_steps``' SRAM
+    mapping) instead of moving tiles by DMA.
     """
-    key = tiling_key(op)
+    io = (op.ifm.name in resident, op.ofm.name in resident)
+    key = (*tiling_key(op), sram_budget, io)
     t = cache.get(key) if cache is not None else None
     if t is None:
-        t = choose_window_tiling(op, hw, sram_budget)
+        t = choose_window_tiling(op, hw, sram_budget, io)
         if cache is not None:
             cache[key] = t
     conv = isinstance(op, NpuConv2d)
@@ -159,7 +168,9 @@ def plan_window(
 
     def make_steps(dram: Mapping[str, int], sram: Mapping[str, int]) -> list[Step]:
         steps: list[Step] = []
-        ifm, ofm = dram[op.ifm.name], dram[op.ofm.name]
+        ifm, ofm = dram.get(op.ifm.name, -1), dram.get(op.ofm.name, -1)
+        _, w, c = op.ifm.hwc
+        _, ow, cout = op.ofm.hwc
         n_ifm = 2 if len(t.regions) > 1 else 1
         n_ofm = 2 if len(t.regions) * len(t.blocks) > 1 else 1
 
@@ -201,24 +212,28 @@ def plan_window(
             c0, c1 = t.blocks[k]
             if conv and not t.weights_resident and ri == 0:
                 load_w(k, k % 2)
-            if reloads_input(n_regions, t.weights_resident, k):
+            if io[0]:  # full-width band of the resident input: rows [i0, i1) in place
+                ifm_addr = sram["@" + op.ifm.name] + r.h.i0 * w * c * op.ifm.itemsize
+                # the CONV reads whole rows: columns past the last one the window uses
+                # (fewer than one stride) add no output column
+                r = Region(r.h, dataclasses.replace(r.w, i1=w))
+            elif reloads_input(n_regions, t.weights_resident, k):
                 slot_in = loads % n_ifm
                 offset, box = load_box(op, r)
                 steps += encode.dma(True, ifm + offset, sram[f"ifm{slot_in}"], box, op.name)
                 loads += 1
+            if not io[0]:
+                ifm_addr = sram[f"ifm{slot_in}"]
+            if io[1]:  # all channels, full width: rows [o0, o1) of the resident output
+                ofm_addr = sram["@" + op.ofm.name] + r.h.o0 * ow * cout * op.ofm.itemsize
+            else:
+                ofm_addr = sram[f"ofm{tile % n_ofm}"]
             w_slot = k if t.weights_resident else k % 2
-            g = _geometry(
-                op,
-                r,
-                c0,
-                c1,
-                sram[f"ifm{slot_in}"],
-                sram[f"ofm{tile % n_ofm}"],
-                sram[f"w{w_slot}"] if conv else 0,
-            )
+            g = _geometry(op, r, c0, c1, ifm_addr, ofm_addr, sram[f"w{w_slot}"] if conv else 0)
             steps.append(_compute(op, g, c0, c1, op.name, table))
-            offset, box = store_box(op, r, c0, c1)
-            steps += encode.dma(False, ofm + offset, g.ofm_addr, box, op.name)
+            if not io[1]:
+                offset, box = store_box(op, r, c0, c1)
+                steps += encode.dma(False, ofm + offset, g.ofm_addr, box, op.name)
         return steps
 
     macs = op.macs if isinstance(op, NpuConv2d) else 0
@@ -226,7 +241,7 @@ def plan_window(
         op.name,
         type(op).__name__,
         consts,
-        tuple(_buffers(op, t)),
+        tuple(_buffers(op, t, io)),
         t.est_cycles,
         t.describe(),
         macs,

@@ -199,6 +199,7 @@ def _costs(
     rs: tuple[Region, ...],
     blocks: tuple[tuple[int, int], ...],
     resident: bool,
+    io: tuple[bool, bool] = (False, False),
 ) -> list[TileCost]:
     c = op.ifm.shape[3]
     (kh, kw), _, _ = _window(op)
@@ -213,7 +214,9 @@ def _costs(
         r = rs[ri]
         c0, c1 = blocks[k]
         load = (
-            encode.box_cycles(hw, load_box(op, r)[1]) if reloads_input(len(rs), resident, k) else 0
+            encode.box_cycles(hw, load_box(op, r)[1])
+            if reloads_input(len(rs), resident, k) and not io[0]
+            else 0
         )
         if t == 0:
             load += dma_cycles(hw, row_bytes=lut_bytes(op)) if lut_bytes(op) else 0
@@ -233,19 +236,24 @@ def _costs(
             )
         else:
             compute = itp_cycles(hw, work=r.out_pixels * c * kh * kw)
-        store = encode.box_cycles(hw, store_box(op, r, c0, c1)[1])
+        store = 0 if io[1] else encode.box_cycles(hw, store_box(op, r, c0, c1)[1])
         tiles.append(TileCost(load, compute, store))
     return tiles
 
 
 def _sram_need(
-    op: WindowOp, rs: tuple[Region, ...], blocks: tuple[tuple[int, int], ...], resident: bool
+    op: WindowOp,
+    rs: tuple[Region, ...],
+    blocks: tuple[tuple[int, int], ...],
+    resident: bool,
+    io: tuple[bool, bool] = (False, False),
 ) -> int:
     c = op.ifm.shape[3]
     cb = max(c1 - c0 for c0, c1 in blocks)
     tiles = len(rs) * len(blocks)
     ifm = align(max(r.in_pixels for r in rs) * c * op.ifm.itemsize) * (2 if len(rs) > 1 else 1)
     ofm = align(max(r.out_pixels for r in rs) * cb * op.ofm.itemsize) * (2 if tiles > 1 else 1)
+    ifm, ofm = (0 if io[0] else ifm), (0 if io[1] else ofm)  # SRAM-resident: no tile buffers
     if not isinstance(op, NpuConv2d):
         return ifm + ofm
     if resident:
@@ -284,10 +292,21 @@ def _column_candidates(ow: int) -> list[int]:
     return sorted({ceil_div(ow, n) for n in range(2, min(ow, 32) + 1)}, reverse=True)
 
 
-def choose_window_tiling(op: WindowOp, hw: HwConfig, sram_budget: int) -> WindowTiling:
-    """The tiling chosen as the module docstring says."""
+def choose_window_tiling(
+    op: WindowOp, hw: HwConfig, sram_budget: int, io: tuple[bool, bool] = (False, False)
+) -> WindowTiling:
+    """The tiling chosen as the module docstring says.
+
+    ``io = (ifm_resident, ofm_resident)``: the input / output tensor is whole in
+    SRAM (:mod:`npuc.backend.npu.cascade`), so its tiles are neither loaded nor
+    stored, need no tile buffers, and regions are full width (a band of a
+    resident tensor is one dense block); a resident output also takes all
+    output channels in one block (the CONV writes dense HWC tiles).
+    """
     oh, ow, cout = op.ofm.shape[1], op.ofm.shape[2], op.ofm.shape[3]
-    if isinstance(op, NpuConv2d) and not op.depthwise:
+    if io[1]:
+        block_sizes = [cout]
+    elif isinstance(op, NpuConv2d) and not op.depthwise:
         units = ceil_div(cout, hw.mac_rows)
         block_sizes = sorted(
             {min(cout, ceil_div(units, k) * hw.mac_rows) for k in range(1, units + 1)}, reverse=True
@@ -295,25 +314,31 @@ def choose_window_tiling(op: WindowOp, hw: HwConfig, sram_budget: int) -> Window
     else:
         block_sizes = [cout]  # depthwise / pool: a block needs its own input channels
     fitting: list[WindowTiling] = []
-    for cols_options in ([ow], _column_candidates(ow)):
+    for cols_options in ([ow], [] if any(io) else _column_candidates(ow)):
         for cb in block_sizes:
             blocks = cout_blocks(cout, cb)
             for rows in _candidates(oh):
                 for cols in cols_options:
                     rs = regions(op, rows, cols)
                     for resident in (True, False) if len(blocks) > 1 else (True,):
-                        need = _sram_need(op, rs, blocks, resident)
+                        need = _sram_need(op, rs, blocks, resident, io)
                         if need > sram_budget:
                             continue
-                        est = pipeline_cycles(_costs(op, hw, rs, blocks, resident))
-                        traffic = dram_bytes(op, rs, blocks, resident)
+                        est = pipeline_cycles(_costs(op, hw, rs, blocks, resident, io))
+                        traffic = dram_bytes(op, rs, blocks, resident, io)
                         fitting.append(
                             WindowTiling(rows, cols, cb, resident, rs, blocks, need, est, traffic)
                         )
         if fitting:
             break
     if not fitting:
-        smallest = _sram_need(op, regions(op, 1, 1), cout_blocks(cout, block_sizes[-1]), False)
+        smallest = _sram_need(
+            op,
+            regions(op, 1, 1 if not any(io) else ow),
+            cout_blocks(cout, block_sizes[-1]),
+            False,
+            io,
+        )
         raise UnsupportedError(
             f"NPU op {op.name!r}: even one output pixel needs {smallest} bytes of SRAM, more"
             f" than the {sram_budget} available",
@@ -325,12 +350,16 @@ def choose_window_tiling(op: WindowOp, hw: HwConfig, sram_budget: int) -> Window
 
 
 def dram_bytes(
-    op: WindowOp, rs: tuple[Region, ...], blocks: tuple[tuple[int, int], ...], resident: bool
+    op: WindowOp,
+    rs: tuple[Region, ...],
+    blocks: tuple[tuple[int, int], ...],
+    resident: bool,
+    io: tuple[bool, bool] = (False, False),
 ) -> int:
     """DRAM bytes a tiling moves: input regions (reloaded per block when streaming several),
-    weight blocks once, the output once."""
-    per_pass = sum(r.in_pixels for r in rs) * op.ifm.shape[3] * op.ifm.itemsize
+    weight blocks once, the output once (``io``: SRAM-resident input / output move none)."""
+    per_pass = 0 if io[0] else sum(r.in_pixels for r in rs) * op.ifm.shape[3] * op.ifm.itemsize
     loads = per_pass * (1 if resident or len(rs) == 1 else len(blocks))
     if isinstance(op, NpuConv2d):
         loads += sum(weight_block_bytes(op, c1 - c0) for c0, c1 in blocks)
-    return loads + lut_bytes(op) + op.ofm.nbytes
+    return loads + lut_bytes(op) + (0 if io[1] else op.ofm.nbytes)

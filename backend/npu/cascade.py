@@ -1,0 +1,208 @@
+"""Cascading: intermediate tensors kept whole in SRAM between their producer and consumers.
+
+Requires: a validated :class:`NpuGraph`, the SRAM budget, and a planner
+``plan(op_index, budget, resident) -> OpPlan`` (``compile.plan_op``) that
+plans an op whose SRAM-resident tensors (names in ``resident``) are read and
+written in place.
+
+Rule (Vela's "cascading", whole-tensor form): an intermediate tensor (not a
+graph input or output) whose producer and every consumer are a convolution,
+pool, element-wise, requant or LUT op may stay in SRAM from its producer to
+its last consumer. Then the producer writes its output tiles straight into
+the tensor and the consumers read their bands / chunks from it: no DMA
+out, no DMA in, no DRAM scratch. The other ops live in that span get the
+largest free SRAM range as their budget. Candidates are tried in program
+order, placed first-fit from the top of SRAM down; one is kept when every op
+in its span still plans and the span moves fewer DRAM bytes at no more than
+CASCADE_TOLERANCE more estimated cycles (or fewer cycles at no more DRAM).
+
+Guarantees (property-tested): resident tensors live at the same op never
+share a byte; every op's own buffers lie in its window, a range no resident
+tensor live at that op touches; the scheduler orders every access to a
+resident tensor from the SRAM byte ranges (a consumer's band waits only for
+the producer's tiles it reads), so programs stay deadlock-free and exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from npuc.backend.npu.encode import dram_bytes_moved
+from npuc.backend.npu.ops import (
+    NpuConv2d,
+    NpuElementwise,
+    NpuGraph,
+    NpuLut,
+    NpuOp,
+    NpuPool,
+    NpuRequant,
+    op_inputs,
+)
+from npuc.backend.npu.plan import OpPlan
+from npuc.core.errors import UnsupportedError
+
+ALIGN = 64
+CASCADE_TOLERANCE = 0.01  # a resident tensor may cost this much more estimated cycles in its span
+_IN_PLACE = (NpuConv2d, NpuPool, NpuElementwise, NpuRequant, NpuLut)
+
+Planner = Callable[[int, int, frozenset[str]], OpPlan]
+
+
+@dataclass(frozen=True, slots=True)
+class ResidentTensor:
+    """A tensor whole in SRAM at ``[addr, addr + nbytes)`` from op ``first`` to op ``last``."""
+
+    name: str
+    addr: int
+    nbytes: int
+    first: int
+    last: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cascade:
+    """Resident tensors, each op's window ``[lo, hi)`` for its own buffers, and a note per op."""
+
+    tensors: tuple[ResidentTensor, ...]
+    windows: tuple[tuple[int, int], ...]
+    notes: tuple[str, ...]
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(t.name for t in self.tensors)
+
+    def live_at(self, index: int) -> list[ResidentTensor]:
+        """Resident tensors live while op ``index`` runs."""
+        return [t for t in self.tensors if t.first <= index <= t.last]
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def _free(taken: list[tuple[int, int]], top: int) -> list[tuple[int, int]]:
+    """Free ranges of ``[0, top)`` outside ``taken``, in address order."""
+    out, addr = [], 0
+    for lo, hi in sorted(taken):
+        if lo > addr:
+            out.append((addr, lo))
+        addr = max(addr, hi)
+    if addr < top:
+        out.append((addr, top))
+    return out
+
+
+def _windows(tensors: list[ResidentTensor], n_ops: int, top: int) -> list[tuple[int, int]]:
+    """Per op, the largest SRAM range no live resident tensor touches."""
+    wins = []
+    for i in range(n_ops):
+        live = [(t.addr, t.addr + t.nbytes) for t in tensors if t.first <= i <= t.last]
+        wins.append(max(_free(live, top), key=lambda r: (r[1] - r[0], r[0]), default=(0, 0)))
+    return wins
+
+
+def _place(tensors: list[ResidentTensor], nbytes: int, first: int, last: int, top: int) -> int:
+    """Highest address where ``nbytes`` fit beside the tensors live in ``[first, last]`` (-1)."""
+    live = [(t.addr, t.addr + t.nbytes) for t in tensors if t.first <= last and first <= t.last]
+    gaps = [g for g in _free(live, top) if g[1] - g[0] >= nbytes]
+    return gaps[-1][1] - nbytes if gaps else -1
+
+
+def candidates(graph: NpuGraph) -> list[tuple[str, int, int, int]]:
+    """``(tensor, nbytes, producer, last consumer)`` of the tensors that may stay in SRAM."""
+    io = {t.name for t in (*graph.inputs, *graph.outputs)}
+    made: dict[str, int] = {}
+    users: dict[str, list[int]] = {}
+    for i, op in enumerate(graph.ops):
+        for t in op_inputs(op):
+            users.setdefault(t.name, []).append(i)
+        made[op.ofm.name] = i
+    out = []
+    for i, op in enumerate(graph.ops):
+        name = op.ofm.name
+        uses = users.get(name, [])
+        if name in io or not uses or not isinstance(op, _IN_PLACE):
+            continue
+        if all(isinstance(graph.ops[j], _IN_PLACE) for j in uses):
+            out.append((name, op.ofm.nbytes, i, max(uses)))
+    return out
+
+
+def _dram(plan: OpPlan) -> int:
+    zero: Mapping[str, int] = _Zero()
+    return sum(dram_bytes_moved(s) for s in plan.make_steps(zero, zero))
+
+
+class _Zero(dict[str, int]):
+    """Every address 0: enough to count the bytes a plan's DMAs move."""
+
+    def __missing__(self, key: str) -> int:
+        return 0
+
+    def get(self, key: str, default: object = None) -> int:  # type: ignore[override]
+        return 0
+
+
+def _note(op: NpuOp, index: int, graph: NpuGraph, resident: frozenset[str]) -> str:
+    parts = []
+    producers = {o.ofm.name: o.name for o in graph.ops}
+    for t in op_inputs(op):
+        if t.name in resident:
+            parts.append(f"reads {t.name} from SRAM (cascaded with {producers[t.name]})")
+    if op.ofm.name in resident:
+        users = [o.name for o in graph.ops if op.ofm.name in {t.name for t in op_inputs(o)}]
+        parts.append(f"output stays in SRAM for {', '.join(users)}")
+    return "; ".join(parts)
+
+
+def plan_cascade(
+    graph: NpuGraph, top: int, plan: Planner, *, enabled: bool = True
+) -> tuple[Cascade, list[OpPlan]]:
+    """Choose the resident tensors (module rule) and plan every op accordingly.
+
+    ``top``: SRAM bytes usable (64-byte aligned). With ``enabled`` False no
+    tensor is resident and every op's window is ``[0, top)``. Raises what
+    ``plan`` raises for an op that does not fit even without cascading.
+    """
+    n = len(graph.ops)
+    memo: dict[tuple[int, int, frozenset[str]], tuple[OpPlan, int]] = {}
+
+    def planned(i: int, budget: int, resident: frozenset[str]) -> tuple[OpPlan, int]:
+        op = graph.ops[i]
+        mine = frozenset(t.name for t in (*op_inputs(op), op.ofm) if t.name in resident)
+        key = (i, budget, mine)
+        if key not in memo:
+            p = plan(i, budget, mine)
+            memo[key] = (p, _dram(p))
+        return memo[key]
+
+    tensors: list[ResidentTensor] = []
+    current = [planned(i, top, frozenset()) for i in range(n)]
+    for name, nbytes, first, last in candidates(graph) if enabled else []:
+        size = _align(nbytes)
+        addr = _place(tensors, size, first, last, top)
+        if addr < 0:
+            continue
+        trial = [*tensors, ResidentTensor(name, addr, size, first, last)]
+        wins = _windows(trial, n, top)
+        names = frozenset(t.name for t in trial)
+        span = range(first, last + 1)
+        try:
+            new = {i: planned(i, wins[i][1] - wins[i][0], names) for i in span}
+        except UnsupportedError:
+            continue
+        old_c = sum(current[i][0].est_cycles for i in span)
+        new_c = sum(new[i][0].est_cycles for i in span)
+        old_d = sum(current[i][1] for i in span)
+        new_d = sum(new[i][1] for i in span)
+        if (new_d < old_d and new_c <= old_c * (1 + CASCADE_TOLERANCE)) or (
+            new_c < old_c and new_d <= old_d
+        ):
+            tensors = trial
+            for i in span:
+                current[i] = new[i]
+    names = frozenset(t.name for t in tensors)
+    wins = _windows(tensors, n, top)
+    notes = tuple(_note(op, i, graph, names) for i, op in enumerate(graph.ops))
+    return Cascade(tuple(tensors), tuple(wins), notes), [p for p, _ in current]
