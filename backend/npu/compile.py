@@ -30,6 +30,7 @@ from npuc.backend.npu.encode import dram_bytes_moved, emit_all, step_cycles
 from npuc.backend.npu.lower_flat import plan_flat
 from npuc.backend.npu.lower_layout import plan_pad, plan_resize, plan_transpose
 from npuc.backend.npu.lower_move import plan_move
+from npuc.backend.npu.lower_tap_conv import plan_tap_conv
 from npuc.backend.npu.lower_taps import plan_im2col
 from npuc.backend.npu.lower_window import plan_window
 from npuc.backend.npu.ops import (
@@ -46,6 +47,7 @@ from npuc.backend.npu.ops import (
     NpuReshape,
     NpuResize,
     NpuSlice,
+    NpuTapConv2d,
     NpuTranspose,
     op_inputs,
 )
@@ -124,6 +126,8 @@ def plan_op(
         return plan_transpose(op, hw, sram_budget)
     if isinstance(op, NpuIm2col):
         return plan_im2col(op, hw, sram_budget)
+    if isinstance(op, NpuTapConv2d):
+        return plan_tap_conv(op, hw, sram_budget)
     raise UnsupportedError(f"NPU op {getattr(op, 'name', op)!r}: no lowering for {type(op)}")
 
 

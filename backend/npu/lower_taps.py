@@ -16,6 +16,8 @@ the fewest estimated cycles whose two band buffers fit the budget.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from npuc.backend.npu import encode
@@ -23,6 +25,7 @@ from npuc.backend.npu.lower_move import Hop, Transfer, plan_hops
 from npuc.backend.npu.ops_taps import NpuIm2col
 from npuc.backend.npu.perf import TileCost, ceil_div, pipeline_cycles
 from npuc.backend.npu.plan import OpPlan, blob
+from npuc.backend.npu.schedule import Step
 from npuc.backend.npu.tiling import align
 from npuc.core.errors import UnsupportedError
 from npuc.core.hw.config import HwConfig
@@ -116,8 +119,18 @@ def _band_cycles(hw: HwConfig, hops: list[Hop]) -> int:
     return pipeline_cycles(costs)
 
 
+def _none(dram: Mapping[str, int], sram: Mapping[str, int]) -> list[Step]:
+    return []
+
+
 def plan_im2col(op: NpuIm2col, hw: HwConfig, sram_budget: int) -> OpPlan:
-    """Bands of output rows through double-buffered SRAM (see the module docstring)."""
+    """Bands of output rows through double-buffered SRAM (see the module docstring).
+
+    A ``fused`` op gets an empty plan: the :class:`NpuTapConv2d` reading its
+    output emits its DMA (:mod:`npuc.backend.npu.lower_tap_conv`).
+    """
+    if op.fused:
+        return OpPlan(op.name, type(op).__name__, (), (), 0, "emitted by its convolution", 0, _none)
     _, w, c = op.ifm.hwc
     _, left, _, right = op.padding
     prow = (w + left + right) * c * op.ifm.itemsize

@@ -36,7 +36,7 @@ from npuc.backend.npu.ops_move import (
     NpuSlice,
     NpuTranspose,
 )
-from npuc.backend.npu.ops_taps import NpuIm2col
+from npuc.backend.npu.ops_taps import NpuIm2col, NpuTapConv2d
 from npuc.backend.npu.tensor import (
     DTYPE_RANGES,
     MULTIPLIER_MAX,
@@ -311,6 +311,7 @@ NpuOp: TypeAlias = (
     | NpuResize
     | NpuTranspose
     | NpuIm2col
+    | NpuTapConv2d
 )
 
 
@@ -320,6 +321,8 @@ def op_inputs(op: NpuOp) -> tuple[NpuTensor, ...]:
         return op.ifms
     if isinstance(op, NpuElementwise):
         return (op.ifm, op.ifm2)
+    if isinstance(op, NpuTapConv2d):
+        return (op.gather.ifm, op.conv.ifm)
     return (op.ifm,)
 
 
@@ -376,6 +379,7 @@ __all__ = [
     "NpuReshape",
     "NpuResize",
     "NpuSlice",
+    "NpuTapConv2d",
     "NpuTensor",
     "NpuTranspose",
     "op_inputs",

@@ -11,11 +11,15 @@ exactly as the CONV instruction's own padding does.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from npuc.backend.npu.tensor import NpuTensor, fail, same_quant, window_out
 from npuc.core.errors import UnsupportedError
+
+if TYPE_CHECKING:  # ops.py re-exports this module, so NpuConv2d is imported for typing only
+    from npuc.backend.npu.ops import NpuConv2d
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -28,6 +32,8 @@ class NpuIm2col:
     only the taps of a row are packed (``ofm`` keeps the input's rows).
     Rules (InvalidInputError otherwise): same quantization in and out, each
     pad below the dilated kernel extent, stride and dilation in [1, 15].
+    With ``fused`` the op only owns its DRAM output; the :class:`NpuTapConv2d`
+    that reads it emits the gather interleaved with the convolution.
     """
 
     name: str
@@ -37,6 +43,7 @@ class NpuIm2col:
     stride: tuple[int, int] = (1, 1)
     dilation: tuple[int, int] = (1, 1)
     padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    fused: bool = False  # True: the NpuTapConv2d reading ofm emits this op's DMA (interleaved)
 
     @property
     def out_hw(self) -> tuple[int, int]:
@@ -64,6 +71,39 @@ class NpuIm2col:
         want = (1, oh, ow, kh * kw * self.ifm.shape[3])
         if self.ofm.shape != want:
             raise fail(self.name, f"ofm shape {self.ofm.shape}, the geometry gives {want}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class NpuTapConv2d:
+    """A tap-packed convolution emitted as one interleaved plan: ``conv`` over ``gather``'s output.
+
+    ``gather`` is the graph's (``fused``) :class:`NpuIm2col` that owns the
+    packed tensor; this op reads the original input (``ifm``, for the gather)
+    and the packed tensor, and writes ``conv``'s output. Same name as ``conv``.
+    """
+
+    name: str
+    gather: NpuIm2col
+    conv: NpuConv2d
+
+    @property
+    def ifm(self) -> NpuTensor:
+        return self.gather.ifm
+
+    @property
+    def ofm(self) -> NpuTensor:
+        return self.conv.ofm
+
+    @property
+    def macs(self) -> int:
+        return self.conv.macs
+
+    def validate(self) -> None:
+        """Both parts valid, the convolution reads the gather's output, one name."""
+        self.gather.validate()
+        self.conv.validate()
+        if self.conv.ifm != self.gather.ofm or self.conv.name != self.name:
+            raise fail(self.name, "the convolution must read the gather's output, under one name")
 
 
 def im2col_reference(op: NpuIm2col, x: np.ndarray) -> np.ndarray:

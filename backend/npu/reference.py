@@ -26,7 +26,7 @@ from npuc.backend.npu.ops import (
     NpuSlice,
     NpuTranspose,
 )
-from npuc.backend.npu.ops_taps import NpuIm2col, im2col_reference
+from npuc.backend.npu.ops_taps import NpuIm2col, NpuTapConv2d, im2col_reference
 from npuc.core import intref
 
 
@@ -140,6 +140,8 @@ def _run(op: NpuOp, env: dict[str, np.ndarray]) -> np.ndarray:
         return env[op.ifm.name].transpose(op.perm)
     if isinstance(op, NpuIm2col):
         return im2col_reference(op, env[op.ifm.name])
+    if isinstance(op, NpuTapConv2d):
+        return _conv(op.conv, env[op.conv.ifm.name])
     raise TypeError(f"no reference for {type(op).__name__}")
 
 

@@ -20,20 +20,26 @@ Bit-exactness: every output sums the same products ``(x - ifm_zp) * w``
 padding), adds the same bias, and saturates (48 bits), shifts ahead and
 requantizes the full sum once, with the same operands.
 
+Either variant runs as two ops (the im2col, then the convolution: the
+convolution's output stores queue behind the whole gather on DMA-out) or
+as one interleaved plan (:class:`NpuTapConv2d`, the gather a few bands
+ahead of the convolution, :mod:`npuc.backend.npu.lower_tap_conv`).
+
 Choice (:func:`pack_graph`): for each regular convolution with fewer input
-channels than ``mac_cols`` and more than one tap, the variant with the
-fewest estimated cycles (im2col estimate + convolution estimate, which is
-pessimistic since the schedule overlaps them) wins if it beats the plain
-convolution by more than ``MIN_GAIN``.
+channels than ``mac_cols`` and more than one tap, the candidate with the
+fewest estimated cycles (two ops: the sum of their estimates; interleaved:
+the replay of its steps) wins if it beats the plain convolution by more
+than ``MIN_GAIN``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+from npuc.backend.npu.lower_tap_conv import plan_tap_conv
 from npuc.backend.npu.lower_taps import plan_im2col
 from npuc.backend.npu.ops import NpuConv2d, NpuGraph, NpuOp
-from npuc.backend.npu.ops_taps import NpuIm2col
+from npuc.backend.npu.ops_taps import NpuIm2col, NpuTapConv2d
 from npuc.backend.npu.tiling import WindowTiling, choose_window_tiling, tiling_key
 from npuc.core.errors import UnsupportedError
 from npuc.core.hw.config import HwConfig
@@ -92,6 +98,21 @@ def packed(op: NpuConv2d, variant: str) -> tuple[NpuIm2col, NpuConv2d]:
     return im2col, dataclasses.replace(op, ifm=taps, weights=weights, **conv)  # type: ignore[arg-type]
 
 
+def interleaved(op: NpuConv2d, variant: str) -> tuple[NpuIm2col, NpuTapConv2d]:
+    """:func:`packed`, emitted as one plan: the gather (``fused``) only owns the packed tensor."""
+    im2col, conv = packed(op, variant)
+    gather = dataclasses.replace(im2col, fused=True)
+    return gather, NpuTapConv2d(name=op.name, gather=gather, conv=conv)
+
+
+def rewrite(op: NpuConv2d, choice: str) -> tuple[NpuOp, ...]:
+    """The ops replacing ``op`` for a :func:`choose` result (``"plain"``: ``op`` itself)."""
+    if choice == "plain":
+        return (op,)
+    variant, _, mode = choice.partition("+")
+    return interleaved(op, variant) if mode else packed(op, variant)
+
+
 def _tiling(
     op: NpuConv2d,
     hw: HwConfig,
@@ -113,7 +134,11 @@ def choose(
     budget: int,
     cache: dict[tuple[object, ...], WindowTiling] | None = None,
 ) -> tuple[str | None, dict[str, int]]:
-    """The variant to use (None: plain) and every candidate's estimated cycles ("plain" too).
+    """The choice (None: plain) and every candidate's estimated cycles ("plain" too).
+
+    Candidates: ``"full"``, ``"rows"`` (two ops, estimates added) and
+    ``"full+interleaved"``, ``"rows+interleaved"`` (one merged plan,
+    :mod:`npuc.backend.npu.lower_tap_conv`, its replayed estimate).
 
     A candidate that does not fit the SRAM budget or whose packed channels
     exceed the ISA's ``ifm_c`` range is left out; if the plain
@@ -129,10 +154,13 @@ def choose(
                 plan_im2col(im2col, hw, budget).est_cycles
                 + _tiling(conv, hw, budget, cache).est_cycles
             )
+            ests[f"{variant}+interleaved"] = plan_tap_conv(
+                interleaved(op, variant)[1], hw, budget
+            ).est_cycles
         except UnsupportedError:
             continue
-    best = min(VARIANTS, key=lambda v: ests.get(v, ests["plain"] * 2))
-    if ests.get(best, ests["plain"]) < ests["plain"] * (1 - MIN_GAIN):
+    best = min(ests, key=lambda v: ests[v])
+    if best != "plain" and ests[best] < ests["plain"] * (1 - MIN_GAIN):
         return best, ests
     return None, ests
 
@@ -151,12 +179,21 @@ def pack_graph(
     gathered = {op.ofm.name for op in graph.ops if isinstance(op, NpuIm2col)}
     for op in graph.ops:
         if isinstance(op, NpuConv2d) and eligible(op, hw) and op.ifm.name not in gathered:
-            variant, _ = choose(op, hw, budget, cache)
-            if variant is not None:
-                ops.extend(packed(op, variant))
+            choice, _ = choose(op, hw, budget, cache)
+            if choice is not None:
+                ops.extend(rewrite(op, choice))
                 continue
         ops.append(op)
     return dataclasses.replace(graph, ops=tuple(ops))
 
 
-__all__ = ["MIN_GAIN", "VARIANTS", "choose", "eligible", "pack_graph", "packed"]
+__all__ = [
+    "MIN_GAIN",
+    "VARIANTS",
+    "choose",
+    "eligible",
+    "interleaved",
+    "pack_graph",
+    "packed",
+    "rewrite",
+]

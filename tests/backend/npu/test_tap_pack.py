@@ -12,9 +12,11 @@ from hypothesis import strategies as st
 from npuc.backend.npu.compile import compile_npu_graph
 from npuc.backend.npu.ops import NpuConv2d, NpuGraph, NpuIm2col
 from npuc.backend.npu.reference import run_reference
-from npuc.backend.npu.tap_pack import MIN_GAIN, VARIANTS, choose, eligible, pack_graph, packed
+from npuc.backend.npu.tap_pack import MIN_GAIN, VARIANTS, choose, eligible, pack_graph, rewrite
 from npuc.core.errors import InvalidInputError, UnsupportedError
 from tests.backend.npu.graphs import CONFIGS, compile_and_check, conv, random_input, tensor
+
+CHOICES = (*VARIANTS, *(f"{v}+interleaved" for v in VARIANTS))
 
 
 @st.composite
@@ -60,14 +62,14 @@ def _graph(p: dict) -> NpuGraph:
     return NpuGraph(ops=(op,), inputs=(x,), outputs=(op.ofm,))
 
 
-def _packed_graph(graph: NpuGraph, variant: str) -> NpuGraph:
+def _packed_graph(graph: NpuGraph, choice: str) -> NpuGraph:
     (op,) = graph.ops
     assert isinstance(op, NpuConv2d)
-    return dataclasses.replace(graph, ops=packed(op, variant))
+    return dataclasses.replace(graph, ops=rewrite(op, choice))
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
-@given(p=low_channel_convs(), variant=st.sampled_from(VARIANTS))
+@given(p=low_channel_convs(), variant=st.sampled_from(CHOICES))
 def test_packed_reference_equals_plain_reference(p: dict, variant: str) -> None:
     """im2col + the reshaped convolution compute the plain convolution (integer reference)."""
     graph = _graph(p)
@@ -80,11 +82,11 @@ def test_packed_reference_equals_plain_reference(p: dict, variant: str) -> None:
 
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
-@given(p=low_channel_convs(), variant=st.sampled_from(VARIANTS), fraction=st.floats(0.1, 1.0))
+@given(p=low_channel_convs(), variant=st.sampled_from(CHOICES), fraction=st.floats(0.1, 1.0))
 def test_packed_program_matches_reference(
     config: str, p: dict, variant: str, fraction: float
 ) -> None:
-    """The forced variant, compiled under a random SRAM budget, simulates bit-exactly."""
+    """The forced variant (two ops or interleaved), under a random SRAM budget, is exact."""
     graph = _graph(p)
     hw = CONFIGS[config]
     try:
@@ -96,7 +98,8 @@ def test_packed_program_matches_reference(
         )
     except UnsupportedError:
         assume(False)  # a band or a pixel does not fit this budget
-    assert [s.kind for s in compiled.ops] == ["NpuIm2col", "NpuConv2d"]
+    second = "NpuTapConv2d" if variant.endswith("+interleaved") else "NpuConv2d"
+    assert [s.kind for s in compiled.ops] == ["NpuIm2col", second]
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
@@ -130,7 +133,7 @@ def test_first_layer_is_packed_and_exact() -> None:
     assert len(pack_graph(graph, hw, hw.sram_bytes).ops) == 2
     packed_prog, _ = compile_and_check(graph, hw, np.random.default_rng(1))
     plain = compile_npu_graph(graph, hw, tap_packing=False)
-    assert [s.kind for s in packed_prog.ops] == ["NpuIm2col", "NpuConv2d"]
+    assert packed_prog.ops[0].kind == "NpuIm2col"
     assert packed_prog.est_cycles < plain.est_cycles
 
 
