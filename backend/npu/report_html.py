@@ -22,6 +22,9 @@ import numpy as np
 
 from npuc.backend.npu.report import UNITS
 
+#: Flagged waste entries listed in the page's waste table (all are in the per-layer table).
+SHOWN_WASTE = 25
+
 _TEMPLATE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>npuc NPU performance report</title>
@@ -41,9 +44,11 @@ tr.cpu { color: #777; }
 {% for title, png in plots %}<figure><img alt="{{ title }}" src="data:image/png;base64,{{ png }}">
 <figcaption>{{ title }}</figcaption></figure>{% endfor %}
 <h2>Waste flagged (at least {{ flag_pct }} of a unit's cycles in the layer)</h2>
-{% if flagged %}<table><tr><th class="l">layer</th><th class="l">kind</th><th>cycles</th>
+{% if flagged %}<p>{{ flagged|length }} entries, most cycles first{% if flagged|length > shown %};
+the first {{ shown }} shown, all in report.json and the per-layer table{% endif %}.</p>
+<table><tr><th class="l">layer</th><th class="l">kind</th><th>cycles</th>
 <th>share</th><th class="l">what</th><th class="l">shape change</th></tr>
-{% for f in flagged %}<tr><td class="l">{{ f.layer }}</td><td class="l">{{ f.kind }}</td>
+{% for f in flagged[:shown] %}<tr><td class="l">{{ f.layer }}</td><td class="l">{{ f.kind }}</td>
 <td>{{ f.cycles }}</td><td>{{ f.share }}</td><td class="l">{{ f.detail }}</td>
 <td class="l">{{ f.fix }}</td></tr>{% endfor %}</table>{% else %}<p>None.</p>{% endif %}
 <h2>Per layer</h2>
@@ -199,18 +204,22 @@ def render_html(report: Mapping[str, Any]) -> str:
             ),
             ("Per-layer busy cycles by unit (simulator)", breakdown_png(report)),
         ]
-    flagged = [
-        {**w, "layer": r["layer"], "share": f"{w['fraction']:.0%}"}
-        for r in report["layers"]
-        for w in r.get("waste", [])
-        if w["flag"]
-    ]
+    flagged = sorted(
+        (
+            {**w, "layer": r["layer"], "share": f"{w['fraction']:.0%}"}
+            for r in report["layers"]
+            for w in r.get("waste", [])
+            if w["flag"]
+        ),
+        key=lambda w: -int(w["cycles"]),
+    )
     return env.from_string(_TEMPLATE).render(
         summary=_summary(t),
         notes=t.get("notes", []),
         plots=plots,
         flag_pct=f"{FLAG_FRACTION:.0%}",
         flagged=flagged,
+        shown=SHOWN_WASTE,
         header=_HEADER,
         rows=[
             {"cells": _cells(r), "cls": "cpu" if r["target"] == "cpu" else "", "left_from": 15}
