@@ -106,9 +106,7 @@ def quantize_module(
         usable = [s for s in chosen if all(_plain(v) for v in s.values())]
         subset = usable[: config.bias_correction_samples or None]
         if subset:
-            model, _ = correct_bias(
-                model, batched(subset, len(subset) if executor.batchable else 1)
-            )
+            model, _ = correct_bias(model, batched(subset, BATCH if executor.batchable else 1))
     return model
 
 
@@ -139,8 +137,10 @@ def quantize_prequantized(
     Returns
     -------
     QuantizedModel
-        ``calibration`` holds ``pre_quantized: True``, ``note`` and
-        ``forced_changes`` (one dict per :class:`~.prequant.ForcedChange`).
+        ``calibration`` holds ``pre_quantized: True``, ``note``,
+        ``forced_changes`` (one dict per :class:`~.prequant.ForcedChange`),
+        ``source_nodes`` (layer -> the source model's node names) and
+        ``unmatched_layers`` (layers no source node was found for).
 
     Raises
     ------
@@ -170,5 +170,6 @@ def quantize_prequantized(
         "forced_changes": [c.to_json() for c in changes],
         "source_notes": list(source.notes),
         "unmatched_layers": list(plan.names.unmatched),
+        "source_nodes": {layer: list(nodes) for layer, nodes in plan.names.layers.items()},
     }
     return replace(model, calibration=calibration)

@@ -97,6 +97,13 @@ def layer_template(model: Any) -> dict[str, Any]:
             display["ofm_multiplier"] = (
                 [int(m.min()), int(m.max())] if hasattr(m, "min") else int(m)
             )
+        meta = model.calibration
+        if meta.get("pre_quantized"):
+            display["pre_quantized"] = meta.get("note")
+            display["source_nodes"] = meta.get("source_nodes", {}).get(node.name, [])
+            display["forced_changes"] = [
+                c["detail"] for c in meta.get("forced_changes", []) if c["layer"] == node.name
+            ]
         layers[node.name] = {**layer.config.to_json(), "display": display}
     return {"layers": layers}
 
@@ -117,31 +124,34 @@ def run(args: argparse.Namespace) -> CommandResult:
         raise InvalidInputError(f"--calib-limit {args.calib_limit}: must be at least 1")
     _check_report_flags(args)
     shapes = common.parse_input_shapes(args.input_shape)
-    if args.calib is None:
-        raise InvalidInputError(
-            "npuc quantize needs calibration data: representative inputs decide every scale",
-            hint="pass --calib DIR|FILE.npz|FILE.npy (or --calib random to try the flow)",
-        )
 
     import numpy as np
 
     from npuc.cli.quant_report import evaluation_samples
     from npuc.frontend import load
     from npuc.midend.pipeline import Pipeline, graph_passes
-    from npuc.midend.quantize.api import quantize_module
+    from npuc.midend.quantize.api import quantize_module, quantize_prequantized
     from npuc.midend.quantize.calib_data import load_calibration
     from npuc.midend.quantize.calib_set import calibration_samples, finite_samples
     from npuc.midend.quantize.serialize import save_quantized
 
     timings_s: dict[str, float] = {}
     start = time.monotonic()
-    mod, info = load(source, shapes)
+    imported = load(source, shapes)
+    mod, info, prequant = imported.mod, imported.info, imported.source_quant
+    if args.calib is None and prequant is None:
+        raise InvalidInputError(
+            "npuc quantize needs calibration data: representative inputs decide every scale",
+            hint="pass --calib DIR|FILE.npz|FILE.npy (or --calib random to try the flow)",
+        )
     mod = Pipeline(graph_passes())(mod)
     timings_s["import"] = time.monotonic() - start
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        calib = load_calibration(
-            args.calib, info.inputs, preprocess=preprocess, limit=args.calib_limit
+        calib = (
+            load_calibration(args.calib, info.inputs, preprocess=preprocess, limit=args.calib_limit)
+            if args.calib is not None
+            else None
         )
         evaluation = (
             evaluation_samples(
@@ -150,20 +160,30 @@ def run(args: argparse.Namespace) -> CommandResult:
             if args.eval
             else None
         )
-        samples = calibration_samples(
-            calib, limit=config.calibration_samples or None, trim_infinity=config.trim_infinity
+        samples = (
+            calibration_samples(
+                calib, limit=config.calibration_samples or None, trim_infinity=config.trim_infinity
+            )
+            if calib is not None
+            else None
         )
         start = time.monotonic()
         # Infinities kept under --trim-infinity make NaNs downstream; the warning above
         # names them, so numpy's own floating-point warnings would only repeat it.
         with np.errstate(all="ignore" if config.trim_infinity else "warn"):
-            model = quantize_module(
-                mod,
-                samples,
-                config,
-                calibration={"source": str(args.calib), "is_random": bool(calib.is_random)},
-                show_progress=not args.json,
-            )
+            if prequant is not None:  # a QDQ model: its own scales, no calibration needed
+                model = quantize_prequantized(
+                    mod, prequant, config, samples=samples, show_progress=not args.json
+                )
+            else:
+                assert calib is not None and samples is not None
+                model = quantize_module(
+                    mod,
+                    samples,
+                    config,
+                    calibration={"source": str(args.calib), "is_random": bool(calib.is_random)},
+                    show_progress=not args.json,
+                )
     notes = [str(w.message) for w in caught]
     timings_s["quantize"] = time.monotonic() - start
     save_quantized(model, out_path)
@@ -183,8 +203,7 @@ def run(args: argparse.Namespace) -> CommandResult:
     lines = [
         f"quantized {source.name} -> {out_path} ({out_path.stat().st_size:,} bytes)",
         f"  layers: {len(npu)} integer (NPU datapath), {len(cpu)} float (CPU)",
-        f"  calibration: {model.calibration.get('samples')} samples from {args.calib}"
-        + (" (RANDOM: accuracy numbers are meaningless)" if calib.is_random else ""),
+        *calibration_lines(model, args.calib, calib),
         f"  per-layer settings: {template_path} (edit, then pass --layer-config)",
         f"  time: import {timings_s['import']:.1f} s, quantize {timings_s['quantize']:.1f} s",
     ]
@@ -196,6 +215,11 @@ def run(args: argparse.Namespace) -> CommandResult:
         from npuc.cli.quant_report import write_dump, write_quant_report
 
         limit = args.eval_limit or 32
+        if evaluation is None and calib is None:
+            raise InvalidInputError(
+                "--report and --dump need samples to run: this pre-quantized model got none",
+                hint="pass --eval DATA (or --calib DATA)",
+            )
         chosen = evaluation or finite_samples(calib, limit=limit, role="calibration")
         if args.report:
             report_lines, report_data = write_quant_report(
@@ -233,6 +257,32 @@ def _check_report_flags(args: argparse.Namespace) -> None:
         )
     if args.eval_limit is not None and args.eval_limit < 1:
         raise InvalidInputError(f"--eval-limit {args.eval_limit}: must be at least 1")
+
+
+def calibration_lines(model: Any, calib_arg: str | None, calib: Any) -> list[str]:
+    """The terminal lines on where the scales came from (and every forced change)."""
+    meta = model.calibration
+    if not meta.get("pre_quantized"):
+        random = " (RANDOM: accuracy numbers are meaningless)" if calib.is_random else ""
+        return [f"  calibration: {meta.get('samples')} samples from {calib_arg}{random}"]
+    lines = [f"  {meta.get('note')}"]
+    if calib_arg is not None:
+        lines.append(
+            f"  calibration: {meta.get('samples', 0)} samples from {calib_arg}, used only for "
+            "tensors the model leaves float (and for --report)"
+        )
+    changes = meta.get("forced_changes", [])
+    lines.append(
+        f"  forced changes: {len(changes)}"
+        + (" (the NPU uses every number of the file as is)" if not changes else "")
+    )
+    lines += [f"    {c['layer']} ({c['kind']}): {c['detail']}" for c in changes]
+    lines += [f"  note: {n}" for n in meta.get("source_notes", [])]
+    if meta.get("unmatched_layers"):
+        lines.append(
+            "  layers not found in the source model: " + ", ".join(meta["unmatched_layers"])
+        )
+    return lines
 
 
 def common_write_json(path: Path, data: dict[str, Any]) -> None:
