@@ -327,6 +327,9 @@ class _Extractor:
 def extract_graph(mod: tvm.IRModule) -> Graph:
     """The layer graph of ``mod["main"]`` (see the module docstring for what is folded).
 
+    Channels-last (NHWC) convolutions are first rewritten to NCHW
+    (:class:`npuc.midend.channels_first.ChannelsFirst`).
+
     Raises
     ------
     UnsupportedError
@@ -334,8 +337,11 @@ def extract_graph(mod: tvm.IRModule) -> Graph:
         items, constants and aliases (never for an unknown operator: those
         become ``relax`` nodes).
     """
+    from npuc.midend.channels_first import ChannelsFirst
+
     from .patterns import fold_patterns, name_nodes
 
+    mod = ChannelsFirst()(mod)  # TFLite's NHWC convolutions -> NCHW; no-op otherwise
     func = mod["main"]
     extractor = _Extractor(mod)
     for param in func.params:
