@@ -274,6 +274,12 @@ class Partition:
         return f"npu_{self.index}"
 
 
+INPUT_TRANSPOSE = (
+    "layout change of a model input: done on the host where the input is quantized"
+    " (on the NPU it is a strided copy; an NHWC input is already the NPU's storage order)"
+)
+
+
 def partition(
     qm: QuantizedModel,
     resize_map: ResizeMap | None = None,
@@ -284,15 +290,19 @@ def partition(
     ``resize_map(node, input_shape)``: the integer executor's flat source index
     of every output element of a nearest resize (nearest resizes stay on the
     CPU without it). ``exclude``: layers kept on the CPU, with the reason (the
-    code generator refused them, e.g. a layer that does not fit SRAM).
+    code generator refused them, e.g. a layer that does not fit SRAM). A transpose
+    that reads a model input (a TFLite NHWC input going to NCHW) stays on the CPU.
     """
     graph = qm.graph
     consumers = graph.consumers()
     groups: list[list[Node]] = []
     placements: list[Placement] = []
     previous_npu = False
+    model_inputs = {name for name, _ in graph.inputs}
     for node in graph.nodes:
         ok, reason = npu_legal(node, qm, resize_map)
+        if ok and node.op == "transpose" and node.inputs[0] in model_inputs:
+            ok, reason = False, INPUT_TRANSPOSE
         if ok and exclude and node.name in exclude:
             ok, reason = False, exclude[node.name]
         if ok and not previous_npu:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from npuc.backend.npu.layout import from_storage, move_chain, to_storage
 from npuc.backend.npu.partition import RULES
@@ -96,3 +97,32 @@ def test_slices_of_rank_4_and_3_bit_exact() -> None:
     assert len(slices) == 4 and all(p.target == "npu" for p in slices)
     for f in feeds:
         ex.verify(f)
+
+
+class _NhwcInputNet(torch.nn.Module):
+    """A channels-last model input transposed to NCHW before the first convolution."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv(x.permute(0, 3, 1, 2)))
+
+
+def test_transpose_of_a_model_input_stays_on_the_host() -> None:
+    from npuc.backend.npu.partition import INPUT_TRANSPOSE
+    from tests.frontend.torch_onnx import export_onnx
+
+    torch.manual_seed(0)
+    model = export_onnx(_NhwcInputNet(), (torch.randn(1, 8, 8, 3),), names=["x"])
+    qm, fx, feeds = quantized(model)
+    ex = NpuModelExecutor(qm, NPU_S, fx)
+    placed = {p.op: (p.target, p.reason) for p in ex.placements}
+    assert placed["transpose"] == ("cpu", INPUT_TRANSPOSE)
+    assert placed["conv2d"][0] == "npu"
+    for sample in feeds:
+        got = ex.verify(sample, engine="sim")
+        expected = ex.int_exec.run(sample)
+        out = qm.graph.outputs[0]
+        np.testing.assert_array_equal(got[out].values, expected[out].values)
