@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .float_exec import FloatExecutor
+from .float_exec import FloatExecutor, clamp
 from .graph import Node
 from .int_exec import IntegerExecutor, IntTensor
 from .qlayers import derive_params
@@ -62,12 +62,16 @@ def correct_bias(
     shifts: dict[str, float] = {}
     for index, node in enumerate(model.graph.nodes):
         layer = layers[node.name]
+        unclamped: list[np.ndarray] = []
         if layer.run_on == "npu" and node.op in ("conv2d", "dense"):
-            layer, shift = _correct_layer(model, node, layer, fx, ix, envs_f, envs_q)
+            layer, shift, unclamped = _correct_layer(model, node, layer, fx, ix, envs_f, envs_q)
             layers[node.name] = layer
             shifts[node.name] = shift
-        for env_f, env_q in zip(envs_f, envs_q, strict=True):
-            env_f[node.name] = fx.run_node(node, [env_f[n] for n in node.inputs], env_f)
+        for k, (env_f, env_q) in enumerate(zip(envs_f, envs_q, strict=True)):
+            if unclamped:  # the float output is the unclamped one clamped: no second run
+                env_f[node.name] = clamp(unclamped[k], node).astype(np.float32, copy=False)
+            else:
+                env_f[node.name] = fx.run_node(node, [env_f[n] for n in node.inputs], env_f)
             if layer.run_on == "npu":
                 ins = [ix.as_int(env_q[n], model.tensors[n]) for n in node.inputs]
                 out = model.tensors[node.name]
@@ -92,15 +96,18 @@ def _correct_layer(
     ix: IntegerExecutor,
     envs_f: list[dict[str, Any]],
     envs_q: list[dict[str, Any]],
-) -> tuple[QLayer, float]:
-    """One layer's corrected parameters and the largest bias shift applied."""
+) -> tuple[QLayer, float, list[np.ndarray]]:
+    """One layer's corrected parameters, the largest bias shift applied, and the float
+    outputs before the clamp (float32, one per environment)."""
     unclamped = replace(node, attrs={**node.attrs, "act_min": None, "act_max": None})
     out = model.tensors[node.name]
     axis = 1 if node.op == "conv2d" else -1
     total: np.ndarray | None = None
     count = 0
+    floats: list[np.ndarray] = []
     for env_f, env_q in zip(envs_f, envs_q, strict=True):
-        want = fx.run_node(unclamped, [env_f[n] for n in node.inputs], env_f).astype(np.float64)
+        floats.append(fx.run_node(unclamped, [env_f[n] for n in node.inputs], env_f))
+        want = floats[-1].astype(np.float64)
         x = ix.as_int(env_q[node.inputs[0]], model.tensors[node.inputs[0]])
         got = ix.conv_unclamped(node, layer.params, x).astype(np.float64) * out.scale
         diff = np.moveaxis(want - got, axis, -1)
@@ -116,4 +123,4 @@ def _correct_layer(
     shapes = [model.graph.tensor_type(n).shape for n in node.inputs]
     params = derive_params(corrected, ins, out, layer.config, shapes)
     display = {**layer.display, "bias_correction_max": float(np.abs(error).max())}
-    return replace(layer, params=params, display=display), float(np.abs(error).max())
+    return replace(layer, params=params, display=display), float(np.abs(error).max()), floats

@@ -26,6 +26,8 @@ the largest shifts and multipliers).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from npuc.core.intref.arith import ACC48_MAX, ACC48_MIN, INT32_MAX, INT32_MIN, dtype_range
@@ -75,11 +77,14 @@ def output_stage_f64(
 ) -> tuple[np.ndarray, bool]:
     """``(y int64, overflow)``: the output stage of ``acc[..., cout]`` (module docstring).
 
+    The passes run block by block (:data:`BLOCK_ELEMENTS` at a time) so each
+    block stays in cache through all of them.
+
     Parameters
     ----------
     acc
         float32 or float64 sums ``sum((x - ifm_zp) * w)``, channels last, exact
-        integers with ``|acc| <= acc_bound``. A float64 array is overwritten.
+        integers with ``|acc| <= acc_bound``; not modified.
     bias
         ``b16 << bias_shift`` per output channel (int64 ``(cout,)``).
     multipliers
@@ -95,36 +100,84 @@ def output_stage_f64(
     """
     if not fits_f64(acc_bound, bias, multipliers, pre_shift, post_shift):
         raise ValueError("output stage not provably exact in float64; use the int64 reference")
-    a = acc if acc.dtype == np.float64 else acc.astype(np.float64)
     b = np.asarray(bias, np.int64).reshape(-1)
     r_pre = (1 << (pre_shift - 1)) if pre_shift else 0
     total_bound = acc_bound + int(np.abs(b).max(initial=0))
-    overflow = False
-    if total_bound <= ACC48_MAX:
-        a += (b + r_pre).astype(np.float64)
-    else:
-        a += b.astype(np.float64)
-        overflow = bool(a.min(initial=0.0) < ACC48_MIN or a.max(initial=0.0) > ACC48_MAX)
-        if overflow:
-            np.clip(a, float(ACC48_MIN), float(ACC48_MAX), out=a)
-        total_bound = min(total_bound, ACC48_MAX + 1)
-        if r_pre:
-            a += float(r_pre)
-    if pre_shift:
-        a *= 2.0**-pre_shift
-        np.floor(a, out=a)
-    if ((total_bound + r_pre) >> pre_shift) + 1 > INT32_MAX:
-        np.clip(a, float(INT32_MIN), float(INT32_MAX), out=a)
-    a *= np.asarray(multipliers, np.float64).reshape(-1)
+    checked = total_bound > ACC48_MAX  # saturation possible: add, check, clip, then round
+    if checked:
+        total_bound = ACC48_MAX + 1
     r_post = (1 << (post_shift - 1)) if post_shift else 0
     folded = r_post + (ofm_zp << post_shift)
     zp_folded = abs(folded) < F64_EXACT - (1 << 47)
-    a += float(folded if zp_folded else r_post)
-    if post_shift:
-        a *= 2.0**-post_shift
+    plan = _Plan(
+        first=(b if checked else b + r_pre).astype(np.float64),
+        checked=checked,
+        r_pre=float(r_pre),
+        pre_scale=2.0**-pre_shift if pre_shift else None,
+        sat32=((total_bound + r_pre) >> pre_shift) + 1 > INT32_MAX,
+        m=np.asarray(multipliers, np.float64).reshape(-1),
+        second=float(folded if zp_folded else r_post),
+        post_scale=2.0**-post_shift if post_shift else None,
+        zp_after=None if zp_folded else float(ofm_zp),
+        clamp=clamp,
+    )
+    cout = acc.shape[-1] if acc.ndim else 1
+    src = np.ascontiguousarray(acc).reshape(-1, max(cout, 1))
+    out = np.empty(acc.shape, np.int64)
+    dst = out.reshape(src.shape)
+    rows = max(1, BLOCK_ELEMENTS // max(cout, 1))
+    buf = np.empty((min(rows, src.shape[0]), src.shape[1]), np.float64)
+    overflow = False
+    for r0 in range(0, src.shape[0], rows):
+        part = src[r0 : r0 + rows]
+        a = buf[: part.shape[0]]
+        overflow |= _stage_block(part, a, plan)
+        np.copyto(dst[r0 : r0 + rows], a, casting="unsafe")  # integers: exact
+    return out, overflow
+
+
+#: Elements per block of :func:`output_stage_f64` (256 KiB of float64).
+BLOCK_ELEMENTS = 1 << 15
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """The constants of one output stage, as float64 (see :func:`output_stage_f64`)."""
+
+    first: np.ndarray
+    checked: bool
+    r_pre: float
+    pre_scale: float | None
+    sat32: bool
+    m: np.ndarray
+    second: float
+    post_scale: float | None
+    zp_after: float | None
+    clamp: tuple[int, int] | None
+
+
+def _stage_block(part: np.ndarray, a: np.ndarray, plan: _Plan) -> bool:
+    """Write the stage of ``part`` into ``a`` (float64, same shape); return the overflow flag."""
+    np.add(part, plan.first, out=a)
+    overflow = False
+    if plan.checked:
+        overflow = bool(a.min() < ACC48_MIN or a.max() > ACC48_MAX)
+        if overflow:
+            np.clip(a, float(ACC48_MIN), float(ACC48_MAX), out=a)
+        if plan.r_pre:
+            a += plan.r_pre
+    if plan.pre_scale is not None:
+        a *= plan.pre_scale
         np.floor(a, out=a)
-    if not zp_folded:
-        a += float(ofm_zp)
-    if clamp is not None:
-        np.clip(a, float(clamp[0]), float(clamp[1]), out=a)
-    return a.astype(np.int64), overflow
+    if plan.sat32:
+        np.clip(a, float(INT32_MIN), float(INT32_MAX), out=a)
+    a *= plan.m
+    a += plan.second
+    if plan.post_scale is not None:
+        a *= plan.post_scale
+        np.floor(a, out=a)
+    if plan.zp_after is not None:
+        a += plan.zp_after
+    if plan.clamp is not None:
+        np.clip(a, float(plan.clamp[0]), float(plan.clamp[1]), out=a)
+    return overflow

@@ -58,11 +58,13 @@ def apply_post(y: np.ndarray, post: list[list[Any]] | None) -> np.ndarray:
     return y
 
 
-def clamp(y: np.ndarray, node: Node) -> np.ndarray:
-    """Apply a node's float ``act_min``/``act_max`` (either may be None)."""
+def clamp(y: np.ndarray, node: Node, *, inplace: bool = False) -> np.ndarray:
+    """Apply a node's float ``act_min``/``act_max`` (either may be None); ``inplace``
+    overwrites ``y`` (an array the caller owns)."""
     lo, hi = node.attr("act_min"), node.attr("act_max")
     if lo is not None or hi is not None:
-        y = np.clip(y, -np.inf if lo is None else lo, np.inf if hi is None else hi)
+        bounds = (-np.inf if lo is None else lo, np.inf if hi is None else hi)
+        y = np.clip(y, *bounds, out=y) if inplace else np.clip(y, *bounds)
     return y
 
 
@@ -186,14 +188,14 @@ class FloatExecutor:
                 dilation=node.attr("dilation"),
                 groups=node.attr("groups"),
             )
-            if "bias" in node.consts:
-                y = y + node.consts["bias"].reshape(1, -1, 1, 1)
-            return clamp(y, node).astype(np.float32)
+            if "bias" in node.consts:  # y is a fresh array: bias and clamp in place
+                y += node.consts["bias"].reshape(1, -1, 1, 1)
+            return clamp(y, node, inplace=True).astype(np.float32, copy=False)
         if op == "dense":
             y = inputs[0] @ node.consts["weight"]
             if "bias" in node.consts:
                 y = y + node.consts["bias"]
-            return clamp(y, node).astype(np.float32)
+            return clamp(y, node, inplace=True).astype(np.float32, copy=False)
         if op in ("add", "subtract", "multiply", "maximum", "minimum", "divide"):
             a, b = operands(node, env)
             return clamp(binary(op, a, b), node).astype(np.float32)

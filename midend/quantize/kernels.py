@@ -124,9 +124,8 @@ def depthwise_nhwc(
     ow = _out_size(w_in, left + right, kw, sw, dw)
     hq, wq = -(-hp // sh) + 1, -(-wp // sw)  # one spare row: the wide rows run past the end
     phases: dict[tuple[int, int], np.ndarray] = {}
-    acc = np.empty((n, oh * wq * o), dtype=xh.dtype)
-    scratch = np.empty_like(acc)
     w_taps = weight.reshape(o, kh * kw).T.astype(xh.dtype)
+    taps: list[tuple[np.ndarray, int, np.ndarray]] = []  # (phase, start, weights along a row)
     for index in range(kh * kw):
         ky, kx = divmod(index, kw)
         (qy, py), (qx, px) = divmod(ky * dh, sh), divmod(kx * dw, sw)
@@ -136,15 +135,32 @@ def depthwise_nhwc(
             ys, xs = _phase_span(py, sh, top, h), _phase_span(px, sw, left, w_in)
             buf[:, ys[0] : ys[1], xs[0] : xs[1]] = xh[:, ys[2] : ys[3] : sh, xs[2] : xs[3] : sw]
             phase = phases[(py, px)] = buf.reshape(n, hq * wq * o)
-        start = (qy * wq + qx) * o
-        tap = phase[:, start : start + oh * wq * o].reshape(n, oh, wq * o)
-        row = np.tile(w_taps[index], wq)
-        if index == 0:
-            np.multiply(tap, row, out=acc.reshape(n, oh, wq * o))
-        else:
-            np.multiply(tap, row, out=scratch.reshape(n, oh, wq * o))
-            acc += scratch
-    return np.ascontiguousarray(acc.reshape(n, oh, wq, o)[:, :, :ow])
+        taps.append((phase, (qy * wq + qx) * o, np.tile(w_taps[index], wq)))
+    row = wq * o
+    out = np.empty((n, oh, ow, o), dtype=xh.dtype)
+    # Blocks of whole wide rows (several samples when one sample's rows fit) stay in cache
+    # through all the taps.
+    rows = min(oh, max(1, BLOCK_ELEMENTS // row))
+    samples = max(1, BLOCK_ELEMENTS // (rows * row)) if rows == oh else 1
+    acc = np.empty((min(samples, n), rows, row), dtype=xh.dtype)
+    scratch = np.empty_like(acc)
+    for s0 in range(0, n, samples):
+        ns = min(samples, n - s0)
+        for r0 in range(0, oh, rows):
+            nr = min(rows, oh - r0)
+            a, t = acc[:ns, :nr], scratch[:ns, :nr]
+            for index, (phase, start, weights) in enumerate(taps):
+                lo = start + r0 * row
+                tap = phase[s0 : s0 + ns, lo : lo + nr * row].reshape(ns, nr, row)
+                np.multiply(tap, weights, out=a if index == 0 else t)
+                if index:
+                    a += t
+            out[s0 : s0 + ns, r0 : r0 + nr] = a.reshape(ns, nr, wq, o)[:, :, :ow]
+    return out
+
+
+#: Elements per block of the depthwise kernel's accumulator (kept in cache across taps).
+BLOCK_ELEMENTS = 1 << 15
 
 
 def _phase_span(phase: int, stride: int, before: int, size: int) -> tuple[int, int, int, int]:

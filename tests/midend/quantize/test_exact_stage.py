@@ -8,12 +8,15 @@ accumulator and of the 32-bit stage.
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from npuc.core import intref
+from npuc.midend.quantize import exact_stage
 from npuc.midend.quantize.exact_stage import (
     clamp_bounds,
     fits_f64,
@@ -57,7 +60,7 @@ def stages(draw: st.DrawFn) -> dict[str, object]:
         "m": rng.integers(0, 1 << 16, size=draw(st.sampled_from([1, cout]))),
         "zp": draw(st.integers(lo, hi)), "act": (act_min, draw(st.integers(act_min - 3, hi + 5))),
         "dtype": odtype, "f32": draw(st.booleans()) and bound < (1 << 24),
-        "clamp": draw(st.booleans()),
+        "clamp": draw(st.booleans()), "block": draw(st.sampled_from([1, 7, 1 << 15])),
     }  # fmt: skip
 
 
@@ -72,12 +75,13 @@ def test_float64_stage_matches_int64_reference(case: dict) -> None:  # type: ign
     )  # fmt: skip
     want, want_overflow = _reference(acc, bias, stage, case["clamp"])
     assert fits_f64(case["bound"], bias, case["m"], case["pre"], case["post"])
-    got, overflow = output_stage_f64(
-        acc.astype(np.float32 if case["f32"] else np.float64), bias,
-        acc_bound=case["bound"], pre_shift=case["pre"], post_shift=case["post"],
-        multipliers=case["m"], ofm_zp=case["zp"],
-        clamp=clamp_bounds(*case["act"], case["dtype"]) if case["clamp"] else None,
-    )  # fmt: skip
+    with patch.object(exact_stage, "BLOCK_ELEMENTS", case["block"]):  # blocks of 1+ rows
+        got, overflow = output_stage_f64(
+            acc.astype(np.float32 if case["f32"] else np.float64), bias,
+            acc_bound=case["bound"], pre_shift=case["pre"], post_shift=case["post"],
+            multipliers=case["m"], ofm_zp=case["zp"],
+            clamp=clamp_bounds(*case["act"], case["dtype"]) if case["clamp"] else None,
+        )  # fmt: skip
     np.testing.assert_array_equal(got, want, strict=True)
     assert overflow == want_overflow
 

@@ -1,0 +1,68 @@
+"""The depthwise kernel (stride phases, wide rows, cache blocks) equals summing shifted taps.
+
+The reference multiplies each ``(ky, kx)`` tap of the padded input by its
+weights and adds them in the same order, so float32 results must be equal
+bit for bit, for every block size (one row, a few rows, several samples).
+"""
+
+from __future__ import annotations
+
+from unittest.mock import patch
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from npuc.midend.quantize import kernels
+
+
+def _reference(
+    x: np.ndarray, w: np.ndarray, strides: tuple[int, int], padding: tuple[int, ...],
+    dilation: tuple[int, int], pad_value: float,
+) -> np.ndarray:  # fmt: skip
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    top, left, bottom, right = padding
+    xp = np.full((n, c, h + top + bottom, wd + left + right), pad_value, x.dtype)
+    xp[:, :, top : top + h, left : left + wd] = x
+    oh = (h + top + bottom - dilation[0] * (kh - 1) - 1) // strides[0] + 1
+    ow = (wd + left + right - dilation[1] * (kw - 1) - 1) // strides[1] + 1
+    src = xp[:, np.arange(o) // (o // c)]
+    acc = np.zeros((n, o, oh, ow), x.dtype)
+    for ky in range(kh):
+        for kx in range(kw):
+            y0, x0 = ky * dilation[0], kx * dilation[1]
+            tap = src[
+                :, :, y0 : y0 + strides[0] * (oh - 1) + 1 : strides[0],
+                x0 : x0 + strides[1] * (ow - 1) + 1 : strides[1],
+            ]  # fmt: skip
+            acc += tap * w[:, 0, ky, kx][None, :, None, None]
+    return acc
+
+
+def _pair(hi: int) -> st.SearchStrategy[tuple[int, int]]:
+    return st.tuples(st.integers(1, hi), st.integers(1, hi))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(2, 5), st.integers(1, 2), _pair(4), _pair(3), _pair(2),
+    st.tuples(*[st.integers(0, 2)] * 4), st.integers(1, 3), st.sampled_from([1, 5, 37, 1 << 15]),
+    st.integers(0, 2**32 - 1),
+)  # fmt: skip
+def test_depthwise_equals_tap_sum(
+    c: int, mult: int, k: tuple[int, int], s: tuple[int, int], d: tuple[int, int],
+    pads: tuple[int, int, int, int], n: int, block: int, seed: int,
+) -> None:  # fmt: skip
+    rng = np.random.default_rng(seed)
+    h = int(rng.integers(max(1, d[0] * (k[0] - 1) + 1 - pads[0] - pads[2]), 10))
+    wd = int(rng.integers(max(1, d[1] * (k[1] - 1) + 1 - pads[1] - pads[3]), 10))
+    x = rng.standard_normal((n, c, h, wd)).astype(np.float32)
+    w = rng.standard_normal((c * mult, 1, *k)).astype(np.float32)
+    with patch.object(kernels, "BLOCK_ELEMENTS", block):
+        got = kernels.conv2d_nchw(
+            x, w, strides=s, padding=pads, dilation=d, groups=c, pad_value=0.25
+        )
+    want = _reference(x, w, s, pads, d, 0.25)
+    np.testing.assert_array_equal(got, want, strict=False)
+    assert got.shape == want.shape
