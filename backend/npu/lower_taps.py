@@ -137,11 +137,10 @@ def plan_im2col(op: NpuIm2col, hw: HwConfig, sram_budget: int) -> OpPlan:
     (kh, _), (sh, _), (dh, _) = op.kernel, op.stride, op.dilation
     oh, _ = op.out_hw
     zp = f"{op.name}/zp"
-    fill = align(prow) if any(op.padding) else 0
     best: tuple[int, int, list[Hop]] | None = None
     for n in sorted({ceil_div(oh, k) for k in range(1, oh + 1)}, reverse=True):
         band = align(((n - 1) * sh + dh * (kh - 1) + 1) * prow)
-        if 2 * band + fill > sram_budget:
+        if 2 * band > sram_budget:  # the zero-point row stays in DRAM (loaded into each band)
             continue
         hops = _hops(op, n, zp)
         est = _band_cycles(hw, hops)
@@ -155,7 +154,7 @@ def plan_im2col(op: NpuIm2col, hw: HwConfig, sram_budget: int) -> OpPlan:
         )
     _, n, hops = best
     constants: tuple[tuple[str, np.ndarray], ...] = ()
-    if fill:
+    if any(op.padding):
         constants = (
             (zp, blob(np.full(prow // op.ifm.itemsize, op.ifm.zero_point, dtype=op.ifm.dtype))),
         )
