@@ -206,7 +206,8 @@ def npu_model_part(out: Path, work: Path) -> list[str]:
         f"correct rotation: NPU {npu_right}/{n}, float {float_right}/{n}",
         f"- `npuc verify {artifact.name}` (simulator vs integer executor on the golden samples): "
         f"**{verify['result']}**",
-        f"- per-layer report: `{report_dir / 'report.json'}`",
+        f"- performance report: `{report_dir / 'report.html'}` (roofline, waste, per layer),"
+        f" `{report_dir / 'report.json'}`, trace `{report_dir / 'trace.json'}`",
         "",
         "| input | true label (clockwise) | float model | NPU |",
         "|---|---|---|---|",

@@ -280,8 +280,9 @@ def _totals(
     return totals
 
 
-def report_table(report: Mapping[str, Any], top: int = 10) -> list[str]:
-    """A short table: the ``top`` NPU layers by simulated (else estimated) cycles, then totals."""
+def report_table(report: Mapping[str, Any], top: int = 10, *, cpu_layers: bool = True) -> list[str]:
+    """A short table: the ``top`` NPU layers by simulated (else estimated) cycles, the totals,
+    then (``cpu_layers``) up to ``top`` CPU layers with the reason."""
     t = report["totals"]
     key = "sim_cycles" if "sim_cycles" in t else "est_cycles"
     npu = [r for r in report["layers"] if "macs" in r]
@@ -307,4 +308,8 @@ def report_table(report: Mapping[str, Any], top: int = 10) -> list[str]:
         f"  DRAM {t['dram_bytes']:,} B ({t['dram_over_lower_bound'] or 0:.2f}x the lower bound"
         f" {t['dram_lower_bound_bytes']:,} B); {t['npu_layers']} NPU / {t['cpu_layers']} CPU layers"
     )
+    cpu = [r for r in report["layers"] if r["target"] == "cpu"] if cpu_layers else []
+    lines += [f"  cpu: {r['layer']} ({r['op']}): {r['reason']}" for r in cpu[:top]]
+    if len(cpu) > top:
+        lines.append(f"  ... {len(cpu) - top} more CPU layer(s) in report.json")
     return lines

@@ -123,7 +123,7 @@ def build(args: argparse.Namespace) -> CommandResult:
         lines += [f"  cpu: {p.layer} ({p.op}): {p.reason}" for p in cpu]
     if report is not None:
         lines.append(f"  report: {', '.join(str(p) for p in written)}")
-        lines += report_table(report)
+        lines += report_table(report, cpu_layers=False)
     data: dict[str, Any] = {"output": str(out_path), "hw": hw.name}
     if report is not None:
         data["report"] = report
