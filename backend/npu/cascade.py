@@ -11,10 +11,16 @@ pool, element-wise, requant or LUT op may stay in SRAM from its producer to
 its last consumer. Then the producer writes its output tiles straight into
 the tensor and the consumers read their bands / chunks from it: no DMA
 out, no DMA in, no DRAM scratch. The other ops live in that span get the
-largest free SRAM range as their budget. Candidates are tried in program
-order, placed first-fit from the top of SRAM down; one is kept when every op
-in its span still plans and the span moves fewer DRAM bytes at no more than
-CASCADE_TOLERANCE more estimated cycles (or fewer cycles at no more DRAM).
+largest free SRAM range as their budget. Candidates are tried densest first
+(bytes per op of their span; ties in program order: a big tensor used at once
+beats a long-lived one), placed first-fit from the top of SRAM down; one is
+kept when every op in its span still plans and the span moves fewer DRAM
+bytes at no more than CASCADE_TOLERANCE more estimated cycles (or fewer
+cycles at no more DRAM).
+
+Not done: row-band cascading (a rolling buffer of a few rows instead of the
+whole tensor); a resident output needs all output channels in one block,
+because the CONV writes dense HWC tiles (ISA: no output channel stride).
 
 Guarantees (property-tested): resident tensors live at the same op never
 share a byte; every op's own buffers lie in its window, a range no resident
@@ -179,7 +185,9 @@ def plan_cascade(
 
     tensors: list[ResidentTensor] = []
     current = [planned(i, top, frozenset()) for i in range(n)]
-    for name, nbytes, first, last in candidates(graph) if enabled else []:
+    # densest first: most bytes per op of span (a big tensor used at once beats a long-lived one)
+    cands = sorted(candidates(graph) if enabled else [], key=lambda c: -c[1] / (c[3] - c[2] + 1))
+    for name, nbytes, first, last in cands:
         size = _align(nbytes)
         addr = _place(tensors, size, first, last, top)
         if addr < 0:
