@@ -10,10 +10,13 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from npuc.backend.npu.compile import compile_npu_graph
+from npuc.backend.npu.lower_tap_conv import interleave
 from npuc.backend.npu.ops import NpuConv2d, NpuGraph, NpuIm2col
 from npuc.backend.npu.reference import run_reference
+from npuc.backend.npu.schedule import Access, Step
 from npuc.backend.npu.tap_pack import MIN_GAIN, VARIANTS, choose, eligible, pack_graph, rewrite
 from npuc.core.errors import InvalidInputError, UnsupportedError
+from npuc.core.isa.types import Unit
 from tests.backend.npu.graphs import CONFIGS, compile_and_check, conv, random_input, tensor
 
 CHOICES = (*VARIANTS, *(f"{v}+interleaved" for v in VARIANTS))
@@ -155,3 +158,36 @@ def test_im2col_validate_names_the_op() -> None:
         dataclasses.replace(bad, padding=(3, 0, 0, 0)).validate()
     with pytest.raises(UnsupportedError, match="'g'"):
         dataclasses.replace(bad, ofm=tensor("t", (1, 4, 4, 27), "int8", 1)).validate()
+
+
+def _step(unit: Unit, tag: str, dram: tuple[int, int], write: bool) -> Step:
+    return Step(
+        "dma_store" if write else "dma_load", unit, {}, (Access("dram", *dram, write),), tag
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(st.integers(1, 40), min_size=1, max_size=12),
+    reads=st.lists(st.tuples(st.integers(0, 400), st.integers(1, 60)), max_size=12),
+    lookahead=st.integers(0, 3),
+)
+def test_interleave_keeps_each_order_and_every_read_after_its_writes(
+    rows: list[int], reads: list[tuple[int, int]], lookahead: int
+) -> None:
+    """Merging keeps both step orders and puts each packed read after the writes it overlaps."""
+    gather, at = [], 0
+    for i, n in enumerate(rows):  # gather stores ascending rows of the packed tensor at [0, at)
+        gather.append(_step(Unit.DMA_OUT, f"g{i}", (at, at + n), True))
+        at += n
+    conv = [_step(Unit.DMA_IN, f"c{i}", (lo, lo + n), False) for i, (lo, n) in enumerate(reads)]
+    merged = interleave(gather, conv, 0, at, lookahead)
+    assert [s for s in merged if s.tag.startswith("g")] == gather
+    assert [s for s in merged if s.tag.startswith("c")] == conv
+    pos = {s.tag: i for i, s in enumerate(merged)}
+    for c in conv:
+        (r,) = c.accesses
+        for g in gather:
+            (w,) = g.accesses
+            if w.lo < r.hi and r.lo < w.hi:
+                assert pos[g.tag] < pos[c.tag]
