@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.npuc-installed
 
-.PHONY: demo test test-fast test-slow test-all lint format docs bench clean venv
+.PHONY: demo test test-fast test-slow test-all lint format docs bench bench-npu clean venv
 
 venv: $(STAMP)
 
@@ -68,6 +68,11 @@ bench: $(STAMP)
 bench-accuracy: $(STAMP)
 	$(PY) -m pip install --quiet -r bench/requirements-accuracy.txt
 	$(PY) bench/accuracy.py --fresh
+
+# npuc beside Arm Vela 5.2 on ResNet-50 and MobileNetV2 (own venv bench/.venv-vela with
+# bench/requirements-vela.txt, created on first use; ~30-60 min on 2 cores).
+bench-npu: $(STAMP)
+	$(PY) bench/npu.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info reports out
