@@ -75,8 +75,10 @@ def _entry(kind: str, cycles: float, total: int, detail: str, fix: str = "") -> 
 
 
 def _cut(passes: int) -> str:
-    """How removing one of ``passes`` MAC passes changes the layer: "halve", "cut by 20%"."""
-    return "halve" if passes == 2 else f"cut by {1 / passes:.0%}"
+    """What removing one of ``passes`` MAC passes does ("halve ...", "cut ... by 20%")."""
+    if passes == 2:
+        return "halve this layer's MAC passes"
+    return f"cut this layer's MAC passes by {1 / passes:.0%}"
 
 
 def _channel_fix(what: str, count: int, lanes: int, lane_name: str) -> tuple[float, str]:
@@ -92,8 +94,8 @@ def _channel_fix(what: str, count: int, lanes: int, lane_name: str) -> tuple[flo
         )
     down = count // lanes * lanes
     fix = (
-        f"{what} channels {count} -> {down} would {_cut(passes)} this layer's MAC passes "
-        f"({passes} -> {passes - 1}); {passes * lanes} channels cost the same as {count}"
+        f"{what} channels {count} -> {down} would {_cut(passes)} ({passes} -> {passes - 1}); "
+        f"{passes * lanes} channels cost the same as {count}"
     )
     return fill, fix
 

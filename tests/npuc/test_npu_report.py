@@ -194,3 +194,15 @@ def test_html_renders_in_a_headless_browser(built: Path, tmp_path: Path) -> None
     dom, log = _headless(probe, tmp_path / "profile2")
     assert 'data-probe="images=2 broken=0"' in dom
     assert "npuc-probe-message" in log  # console messages do reach the log we check
+
+
+def test_without_golden_samples_similarity_is_omitted_with_a_note(built: Path) -> None:
+    from npuc.cli.npu_report import build_from_artifact, make_report
+
+    build, hw = build_from_artifact(built / "m.npuc")
+    made = make_report(build, hw, [])
+    report = made.report
+    assert not [r for r in report["layers"] if "similarity" in r]
+    notes = " ".join(report["totals"]["notes"])
+    assert "similarity omitted" in notes and "zero input" in notes
+    assert report["totals"]["sim_cycles"] == _report(built)["totals"]["sim_cycles"]
