@@ -22,7 +22,7 @@ npuc reports, results.json; not committed). Converted models are reused unless
 step: compile times are only comparable within one run.
 
 Usage: ``.venv/bin/python bench/npu.py [--networks resnet50,mobilenetv2]
-[--hw npu-s,npu-m] [--fresh]`` (``make bench-npu``)
+[--hw npu-s,npu-m] [--jobs N] [--fresh]`` (``make bench-npu``)
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calib-samples", type=int, default=64)
     parser.add_argument("--fresh", action="store_true", help="rebuild the venv and the models")
     parser.add_argument("--out", type=Path, default=OUT_MD)
+    parser.add_argument("--jobs", type=int, default=1, help="npuc builds run at once")
     args = parser.parse_args(argv)
     networks = [n for n in args.networks.split(",") if n]
     hws = [h for h in args.hw.split(",") if h]
@@ -200,18 +202,29 @@ def main(argv: list[str] | None = None) -> int:
         "load_start": load_average(),
         "git": git_head(),
         "calib_samples": args.calib_samples,
+        "jobs": args.jobs,
         "runs": [],
     }
+    jobs: list[tuple[str, str, Path]] = []
     for network in networks:
         calib = calibration(network, args.calib_samples)
         info = convert(python, network, calib, args.fresh)
         for hw_name in hws:
             print(f"== {network} on {hw_name}: Vela", flush=True)
             vela = run_vela(network, hw_name)
-            print(f"== {network} on {hw_name}: npuc", flush=True)
-            ours = run_npuc(network, hw_name, calib, args.calib_samples)
-            run = {"network": network, "hw": hw_name, "convert": info, "vela": vela, "npuc": ours}
+            run = {"network": network, "hw": hw_name, "convert": info, "vela": vela}
             results["runs"].append(run)
+            jobs.append((network, hw_name, calib))
+
+    def build(job: tuple[str, str, Path]) -> dict[str, Any]:
+        print(f"== {job[0]} on {job[1]}: npuc", flush=True)
+        return run_npuc(job[0], job[1], job[2], args.calib_samples)
+
+    # --jobs 2 runs two npuc builds at once: faster, but each build's time then includes
+    # the other's load (recorded as "load before").
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for run, ours in zip(results["runs"], pool.map(build, jobs), strict=True):
+            run["npuc"] = ours
             (RAW / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     results["load_end"] = load_average()
     results["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

@@ -141,6 +141,8 @@ def _targets_table(results: Mapping[str, Any]) -> list[str]:
 
 def _compile_table(results: Mapping[str, Any]) -> list[str]:
     lines = [
+        f"npuc builds run {results.get('jobs', 1)} at a time; Vela runs alone. Wall seconds.",
+        "",
         "| network | config | npuc build s (import + calibration on"
         f" {results['calib_samples']} + compile + golden) | load before | Vela s | npuc/Vela |"
         f" < {COMPILE_TARGET_S:.0f} s? |",
