@@ -99,6 +99,15 @@ class NpuModel:
         self.partitions = list(partitions)
         self.programs = list(programs)
         self.stats = [PartitionRun(p.name) for p in self.partitions]
+        io = artifact.manifest.get("io", {}) if artifact is not None else {}
+        #: ``--io-dtype`` the artifact was built with: ``float``, ``int8`` or ``uint8``.
+        self.io_dtype: str = artifact.manifest.get("io_dtype", "float") if artifact else "float"
+        #: Integer interface tensors: name -> (interface dtype, storage - interface offset).
+        self.interface: dict[str, tuple[str, int]] = {
+            name: (str(entry["interface"]["dtype"]), int(entry["interface"]["offset"]))
+            for name, entry in io.items()
+            if isinstance(entry, dict) and "interface" in entry
+        }
         self._first = {p.layers[0]: i for i, p in enumerate(self.partitions) if p.layers}
         self._in_part = {name for p in self.partitions for name in p.layers}
 
@@ -110,6 +119,52 @@ class NpuModel:
     def output_names(self) -> list[str]:
         return list(self.qm.graph.outputs)
 
+    @property
+    def input_dtypes(self) -> dict[str, str]:
+        """The dtype :meth:`run` takes for each input: float32, or the integer interface's
+        (``npuc build --io-dtype int8|uint8``)."""
+        return {
+            name: self.interface[name][0] if name in self.interface else str(ty.dtype)
+            for name, ty in self.qm.graph.inputs
+        }
+
+    def interface_text(self, name: str) -> str:
+        """``this model takes int8 (scale .., zero point ..; built with --io-dtype int8)``."""
+        dtype, offset = self.interface[name]
+        q = self.qm.tensors[name]
+        return (
+            f"this model takes {dtype} (scale {q.scale:.6g}, zero point "
+            f"{q.zero_point - offset}; built with --io-dtype {self.io_dtype})"
+        )
+
+    def quantize_hint(self, name: str) -> str:
+        """How to quantize a float array for integer-interface input ``name``."""
+        dtype, offset = self.interface[name]
+        q = self.qm.tensors[name]
+        lo, hi = (-128, 127) if dtype == "int8" else (0, 255)
+        zp = q.zero_point - offset
+        plus = f" + {zp}" if zp > 0 else f" - {-zp}" if zp < 0 else ""
+        return (
+            f"quantize it first: np.clip(np.round(x / {q.scale:.6g}){plus}, "
+            f"{lo}, {hi}).astype(np.{dtype}), or rebuild with --io-dtype float"
+        )
+
+    def _integer_inputs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        """``inputs`` with each integer-interface input checked and made an IntTensor."""
+        feeds: dict[str, Any] = dict(inputs)
+        for name, (dtype, offset) in self.interface.items():
+            if name not in feeds or name not in self.input_names:
+                continue
+            value = np.asarray(feeds[name])
+            q = self.qm.tensors[name]
+            if value.dtype != np.dtype(dtype):
+                raise InvalidInputError(
+                    f"input {name!r}: {self.interface_text(name)}, got {value.dtype}",
+                    hint=self.quantize_hint(name),
+                )
+            feeds[name] = IntTensor(value.astype(np.int64) + offset, q)
+        return feeds
+
     def run(
         self,
         inputs: Mapping[str, np.ndarray],
@@ -118,11 +173,14 @@ class NpuModel:
         engine: str = "sim",
         trace: bool = False,
     ) -> dict[str, np.ndarray]:
-        """The model's outputs by name for one sample of float ``inputs`` (graph layout).
+        """The model's outputs by name for one sample of ``inputs`` (graph layout).
 
-        Outputs are dequantized float32, or with ``raw=True`` the stored
-        integers in the output's storage dtype (int8/uint8/int16). Float
-        outputs (of CPU float layers) are returned as they are.
+        Inputs are float32, or for a model built with ``--io-dtype int8|uint8``
+        the quantized integers of exactly that dtype (:attr:`input_dtypes`).
+        Outputs are dequantized float32 (``--io-dtype float``) or the
+        interface's integers, or with ``raw=True`` the stored integers in the
+        output's storage dtype (int8/uint8/int16). Float outputs (of CPU float
+        layers) are returned as they are.
 
         ``engine="ref"`` runs the NPU partitions on the ``reference`` runner
         instead of the simulator (same integers, no cycles); ``trace=True``
@@ -131,19 +189,21 @@ class NpuModel:
         Raises
         ------
         InvalidInputError
-            An input is missing, unknown, or of the wrong shape; an unknown
-            engine, or ``"ref"`` without a reference runner.
+            An input is missing, unknown, or of the wrong shape (or, for an
+            integer interface, dtype); an unknown engine, or ``"ref"`` without
+            a reference runner.
         """
-        env = self.run_env(inputs, engine=engine, trace=trace)
+        env = self.run_env(self._integer_inputs(inputs), engine=engine, trace=trace)
         outputs: dict[str, np.ndarray] = {}
         for name in self.output_names:
             value = env[name]
-            if isinstance(value, IntTensor):
-                outputs[name] = (
-                    value.values.astype(value.qparams.dtype)
-                    if raw
-                    else np.asarray(value.dequantize(), dtype=np.float32)
-                )
+            if isinstance(value, IntTensor) and raw:
+                outputs[name] = value.values.astype(value.qparams.dtype)
+            elif isinstance(value, IntTensor) and name in self.interface:
+                dtype, offset = self.interface[name]
+                outputs[name] = (value.values - offset).astype(dtype)
+            elif isinstance(value, IntTensor):
+                outputs[name] = np.asarray(value.dequantize(), dtype=np.float32)
             else:
                 outputs[name] = np.asarray(value)
         return outputs
@@ -152,7 +212,10 @@ class NpuModel:
         self, feeds: Mapping[str, np.ndarray], *, trace: bool = False, engine: str = "sim"
     ) -> dict[str, Any]:
         """Graph inputs and every CPU/partition-border tensor for one sample (as the integer
-        executor's env: :class:`IntTensor` for integer tensors, float arrays otherwise)."""
+        executor's env: :class:`IntTensor` for integer tensors, float arrays otherwise).
+
+        ``feeds`` are float arrays (quantized here as the integer executor does) or
+        :class:`IntTensor` values already quantized."""
         self._check_feeds(feeds)
         if engine not in ENGINES or (engine == "ref" and self.reference is None):
             raise InvalidInputError(
@@ -163,6 +226,9 @@ class NpuModel:
             )
         env: dict[str, Any] = {}
         for name, ty in self.qm.graph.inputs:
+            if isinstance(feeds[name], IntTensor):
+                env[name] = feeds[name]
+                continue
             value = np.asarray(feeds[name])
             if name in self.qm.tensors:
                 q = self.qm.tensors[name]
@@ -218,7 +284,8 @@ class NpuModel:
                 hint=f"the model's inputs are {', '.join(names)}",
             )
         for name, ty in self.qm.graph.inputs:
-            got = tuple(np.shape(feeds[name]))
+            given = feeds[name]
+            got = tuple(np.shape(given.values if isinstance(given, IntTensor) else given))
             want = tuple(int(d) for d in ty.shape)
             if got != want:
                 raise InvalidInputError(f"input {name!r}: shape {got}, the model takes {want}")

@@ -23,7 +23,7 @@ import numpy as np
 from npuc.backend.npu.compile import CompiledNpuProgram, compile_npu_graph, plan_op
 from npuc.backend.npu.lower import LoweredPartition, lower_partition
 from npuc.backend.npu.partition import Partition, Placement, partition
-from npuc.core.errors import UnsupportedError
+from npuc.core.errors import InvalidInputError, UnsupportedError
 from npuc.core.hw.config import HwConfig
 from npuc.core.npu_artifact import (
     FORMAT,
@@ -140,6 +140,61 @@ def build_quantized(
     return NpuBuild(qm, placements, parts, lowered, compiled, golden, refused)
 
 
+IO_DTYPES = ("float", "int8", "uint8")
+"""``--io-dtype``: the artifact's interface takes floats (quantized and dequantized at the
+boundary) or the quantized integers themselves (as TFLite's full-integer models)."""
+
+
+def interface_io(qm: QuantizedModel, io_dtype: str) -> dict[str, dict[str, Any]]:
+    """Each model input and output as the artifact's interface carries it (the manifest's
+    ``io`` entries).
+
+    A quantized tensor gets ``scale``, ``zero_point`` and ``dtype`` (its storage) and,
+    for an integer ``io_dtype``, ``interface``: ``dtype``, ``scale`` and ``zero_point``
+    of the integers the caller passes, with ``offset`` = storage - interface. int8 <->
+    uint8 with the same scale is exact (zero point and values shift by 128). A tensor
+    computed by a float CPU layer stays float (``{"dtype": "float32"}``).
+
+    Raises
+    ------
+    InvalidInputError
+        ``io_dtype`` is not one of :data:`IO_DTYPES`.
+    UnsupportedError
+        An integer ``io_dtype`` for an int16 tensor (naming it): 16-bit values do not
+        fit 8 bits.
+    """
+    if io_dtype not in IO_DTYPES:
+        raise InvalidInputError(f"--io-dtype {io_dtype}: not one of {', '.join(IO_DTYPES)}")
+    io: dict[str, dict[str, Any]] = {}
+    names = [*(n for n, _ in qm.graph.inputs), *qm.graph.outputs]
+    for name in names:
+        q = qm.tensors.get(name)
+        if q is None:
+            io[name] = {"dtype": "float32"}
+            continue
+        entry: dict[str, Any] = {"scale": float(q.scale), "zero_point": int(q.zero_point)}
+        entry["dtype"] = q.dtype
+        if io_dtype != "float":
+            if q.dtype not in ("int8", "uint8"):
+                role = "input" if name in names[: len(qm.graph.inputs)] else "output"
+                raise UnsupportedError(
+                    f"--io-dtype {io_dtype}: {role} {name!r} is quantized to {q.dtype}, "
+                    f"which {io_dtype} cannot carry exactly",
+                    hint="use --io-dtype float, or give that tensor 8-bit activations "
+                    "(--activation-bits 8, or q_bits_activation = 8 for its layer in "
+                    "--layer-config)",
+                )
+            offset = 0 if q.dtype == io_dtype else (128 if io_dtype == "int8" else -128)
+            entry["interface"] = {
+                "dtype": io_dtype,
+                "scale": float(q.scale),
+                "zero_point": int(q.zero_point) - offset,
+                "offset": offset,
+            }
+        io[name] = entry
+    return io
+
+
 def artifact_bytes(
     build: NpuBuild,
     hw: HwConfig,
@@ -147,8 +202,10 @@ def artifact_bytes(
     source_name: str,
     source_sha256: str,
     options: Mapping[str, Any],
+    io_dtype: str = "float",
 ) -> bytes:
-    """The ``.npuc`` file's bytes (layout: :mod:`npuc.core.npu_artifact`)."""
+    """The ``.npuc`` file's bytes (layout: :mod:`npuc.core.npu_artifact`); ``io_dtype``
+    as :func:`interface_io`."""
     qm = build.qm
     from npuc.midend.quantize.serialize import to_bytes
 
@@ -182,14 +239,8 @@ def artifact_bytes(
         "options": dict(options),
         "inputs": [n for n, _ in qm.graph.inputs],
         "outputs": list(qm.graph.outputs),
-        "io": {
-            n: (
-                {"scale": float(q.scale), "zero_point": int(q.zero_point), "dtype": q.dtype}
-                if (q := qm.tensors.get(n)) is not None
-                else {"dtype": "float32"}
-            )
-            for n in [*(n for n, _ in qm.graph.inputs), *qm.graph.outputs]
-        },
+        "io_dtype": io_dtype,
+        "io": interface_io(qm, io_dtype),
         "golden_samples": len(build.golden),
         "partitions": parts,
         "refused": dict(sorted(build.refused.items())),
@@ -212,11 +263,15 @@ def build_npu(
     config: QuantConfig | None = None,
     golden: int = 2,
     calib_limit: int | None = None,
+    io_dtype: str = "float",
 ) -> NpuBuild:
     """Build ``source`` for the NPU ``hw`` and write the artifact ``out_path`` atomically.
 
+    ``io_dtype``: the interface's inputs and outputs (:func:`interface_io`).
+
     Raises InvalidInputError (model, calibration data), UnsupportedError (a
-    model the frontend or NPU compiler cannot handle), each naming the culprit.
+    model the frontend or NPU compiler cannot handle, an ``io_dtype`` that
+    cannot carry an input or output), each naming the culprit.
     """
     from npuc.core.fileio import write_bytes_atomic
     from npuc.frontend import load
@@ -228,7 +283,10 @@ def build_npu(
     mod = Pipeline(graph_passes())(mod)
     samples = load_calibration(calib, info.inputs, limit=calib_limit)
     meta = {"source": Path(str(calib)).name, "is_random": bool(samples.is_random)}
+    if io_dtype not in IO_DTYPES:
+        raise InvalidInputError(f"--io-dtype {io_dtype}: not one of {', '.join(IO_DTYPES)}")
     qm = quantize_module(mod, samples, config, calibration=meta)
+    interface_io(qm, io_dtype)  # refuse an interface that cannot carry the I/O before compiling
     feeds = [s for _, s in zip(range(golden), samples, strict=False)]
     build = build_quantized(qm, hw, feeds)
     options = {
@@ -243,6 +301,7 @@ def build_npu(
         source_name=source.name,
         source_sha256=hashlib.sha256(source.read_bytes()).hexdigest(),
         options=options,
+        io_dtype=io_dtype,
     )
     write_bytes_atomic(out_path, data)
     return build

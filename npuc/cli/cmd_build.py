@@ -83,6 +83,12 @@ def run(args: argparse.Namespace) -> CommandResult:
 
         return build(args)
 
+    if args.io_dtype is not None:
+        raise InvalidInputError(
+            f"--io-dtype {args.io_dtype}: only an NPU build (--target npu) has a quantized "
+            "interface; the CPU library takes and gives the model's own dtypes",
+            hint="add --target npu, or drop --io-dtype",
+        )
     target = driver.check_buildable(driver.make_target(args.target, num_threads=args.threads))
     source = common.existing_file(args.model, "model file")
     out_path = Path(args.output) if args.output else Path(source.stem + ".so")

@@ -41,6 +41,12 @@ def add_npu_build_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--calib-limit", type=int, metavar="N", help="use at most N calibration samples"
     )
+    group.add_argument(
+        "--io-dtype",
+        choices=("float", "int8", "uint8"),
+        help="what the artifact's inputs and outputs are: float (quantized and dequantized "
+        "at the boundary; default) or the quantized integers themselves",
+    )
     from npuc.cli.quant_options import add_quant_flags
 
     add_quant_flags(parser)
@@ -97,6 +103,7 @@ def build(args: argparse.Namespace) -> CommandResult:
         config=config,
         golden=args.golden,
         calib_limit=args.calib_limit,
+        io_dtype=args.io_dtype or "float",
     )
     report: dict[str, Any] | None = None
     if args.report:
@@ -119,15 +126,40 @@ def build(args: argparse.Namespace) -> CommandResult:
             f"  simulated NPU cycles: {t['sim_cycles']:,} ({t['time_ms']:.3f} ms),"
             f" MAC utilisation {t['mac_utilisation']:.1%}"
         )
+    lines += _interface_lines(result.qm, args.io_dtype or "float")
     if args.show_cpu_ops or cpu:
         lines += [f"  cpu: {p.layer} ({p.op}): {p.reason}" for p in cpu]
     if report is not None:
         lines.append(f"  report: {', '.join(str(p) for p in written)}")
         lines += report_table(report, cpu_layers=False)
-    data: dict[str, Any] = {"output": str(out_path), "hw": hw.name}
+    data: dict[str, Any] = {
+        "output": str(out_path),
+        "hw": hw.name,
+        "io_dtype": args.io_dtype or "float",
+    }
     if report is not None:
         data["report"] = report
     return CommandResult(data=data, text="\n".join(lines))
+
+
+def _interface_lines(qm: Any, io_dtype: str) -> list[str]:
+    """The ``interface:`` lines of ``npuc build --target npu``'s text output."""
+    from npuc.backend.npu.build import interface_io
+
+    if io_dtype == "float":
+        return ["  interface: float32 inputs and outputs (quantized at the boundary)"]
+    lines = []
+    for name, entry in interface_io(qm, io_dtype).items():
+        face = entry.get("interface")
+        if face is None:
+            lines.append(f"  interface: {name} float32 (computed by a float layer on the CPU)")
+        else:
+            lines.append(
+                f"  interface: {name} {face['dtype']} scale {face['scale']:.6g} "
+                f"zero point {face['zero_point']}"
+                + (f" (stored as {entry['dtype']}, shifted by 128)" if face["offset"] else "")
+            )
+    return lines
 
 
 class _Interface:
@@ -157,11 +189,20 @@ def run(args: argparse.Namespace) -> CommandResult:
         model.reference = reference_runner(model)
     info = _Interface(
         [
-            TensorInfo(name=n, shape=tuple(ty.shape), dtype=ty.dtype)
+            TensorInfo(name=n, shape=tuple(ty.shape), dtype=model.input_dtypes[n])
             for n, ty in model.qm.graph.inputs
         ]
     )
-    feeds = read_input_files(args.input, info)
+    try:
+        feeds = read_input_files(args.input, info)
+    except InvalidInputError as err:
+        named = [n for n in model.interface if f"input {n!r}: expected dtype" in err.message]
+        if not named:
+            raise
+        name = named[0]
+        raise InvalidInputError(
+            f"{err.message}: {model.interface_text(name)}", hint=model.quantize_hint(name)
+        ) from None
     for name, value in feeds.items():
         if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
             raise InvalidInputError(
@@ -184,7 +225,11 @@ def run(args: argparse.Namespace) -> CommandResult:
         lines.append(f"  {name}: {'x'.join(map(str, v.shape))} {v.dtype}")
     if args.output:
         lines.append(f"wrote {args.output}")
-    data = {"outputs": {n: list(v.shape) for n, v in outputs.items()}, "npu_cycles": cycles}
+    data = {
+        "outputs": {n: list(v.shape) for n, v in outputs.items()},
+        "npu_cycles": cycles,
+        "io_dtype": model.io_dtype,
+    }
     return CommandResult(data=data, text="\n".join(lines))
 
 
