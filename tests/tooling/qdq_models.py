@@ -123,3 +123,32 @@ def qdq_model(tmp: Path, kind: str, *, bias_scale: float = 0.1, **kw: Any) -> tu
     qdq_path = tmp / f"{kind}_qdq.onnx"
     quantize_qdq(float_path, qdq_path, samples(16), **kw)
     return float_path, qdq_path
+
+
+def file_numbers(path: Path) -> tuple[dict[str, np.ndarray], dict[str, tuple[float, int]]]:
+    """Read with onnx alone: (Conv/Gemm/MatMul node -> its stored weight integers,
+    float tensor -> (scale, zero point) of the QuantizeLinear that reads it)."""
+    model = onnx.load(str(path))
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            inits[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    dq_source = {
+        n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"
+    }
+    weights = {
+        n.name: inits[dq_source[n.input[1]]]
+        for n in model.graph.node
+        if n.op_type in ("Conv", "Gemm", "MatMul") and n.input[1] in dq_source
+    }
+    scales = {
+        n.input[0]: (float(inits[n.input[1]]), int(inits[n.input[2]]))
+        for n in model.graph.node
+        if n.op_type == "QuantizeLinear"
+    }
+    # A pair whose DequantizeLinear writes a graph output: that name holds the same numbers.
+    quantized = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    for n in model.graph.node:
+        if n.op_type == "DequantizeLinear" and n.input[0] in quantized:
+            scales.setdefault(n.output[0], scales[quantized[n.input[0]]])
+    return weights, scales

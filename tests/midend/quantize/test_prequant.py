@@ -33,33 +33,13 @@ from npuc.midend.pipeline import Pipeline, graph_passes
 from npuc.midend.quantize.api import quantize_prequantized
 from npuc.midend.quantize.int_exec import IntegerExecutor
 from npuc.midend.quantize.qmodel import QuantizedModel
-from tests.tooling.qdq_models import qdq_model, samples
+from tests.tooling.qdq_models import file_numbers, qdq_model, samples
 
 
 def _quantize(path: Path) -> QuantizedModel:
     imported = load(path)
     assert imported.source_quant is not None
     return quantize_prequantized(Pipeline(graph_passes())(imported.mod), imported.source_quant)
-
-
-def _file_numbers(path: Path) -> tuple[dict[str, np.ndarray], dict[str, tuple[float, int]]]:
-    """(conv/gemm node -> stored weight ints, float tensor -> (scale, zero point)) of the file."""
-    model = onnx.load(str(path))
-    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    dq_source = {
-        n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"
-    }
-    weights = {
-        n.name: inits[dq_source[n.input[1]]]
-        for n in model.graph.node
-        if n.op_type in ("Conv", "Gemm", "MatMul")
-    }
-    scales = {
-        n.input[0]: (float(inits[n.input[1]]), int(inits[n.input[2]]))
-        for n in model.graph.node
-        if n.op_type == "QuantizeLinear"
-    }
-    return weights, scales
 
 
 def _produced(path: Path) -> dict[str, str]:
@@ -71,7 +51,7 @@ def _produced(path: Path) -> dict[str, str]:
 def test_weights_and_scales_are_the_files(tmp_path: Path, kind: str) -> None:
     _, qdq = qdq_model(tmp_path, kind)
     qm = _quantize(qdq)
-    weights, scales = _file_numbers(qdq)
+    weights, scales = file_numbers(qdq)
     produced = _produced(qdq)
     source_nodes = qm.calibration["source_nodes"]
     assert qm.calibration["pre_quantized"] is True
@@ -142,7 +122,7 @@ def test_uint8_weights_are_requantized_and_reported(tmp_path: Path) -> None:
         per_channel=False,
     )
     qm = _quantize(qdq)
-    _, scales = _file_numbers(qdq)
+    _, scales = file_numbers(qdq)
     q = qm.tensors["conv2d_0"]
     assert (q.dtype, q.scale, q.zero_point) == ("uint8", *scales["r1"])
     changes = {c["layer"]: c for c in qm.calibration["forced_changes"]}
