@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,7 +258,7 @@ def build_npu(
     source: Path,
     out_path: Path,
     hw: HwConfig,
-    calib: str,
+    calib: str | None,
     *,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
     config: QuantConfig | None = None,
@@ -268,6 +269,9 @@ def build_npu(
     """Build ``source`` for the NPU ``hw`` and write the artifact ``out_path`` atomically.
 
     ``io_dtype``: the interface's inputs and outputs (:func:`interface_io`).
+    ``calib`` may be ``None`` for a pre-quantized (QDQ) model, which keeps its own
+    scales (:func:`npuc.midend.quantize.api.quantize_prequantized`); the golden
+    samples are then seeded random inputs.
 
     Raises InvalidInputError (model, calibration data), UnsupportedError (a
     model the frontend or NPU compiler cannot handle, an ``io_dtype`` that
@@ -276,21 +280,35 @@ def build_npu(
     from npuc.core.fileio import write_bytes_atomic
     from npuc.frontend import load
     from npuc.midend.pipeline import Pipeline, graph_passes
-    from npuc.midend.quantize.api import quantize_module
+    from npuc.midend.quantize.api import quantize_module, quantize_prequantized
     from npuc.midend.quantize.calib_data import load_calibration
 
-    mod, info = load(source, input_shapes=dict(input_shapes) if input_shapes else None)
-    mod = Pipeline(graph_passes())(mod)
-    samples = load_calibration(calib, info.inputs, limit=calib_limit)
-    meta = {"source": Path(str(calib)).name, "is_random": bool(samples.is_random)}
+    imported = load(source, input_shapes=dict(input_shapes) if input_shapes else None)
+    if calib is None and imported.source_quant is None:
+        raise InvalidInputError(
+            "--target npu needs calibration data",
+            hint="pass --calib DIR|FILE.npz (or --calib random to try the flow)",
+        )
+    info = imported.info
+    mod = Pipeline(graph_passes())(imported.mod)
     if io_dtype not in IO_DTYPES:
         raise InvalidInputError(f"--io-dtype {io_dtype}: not one of {', '.join(IO_DTYPES)}")
-    qm = quantize_module(mod, samples, config, calibration=meta)
+    if imported.source_quant is not None:
+        given = load_calibration(calib, info.inputs, limit=calib_limit) if calib else None
+        qm = quantize_prequantized(mod, imported.source_quant, config, samples=given)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # random golden inputs, not calibration
+            samples = given or load_calibration("random", info.inputs, limit=max(golden, 1))
+    else:
+        assert calib is not None
+        samples = load_calibration(calib, info.inputs, limit=calib_limit)
+        meta = {"source": Path(str(calib)).name, "is_random": bool(samples.is_random)}
+        qm = quantize_module(mod, samples, config, calibration=meta)
     interface_io(qm, io_dtype)  # refuse an interface that cannot carry the I/O before compiling
     feeds = [s for _, s in zip(range(golden), samples, strict=False)]
     build = build_quantized(qm, hw, feeds)
     options = {
-        "calib": Path(str(calib)).name,
+        "calib": Path(str(calib)).name if calib else "none (pre-quantized model)",
         "calib_samples": int(qm.calibration.get("samples", 0) or 0),
         "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()},
         "golden": golden,

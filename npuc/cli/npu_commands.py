@@ -78,11 +78,6 @@ def build(args: argparse.Namespace) -> CommandResult:
     from npuc.backend.npu.build import build_npu
     from npuc.backend.npu.report import report_table
 
-    if not args.calib:
-        raise InvalidInputError(
-            "--target npu needs calibration data",
-            hint="pass --calib DIR|FILE.npz (or --calib random to try the flow)",
-        )
     source = common.existing_file(args.model, "model file")
     out_path = Path(args.output) if args.output else Path(source.stem + ".npuc")
     if out_path.suffix != ".npuc":
@@ -127,6 +122,11 @@ def build(args: argparse.Namespace) -> CommandResult:
             f" MAC utilisation {t['mac_utilisation']:.1%}"
         )
     lines += _interface_lines(result.qm, args.io_dtype or "float")
+    meta = result.qm.calibration
+    if meta.get("pre_quantized"):
+        changes = meta.get("forced_changes", [])
+        lines.append(f"  {meta.get('note')}; forced changes: {len(changes)}")
+        lines += [f"    {c['layer']} ({c['kind']}): {c['detail']}" for c in changes]
     if args.show_cpu_ops or cpu:
         lines += [f"  cpu: {p.layer} ({p.op}): {p.reason}" for p in cpu]
     if report is not None:
