@@ -9,8 +9,10 @@ recompiled from a ``.npuc``) plus one simulated run's trace into a plain dict:
   ``sim_span_cycles`` (its first instruction's start to its last one's end;
   spans of neighbours overlap), busy cycles per unit, the compiler's
   tiling-model estimate (``est_cycles``, :mod:`.perf`, what chose the tiling)
-  and its error ``(est - sim) / sim``, MAC utilisation ``macs / (sim_cycles *
-  rows * cols)``, DRAM bytes read / written and the layer's lower bound
+  and its error ``(est - sim) / sim``, ``layer_cycles`` (the larger of
+  ``sim_cycles`` and its busiest unit's cycles: the time it needs at least),
+  MAC utilisation ``macs / (layer_cycles * rows * cols)`` (at most 1), DRAM
+  bytes read / written and the layer's lower bound
   (weights, inputs and outputs once), SRAM peak, tiling, ``cascade`` (the
   tensors kept in SRAM, None when none), NPU or CPU and why, the quantization
   similarity when known, and the waste (:mod:`.report_waste`);
@@ -223,8 +225,10 @@ def _partitions(
                     cycles = max(row["sim_end_cycle"] - latest, 0)
                     latest = max(latest, row["sim_end_cycle"])
                     row["sim_cycles"] = cycles
-                    row["mac_utilisation"] = row["macs"] / (max(cycles, 1) * array)
-                    row["macs_per_cycle"] = row["macs"] / max(cycles, 1)
+                    own = max(cycles, *row["unit_busy_cycles"].values())
+                    row["layer_cycles"] = own
+                    row["mac_utilisation"] = row["macs"] / (max(own, 1) * array)
+                    row["macs_per_cycle"] = row["macs"] / max(own, 1)
                     row["est_error"] = (row["est_cycles"] - cycles) / max(cycles, 1)
             entry["sim_cycles"] = total
             entry["unattributed_cycles"] = total - latest

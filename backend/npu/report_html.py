@@ -1,8 +1,9 @@
 """The NPU performance report as one self-contained HTML page (jinja2 template, matplotlib plots).
 
 :func:`render_html` takes the dict of :func:`.report.layer_report` and returns
-the page: totals, notes, a roofline plot (per NPU layer: MACs per simulated
-cycle vs arithmetic intensity in MACs per DRAM byte; the compute roof
+the page: totals, notes, a roofline plot (per NPU layer: MACs per layer
+cycle (the larger of the cycles it adds and its busiest unit's) vs
+arithmetic intensity in MACs per DRAM byte; the compute roof
 is the MAC array ``rows x cols``, the memory roof ``dram_bytes_per_cycle``
 MACs/byte x intensity), the per-layer unit busy cycles stacked (DMA-in, MAC,
 ITP, DMA-out, as the simulator counts them), the flagged waste with its fix,
@@ -54,7 +55,8 @@ the first {{ shown }} shown, all in report.json and the per-layer table{% endif 
 <h2>Per layer</h2>
 <p>cycles: simulated cycles the layer adds to the run (they sum to the total); span: its first
 instruction's start to its last one's end (neighbours overlap); est: the compiler's tiling model
-(perf.py) and its error vs cycles; util: MACs / (cycles x array MACs); lower bound: weights,
+(perf.py) and its error vs cycles; util: MACs / (layer cycles x array MACs), layer cycles being
+the larger of cycles and its busiest unit's; lower bound: weights,
 inputs and outputs moved once; cosine: quantization similarity (integer vs float).</p>
 <table><tr>{% for h in header %}<th class="{{ 'l' if loop.index0 < 3 else '' }}">{{ h }}</th>
 {% endfor %}</tr>
@@ -109,7 +111,7 @@ def roofline_png(report: Mapping[str, Any]) -> str:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (MACs / DRAM byte)")
-    ax.set_ylabel("MACs / simulated cycle")
+    ax.set_ylabel("MACs / layer cycle (simulated)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return _png(fig)

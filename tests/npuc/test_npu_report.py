@@ -88,7 +88,9 @@ def test_fields_are_consistent(built: Path) -> None:
     dw = sum(r["sim_cycles"] for r in npu if r["depthwise"])
     assert t["depthwise_share"] == pytest.approx(dw / t["sim_cycles"]) and dw > 0
     for r in npu:
-        assert r["mac_utilisation"] == pytest.approx(r["macs"] / (r["sim_cycles"] * array))
+        own = max(r["sim_cycles"], *r["unit_busy_cycles"].values())
+        assert r["layer_cycles"] == own and 0 < r["mac_utilisation"] <= 1
+        assert r["mac_utilisation"] == pytest.approx(r["macs"] / (own * array))
         assert r["est_error"] == pytest.approx(
             (r["est_cycles"] - r["sim_cycles"]) / r["sim_cycles"]
         )
