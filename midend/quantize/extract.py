@@ -327,8 +327,9 @@ class _Extractor:
 def extract_graph(mod: tvm.IRModule) -> Graph:
     """The layer graph of ``mod["main"]`` (see the module docstring for what is folded).
 
-    Channels-last (NHWC) convolutions are first rewritten to NCHW
-    (:class:`npuc.midend.channels_first.ChannelsFirst`).
+    Zero pads are first folded into the conv/pool reading them
+    (:class:`npuc.midend.fold_pad.FoldPad`) and channels-last (NHWC)
+    convolutions rewritten to NCHW (:class:`npuc.midend.channels_first.ChannelsFirst`).
 
     Raises
     ------
@@ -338,10 +339,12 @@ def extract_graph(mod: tvm.IRModule) -> Graph:
         become ``relax`` nodes).
     """
     from npuc.midend.channels_first import ChannelsFirst
+    from npuc.midend.fold_pad import FoldPad
 
     from .patterns import fold_patterns, name_nodes
 
-    mod = ChannelsFirst()(mod)  # TFLite's NHWC convolutions -> NCHW; no-op otherwise
+    # TFLite: standalone PADs into their conv/pool, NHWC convolutions -> NCHW (else no-ops).
+    mod = ChannelsFirst()(FoldPad()(mod))
     func = mod["main"]
     extractor = _Extractor(mod)
     for param in func.params:
