@@ -153,10 +153,15 @@ def random_input(rng: np.random.Generator, t: NpuTensor) -> np.ndarray:
 
 
 def compile_and_check(
-    graph: NpuGraph, hw: HwConfig, rng: np.random.Generator, *, sram_budget: int | None = None
+    graph: NpuGraph,
+    hw: HwConfig,
+    rng: np.random.Generator,
+    *,
+    sram_budget: int | None = None,
+    cascade: bool = True,
 ) -> tuple[CompiledNpuProgram, SimResult]:
     """Compile, reload from bytes (the loader's view), simulate, and assert == the reference."""
-    compiled = compile_npu_graph(graph, hw, sram_budget=sram_budget)
+    compiled = compile_npu_graph(graph, hw, sram_budget=sram_budget, cascade=cascade)
     program = Program.from_bytes(compiled.program.to_bytes(), hw=hw)
     inputs = {t.name: random_input(rng, t) for t in graph.inputs}
     result = simulate(program, inputs, hw)

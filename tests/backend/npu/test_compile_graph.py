@@ -20,12 +20,16 @@ def residual_block(seed: int, h: int = 12, c: int = 24) -> NpuGraph:
     return NpuGraph(ops=(c1, c2, add), inputs=(x,), outputs=(add.ofm,))
 
 
+@pytest.mark.parametrize("cascade", [False, True])
 @pytest.mark.parametrize("config", sorted(CONFIGS))
-def test_residual_block_bit_exact(config: str) -> None:
+def test_residual_block_bit_exact(config: str, cascade: bool) -> None:
     graph = residual_block(3)
-    compiled, result = compile_and_check(graph, CONFIGS[config], np.random.default_rng(4))
+    compiled, result = compile_and_check(
+        graph, CONFIGS[config], np.random.default_rng(4), cascade=cascade
+    )
     assert [s.name for s in compiled.ops] == ["conv1", "conv2", "add"]
-    assert compiled.dram_scratch_bytes >= graph.ops[0].ofm.nbytes  # y1, y2 live in DRAM
+    if not cascade:
+        assert compiled.dram_scratch_bytes >= graph.ops[0].ofm.nbytes  # y1, y2 live in DRAM
     assert result.stats.macs == sum(s.macs for s in compiled.ops)
 
 
@@ -40,7 +44,7 @@ def test_intermediates_share_dram_by_liveness() -> None:
         ops.append(op)
         t = op.ofm
     graph = NpuGraph(ops=tuple(ops), inputs=(x,), outputs=(t,))
-    compiled, _ = compile_and_check(graph, CONFIGS["npu-s"], rng)
+    compiled, _ = compile_and_check(graph, CONFIGS["npu-s"], rng, cascade=False)
     assert compiled.dram_scratch_bytes == 2 * x.nbytes  # t0..t2 need only two slots
 
 
