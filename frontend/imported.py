@@ -15,7 +15,7 @@ from npuc.core.model_info import ModelInfo
 if TYPE_CHECKING:
     import tvm
 
-    from npuc.frontend.source_quant import SourceQuant
+    from npuc.frontend.source_quant import SourceGraph, SourceQuant
 
 InputShapes = Mapping[str, Sequence[int]]
 """Shapes for inputs with symbolic dimensions, by input name: ``{"images": (1, 3, 640, 640)}``."""
@@ -28,12 +28,16 @@ class ImportedModel:
     ``mod["main"]`` takes the inputs in ``info.inputs`` order, with static shapes.
     ``source_quant`` is set for a pre-quantized model (a QDQ ONNX file): its own
     scales and zero points by source tensor name (:mod:`npuc.frontend.source_quant`).
+    ``source_graph`` is the node structure of any ONNX model by its own names (None
+    for other formats), so tools can show users their model's names
+    (:mod:`npuc.midend.quantize.source_names`).
     Unpacks as ``mod, info = load(...)``.
     """
 
     mod: tvm.IRModule
     info: ModelInfo
     source_quant: SourceQuant | None = None
+    source_graph: SourceGraph | None = None
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.mod, self.info))

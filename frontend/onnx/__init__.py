@@ -44,4 +44,4 @@ def load_onnx(
         opset=prepared.opset,
         output_names=[o.name for o in prepared.model.graph.output],
     )
-    return ImportedModel(mod, info, prepared.source_quant)
+    return ImportedModel(mod, info, prepared.source_quant, prepared.source_graph)

@@ -26,7 +26,7 @@ from npuc.frontend.onnx.shapes import (
     resolve_input_shapes,
 )
 from npuc.frontend.onnx.support import default_opset
-from npuc.frontend.source_quant import SourceQuant
+from npuc.frontend.source_quant import SourceGraph, SourceQuant
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +42,7 @@ class PreparedModel:
     source_path: str
     source_sha256: str
     source_quant: SourceQuant | None = None
+    source_graph: SourceGraph | None = None
 
 
 def prepare_onnx(
@@ -71,6 +72,10 @@ def prepare_onnx(
         TensorInfo(name=v.name, shape=shapes[v.name], dtype=dtypes[v.name])
         for v in graph_inputs(original)
     )
+    # The node structure by the file's names, for any model (QDQ ones add their numbers).
+    nothing = SourceGraph(inputs=(), nodes=(), outputs=())
+    empty = SourceQuant(format="onnx", activations={}, weights={}, graph=nothing)
+    structure = source_graph(model, quant or empty)
     return PreparedModel(
         model=model,
         original=original,
@@ -80,5 +85,6 @@ def prepare_onnx(
         opset=default_opset(original),
         source_path=where,
         source_sha256=read.source_sha256,
-        source_quant=source_graph(model, quant) if quant is not None else None,
+        source_quant=structure if quant is not None else None,
+        source_graph=structure.graph,
     )

@@ -69,7 +69,8 @@ FQ&ne;int: integer vs fake-quant (accumulated, and isolated).</p>
 <th>W dB</th><th>A dB</th><th>FQ dB</th><th>FQ&ne;int dB</th><th>FQ&ne;int iso max</th>
 <th class="l">flag / reason</th></tr>
 {% for r in rows %}<tr class="{{ r.cls }}"><td class="l">{{ loop.index0 }}</td>
-<td class="l">{{ r.name }}</td><td class="l">{{ r.kind }}</td><td class="l">{{ r.run_on }}</td>
+<td class="l">{{ r.name }}{% if r.source %}<br><small>{{ r.source }}</small>{% endif %}</td>
+<td class="l">{{ r.kind }}</td><td class="l">{{ r.run_on }}</td>
 <td class="l">{{ r.scheme }}</td><td>{{ r.scale }}</td><td>{{ r.zp }}</td>
 <td class="l">{{ r.range }}</td>{% for v in r.cells %}<td>{{ v }}</td>{% endfor %}
 <td class="l">{{ r.note }}</td></tr>
@@ -124,6 +125,7 @@ def _row(row: LayerReport) -> dict[str, Any]:
     rng = scheme.get("range")
     return {
         "name": row.name,
+        "source": ", ".join(row.source),
         "kind": row.kind,
         "run_on": row.run_on,
         "scheme": _scheme_text(scheme),

@@ -88,6 +88,7 @@ def report_to_json(report: AccuracyReport) -> dict[str, Any]:
                 "scheme": _jsonable(row.scheme),
                 "errors": _jsonable(row.errors),
                 "flag": row.flag,
+                "source": list(row.source),
             }
             for row in report.layers
         ],
@@ -118,6 +119,7 @@ def report_from_json(data: Mapping[str, Any], source: str = "report") -> Accurac
                 scheme=dict(row["scheme"]),
                 errors=_errors_from(row["errors"]),
                 flag=row["flag"],
+                source=tuple(row.get("source", ())),
             )
             for row in data["layers"]
         )
@@ -204,13 +206,17 @@ def print_summary(report: AccuracyReport, *, count: int = 10, file: Any = None) 
     table = Table(title=f"the {count} worst integer layers (by isolated SQNR)")
     # SQNR columns in dB: accumulated, isolated, weights only, activations only,
     # and the isolated integer result against fake-quant.
-    for header in ("layer", "kind", "acc cos", "acc dB", "iso dB", "W dB", "A dB", "FQ/int",
-                   "flag"):  # fmt: skip
-        text = header in ("layer", "kind", "flag")
+    rows = report.worst(count)
+    named = any(row.source for row in rows)  # the source model's node names (ONNX)
+    headers = ("layer", *(("source node",) if named else ()), "kind", "acc cos", "acc dB",
+               "iso dB", "W dB", "A dB", "FQ/int", "flag")  # fmt: skip
+    for header in headers:
+        text = header in ("layer", "source node", "kind", "flag")
         table.add_column(header, justify="left" if text else "right", no_wrap=text)
-    for row in report.worst(count):
+    for row in rows:
         table.add_row(
             row.name,
+            *((", ".join(row.source) or "-",) if named else ()),
             row.kind,
             _fmt(row.metric("accumulated", "cosine"), 4),
             _fmt(row.metric("accumulated", "sqnr_db")),
@@ -225,7 +231,8 @@ def print_summary(report: AccuracyReport, *, count: int = 10, file: Any = None) 
     if flagged:
         console.print(f"{len(flagged)} layer(s) flagged for a sudden drop:")
         for row in flagged:
-            console.print(f"  {row.name}: {row.flag}")
+            source = f" ({', '.join(row.source)})" if row.source else ""
+            console.print(f"  {row.name}{source}: {row.flag}")
     if report.weight_warnings:
         console.print(f"{len(report.weight_warnings)} weight-outlier warning(s) (see the report)")
     if report.overflow:

@@ -101,7 +101,8 @@ class LayerReport:
     ``errors`` maps each of :data:`COLUMNS` that was measured to
     ``{"cosine", "sqnr_db", "max_abs_error"}``; ``scheme`` holds the chosen
     storage type, modes, strategies, scale, zero point and range;
-    ``flag`` is "" or the reason the layer was flagged.
+    ``flag`` is "" or the reason the layer was flagged; ``source`` holds the
+    source model's node names the layer came from (ONNX), when known.
     """
 
     name: str
@@ -112,6 +113,7 @@ class LayerReport:
     scheme: Mapping[str, Any]
     errors: Mapping[str, Mapping[str, float]]
     flag: str = ""
+    source: tuple[str, ...] = ()
 
     def metric(self, column: str, name: str) -> float:
         """``errors[column][name]``, NaN when the column was not measured."""

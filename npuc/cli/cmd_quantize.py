@@ -78,13 +78,35 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def layer_template(model: Any) -> dict[str, Any]:
-    """The per-layer JSON: editable fields, and a read-only ``display`` block per layer."""
+def source_nodes(model: Any, source_graph: Any) -> dict[str, list[str]]:
+    """Layer name -> the source model's node names it came from (ONNX; ``{}`` otherwise).
+
+    A pre-quantized model's quantizer recorded them; for a float model they come from
+    :func:`npuc.midend.quantize.source_names.map_source_names` over the imported
+    ``source_graph``. Layers without a source node (made by a pass) are left out.
+    """
+    recorded = model.calibration.get("source_nodes")
+    if recorded:
+        return {layer: list(nodes) for layer, nodes in recorded.items() if nodes}
+    if source_graph is None:
+        return {}
+    from npuc.midend.quantize.source_names import map_source_names
+
+    names = map_source_names(model.graph, source_graph)
+    return {layer: list(nodes) for layer, nodes in names.layers.items() if nodes}
+
+
+def layer_template(model: Any, sources: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """The per-layer JSON: editable fields, and a read-only ``display`` block per layer
+    (``source_nodes``: the ONNX node names of each layer, from ``sources``)."""
+    sources = sources or {}
     layers: dict[str, Any] = {}
     for node in model.graph.nodes:
         layer = model.layers[node.name]
         out = model.tensors.get(node.name)
         display: dict[str, Any] = {"kind": layer.kind, "run_on": layer.run_on}
+        if node.name in sources:
+            display["source_nodes"] = sources[node.name]
         if layer.reason:
             display["reason"] = layer.reason
         if out is not None:
@@ -100,7 +122,6 @@ def layer_template(model: Any) -> dict[str, Any]:
         meta = model.calibration
         if meta.get("pre_quantized"):
             display["pre_quantized"] = meta.get("note")
-            display["source_nodes"] = meta.get("source_nodes", {}).get(node.name, [])
             display["forced_changes"] = [
                 c["detail"] for c in meta.get("forced_changes", []) if c["layer"] == node.name
             ]
@@ -188,7 +209,8 @@ def run(args: argparse.Namespace) -> CommandResult:
     timings_s["quantize"] = time.monotonic() - start
     save_quantized(model, out_path)
     template_path = Path(str(out_path) + ".layers.json")
-    common_write_json(template_path, layer_template(model))
+    sources = source_nodes(model, imported.source_graph)
+    common_write_json(template_path, layer_template(model, sources))
     npu = [layer for layer in model.layers.values() if layer.run_on == "npu"]
     cpu = [layer for layer in model.layers.values() if layer.run_on != "npu"]
     data: dict[str, Any] = {
@@ -196,6 +218,7 @@ def run(args: argparse.Namespace) -> CommandResult:
         "layer_config": str(template_path),
         "layers": {"integer": len(npu), "float": len(cpu)},
         "float_layers": {layer.name: layer.reason for layer in cpu},
+        "source_nodes": sources,
         "calibration": dict(model.calibration),
         "timings_s": timings_s,
         "notes": notes,
@@ -207,7 +230,10 @@ def run(args: argparse.Namespace) -> CommandResult:
         f"  per-layer settings: {template_path} (edit, then pass --layer-config)",
         f"  time: import {timings_s['import']:.1f} s, quantize {timings_s['quantize']:.1f} s",
     ]
-    lines += [f"  float: {layer.name} ({layer.kind}): {layer.reason}" for layer in cpu[:20]]
+    lines += [
+        f"  float: {layer.name} ({_named(layer.kind, sources.get(layer.name))}): {layer.reason}"
+        for layer in cpu[:20]
+    ]
     if len(cpu) > 20:
         lines.append(f"  ... and {len(cpu) - 20} more float layers (see --json)")
     lines += [f"  warning: {n}" for n in notes]
@@ -220,6 +246,8 @@ def run(args: argparse.Namespace) -> CommandResult:
                 "--report and --dump need samples to run: this pre-quantized model got none",
                 hint="pass --eval DATA (or --calib DATA)",
             )
+        if evaluation is None:
+            assert calib is not None
         chosen = evaluation or finite_samples(calib, limit=limit, role="calibration")
         if args.report:
             report_lines, report_data = write_quant_report(
@@ -230,12 +258,18 @@ def run(args: argparse.Namespace) -> CommandResult:
                 limit=limit,
                 disjoint=bool(args.eval),
                 show_progress=not args.json,
+                sources=sources,
             )
             lines += report_lines
             data["report"] = report_data
         if args.dump:
             lines += write_dump(model, chosen[0], Path(args.dump))
     return CommandResult(data=data, text="\n".join(lines))
+
+
+def _named(kind: str, nodes: list[str] | None) -> str:
+    """``conv2d, ONNX Conv_3 + Relu_4`` (or just the kind when the source is unknown)."""
+    return f"{kind}, ONNX {' + '.join(nodes)}" if nodes else kind
 
 
 def _check_report_flags(args: argparse.Namespace) -> None:

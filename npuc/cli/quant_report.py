@@ -49,18 +49,27 @@ def write_quant_report(
     limit: int = 32,
     disjoint: bool,
     show_progress: bool = False,
+    sources: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[list[str], dict[str, Any]]:
     """Analyse ``model`` on up to ``limit`` samples and write the report; returns (lines, data).
 
     ``disjoint`` says whether the samples are separate from the calibration
-    samples; the terminal lines say so when they are not.
+    samples; the terminal lines say so when they are not. ``sources``: layer ->
+    the source model's node names, shown beside npuc's layer names.
     """
+    from dataclasses import replace
+
     from npuc.midend.quantize.accuracy_report import summary_text, write_report
     from npuc.midend.quantize.analysis import AnalysisOptions, analyze
 
     chosen = list(itertools.islice(samples, limit))
     options = AnalysisOptions(metrics=tuple(metrics)) if metrics else AnalysisOptions()
     report = analyze(model, chosen, options=options, total=len(chosen), show_progress=show_progress)
+    if sources:
+        named = tuple(
+            replace(row, source=tuple(sources.get(row.name, ()))) for row in report.layers
+        )
+        report = replace(report, layers=named)
     paths = write_report(report, directory)
     lines = [
         f"  accuracy report: {paths['html']} ({report.samples} samples"
