@@ -108,9 +108,23 @@ def _band(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _compiler_version() -> str:
+    """The commit measured, and whether the compiler's sources differed from it."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        proc = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+        return proc.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "backend", "core", "npu_sim", "midend")
+    return git("rev-parse", "--short", "HEAD") + (" with uncommitted changes" if dirty else "")
+
+
 def _markdown(results: dict[str, dict[str, Any]]) -> str:
     lines = [
         "# Cycle estimate vs simulation over whole models",
+        "",
+        f"Measured at commit {_compiler_version()}.",
         "",
         "`.venv/bin/python bench/npu_estimate_error.py` (quantized on 4 photo crops; one",
         "simulated sample; timing does not depend on the values). Per layer: the tiling",
