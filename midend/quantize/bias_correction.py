@@ -22,6 +22,7 @@ from .graph import Node
 from .int_exec import IntegerExecutor, IntTensor
 from .qlayers import derive_params
 from .qmodel import QLayer, QuantizedModel
+from .threads import blas_one_thread
 
 
 def _last_uses(model: QuantizedModel) -> dict[str, int]:
@@ -32,6 +33,7 @@ def _last_uses(model: QuantizedModel) -> dict[str, int]:
     return last
 
 
+@blas_one_thread
 def correct_bias(
     model: QuantizedModel, samples: Iterable[Mapping[str, np.ndarray]]
 ) -> tuple[QuantizedModel, dict[str, float]]:
@@ -63,8 +65,11 @@ def correct_bias(
     for index, node in enumerate(model.graph.nodes):
         layer = layers[node.name]
         unclamped: list[np.ndarray] = []
+        sums: list[tuple[np.ndarray, int]] = []
         if layer.run_on == "npu" and node.op in ("conv2d", "dense"):
-            layer, shift, unclamped = _correct_layer(model, node, layer, fx, ix, envs_f, envs_q)
+            layer, shift, unclamped, sums = _correct_layer(
+                model, node, layer, fx, ix, envs_f, envs_q
+            )
             layers[node.name] = layer
             shifts[node.name] = shift
         for k, (env_f, env_q) in enumerate(zip(envs_f, envs_q, strict=True)):
@@ -72,7 +77,10 @@ def correct_bias(
                 env_f[node.name] = clamp(unclamped[k], node).astype(np.float32, copy=False)
             else:
                 env_f[node.name] = fx.run_node(node, [env_f[n] for n in node.inputs], env_f)
-            if layer.run_on == "npu":
+            if sums:  # same weights: only the bias changed, the sums still hold
+                out = model.tensors[node.name]
+                env_q[node.name] = IntTensor(ix.conv_output(node, layer.params, sums[k], out), out)
+            elif layer.run_on == "npu":
                 ins = [ix.as_int(env_q[n], model.tensors[n]) for n in node.inputs]
                 out = model.tensors[node.name]
                 env_q[node.name] = IntTensor(ix.compute(node, layer, ins, out), out)
@@ -96,21 +104,25 @@ def _correct_layer(
     ix: IntegerExecutor,
     envs_f: list[dict[str, Any]],
     envs_q: list[dict[str, Any]],
-) -> tuple[QLayer, float, list[np.ndarray]]:
-    """One layer's corrected parameters, the largest bias shift applied, and the float
-    outputs before the clamp (float32, one per environment)."""
+) -> tuple[QLayer, float, list[np.ndarray], list[tuple[np.ndarray, int]]]:
+    """One layer's corrected parameters, the largest bias shift applied, the float
+    outputs before the clamp (float32, one per environment), and the integer sums
+    (:meth:`~.int_exec.IntegerExecutor.conv_sums`, one per environment; empty when the
+    corrected layer's weights differ, so the sums do not hold for it)."""
     unclamped = replace(node, attrs={**node.attrs, "act_min": None, "act_max": None})
     out = model.tensors[node.name]
     axis = 1 if node.op == "conv2d" else -1
     total: np.ndarray | None = None
     count = 0
     floats: list[np.ndarray] = []
+    sums: list[tuple[np.ndarray, int]] = []
     for env_f, env_q in zip(envs_f, envs_q, strict=True):
         floats.append(fx.run_node(unclamped, [env_f[n] for n in node.inputs], env_f))
-        want = floats[-1].astype(np.float64)
         x = ix.as_int(env_q[node.inputs[0]], model.tensors[node.inputs[0]])
-        got = ix.conv_unclamped(node, layer.params, x).astype(np.float64) * out.scale
-        diff = np.moveaxis(want - got, axis, -1)
+        sums.append(ix.conv_sums(node, layer.params, x))
+        got = ix.conv_output(node, layer.params, sums[-1], None).astype(np.float64)
+        got *= out.scale
+        diff = np.moveaxis(np.subtract(floats[-1], got, out=got), axis, -1)  # want - got
         diff = diff.reshape(-1, diff.shape[-1])
         total = diff.sum(axis=0) if total is None else total + diff.sum(axis=0)
         count += diff.shape[0]
@@ -123,4 +135,6 @@ def _correct_layer(
     shapes = [model.graph.tensor_type(n).shape for n in node.inputs]
     params = derive_params(corrected, ins, out, layer.config, shapes)
     display = {**layer.display, "bias_correction_max": float(np.abs(error).max())}
-    return replace(layer, params=params, display=display), float(np.abs(error).max()), floats
+    same = np.array_equal(params["weights"], layer.params["weights"])
+    corrected_layer = replace(layer, params=params, display=display)
+    return corrected_layer, float(np.abs(error).max()), floats, sums if same else []

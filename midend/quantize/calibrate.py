@@ -9,6 +9,8 @@ the float executor is the one the accuracy report compares against.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +20,7 @@ from .config import QuantConfig
 from .float_exec import FloatExecutor
 from .graph import Graph
 from .observers import Observer
+from .threads import blas_one_thread
 
 
 def float_tensors(graph: Graph) -> list[str]:
@@ -27,6 +30,7 @@ def float_tensors(graph: Graph) -> list[str]:
     return names
 
 
+@blas_one_thread
 def calibrate(
     graph: Graph,
     samples: Iterable[Mapping[str, np.ndarray]],
@@ -55,14 +59,35 @@ def calibrate(
             trim_infinity=config.trim_infinity,
         )
     seen = 0
-    with Progress(total, "calibrating", enabled=None if show_progress else False) as bar:
+    # The observers of batch k update in a worker thread while the executor runs batch
+    # k + 1 (numpy releases the GIL in both); one batch at a time in the worker, in order,
+    # so every observer sees its samples in the same order as a plain loop.
+    with (
+        Progress(total, "calibrating", enabled=None if show_progress else False) as bar,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="observe") as worker,
+    ):
+        pending: Future[None] | None = None
         for sample in samples:
-            env = executor.run(sample)
+            try:
+                env = executor.run(sample)
+            except Exception:
+                if pending is not None:
+                    pending.result()  # an earlier batch's error comes first
+                raise
             batch = next(iter(sample.values())).shape[0] if executor.batchable else 1
-            for name, observer in observers.items():
-                value = np.asarray(env[name])
-                for i in range(batch):
-                    observer.update(value[i : i + 1] if batch > 1 else value)
+            if pending is not None:
+                pending.result()
+            pending = worker.submit(_observe, observers, env, batch)
             seen += batch
             bar.step(f"sample {seen}", n=batch)
+        if pending is not None:
+            pending.result()
     return observers, seen
+
+
+def _observe(observers: Mapping[str, Observer], env: Mapping[str, Any], batch: int) -> None:
+    """Update every observer with each of the ``batch`` samples in ``env``, in order."""
+    for name, observer in observers.items():
+        value = np.asarray(env[name])
+        for i in range(batch):
+            observer.update(value[i : i + 1] if batch > 1 else value)

@@ -21,6 +21,7 @@ from npuc.core.errors import InvalidInputError
 from . import kernels
 from .graph import Graph, Node
 from .relax_fallback import RelaxFallback
+from .threads import blas_one_thread
 
 UNARY_FUNCS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
     "sigmoid": lambda x, a: 0.5 * (1.0 + np.tanh(0.5 * x)),
@@ -151,6 +152,7 @@ class FloatExecutor:
         self.fallback = fallback or RelaxFallback(graph)
         self.batchable = batchable(graph)
 
+    @blas_one_thread
     def run(
         self, feeds: Mapping[str, np.ndarray], *, keep: Iterable[str] | None = None
     ) -> dict[str, Any]:

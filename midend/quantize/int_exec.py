@@ -36,6 +36,7 @@ from .float_exec import FloatExecutor, data_movement
 from .graph import Node
 from .qmodel import QLayer, QuantizedModel
 from .qparams import QParams
+from .threads import blas_one_thread
 
 _ELTWISE = {"add": "add", "subtract": "sub", "multiply": "mul", "maximum": "max", "minimum": "min"}
 
@@ -61,6 +62,7 @@ class IntegerExecutor:
         self._resize_index: dict[str, np.ndarray] = {}
         self._dtypes: dict[tuple[int, QParams], tuple[np.dtype[Any], int]] = {}
 
+    @blas_one_thread
     def run(self, feeds: Mapping[str, np.ndarray], *, raw_inputs: bool = False) -> dict[str, Any]:
         """Every tensor for one sample: :class:`IntTensor` for integer tensors, arrays otherwise.
 
@@ -194,8 +196,7 @@ class IntegerExecutor:
     def conv_sums(self, node: Node, p: Mapping[str, Any], x: IntTensor) -> tuple[np.ndarray, int]:
         """``sum((x - ifm_zp) * w)`` without the bias, channels last, and a bound on ``|sum|``.
 
-        The array is float32 or float64 holding the exact integers (a fresh array
-        the caller may overwrite).
+        The array is float32 or float64 holding the exact integers (a fresh array).
         """
         key = (id(p["weights"]), x.qparams)
         plan = self._dtypes.get(key)
@@ -215,54 +216,57 @@ class IntegerExecutor:
 
     def conv_accumulate(self, node: Node, p: Mapping[str, Any], x: IntTensor) -> np.ndarray:
         """``sat48(sum((x - ifm_zp) * w) + (b16 << bias_shift))``, int64, channels last."""
-        acc, _ = self.conv_sums(node, p, x)
-        acc64 = acc.astype(np.int64) + (np.asarray(p["b16"], np.int64) << p["bias_shift"])
-        acc48, overflow = sat48(acc64)
+        acc48, overflow = self._acc48(self.conv_sums(node, p, x)[0], p)
         if overflow:
             self.overflow.add(node.name)
         return acc48
 
-    def _stage(
-        self, node: Node, p: Mapping[str, Any], x: IntTensor, zp: int, clamp: tuple[int, int] | None
-    ) -> np.ndarray | None:
-        """The output stage in float64 (:mod:`.exact_stage`) when provably exact, else None."""
-        acc, bound = self.conv_sums(node, p, x)
+    @staticmethod
+    def _acc48(acc: np.ndarray, p: Mapping[str, Any]) -> tuple[np.ndarray, bool]:
+        return sat48(acc.astype(np.int64) + (np.asarray(p["b16"], np.int64) << p["bias_shift"]))
+
+    def conv_output(
+        self, node: Node, p: Mapping[str, Any], sums: tuple[np.ndarray, int], out: QParams | None
+    ) -> np.ndarray:
+        """The output stage of :meth:`conv_sums`'s result, int64 in the graph's layout.
+
+        With ``out``: the stored output integers. With None: the stage before the
+        clamp, minus ``ofm_zp`` (bias correction's view),
+        ``rshift_round(sat32(rshift_round(acc48, pre_shift)) * M[c], post_shift)``.
+        ``sums`` is not modified. Runs in float64 (:mod:`.exact_stage`) where that
+        is provably exact, else in the int64 reference.
+        """
+        acc, bound = sums
         bias = np.asarray(p["b16"], np.int64) << p["bias_shift"]
         m = np.asarray(p["ofm_multiplier"])
-        if not fits_f64(bound, bias, m, p["pre_shift"], p["post_shift"]):
-            return None
-        y, overflow = output_stage_f64(
-            acc, bias, acc_bound=bound, pre_shift=p["pre_shift"], post_shift=p["post_shift"],
-            multipliers=m, ofm_zp=zp, clamp=clamp,
-        )  # fmt: skip
+        pre, post = p["pre_shift"], p["post_shift"]
+        if fits_f64(bound, bias, m, pre, post):
+            y, overflow = output_stage_f64(
+                acc, bias, acc_bound=bound, pre_shift=pre, post_shift=post, multipliers=m,
+                ofm_zp=0 if out is None else out.zero_point,
+                clamp=None if out is None else clamp_bounds(p["act_min"], p["act_max"], out.dtype),
+            )  # fmt: skip
+        else:
+            acc48, overflow = self._acc48(acc, p)
+            if out is None:
+                acc32 = sat32(rshift_round(acc48, pre))
+                y = rshift_round(acc32 * np.asarray(m, np.int64).reshape(-1), post)
+            else:
+                stage = OutputStage(
+                    pre_shift=pre, post_shift=post, multipliers=m, ofm_zp=out.zero_point,
+                    act_min=p["act_min"], act_max=p["act_max"], ofm_dtype=out.dtype,
+                )  # fmt: skip
+                y = apply_output_stage(acc48, stage)
         if overflow:
             self.overflow.add(node.name)
-        return y
+        return y.transpose(0, 3, 1, 2) if node.op == "conv2d" else y
 
     def _conv(self, node: Node, p: Mapping[str, Any], x: IntTensor, out: QParams) -> np.ndarray:
-        clamp = clamp_bounds(p["act_min"], p["act_max"], out.dtype)
-        y = self._stage(node, p, x, out.zero_point, clamp)
-        if y is None:
-            stage = OutputStage(
-                pre_shift=p["pre_shift"], post_shift=p["post_shift"],
-                multipliers=np.asarray(p["ofm_multiplier"]), ofm_zp=out.zero_point,
-                act_min=p["act_min"], act_max=p["act_max"], ofm_dtype=out.dtype,
-            )  # fmt: skip
-            y = apply_output_stage(self.conv_accumulate(node, p, x), stage)
-        return y.transpose(0, 3, 1, 2) if node.op == "conv2d" else y
+        return self.conv_output(node, p, self.conv_sums(node, p, x), out)
 
     def conv_unclamped(self, node: Node, p: Mapping[str, Any], x: IntTensor) -> np.ndarray:
-        """The conv/FC output stage before the clamp, minus ``ofm_zp`` (bias correction's view).
-
-        ``rshift_round(sat32(rshift_round(acc48, pre_shift)) * M[c], post_shift)`` as int64,
-        in the graph's layout.
-        """
-        y = self._stage(node, p, x, 0, None)
-        if y is None:
-            acc32 = sat32(rshift_round(self.conv_accumulate(node, p, x), p["pre_shift"]))
-            m = np.asarray(p["ofm_multiplier"], np.int64).reshape(-1)
-            y = rshift_round(acc32 * m, p["post_shift"])
-        return y.transpose(0, 3, 1, 2) if node.op == "conv2d" else y
+        """:meth:`conv_output` with ``out=None`` (the stage before the clamp, minus ``ofm_zp``)."""
+        return self.conv_output(node, p, self.conv_sums(node, p, x), None)
 
     @staticmethod
     def _requant(centered: np.ndarray, p: Mapping[str, Any], out: QParams) -> np.ndarray:
