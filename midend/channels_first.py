@@ -51,11 +51,8 @@ _BINARY = frozenset(
     {"relax.add", "relax.subtract", "relax.multiply", "relax.maximum", "relax.minimum"}
 )
 _REDUCE = frozenset({"relax.mean", "relax.sum", "relax.max"})
-_LAYOUTS = {
-    "relax.nn.conv2d": ["NCHW", "OIHW"],
-    "relax.nn.max_pool2d": ["NCHW"],
-    "relax.nn.avg_pool2d": ["NCHW"],
-}
+# Pools take no desired layout in ConvertLayout: they follow their input's.
+_LAYOUTS = {"relax.nn.conv2d": ["NCHW", "OIHW"]}
 
 
 def has_channels_last_conv(mod: tvm.IRModule) -> bool:
