@@ -23,7 +23,7 @@ import numpy as np
 from npuc.backend.npu import encode
 from npuc.backend.npu.lower_move import Hop, Transfer, plan_hops
 from npuc.backend.npu.ops_taps import NpuIm2col
-from npuc.backend.npu.perf import TileCost, ceil_div, pipeline_cycles
+from npuc.backend.npu.perf import ceil_div
 from npuc.backend.npu.plan import OpPlan, blob
 from npuc.backend.npu.schedule import Step
 from npuc.backend.npu.tiling import align
@@ -107,18 +107,6 @@ def _hops(op: NpuIm2col, rows: int, zp: str) -> list[Hop]:
     return hops
 
 
-def _band_cycles(hw: HwConfig, hops: list[Hop]) -> int:
-    costs = [
-        TileCost(
-            sum(encode.box_cycles(hw, t.box) for t in h.loads),
-            0,
-            sum(encode.box_cycles(hw, t.box) for t in h.stores),
-        )
-        for h in hops
-    ]
-    return pipeline_cycles(costs)
-
-
 def _none(dram: Mapping[str, int], sram: Mapping[str, int]) -> list[Step]:
     return []
 
@@ -137,25 +125,23 @@ def plan_im2col(op: NpuIm2col, hw: HwConfig, sram_budget: int) -> OpPlan:
     (kh, _), (sh, _), (dh, _) = op.kernel, op.stride, op.dilation
     oh, _ = op.out_hw
     zp = f"{op.name}/zp"
-    best: tuple[int, int, list[Hop]] | None = None
+    constants: tuple[tuple[str, np.ndarray], ...] = ()
+    if any(op.padding):
+        row = np.full(prow // op.ifm.itemsize, op.ifm.zero_point, dtype=op.ifm.dtype)
+        constants = ((zp, blob(row)),)
+    best: OpPlan | None = None
     for n in sorted({ceil_div(oh, k) for k in range(1, oh + 1)}, reverse=True):
         band = align(((n - 1) * sh + dh * (kh - 1) + 1) * prow)
         if 2 * band > sram_budget:  # the zero-point row stays in DRAM (loaded into each band)
             continue
         hops = _hops(op, n, zp)
-        est = _band_cycles(hw, hops)
-        if best is None or est < best[0]:
-            best = (est, n, hops)
+        plan = plan_hops(op, hw, hops, f"{len(hops)} band(s) of {n} output row(s)", constants)
+        if best is None or plan.est_cycles < best.est_cycles:
+            best = plan
     if best is None:
         raise UnsupportedError(
             f"NPU op {op.name!r}: one output row's input band ({(dh * (kh - 1) + 1) * prow} bytes)"
             " does not fit SRAM twice",
             hint="use a hardware config with more SRAM",
         )
-    _, n, hops = best
-    constants: tuple[tuple[str, np.ndarray], ...] = ()
-    if any(op.padding):
-        constants = (
-            (zp, blob(np.full(prow // op.ifm.itemsize, op.ifm.zero_point, dtype=op.ifm.dtype))),
-        )
-    return plan_hops(op, hw, hops, f"{len(hops)} band(s) of {n} output row(s)", constants)
+    return best
