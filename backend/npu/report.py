@@ -229,7 +229,8 @@ def _partitions(
                     row["layer_cycles"] = own
                     row["mac_utilisation"] = row["macs"] / (max(own, 1) * array)
                     row["macs_per_cycle"] = row["macs"] / max(own, 1)
-                    row["est_error"] = (row["est_cycles"] - cycles) / max(cycles, 1)
+                    if cycles:  # a layer wholly hidden under its neighbours has no ratio
+                        row["est_error"] = (row["est_cycles"] - cycles) / cycles
             entry["sim_cycles"] = total
             entry["unattributed_cycles"] = total - latest
             entry["mac_utilisation"] = macs / (max(total, 1) * array)
