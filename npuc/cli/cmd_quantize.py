@@ -246,9 +246,11 @@ def run(args: argparse.Namespace) -> CommandResult:
                 "--report and --dump need samples to run: this pre-quantized model got none",
                 hint="pass --eval DATA (or --calib DATA)",
             )
-        if evaluation is None:
-            assert calib is not None
-        chosen = evaluation or finite_samples(calib, limit=limit, role="calibration")
+        if evaluation is not None:
+            chosen = evaluation
+        else:
+            assert calib is not None  # refused above when neither is given
+            chosen = finite_samples(calib, limit=limit, role="calibration")
         if args.report:
             report_lines, report_data = write_quant_report(
                 model,
