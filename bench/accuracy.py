@@ -47,7 +47,7 @@ GROUPS = (
     "mbv2-npuc-spread",
     "mbv2-npuc-variants",
 )
-NPUC_VARIANTS = ("99.99percentile", "kld", "mse")
+NPUC_VARIANTS = ("extrema", "99.99percentile", "kld")
 SPREAD_SEEDS = (111, 121)  # with the main calibration seed (101): 3 disjoint subsets
 
 
@@ -98,13 +98,13 @@ def _peers(
             _job(task.name, tool, setting, calib_tag, run)
 
 
-def _npuc(task: Task, strategy: str, calib: list, calib_tag: str) -> None:
+def _npuc(task: Task, strategy: str | None, calib: list, calib_tag: str) -> None:
     from bench.accuracy_npuc import config_for, run_setting
 
     def run() -> tuple:
         return run_setting(task.model_path, calib, task.evaluate, config_for(strategy), task.score)
 
-    setting = "QuantConfig() defaults" if strategy == "extrema" else f"activations {strategy}"
+    setting = "QuantConfig() defaults" if strategy is None else f"activations {strategy}"
     _job(task.name, "npuc", setting, calib_tag, run)
 
 
@@ -114,7 +114,7 @@ def run_group(group: str, args: argparse.Namespace, workdir: Path) -> None:
         task = ocr_task(calib=args.ocr_calib, evaluate=args.ocr_eval)
         tag = f"{len(task.calib)} lines"
         if group == "ocr-npuc":
-            _npuc(task, "extrema", task.calib, tag)
+            _npuc(task, None, task.calib, tag)
             return
         _float_row(task, task.model_path)
         from bench.accuracy_peers import run_peer
@@ -139,13 +139,13 @@ def run_group(group: str, args: argparse.Namespace, workdir: Path) -> None:
         _float_row(task, task.model_path)
         _peers(task, task.model_path, workdir, tag, args.peer)
     elif group == "mbv2-npuc":
-        _npuc(task, "extrema", task.calib, tag)
+        _npuc(task, None, task.calib, tag)
     elif group == "mbv2-npuc-variants":
         for strategy in NPUC_VARIANTS:
             _npuc(task, strategy, task.calib, tag)
     elif group == "mbv2-npuc-spread":
         for seed in args.spread_seed or SPREAD_SEEDS:
-            _npuc(task, "extrema", more_calib(seed), f"{len(task.calib)} crops, seed {seed}")
+            _npuc(task, None, more_calib(seed), f"{len(task.calib)} crops, seed {seed}")
     else:
         raise SystemExit(f"unknown group {group!r}; one of {', '.join(GROUPS)}")
 

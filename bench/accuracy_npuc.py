@@ -57,8 +57,10 @@ def evaluate(qmodel: Any, feeds: list[Feeds]) -> list[np.ndarray]:
     return outs
 
 
-def config_for(strategy: str, *, bias_correction: bool = True) -> QuantConfig:
-    """W8A8 per-channel weights, asymmetric int8 activations, the given range strategy."""
+def config_for(strategy: str | None, *, bias_correction: bool = True) -> QuantConfig:
+    """W8A8 per-channel weights, asymmetric int8 activations; ``None``: npuc's default strategy."""
+    if strategy is None:
+        return QuantConfig(bias_correction=bias_correction)
     return QuantConfig(
         default=LayerQuantConfig(q_strategy_activation=strategy),
         bias_correction=bias_correction,
