@@ -152,7 +152,9 @@ def _interface_lines(qm: Any, io_dtype: str) -> list[str]:
     for name, entry in interface_io(qm, io_dtype).items():
         face = entry.get("interface")
         if face is None:
-            lines.append(f"  interface: {name} float32 (computed by a float layer on the CPU)")
+            lines.append(
+                f"  interface: {name} float32 (not quantized: only float CPU layers use it)"
+            )
         else:
             lines.append(
                 f"  interface: {name} {face['dtype']} scale {face['scale']:.6g} "
