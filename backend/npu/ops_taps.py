@@ -11,15 +11,12 @@ exactly as the CONV instruction's own padding does.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from npuc.backend.npu.ops_conv import NpuConv2d
 from npuc.backend.npu.tensor import NpuTensor, fail, same_quant, window_out
 from npuc.core.errors import UnsupportedError
-
-if TYPE_CHECKING:  # ops.py re-exports this module, so NpuConv2d is imported for typing only
-    from npuc.backend.npu.ops import NpuConv2d
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
