@@ -46,7 +46,8 @@ class ForcedChange:
     (``weight_zero_point``, ``weight_dtype``, ``per_channel_activation``,
     ``activation_dtype``, ``pass_through_scale``, ``bias_shift``,
     ``pre_shift``, ``weights_requantized``), ``detail`` the sentence with the
-    numbers.
+    numbers. ``weights_requantized`` also covers a layer whose float weights
+    are not the file's because the midend folded an operation into them.
     """
 
     layer: str
@@ -190,9 +191,20 @@ def plan_prequant(
         record_name = next((n.weight for n in sources if n.weight), None)
         if record_name is None:
             continue
-        got = _weights(layer, source.weights[record_name], changes)
+        record = source.weights[record_name]
+        got = _weights(layer, record, changes)
         if got is not None:
             weights[layer.name], file_weights[layer.name] = got
+        else:
+            changes.append(
+                ForcedChange(
+                    layer=layer.name,
+                    kind="weights_requantized",
+                    detail=f"the layer's weights are not the file's {record.tensor!r}: the "
+                    "midend folded an operation into them (a batch norm, a HardSigmoid's "
+                    "scale); requantized per output channel from the folded float weights",
+                )
+            )
     float_layers: dict[str, str] = {}
     known = set(tensors) | set(calibrated)
     for layer in graph.nodes:

@@ -155,7 +155,9 @@ def quantize_model(
         if node.name not in integer:
             continue
         for name in node.inputs:
-            if name not in tensors:
+            # A float (CPU) layer's inputs need no scale when the pre-quantized file has none.
+            skip = fixed is not None and run_on[node.name][0] == "cpu" and name not in observers
+            if name not in tensors and not (skip and name not in fixed.tensors):
                 tensors[name] = own_qparams(name)
         if run_on[node.name][0] == "npu" and node.op in PASS_THROUGH:
             tensors[node.name] = tensors[node.inputs[0]]

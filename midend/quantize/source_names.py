@@ -19,11 +19,15 @@ the source's):
 3. shape-preserving reshapes, ``Identity`` and ``Dropout`` (which the midend
    removes) make their outputs aliases of their input.
 
-A layer with no matching source node (an operator the importer decomposed
-into several layers, or a node a pass created) is listed in
-``NameMap.unmatched``; layers after it that read only its output are
-unmatched too. The map is the seam for anything that shows source names
-(quantizer reports, pre-quantized scales).
+A layer with no candidate is taken as a piece of a source operator the
+importer decomposed into several layers (``HardSigmoid`` -> multiply, add
+with clamp): the first piece takes the first unmatched node of any operator
+reading exactly its inputs, the layers reading a piece join that node, and
+the last piece holds the node's output (the others are inside it). A layer
+that fits neither (a node a pass created) is listed in ``NameMap.unmatched``;
+layers after it that read only its output are unmatched too. The map is
+the seam for anything that shows source names (quantizer reports,
+pre-quantized scales).
 """
 
 from __future__ import annotations
@@ -104,14 +108,17 @@ class _Matcher:
         self.nodes: dict[str, str] = {}
         self.layers: dict[str, tuple[str, ...]] = {}
         self.canon: dict[str, str] = {}
+        self.pieces: dict[str, SourceNode] = {}
 
-    def bind(self, src: str, layer_tensor: str) -> None:
-        """``src`` and its transparent aliases hold ``layer_tensor``."""
+    def bind(self, src: str, layer_tensor: str, *, force: bool = False) -> None:
+        """``src`` and its transparent aliases hold ``layer_tensor`` (``force``: rebind)."""
         stack = [src]
+        seen: set[str] = set()
         while stack:
             name = stack.pop()
-            if name in self.tensors:
+            if name in seen or (name in self.tensors and not force):
                 continue
+            seen.add(name)
             self.tensors[name] = layer_tensor
             for user in self.users.get(name, []):
                 if len(user.inputs) == 1 and self._transparent(user, name):
@@ -147,6 +154,7 @@ class _Matcher:
                     found[id(n)] = n
         candidates = sorted(found.values(), key=lambda n: self.order[id(n)])
         if not candidates:
+            self._piece(layer, aliases)
             return
         chosen = candidates[0]
         if "weight" in layer.consts:
@@ -169,6 +177,41 @@ class _Matcher:
         self.canon[layer.name] = out
         self.bind(out, layer.name)
 
+    def _piece(self, layer: Node, aliases: set[str]) -> None:
+        """``layer`` as one piece of a source node the importer decomposed into several layers.
+
+        It continues the node a piece it reads belongs to, or starts the first
+        unmatched node (any operator) that reads exactly its inputs; the last
+        piece holds the node's output.
+        """
+        owners = {id(self.pieces[i]): self.pieces[i] for i in layer.inputs if i in self.pieces}
+        if len(owners) == 1:
+            (node,) = owners.values()
+            others = [i for i in layer.inputs if i not in self.pieces]
+            if not all(self.canon[i] in node.inputs for i in others):
+                return
+        elif not owners:
+            inputs = set(layer.inputs)
+            found = [
+                n
+                for a in sorted(aliases)
+                for n in self.users.get(a, [])
+                if id(n) not in self.used
+                and set(n.inputs) <= aliases
+                and {self.tensors[i] for i in n.inputs} == inputs
+            ]
+            if not found:
+                return
+            node = min(found, key=lambda n: self.order[id(n)])
+            self.used.add(id(node))
+        else:
+            return
+        self.pieces[layer.name] = node
+        self.nodes[node.name] = layer.name
+        self.layers[layer.name] = (node.name,)
+        self.canon[layer.name] = node.outputs[0]
+        self.bind(node.outputs[0], layer.name, force=True)
+
     def _folded(self, layer: Node, out: str, chain: list[SourceNode]) -> SourceNode | None:
         users = [u for u in self.users.get(out, []) if id(u) not in self.used]
         if len(users) != 1 or len(self.users.get(out, [])) != 1:
@@ -187,6 +230,8 @@ class _Matcher:
             return user
         if clamp and user.op_type in ("Relu", "Clip", "Max", "Min"):
             return user
+        if clamp and layer.op in ("conv2d", "dense") and user.op_type == "HardSigmoid":
+            return user  # the midend folds its scale and offset into the weights and bias
         return None
 
     def _same_weight(self, layer: Node, node: SourceNode) -> bool:
