@@ -60,7 +60,9 @@ class SourceNode:
 
     ``inputs`` holds only the non-constant inputs (activations); ``weight``
     names the recorded quantized weight it reads (a key of
-    :attr:`SourceQuant.weights`), if any.
+    :attr:`SourceQuant.weights`), if any; ``weight_l1`` is the sum of the
+    absolute values of a constant weight (float64), which tells apart
+    branches that read the same tensor.
     """
 
     name: str
@@ -68,6 +70,7 @@ class SourceNode:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     weight: str | None = None
+    weight_l1: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

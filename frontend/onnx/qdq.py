@@ -359,6 +359,11 @@ def source_graph(model: onnx.ModelProto, quant: SourceQuant) -> SourceQuant:
             # The clean-up may have renamed or reshaped a weight: find the recorded one
             # whose values it holds.
             weight = _find_weight(inits.get(node.input[1]), quant.weights)
+        l1 = None
+        if node.op_type in ("Conv", "Gemm", "MatMul") and len(node.input) > 1:
+            tensor = inits.get(node.input[1])
+            if tensor is not None:
+                l1 = float(np.abs(numpy_helper.to_array(tensor).astype(np.float64)).sum())
         nodes.append(
             SourceNode(
                 name=_node_label(node, index),
@@ -366,6 +371,7 @@ def source_graph(model: onnx.ModelProto, quant: SourceQuant) -> SourceQuant:
                 inputs=tuple(i for i in node.input if i and i not in consts),
                 outputs=tuple(node.output),
                 weight=weight,
+                weight_l1=l1,
             )
         )
     shapes: dict[str, tuple[int, ...]] = {}

@@ -9,8 +9,9 @@ the source's):
 1. a layer's source node is the first not yet matched source node whose
    operator can produce the layer's kind (:data:`LAYER_OPS`) and that reads
    exactly the source tensors of the layer's inputs; a convolution or fully
-   connected layer whose source candidates carry recorded weights takes the
-   one whose dequantized weights equal its own (branches reading one tensor);
+   connected layer takes the candidate whose recorded (dequantized) weights
+   equal its own, else whose weights' L1 norm equals its own (branches
+   reading one tensor), else the first;
 2. from that node's output it follows the operators the layer folded: a bias
    ``Add``, ``BatchNormalization``, a ``Relu``/``Clip`` when the layer has a
    clamp, the ``Mul`` of ``x * sigmoid(x)`` (SiLU), and always ``Identity``
@@ -157,8 +158,13 @@ class _Matcher:
             self._piece(layer, aliases)
             return
         chosen = candidates[0]
-        if "weight" in layer.consts:
-            same = [n for n in candidates if self._same_weight(layer, n)]
+        if "weight" in layer.consts and len(candidates) > 1:
+            l1 = float(np.abs(np.asarray(layer.consts["weight"], np.float64)).sum())
+            same = [n for n in candidates if self._same_weight(layer, n)] or [
+                n
+                for n in candidates
+                if n.weight_l1 is not None and abs(n.weight_l1 - l1) <= 1e-5 * max(l1, 1e-30)
+            ]
             chosen = same[0] if same else chosen
         self.used.add(id(chosen))
         chain = [chosen]
