@@ -282,6 +282,7 @@ def build_npu(
     from npuc.midend.pipeline import Pipeline, graph_passes
     from npuc.midend.quantize.api import quantize_module, quantize_prequantized
     from npuc.midend.quantize.calib_data import load_calibration
+    from npuc.midend.quantize.calib_set import calibration_samples, nonfinite
 
     imported = load(source, input_shapes=dict(input_shapes) if input_shapes else None)
     if calib is None and imported.source_quant is None:
@@ -301,9 +302,18 @@ def build_npu(
             samples = given or load_calibration("random", info.inputs, limit=max(golden, 1))
     else:
         assert calib is not None
-        samples = load_calibration(calib, info.inputs, limit=calib_limit)
-        meta = {"source": Path(str(calib)).name, "is_random": bool(samples.is_random)}
-        qm = quantize_module(mod, samples, config, calibration=meta)
+        data_set = load_calibration(calib, info.inputs, limit=calib_limit)
+        meta = {"source": Path(str(calib)).name, "is_random": bool(data_set.is_random)}
+        trim = bool(config is not None and config.trim_infinity)
+        # NaN/inf refused (or, trimmed, warned about by name) before anything runs on them.
+        samples = calibration_samples(
+            data_set,
+            limit=(config.calibration_samples if config else 0) or None,
+            trim_infinity=trim,
+        )
+        with np.errstate(all="ignore" if trim else "warn"):
+            qm = quantize_module(mod, samples, config, calibration=meta)
+        samples = [s for s in samples if not any(nonfinite(np.asarray(v)) for v in s.values())]
     interface_io(qm, io_dtype)  # refuse an interface that cannot carry the I/O before compiling
     feeds = [s for _, s in zip(range(golden), samples, strict=False)]
     build = build_quantized(qm, hw, feeds)

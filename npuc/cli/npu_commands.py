@@ -7,6 +7,7 @@ Shared by :mod:`npuc.cli.cmd_build`, :mod:`npuc.cli.cmd_run` and
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -89,17 +90,20 @@ def build(args: argparse.Namespace) -> CommandResult:
     hw = resolve_hw(args.hw)
     config = config_from_args(args)
     shapes = common.parse_input_shapes(args.input_shape)
-    result = build_npu(
-        source,
-        out_path,
-        hw,
-        args.calib,
-        input_shapes=shapes,
-        config=config,
-        golden=args.golden,
-        calib_limit=args.calib_limit,
-        io_dtype=args.io_dtype or "float",
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = build_npu(
+            source,
+            out_path,
+            hw,
+            args.calib,
+            input_shapes=shapes,
+            config=config,
+            golden=args.golden,
+            calib_limit=args.calib_limit,
+            io_dtype=args.io_dtype or "float",
+        )
+    notes = [str(w.message) for w in caught]
     report: dict[str, Any] | None = None
     if args.report:
         from npuc.cli.npu_report import make_report, write_report_files
@@ -122,6 +126,7 @@ def build(args: argparse.Namespace) -> CommandResult:
             f" MAC utilisation {t['mac_utilisation']:.1%}"
         )
     lines += _interface_lines(result.qm, args.io_dtype or "float")
+    lines += [f"  warning: {note}" for note in notes]
     meta = result.qm.calibration
     if meta.get("pre_quantized"):
         changes = meta.get("forced_changes", [])
@@ -136,6 +141,7 @@ def build(args: argparse.Namespace) -> CommandResult:
         "output": str(out_path),
         "hw": hw.name,
         "io_dtype": args.io_dtype or "float",
+        "notes": notes,
     }
     if report is not None:
         data["report"] = report

@@ -170,3 +170,23 @@ def test_npuc_eval_nan_names_file(work: Path) -> None:
     assert code == 3
     message = json.loads(stdout)["message"]
     assert message == f"evaluation file {work / 'nan.npy'} sample 2: input 'x' holds 1 NaN value(s)"
+
+
+def test_npu_build_checks_calibration_data_the_same_way(work: Path) -> None:
+    """``npuc build --target npu`` shares the checks: NaN/inf refused by file, sample and input;
+    with --trim-infinity a warning (in ``notes``) and an artifact that verifies bit-exact."""
+    args = ("build", work / "t.onnx", "--target", "npu", "--json")
+    code, stdout, _ = npuc(*args, "--calib", work / "inf.npy", "-o", work / "inf.npuc")
+    assert code == 3
+    assert json.loads(stdout)["message"] == (
+        f"calibration file {work / 'inf.npy'} sample 3: input 'x' holds 1 infinite value(s)"
+    )
+    code, stdout, stderr = npuc(
+        *args, "--calib", work / "inf.npy", "--trim-infinity", "-o", work / "inf.npuc"
+    )
+    assert code == 0, stdout + stderr
+    assert "RuntimeWarning" not in stderr
+    (note,) = json.loads(stdout)["notes"]
+    assert "input 'x'" in note and "sample 3 (1 infinite)" in note
+    code, stdout, _ = npuc("verify", work / "inf.npuc")
+    assert code == 0 and stdout.strip().endswith("bit-exact")
