@@ -191,8 +191,8 @@ def plan_prequant(
         record_name = next((n.weight for n in sources if n.weight), None)
         if record_name is None:
             continue
-        record = source.weights[record_name]
-        got = _weights(layer, record, changes)
+        weight_record = source.weights[record_name]
+        got = _weights(layer, weight_record, changes)
         if got is not None:
             weights[layer.name], file_weights[layer.name] = got
         else:
@@ -200,7 +200,7 @@ def plan_prequant(
                 ForcedChange(
                     layer=layer.name,
                     kind="weights_requantized",
-                    detail=f"the layer's weights are not the file's {record.tensor!r}: the "
+                    detail=f"the layer's weights are not the file's {weight_record.tensor!r}: the "
                     "midend folded an operation into them (a batch norm, a HardSigmoid's "
                     "scale); requantized per output channel from the folded float weights",
                 )

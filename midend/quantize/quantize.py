@@ -156,8 +156,13 @@ def quantize_model(
             continue
         for name in node.inputs:
             # A float (CPU) layer's inputs need no scale when the pre-quantized file has none.
-            skip = fixed is not None and run_on[node.name][0] == "cpu" and name not in observers
-            if name not in tensors and not (skip and name not in fixed.tensors):
+            skip = (
+                fixed is not None
+                and run_on[node.name][0] == "cpu"
+                and name not in observers
+                and name not in fixed.tensors
+            )
+            if name not in tensors and not skip:
                 tensors[name] = own_qparams(name)
         if run_on[node.name][0] == "npu" and node.op in PASS_THROUGH:
             tensors[node.name] = tensors[node.inputs[0]]
