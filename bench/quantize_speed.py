@@ -48,6 +48,9 @@ from bench.accuracy_data import Feeds, _export_mobilenet_v2, _feeds  # noqa: E40
 from npuc.core.fileio import write_text_atomic  # noqa: E402
 from tools.datasets import imagenet_batch  # noqa: E402
 
+#: Heading of the results file's hand-kept section, carried over when the file is rewritten.
+HISTORY = "## Earlier runs"
+
 
 def _load_average() -> str:
     one, five, fifteen = os.getloadavg()
@@ -203,7 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         ort_last = time_onnxruntime(model_path, calib)
         after = _load_average()
     text = report(args.samples, times, per_image, (ort_first, ort_last), (before, after))
-    write_text_atomic(Path(args.out), text)
+    out = Path(args.out)
+    if out.exists() and HISTORY in out.read_text():  # keep the hand-kept history section
+        text += "\n" + HISTORY + out.read_text().split(HISTORY, 1)[1]
+    write_text_atomic(out, text)
     print(text)
     return 0
 

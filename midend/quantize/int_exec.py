@@ -6,7 +6,12 @@ reference's primitives (:mod:`npuc.core.intref`: ``rshift_round``, ``sat32``,
 multiply-accumulate of convolutions and fully connected layers runs in
 float64 BLAS, which is exact here: every product of an int16 (or narrower)
 activation and an int8 weight is below 2^23, and sums of up to 2^30 of them
-stay below 2^53 (tests/midend/quantize check it against int64).
+stay below 2^53 (tests/midend/quantize check it against int64); float32 where
+every partial sum provably stays below 2^24. The output stage (bias, shifts,
+multiplier, clamp) then runs in float64 too where every intermediate provably
+stays below 2^52 (:mod:`.exact_stage`, checked against the int64 reference),
+else in the int64 reference itself. BLAS runs on one thread
+(:mod:`.threads`).
 
 Float layers (``run_on == "cpu"``) run in float32; at a boundary an integer
 tensor is dequantized, and a float tensor read by an integer layer is
