@@ -78,9 +78,19 @@ def test_weights_and_scales_are_the_files(tmp_path: Path, kind: str) -> None:
     assert (q_in.scale, q_in.zero_point) == scales["x"]
 
 
-@pytest.mark.parametrize(("kind", "equal"), [("residual", 0.95), ("branches", 0.8)])
-def test_integer_executor_matches_onnxruntime(tmp_path: Path, kind: str, equal: float) -> None:
-    _, qdq = qdq_model(tmp_path, kind)
+@pytest.mark.parametrize(
+    ("kind", "bits", "equal"), [("residual", 8, 0.95), ("branches", 8, 0.8), ("residual", 16, 0.3)]
+)
+def test_integer_executor_matches_onnxruntime(
+    tmp_path: Path, kind: str, bits: int, equal: float
+) -> None:
+    """int16 activations (QInt16): the 15-bit multiplier's relative error (< 2^-15) is
+    up to 1 LSB at 16-bit full scale, so only about half the outputs are equal
+    (measured 47.5%), still at most 1 LSB apart."""
+    from onnxruntime.quantization import QuantType
+
+    activation = QuantType.QInt16 if bits == 16 else QuantType.QInt8
+    _, qdq = qdq_model(tmp_path, kind, activation_type=activation)
     qm = _quantize(qdq)
     session = ort.InferenceSession(str(qdq))
     executor = IntegerExecutor(qm)
