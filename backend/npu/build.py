@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -294,6 +294,7 @@ def build_npu(
     mod = Pipeline(graph_passes())(imported.mod)
     if io_dtype not in IO_DTYPES:
         raise InvalidInputError(f"--io-dtype {io_dtype}: not one of {', '.join(IO_DTYPES)}")
+    samples: Iterable[Mapping[str, np.ndarray]]  # the golden inputs are the first ones
     if imported.source_quant is not None:
         given = load_calibration(calib, info.inputs, limit=calib_limit) if calib else None
         qm = quantize_prequantized(mod, imported.source_quant, config, samples=given)
