@@ -17,7 +17,7 @@ import onnx
 from npuc.core.model_info import TensorInfo
 from npuc.frontend.onnx.cleanup import apply_fixups, clean_up
 from npuc.frontend.onnx.input_values import InputValues, fix_input_values
-from npuc.frontend.onnx.qdq import source_graph, strip_qdq
+from npuc.frontend.onnx.qdq import strip_qdq
 from npuc.frontend.onnx.read import read_onnx
 from npuc.frontend.onnx.shapes import (
     declared_inputs,
@@ -25,6 +25,7 @@ from npuc.frontend.onnx.shapes import (
     graph_inputs,
     resolve_input_shapes,
 )
+from npuc.frontend.onnx.structure import source_graph
 from npuc.frontend.onnx.support import default_opset
 from npuc.frontend.source_quant import SourceGraph, SourceQuant
 

@@ -31,10 +31,10 @@ import onnx
 from onnx import numpy_helper
 
 from npuc.core.errors import UnsupportedError
+from npuc.frontend.onnx.structure import node_label
 from npuc.frontend.source_quant import (
     ActivationQuant,
     SourceGraph,
-    SourceNode,
     SourceQuant,
     WeightQuant,
 )
@@ -71,10 +71,6 @@ def _dtype_name(elem_type: int) -> str:
     return str(onnx.TensorProto.DataType.Name(elem_type)).lower()
 
 
-def _node_label(node: onnx.NodeProto, index: int) -> str:
-    return node.name or f"{node.op_type}_{index}"
-
-
 class _Stripper:
     def __init__(self, model: onnx.ModelProto, where: str) -> None:
         self.model = model
@@ -90,7 +86,7 @@ class _Stripper:
 
     def fail(self, node: onnx.NodeProto, index: int, what: str, hint: str) -> UnsupportedError:
         return UnsupportedError(
-            f"{self.where}: node {_node_label(node, index)!r} ({node.op_type}): {what}", hint=hint
+            f"{self.where}: node {node_label(node, index)!r} ({node.op_type}): {what}", hint=hint
         )
 
     def array(self, name: str, node: onnx.NodeProto, index: int, role: str) -> np.ndarray:
@@ -183,7 +179,7 @@ def strip_qdq(model: onnx.ModelProto, where: str) -> tuple[onnx.ModelProto, Sour
     for index, node in enumerate(graph.node):
         if node.op_type in QOPERATOR_OPS:
             raise UnsupportedError(
-                f"{where}: node {_node_label(node, index)!r} ({node.op_type}) is in the "
+                f"{where}: node {node_label(node, index)!r} ({node.op_type}) is in the "
                 "QOperator format (integer operators)",
                 hint=_HINT_FORMAT,
             )
@@ -341,71 +337,3 @@ def _same(a: ActivationQuant, b: ActivationQuant) -> bool:
         and np.array_equal(a.scale, b.scale)
         and np.array_equal(a.zero_point, b.zero_point)
     )
-
-
-def source_graph(model: onnx.ModelProto, quant: SourceQuant) -> SourceQuant:
-    """``quant`` with the structure of ``model`` (the float model as imported) filled in."""
-    graph = model.graph
-    consts = {t.name for t in graph.initializer}
-    consts |= {n.output[0] for n in graph.node if n.op_type == "Constant"}
-    inits = {t.name: t for t in graph.initializer}
-    weights = dict(quant.weights)
-    nodes = []
-    for index, node in enumerate(graph.node):
-        if node.op_type == "Constant":
-            continue
-        weight = next((i for i in node.input if i in quant.weights), None)
-        if weight is None and node.op_type in ("Conv", "Gemm", "MatMul") and len(node.input) > 1:
-            # The clean-up may have renamed or reshaped a weight: find the recorded one
-            # whose values it holds.
-            weight = _find_weight(inits.get(node.input[1]), quant.weights)
-        l1 = None
-        if node.op_type in ("Conv", "Gemm", "MatMul") and len(node.input) > 1:
-            tensor = inits.get(node.input[1])
-            if tensor is not None:
-                l1 = float(np.abs(numpy_helper.to_array(tensor).astype(np.float64)).sum())
-        nodes.append(
-            SourceNode(
-                name=_node_label(node, index),
-                op_type=node.op_type,
-                inputs=tuple(i for i in node.input if i and i not in consts),
-                outputs=tuple(node.output),
-                weight=weight,
-                weight_l1=l1,
-            )
-        )
-    shapes: dict[str, tuple[int, ...]] = {}
-    for value in [*graph.input, *graph.value_info, *graph.output]:
-        dims = value.type.tensor_type.shape.dim
-        if dims and all(d.HasField("dim_value") for d in dims):
-            shapes[value.name] = tuple(int(d.dim_value) for d in dims)
-    structure = SourceGraph(
-        inputs=tuple(v.name for v in graph.input if v.name not in consts),
-        nodes=tuple(nodes),
-        outputs=tuple(v.name for v in graph.output),
-        shapes=shapes,
-    )
-    return SourceQuant(
-        format=quant.format,
-        activations=quant.activations,
-        weights=weights,
-        graph=structure,
-        notes=quant.notes,
-    )
-
-
-def _find_weight(tensor: onnx.TensorProto | None, weights: Mapping[str, WeightQuant]) -> str | None:
-    if tensor is None:
-        return None
-    value = np.asarray(numpy_helper.to_array(tensor))
-    for name, w in weights.items():
-        if w.values.size != value.size:
-            continue
-        shape = [1] * w.values.ndim
-        shape[w.axis] = -1 if w.scale.ndim else 1
-        deq = ((w.values - w.zero_point.reshape(shape)) * w.scale.reshape(shape)).astype(np.float32)
-        if deq.shape == value.shape and np.array_equal(deq, value):
-            return name
-        if deq.ndim == 2 and deq.T.shape == value.shape and np.array_equal(deq.T, value):
-            return name
-    return None

@@ -8,7 +8,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from npuc.frontend import load
 from npuc.frontend.onnx.prepare import prepare_onnx
-from npuc.frontend.onnx.qdq import source_graph
+from npuc.frontend.onnx.structure import source_graph
 from npuc.frontend.source_quant import SourceGraph, SourceQuant
 from npuc.midend.pipeline import Pipeline, graph_passes
 from npuc.midend.quantize.extract import extract_graph
