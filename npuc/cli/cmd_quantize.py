@@ -96,6 +96,34 @@ def source_nodes(model: Any, source_graph: Any) -> dict[str, list[str]]:
     return {layer: list(nodes) for layer, nodes in names.layers.items() if nodes}
 
 
+def by_layer_names(config: Any, mod: Any, source_graph: Any) -> Any:
+    """``config`` with ONNX node names in ``--float-layers`` and ``--layer-config`` (or
+    ``[quantize.layers]``) replaced by the layers they became (``conv1`` -> ``conv2d_0``).
+
+    npuc's own layer names pass unchanged; names that are neither stay, so the
+    quantizer's error lists the model's layers.
+    """
+    if source_graph is None or not (config.float_layers or config.layers):
+        return config
+    from dataclasses import replace
+
+    from npuc.midend.quantize.extract import extract_graph
+    from npuc.midend.quantize.source_names import map_source_names
+
+    graph = extract_graph(mod)
+    own = {node.name for node in graph.nodes}
+    nodes = map_source_names(graph, source_graph).nodes
+
+    def layer(name: str) -> str:
+        return name if name in own else nodes.get(name, name)
+
+    layers: dict[str, dict[str, Any]] = {}
+    for name, entry in config.layers.items():
+        layers.setdefault(layer(name), {}).update(entry)
+    float_layers = tuple(dict.fromkeys(layer(name) for name in config.float_layers))
+    return replace(config, layers=layers, float_layers=float_layers)
+
+
 def layer_template(model: Any, sources: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """The per-layer JSON: editable fields, and a read-only ``display`` block per layer
     (``source_nodes``: the ONNX node names of each layer, from ``sources``)."""
@@ -166,6 +194,7 @@ def run(args: argparse.Namespace) -> CommandResult:
             hint="pass --calib DIR|FILE.npz|FILE.npy (or --calib random to try the flow)",
         )
     mod = Pipeline(graph_passes())(mod)
+    config = by_layer_names(config, mod, imported.source_graph)
     timings_s["import"] = time.monotonic() - start
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -65,3 +65,30 @@ def test_report_json_and_html_name_onnx_nodes(quantized: tuple[Path, str]) -> No
     assert sources == SOURCES
     html = (root / "report" / "report.html").read_text()
     assert "conv1, relu1" in html
+
+
+def test_float_layers_and_layer_config_take_onnx_node_names(
+    quantized: tuple[Path, str],
+) -> None:
+    """``--float-layers dw,relu1`` and a layer-config entry ``fc`` name ONNX nodes: they reach
+    the layers those nodes became (``relu1`` is folded into ``conv2d_0``)."""
+    from npuc.midend.quantize.serialize import load_quantized
+
+    root, _ = quantized
+    (root / "lc.json").write_text(json.dumps({"layers": {"fc": {"q_bits_activation": 16}}}))
+    code, stdout, err = npuc(
+        "quantize", root / "t.onnx", "--calib", root / "cal.npy", "-o", root / "n.npuq",
+        "--optimization", "none", "--float-layers", "dw,relu1", "--layer-config",
+        root / "lc.json", "--json",
+    )  # fmt: skip
+    assert code == 0, stdout + err
+    assert set(json.loads(stdout)["float_layers"]) == {"conv2d_0", "conv2d_1"}
+    model = load_quantized(root / "n.npuq")
+    assert model.tensors["dense_0"].dtype == "int16"
+    assert model.config.float_layers == ("conv2d_1", "conv2d_0")
+    code, stdout, _ = npuc(
+        "quantize", root / "t.onnx", "--calib", root / "cal.npy", "--float-layers", "nosuch",
+        "--json",
+    )  # fmt: skip
+    assert code == 3
+    assert "nosuch is not in the model" in json.loads(stdout)["message"]
