@@ -185,7 +185,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="rebuild the venv and the models")
     parser.add_argument("--out", type=Path, default=OUT_MD)
     parser.add_argument("--jobs", type=int, default=1, help="npuc builds run at once")
+    parser.add_argument(
+        "--markdown-only", action="store_true", help="rewrite the page from the last results.json"
+    )
     args = parser.parse_args(argv)
+    if args.markdown_only:
+        write_markdown(json.loads((RAW / "results.json").read_text()), args.out)
+        print(f"wrote {args.out}")
+        return 0
     networks = [n for n in args.networks.split(",") if n]
     hws = [h for h in args.hw.split(",") if h]
     for n in networks:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from npu_vela_parse import TARGETS, VelaLayer, match_mac_layers
+from npu_vela_parse import TARGETS, VelaLayer, is_mac_layer, match_mac_layers
 
 from npuc.core.fileio import write_text_atomic
 from npuc.core.hw.config import preset
@@ -197,7 +197,7 @@ def _layer_table(run: Mapping[str, Any]) -> list[str]:
             f" {macs / oc if oc else 0:.0f} | {int(o.get('dram_bytes', 0)) / 1e3 if o else 0:.0f} |"
             f" {waste} |"
         )
-    other_v = sum(x.cycles for x in vela if x.macs == 0)
+    other_v = sum(x.cycles for x in vela if not is_mac_layer(x))
     other_o = sum(int(r.get("sim_cycles") or 0) for r in layers if not r.get("macs"))
     lines.append(
         f"| | all other layers (add, pool, pad, softmax, ...) | | | 0 | {other_v:,} |"
@@ -223,7 +223,7 @@ def _breakdown(run: Mapping[str, Any]) -> list[str]:
         g[1] += int(o.get("sim_cycles") or 0) if o else 0
         g[2] += (v.macs if v else 0) or (int(o["macs"]) if o else 0)
     g = groups.setdefault("other (no MACs)", [0, 0, 0])
-    g[0] += sum(x.cycles for x in vela if x.macs == 0)
+    g[0] += sum(x.cycles for x in vela if not is_mac_layer(x))
     g[1] += sum(int(r.get("sim_cycles") or 0) for r in layers if not r.get("macs"))
     lines = ["| kind | MACs | Vela cycles | npuc cycles | npuc - Vela |", "|---|---|---|---|---|"]
     for kind, (vc, oc, macs) in sorted(groups.items(), key=lambda kv: -(kv[1][1] - kv[1][0])):

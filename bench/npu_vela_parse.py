@@ -180,35 +180,40 @@ def read_layers(path: Path) -> list[VelaLayer]:
     return layers
 
 
-def match_mac_layers(
-    vela: list[VelaLayer], npuc: list[dict[str, object]]
-) -> list[tuple[VelaLayer | None, dict[str, object] | None]]:
-    """Pair the MAC layers (convolutions, fully connected) of both sides in network order.
+MAC_OPS = frozenset({"Conv2D", "DepthwiseConv2D", "FullyConnected", "TransposeConv"})
 
-    ``npuc``: report.json layer rows. Pairs are made in order; a pair whose MAC
-    counts differ by more than 1% is split (each side alone) so that one
-    missing layer does not shift the rest.
+
+def is_mac_layer(layer: VelaLayer) -> bool:
+    """A convolution or fully connected operator (Vela also counts MACs for pools and pads)."""
+    return layer.op in MAC_OPS and layer.macs > 0
+
+
+def match_mac_layers(
+    vela: list[VelaLayer], npuc: list[dict[str, object]], window: int = 6
+) -> list[tuple[VelaLayer | None, dict[str, object] | None]]:
+    """Pair the MAC layers (convolutions, fully connected) of both sides by MAC count.
+
+    ``npuc``: report.json layer rows. In Vela's order, each Vela layer takes the
+    first of the next ``window`` unpaired npuc layers whose MAC count is within
+    1% (the two compilers may order a block's branches differently); a Vela
+    layer without one stands alone, and unpaired npuc layers follow at the end.
     """
-    left = [v for v in vela if v.macs > 0]
+    left = [v for v in vela if is_mac_layer(v)]
     right = [r for r in npuc if int(str(r.get("macs", 0) or 0)) > 0]
+    used: set[int] = set()
     pairs: list[tuple[VelaLayer | None, dict[str, object] | None]] = []
-    i = j = 0
-    while i < len(left) or j < len(right):
-        if i < len(left) and j < len(right):
-            a, b = left[i].macs, int(str(right[j]["macs"]))
-            if abs(a - b) <= 0.01 * max(a, b):
-                pairs.append((left[i], right[j]))
-                i, j = i + 1, j + 1
-            elif a > b:
-                pairs.append((None, right[j]))
-                j += 1
-            else:
-                pairs.append((left[i], None))
-                i += 1
-        elif i < len(left):
-            pairs.append((left[i], None))
-            i += 1
+    for v in left:
+        free = [j for j in range(len(right)) if j not in used][:window]
+        found = None
+        for j in free:
+            b = int(str(right[j]["macs"]))
+            if abs(v.macs - b) <= 0.01 * max(v.macs, b):
+                found = j
+                break
+        if found is None:
+            pairs.append((v, None))
         else:
-            pairs.append((None, right[j]))
-            j += 1
+            used.add(found)
+            pairs.append((v, right[found]))
+    pairs += [(None, right[j]) for j in range(len(right)) if j not in used]
     return pairs

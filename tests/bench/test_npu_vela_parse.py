@@ -86,3 +86,17 @@ def test_system_config_matches_the_preset(parse: ModuleType, hw: HwConfig) -> No
     assert int(system["Dram_burst_length"]) == hw.dma_burst_bytes
     memory = ini[f"Memory_Mode.{name}"]
     assert int(memory["arena_cache_size"]) == hw.sram_bytes
+
+
+def test_matching_follows_mac_counts_across_reordered_branches(parse: ModuleType) -> None:
+    vela = parse.read_layers(DATA / "vela_per-layer.csv")
+    ours = [
+        {"layer": "a", "macs": 10838016},
+        {"layer": "c", "macs": 6422528},  # npuc emits this branch before the depthwise
+        {"layer": "b", "macs": 3612672},
+        {"layer": "d", "macs": 19267584},
+        {"layer": "fc", "macs": 1280000},
+    ]
+    pairs = parse.match_mac_layers(vela, ours)
+    assert [o["layer"] for _, o in pairs] == ["a", "b", "c", "d", "fc"]
+    assert all(v is not None and v.macs == o["macs"] for v, o in pairs)
