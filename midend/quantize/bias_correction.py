@@ -120,7 +120,7 @@ def _correct_layer(
         floats.append(fx.run_node(unclamped, [env_f[n] for n in node.inputs], env_f))
         x = ix.as_int(env_q[node.inputs[0]], model.tensors[node.inputs[0]])
         sums.append(ix.conv_sums(node, layer.params, x))
-        got = ix.conv_output(node, layer.params, sums[-1], None).astype(np.float64)
+        got = ix.conv_output(node, layer.params, sums[-1], None, as_float=True)
         got *= out.scale
         diff = np.moveaxis(np.subtract(floats[-1], got, out=got), axis, -1)  # want - got
         diff = diff.reshape(-1, diff.shape[-1])

@@ -74,8 +74,12 @@ def output_stage_f64(
     multipliers: np.ndarray,
     ofm_zp: int,
     clamp: tuple[int, int] | None,
+    dtype: type[np.int64] | type[np.float64] = np.int64,
 ) -> tuple[np.ndarray, bool]:
-    """``(y int64, overflow)``: the output stage of ``acc[..., cout]`` (module docstring).
+    """``(y, overflow)``: the output stage of ``acc[..., cout]`` (module docstring).
+
+    ``y`` is int64, or with ``dtype=np.float64`` the same integers as float64
+    (exact; saves a conversion for callers that compute in float64).
 
     The passes run block by block (:data:`BLOCK_ELEMENTS` at a time) so each
     block stays in cache through all of them.
@@ -123,7 +127,7 @@ def output_stage_f64(
     )
     cout = acc.shape[-1] if acc.ndim else 1
     src = np.ascontiguousarray(acc).reshape(-1, max(cout, 1))
-    out = np.empty(acc.shape, np.int64)
+    out = np.empty(acc.shape, dtype)
     dst = out.reshape(src.shape)
     rows = max(1, BLOCK_ELEMENTS // max(cout, 1))
     buf = np.empty((min(rows, src.shape[0]), src.shape[1]), np.float64)

@@ -231,9 +231,16 @@ class IntegerExecutor:
         return sat48(acc.astype(np.int64) + (np.asarray(p["b16"], np.int64) << p["bias_shift"]))
 
     def conv_output(
-        self, node: Node, p: Mapping[str, Any], sums: tuple[np.ndarray, int], out: QParams | None
+        self,
+        node: Node,
+        p: Mapping[str, Any],
+        sums: tuple[np.ndarray, int],
+        out: QParams | None,
+        *,
+        as_float: bool = False,
     ) -> np.ndarray:
-        """The output stage of :meth:`conv_sums`'s result, int64 in the graph's layout.
+        """The output stage of :meth:`conv_sums`'s result, int64 in the graph's layout
+        (``as_float``: the same integers as float64).
 
         With ``out``: the stored output integers. With None: the stage before the
         clamp, minus ``ofm_zp`` (bias correction's view),
@@ -250,6 +257,7 @@ class IntegerExecutor:
                 acc, bias, acc_bound=bound, pre_shift=pre, post_shift=post, multipliers=m,
                 ofm_zp=0 if out is None else out.zero_point,
                 clamp=None if out is None else clamp_bounds(p["act_min"], p["act_max"], out.dtype),
+                dtype=np.float64 if as_float else np.int64,
             )  # fmt: skip
         else:
             acc48, overflow = self._acc48(acc, p)
@@ -262,6 +270,7 @@ class IntegerExecutor:
                     act_min=p["act_min"], act_max=p["act_max"], ofm_dtype=out.dtype,
                 )  # fmt: skip
                 y = apply_output_stage(acc48, stage)
+            y = y.astype(np.float64) if as_float else y
         if overflow:
             self.overflow.add(node.name)
         return y.transpose(0, 3, 1, 2) if node.op == "conv2d" else y

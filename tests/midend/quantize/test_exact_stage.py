@@ -61,6 +61,7 @@ def stages(draw: st.DrawFn) -> dict[str, object]:
         "zp": draw(st.integers(lo, hi)), "act": (act_min, draw(st.integers(act_min - 3, hi + 5))),
         "dtype": odtype, "f32": draw(st.booleans()) and bound < (1 << 24),
         "clamp": draw(st.booleans()), "block": draw(st.sampled_from([1, 7, 1 << 15])),
+        "as_float": draw(st.booleans()),
     }  # fmt: skip
 
 
@@ -81,7 +82,12 @@ def test_float64_stage_matches_int64_reference(case: dict) -> None:  # type: ign
             acc_bound=case["bound"], pre_shift=case["pre"], post_shift=case["post"],
             multipliers=case["m"], ofm_zp=case["zp"],
             clamp=clamp_bounds(*case["act"], case["dtype"]) if case["clamp"] else None,
+            dtype=np.float64 if case["as_float"] else np.int64,
         )  # fmt: skip
+    if case["as_float"]:  # the same integers, held in float64
+        assert got.dtype == np.float64
+        np.testing.assert_array_equal(got, want.astype(np.float64), strict=True)
+        got = got.astype(np.int64)
     np.testing.assert_array_equal(got, want, strict=True)
     assert overflow == want_overflow
 
