@@ -344,7 +344,7 @@ def extract_graph(mod: tvm.IRModule) -> Graph:
     from .patterns import fold_patterns, name_nodes
 
     # TFLite: standalone PADs into their conv/pool, NHWC convolutions -> NCHW (else no-ops).
-    mod = ChannelsFirst()(FoldPad()(mod))
+    mod = tvm.transform.Sequential([FoldPad(), ChannelsFirst()])(mod)
     func = mod["main"]
     extractor = _Extractor(mod)
     for param in func.params:
