@@ -167,6 +167,17 @@ def run_npuc(network: str, hw_name: str, calib: Path, samples: int) -> dict[str,
     return result
 
 
+def git_dirty() -> list[str]:
+    """Tracked files with uncommitted changes (the run measures the working tree)."""
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--short", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return [line[3:] for line in done.stdout.splitlines() if line.strip()]
+
+
 def git_head() -> str:
     done = subprocess.run(
         ["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"],
@@ -208,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         "cores": os.cpu_count(),
         "load_start": load_average(),
         "git": git_head(),
+        "dirty": git_dirty(),
         "calib_samples": args.calib_samples,
         "jobs": args.jobs,
         "runs": [],

@@ -247,7 +247,12 @@ def write_markdown(results: Mapping[str, Any], out: Path) -> None:
         f"Run {results['started']} - {results.get('finished', '(unfinished)')},"
         f" {results['cores']} cores, load averages (1/5/15 min) at start"
         f" {results['load_start']}, at end {results.get('load_end', '-')};"
-        f" npuc at `{results['git']}`.",
+        f" npuc at `{results['git']}`"
+        + (
+            f" plus uncommitted changes to {', '.join(results['dirty'])}."
+            if results.get("dirty")
+            else "."
+        ),
         "",
         f"Keras weights: **{', '.join(sorted(weights))}** (random initialisation; the weight"
         " download host is unreachable here). Cycle counts depend on shapes only; Vela's"
