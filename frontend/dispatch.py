@@ -152,8 +152,7 @@ def load(
     if fmt == "tflite":
         from npuc.frontend.tflite import load_tflite
 
-        mod, info = load_tflite(Path(source), input_shapes)
-        return ImportedModel(mod, info)
+        return load_tflite(Path(source), input_shapes)
     if fmt == "torch":
         from npuc.frontend.torch_export import load_torch
 

@@ -61,15 +61,24 @@ def load_tflite(
     from tvm import relax
     from tvm.relax.frontend.tflite import from_tflite
 
+    from npuc.frontend.tflite import quantized
     from npuc.frontend.tflite.converter import ConversionFailure, NpucTFLiteConverter
     from npuc.frontend.tflite.interface import main_inputs, main_outputs
 
-    probe = NpucTFLiteConverter(model, subgraph, None, relax.BlockBuilder())
+    full_int = quantized.is_full_integer(model, subgraph)
+    converter = quantized.Int8AsFloatConverter if full_int else NpucTFLiteConverter
+    probe = converter(model, subgraph, None, relax.BlockBuilder())
     problems = probe.unsupported_ops()
     if problems:
-        raise _unsupported(path, [p.describe() for p in problems])
+        raise _unsupported(path, [p.describe() for p in problems], quantized=full_int)
+    dtypes = quantized.input_dtypes(subgraph) if full_int else None
+    source_quant = None
+    if full_int:
+        source_quant = quantized.read_source_quant(
+            model, subgraph, lambda op: probe.op_name(op)[0], []
+        )
     try:
-        mod = from_tflite(model, shape_dict=shape_dict, op_converter=NpucTFLiteConverter)
+        mod = from_tflite(model, shape_dict=shape_dict, dtype_dict=dtypes, op_converter=converter)
     except ConversionFailure as err:
         raise _unsupported(path, [err.problem.describe()]) from err
     except (tvm.error.OpNotImplemented, NotImplementedError) as err:
@@ -86,7 +95,8 @@ def load_tflite(
         layout="NHWC",
         extra={"tflite_version": int(model.Version()), "operators": subgraph.OperatorsLength()},
     )
-    return ImportedModel(mod, info)
+    graph = source_quant.graph if source_quant is not None else None
+    return ImportedModel(mod, info, source_quant=source_quant, source_graph=graph)
 
 
 def _tensor_names(subgraph: Any, indices: Sequence[int]) -> list[str]:
@@ -121,9 +131,12 @@ def _checked_shapes(
     return shapes
 
 
-def _unsupported(path: Path, lines: list[str]) -> UnsupportedError:
+def _unsupported(path: Path, lines: list[str], *, quantized: bool = False) -> UnsupportedError:
+    from npuc.frontend.tflite.quantized import HINT_INT8
+
+    hint = "re-export the model without these operators (float32/fp16 builtins only)"
     return UnsupportedError(
         f"{path}: {len(lines)} operator(s) cannot be imported: {'; '.join(lines)}",
-        hint="re-export the model without these operators (float32/fp16 builtins only)",
+        hint=HINT_INT8 if quantized or any("quantiz" in line for line in lines) else hint,
         nodes=lines,
     )

@@ -60,12 +60,18 @@ class NpucTFLiteConverter(OperatorConverter):
 
     def __init__(self, model: Any, subgraph: Any, exp_tab: Any, ctx: Any, *args: Any) -> None:
         super().__init__(model, subgraph, exp_tab, ctx, *args)
-        self.convert_map["EXPAND_DIMS"] = self._convert_expand_dims_fixed
-        self.convert_map["DEQUANTIZE"] = self._convert_dequantize_fixed
-        self.convert_map["PRELU"] = self._convert_prelu_channelwise
+        self.convert_map.update(self.npuc_converters())
         positions = {subgraph.Operators(i)._tab.Pos: i for i in range(subgraph.OperatorsLength())}
         self.convert_map = {
             name: _guarded(self, name, fn, positions) for name, fn in self.convert_map.items()
+        }
+
+    def npuc_converters(self) -> dict[str, Callable[..., Any]]:
+        """The converters npuc replaces (subclasses add theirs), by TFLite op name."""
+        return {
+            "EXPAND_DIMS": self._convert_expand_dims_fixed,
+            "DEQUANTIZE": self._convert_dequantize_fixed,
+            "PRELU": self._convert_prelu_channelwise,
         }
 
     # ------------------------------------------------------------------ report
@@ -102,7 +108,11 @@ class NpucTFLiteConverter(OperatorConverter):
         q_weights = any(t.qnn_params is not None for t in ins[1:])
         q_out = any(t.qnn_params is not None for t in outs)
         if q_weights and not (q_in or q_out):
-            return "dynamic-range quantized weights (float activations) are not supported"
+            return (
+                "dynamic-range quantized weights (float activations) are not supported: convert "
+                "the model full-integer (representative_dataset, TFLITE_BUILTINS_INT8), or give "
+                "npuc the float model and --calib"
+            )
         if (q_in or q_weights or q_out) and name not in _QUANTIZED_OK:
             return "quantized form of this operator is not supported"
         return None

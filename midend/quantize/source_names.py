@@ -18,7 +18,10 @@ the source's):
    and ``Dropout``; the last tensor of that chain is the layer's output, the
    ones before it are *inside* the layer;
 3. shape-preserving reshapes, ``Identity`` and ``Dropout`` (which the midend
-   removes) make their outputs aliases of their input.
+   removes) make their outputs aliases of their input;
+4. a ``transpose`` layer with no source ``Transpose`` is a layout change the
+   midend inserted (a TFLite model's NHWC -> channels first): the layers
+   reading it are matched as if they read its input (it stays unmatched).
 
 A layer with no candidate is taken as a piece of a source operator the
 importer decomposed into several layers (``HardSigmoid`` -> multiply, add
@@ -110,6 +113,7 @@ class _Matcher:
         self.layers: dict[str, tuple[str, ...]] = {}
         self.canon: dict[str, str] = {}
         self.pieces: dict[str, SourceNode] = {}
+        self.layout: dict[str, str] = {}  # inserted layout transpose -> the tensor it reorders
 
     def bind(self, src: str, layer_tensor: str, *, force: bool = False) -> None:
         """``src`` and its transparent aliases hold ``layer_tensor`` (``force``: rebind)."""
@@ -140,7 +144,7 @@ class _Matcher:
     def match(self, layer: Node) -> None:
         if any(name not in self.canon for name in layer.inputs):
             return
-        inputs = set(layer.inputs)
+        inputs = {self.layout.get(i, i) for i in layer.inputs}
         aliases = {a for a, t in self.tensors.items() if t in inputs}
         ops = LAYER_OPS.get(layer.op)
         found: dict[int, SourceNode] = {}
@@ -154,6 +158,13 @@ class _Matcher:
                 ):
                     found[id(n)] = n
         candidates = sorted(found.values(), key=lambda n: self.order[id(n)])
+        if not candidates and layer.op == "transpose" and len(inputs) == 1:
+            # A layout change the midend inserted (NHWC source -> channels first): the
+            # layers after it read the same source tensor.
+            (source_input,) = inputs
+            self.layout[layer.name] = source_input
+            self.canon[layer.name] = self.canon[layer.inputs[0]]
+            return
         if not candidates:
             self._piece(layer, aliases)
             return

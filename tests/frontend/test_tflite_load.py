@@ -83,12 +83,12 @@ def test_all_unsupported_ops_reported_at_once(tmp_path: Path) -> None:
     a = g.tensor("a", (1, 8))
     b = g.tensor("b", (1, 8))
     c = g.tensor("c", (1, 8))
-    q = g.tensor("q", (1, 8), "int8", quant=(0.1, 0))
-    qs = g.tensor("qs", (8,), "int8", quant=(0.1, 0))
+    q = g.tensor("q", (1, 8), "int16", quant=(0.1, 0))
+    qs = g.tensor("qs", (8,), "int16", quant=(0.1, 0))
     g.op("RELU", [x], [a])  # supported: must not be listed
     g.op("CUSTOM:MyFancyOp", [a], [b])
     g.op("SKIP_GRAM", [b], [c])
-    g.op("SQUEEZE", [q], [qs])  # int8 SQUEEZE: quantized form unsupported
+    g.op("SQUEEZE", [q], [qs])  # int16 activations (16x8 quantization): unsupported
     path = g.save(tmp_path / "bad.tflite", [x, q], [c, qs])
     with pytest.raises(UnsupportedError) as err:
         load_tflite(path)
@@ -96,7 +96,8 @@ def test_all_unsupported_ops_reported_at_once(tmp_path: Path) -> None:
     assert "3 operator(s)" in msg
     assert "#1 CUSTOM(MyFancyOp) (output 'b')" in msg
     assert "#2 SKIP_GRAM (output 'c')" in msg and "no converter" in msg
-    assert "#3 SQUEEZE (output 'qs'): quantized" in msg
+    assert "#3 SQUEEZE (output 'qs'): int16 activation 'q' (16x8 quantization)" in msg
+    assert "TFLITE_BUILTINS_INT8" in (err.value.hint or "")
     assert "RELU" not in msg
     assert err.value.exit_code == 4 and err.value.hint
 

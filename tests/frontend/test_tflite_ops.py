@@ -27,6 +27,8 @@ _NP_TYPES = {
     "float16": TensorType.FLOAT16,
     "int32": TensorType.INT32,
     "int8": TensorType.INT8,
+    "uint8": TensorType.UINT8,
+    "int16": TensorType.INT16,
 }
 
 
