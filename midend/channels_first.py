@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 import tvm
+import tvm_ffi
 from tvm import relax
 
 from ._rewrite import rewrite_module
@@ -203,7 +204,7 @@ def _same_shape(a: relax.Var, b: relax.Var) -> bool:
         return False
     if ta.shape is None or tb.shape is None:
         return False
-    return bool(tvm.ir.structural_equal(ta.shape, tb.shape))
+    return bool(tvm_ffi.structural_equal(ta.shape, tb.shape))
 
 
 def _untranspose(constant: tvm.ir.GenericConst, perm: tuple[int, ...]) -> relax.Expr:
