@@ -97,6 +97,7 @@ class Int8Graph:
         depthwise: bool = False,
         per_axis: bool = True,
         padding: str = "SAME",
+        bias_max: int = 3000,
     ) -> tuple[Q, tuple[int, ...]]:
         """CONV_2D (OHWI) or DEPTHWISE_CONV_2D (1HWC, cout = cin) on NHWC ``x``."""
         n, h, w, cin = shape
@@ -108,7 +109,7 @@ class Int8Graph:
         fan = k * k * (1 if depthwise else cin)
         sigma = float(np.sqrt(fan) * 74 * 73 * x.scale * float(np.mean(s_w)))
         bias_scale = (np.float32(x.scale) * s_w).astype(np.float32)
-        bias = self.rng.integers(-3000, 3000, ch).astype(np.int32)
+        bias = self.rng.integers(-bias_max, bias_max, ch).astype(np.int32)
         wt = self.tensor(
             f"{name}/weights",
             wshape,
@@ -299,7 +300,7 @@ def run_litert(path: Path, feed: np.ndarray) -> np.ndarray:
     return np.asarray(interp.get_tensor(interp.get_output_details()[0]["index"]))
 
 
-KINDS = ("conv_relu", "depthwise", "residual_add", "pool_fc", "per_tensor")
+KINDS = ("conv_relu", "depthwise", "residual_add", "pool_fc", "per_tensor", "big_bias")
 IN_SCALE, IN_ZP = 0.02, -3
 
 
@@ -309,13 +310,16 @@ def int8_model(path: Path, kind: str, seed: int = 0) -> Path:
     ``conv_relu``: 3x3 conv with fused ReLU; ``depthwise``: 1x1 conv (ReLU6), 3x3
     depthwise stride 2 (ReLU6), 1x1 conv; ``residual_add``: two 3x3 convs and an
     ADD of their outputs; ``pool_fc``: conv, 2x2 average pool, reshape, fully
-    connected; ``per_tensor``: ``depthwise`` with one weight scale per tensor.
+    connected; ``per_tensor``: ``depthwise`` with one weight scale per tensor;
+    ``big_bias``: ``conv_relu`` with int32 biases up to 200000 (beyond 16 bits).
     """
     g = Int8Graph(seed=seed)
     shape: tuple[int, ...] = (1, 16, 16, 8)
     x = g.act("x", shape, IN_SCALE, IN_ZP)
     if kind == "conv_relu":
         y, _ = g.conv("conv", x, shape, 16, 3)
+    elif kind == "big_bias":
+        y, _ = g.conv("conv", x, shape, 16, 3, bias_max=200_000)
     elif kind in ("depthwise", "per_tensor"):
         per = kind == "depthwise"
         a, s = g.conv("expand", x, shape, 16, 1, act="relu6", per_axis=per)
