@@ -21,7 +21,8 @@ the source's):
    removes) make their outputs aliases of their input;
 4. a ``transpose`` layer with no source ``Transpose`` is a layout change the
    midend inserted (a TFLite model's NHWC -> channels first): the layers
-   reading it are matched as if they read its input (it stays unmatched).
+   reading it are matched as if they read its input (listed in
+   ``NameMap.layout_changes``, not in ``unmatched``).
 
 A layer with no candidate is taken as a piece of a source operator the
 importer decomposed into several layers (``HardSigmoid`` -> multiply, add
@@ -83,7 +84,8 @@ class NameMap:
     input or a layer's output); ``inside``: source tensor -> the layer that
     computes it internally (e.g. a convolution's output before its folded
     clamp); ``nodes``: source node -> layer; ``layers``: layer -> its source
-    nodes in order; ``unmatched``: layers without a source node.
+    nodes in order; ``unmatched``: layers without a source node, except the
+    layout transposes the midend inserted (``layout_changes``).
     """
 
     tensors: Mapping[str, str] = field(default_factory=dict)
@@ -91,6 +93,7 @@ class NameMap:
     nodes: Mapping[str, str] = field(default_factory=dict)
     layers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     unmatched: tuple[str, ...] = ()
+    layout_changes: tuple[str, ...] = ()
 
     def source_tensors(self, layer_tensor: str) -> list[str]:
         """The source tensors whose value is ``layer_tensor``, in no particular order."""
@@ -299,5 +302,10 @@ def map_source_names(
         inside=dict(matcher.inside),
         nodes=dict(matcher.nodes),
         layers=dict(matcher.layers),
-        unmatched=tuple(n.name for n in graph.nodes if n.name not in matcher.layers),
+        unmatched=tuple(
+            n.name
+            for n in graph.nodes
+            if n.name not in matcher.layers and n.name not in matcher.layout
+        ),
+        layout_changes=tuple(matcher.layout),
     )

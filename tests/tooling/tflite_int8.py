@@ -25,7 +25,12 @@ from tflite.BuiltinOperator import BuiltinOperator
 from tflite.BuiltinOptions import BuiltinOptions
 from tflite.TensorType import TensorType
 
-_TYPES = {"float32": TensorType.FLOAT32, "int32": TensorType.INT32, "int8": TensorType.INT8}
+_TYPES = {
+    "float32": TensorType.FLOAT32,
+    "int32": TensorType.INT32,
+    "int8": TensorType.INT8,
+    "int16": TensorType.INT16,
+}
 ACT = {
     "none": ActivationFunctionType.NONE,
     "relu": ActivationFunctionType.RELU,
