@@ -26,10 +26,11 @@ class ImportedModel:
     """A model in npuc's IR: the Relax module and its interface.
 
     ``mod["main"]`` takes the inputs in ``info.inputs`` order, with static shapes.
-    ``source_quant`` is set for a pre-quantized model (a QDQ ONNX file): its own
-    scales and zero points by source tensor name (:mod:`npuc.frontend.source_quant`).
-    ``source_graph`` is the node structure of any ONNX model by its own names (None
-    for other formats), so tools can show users their model's names
+    ``source_quant`` is set for a pre-quantized model (a QDQ ONNX file or a
+    full-int8 TFLite file): its own scales and zero points by source tensor name
+    (:mod:`npuc.frontend.source_quant`). ``source_graph`` is the node structure of
+    any ONNX model and of a full-int8 TFLite model by their own names (None
+    otherwise), so tools can show users their model's names
     (:mod:`npuc.midend.quantize.source_names`).
     Unpacks as ``mod, info = load(...)``.
     """

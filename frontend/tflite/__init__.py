@@ -8,6 +8,11 @@ module's ``main`` takes the model's inputs in subgraph order under their
 TFLite tensor names, its weights are bound as constants, and ``info``
 describes inputs/outputs with ``layout="NHWC"`` and ``source_format="tflite"``.
 No optimisation happens here. This module imports tvm lazily.
+
+A full-integer model (int8/uint8 activations with quantization parameters)
+is imported as a float graph and its own scales, zero points and int8
+weights come back as ``ImportedModel.source_quant``
+(:mod:`npuc.frontend.tflite.quantized`); its int8 inputs become float32.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ def load_tflite(
     path: str | os.PathLike[str],
     input_shapes: Mapping[str, Sequence[int]] | None = None,
 ) -> ImportedModel:
-    """Import a float TFLite model.
+    """Import a float or full-integer TFLite model (module docstring).
 
     Parameters
     ----------
@@ -43,7 +48,8 @@ def load_tflite(
     Returns
     -------
     ImportedModel
-        ``(mod, info)``: the Relax module and its :class:`ModelInfo`.
+        ``(mod, info)``: the Relax module and its :class:`ModelInfo`; for a
+        full-integer model also ``source_quant`` and ``source_graph``.
 
     Raises
     ------

@@ -260,7 +260,8 @@ def run(args: argparse.Namespace) -> CommandResult:
         f"  time: import {timings_s['import']:.1f} s, quantize {timings_s['quantize']:.1f} s",
     ]
     lines += [
-        f"  float: {layer.name} ({_named(layer.kind, sources.get(layer.name))}): {layer.reason}"
+        f"  float: {layer.name} "
+        f"({_named(layer.kind, sources.get(layer.name), info.source_format)}): {layer.reason}"
         for layer in cpu[:20]
     ]
     if len(cpu) > 20:
@@ -298,9 +299,13 @@ def run(args: argparse.Namespace) -> CommandResult:
     return CommandResult(data=data, text="\n".join(lines))
 
 
-def _named(kind: str, nodes: list[str] | None) -> str:
-    """``conv2d, ONNX Conv_3 + Relu_4`` (or just the kind when the source is unknown)."""
-    return f"{kind}, ONNX {' + '.join(nodes)}" if nodes else kind
+def _named(kind: str, nodes: list[str] | None, source_format: str) -> str:
+    """``conv2d, ONNX Conv_3 + Relu_4`` (or just the kind when the source is unknown).
+
+    A TFLite model's operators are named by their first output tensor.
+    """
+    label = "TFLite" if source_format == "tflite" else "ONNX"
+    return f"{kind}, {label} {' + '.join(nodes)}" if nodes else kind
 
 
 def _check_report_flags(args: argparse.Namespace) -> None:
