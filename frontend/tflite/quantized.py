@@ -244,9 +244,13 @@ def read_source_quant(
             axis=None if params[0].size == 1 else params[2],
             node=names[i],
         )
+    folded = _folded_pads(subgraph, ops)
     nodes = []
     for _index, op, op_name, label in ops:
+        if op_name in ("PAD", "PADV2") and int(op.OutputsAsNumpy()[0]) in folded:
+            continue
         ins = [int(i) for i in op.InputsAsNumpy() if int(i) >= 0]
+        ins = [folded.get(i, i) for i in ins]
         weight, l1 = None, None
         if op_name in _WEIGHT_OPS and len(ins) > 1:
             record = _weight_record(model, subgraph, ins[1], op_name, names[ins[1]])
@@ -279,6 +283,39 @@ def read_source_quant(
     return SourceQuant(
         format=FORMAT, activations=activations, weights=weights, graph=graph, notes=tuple(notes)
     )
+
+
+def _folded_pads(subgraph: Any, ops: list[tuple[int, Any, str, str]]) -> dict[int, int]:
+    """PAD output -> PAD input for pads read only by convolutions (or max pools of ReLU outputs).
+
+    The midend folds a zero pad into the convolution that reads it
+    (``midend/fold_pad.py``); an int8 PAD pads with the zero point, i.e. float
+    zero. The structure records the convolution as reading the PAD's input.
+    """
+    readers: dict[int, list[str]] = {}
+    for _, op, name, _ in ops:
+        for i in op.InputsAsNumpy():
+            readers.setdefault(int(i), []).append(name)
+    folded: dict[int, int] = {}
+    for _, op, name, _ in ops:
+        if name not in ("PAD", "PADV2"):
+            continue
+        out = int(op.OutputsAsNumpy()[0])
+        src = int(op.InputsAsNumpy()[0])
+        users = readers.get(out, [])
+        ok = ["CONV_2D", "DEPTHWISE_CONV_2D"]
+        if _non_negative(subgraph.Tensors(src)):
+            ok.append("MAX_POOL_2D")  # the midend folds it after a ReLU too
+        if users and all(u in ok for u in users):
+            folded[out] = src
+    return folded
+
+
+def _non_negative(tensor: Any) -> bool:
+    """Whether the tensor's int8/uint8 range starts at float 0 (a ReLU's output)."""
+    params = _params(tensor)
+    lowest = {TensorType.INT8: -128, TensorType.UINT8: 0}.get(tensor.Type())
+    return params is not None and lowest is not None and int(params[1].reshape(-1)[0]) == lowest
 
 
 def _weight_record(

@@ -169,6 +169,15 @@ class Int8Graph:
         self.ops.append(("RESHAPE", [x.index, new], [y.index], None))
         return y
 
+    def pad(self, name: str, x: Q, shape: tuple[int, ...], p: int) -> tuple[Q, tuple[int, ...]]:
+        """Zero-point padding of ``p`` rows and columns on each side (Keras ZeroPadding2D)."""
+        out_shape = (shape[0], shape[1] + 2 * p, shape[2] + 2 * p, shape[3])
+        y = self.act(name, out_shape, x.scale, x.zp)
+        pads = np.asarray([[0, 0], [p, p], [p, p], [0, 0]], np.int32)
+        pt = self.tensor(f"{name}/paddings", (4, 2), "int32", data=pads)
+        self.ops.append(("PAD", [x.index, pt], [y.index], None))
+        return y, out_shape
+
     def save(self, path: Path, inputs: list[int], outputs: list[int]) -> Path:
         b = flatbuffers.Builder(4096)
         codes = sorted({op[0] for op in self.ops})
@@ -305,7 +314,7 @@ def run_litert(path: Path, feed: np.ndarray) -> np.ndarray:
     return np.asarray(interp.get_tensor(interp.get_output_details()[0]["index"]))
 
 
-KINDS = ("conv_relu", "depthwise", "residual_add", "pool_fc", "per_tensor", "big_bias")
+KINDS = ("conv_relu", "depthwise", "residual_add", "pool_fc", "per_tensor", "big_bias", "pad_conv")
 IN_SCALE, IN_ZP = 0.02, -3
 
 
@@ -316,13 +325,17 @@ def int8_model(path: Path, kind: str, seed: int = 0) -> Path:
     depthwise stride 2 (ReLU6), 1x1 conv; ``residual_add``: two 3x3 convs and an
     ADD of their outputs; ``pool_fc``: conv, 2x2 average pool, reshape, fully
     connected; ``per_tensor``: ``depthwise`` with one weight scale per tensor;
-    ``big_bias``: ``conv_relu`` with int32 biases up to 200000 (beyond 16 bits).
+    ``big_bias``: ``conv_relu`` with int32 biases up to 200000 (beyond 16 bits);
+    ``pad_conv``: PAD then a VALID stride-2 conv (the midend folds the pad).
     """
     g = Int8Graph(seed=seed)
     shape: tuple[int, ...] = (1, 16, 16, 8)
     x = g.act("x", shape, IN_SCALE, IN_ZP)
     if kind == "conv_relu":
         y, _ = g.conv("conv", x, shape, 16, 3)
+    elif kind == "pad_conv":
+        p, s = g.pad("pad", x, shape, 1)
+        y, _ = g.conv("conv", p, s, 16, 3, stride=2, padding="VALID")
     elif kind == "big_bias":
         y, _ = g.conv("conv", x, shape, 16, 3, bias_max=200_000)
     elif kind in ("depthwise", "per_tensor"):

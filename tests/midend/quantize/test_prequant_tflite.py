@@ -44,6 +44,7 @@ EQUAL = {
     "pool_fc": 0.85,
     "per_tensor": 0.99,
     "big_bias": 0.99,
+    "pad_conv": 0.99,
 }
 
 
@@ -79,7 +80,7 @@ def _file(path: Path) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    "kind", ["conv_relu", "depthwise", "residual_add", "pool_fc", "per_tensor"]
+    "kind", ["conv_relu", "depthwise", "residual_add", "pool_fc", "per_tensor", "pad_conv"]
 )
 def test_weights_and_scales_are_the_files(tmp_path: Path, kind: str) -> None:
     path = int8_model(tmp_path / f"{kind}.tflite", kind)
