@@ -11,10 +11,12 @@ from npuc's preset: bench/npu_vela_parse.py):
    file (Vela's input) and a float TFLite file (npuc's: npuc quantizes itself on
    the same 64 crops);
 3. Vela compiles the int8 file (timed); its summary and per-layer CSVs are read;
-4. ``npuc build --target npu --calib-limit 64`` compiles the float file (timed:
-   import, calibration, quantization, compilation, golden samples), then
-   ``npuc report`` simulates one inference and writes per-layer cycles, DRAM and
-   SRAM.
+4. ``npuc build --target npu`` compiles the same int8 file (``--source int8``,
+   the default: npuc's pre-quantized TFLite import keeps its scales) or the float
+   file with ``--calib-limit 64`` (``--source float``), timed; then ``npuc report``
+   simulates one inference and writes per-layer cycles, DRAM and SRAM;
+5. compile time as issue 13 defines it (ResNet-50 including calibration on 64
+   samples): a float build with calibration (``--compile-time``), run alone.
 
 Writes bench/results/npu.md and bench/results/raw/npu/ (models, Vela output,
 npuc reports, results.json; not committed). Converted models are reused unless
@@ -143,20 +145,33 @@ def run_vela(network: str, hw_name: str) -> dict[str, Any]:
     }
 
 
-def run_npuc(network: str, hw_name: str, calib: Path, samples: int) -> dict[str, Any]:
+def build_npuc(
+    network: str, hw_name: str, source: str, calib: Path, samples: int, tag: str
+) -> tuple[Path, dict[str, Any]]:
+    """``npuc build`` of the ``source`` (int8 or float) TFLite file, timed; float calibrates."""
     npuc = Path(sys.executable).parent / "npuc"
-    model = RAW / f"{network}_{hw_name}.npuc"
+    model = RAW / f"{network}_{hw_name}_{tag}.npuc"
+    cmd = [str(npuc), "build", str(RAW / f"{network}_{source}.tflite"), "--target", "npu"]
+    if source == "float":
+        cmd += ["--calib", str(calib), "--calib-limit", str(samples)]
+    cmd += ["--hw", hw_name, "-o", str(model)]
+    log = RAW / f"npuc_{network}_{hw_name}_{tag}_build.log"
+    seconds, load, code = timed(cmd, log)
+    result: dict[str, Any] = {"source": source, "build_seconds": seconds, "build_load": load}
+    if code != 0:
+        lines = log.read_text().strip().splitlines()
+        result["error"] = f"npuc build exited {code}: " + " | ".join(lines[-3:])
+    return model, result
+
+
+def run_npuc(network: str, hw_name: str, source: str, calib: Path, samples: int) -> dict[str, Any]:
+    """Build ``source`` and simulate one inference with ``npuc report``."""
+    model, result = build_npuc(network, hw_name, source, calib, samples, source)
+    if "error" in result:
+        return result
+    npuc = Path(sys.executable).parent / "npuc"
     report_dir = RAW / f"npuc_{network}_{hw_name}"
     shutil.rmtree(report_dir, ignore_errors=True)
-    cmd = [str(npuc), "build", str(RAW / f"{network}_float.tflite"), "--target", "npu"]
-    cmd += ["--calib", str(calib), "--calib-limit", str(samples), "--hw", hw_name]
-    cmd += ["-o", str(model)]
-    seconds, load, code = timed(cmd, RAW / f"npuc_{network}_{hw_name}_build.log")
-    result: dict[str, Any] = {"build_seconds": seconds, "build_load": load}
-    if code != 0:
-        log = (RAW / f"npuc_{network}_{hw_name}_build.log").read_text().strip().splitlines()
-        result["error"] = f"npuc build exited {code}: " + " | ".join(log[-3:])
-        return result
     cmd = [str(npuc), "report", str(model), "-o", str(report_dir)]
     report_seconds, _, code = timed(cmd, RAW / f"npuc_{network}_{hw_name}_report.log")
     result["report_seconds"] = report_seconds
@@ -197,6 +212,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT_MD)
     parser.add_argument("--jobs", type=int, default=1, help="npuc builds run at once")
     parser.add_argument(
+        "--source",
+        choices=("int8", "float"),
+        default="int8",
+        help="TFLite file npuc compiles: Vela's int8 file (default) or the float one + calibration",
+    )
+    parser.add_argument(
+        "--compile-time",
+        default="resnet50:npu-s",
+        metavar="NET:HW,...",
+        help="with --source int8: also time float builds with calibration for these (alone)",
+    )
+    parser.add_argument(
         "--markdown-only", action="store_true", help="rewrite the page from the last results.json"
     )
     args = parser.parse_args(argv)
@@ -222,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         "dirty": git_dirty(),
         "calib_samples": args.calib_samples,
         "jobs": args.jobs,
+        "source": args.source,
         "runs": [],
     }
     jobs: list[tuple[str, str, Path]] = []
@@ -236,8 +264,8 @@ def main(argv: list[str] | None = None) -> int:
             jobs.append((network, hw_name, calib))
 
     def build(job: tuple[str, str, Path]) -> dict[str, Any]:
-        print(f"== {job[0]} on {job[1]}: npuc", flush=True)
-        return run_npuc(job[0], job[1], job[2], args.calib_samples)
+        print(f"== {job[0]} on {job[1]}: npuc ({args.source} file)", flush=True)
+        return run_npuc(job[0], job[1], args.source, job[2], args.calib_samples)
 
     # --jobs 2 runs two npuc builds at once: faster, but each build's time then includes
     # the other's load (recorded as "load before").
@@ -245,6 +273,13 @@ def main(argv: list[str] | None = None) -> int:
         for run, ours in zip(results["runs"], pool.map(build, jobs), strict=True):
             run["npuc"] = ours
             (RAW / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    # Compile time with calibration (issue 13: ResNet-50, 64 samples), from the float file.
+    for pair in [p for p in args.compile_time.split(",") if p] if args.source == "int8" else []:
+        network, hw_name = pair.split(":")
+        print(f"== {network} on {hw_name}: npuc from the float file (compile time)", flush=True)
+        calib = calibration(network, args.calib_samples)
+        _, timing = build_npuc(network, hw_name, "float", calib, args.calib_samples, "calib")
+        results.setdefault("compile", []).append({"network": network, "hw": hw_name, **timing})
     results["load_end"] = load_average()
     results["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     (RAW / "results.json").write_text(json.dumps(results, indent=1) + "\n")

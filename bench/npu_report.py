@@ -140,21 +140,27 @@ def _targets_table(results: Mapping[str, Any]) -> list[str]:
 
 
 def _compile_table(results: Mapping[str, Any]) -> list[str]:
+    source = results.get("source", "float")
+    calibrated = f"calibration on {results['calib_samples']}"
     lines = [
-        f"npuc builds run {results.get('jobs', 1)} at a time; Vela runs alone. Wall seconds.",
+        f"npuc builds run {results.get('jobs', 1)} at a time (the compile-time builds below them"
+        " alone); Vela runs alone. Wall seconds; load = 1/5/15-minute load averages before.",
         "",
-        "| network | config | npuc build s (import + calibration on"
-        f" {results['calib_samples']} + compile + golden) | load before | Vela s | npuc/Vela |"
+        "| network | config | npuc build | s | load before | Vela s | npuc/Vela |"
         f" < {COMPILE_TARGET_S:.0f} s? |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for run in results["runs"]:
-        n, v = run["npuc"], run["vela"]
+    vela_s = {(r["network"], r["hw"]): r["vela"].get("seconds", 0.0) for r in results["runs"]}
+    rows = [(r["network"], r["hw"], r["npuc"]) for r in results["runs"]]
+    rows += [(c["network"], c["hw"], c) for c in results.get("compile", [])]
+    for network, hw, n in rows:
         s = n.get("build_seconds", 0.0)
-        vs = v.get("seconds", 0.0)
+        vs = vela_s.get((network, hw), 0.0)
         load = ", ".join(f"{x:.1f}" for x in n.get("build_load", []))
+        src = n.get("source", source)
+        kind = "int8 file, no calibration" if src == "int8" else f"float file, {calibrated}"
         lines.append(
-            f"| {run['network']} | {run['hw']} | {s:.1f} | {load} | {vs:.1f} |"
+            f"| {network} | {hw} | {kind} | {s:.1f} | {load} | {vs:.1f} |"
             f" {s / max(vs, 1e-9):.1f}x | {'yes' if s < COMPILE_TARGET_S else 'no'} |"
         )
     return lines
@@ -258,10 +264,17 @@ def write_markdown(results: Mapping[str, Any], out: Path) -> None:
         " download host is unreachable here). Cycle counts depend on shapes only; Vela's"
         " weight compression depends on values, so its weight DRAM bytes here are those of"
         " random weights (they compress less than trained ones).",
-        f"Both compilers calibrate on the same {results['calib_samples']} crops of the bundled"
-        " photos. Vela compiles the int8 TFLite file; npuc compiles the float TFLite file and"
-        " quantizes it itself (per-channel int8). Vela numbers are its performance estimate;"
-        " npuc numbers are its cycle-approximate simulator on one inference.",
+        f"The int8 TFLite file is calibrated on {results['calib_samples']} crops of the bundled"
+        " photos; Vela compiles it. "
+        + (
+            "npuc compiles the very same int8 file (its scales and int8 weights: the"
+            " pre-quantized TFLite import)."
+            if results.get("source") == "int8"
+            else "npuc compiles the float TFLite file and quantizes it itself on the same crops."
+        )
+        + " Vela numbers are its performance estimate; npuc numbers are its cycle-approximate"
+        " simulator on one inference (layers on the host, the input transpose and the"
+        " softmax, are not NPU cycles).",
         "",
         "## Configurations",
         "",
