@@ -244,6 +244,12 @@ def read_source_quant(
             axis=None if params[0].size == 1 else params[2],
             node=names[i],
         )
+    for _index, op, op_name, _label in ops:
+        # A DEQUANTIZE's float output holds exactly its input's values: same parameters.
+        src = names[int(op.InputsAsNumpy()[0])] if op.InputsLength() else ""
+        if op_name == "DEQUANTIZE" and src in activations:
+            for out in op.OutputsAsNumpy():
+                activations.setdefault(names[int(out)], activations[src])
     folded = _folded_pads(subgraph, ops)
     nodes = []
     for _index, op, op_name, label in ops:

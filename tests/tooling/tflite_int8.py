@@ -30,6 +30,7 @@ _TYPES = {
     "int32": TensorType.INT32,
     "int8": TensorType.INT8,
     "int16": TensorType.INT16,
+    "uint8": TensorType.UINT8,
 }
 ACT = {
     "none": ActivationFunctionType.NONE,
@@ -83,8 +84,16 @@ class Int8Graph:
         )
         return len(self.tensors) - 1
 
-    def act(self, name: str, shape: tuple[int, ...], scale: float, zp: int) -> Q:
-        return Q(self.tensor(name, shape, scale=scale, zp=zp), float(np.float32(scale)), zp)
+    def act(
+        self, name: str, shape: tuple[int, ...], scale: float, zp: int, dtype: str = "int8"
+    ) -> Q:
+        return Q(self.tensor(name, shape, dtype, scale=scale, zp=zp), float(np.float32(scale)), zp)
+
+    def edge(self, code: str, name: str, x: int, shape: tuple[int, ...], out: Q | None) -> int:
+        """QUANTIZE (to ``out``'s parameters) or DEQUANTIZE (``out`` None: float32) of ``x``."""
+        y = out.index if out is not None else self.tensor(name, shape, "float32")
+        self.ops.append((code, [x], [y], None))
+        return y
 
     def _out_q(self, sigma: float, act: str) -> tuple[float, int]:
         return (3 * sigma / 127, 0) if act == "none" else (6 * sigma / 255, -128)
@@ -355,6 +364,28 @@ def int8_model(path: Path, kind: str, seed: int = 0) -> Path:
     else:
         raise ValueError(kind)
     return g.save(path, [x.index], [y.index])
+
+
+def edge_model(path: Path, kind: str, seed: int = 0) -> Path:
+    """``float_io``: float32 ``x`` -> QUANTIZE -> 3x3 conv (ReLU) -> DEQUANTIZE -> float32;
+    ``uint8_io``: uint8 ``x`` (zero point 125) -> QUANTIZE to int8 -> 3x3 conv -> QUANTIZE to
+    uint8 (TFLite's converter with uint8 inference types writes these requantize ops)."""
+    g = Int8Graph(seed=seed)
+    shape = (1, 16, 16, 8)
+    if kind == "float_io":
+        x = g.tensor("x", shape, "float32")
+        q = g.act("x_int8", shape, IN_SCALE, IN_ZP)
+        g.edge("QUANTIZE", "", x, shape, q)
+        y, s = g.conv("conv", q, shape, 16, 3)
+        out = g.edge("DEQUANTIZE", "y", y.index, s, None)
+    else:
+        x = g.tensor("x", shape, "uint8", scale=IN_SCALE, zp=IN_ZP + 128)
+        q = g.act("x_int8", shape, IN_SCALE, IN_ZP)
+        g.edge("QUANTIZE", "", x, shape, q)
+        y, s = g.conv("conv", q, shape, 16, 3)
+        u = g.act("y", s, y.scale, y.zp + 128, "uint8")
+        out = g.edge("QUANTIZE", "", y.index, s, u)
+    return g.save(path, [x], [out])
 
 
 def int8_inputs(count: int, seed: int = 1) -> list[np.ndarray]:

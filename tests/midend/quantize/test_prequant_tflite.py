@@ -35,7 +35,14 @@ from npuc.midend.pipeline import Pipeline, graph_passes
 from npuc.midend.quantize.api import quantize_prequantized
 from npuc.midend.quantize.int_exec import IntegerExecutor
 from npuc.midend.quantize.qmodel import QuantizedModel
-from tests.tooling.tflite_int8 import IN_SCALE, IN_ZP, int8_inputs, int8_model, run_litert
+from tests.tooling.tflite_int8 import (
+    IN_SCALE,
+    IN_ZP,
+    edge_model,
+    int8_inputs,
+    int8_model,
+    run_litert,
+)
 
 EQUAL = {
     "conv_relu": 0.99,
@@ -141,3 +148,30 @@ def test_bias_beyond_16_bits_is_a_forced_change(tmp_path: Path) -> None:
     assert change["kind"] == "bias_shift" and change["layer"] == "conv2d_0"
     assert "exceed 16 bits" in change["detail"]
     assert qm.layers["conv2d_0"].params["bias_shift"] > 0
+
+
+@pytest.mark.parametrize("kind", ["float_io", "uint8_io"])
+def test_model_edges_match_litert(tmp_path: Path, kind: str) -> None:
+    """QUANTIZE/DEQUANTIZE at a float interface, and uint8 <-> int8 requantize ops at a
+    uint8 one: npuc's float interface takes ``scale * (q - zp)`` and its output integers
+    are TFLite's (within 1 LSB as above; uint8 outputs keep the file's uint8 parameters)."""
+    path = edge_model(tmp_path / f"{kind}.tflite", kind)
+    qm = _quantize(path)
+    assert all(layer.run_on == "npu" for layer in qm.layers.values())
+    assert qm.calibration["unmatched_layers"] == [] and qm.calibration["forced_changes"] == []
+    executor = IntegerExecutor(qm)
+    out = qm.graph.outputs[0]
+    out_q = qm.tensors[out]
+    assert out_q.dtype == ("uint8" if kind == "uint8_io" else "int8")
+    diffs = []
+    for q in int8_inputs(4):
+        x = np.float32(IN_SCALE) * (q.astype(np.float32) - np.float32(IN_ZP))
+        if kind == "float_io":
+            ref = np.rint(run_litert(path, x) / out_q.scale) + out_q.zero_point
+        else:
+            ref = run_litert(path, (q.astype(np.int16) + 128).astype(np.uint8))
+        ours = executor.run({"x": x})[out].values.astype(np.int64)
+        diffs.append(np.abs(ours - ref.astype(np.int64)).ravel())
+    diff = np.concatenate(diffs)
+    assert diff.max() <= 1
+    assert (diff == 0).mean() >= 0.99
