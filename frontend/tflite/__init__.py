@@ -76,7 +76,7 @@ def load_tflite(
     probe = converter(model, subgraph, None, relax.BlockBuilder())
     problems = probe.unsupported_ops()
     if problems:
-        raise _unsupported(path, [p.describe() for p in problems], quantized=full_int)
+        raise _unsupported(path, [p.describe() for p in problems])
     dtypes = quantized.input_dtypes(subgraph) if full_int else None
     source_quant = None
     if full_int:
@@ -137,12 +137,12 @@ def _checked_shapes(
     return shapes
 
 
-def _unsupported(path: Path, lines: list[str], *, quantized: bool = False) -> UnsupportedError:
+def _unsupported(path: Path, lines: list[str]) -> UnsupportedError:
     from npuc.frontend.tflite.quantized import HINT_INT8
 
     hint = "re-export the model without these operators (float32/fp16 builtins only)"
     return UnsupportedError(
         f"{path}: {len(lines)} operator(s) cannot be imported: {'; '.join(lines)}",
-        hint=HINT_INT8 if quantized or any("quantiz" in line for line in lines) else hint,
+        hint=HINT_INT8 if any("quantiz" in line or "int16" in line for line in lines) else hint,
         nodes=lines,
     )
