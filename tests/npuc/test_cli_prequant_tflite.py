@@ -64,3 +64,26 @@ def test_dynamic_range_model_is_refused(tmp_path: Path, capsys: pytest.CaptureFi
     err = capsys.readouterr().err
     assert "operator #0 FULLY_CONNECTED (output 'y'): dynamic-range quantized weights" in err
     assert "representative_dataset" in err
+
+
+def test_int8_interface_takes_the_files_int8_tensors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--io-dtype int8``: the artifact reads and writes the TFLite file's own int8 tensors
+    (same scales and zero points), so TFLite's interpreter and npuc take the same input."""
+    from tests.tooling.tflite_int8 import IN_SCALE, IN_ZP, int8_inputs, run_litert
+
+    model = int8_model(tmp_path / "residual_add.tflite", "residual_add")
+    npuc_path = tmp_path / "m.npuc"
+    rc = main(["build", str(model), "--target", "npu", "--io-dtype", "int8", "-o", str(npuc_path)])
+    assert rc == 0
+    assert f"interface: x int8 scale {IN_SCALE:g} zero point {IN_ZP}" in capsys.readouterr().out
+    q = int8_inputs(1, seed=5)[0]
+    np.save(tmp_path / "q.npy", q)
+    out = tmp_path / "o.npz"
+    rc = main(["run", str(npuc_path), "--input", f"x={tmp_path / 'q.npy'}", "--output", str(out)])
+    assert rc == 0
+    (ours,) = np.load(out).values()
+    ref = run_litert(model, q)
+    assert ours.dtype == ref.dtype == np.int8 and ours.shape == ref.shape
+    assert np.abs(ours.astype(np.int64) - ref).max() <= 1
