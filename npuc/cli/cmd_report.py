@@ -46,10 +46,16 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> CommandResult:
     from npuc.backend.npu.report import report_table
-    from npuc.cli.npu_report import build_from_artifact, make_report, write_report_files
+    from npuc.cli.npu_report import (
+        build_from_artifact,
+        check_report_dir,
+        make_report,
+        write_report_files,
+    )
 
     path = common.existing_file(args.artifact, "compiled model")
     out_dir = Path(args.output) if args.output else path.with_name(path.stem + "_report")
+    check_report_dir(out_dir)
     build, hw = build_from_artifact(path)
     made = make_report(build, hw, [feeds for feeds, _ in build.golden])
     files = write_report_files(out_dir, made, hw)

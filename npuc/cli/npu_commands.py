@@ -90,6 +90,10 @@ def build(args: argparse.Namespace) -> CommandResult:
     hw = resolve_hw(args.hw)
     config = config_from_args(args)
     shapes = common.parse_input_shapes(args.input_shape)
+    if args.report:
+        from npuc.cli.npu_report import check_report_dir
+
+        check_report_dir(Path(args.report))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = build_npu(

@@ -112,6 +112,22 @@ def make_report(
     return MadeReport(report, traces, layer_ranges(build))
 
 
+def check_report_dir(directory: Path) -> None:
+    """InvalidInputError when ``directory`` cannot become a folder: it, or the nearest
+    ancestor that exists, is not a folder (checked before a build, so that a bad
+    ``--report DIR`` fails before the artifact is written)."""
+    if directory.exists() and not directory.is_dir():
+        raise InvalidInputError(f"report directory {directory} exists and is not a folder")
+    for parent in directory.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InvalidInputError(
+                    f"cannot create report directory {directory}: {parent} is not a folder",
+                    hint="pass a folder path whose parents are folders (-o/--report DIR)",
+                )
+            return
+
+
 def write_report_files(directory: Path, made: MadeReport, hw: HwConfig) -> list[Path]:
     """Write :data:`FILES` into ``directory`` (created); returns their paths."""
     import json
@@ -121,15 +137,20 @@ def write_report_files(directory: Path, made: MadeReport, hw: HwConfig) -> list[
     from npuc.backend.npu.report_trace import layer_trace
     from npuc.core.fileio import write_text_atomic
 
-    if directory.exists() and not directory.is_dir():
-        raise InvalidInputError(f"report directory {directory} exists and is not a folder")
+    check_report_dir(directory)
     texts = {
         "report.json": json.dumps(made.report, indent=1, sort_keys=True) + "\n",
         "report.html": render_html(made.report),
         "trace.json": layer_trace(made.report, made.traces, made.layer_ranges, hw.clock_hz),
         "report.txt": "\n".join(report_table(made.report, top=20)) + "\n",
     }
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot create report directory {directory}: {exc.strerror}",
+            hint="pass a folder path whose parents are folders you can write (-o/--report DIR)",
+        ) from None
     paths = []
     for name in FILES:
         write_text_atomic(directory / name, texts[name])

@@ -1,0 +1,46 @@
+"""Output paths a user can get wrong on the NPU commands: ``npuc report -o DIR`` and
+``npuc build --target npu --report DIR`` under a path whose parent is a file exit 3
+naming the folder, before anything is compiled or written (no artifact left behind)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from npuc.cli.main import main
+from tests.tooling.qdq_models import qdq_model
+
+
+@pytest.fixture(scope="module")
+def qdq(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return qdq_model(tmp_path_factory.mktemp("qdq"), "residual")[1]
+
+
+def test_build_report_under_a_file_exits_3_and_writes_no_artifact(
+    qdq: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "m.npuc"
+    argv = ["build", str(qdq), "--target", "npu", "-o", str(out)]
+    assert main([*argv, "--report", str(tmp_path / "afile" / "sub"), "--json"]) == 3
+    err = json.loads(capsys.readouterr().out)
+    assert err["error"] == "InvalidInputError"
+    assert "cannot create report directory" in err["message"]
+    assert "afile is not a folder" in err["message"]
+    assert not out.exists()
+
+
+def test_report_command_under_a_file_exits_3(
+    qdq: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "m.npuc"
+    assert main(["build", str(qdq), "--target", "npu", "-o", str(out)]) == 0
+    (tmp_path / "afile").write_text("x")
+    capsys.readouterr()
+    assert main(["report", str(out), "-o", str(tmp_path / "afile" / "sub" / "r")]) == 3
+    err = capsys.readouterr().err
+    assert "error: cannot create report directory" in err
+    assert "afile is not a folder" in err
+    assert "internal error" not in err and "Traceback" not in err
