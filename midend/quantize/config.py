@@ -177,7 +177,7 @@ class QuantConfig:
     unify_scales_for_concat: bool = True
     trim_infinity: bool = False
     calibration_samples: int = 0
-    bias_correction_samples: int = 64
+    bias_correction_samples: int = 32
     float_layers: tuple[str, ...] = ()
     float_op_types: tuple[str, ...] = ()
 
