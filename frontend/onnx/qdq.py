@@ -124,7 +124,14 @@ class _Stripper:
                 if attr.name == "axis":
                     axis = int(attr.i)
         if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
-            raise self.fail(node, index, "a scale is zero, negative or not finite", _HINT_TYPE)
+            bad = scale.reshape(-1)[~(np.isfinite(scale.reshape(-1)) & (scale.reshape(-1) > 0))]
+            raise self.fail(
+                node,
+                index,
+                f"scale {node.input[1]!r} holds {bad[0]:g}: scales must be positive and finite",
+                "the file's quantization is broken; re-quantize the float model, or give npuc"
+                " the float model and --calib",
+            )
         return (
             scale.reshape(-1) if axis is not None else scale.reshape(()),
             (

@@ -44,3 +44,27 @@ def test_report_command_under_a_file_exits_3(
     assert "error: cannot create report directory" in err
     assert "afile is not a folder" in err
     assert "internal error" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", [0.0, float("nan"), -0.5])
+def test_qdq_scale_zero_nan_or_negative_names_the_scale(
+    qdq: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], value: float
+) -> None:
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(qdq))
+    name = next(n.input[1] for n in model.graph.node if n.name == "r1_QuantizeLinear")
+    for t in model.graph.initializer:
+        if t.name == name:
+            t.CopyFrom(numpy_helper.from_array(np.array(value, np.float32), name))
+    bad = tmp_path / "bad_scale.onnx"
+    onnx.save(model, str(bad))
+    out = tmp_path / "m.npuq"
+    assert main(["quantize", str(bad), "-o", str(out)]) == 4
+    err = capsys.readouterr().err
+    assert f"node 'r1_QuantizeLinear' (QuantizeLinear): scale '{name}' holds" in err
+    assert "scales must be positive and finite" in err
+    assert "hint: the file's quantization is broken; re-quantize" in err
+    assert not out.exists()
