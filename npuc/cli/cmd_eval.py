@@ -51,6 +51,13 @@ def run(args: argparse.Namespace) -> CommandResult:
     path = common.existing_file(args.quantized, "quantized model")
     if args.limit is not None and args.limit < 1:
         raise InvalidInputError(f"--limit {args.limit}: must be at least 1")
+    if path.suffix.lower() in (".npuc", ".onnx", ".tflite", ".pt2", ".so"):
+        what = "an NPU artifact" if path.suffix.lower() == ".npuc" else "not a quantized model"
+        raise InvalidInputError(
+            f"{path}: {what}; npuc eval takes the .npuq written by `npuc quantize`",
+            hint="quantize the float model first: npuc quantize MODEL --calib DATA -o m.npuq,"
+            " then npuc eval m.npuq --data DATA (a .npuc is checked with npuc verify)",
+        )
     model = load_quantized(path)
     inputs = [
         TensorInfo(name=n, shape=tuple(ty.shape), dtype=ty.dtype) for n, ty in model.graph.inputs

@@ -85,6 +85,12 @@ def run(args: argparse.Namespace) -> CommandResult:
 
         return run_npu(args)
     library = common.existing_file(args.library, "compiled model")
+    if library.suffix == ".npuq":
+        raise InvalidInputError(
+            f"{library}: a quantized model (.npuq), not something npuc run can execute",
+            hint="build it first: npuc build MODEL --target npu -o m.npuc (or --target cpu"
+            " for a .so); npuc eval runs a .npuq against its float model",
+        )
     if args.output and not args.output.endswith(".npz"):
         raise InvalidInputError(f"--output {args.output}: must end in .npz", hint="e.g. out.npz")
     if args.threads is not None:

@@ -68,3 +68,50 @@ def test_qdq_scale_zero_nan_or_negative_names_the_scale(
     assert "scales must be positive and finite" in err
     assert "hint: the file's quantization is broken; re-quantize" in err
     assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def npuq(qdq: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("npuq") / "m.npuq"
+    assert main(["quantize", str(qdq), "-o", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("command", ["verify", "run", "rename-report"])
+def test_a_npuq_given_where_a_npuc_is_expected_says_what_it_is(
+    npuq: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    import numpy as np
+
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((1, 3, 8, 8), np.float32))
+    if command == "verify":
+        argv = ["verify", str(npuq)]
+    elif command == "run":
+        argv = ["run", str(npuq), "--input", f"x={x}"]
+    else:  # a .npuq renamed to .npuc
+        renamed = tmp_path / "renamed.npuc"
+        renamed.write_bytes(npuq.read_bytes())
+        argv = ["report", str(renamed), "-o", str(tmp_path / "rep")]
+    capsys.readouterr()
+    assert main(argv) == 3
+    err = capsys.readouterr().err
+    assert "a quantized model (.npuq" in err
+    assert "hint: build" in err and "--target npu" in err
+    assert not (tmp_path / "rep").exists()
+
+
+@pytest.mark.parametrize("suffix", [".npuc", ".onnx"])
+def test_eval_on_a_npuc_or_a_float_model_says_to_give_the_npuq(
+    qdq: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
+    import numpy as np
+
+    data = tmp_path / "d.npy"
+    np.save(data, np.zeros((1, 3, 8, 8), np.float32))
+    model = tmp_path / f"m{suffix}"
+    model.write_bytes(qdq.read_bytes())
+    assert main(["eval", str(model), "--data", str(data), "--json"]) == 3
+    err = json.loads(capsys.readouterr().out)
+    assert "npuc eval takes the .npuq written by `npuc quantize`" in err["message"]
+    assert "npuc quantize MODEL --calib DATA -o m.npuq" in err["hint"]
