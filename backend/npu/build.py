@@ -77,10 +77,11 @@ def compile_quantized(
     while True:
         parts, placements = partition(qm, int_exec._resize_map, refused)
         lowered = [lower_partition(p, qm) for p in parts]
-        found = _refused_ops(lowered, hw)
+        cache: dict[tuple[object, ...], Any] = {}  # tilings chosen once, reused by compile
+        found = _refused_ops(lowered, hw, cache)
         if not found:
             try:
-                compiled = [compile_npu_graph(lp.graph, hw) for lp in lowered]
+                compiled = [compile_npu_graph(lp.graph, hw, cache=cache) for lp in lowered]
             except UnsupportedError as err:
                 layer = _layer_of(str(err), qm)
                 if layer is None or layer in refused:
@@ -99,10 +100,14 @@ def _layer_of(message: str, qm: QuantizedModel) -> str | None:
     return name if name in qm.layers else None
 
 
-def _refused_ops(lowered: list[LoweredPartition], hw: HwConfig) -> dict[str, str]:
-    """Layers whose op cannot be planned alone (tiling does not fit), with the reason."""
+def _refused_ops(
+    lowered: list[LoweredPartition], hw: HwConfig, cache: dict[tuple[object, ...], Any]
+) -> dict[str, str]:
+    """Layers whose op cannot be planned alone (tiling does not fit), with the reason.
+
+    ``cache`` (filled in place) keeps the tilings chosen, for ``compile_npu_graph``.
+    """
     found: dict[str, str] = {}
-    cache: dict[tuple[object, ...], Any] = {}
     for lp in lowered:
         for op in lp.graph.ops:
             try:

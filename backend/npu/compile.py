@@ -154,6 +154,7 @@ def compile_npu_graph(
     sram_budget: int | None = None,
     tap_packing: bool = True,
     cascade: bool = True,
+    cache: dict[tuple[object, ...], WindowTiling] | None = None,
 ) -> CompiledNpuProgram:
     """Compile ``graph`` for ``hw`` (``sram_budget`` bytes of SRAM, default all of it).
 
@@ -162,10 +163,14 @@ def compile_npu_graph(
 
     ``tap_packing``: let :mod:`tap_pack` rewrite low-channel convolutions where
     the estimate says it helps (False: never; for measuring the plain code).
+
+    ``cache``: window tilings already chosen for ``hw`` (see :func:`plan_window`;
+    keyed by geometry, budget and residency), shared with earlier planning of
+    the same ops so the search does not run twice; filled in place.
     """
     graph.validate()
     budget = hw.sram_bytes if sram_budget is None else min(sram_budget, hw.sram_bytes)
-    cache: dict[tuple[object, ...], WindowTiling] = {}
+    cache = {} if cache is None else cache
     if tap_packing:
         graph = pack_graph(graph, hw, budget, cache)  # low-channel convs: im2col by DMA
     top = budget // SRAM_ALIGN * SRAM_ALIGN
