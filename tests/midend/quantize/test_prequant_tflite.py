@@ -16,9 +16,10 @@ than 2^-15 relative (under 0.004 LSB at 127) and the tie rules differ on
 negative values, so a rounding flips now and then by 1 LSB. Measured
 (8 random inputs each): conv_relu max 1, mean 0.0002; depthwise max 0;
 residual_add max 1, mean 0.0005; per_tensor max 1, mean 0.0007; big_bias
-max 1, mean 0.0012; pad_conv max 1, mean 0.0001; pool_fc max 1, mean 0.1 (its average pool runs float on
-the CPU here: a 2x2 mean is an exact tie on a quarter of the outputs, which
-npuc rounds to even and TFLite away from zero).
+max 1, mean 0.0012; pad_conv max 1, mean 0.0001; pool_fc max 1, mean 0.1
+(its average pool runs float on the CPU here: a 2x2 mean is an exact tie on
+a quarter of the outputs, which npuc rounds to even and TFLite away from
+zero).
 """
 
 from __future__ import annotations
