@@ -297,6 +297,9 @@ def build_npu(
         )
     info = imported.info
     mod = Pipeline(graph_passes())(imported.mod)
+    from npuc.midend.quantize.config_names import config_by_source_names
+
+    config = config_by_source_names(config, mod, imported.source_graph)
     if io_dtype not in IO_DTYPES:
         raise InvalidInputError(f"--io-dtype {io_dtype}: not one of {', '.join(IO_DTYPES)}")
     samples: Iterable[Mapping[str, np.ndarray]]  # the golden inputs are the first ones

@@ -97,31 +97,11 @@ def source_nodes(model: Any, source_graph: Any) -> dict[str, list[str]]:
 
 
 def by_layer_names(config: Any, mod: Any, source_graph: Any) -> Any:
-    """``config`` with ONNX node names in ``--float-layers`` and ``--layer-config`` (or
-    ``[quantize.layers]``) replaced by the layers they became (``conv1`` -> ``conv2d_0``).
+    """``config`` with ONNX node names in ``--float-layers`` and ``--layer-config`` replaced by
+    the layers they became (:func:`npuc.midend.quantize.config_names.config_by_source_names`)."""
+    from npuc.midend.quantize.config_names import config_by_source_names
 
-    npuc's own layer names pass unchanged; names that are neither stay, so the
-    quantizer's error lists the model's layers.
-    """
-    if source_graph is None or not (config.float_layers or config.layers):
-        return config
-    from dataclasses import replace
-
-    from npuc.midend.quantize.extract import extract_graph
-    from npuc.midend.quantize.source_names import map_source_names
-
-    graph = extract_graph(mod)
-    own = {node.name for node in graph.nodes}
-    nodes = map_source_names(graph, source_graph).nodes
-
-    def layer(name: str) -> str:
-        return name if name in own else nodes.get(name, name)
-
-    layers: dict[str, dict[str, Any]] = {}
-    for name, entry in config.layers.items():
-        layers.setdefault(layer(name), {}).update(entry)
-    float_layers = tuple(dict.fromkeys(layer(name) for name in config.float_layers))
-    return replace(config, layers=layers, float_layers=float_layers)
+    return config_by_source_names(config, mod, source_graph)
 
 
 def layer_template(model: Any, sources: dict[str, list[str]] | None = None) -> dict[str, Any]:

@@ -115,3 +115,19 @@ def test_eval_on_a_npuc_or_a_float_model_says_to_give_the_npuq(
     err = json.loads(capsys.readouterr().out)
     assert "npuc eval takes the .npuq written by `npuc quantize`" in err["message"]
     assert "npuc quantize MODEL --calib DATA -o m.npuq" in err["hint"]
+
+
+def test_build_npu_takes_onnx_node_names_in_float_layers_like_quantize(
+    qdq: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "m.npuc"
+    argv = ["build", str(qdq), "--target", "npu", "-o", str(out)]
+    assert main([*argv, "--float-layers", "conv2", "--show-cpu-ops"]) == 0  # conv2d_1's node
+    assert "cpu: conv2d_1 (conv2d): float layer: configured to run float" in (
+        capsys.readouterr().out
+    )
+    assert main(["verify", str(out)]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--float-layers", "nosuch", "--json"]) == 3
+    err = json.loads(capsys.readouterr().out)
+    assert err["message"] == "--float-layers name nosuch is not in the model"
