@@ -54,20 +54,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _print_error(payload: dict[str, object], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(payload, indent=2))
-        return
-    print(f"error: {payload['message']}", file=sys.stderr)
-    if payload.get("hint"):
-        print(f"hint: {payload['hint']}", file=sys.stderr)
+    """Print an error (JSON on stdout or text on stderr); a reader that closed the stream
+    early drops it silently, and the command still exits with the error's code."""
+    try:
+        if as_json:
+            print(json.dumps(payload, indent=2))
+            sys.stdout.flush()
+            return
+        print(f"error: {payload['message']}", file=sys.stderr)
+        if payload.get("hint"):
+            print(f"hint: {payload['hint']}", file=sys.stderr)
+        sys.stderr.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        _silence(sys.stderr)
 
 
 def _silence_stdout() -> None:
     """Point standard output at /dev/null so that exiting flushes nothing into a closed pipe."""
+    _silence(sys.stdout)
+
+
+def _silence(stream: object) -> None:
+    """Point ``stream``'s file descriptor at /dev/null (no-op for a stream without one)."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):  # stdout is not a real file (tests capture it)
+        os.dup2(devnull, stream.fileno())  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):  # not a real file (tests capture it)
         pass
     finally:
         os.close(devnull)

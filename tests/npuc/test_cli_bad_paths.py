@@ -131,3 +131,27 @@ def test_build_npu_takes_onnx_node_names_in_float_layers_like_quantize(
     assert main([*argv, "--float-layers", "nosuch", "--json"]) == 3
     err = json.loads(capsys.readouterr().out)
     assert err["message"] == "--float-layers name nosuch is not in the model"
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_an_error_keeps_its_exit_code_when_the_reader_closed_the_pipe(
+    tmp_path: Path, as_json: bool
+) -> None:
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "npuc.cli.main", "quantize", str(tmp_path / "missing.onnx")]
+    proc = subprocess.Popen(
+        argv + (["--json"] if as_json else []),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if not as_json else subprocess.DEVNULL,
+    )
+    # `npuc ... | head -0`: the reader is gone before npuc prints its error
+    stream = proc.stdout if as_json else proc.stderr
+    assert stream is not None
+    stream.close()
+    assert proc.wait(timeout=120) == 3
+    if not as_json:
+        assert proc.stdout is not None
+        assert proc.stdout.read() == b""
+        proc.stdout.close()
