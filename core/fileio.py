@@ -132,8 +132,9 @@ def check_output_path(dest: str | os.PathLike[str]) -> Path:
     dest = Path(dest)
     folder = dest.parent if str(dest.parent) else Path(".")
     if not folder.is_dir():
+        problem = "is a file, not a folder" if folder.exists() else "does not exist"
         raise InvalidInputError(
-            f"cannot write {dest}: folder {folder} does not exist",
+            f"cannot write {dest}: folder {folder} {problem}",
             hint="create the folder first or choose another output path",
         )
     if dest.is_dir():

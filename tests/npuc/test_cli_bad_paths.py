@@ -155,3 +155,13 @@ def test_an_error_keeps_its_exit_code_when_the_reader_closed_the_pipe(
         assert proc.stdout is not None
         assert proc.stdout.read() == b""
         proc.stdout.close()
+
+
+def test_output_under_a_file_says_the_folder_is_a_file(
+    qdq: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "afile" / "m.npuq"
+    assert main(["quantize", str(qdq), "-o", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert f"error: cannot write {out}: folder {tmp_path / 'afile'} is a file, not a folder" in err
