@@ -141,10 +141,19 @@ def build(args: argparse.Namespace) -> CommandResult:
     if report is not None:
         lines.append(f"  report: {', '.join(str(p) for p in written)}")
         lines += report_table(report, cpu_layers=False)
+    from npuc.backend.npu.build import interface_io
+
     data: dict[str, Any] = {
         "output": str(out_path),
+        "bytes": out_path.stat().st_size,
         "hw": hw.name,
         "io_dtype": args.io_dtype or "float",
+        "npu_layers": npu,
+        "partitions": len(result.partitions),
+        "cpu_layers": [{"layer": p.layer, "op": p.op, "reason": p.reason} for p in cpu],
+        "estimated_npu_cycles": sum(c.est_cycles for c in result.compiled),
+        "interface": interface_io(result.qm, args.io_dtype or "float"),
+        "calibration": dict(meta),
         "notes": notes,
     }
     if report is not None:

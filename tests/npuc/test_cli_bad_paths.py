@@ -165,3 +165,25 @@ def test_output_under_a_file_says_the_folder_is_a_file(
     assert main(["quantize", str(qdq), "-o", str(out)]) == 3
     err = capsys.readouterr().err
     assert f"error: cannot write {out}: folder {tmp_path / 'afile'} is a file, not a folder" in err
+
+
+def test_build_npu_json_has_what_the_text_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from onnxruntime.quantization import QuantType
+
+    _, model = qdq_model(
+        tmp_path, "residual", weight_type=QuantType.QUInt8, activation_type=QuantType.QUInt8
+    )
+    out = tmp_path / "m.npuc"
+    argv = ["build", str(model), "--target", "npu", "-o", str(out), "--float-layers", "fc"]
+    assert main([*argv, "--io-dtype", "int8", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["bytes"] == out.stat().st_size
+    assert data["npu_layers"] == 6 and data["partitions"] == 1
+    assert [c["layer"] for c in data["cpu_layers"]] == ["dense_0"]
+    assert data["estimated_npu_cycles"] > 0
+    assert data["interface"]["x"]["interface"]["dtype"] == "int8"
+    assert data["calibration"]["pre_quantized"] is True
+    kinds = {c["kind"] for c in data["calibration"]["forced_changes"]}
+    assert "weight_zero_point" in kinds  # uint8 weights with zero point 128
