@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from npuc.core.errors import InvalidInputError
+
 from .config import QuantConfig
 
 
@@ -21,8 +23,8 @@ def config_by_source_names(
     layers they became (``conv1`` -> ``conv2d_0``), found through
     :func:`~.source_names.map_source_names` on the Relax module ``mod``.
 
-    npuc's own layer names pass unchanged; names that are neither stay, so the
-    quantizer's error (:meth:`QuantConfig.check_layer_names`) lists the model's layers.
+    npuc's own layer names pass unchanged; a name that is neither raises
+    InvalidInputError listing both kinds of names.
     A model without a recorded source graph (``source_graph`` None) is returned as is.
     """
     if config is None or source_graph is None or not (config.float_layers or config.layers):
@@ -36,6 +38,21 @@ def config_by_source_names(
 
     def layer(name: str) -> str:
         return name if name in own else nodes.get(name, name)
+
+    for what, given in (
+        ("layer-config entry", list(config.layers)),
+        ("--float-layers name", list(config.float_layers)),
+    ):
+        unknown = [n for n in given if n not in own and n not in nodes]
+        if unknown:
+            shown = sorted(nodes)[:20]
+            raise InvalidInputError(
+                f"{what} {', '.join(sorted(unknown))} is not in the model",
+                hint=f"the model has: {', '.join(sorted(own)[:20])}"
+                + (" ..." if len(own) > 20 else "")
+                + f"; or by source node name: {', '.join(shown)}"
+                + (" ..." if len(nodes) > 20 else ""),
+            )
 
     layers: dict[str, dict[str, Any]] = {}
     for name, entry in config.layers.items():

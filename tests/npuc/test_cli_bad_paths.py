@@ -131,6 +131,8 @@ def test_build_npu_takes_onnx_node_names_in_float_layers_like_quantize(
     assert main([*argv, "--float-layers", "nosuch", "--json"]) == 3
     err = json.loads(capsys.readouterr().out)
     assert err["message"] == "--float-layers name nosuch is not in the model"
+    assert "conv2d_1" in err["hint"] and "or by source node name: " in err["hint"]
+    assert "conv2" in err["hint"].split("source node name: ")[1].split(", ")
 
 
 @pytest.mark.parametrize("as_json", [True, False])
