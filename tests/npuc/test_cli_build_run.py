@@ -116,7 +116,7 @@ BUILD_ERRORS = [
     (["build", "truncated.onnx"], 3, "truncated.onnx is not a valid ONNX"),
     (["build", "det.onnx"], 4, "cannot be compiled (operators: Det)"),
     (["build", "dynamic.onnx"], 3, "input shapes are not fixed for"),
-    (["build", "conv.onnx", "--target", "npu"], 3, "--target npu needs calibration data"),
+    (["build", "conv.onnx", "--target", "npu"], 3, "an NPU build writes a .npuc file"),
 ]
 
 
@@ -127,6 +127,15 @@ def test_build_errors(work: Path, args: list[str], code: int, message: str) -> N
     assert proc.stderr.startswith("error: ") and message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (work / "bad.so").exists() and not (work / "bad.so.json").exists()
+
+
+def test_npu_build_without_calibration(work: Path) -> None:
+    """A float model built for the NPU without --calib is refused before anything is written."""
+    proc = npuc("build", "conv.onnx", "--target", "npu", "-o", "bad.npuc", cwd=work)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.startswith("error: --target npu needs calibration data")
+    assert "--calib" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (work / "bad.npuc").exists()
 
 
 RUN_ERRORS = [
