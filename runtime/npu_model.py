@@ -108,6 +108,18 @@ class NpuModel:
             for name, entry in io.items()
             if isinstance(entry, dict) and "interface" in entry
         }
+        #: The source model's output names (ONNX/TFLite/PyTorch) by npuc's output tensor
+        #: name, as the build recorded them; outputs without an entry keep npuc's name.
+        names = artifact.manifest.get("output_names", {}) if artifact is not None else {}
+        if not isinstance(names, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in names.items()
+        ):
+            raise InvalidInputError(
+                f"{artifact.path if artifact else 'artifact'}: manifest output_names is not a "
+                "mapping of tensor names",
+                hint="rebuild the model with npuc build --target npu",
+            )
+        self.source_outputs: dict[str, str] = dict(names)
         self._first = {p.layers[0]: i for i, p in enumerate(self.partitions) if p.layers}
         self._in_part = {name for p in self.partitions for name in p.layers}
 
@@ -117,7 +129,8 @@ class NpuModel:
 
     @property
     def output_names(self) -> list[str]:
-        return list(self.qm.graph.outputs)
+        """The names :meth:`run` gives its outputs: the source model's where recorded."""
+        return [self.source_outputs.get(n, n) for n in self.qm.graph.outputs]
 
     @property
     def input_dtypes(self) -> dict[str, str]:
@@ -175,6 +188,8 @@ class NpuModel:
     ) -> dict[str, np.ndarray]:
         """The model's outputs by name for one sample of ``inputs`` (graph layout).
 
+        Outputs are keyed by the source model's output names (:attr:`output_names`).
+
         Inputs are float32, or for a model built with ``--io-dtype int8|uint8``
         the quantized integers of exactly that dtype (:attr:`input_dtypes`).
         Outputs are dequantized float32 (``--io-dtype float``) or the
@@ -195,17 +210,17 @@ class NpuModel:
         """
         env = self.run_env(self._integer_inputs(inputs), engine=engine, trace=trace)
         outputs: dict[str, np.ndarray] = {}
-        for name in self.output_names:
+        for name, key in zip(self.qm.graph.outputs, self.output_names, strict=True):
             value = env[name]
             if isinstance(value, IntTensor) and raw:
-                outputs[name] = value.values.astype(value.qparams.dtype)
+                outputs[key] = value.values.astype(value.qparams.dtype)
             elif isinstance(value, IntTensor) and name in self.interface:
                 dtype, offset = self.interface[name]
-                outputs[name] = (value.values - offset).astype(dtype)
+                outputs[key] = (value.values - offset).astype(dtype)
             elif isinstance(value, IntTensor):
-                outputs[name] = np.asarray(value.dequantize(), dtype=np.float32)
+                outputs[key] = np.asarray(value.dequantize(), dtype=np.float32)
             else:
-                outputs[name] = np.asarray(value)
+                outputs[key] = np.asarray(value)
         return outputs
 
     def run_env(

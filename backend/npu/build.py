@@ -209,9 +209,12 @@ def artifact_bytes(
     source_sha256: str,
     options: Mapping[str, Any],
     io_dtype: str = "float",
+    source_outputs: Sequence[str] = (),
 ) -> bytes:
     """The ``.npuc`` file's bytes (layout: :mod:`npuc.core.npu_artifact`); ``io_dtype``
-    as :func:`interface_io`."""
+    as :func:`interface_io`. ``source_outputs``: the source model's output names in
+    order; when there is one per graph output they are recorded (manifest
+    ``output_names``) and the runtime gives its outputs those names."""
     qm = build.qm
     from npuc.midend.quantize.serialize import to_bytes
 
@@ -245,6 +248,7 @@ def artifact_bytes(
         "options": dict(options),
         "inputs": [n for n, _ in qm.graph.inputs],
         "outputs": list(qm.graph.outputs),
+        "output_names": _output_names(qm, source_outputs),
         "io_dtype": io_dtype,
         "io": interface_io(qm, io_dtype),
         "golden_samples": len(build.golden),
@@ -257,6 +261,15 @@ def artifact_bytes(
     }
     members["manifest.json"] = json_bytes(manifest)
     return write_zip(members)
+
+
+def _output_names(qm: QuantizedModel, source_outputs: Sequence[str]) -> dict[str, str]:
+    """npuc output tensor name -> the source model's, matched by position (both follow
+    the model's output order); empty when the counts differ or names would collide."""
+    internal = list(qm.graph.outputs)
+    if len(source_outputs) != len(internal) or len(set(source_outputs)) != len(internal):
+        return {}
+    return dict(zip(internal, source_outputs, strict=True))
 
 
 def build_npu(
@@ -339,6 +352,7 @@ def build_npu(
         source_sha256=hashlib.sha256(source.read_bytes()).hexdigest(),
         options=options,
         io_dtype=io_dtype,
+        source_outputs=[t.name for t in info.outputs],
     )
     write_bytes_atomic(out_path, data)
     return build

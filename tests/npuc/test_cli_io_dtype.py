@@ -72,16 +72,17 @@ def test_manifest_records_the_interface(work: Path) -> None:
 def test_integer_interface_is_the_stored_integers(work: Path, name: str, shift: int) -> None:
     x = np.load(work / "x.npy")
     reference = load(work / "float.npuc")
-    stored = reference.run({"x": x}, raw=True)["sigmoid_0"].astype(np.int64)
+    y = reference.output_names[0]  # the ONNX output's name
+    stored = reference.run({"x": x}, raw=True)[y].astype(np.int64)
     model = load(work / f"{name}.npuc")
     assert model.input_dtypes == {"x": model.interface["x"][0]}
     xi = _interface_input(model, x)
     if name == "u8_int8":  # uint8 storage: its own ranges, compare with its raw integers
-        stored = model.run({"x": xi}, raw=True)["sigmoid_0"].astype(np.int64)
+        stored = model.run({"x": xi}, raw=True)[y].astype(np.int64)
     else:  # same quantized model as the float build: same integers at the input
         want_x = reference.qm.tensors["x"].quantize(x).astype(np.int64)
         np.testing.assert_array_equal(xi.astype(np.int64) + model.interface["x"][1], want_x)
-    out = model.run({"x": xi})["sigmoid_0"]
+    out = model.run({"x": xi})[y]
     dtype = "uint8" if name == "uint8" else "int8"
     np.testing.assert_array_equal(out, (stored + shift).astype(dtype), strict=True)
 
@@ -107,9 +108,10 @@ def test_cli_run_takes_and_gives_integers(work: Path) -> None:
         )  # fmt: skip
         assert code == 0, stdout + err
         assert json.loads(stdout)["io_dtype"] == "uint8"
+        y = model.output_names[0]
         with np.load(out) as got:
-            np.testing.assert_array_equal(got["sigmoid_0"], model.run({"x": xi})["sigmoid_0"])
-            assert got["sigmoid_0"].dtype == np.uint8
+            np.testing.assert_array_equal(got[y], model.run({"x": xi})[y])
+            assert got[y].dtype == np.uint8
 
 
 def test_cli_run_refuses_a_float_file_for_int8(work: Path) -> None:

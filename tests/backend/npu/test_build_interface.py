@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from npuc.backend.npu.build import interface_io
+from npuc.backend.npu.build import _output_names, interface_io
 from npuc.core.errors import InvalidInputError, UnsupportedError
 from npuc.midend.quantize.qparams import QParams
 
@@ -58,3 +58,10 @@ def test_int16_is_refused_by_name() -> None:
 def test_unknown_io_dtype() -> None:
     with pytest.raises(InvalidInputError, match="--io-dtype int4: not one of float, int8, uint8"):
         interface_io(_qm(None, None), "int4")
+
+
+def test_output_names_follow_the_source_model_by_position() -> None:
+    qm: Any = SimpleNamespace(graph=SimpleNamespace(outputs=["dense_0", "softmax_0"]))
+    assert _output_names(qm, ["logits", "probs"]) == {"dense_0": "logits", "softmax_0": "probs"}
+    assert _output_names(qm, ["logits"]) == {}  # counts differ: npuc's names stay
+    assert _output_names(qm, ["y", "y"]) == {}  # duplicate source names would collide
