@@ -21,6 +21,7 @@ from tflite.TensorType import TensorType
 
 from npuc.frontend.tflite import load_tflite
 from tests.tooling.cpu import run_relax_on_cpu
+from tests.tooling.tflite_fb import finish_model, ints, offsets
 
 _NP_TYPES = {
     "float32": TensorType.FLOAT32,
@@ -91,48 +92,22 @@ class TFLiteGraph:
         tensor_offs = [_tensor(b, t) for t in self.tensors]
         op_offs = []
         for code, ins, outs in self.ops:
-            in_vec, out_vec = _ints(b, ins), _ints(b, outs)
+            in_vec, out_vec = ints(b, ins), ints(b, outs)
             tflite.OperatorStart(b)
             tflite.OperatorAddOpcodeIndex(b, codes.index(code))
             tflite.OperatorAddInputs(b, in_vec)
             tflite.OperatorAddOutputs(b, out_vec)
             op_offs.append(tflite.OperatorEnd(b))
-        vectors = [_offsets(b, offs) for offs in (tensor_offs, op_offs)]
-        in_vec, out_vec = _ints(b, inputs), _ints(b, outputs)
-        tflite.SubGraphStart(b)
-        tflite.SubGraphAddTensors(b, vectors[0])
-        tflite.SubGraphAddOperators(b, vectors[1])
-        tflite.SubGraphAddInputs(b, in_vec)
-        tflite.SubGraphAddOutputs(b, out_vec)
-        subgraph = tflite.SubGraphEnd(b)
-        buffer_offs = []
-        for data in self.buffers:
-            vec = b.CreateNumpyVector(np.frombuffer(data, np.uint8)) if data else None
-            tflite.BufferStart(b)
-            if vec is not None:
-                tflite.BufferAddData(b, vec)
-            buffer_offs.append(tflite.BufferEnd(b))
-        code_vec, sub_vec = _offsets(b, code_offs), _offsets(b, [subgraph])
-        buf_vec = _offsets(b, buffer_offs)
-        tflite.ModelStart(b)
-        tflite.ModelAddVersion(b, 3)
-        tflite.ModelAddOperatorCodes(b, code_vec)
-        tflite.ModelAddSubgraphs(b, sub_vec)
-        tflite.ModelAddBuffers(b, buf_vec)
-        b.Finish(tflite.ModelEnd(b), file_identifier=b"TFL3")
-        path.write_bytes(bytes(b.Output()))
-        return path
-
-
-def _ints(b: flatbuffers.Builder, values: list[int]) -> int:
-    return b.CreateNumpyVector(np.asarray(values, np.int32))
-
-
-def _offsets(b: flatbuffers.Builder, offsets: list[int]) -> int:
-    b.StartVector(4, len(offsets), 4)
-    for off in reversed(offsets):
-        b.PrependUOffsetTRelative(off)
-    return b.EndVector()
+        return finish_model(
+            b,
+            code_offs=code_offs,
+            tensor_offs=tensor_offs,
+            op_offs=op_offs,
+            inputs=inputs,
+            outputs=outputs,
+            buffers=self.buffers,
+            path=path,
+        )
 
 
 def _operator_code(b: flatbuffers.Builder, code: str) -> int:
@@ -148,7 +123,7 @@ def _operator_code(b: flatbuffers.Builder, code: str) -> int:
 
 
 def _tensor(b: flatbuffers.Builder, t: _Tensor) -> int:
-    name, shape = b.CreateString(t.name), _ints(b, list(t.shape))
+    name, shape = b.CreateString(t.name), ints(b, list(t.shape))
     quant = sparsity = None
     if t.quant is not None:
         scale = b.CreateNumpyVector(np.asarray([t.quant[0]], np.float32))
@@ -192,7 +167,7 @@ def _csr_sparsity(b: flatbuffers.Builder, rows: int, segments: np.ndarray, cols:
     tflite.DimensionMetadataAddArrayIndicesType(b, SparseIndexVector.Int32Vector)
     tflite.DimensionMetadataAddArrayIndices(b, idx)
     csr_dim = tflite.DimensionMetadataEnd(b)
-    order, dims = _ints(b, [0, 1]), _offsets(b, [dense_dim, csr_dim])
+    order, dims = ints(b, [0, 1]), offsets(b, [dense_dim, csr_dim])
     tflite.SparsityParametersStart(b)
     tflite.SparsityParametersAddTraversalOrder(b, order)
     tflite.SparsityParametersAddDimMetadata(b, dims)

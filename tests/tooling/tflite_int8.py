@@ -25,6 +25,8 @@ from tflite.BuiltinOperator import BuiltinOperator
 from tflite.BuiltinOptions import BuiltinOptions
 from tflite.TensorType import TensorType
 
+from tests.tooling.tflite_fb import finish_model, ints
+
 _TYPES = {
     "float32": TensorType.FLOAT32,
     "int32": TensorType.INT32,
@@ -195,7 +197,7 @@ class Int8Graph:
         op_offs = []
         for code, ins, outs, opts in self.ops:
             kind, table = _options(b, opts)
-            in_vec, out_vec = _ints(b, ins), _ints(b, outs)
+            in_vec, out_vec = ints(b, ins), ints(b, outs)
             tflite.OperatorStart(b)
             tflite.OperatorAddOpcodeIndex(b, codes.index(code))
             tflite.OperatorAddInputs(b, in_vec)
@@ -204,41 +206,16 @@ class Int8Graph:
                 tflite.OperatorAddBuiltinOptionsType(b, kind)
                 tflite.OperatorAddBuiltinOptions(b, table)
             op_offs.append(tflite.OperatorEnd(b))
-        t_vec, o_vec = _offsets(b, tensor_offs), _offsets(b, op_offs)
-        in_vec, out_vec = _ints(b, inputs), _ints(b, outputs)
-        tflite.SubGraphStart(b)
-        tflite.SubGraphAddTensors(b, t_vec)
-        tflite.SubGraphAddOperators(b, o_vec)
-        tflite.SubGraphAddInputs(b, in_vec)
-        tflite.SubGraphAddOutputs(b, out_vec)
-        sub = tflite.SubGraphEnd(b)
-        buf_offs = []
-        for data in self.buffers:
-            vec = b.CreateNumpyVector(np.frombuffer(data, np.uint8)) if data else None
-            tflite.BufferStart(b)
-            if vec is not None:
-                tflite.BufferAddData(b, vec)
-            buf_offs.append(tflite.BufferEnd(b))
-        c_vec, s_vec, b_vec = _offsets(b, code_offs), _offsets(b, [sub]), _offsets(b, buf_offs)
-        tflite.ModelStart(b)
-        tflite.ModelAddVersion(b, 3)
-        tflite.ModelAddOperatorCodes(b, c_vec)
-        tflite.ModelAddSubgraphs(b, s_vec)
-        tflite.ModelAddBuffers(b, b_vec)
-        b.Finish(tflite.ModelEnd(b), file_identifier=b"TFL3")
-        path.write_bytes(bytes(b.Output()))
-        return path
-
-
-def _ints(b: flatbuffers.Builder, values: list[int]) -> int:
-    return b.CreateNumpyVector(np.asarray(values, np.int32))
-
-
-def _offsets(b: flatbuffers.Builder, offsets: list[int]) -> int:
-    b.StartVector(4, len(offsets), 4)
-    for off in reversed(offsets):
-        b.PrependUOffsetTRelative(off)
-    return b.EndVector()
+        return finish_model(
+            b,
+            code_offs=code_offs,
+            tensor_offs=tensor_offs,
+            op_offs=op_offs,
+            inputs=inputs,
+            outputs=outputs,
+            buffers=self.buffers,
+            path=path,
+        )
 
 
 _VERSIONS = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "RESHAPE": 1}
@@ -254,7 +231,7 @@ def _opcode(b: flatbuffers.Builder, code: str) -> int:
 
 
 def _tensor(b: flatbuffers.Builder, t: dict[str, Any]) -> int:
-    name, shape = b.CreateString(t["name"]), _ints(b, list(t["shape"]))
+    name, shape = b.CreateString(t["name"]), ints(b, list(t["shape"]))
     quant = None
     if t["quant"] is not None:
         scale, zp, axis = t["quant"]
