@@ -191,7 +191,7 @@ def _fold_hardswish(raw: Any, raws: dict[str, Any], uses: dict[str, int]) -> boo
         return False
     for x_name, a_name in (prod.inputs, prod.inputs[::-1]):
         a = raws.get(a_name)
-        if _relu6_of(a, x_name, uses, a_name):
+        if a is not None and _relu6_of(a, x_name, uses, a_name):
             a.alive = prod.alive = False
             raw.op, raw.inputs = "unary", [x_name]
             raw.attrs, raw.consts = {"func": "hardswish"}, {}
