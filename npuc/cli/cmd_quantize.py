@@ -197,6 +197,18 @@ def run(args: argparse.Namespace) -> CommandResult:
             if calib is not None
             else None
         )
+        # The report's samples are chosen (and refused) before anything is written.
+        limit = args.eval_limit or 32
+        chosen = None
+        if (args.report or args.dump) and evaluation is not None:
+            chosen = evaluation
+        elif (args.report or args.dump) and calib is not None:
+            chosen = finite_samples(calib, limit=limit, role="calibration")
+        elif args.report or args.dump:
+            raise InvalidInputError(
+                "--report and --dump need samples to run: this pre-quantized model got none",
+                hint="pass --eval DATA (or --calib DATA)",
+            )
         start = time.monotonic()
         # Infinities kept under --trim-infinity make NaNs downstream; the warning above
         # names them, so numpy's own floating-point warnings would only repeat it.
@@ -250,17 +262,7 @@ def run(args: argparse.Namespace) -> CommandResult:
     if args.report or args.dump:
         from npuc.cli.quant_report import write_dump, write_quant_report
 
-        limit = args.eval_limit or 32
-        if evaluation is None and calib is None:
-            raise InvalidInputError(
-                "--report and --dump need samples to run: this pre-quantized model got none",
-                hint="pass --eval DATA (or --calib DATA)",
-            )
-        if evaluation is not None:
-            chosen = evaluation
-        else:
-            assert calib is not None  # refused above when neither is given
-            chosen = finite_samples(calib, limit=limit, role="calibration")
+        assert chosen is not None  # chosen before quantizing
         if args.report:
             report_lines, report_data = write_quant_report(
                 model,

@@ -99,12 +99,16 @@ def test_report_on_nan_evaluation_data_names_file_and_sample(work: Path) -> None
 
 
 def test_report_on_trimmed_calibration_data_asks_for_eval(work: Path) -> None:
+    out = work / "trimmed.npuq"
     code, err = error(
-        work / "t.onnx", "--calib", work / "inf.npy", "--trim-infinity", "--report", work / "r"
-    )
+        work / "t.onnx", "--calib", work / "inf.npy", "--trim-infinity", "--report", work / "r",
+        "-o", out,
+    )  # fmt: skip
     assert code == 3
     assert "inf.npy sample 3" in err["message"] and "infinite" in err["message"]
     assert "--eval" in err["hint"]
+    # Refused before quantizing: no model or template is left behind.
+    assert not out.exists() and not Path(f"{out}.layers.json").exists()
 
 
 @pytest.mark.parametrize(("name", "sample", "what"), [("nan", 2, "NaN"), ("inf", 3, "infinite")])
