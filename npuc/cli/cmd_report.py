@@ -15,6 +15,7 @@ from typing import Any
 
 from npuc.cli import common
 from npuc.cli.common import CommandResult
+from npuc.core.errors import InvalidInputError
 
 DESCRIPTION = """\
 Write the performance report of a built NPU model (.npuc): per layer its MACs,
@@ -53,6 +54,10 @@ def run(args: argparse.Namespace) -> CommandResult:
         write_report_files,
     )
 
+    if args.top < 0:
+        raise InvalidInputError(
+            f"--top {args.top}: must be 0 or more", hint="the number of layers the table prints"
+        )
     path = common.existing_file(args.artifact, "compiled model")
     out_dir = Path(args.output) if args.output else path.with_name(path.stem + "_report")
     check_report_dir(out_dir)

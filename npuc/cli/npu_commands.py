@@ -108,6 +108,11 @@ def build(args: argparse.Namespace) -> CommandResult:
             io_dtype=args.io_dtype or "float",
         )
     notes = [str(w.message) for w in caught]
+    if len(result.golden) < args.golden:
+        notes.append(
+            f"--golden {args.golden}: only {len(result.golden)} sample(s) were available, "
+            f"so the artifact stores {len(result.golden)} golden sample(s)"
+        )
     report: dict[str, Any] | None = None
     if args.report:
         from npuc.cli.npu_report import make_report, write_report_files

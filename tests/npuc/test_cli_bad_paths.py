@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from npuc.cli.main import main
-from tests.tooling.qdq_models import qdq_model
+from tests.tooling.qdq_models import SHAPE, qdq_model
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +190,26 @@ def test_build_npu_json_has_what_the_text_says(
     assert data["calibration"]["pre_quantized"] is True
     kinds = {c["kind"] for c in data["calibration"]["forced_changes"]}
     assert "weight_zero_point" in kinds  # uint8 weights with zero point 128
+
+
+def test_report_top_must_not_be_negative(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", str(tmp_path / "m.npuc"), "--top", "-1"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("error: --top -1: must be 0 or more")
+    assert not (tmp_path / "m_report").exists()
+
+
+def test_build_says_when_fewer_golden_samples_were_stored(
+    qdq: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(5)
+    np.save(tmp_path / "two.npy", rng.standard_normal((2, *SHAPE)).astype(np.float32))
+    out = tmp_path / "m.npuc"
+    argv = ["build", str(qdq), "--target", "npu", "--calib", str(tmp_path / "two.npy")]
+    assert main([*argv, "--golden", "5", "-o", str(out), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert any("--golden 5: only 2 sample(s)" in note for note in data["notes"])
+    assert main(["verify", str(out)]) == 0
+    assert "golden sample 1:" in capsys.readouterr().out
