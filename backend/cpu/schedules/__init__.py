@@ -1,0 +1,34 @@
+"""TIR schedule rules of the CPU backend, one rule per file, tried in order on every PrimFunc.
+
+A rule is an object with a ``name`` and an ``apply(func, target)`` method that
+takes one fused PrimFunc (as :class:`~npuc.backend.cpu.fuse_ops.FuseOps` left
+it) and the :class:`~npuc.core.target.CpuTarget`, and returns the scheduled
+PrimFunc, or ``None`` when the rule does not apply to that function (so the
+next rule is tried). Rules choose their kernels (vector width, VNNI) from the
+target's CPU features, never from the build machine. The schedule pass
+(:mod:`npuc.backend.cpu.lowering`, ``schedule_passes``) applies :data:`RULES`
+in order; the parallel-and-vectorise fallback comes last, so no PrimFunc stays
+a serial scalar loop.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import tvm
+
+from npuc.core.target import CpuTarget
+
+
+class ScheduleRule(Protocol):
+    """One schedule rule (see the module docstring)."""
+
+    name: str
+
+    def apply(self, func: tvm.tir.PrimFunc, target: CpuTarget) -> tvm.tir.PrimFunc | None:
+        """The scheduled ``func``, or ``None`` when this rule does not apply to it."""
+        ...
+
+
+#: Rules in the order they are tried; the fallback rule is appended by the schedule pass.
+RULES: tuple[ScheduleRule, ...] = ()
