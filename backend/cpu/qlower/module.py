@@ -1,0 +1,139 @@
+"""Whole regions of a quantized model as a Relax ``IRModule`` (see the package docstring).
+
+Requires: a :class:`~npuc.midend.quantize.qmodel.QuantizedModel` with static
+shapes. Guarantees: ``main`` computes, for the given inputs, exactly the
+values the integer executor holds for the requested outputs (integer
+tensors bit for bit, float tensors within float32 rounding); the module is
+ready for :func:`npuc.backend.cpu.build.compile_module`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import tvm
+from tvm import relax
+
+from npuc.core.errors import InvalidInputError, UnsupportedError
+from npuc.midend.quantize.qmodel import QuantizedModel
+
+from .intops import quantize
+from .relax_call import source_functions
+
+
+def holds_integers(qm: QuantizedModel, name: str) -> bool:
+    """Whether the integer executor holds tensor ``name`` as stored integers.
+
+    True for a graph input with QParams and for the output of an integer
+    layer; such a tensor crosses a region boundary in its QParams' storage
+    type (int8, uint8 or int16).
+    """
+    if name in qm.layers:
+        return qm.layers[name].run_on == "npu"
+    return name in qm.tensors
+
+
+def boundary_type(qm: QuantizedModel, name: str) -> relax.TensorType:
+    """The Relax type of tensor ``name`` where it enters or leaves a region."""
+    ty = qm.graph.tensor_type(name)
+    if ty.dtype == "tuple":
+        raise UnsupportedError(f"tensor {name!r} is a tuple; a region boundary needs tensors")
+    dtype = qm.tensors[name].dtype if holds_integers(qm, name) else ty.dtype
+    return relax.TensorType(ty.shape, dtype)
+
+
+def _check_names(qm: QuantizedModel, layer_names: Sequence[str], inputs: Sequence[str]) -> None:
+    known = {n.name for n in qm.graph.nodes}
+    unknown = [n for n in layer_names if n not in known]
+    if unknown:
+        raise InvalidInputError(f"layers {unknown} are not in the quantized model")
+    graph_inputs = {n for n, _ in qm.graph.inputs}
+    missing = [n for n in inputs if n not in known and n not in graph_inputs]
+    if missing:
+        raise InvalidInputError(f"region inputs {missing} are not tensors of the model")
+
+
+def lower_layers(
+    qm: QuantizedModel,
+    layer_names: Sequence[str],
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    *,
+    float_inputs: Sequence[str] = (),
+) -> tvm.IRModule:
+    """The layers ``layer_names`` of ``qm`` as a module whose ``main`` maps inputs to outputs.
+
+    Parameters
+    ----------
+    qm
+        The quantized model.
+    layer_names
+        Layers to compute (any order; emitted in the graph's order).
+    input_names
+        Tensors the region reads from outside, in ``main``'s parameter order;
+        each in the executor's representation (:func:`boundary_type`).
+    output_names
+        Tensors ``main`` returns, as a tuple in this order, each in the
+        executor's representation.
+    float_inputs
+        Graph inputs among ``input_names`` given as real values (float32)
+        although they have QParams; they are quantized on entry, as the
+        executor does with a float feed.
+
+    Raises
+    ------
+    InvalidInputError
+        An unknown layer or tensor name, or a layer reading a tensor that is
+        neither an input nor computed before it in the region.
+    """
+    _check_names(qm, layer_names, input_names)
+    wanted = set(layer_names)
+    bb = relax.BlockBuilder(tvm.IRModule(source_functions(qm.graph)))
+    params = []
+    for name in input_names:
+        ty = qm.graph.tensor_type(name) if name in float_inputs else boundary_type(qm, name)
+        params.append(relax.Var(name, relax.TensorType(ty.shape, ty.dtype)))
+    from . import emit_layer
+
+    with bb.function("main", params):
+        with bb.dataflow():
+            env: dict[str, relax.Expr] = {}
+            for name, var in zip(input_names, params, strict=True):
+                quantized = name in float_inputs and name in qm.tensors
+                env[name] = bb.emit(quantize(var, qm.tensors[name])) if quantized else var
+            for node in qm.graph.nodes:
+                if node.name not in wanted:
+                    continue
+                missing = [n for n in node.inputs if n not in env]
+                if missing:
+                    raise InvalidInputError(
+                        f"layer {node.name!r} reads {missing}, which the region neither "
+                        "receives nor computes before it",
+                        hint="add them to input_names or their layers to layer_names",
+                    )
+                env[node.name] = emit_layer(bb, qm, node, [env[n] for n in node.inputs])
+            absent = [n for n in output_names if n not in env]
+            if absent:
+                raise InvalidInputError(f"region outputs {absent} are not computed by the region")
+            result = bb.emit_output(relax.Tuple([env[n] for n in output_names]))
+        bb.emit_func_output(result)
+    return relax.transform.DeadCodeElimination(["main"])(bb.get())
+
+
+def lower_model(qm: QuantizedModel, *, raw_inputs: bool = False) -> tvm.IRModule:
+    """The whole graph of ``qm``: ``main(*graph inputs) -> tuple of graph outputs``.
+
+    ``raw_inputs=False``: every graph input is real-valued (float32) and those
+    with QParams are quantized at the model boundary (the executor's
+    ``run(feeds)``); ``raw_inputs=True``: those inputs are already stored
+    integers (``run(feeds, raw_inputs=True)``). Outputs follow the package's
+    representation: stored integers for an integer layer's output.
+    """
+    inputs = [name for name, _ in qm.graph.inputs]
+    return lower_layers(
+        qm,
+        [n.name for n in qm.graph.nodes],
+        inputs,
+        list(qm.graph.outputs),
+        float_inputs=() if raw_inputs else inputs,
+    )
