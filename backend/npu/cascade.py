@@ -7,7 +7,9 @@ written in place.
 
 Rule (Vela's "cascading", whole-tensor form): an intermediate tensor (not a
 graph input or output) whose producer and every consumer are a convolution,
-pool, element-wise, requant or LUT op may stay in SRAM from its producer to
+pool, element-wise, requant or LUT op (the producer may also be a tap-packed
+convolution: only its output is resident, its packed input stays in DRAM)
+may stay in SRAM from its producer to
 its last consumer. Then the producer writes its output tiles straight into
 the tensor and the consumers read their bands / chunks from it: no DMA
 out, no DMA in, no DRAM scratch. The other ops live in that span get the
@@ -18,12 +20,23 @@ kept when every op in its span still plans and the span moves fewer DRAM
 bytes at no more than CASCADE_TOLERANCE more estimated cycles (or fewer
 cycles at no more DRAM).
 
+In place: an element-wise, requant or LUT op whose output has the shape
+and element size of an input that is resident and read for the last time by
+that op writes its output over that input (``ResidentTensor.alias_of``):
+each chunk is read and written at the same bytes by one ITP instruction,
+which the ISA allows (eltwise/requant/lut exactly in place). This lets a
+residual stream stay in SRAM from block to block: the add's output takes the
+slot of the tensor it consumes instead of needing a third slot beside the
+two it reads. Candidates that could only be placed that way are tried again
+after the first pass, once the tensors they would reuse are resident.
+
 Not done: row-band cascading (a rolling buffer of a few rows instead of the
 whole tensor); a resident output needs all output channels in one block,
 because the CONV writes dense HWC tiles (ISA: no output channel stride).
 
 Guarantees (property-tested): resident tensors live at the same op never
-share a byte; every op's own buffers lie in its window, a range no resident
+share a byte, except an in-place pair (``alias_of``) at the one op where the
+output takes over its input's bytes; every op's own buffers lie in its window, a range no resident
 tensor live at that op touches; the scheduler orders every access to a
 resident tensor from the SRAM byte ranges (a consumer's band waits only for
 the producer's tiles it reads), so programs stay deadlock-free and exact.
@@ -43,6 +56,7 @@ from npuc.backend.npu.ops import (
     NpuOp,
     NpuPool,
     NpuRequant,
+    NpuTapConv2d,
     op_inputs,
 )
 from npuc.backend.npu.plan import OpPlan
@@ -51,6 +65,7 @@ from npuc.core.errors import UnsupportedError
 ALIGN = 64
 CASCADE_TOLERANCE = 0.01  # a resident tensor may cost this much more estimated cycles in its span
 _IN_PLACE = (NpuConv2d, NpuPool, NpuElementwise, NpuRequant, NpuLut)
+_FLAT = (NpuElementwise, NpuRequant, NpuLut)  # element by element: may write over an input
 
 Planner = Callable[[int, int, frozenset[str]], OpPlan]
 
@@ -64,6 +79,7 @@ class ResidentTensor:
     nbytes: int
     first: int
     last: int
+    alias_of: str = ""  # the input whose bytes it takes over in place at op ``first``
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +97,10 @@ class Cascade:
     def live_at(self, index: int) -> list[ResidentTensor]:
         """Resident tensors live while op ``index`` runs."""
         return [t for t in self.tensors if t.first <= index <= t.last]
+
+    def live_bytes(self, index: int) -> int:
+        """SRAM bytes the resident tensors live at op ``index`` occupy (in-place pairs once)."""
+        return sum(nbytes for _, nbytes in {(t.addr, t.nbytes) for t in self.live_at(index)})
 
 
 def _align(n: int) -> int:
@@ -115,6 +135,38 @@ def _place(tensors: list[ResidentTensor], nbytes: int, first: int, last: int, to
     return gaps[-1][1] - nbytes if gaps else -1
 
 
+def _alias_slots(
+    graph: NpuGraph, tensors: list[ResidentTensor], size: int, first: int, last: int
+) -> list[tuple[int, str]]:
+    """``(addr, input)``: slots of resident inputs of flat op ``first`` its output may take over.
+
+    The input must be read for the last time by that op, have the output's
+    shape and element size (so each chunk is exactly in place), and no other
+    resident tensor live in ``[first, last]`` may touch its bytes.
+    """
+    op = graph.ops[first]
+    if not isinstance(op, _FLAT):
+        return []
+    slots = []
+    for t in op_inputs(op):
+        if t.shape != op.ofm.shape or t.itemsize != op.ofm.itemsize:
+            continue
+        for r in tensors:
+            if r.name != t.name or r.last != first or r.nbytes != size:
+                continue
+            clash = any(
+                o.name != r.name
+                and o.first <= last
+                and first <= o.last
+                and o.addr < r.addr + size
+                and r.addr < o.addr + o.nbytes
+                for o in tensors
+            )
+            if not clash:
+                slots.append((r.addr, r.name))
+    return slots
+
+
 def candidates(graph: NpuGraph) -> list[tuple[str, int, int, int]]:
     """``(tensor, nbytes, producer, last consumer)`` of the tensors that may stay in SRAM."""
     io = {t.name for t in (*graph.inputs, *graph.outputs)}
@@ -128,7 +180,7 @@ def candidates(graph: NpuGraph) -> list[tuple[str, int, int, int]]:
     for i, op in enumerate(graph.ops):
         name = op.ofm.name
         uses = users.get(name, [])
-        if name in io or not uses or not isinstance(op, _IN_PLACE):
+        if name in io or not uses or not isinstance(op, (*_IN_PLACE, NpuTapConv2d)):
             continue
         if all(isinstance(graph.ops[j], _IN_PLACE) for j in uses):
             out.append((name, op.ofm.nbytes, i, max(uses)))
@@ -150,12 +202,16 @@ class _Zero(dict[str, int]):
         return 0
 
 
-def _note(op: NpuOp, index: int, graph: NpuGraph, resident: frozenset[str]) -> str:
+def _note(op: NpuOp, graph: NpuGraph, tensors: tuple[ResidentTensor, ...]) -> str:
+    resident = frozenset(t.name for t in tensors)
     parts = []
     producers = {o.ofm.name: o.name for o in graph.ops}
     for t in op_inputs(op):
         if t.name in resident:
             parts.append(f"reads {t.name} from SRAM (cascaded with {producers[t.name]})")
+    alias = {t.name: t.alias_of for t in tensors}.get(op.ofm.name, "")
+    if alias:
+        parts.append(f"writes its output in place over {alias}")
     if op.ofm.name in resident:
         users = [o.name for o in graph.ops if op.ofm.name in {t.name for t in op_inputs(o)}]
         parts.append(f"output stays in SRAM for {', '.join(users)}")
@@ -185,21 +241,18 @@ def plan_cascade(
 
     tensors: list[ResidentTensor] = []
     current = [planned(i, top, frozenset()) for i in range(n)]
-    # densest first: most bytes per op of span (a big tensor used at once beats a long-lived one)
-    cands = sorted(candidates(graph) if enabled else [], key=lambda c: -c[1] / (c[3] - c[2] + 1))
-    for name, nbytes, first, last in cands:
-        size = _align(nbytes)
-        addr = _place(tensors, size, first, last, top)
-        if addr < 0:
-            continue
-        trial = [*tensors, ResidentTensor(name, addr, size, first, last)]
+
+    def keep(name: str, size: int, first: int, last: int, addr: int, alias: str) -> bool:
+        """Make the tensor resident at ``addr`` if its span still plans and it pays (rule)."""
+        nonlocal tensors
+        trial = [*tensors, ResidentTensor(name, addr, size, first, last, alias)]
         wins = _windows(trial, n, top)
         names = frozenset(t.name for t in trial)
         span = range(first, last + 1)
         try:
             new = {i: planned(i, wins[i][1] - wins[i][0], names) for i in span}
         except UnsupportedError:
-            continue
+            return False
         old_c = sum(current[i][0].est_cycles for i in span)
         new_c = sum(new[i][0].est_cycles for i in span)
         old_d = sum(current[i][1] for i in span)
@@ -210,7 +263,23 @@ def plan_cascade(
             tensors = trial
             for i in span:
                 current[i] = new[i]
-    names = frozenset(t.name for t in tensors)
+            return True
+        return False
+
+    def attempt(name: str, nbytes: int, first: int, last: int) -> bool:
+        size = _align(nbytes)
+        for addr, alias in _alias_slots(graph, tensors, size, first, last):
+            if keep(name, size, first, last, addr, alias):
+                return True
+        addr = _place(tensors, size, first, last, top)
+        return addr >= 0 and keep(name, size, first, last, addr, "")
+
+    # densest first: most bytes per op of span (a big tensor used at once beats a long-lived one)
+    cands = sorted(candidates(graph) if enabled else [], key=lambda c: -c[1] / (c[3] - c[2] + 1))
+    rejected = [c for c in cands if not attempt(*c)]
+    for c in rejected:  # second chance, in place over inputs made resident after it was tried
+        if _alias_slots(graph, tensors, _align(c[1]), c[2], c[3]):
+            attempt(*c)
     wins = _windows(tensors, n, top)
-    notes = tuple(_note(op, i, graph, names) for i, op in enumerate(graph.ops))
+    notes = tuple(_note(op, graph, tuple(tensors)) for op in graph.ops)
     return Cascade(tuple(tensors), tuple(wins), notes), [p for p, _ in current]

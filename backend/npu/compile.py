@@ -111,7 +111,8 @@ def plan_op(
     resident: frozenset[str] = frozenset(),
 ) -> OpPlan:
     """Lower one op to its plan (tiling chosen here; ``cache``, ``resident``: see
-    ``plan_window``; only window and flat ops may touch SRAM-resident tensors)."""
+    ``plan_window``; only window and flat ops may touch SRAM-resident tensors, and a
+    tap-packed convolution its output)."""
     if isinstance(op, NpuConv2d | NpuPool):
         return plan_window(op, hw, sram_budget, cache, resident)
     if isinstance(op, NpuElementwise | NpuRequant | NpuLut):
@@ -127,7 +128,7 @@ def plan_op(
     if isinstance(op, NpuIm2col):
         return plan_im2col(op, hw, sram_budget)
     if isinstance(op, NpuTapConv2d):
-        return plan_tap_conv(op, hw, sram_budget)
+        return plan_tap_conv(op, hw, sram_budget, resident)
     raise UnsupportedError(f"NPU op {getattr(op, 'name', op)!r}: no lowering for {type(op)}")
 
 
@@ -216,7 +217,7 @@ def compile_npu_graph(
         sram_map += [(index, b.name, addresses[b.name], b.nbytes) for b in plan.sram]
         first = len(steps)
         steps += plan.make_steps(dram, {**addresses, **in_sram})
-        peaks.append(sram.peak_bytes - lo + sum(t.nbytes for t in casc.live_at(index)))
+        peaks.append(sram.peak_bytes - lo + casc.live_bytes(index))
         ranges.append((first, len(steps)))
     scheduled = assign_tokens(steps)
     spans = replay(scheduled, [step_cycles(s, hw) for s in steps])

@@ -80,23 +80,34 @@ def interleave(
     return out + list(gather[k:])
 
 
-def _parts(op: NpuTapConv2d, hw: HwConfig, budget: int) -> tuple[OpPlan, OpPlan]:
+def _parts(
+    op: NpuTapConv2d, hw: HwConfig, budget: int, resident: frozenset[str]
+) -> tuple[OpPlan, OpPlan]:
     gather = dataclasses.replace(op.gather, fused=False)
     last: UnsupportedError | None = None
     for share in GATHER_SHARES:
         try:
             pa = plan_im2col(gather, hw, budget // share)
             need = sum(align(b.nbytes) for b in pa.sram)
-            return pa, plan_window(op.conv, hw, budget - need)  # no cache: a smaller budget
+            # no cache: a smaller budget
+            return pa, plan_window(op.conv, hw, budget - need, resident=resident)
         except UnsupportedError as err:
             last = err
     assert last is not None
     raise last
 
 
-def plan_tap_conv(op: NpuTapConv2d, hw: HwConfig, sram_budget: int) -> OpPlan:
-    """The merged plan of ``op`` (module docstring); UnsupportedError if no split fits."""
-    pa, pb = _parts(op, hw, sram_budget)
+def plan_tap_conv(
+    op: NpuTapConv2d, hw: HwConfig, sram_budget: int, resident: frozenset[str] = frozenset()
+) -> OpPlan:
+    """The merged plan of ``op`` (module docstring); UnsupportedError if no split fits.
+
+    ``resident``: when it names the output, the convolution writes its tiles
+    in place into that SRAM-resident tensor (:mod:`npuc.backend.npu.cascade`,
+    address under ``"@" + name``) instead of storing them to DRAM. The
+    packed tensor always goes through DRAM (the gather's DMA writes it there).
+    """
+    pa, pb = _parts(op, hw, sram_budget, resident & {op.ofm.name})
     packed = op.conv.ifm
 
     def make_steps(dram: Mapping[str, int], sram: Mapping[str, int]) -> list[Step]:
@@ -136,6 +147,7 @@ def _replay_alone(
         dram[name] = at
         at += align(size)
     sram = allocate(list(buffers), capacity=budget, memory="SRAM").addresses
+    sram["@" + op.ofm.name] = align(budget)  # a resident output lies outside the op's window
     steps = make_steps(dram, sram)
     spans = replay(assign_tokens(steps), [step_cycles(s, hw) for s in steps])
     return max((end for _, end in spans), default=0)

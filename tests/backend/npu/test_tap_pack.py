@@ -17,7 +17,14 @@ from npuc.backend.npu.schedule import Access, Step
 from npuc.backend.npu.tap_pack import MIN_GAIN, VARIANTS, choose, eligible, pack_graph, rewrite
 from npuc.core.errors import InvalidInputError, UnsupportedError
 from npuc.core.isa.types import Unit
-from tests.backend.npu.graphs import CONFIGS, compile_and_check, conv, random_input, tensor
+from tests.backend.npu.graphs import (
+    CONFIGS,
+    compile_and_check,
+    conv,
+    pool,
+    random_input,
+    tensor,
+)
 
 CHOICES = (*VARIANTS, *(f"{v}+interleaved" for v in VARIANTS))
 
@@ -191,3 +198,21 @@ def test_interleave_keeps_each_order_and_every_read_after_its_writes(
             (w,) = g.accesses
             if w.lo < r.hi and r.lo < w.hi:
                 assert pos[g.tag] < pos[c.tag]
+
+
+def test_packed_first_layer_feeds_the_pool_from_sram() -> None:
+    """conv1 (tap-packed) -> max pool -> 1x1: conv1's output stays in SRAM for the pool."""
+    rng = np.random.default_rng(12)
+    x = tensor("x", (1, 40, 36, 3), "int8", -7)
+    c1 = conv(rng, x, cout=32, kernel=(7, 7), stride=(2, 2), padding=(3, 3, 3, 3), ofm_name="y1")
+    p = pool(rng, c1.ofm, op="max", kernel=(3, 3), stride=(2, 2), padding=(1, 1, 1, 1))
+    head = conv(rng, p.ofm, cout=16, kernel=(1, 1), name="head", ofm_name="z")
+    graph = NpuGraph(ops=(c1, p, head), inputs=(x,), outputs=(head.ofm,))
+    hw = CONFIGS["npu-s"]
+    compiled, _ = compile_and_check(graph, hw, np.random.default_rng(3))
+    assert [s.kind for s in compiled.ops][:2] == ["NpuIm2col", "NpuTapConv2d"]
+    assert compiled.cascade is not None and "y1" in compiled.cascade.names
+    assert "output stays in SRAM for pool" in compiled.ops[1].sram_resident
+    off = compile_npu_graph(graph, hw, cascade=False)
+    saved = sum(o.dram_bytes for o in off.ops[:3]) - sum(o.dram_bytes for o in compiled.ops[:3])
+    assert saved >= 2 * c1.ofm.nbytes  # neither stored by conv1 nor loaded by the pool
