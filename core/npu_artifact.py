@@ -10,6 +10,10 @@ Members (no pickle anywhere; arrays are ``.npy`` with ``allow_pickle=False``):
   integer parameters), which the CPU layers and the reference engine run;
 - ``npu/<partition>.npub``: the compiled NPU programs; ``npu/<partition>/<const>.npy``
   the expanded constant operands fed to them;
+- ``cpu/<region>.so``: each compiled CPU region's native library (host CPU, LLVM),
+  described in the manifest's ``cpu_regions`` (interface, SHA-256, target, or the
+  reason a region stays on the integer executor:
+  :mod:`npuc.core.cpu_region_format`);
 - ``golden/<i>/in/<input>.npy`` and ``golden/<i>/out/<output>.npy``: test inputs
   and the integer executor's stored-integer outputs (``npuc verify``).
 
@@ -39,7 +43,7 @@ from npuc.core.hw.config import HwConfig, hw_config_from_dict
 from npuc.core.isa.program import Program
 
 FORMAT = "npuc-npu-artifact"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: compiled CPU regions (cpu/<region>.so, manifest cpu_regions)
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 

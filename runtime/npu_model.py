@@ -6,11 +6,14 @@ name, dequantized to float32 (``raw=True``: the stored integers). The artifact
 each partition's compiled program, border tensors and constant operands, so
 nothing is compiled here. Per sample each partition's border tensors are
 converted to NHWC storage integers (:mod:`npuc.core.storage_layout`), simulated
-(:func:`npuc.npu_sim.simulate`) and converted back; CPU layers run exactly as
+(:func:`npuc.npu_sim.simulate`) and converted back; each CPU region runs from
+its stored native library (:mod:`.cpu_regions`), and the layers of a region the
+build could not compile (the manifest says why) run exactly as
 :class:`~npuc.midend.quantize.int_exec.IntegerExecutor` runs them.
 
 Guarantees: with a correct compiler every tensor equals the integer executor's
-bit for bit; :func:`verify_artifact` checks it on the artifact's golden samples.
+bit for bit; :func:`npuc.runtime.verify_stages.verify_artifact` checks it on the
+artifact's golden samples.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from npuc.midend.quantize.float_exec import FloatExecutor
 from npuc.midend.quantize.int_exec import IntegerExecutor, IntTensor
 from npuc.midend.quantize.qmodel import QuantizedModel
 from npuc.npu_sim import simulate
+from npuc.runtime.cpu_regions import CpuRegionLibrary, load_regions
 
 #: Runs NPU partition ``index`` on its storage-layout integer inputs (by name) without the
 #: simulator and returns its outputs by name; the compiler's integer reference of the
@@ -72,7 +76,9 @@ class NpuModel:
     """A quantized model whose NPU partitions run as compiled ``programs`` on the simulator.
 
     ``reference`` (optional) runs a partition without the simulator, for
-    ``engine="ref"``; ``int_exec`` shares an existing integer executor of ``qm``.
+    ``engine="ref"``; ``int_exec`` shares an existing integer executor of ``qm``;
+    ``cpu_regions`` run their layers from compiled libraries (other CPU layers run
+    on the integer executor).
     """
 
     def __init__(
@@ -86,6 +92,7 @@ class NpuModel:
         artifact: Artifact | None = None,
         reference: ReferenceRunner | None = None,
         int_exec: IntegerExecutor | None = None,
+        cpu_regions: Sequence[CpuRegionLibrary] = (),
     ) -> None:
         if len(programs) != len(partitions):
             raise InvalidInputError(
@@ -122,6 +129,9 @@ class NpuModel:
         self.source_outputs: dict[str, str] = dict(names)
         self._first = {p.layers[0]: i for i, p in enumerate(self.partitions) if p.layers}
         self._in_part = {name for p in self.partitions for name in p.layers}
+        self.cpu_regions = list(cpu_regions)
+        self._first_cpu = {r.layers[0]: r for r in self.cpu_regions if r.layers}
+        self._in_part |= {name for r in self.cpu_regions for name in r.layers}
 
     @property
     def input_names(self) -> list[str]:
@@ -254,6 +264,8 @@ class NpuModel:
             if node.name in self._first:
                 index = self._first[node.name]
                 env.update(self.run_partition(index, env, trace=trace, engine=engine))
+            elif node.name in self._first_cpu:
+                env.update(self._first_cpu[node.name].run(env))
             elif node.name not in self._in_part:
                 env[node.name] = self.int_exec.run_node(node, env)
         return env
@@ -339,13 +351,12 @@ def load_npuc(path: str | Path) -> NpuModel:
     if not Path(path).is_file():
         raise InvalidInputError(f"compiled model {path} does not exist", hint="check the path")
     artifact = open_artifact(path)
+    qm = read_quantized_model(artifact)
+    regions = load_regions(artifact, qm)
     return NpuModel(
-        read_quantized_model(artifact),
-        artifact.hw,
-        partition_specs(artifact),
-        artifact.programs(),
-        artifact=artifact,
-    )
+        qm, artifact.hw, partition_specs(artifact), artifact.programs(), artifact=artifact,
+        cpu_regions=regions,
+    )  # fmt: skip
 
 
 def first_difference(name: str, got: Any, expected: Any) -> None:
@@ -361,30 +372,3 @@ def first_difference(name: str, got: Any, expected: Any) -> None:
             f"tensor {name!r}: {count} of {a.size} values differ; first at {where}:"
             f" {a[where]} vs expected {b[where]}"
         )
-
-
-def verify_artifact(path: str | Path) -> list[str]:
-    """Replay the golden samples on the simulator; lines ending in "bit-exact", or raise
-    :class:`MismatchError` naming the first differing tensor (partition border, layer) and
-    values."""
-    model = load_npuc(path)
-    assert model.artifact is not None
-    lines = []
-    for i, (feeds, expected) in enumerate(model.artifact.golden()):
-        got = model.run_env(feeds)
-        # The integer executor on this machine must still agree with the stored outputs.
-        reference = model.int_exec.run(feeds)
-        for name in [t for p in model.partitions for t in p.outputs]:
-            try:
-                first_difference(name, got[name], reference[name])
-            except MismatchError as err:
-                raise MismatchError(f"golden sample {i}: NPU partition output {err}") from err
-        for name, want in expected.items():
-            try:
-                first_difference(name, got[name], want)
-            except MismatchError as err:
-                raise MismatchError(f"golden sample {i}: model output {err}") from err
-        cycles = sum(s.cycles[-1] for s in model.stats if s.cycles)
-        lines.append(f"golden sample {i}: {len(expected)} output(s), {cycles:,} NPU cycles")
-    lines.append("bit-exact")
-    return lines

@@ -4,9 +4,10 @@ Stages: import and optimise the float model, quantize on the calibration
 samples (:func:`npuc.midend.quantize.api.quantize_module`), partition and
 lower (:mod:`.partition`, :mod:`.lower`), compile each partition
 (:func:`.compile.compile_npu_graph`), run the first ``golden`` samples through
-the integer executor for the golden outputs, write the artifact atomically
-(:mod:`.artifact`). Deterministic: the same model, data and options give a
-byte-identical file.
+the integer executor for the golden outputs, compile the CPU regions between
+the partitions for the host CPU (:mod:`.cpu_regions`, checked against those
+outputs), write the artifact atomically (:mod:`npuc.core.npu_artifact`).
+Deterministic: the same model, data and options give a byte-identical file.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import hashlib
 import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from npuc.backend.npu.compile import CompiledNpuProgram, compile_npu_graph, plan_op
+from npuc.backend.npu.cpu_regions import CompiledRegion, compile_cpu_regions
 from npuc.backend.npu.lower import LoweredPartition, lower_partition
 from npuc.backend.npu.partition import Partition, Placement, partition
 from npuc.core.errors import InvalidInputError, UnsupportedError
@@ -34,6 +36,7 @@ from npuc.core.npu_artifact import (
     npy_bytes,
     write_zip,
 )
+from npuc.core.target import CpuTarget, host_target
 from npuc.core.version import __version__
 from npuc.midend.quantize.config import QuantConfig
 from npuc.midend.quantize.int_exec import IntegerExecutor, IntTensor
@@ -51,6 +54,7 @@ class NpuBuild:
     compiled: list[CompiledNpuProgram]
     golden: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]
     refused: dict[str, str]  # layers the code generator refused -> reason (kept on the CPU)
+    cpu_regions: list[CompiledRegion] = field(default_factory=list)  # libraries or reasons
 
 
 def compile_quantized(
@@ -130,20 +134,25 @@ def build_quantized(
     hw: HwConfig,
     golden_feeds: Sequence[Mapping[str, np.ndarray]],
     float_executor: Any = None,
+    cpu_target: CpuTarget | None = None,
 ) -> NpuBuild:
-    """Compile ``qm`` and compute the golden outputs of ``golden_feeds``."""
+    """Compile ``qm`` and compute the golden outputs of ``golden_feeds``; the CPU regions
+    are compiled for ``cpu_target`` (default this machine) and checked on those samples."""
     ix = IntegerExecutor(qm, float_executor)
     placements, parts, lowered, compiled, refused = compile_quantized(qm, hw, ix)
-    golden = []
+    golden, envs = [], []
     for feeds in golden_feeds:
         env = ix.run(feeds)
+        envs.append(env)
         golden.append(
             (
                 {k: np.asarray(v, np.float32) for k, v in feeds.items()},
                 {o: stored(env[o]) for o in qm.graph.outputs},
             )
         )
-    return NpuBuild(qm, placements, parts, lowered, compiled, golden, refused)
+    target = cpu_target if cpu_target is not None else host_target()
+    regions = compile_cpu_regions(qm, parts, target, envs)
+    return NpuBuild(qm, placements, parts, lowered, compiled, golden, refused, regions)
 
 
 IO_DTYPES = ("float", "int8", "uint8")
@@ -234,6 +243,9 @@ def artifact_bytes(
                 "constants": sorted(lp.constants),
             }
         )
+    for region in build.cpu_regions:
+        if region.entry.library is not None:
+            members[region.entry.library] = region.library
     for i, (feeds, outs) in enumerate(build.golden):
         for n, v in feeds.items():
             members[f"golden/{i}/in/{_safe(n)}.npy"] = npy_bytes(v)
@@ -253,6 +265,7 @@ def artifact_bytes(
         "io": interface_io(qm, io_dtype),
         "golden_samples": len(build.golden),
         "partitions": parts,
+        "cpu_regions": [r.entry.to_json() for r in build.cpu_regions],
         "refused": dict(sorted(build.refused.items())),
         "placements": [
             {"layer": p.layer, "op": p.op, "target": p.target, "reason": p.reason}
@@ -283,10 +296,12 @@ def build_npu(
     golden: int = 2,
     calib_limit: int | None = None,
     io_dtype: str = "float",
+    cpu_target: CpuTarget | None = None,
 ) -> NpuBuild:
     """Build ``source`` for the NPU ``hw`` and write the artifact ``out_path`` atomically.
 
     ``io_dtype``: the interface's inputs and outputs (:func:`interface_io`).
+    ``cpu_target``: the CPU the CPU regions are compiled for (default this machine).
     ``calib`` may be ``None`` for a pre-quantized (QDQ) model, which keeps its own
     scales (:func:`npuc.midend.quantize.api.quantize_prequantized`); the golden
     samples are then seeded random inputs.
@@ -338,7 +353,7 @@ def build_npu(
         samples = [s for s in samples if not any(nonfinite(np.asarray(v)) for v in s.values())]
     interface_io(qm, io_dtype)  # refuse an interface that cannot carry the I/O before compiling
     feeds = [s for _, s in zip(range(golden), samples, strict=False)]
-    build = build_quantized(qm, hw, feeds)
+    build = build_quantized(qm, hw, feeds, cpu_target=cpu_target)
     options = {
         "calib": Path(str(calib)).name if calib else "none (pre-quantized model)",
         "calib_samples": int(qm.calibration.get("samples", 0) or 0),

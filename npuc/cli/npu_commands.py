@@ -143,6 +143,9 @@ def build(args: argparse.Namespace) -> CommandResult:
         lines += [f"    {c['layer']} ({c['kind']}): {c['detail']}" for c in changes]
     if args.show_cpu_ops or cpu:
         lines += [f"  cpu: {p.layer} ({p.op}): {p.reason}" for p in cpu]
+        from npuc.core.cpu_region_format import summary_lines
+
+        lines += [f"  {line}" for line in summary_lines([r.entry for r in result.cpu_regions])]
     if report is not None:
         lines.append(f"  report: {', '.join(str(p) for p in written)}")
         lines += report_table(report, cpu_layers=False)
@@ -156,6 +159,7 @@ def build(args: argparse.Namespace) -> CommandResult:
         "npu_layers": npu,
         "partitions": len(result.partitions),
         "cpu_layers": [{"layer": p.layer, "op": p.op, "reason": p.reason} for p in cpu],
+        "cpu_regions": [r.entry.to_json() for r in result.cpu_regions],
         "estimated_npu_cycles": sum(c.est_cycles for c in result.compiled),
         "interface": interface_io(result.qm, args.io_dtype or "float"),
         "calibration": dict(meta),
@@ -276,7 +280,7 @@ def write_trace(path: Path, ex: Any) -> None:
 
 def verify(args: argparse.Namespace) -> CommandResult:
     """``npuc verify model.npuc``: replay golden samples on the simulator."""
-    from npuc.runtime.npu_model import verify_artifact
+    from npuc.runtime.verify_stages import verify_artifact
 
     path = common.existing_file(args.artifact, "compiled model")
     lines = verify_artifact(path)

@@ -1,0 +1,147 @@
+"""Run an artifact's compiled CPU regions: load each stored library into a Relax VM.
+
+The build (:mod:`npuc.backend.npu.cpu_regions`) stores one native library per
+CPU region (``cpu/<region>.so``) and describes it in the manifest
+(:class:`~npuc.core.cpu_region_format.CpuRegionEntry`). Loading checks each
+library (SHA-256, CPU features of this machine, TVM version:
+:func:`~npuc.core.cpu_region_format.check_library`) before ``dlopen``; running
+a region takes its border tensors from the executor's environment (stored
+integers of integer tensors, float32 arrays) and gives its outputs back in the
+same form. Regions the build did not compile are not loaded: their layers run
+on the integer executor, and :func:`region_lines` lists them with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from npuc.core.cpu_region_format import (
+    CpuRegionEntry,
+    check_library,
+    region_arguments,
+    summary_lines,
+)
+from npuc.core.errors import InvalidInputError
+from npuc.core.npu_artifact import Artifact
+from npuc.core.target import CpuTarget, host_target
+from npuc.midend.quantize.int_exec import IntTensor
+from npuc.midend.quantize.qmodel import QuantizedModel
+from npuc.runtime.thread_pool import caller_affinity_kept
+
+
+class CpuRegionLibrary:
+    """One compiled CPU region, loaded and ready to run.
+
+    Parameters
+    ----------
+    entry
+        Its manifest entry (a compiled one: ``entry.library`` is set).
+    module
+        The loaded library (``tvm.runtime.load_module``).
+    qm
+        The artifact's quantized model, for the quantization parameters of the
+        integer outputs.
+    """
+
+    def __init__(self, entry: CpuRegionEntry, module: tvm.runtime.Module, qm: QuantizedModel):
+        self.entry = entry
+        self.layers = entry.layers
+        self.qm = qm
+        self._vm = relax.VirtualMachine(module, tvm.cpu())
+        self._main = self._vm["main"]
+        # An output is an IntTensor exactly when the integer executor makes one.
+        self._integer = {t.name: _is_integer(qm, t.name) for t in entry.outputs}
+
+    def run(self, env: Mapping[str, Any]) -> dict[str, Any]:
+        """The region's outputs by name from the border tensors in ``env`` (the integer
+        executor's form: :class:`IntTensor` or arrays)."""
+        values = {
+            t.name: env[t.name].values if isinstance(env[t.name], IntTensor) else env[t.name]
+            for t in self.entry.inputs
+        }
+        args = region_arguments(self.entry, values, "CPU region")
+        with caller_affinity_kept():
+            result = self._main(*(tvm.runtime.tensor(a) for a in args))
+        got = [result] if isinstance(result, tvm.runtime.Tensor) else list(result)
+        made: dict[str, Any] = {}
+        for spec, tensor in zip(self.entry.outputs, got, strict=True):
+            array = tensor.numpy()
+            if self._integer[spec.name]:
+                made[spec.name] = IntTensor(array.astype(np.int64), self.qm.tensors[spec.name])
+            else:
+                made[spec.name] = array
+        return made
+
+
+def _is_integer(qm: QuantizedModel, name: str) -> bool:
+    layer = qm.layers.get(name)
+    return layer.run_on == "npu" if layer is not None else name in qm.tensors
+
+
+def region_entries(artifact: Artifact) -> list[CpuRegionEntry]:
+    """The manifest's CPU regions (InvalidInputError when missing or malformed)."""
+    raw = artifact.manifest.get("cpu_regions")
+    if not isinstance(raw, list):
+        raise InvalidInputError(
+            f"{artifact.path}: manifest has no cpu_regions list",
+            hint="rebuild the artifact with this npuc: npuc build MODEL --target npu ...",
+        )
+    return [CpuRegionEntry.from_json(item, str(artifact.path)) for item in raw]
+
+
+def load_regions(
+    artifact: Artifact, qm: QuantizedModel, host: CpuTarget | None = None
+) -> list[CpuRegionLibrary]:
+    """Validate and load every compiled CPU region of ``artifact`` (``host``: this machine).
+
+    Raises
+    ------
+    InvalidInputError
+        A damaged or modified library, one built for CPU features or a TVM version
+        this machine lacks, a library TVM cannot load, or a region whose layers are
+        not in the model; each names the region and says to rebuild.
+    """
+    where = str(artifact.path)
+    loaded = []
+    host_cpu: CpuTarget | None = host
+    for entry in region_entries(artifact):
+        unknown = [n for n in entry.layers if n not in qm.layers]
+        if unknown:
+            raise InvalidInputError(
+                f"{where}: CPU region {entry.name!r} lists layers not in the model: {unknown[:3]}"
+            )
+        if entry.library is None:
+            continue
+        host_cpu = host_cpu or host_target()
+        data = artifact.read(entry.library)
+        check_library(entry, data, host_cpu, tvm.__version__, where)
+        loaded.append(CpuRegionLibrary(entry, _load_module(data, where, entry.name), qm))
+    return loaded
+
+
+def _load_module(data: bytes, where: str, name: str) -> tvm.runtime.Module:
+    """dlopen ``data`` through a private temporary file (removed once loaded)."""
+    fd, path = tempfile.mkstemp(prefix="npuc-region-", suffix=".so")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return tvm.runtime.load_module(path)
+    except Exception as err:  # TVM reports dlopen failures as generic errors
+        raise InvalidInputError(
+            f"{where}: CPU region {name!r}: cannot load its library ({err})",
+            hint="rebuild the artifact on this machine: npuc build MODEL --target npu ...",
+        ) from err
+    finally:
+        os.unlink(path)
+
+
+def region_lines(artifact: Artifact) -> list[str]:
+    """:func:`~npuc.core.cpu_region_format.summary_lines` of the artifact's CPU regions."""
+    return summary_lines(region_entries(artifact))
