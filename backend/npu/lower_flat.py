@@ -46,21 +46,24 @@ def _sram_need(op: FlatOp, chunk: int, chunks: int, resident: frozenset[str]) ->
 def _estimate(op: FlatOp, hw: HwConfig, chunk: int, resident: frozenset[str]) -> int:
     n = op.ofm.elements
     work_factor = 2 if isinstance(op, NpuLut) and op.ifm.dtype == "int16" else 1
-    costs = []
-    for start in range(0, n, chunk):
-        c = min(chunk, n - start)
+
+    def tile(c: int, first: bool) -> TileCost:
         load = sum(
             dma_cycles(hw, row_bytes=c * t.itemsize) for t in _inputs(op) if t.name not in resident
         )
-        if start == 0:
+        if first:
             load += dma_cycles(hw, row_bytes=max(1, _table_bytes(op))) if _table_bytes(op) else 0
-        costs.append(
-            TileCost(
-                load,
-                itp_cycles(hw, work=c * work_factor),
-                0 if op.ofm.name in resident else dma_cycles(hw, row_bytes=c * op.ofm.itemsize),
-            )
+        return TileCost(
+            load,
+            itp_cycles(hw, work=c * work_factor),
+            0 if op.ofm.name in resident else dma_cycles(hw, row_bytes=c * op.ofm.itemsize),
         )
+
+    # chunks of ``chunk`` elements, the last shorter; the first also loads the table
+    count, rest = divmod(n, chunk)
+    costs = [tile(chunk, False)] * count + ([tile(rest, False)] if rest else [])
+    if costs:
+        costs[0] = tile(min(chunk, n), True)
     return pipeline_cycles(costs)
 
 

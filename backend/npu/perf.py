@@ -79,23 +79,58 @@ class TileCost:
     store: int
 
 
+def _same(a: TileCost, b: TileCost) -> bool:
+    return a is b or a == b
+
+
 def pipeline_cycles(tiles: Sequence[TileCost], *, depth: int = 2) -> int:
     """Makespan of tiles through DMA-in -> compute -> DMA-out with ``depth`` buffers each.
 
     Tile ``t``'s load reuses the buffer of tile ``t - depth`` (waits for its
     compute); its compute waits for its load and for the store of tile
     ``t - depth`` (output buffer reuse); stores run in order.
+
+    Runs of equal tiles are skipped over once they reach a steady state: every
+    end time here is a max of earlier end times plus a cost, so when the last
+    ``depth`` end times of each unit all moved by the same ``c`` over one period
+    of ``p`` equal tiles, each further period of those tiles moves them by ``c``
+    again. The result is exactly the tile-by-tile one; a long run of equal tiles
+    (the usual tiling) costs a few steps instead of one per tile.
     """
-    load_end: list[int] = []
-    comp_end: list[int] = []
-    store_end: list[int] = []
-    for t, cost in enumerate(tiles):
-        prev_load = load_end[-1] if load_end else 0
-        reuse = comp_end[t - depth] if t >= depth else 0
-        load_end.append(max(prev_load, reuse) + cost.load)
-        prev_comp = comp_end[-1] if comp_end else 0
-        out_reuse = store_end[t - depth] if t >= depth else 0
-        comp_end.append(max(prev_comp, load_end[t], out_reuse) + cost.compute)
-        prev_store = store_end[-1] if store_end else 0
-        store_end.append(max(prev_store, comp_end[t]) + cost.store)
-    return store_end[-1] if store_end else 0
+    n = len(tiles)
+    # End times of the last ``depth`` tiles (oldest first); 0 before the first tile.
+    load = [0] * depth
+    comp = [0] * depth
+    store = [0] * depth
+    history: list[tuple[int, ...]] = []  # state after each tile of the current run
+    t = 0
+    while t < n:
+        cost = tiles[t]
+        if t and not _same(cost, tiles[t - 1]):
+            history.clear()
+        ld = max(load[-1], comp[0]) + cost.load
+        cp = max(comp[-1], ld, store[0]) + cost.compute
+        st = max(store[-1], cp) + cost.store
+        load = [*load[1:], ld]
+        comp = [*comp[1:], cp]
+        store = [*store[1:], st]
+        t += 1
+        state = (*load, *comp, *store)
+        history.append(state)
+        for p in range(1, min(len(history) - 1, depth + 1) + 1):
+            shift = state[0] - history[-1 - p][0]
+            if any(a - b != shift for a, b in zip(state, history[-1 - p], strict=True)):
+                continue
+            run = t
+            while run < n and _same(tiles[run], cost):
+                run += 1
+            periods = (run - t) // p
+            if periods:
+                t += periods * p
+                moved = periods * shift
+                load = [v + moved for v in load]
+                comp = [v + moved for v in comp]
+                store = [v + moved for v in store]
+                history.clear()
+            break
+    return store[-1] if n else 0

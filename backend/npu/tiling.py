@@ -209,35 +209,49 @@ def _costs(
         else 0
         for c0, c1 in blocks
     ]
+    # A tile's costs depend on its region's size and its block's width only: computed
+    # once per distinct (rows, cols, channels), since most tiles of a tiling are alike.
+    loads: dict[tuple[int, int], int] = {}
+    computes: dict[tuple[int, int], int] = {}
+    stores: dict[tuple[int, int, int], int] = {}
     tiles = []
     for t, (ri, k) in enumerate(order_of(len(rs), len(blocks), resident)):
         r = rs[ri]
         c0, c1 = blocks[k]
-        load = (
-            encode.box_cycles(hw, load_box(op, r)[1])
-            if reloads_input(len(rs), resident, k) and not io[0]
-            else 0
-        )
+        load = 0
+        if reloads_input(len(rs), resident, k) and not io[0]:
+            key = (r.h.i1 - r.h.i0, r.w.i1 - r.w.i0)
+            if key not in loads:
+                loads[key] = encode.box_cycles(hw, load_box(op, r)[1])
+            load = loads[key]
         if t == 0:
             load += dma_cycles(hw, row_bytes=lut_bytes(op)) if lut_bytes(op) else 0
             load += sum(wload) if resident else 0
         if not resident and ri == 0:
             load += wload[k]
-        if isinstance(op, NpuConv2d):
-            compute = conv_cycles(
-                hw,
-                out_pixels=r.out_pixels,
-                cout=c1 - c0,
-                cin=c,
-                kh=kh,
-                kw=kw,
-                depthwise=op.depthwise,
-                int16_ifm=op.ifm.itemsize == 2,
+        pixels = r.out_pixels
+        if (pixels, c1 - c0) not in computes:
+            computes[pixels, c1 - c0] = (
+                conv_cycles(
+                    hw,
+                    out_pixels=pixels,
+                    cout=c1 - c0,
+                    cin=c,
+                    kh=kh,
+                    kw=kw,
+                    depthwise=op.depthwise,
+                    int16_ifm=op.ifm.itemsize == 2,
+                )
+                if isinstance(op, NpuConv2d)
+                else itp_cycles(hw, work=pixels * c * kh * kw)
             )
-        else:
-            compute = itp_cycles(hw, work=r.out_pixels * c * kh * kw)
-        store = 0 if io[1] else encode.box_cycles(hw, store_box(op, r, c0, c1)[1])
-        tiles.append(TileCost(load, compute, store))
+        store = 0
+        if not io[1]:
+            skey = (r.h.o1 - r.h.o0, r.w.o1 - r.w.o0, c1 - c0)
+            if skey not in stores:
+                stores[skey] = encode.box_cycles(hw, store_box(op, r, c0, c1)[1])
+            store = stores[skey]
+        tiles.append(TileCost(load, computes[pixels, c1 - c0], store))
     return tiles
 
 
@@ -314,12 +328,15 @@ def choose_window_tiling(
     else:
         block_sizes = [cout]  # depthwise / pool: a block needs its own input channels
     fitting: list[WindowTiling] = []
+    tiles: dict[tuple[int, int], tuple[Region, ...]] = {}  # the same regions for every block
     for cols_options in ([ow], [] if any(io) else _column_candidates(ow)):
         for cb in block_sizes:
             blocks = cout_blocks(cout, cb)
             for rows in _candidates(oh):
                 for cols in cols_options:
-                    rs = regions(op, rows, cols)
+                    rs = tiles.get((rows, cols))
+                    if rs is None:
+                        rs = tiles[rows, cols] = regions(op, rows, cols)
                     for resident in (True, False) if len(blocks) > 1 else (True,):
                         need = _sram_need(op, rs, blocks, resident, io)
                         if need > sram_budget:

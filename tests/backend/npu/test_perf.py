@@ -81,3 +81,34 @@ def test_schedule_replay_equals_simulated_cycles(name: str, config: str) -> None
     assert compiled.est_cycles == result.stats.total_cycles
     moved = result.stats.dram_read_bytes + result.stats.dram_written_bytes
     assert sum(op.dram_bytes for op in compiled.ops) == moved
+
+
+def _pipeline_tile_by_tile(tiles: list[perf.TileCost], depth: int) -> int:
+    """The recurrence of ``pipeline_cycles``' docstring, one tile at a time (the reference)."""
+    load: list[int] = []
+    comp: list[int] = []
+    store: list[int] = []
+    for t, cost in enumerate(tiles):
+        load.append(max(load[-1] if load else 0, comp[t - depth] if t >= depth else 0) + cost.load)
+        reuse = store[t - depth] if t >= depth else 0
+        comp.append(max(comp[-1] if comp else 0, load[t], reuse) + cost.compute)
+        store.append(max(store[-1] if store else 0, comp[t]) + cost.store)
+    return store[-1] if store else 0
+
+
+_tile = st.builds(
+    perf.TileCost, load=st.integers(0, 300), compute=st.integers(0, 300), store=st.integers(0, 300)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    runs=st.lists(st.tuples(_tile, st.integers(1, 60)), max_size=6),
+    depth=st.integers(1, 3),
+)
+def test_pipeline_skipping_equal_tiles_is_exact(
+    runs: list[tuple[perf.TileCost, int]], depth: int
+) -> None:
+    """Runs of equal tiles (skipped once steady) give the tile-by-tile makespan exactly."""
+    tiles = [tile for tile, count in runs for _ in range(count)]
+    assert perf.pipeline_cycles(tiles, depth=depth) == _pipeline_tile_by_tile(tiles, depth)
