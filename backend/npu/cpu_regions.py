@@ -38,7 +38,7 @@ from npuc.core.cpu_region_format import (
     output_difference,
     region_arguments,
 )
-from npuc.core.errors import UnsupportedError
+from npuc.core.errors import InvalidInputError, UnsupportedError
 from npuc.core.target import CpuTarget
 from npuc.midend.quantize.int_exec import IntTensor
 from npuc.midend.quantize.qmodel import QuantizedModel
@@ -226,3 +226,27 @@ def compile_cpu_regions(
         compile_region(qm, region, target, golden_envs)
         for region in find_cpu_regions(qm, partitions)
     ]
+
+
+def stored_regions(
+    qm: QuantizedModel,
+    partitions: Sequence[Partition],
+    entries: Sequence[Mapping[str, Any]],
+    where: str,
+) -> list[CompiledRegion]:
+    """The regions an artifact's manifest records (``entries``), without their library
+    bytes, matched with :func:`find_cpu_regions` (for ``npuc report``).
+
+    Raises
+    ------
+    InvalidInputError
+        The manifest's regions are not those of the stored model.
+    """
+    regions = find_cpu_regions(qm, partitions)
+    parsed = [CpuRegionEntry.from_json(e, where) for e in entries]
+    if [r.layers for r in regions] != [e.layers for e in parsed]:
+        raise InvalidInputError(
+            f"{where}: the manifest's CPU regions are not those of the stored model",
+            hint="rebuild the artifact with this npuc: npuc build MODEL --target npu ...",
+        )
+    return [CompiledRegion(r, e, b"") for r, e in zip(regions, parsed, strict=True)]

@@ -169,6 +169,9 @@ def layer_report(
         for st in compiled.ops:
             stats_of.setdefault(_layer_of(st.name), (pi, []))[1].append(st)
     records = [trace_records(t) for t in traces] if traces is not None else None
+    region_of = {
+        name: c.entry for c in getattr(build, "cpu_regions", []) for name in c.entry.layers
+    }
     layers = []
     for pl in build.placements:
         node = graph.node(pl.layer)
@@ -180,6 +183,11 @@ def layer_report(
             "target": pl.target,
             "reason": pl.reason,
         }
+        if pl.layer in region_of:  # compiled (LLVM), or on the integer executor and why
+            entry = region_of[pl.layer]
+            row["cpu_region"] = {"name": entry.name, "compiled": entry.compiled}
+            if entry.fallback_reason is not None:
+                row["cpu_region"]["fallback_reason"] = entry.fallback_reason
         if similarity is not None and pl.layer in similarity:
             row["similarity"] = {"cosine": round(float(similarity[pl.layer]), 6)}
         if pl.target == "npu" and pl.layer in stats_of:
@@ -314,7 +322,17 @@ def report_table(report: Mapping[str, Any], top: int = 10, *, cpu_layers: bool =
         f" {t['dram_lower_bound_bytes']:,} B); {t['npu_layers']} NPU / {t['cpu_layers']} CPU layers"
     )
     cpu = [r for r in report["layers"] if r["target"] == "cpu"] if cpu_layers else []
-    lines += [f"  cpu: {r['layer']} ({r['op']}): {r['reason']}" for r in cpu[:top]]
+    lines += [f"  cpu: {r['layer']} ({r['op']}): {r['reason']}{_region(r)}" for r in cpu[:top]]
     if len(cpu) > top:
         lines.append(f"  ... {len(cpu) - top} more CPU layer(s) in report.json")
     return lines
+
+
+def _region(row: Mapping[str, Any]) -> str:
+    """`` [cpu_1: compiled]`` or `` [cpu_1 on the integer executor: reason]`` (or nothing)."""
+    region = row.get("cpu_region")
+    if region is None:
+        return ""
+    if region["compiled"]:
+        return f" [{region['name']}: compiled]"
+    return f" [{region['name']} on the integer executor: {region['fallback_reason']}]"

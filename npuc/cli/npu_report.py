@@ -183,5 +183,8 @@ def build_from_artifact(path: Path) -> tuple[NpuBuild, HwConfig]:
             "artifact holds (built by another npuc version or options)",
             hint="rebuild the artifact with this npuc, or pass --report DIR to npuc build",
         )
-    build = NpuBuild(qm, placements, parts, lowered, compiled, artifact.golden(), refused)
+    from npuc.backend.npu.cpu_regions import stored_regions
+
+    regions = stored_regions(qm, parts, artifact.manifest.get("cpu_regions", []), str(path))
+    build = NpuBuild(qm, placements, parts, lowered, compiled, artifact.golden(), refused, regions)
     return build, hw
