@@ -1,0 +1,117 @@
+"""The conv2d and depthwise rules: scheduled kernels equal the unscheduled loop nests.
+
+Each case is compiled twice for the same target, once as LegalizeOps and
+FuseOps left it and once with the rule (and the weights packed at compile
+time), and run on the same input. Both sum each output in the same order
+(input channel, then kernel row, then column), so the tolerance only allows
+for fused multiply-adds: rtol 1e-5, atol 1e-5.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tvm
+from tvm import relax, s_tir, tirx
+
+from npuc.backend.cpu.schedules.conv2d import Conv2dRule, accumulator_budget, choose_tile
+from npuc.backend.cpu.schedules.conv_match import match_conv2d
+from npuc.backend.cpu.schedules.depthwise import DepthwiseConv2dRule
+from npuc.core.target import CpuTarget
+from tests.backend.cpu.schedules.conv_harness import ConvCase, run, schedule_with, targets
+
+REGULAR = [
+    ConvCase(channels=16, filters=32, size=(14, 14), padding=1),
+    ConvCase(channels=16, filters=64, size=(8, 8), kernel=(1, 1), epilogue="none"),
+    ConvCase(
+        channels=8, filters=32, size=(15, 13), stride=2, padding=2, dilation=2, epilogue="residual"
+    ),
+    ConvCase(channels=3, filters=10, size=(9, 9), kernel=(1, 3), padding=1, epilogue="clip"),
+    ConvCase(channels=3, filters=16, size=(23, 23), kernel=(7, 7), stride=2, padding=3),
+    ConvCase(channels=32, filters=48, size=(7, 7), kernel=(1, 1), stride=2),
+    ConvCase(channels=12, filters=24, size=(7, 7), groups=3, padding=1),
+    ConvCase(channels=5, filters=7, size=(6, 11), kernel=(2, 3), epilogue="residual"),
+]
+DEPTHWISE = [
+    ConvCase(channels=16, filters=16, groups=16, size=(14, 14), padding=1, epilogue="clip"),
+    ConvCase(channels=8, filters=8, groups=8, size=(15, 13), stride=2, padding=2, dilation=2),
+    ConvCase(
+        channels=5, filters=5, groups=5, size=(9, 9), kernel=(1, 3), padding=1, epilogue="none"
+    ),
+    ConvCase(
+        channels=24, filters=24, groups=24, size=(28, 28), stride=2, padding=1, epilogue="residual"
+    ),
+]
+TARGETS = targets()
+
+
+def _check(case: ConvCase, target: CpuTarget, rule: Conv2dRule | DepthwiseConv2dRule) -> None:
+    module = case.module()
+    want = run(schedule_with(module, target, None)[0], target, case.inputs())
+    scheduled, applied = schedule_with(module, target, rule)
+    assert len(applied) == 1, f"{rule.name} did not apply to {case}"
+    names = [gvar.name_hint for gvar in scheduled.functions]
+    assert not any("weight_prepack" in name for name in names), "packing left for run time"
+    got = run(scheduled, target, case.inputs())
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.cpu_name)
+@pytest.mark.parametrize("case", REGULAR, ids=str)
+def test_conv2d_rule_matches_unscheduled(case: ConvCase, target: CpuTarget) -> None:
+    _check(case, target, Conv2dRule())
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.cpu_name)
+@pytest.mark.parametrize("case", DEPTHWISE, ids=str)
+def test_depthwise_rule_matches_unscheduled(case: ConvCase, target: CpuTarget) -> None:
+    _check(case, target, DepthwiseConv2dRule())
+
+
+def test_rules_leave_each_other_alone() -> None:
+    regular, depthwise = REGULAR[0], DEPTHWISE[0]
+    target = TARGETS[0]
+    fused_regular, _ = schedule_with(regular.module(), target, None)
+    fused_depthwise, _ = schedule_with(depthwise.module(), target, None)
+    for func in _prim_funcs(fused_regular):
+        assert DepthwiseConv2dRule().apply(func, target) is None
+    for func in _prim_funcs(fused_depthwise):
+        assert Conv2dRule().apply(func, target) is None
+
+
+def test_an_elementwise_function_is_not_a_convolution() -> None:
+    case = ConvCase(channels=4, filters=4, size=(5, 5), kernel=(1, 1), epilogue="residual")
+    fused, _ = schedule_with(case.module(), TARGETS[0], None)
+    # A conv followed by an add and relu is one function; an add alone is not a conv.
+    for func in _prim_funcs(fused):
+        assert match_conv2d(s_tir.Schedule(func)) is not None
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 4, 5, 5), "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            out = bb.emit_output(relax.op.nn.relu(relax.op.add(x, x)))
+        bb.emit_func_output(out)
+    fused, _ = schedule_with(bb.get(), TARGETS[0], None)
+    for func in _prim_funcs(fused):
+        assert Conv2dRule().apply(func, TARGETS[0]) is None
+        assert DepthwiseConv2dRule().apply(func, TARGETS[0]) is None
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.cpu_name)
+@pytest.mark.parametrize("width", [7, 14, 28, 56, 112, 13])
+def test_tile_fits_the_register_file(target: CpuTarget, width: int) -> None:
+    case = ConvCase(channels=8, filters=64, size=(width, width), kernel=(1, 1))
+    fused, _ = schedule_with(case.module(), target, None)
+    (func,) = _prim_funcs(fused)
+    nest = match_conv2d(s_tir.Schedule(func))
+    assert nest is not None
+    tile = choose_tile(nest, target)
+    assert tile is not None
+    lanes = target.vector_bits // 32
+    assert tile.block_k % lanes == 0 and 64 % tile.block_k == 0
+    assert width % tile.tile_w == 0
+    assert tile.vectors * tile.tile_w <= accumulator_budget(target)
+
+
+def _prim_funcs(mod: tvm.IRModule) -> list[tirx.PrimFunc]:
+    return [f for f in mod.functions.values() if isinstance(f, tirx.PrimFunc)]
