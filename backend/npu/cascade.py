@@ -47,6 +47,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from npuc.backend.npu.band_chain import NpuBandChain
 from npuc.backend.npu.encode import dram_bytes_moved
 from npuc.backend.npu.ops import (
     NpuConv2d,
@@ -64,8 +65,9 @@ from npuc.core.errors import UnsupportedError
 
 ALIGN = 64
 CASCADE_TOLERANCE = 0.01  # a resident tensor may cost this much more estimated cycles in its span
-_IN_PLACE = (NpuConv2d, NpuPool, NpuElementwise, NpuRequant, NpuLut)
-_FLAT = (NpuElementwise, NpuRequant, NpuLut)  # element by element: may write over an input
+_IN_PLACE = (NpuConv2d, NpuPool, NpuElementwise, NpuRequant, NpuLut, NpuBandChain)
+# may write its output over an input: element by element, or a row-band chain (its add)
+_OVERWRITE = (NpuElementwise, NpuRequant, NpuLut, NpuBandChain)
 
 Planner = Callable[[int, int, frozenset[str]], OpPlan]
 
@@ -138,14 +140,14 @@ def _place(tensors: list[ResidentTensor], nbytes: int, first: int, last: int, to
 def _alias_slots(
     graph: NpuGraph, tensors: list[ResidentTensor], size: int, first: int, last: int
 ) -> list[tuple[int, str]]:
-    """``(addr, input)``: slots of resident inputs of flat op ``first`` its output may take over.
+    """``(addr, input)``: slots of resident inputs of op ``first`` its output may take over.
 
     The input must be read for the last time by that op, have the output's
     shape and element size (so each chunk is exactly in place), and no other
     resident tensor live in ``[first, last]`` may touch its bytes.
     """
     op = graph.ops[first]
-    if not isinstance(op, _FLAT):
+    if not isinstance(op, _OVERWRITE):
         return []
     slots = []
     for t in op_inputs(op):
@@ -187,7 +189,8 @@ def candidates(graph: NpuGraph) -> list[tuple[str, int, int, int]]:
     return out
 
 
-def _dram(plan: OpPlan) -> int:
+def plan_dram_bytes(plan: OpPlan) -> int:
+    """DRAM bytes every DMA of ``plan`` moves (its steps made with every address 0)."""
     zero: Mapping[str, int] = _Zero()
     return sum(dram_bytes_moved(s) for s in plan.make_steps(zero, zero))
 
@@ -236,7 +239,7 @@ def plan_cascade(
         key = (i, budget, mine)
         if key not in memo:
             p = plan(i, budget, mine)
-            memo[key] = (p, _dram(p))
+            memo[key] = (p, plan_dram_bytes(p))
         return memo[key]
 
     tensors: list[ResidentTensor] = []

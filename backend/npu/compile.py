@@ -25,8 +25,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from npuc.backend.npu.allocate import Buffer, allocate
+from npuc.backend.npu.band_chain import NpuBandChain
 from npuc.backend.npu.cascade import Cascade, plan_cascade
 from npuc.backend.npu.encode import dram_bytes_moved, emit_all, step_cycles
+from npuc.backend.npu.lower_band_chain import choose_band_chains, plan_band_chain
 from npuc.backend.npu.lower_flat import plan_flat
 from npuc.backend.npu.lower_layout import plan_pad, plan_resize, plan_transpose
 from npuc.backend.npu.lower_move import plan_move
@@ -104,7 +106,7 @@ class CompiledNpuProgram:
 
 
 def plan_op(
-    op: NpuOp,
+    op: NpuOp | NpuBandChain,
     hw: HwConfig,
     sram_budget: int,
     cache: dict[tuple[object, ...], WindowTiling] | None = None,
@@ -129,6 +131,8 @@ def plan_op(
         return plan_im2col(op, hw, sram_budget)
     if isinstance(op, NpuTapConv2d):
         return plan_tap_conv(op, hw, sram_budget, resident)
+    if isinstance(op, NpuBandChain):
+        return plan_band_chain(op, hw, sram_budget, cache, resident)
     raise UnsupportedError(f"NPU op {getattr(op, 'name', op)!r}: no lowering for {type(op)}")
 
 
@@ -155,12 +159,17 @@ def compile_npu_graph(
     sram_budget: int | None = None,
     tap_packing: bool = True,
     cascade: bool = True,
+    row_bands: bool = True,
     cache: dict[tuple[object, ...], WindowTiling] | None = None,
 ) -> CompiledNpuProgram:
     """Compile ``graph`` for ``hw`` (``sram_budget`` bytes of SRAM, default all of it).
 
     ``cascade``: keep intermediates whole in SRAM where the estimate says it
     pays (:mod:`cascade`; False: every intermediate goes through DRAM).
+
+    ``row_bands``: with ``cascade``, compute residual blocks whose feature maps
+    are too large to keep whole band by band in SRAM where the estimate says it
+    pays (:mod:`band_chain`; False: never, for measuring whole-tensor cascading).
 
     ``tap_packing``: let :mod:`tap_pack` rewrite low-channel convolutions where
     the estimate says it helps (False: never; for measuring the plain code).
@@ -174,6 +183,10 @@ def compile_npu_graph(
     cache = {} if cache is None else cache
     if tap_packing:
         graph = pack_graph(graph, hw, budget, cache)  # low-channel convs: im2col by DMA
+    if cascade and row_bands:  # residual blocks computed band by band in SRAM
+        graph = choose_band_chains(
+            graph, hw, budget, lambda o: plan_op(o, hw, budget, cache), cache
+        )
     top = budget // SRAM_ALIGN * SRAM_ALIGN
     ops = graph.ops
     casc, plans = plan_cascade(
