@@ -54,6 +54,13 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="threads the compiled code may use (default: all cores of this machine)",
     )
+    parser.add_argument(
+        "--precision",
+        choices=("float", "int8"),
+        default="float",
+        help="(--target cpu) float (default), or int8: quantize on --calib and compile the "
+        "integer model, bit-exact with the integer executor",
+    )
     from npuc.cli.npu_commands import add_npu_build_flags
 
     add_npu_build_flags(parser)
@@ -83,6 +90,10 @@ def run(args: argparse.Namespace) -> CommandResult:
 
         return build(args)
 
+    if args.precision == "int8":
+        from npuc.cli.cpu_int8 import build_int8
+
+        return build_int8(args)
     if args.io_dtype is not None:
         raise InvalidInputError(
             f"--io-dtype {args.io_dtype}: only an NPU build (--target npu) has a quantized "

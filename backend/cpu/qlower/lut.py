@@ -38,15 +38,15 @@ def emit_lut(
     t = i64_const(table)
     if xq.dtype in ("int8", "uint8"):
         index = bb.emit(centered(x, -128 if xq.dtype == "int8" else 0))
-        looked = relax.op.take(t, index, axis=0)
+        looked = relax.op.take(t, index, axis=0, mode="clip")
     else:
         frac = 16 - bits
         d = bb.emit(clip_i64(centered(x, INT16_X_MIN), 0, (entries - 1) << frac))
         i = bb.emit(relax.op.right_shift(d, i64_const(frac)))
         frac_part = relax.op.subtract(d, relax.op.left_shift(i, i64_const(frac)))
         nxt = relax.op.minimum(relax.op.add(i, i64_const(1)), i64_const(entries - 1))
-        lo = bb.emit(relax.op.take(t, i, axis=0))
-        hi = relax.op.take(t, nxt, axis=0)
+        lo = bb.emit(relax.op.take(t, i, axis=0, mode="clip"))
+        hi = relax.op.take(t, nxt, axis=0, mode="clip")
         step = relax.op.multiply(relax.op.subtract(hi, lo), frac_part)
         looked = relax.op.add(lo, rshift_round(step, frac))
     return bb.emit(clamp_store(looked, out.qmin, out.qmax, out.dtype))

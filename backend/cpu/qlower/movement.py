@@ -45,7 +45,7 @@ def emit_slice(bb: relax.BlockBuilder, node: Node, x: relax.Expr) -> relax.Expr:
             continue
         if sl.step is not None and sl.step < 0:
             picked = np.arange(shape[axis])[sl].astype(np.int64)
-            x = bb.emit(relax.op.take(x, relax.const(picked, "int64"), axis=axis))
+            x = bb.emit(relax.op.take(x, relax.const(picked, "int64"), axis=axis, mode="clip"))
             continue
         start, stop, step = sl.indices(shape[axis])
         stop = max(stop, start)
