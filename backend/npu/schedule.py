@@ -67,33 +67,42 @@ class Scheduled:
 class _Record:
     access: Access
     index: int
-    unit: int
 
 
 def dependencies(steps: Sequence[Step]) -> list[list[int]]:
     """For each step, per unit, the index of the latest earlier conflicting step (-1: none).
 
-    Same-unit conflicts are left out (a unit's queue is in order).
+    Same-unit conflicts are left out (a unit's queue is in order). Records are kept
+    per memory and unit in program order, so each unit's scan stops at its latest
+    conflict.
     """
-    records: dict[str, list[_Record]] = {"sram": [], "dram": []}
+    records: dict[str, list[list[_Record]]] = {
+        "sram": [[] for _ in range(UNITS)],
+        "dram": [[] for _ in range(UNITS)],
+    }
     out: list[list[int]] = []
     for j, step in enumerate(steps):
         need = [-1] * UNITS
         u = int(step.unit)
         for a in step.accesses:
-            for r in reversed(records[a.memory]):
-                if r.unit == u or r.index <= need[r.unit]:
+            for p, recs in enumerate(records[a.memory]):
+                if p == u:
                     continue
-                if (a.write or r.access.write) and r.access.lo < a.hi and a.lo < r.access.hi:
-                    need[r.unit] = r.index
+                for r in reversed(recs):
+                    if r.index <= need[p]:
+                        break
+                    if (a.write or r.access.write) and r.access.lo < a.hi and a.lo < r.access.hi:
+                        need[p] = r.index
+                        break
         out.append(need)
         for a in step.accesses:
-            recs = records[a.memory]
+            by_unit = records[a.memory]
             if a.write:
                 # a later access that conflicts with a covered record also conflicts with this
                 # write, which is ordered after that record: the record can go
-                recs[:] = [r for r in recs if not (a.lo <= r.access.lo and r.access.hi <= a.hi)]
-            recs.append(_Record(a, j, u))
+                for recs in by_unit:
+                    recs[:] = [r for r in recs if not (a.lo <= r.access.lo and r.access.hi <= a.hi)]
+            by_unit[u].append(_Record(a, j))
     return out
 
 

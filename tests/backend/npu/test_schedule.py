@@ -7,7 +7,7 @@ from collections import deque
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from npuc.backend.npu.schedule import Access, Scheduled, Step, assign_tokens
+from npuc.backend.npu.schedule import Access, Scheduled, Step, assign_tokens, dependencies
 from npuc.core.isa.types import Unit
 
 accesses = st.lists(
@@ -92,3 +92,33 @@ def test_hazards_ordered_and_no_deadlock(program: list[Step]) -> None:
             if conflict:
                 assert j in after, f"steps {i} and {j} conflict but are not ordered"
         assert not sched[i].wait >> int(a.unit) & 1 and not sched[i].signal >> int(a.unit) & 1
+
+
+def _dependencies_one_list(program: list[Step]) -> list[list[int]]:
+    """``dependencies`` as first written: one record list per memory, scanned whole."""
+    records: dict[str, list[tuple[Access, int, int]]] = {"sram": [], "dram": []}
+    out = []
+    for j, step in enumerate(program):
+        need = [-1] * len(Unit)
+        u = int(step.unit)
+        for a in step.accesses:
+            for r, index, unit in reversed(records[a.memory]):
+                if unit == u or index <= need[unit]:
+                    continue
+                if (a.write or r.write) and r.lo < a.hi and a.lo < r.hi:
+                    need[unit] = index
+        out.append(need)
+        for a in step.accesses:
+            recs = records[a.memory]
+            if a.write:
+                recs[:] = [x for x in recs if not (a.lo <= x[0].lo and x[0].hi <= a.hi)]
+            recs.append((a, j, u))
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(program=steps)
+def test_dependencies_per_unit_records_match_one_list(program: list[Step]) -> None:
+    """Records kept per unit (each scan stops at its unit's latest conflict) find the
+    same dependencies as scanning one list of every record."""
+    assert dependencies(program) == _dependencies_one_list(program)
