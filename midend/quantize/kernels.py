@@ -18,6 +18,17 @@ def _out_size(size: int, pad: int, k: int, stride: int, dilation: int) -> int:
     return (size + pad - dilation * (k - 1) - 1) // stride + 1
 
 
+def _padded_nhwc(x: np.ndarray, padding: Sequence[int], pad_value: float) -> np.ndarray:
+    """``x (n, c, h, w)`` channels-last, padded with ``pad_value`` (a view when no padding)."""
+    n, c, h, w = x.shape
+    top, left, bottom, right = padding
+    if not any(padding):
+        return x.transpose(0, 2, 3, 1)  # a view: no copy
+    xh = np.full((n, h + top + bottom, w + left + right, c), pad_value, dtype=x.dtype)
+    xh[:, top : top + h, left : left + w, :] = x.transpose(0, 2, 3, 1)
+    return xh
+
+
 def _taps_nhwc(
     x: np.ndarray,
     kernel: Sequence[int],
@@ -27,18 +38,14 @@ def _taps_nhwc(
     pad_value: float,
 ) -> tuple[list[np.ndarray], int, int]:
     """Kernel taps of ``x (n, c, h, w)`` as ``(n, oh, ow, c)`` views of the padded NHWC input."""
-    n, c, h, w = x.shape
+    _, _, h, w = x.shape
     kh, kw = kernel
     sh, sw = strides
     dh, dw = dilation
     top, left, bottom, right = padding
     oh = _out_size(h, top + bottom, kh, sh, dh)
     ow = _out_size(w, left + right, kw, sw, dw)
-    if any(padding):
-        xh = np.full((n, h + top + bottom, w + left + right, c), pad_value, dtype=x.dtype)
-        xh[:, top : top + h, left : left + w, :] = x.transpose(0, 2, 3, 1)
-    else:
-        xh = x.transpose(0, 2, 3, 1)  # a view: no copy
+    xh = _padded_nhwc(x, padding, pad_value)
     taps = []
     for ky in range(kh):
         for kx in range(kw):
@@ -47,6 +54,41 @@ def _taps_nhwc(
                 xh[:, y0 : y0 + sh * (oh - 1) + 1 : sh, x0 : x0 + sw * (ow - 1) + 1 : sw, :]
             )
     return taps, oh, ow
+
+
+def _im2col(
+    x: np.ndarray,
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    pad_value: float,
+) -> tuple[np.ndarray, int, int]:
+    """The taps of :func:`_taps_nhwc` side by side: ``(n * oh * ow, kh * kw * c)``, oh, ow.
+
+    The same matrix as concatenating the taps along the channels. When the padded
+    input is channels-last contiguous and ``dilation_w == 1``, the ``kw`` taps of one
+    kernel row are ``kw * c`` consecutive elements for every output pixel, so each
+    kernel row is copied as one strided view (runs of ``kw * c`` elements, not ``c``).
+    """
+    n, c, h, w = x.shape
+    kh, kw = kernel
+    xh = _padded_nhwc(x, padding, pad_value)
+    item = xh.itemsize
+    if dilation[1] != 1 or xh.strides[3] != item or xh.strides[2] != c * item:
+        taps, oh, ow = _taps_nhwc(x, kernel, strides, padding, dilation, pad_value)
+        return np.concatenate(taps, axis=-1).reshape(n * oh * ow, kh * kw * c), oh, ow
+    sh, sw = strides
+    oh = _out_size(h, padding[0] + padding[2], kh, sh, dilation[0])
+    ow = _out_size(w, padding[1] + padding[3], kw, sw, 1)
+    cols = np.empty((n, oh, ow, kh, kw * c), dtype=x.dtype)
+    strides_out = (xh.strides[0], xh.strides[1] * sh, xh.strides[2] * sw, item)
+    for ky in range(kh):
+        row = xh[:, ky * dilation[0] :]  # output row oy reads input row oy * sh + ky * dh
+        cols[:, :, :, ky] = np.lib.stride_tricks.as_strided(
+            row, shape=(n, oh, ow, kw * c), strides=strides_out, writeable=False
+        )
+    return cols.reshape(n * oh * ow, kh * kw * c), oh, ow
 
 
 def conv2d_nchw(
@@ -75,11 +117,11 @@ def conv2d_nchw(
         return out.reshape(n, h, w_in, o).transpose(0, 3, 1, 2)
     if cg == 1 and groups > 1:
         return depthwise_nhwc(xh, w, strides, padding, dilation, pad_value).transpose(0, 3, 1, 2)
-    taps, oh, ow = _taps_nhwc(x, (kh, kw), strides, padding, dilation, pad_value)
     if groups == 1:
-        cols = np.concatenate(taps, axis=-1).reshape(n * oh * ow, kh * kw * c)
+        cols, oh, ow = _im2col(x, (kh, kw), strides, padding, dilation, pad_value)
         out = cols @ w.transpose(0, 2, 3, 1).reshape(o, kh * kw * c).T
         return out.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
+    taps, oh, ow = _taps_nhwc(x, (kh, kw), strides, padding, dilation, pad_value)
     og = o // groups
     parts = []
     for g in range(groups):

@@ -66,3 +66,27 @@ def test_depthwise_equals_tap_sum(
     want = _reference(x, w, s, pads, d, 0.25)
     np.testing.assert_array_equal(got, want, strict=False)
     assert got.shape == want.shape
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(1, 6), _pair(4), _pair(3), _pair(2), st.tuples(*[st.integers(0, 2)] * 4),
+    st.integers(1, 3), st.booleans(), st.integers(0, 2**32 - 1),
+)  # fmt: skip
+def test_im2col_equals_concatenated_taps(
+    c: int, k: tuple[int, int], s: tuple[int, int], d: tuple[int, int],
+    pads: tuple[int, int, int, int], n: int, channels_last: bool, seed: int,
+) -> None:  # fmt: skip
+    """The GEMM's input matrix is the taps side by side, element for element, for NCHW
+    inputs and for NCHW views of channels-last arrays (what a previous conv returns)."""
+    rng = np.random.default_rng(seed)
+    h = int(rng.integers(max(1, d[0] * (k[0] - 1) + 1 - pads[0] - pads[2]), 10))
+    wd = int(rng.integers(max(1, d[1] * (k[1] - 1) + 1 - pads[1] - pads[3]), 10))
+    x = rng.standard_normal((n, c, h, wd)).astype(np.float32)
+    if channels_last:
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    taps, oh, ow = kernels._taps_nhwc(x, k, s, pads, d, 0.5)
+    want = np.concatenate(taps, axis=-1).reshape(n * oh * ow, k[0] * k[1] * c)
+    got, got_oh, got_ow = kernels._im2col(x, k, s, pads, d, 0.5)
+    assert (got_oh, got_ow) == (oh, ow)
+    np.testing.assert_array_equal(got, want, strict=True)
