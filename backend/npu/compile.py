@@ -22,6 +22,7 @@ an op the NPU cannot run or that does not fit, each naming the op.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from npuc.backend.npu.allocate import Buffer, allocate
@@ -90,6 +91,15 @@ class OpStats:
     first_instruction: int
     instructions: int
     sram_resident: str = ""  # cascading: which tensors this op reads/writes in SRAM, and with whom
+    # the op's instructions when they interleave with other ops' (a row-band chain's parts);
+    # empty: the range first_instruction + [0, instructions)
+    instruction_indices: tuple[int, ...] = ()
+
+    def instruction_list(self) -> Sequence[int]:
+        """Indices of the program instructions compiled for this op."""
+        if self.instruction_indices:
+            return self.instruction_indices
+        return range(self.first_instruction, self.first_instruction + self.instructions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,24 +243,34 @@ def compile_npu_graph(
         peaks.append(sram.peak_bytes - lo + casc.live_bytes(index))
         ranges.append((first, len(steps)))
     scheduled = assign_tokens(steps)
-    spans = replay(scheduled, [step_cycles(s, hw) for s in steps])
-    stats = [
-        OpStats(
-            plan.name,
-            plan.kind,
-            plan.macs,
-            plan.est_cycles,
-            min((spans[i][0] for i in range(a, b)), default=0),
-            max((spans[i][1] for i in range(a, b)), default=0),
-            sum(dram_bytes_moved(steps[i]) for i in range(a, b)),
-            plan.tiling,
-            peak,
-            a,
-            b - a,
-            note,
-        )
-        for plan, (a, b), peak, note in zip(plans, ranges, peaks, casc.notes, strict=True)
-    ]
+    cycles = [step_cycles(s, hw) for s in steps]
+    spans = replay(scheduled, cycles)
+    stats: list[OpStats] = []
+    for index, (plan, (a, b), peak, note) in enumerate(
+        zip(plans, ranges, peaks, casc.notes, strict=True)
+    ):
+        op = graph.ops[index]
+        parts = op.parts if isinstance(op, NpuBandChain) else (None,)
+        for part in parts:  # a row-band chain: one row per part, from its steps' tags
+            idx = [i for i in range(a, b) if part is None or steps[i].tag == part.name]
+            share = sum(cycles[i] for i in idx) / max(1, sum(cycles[a:b]))
+            stats.append(
+                OpStats(
+                    plan.name if part is None else part.name,
+                    plan.kind if part is None else type(part).__name__,
+                    plan.macs if part is None else getattr(part, "macs", 0),
+                    round(plan.est_cycles * share),
+                    min((spans[i][0] for i in idx), default=0),
+                    max((spans[i][1] for i in idx), default=0),
+                    sum(dram_bytes_moved(steps[i]) for i in idx),
+                    plan.tiling,
+                    peak,
+                    idx[0] if idx else a,
+                    len(idx),
+                    note if part is None or part.name == op.name else "",
+                    () if part is None else tuple(idx),
+                )
+            )
     emit_all(builder, scheduled)
     program = builder.build()
     return CompiledNpuProgram(

@@ -225,7 +225,7 @@ def _slide(op: NpuBandChain, b: _Band, a1: int) -> Step:
     q = encode.Requant(ofm_multiplier=1, post_shift=0, act_min=lo, act_max=hi)
     src = a1 + (b.r1 - b.r0) * row * t.itemsize  # slot of row r1 - p in this band's layout
     count = (min(b.m1, b.r1 + p) - (b.r1 - p)) * row
-    return encode.requant((src, t.dtype), (a1, t.dtype), count, q, op.name)
+    return encode.requant((src, t.dtype), (a1, t.dtype), count, q, op.head.name)
 
 
 class _Over(Mapping[str, int]):

@@ -61,7 +61,7 @@ def _layer_of(op_name: str) -> str:
     return op_name.split(".")[0]
 
 
-def _constant_bytes(program: Program, instructions: range) -> int:
+def _constant_bytes(program: Program, instructions: Sequence[int]) -> int:
     """Distinct constant-section bytes the instructions load (weights, biases, tables once)."""
     lo, hi = program.const_dram_addr, program.const_dram_addr + len(program.constants)
     seen: dict[int, int] = {}
@@ -91,11 +91,7 @@ def _npu_row(
     hw: HwConfig,
 ) -> dict[str, Any]:
     """The NPU fields of one layer from its ops, their OpStats and the run's records."""
-    indices = [
-        i
-        for st in stats
-        for i in range(st.first_instruction, st.first_instruction + st.instructions)
-    ]
+    indices = [i for st in stats for i in st.instruction_list()]
     instructions = [program.instructions[i] for i in indices]
     read = written = 0
     for ins in instructions:
@@ -115,12 +111,7 @@ def _npu_row(
         "dram_written_bytes": written,
         "dram_bytes": read + written,
         "dram_lower_bound_bytes": _io_bytes(ops)
-        + sum(
-            _constant_bytes(
-                program, range(st.first_instruction, st.first_instruction + st.instructions)
-            )
-            for st in stats
-        ),
+        + sum(_constant_bytes(program, st.instruction_list()) for st in stats),
         "sram_peak_bytes": max(st.sram_peak_bytes for st in stats),
         "tiling": "; ".join(st.tiling for st in stats if st.tiling),
         "cascade": "; ".join(c for st in stats if (c := getattr(st, "sram_resident", ""))) or None,

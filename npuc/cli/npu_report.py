@@ -66,9 +66,7 @@ def layer_ranges(build: NpuBuild) -> list[dict[str, list[int]]]:
     for compiled in build.compiled:
         ranges: dict[str, list[int]] = {}
         for st in compiled.ops:
-            ranges.setdefault(st.name.split(".")[0], []).extend(
-                range(st.first_instruction, st.first_instruction + st.instructions)
-            )
+            ranges.setdefault(st.name.split(".")[0], []).extend(st.instruction_list())
         out.append(ranges)
     return out
 

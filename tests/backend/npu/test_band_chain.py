@@ -72,6 +72,11 @@ def run_fused(
     for t in graph.outputs:
         np.testing.assert_array_equal(result.outputs[t.name], expected[t.name], strict=True)
     assert result.stats.total_cycles == compiled.est_cycles
+    # a row per op (a chain's four parts each get theirs): every instruction exactly once
+    names = [s.name for s in compiled.ops]
+    assert len(set(names)) == len(names) and set(names) >= {op.name for op in graph.ops}
+    every = sorted(i for s in compiled.ops for i in s.instruction_list())
+    assert every == list(range(len(program.instructions) - 1))  # all but END
     return compiled
 
 
@@ -97,13 +102,13 @@ def test_stream_stays_in_sram_in_place_band_by_band() -> None:
     compiled = run_fused(graph, NPU_S, budget=budget)
     casc = compiled.cascade
     assert casc is not None
-    chains = [s for s in compiled.ops if s.kind == "NpuBandChain"]
-    assert len(chains) == 3 and all("band(s) of" in s.tiling for s in chains)
+    parts = [s for s in compiled.ops if s.tiling.startswith("row-band chain")]
+    assert [s.name for s in parts[:4]] == ["h0", "m0", "t0", "add0"] and len(parts) == 12
     assert {t.name: t.alias_of for t in casc.tensors}.get("s2") == "s1"  # in place over s1
     check_layout(compiled, budget // 64 * 64)
     whole = compile_npu_graph(graph, NPU_S, sram_budget=budget, row_bands=False)
     chosen = compile_npu_graph(graph, NPU_S, sram_budget=budget)
-    assert any(s.kind == "NpuBandChain" for s in chosen.ops)  # the estimate picks it here too
+    assert any(s.tiling.startswith("row-band chain") for s in chosen.ops)  # chosen here too
     moved = sum(s.dram_bytes for s in chosen.ops)
     assert moved < sum(s.dram_bytes for s in whole.ops) - 2 * stream
     assert chosen.est_cycles <= whole.est_cycles * 1.05
