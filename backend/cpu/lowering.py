@@ -13,8 +13,8 @@ Seam for the CPU-performance work: TIR schedules (hand rules, dlight,
 MetaSchedule databases) are applied where :func:`schedule_passes` sits —
 after legalization and fusion, before the dataflow is lowered. They choose
 their kernels from the :class:`~npuc.core.target.CpuTarget` they are
-given. Today that list is empty: every PrimFunc compiles as the serial loop
-nest LegalizeOps produced.
+given (:mod:`.schedule_pass`: the rules of :mod:`.schedules` in order, then
+the parallel-and-vectorise fallback).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from tvm import relax
 
 from npuc.backend.cpu.fuse_ops import FuseOps
 from npuc.backend.cpu.legalize_ops import LegalizeOps
+from npuc.backend.cpu.prepack_weights import PrepackWeights
+from npuc.backend.cpu.schedule_pass import ScheduleCpu, ScheduleReport
 from npuc.core.target import CpuTarget
 
 
@@ -45,15 +47,28 @@ def fusion_passes(target: CpuTarget, fuse_opt_level: int = 2) -> list[tvm.transf
     ]
 
 
-def schedule_passes(target: CpuTarget) -> list[tvm.transform.Pass]:
-    """TIR schedules for ``target``: empty until the CPU-performance work lands."""
-    del target  # schedules will pick AVX-512 / VNNI kernels from it
-    return []
+def schedule_passes(
+    target: CpuTarget, report: ScheduleReport | None = None
+) -> list[tvm.transform.Pass]:
+    """TIR schedules for ``target``: every PrimFunc gets its rule's loop nest.
+
+    Parameters
+    ----------
+    target
+        Vector width (AVX-512 / AVX2) and cores the rules schedule for.
+    report
+        Filled with the rule chosen per function and any rule failures.
+    """
+    return [
+        # Hand rules (conv2d, depthwise, matmul, ...) then parallel-and-vectorise.
+        ScheduleCpu(target, report=report),
+    ]
 
 
 def lower_passes() -> list[tvm.transform.Pass]:
     """Dataflow -> VM instructions with planned memory (TVM's CPU finalisation)."""
     return [
+        PrepackWeights(),  # weight layouts the schedules asked for, packed at compile time
         relax.transform.RewriteDataflowReshape(),  # reshapes become views
         relax.transform.ToNonDataflow(),
         relax.transform.RemovePurityChecking(),
@@ -68,8 +83,14 @@ def lower_passes() -> list[tvm.transform.Pass]:
     ]
 
 
-def cpu_relax_pipeline(target: CpuTarget) -> tvm.transform.Pass:
-    """The full ordered pipeline, as one pass for ``relax.build(relax_pipeline=...)``."""
+def cpu_relax_pipeline(
+    target: CpuTarget, report: ScheduleReport | None = None
+) -> tvm.transform.Pass:
+    """The full ordered pipeline, as one pass for ``relax.build(relax_pipeline=...)``.
+
+    ``report`` (optional) receives what the schedule pass did.
+    """
     return tvm.transform.Sequential(
-        fusion_passes(target) + schedule_passes(target) + lower_passes(), name="npuc_cpu_lowering"
+        fusion_passes(target) + schedule_passes(target, report) + lower_passes(),
+        name="npuc_cpu_lowering",
     )

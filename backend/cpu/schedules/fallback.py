@@ -1,0 +1,226 @@
+"""The parallel-and-vectorise fallback: a schedule for any PrimFunc no other rule took.
+
+What it does to one fused PrimFunc (each step skipped where TIR refuses it):
+
+1. Inline element-wise blocks into element-wise consumers and epilogues into
+   element-wise producers, so a chain ``add -> relu`` becomes one loop nest.
+   Nothing is inlined into a reduction (a padded convolution keeps its
+   padding block: a conditional load in the inner loop costs more than a copy).
+2. Each remaining block of loops ``S...S`` (element-wise, injective): the
+   innermost loop is split by the target's vector width (16 float32 lanes with
+   AVX-512, 8 with AVX2; fused with its outer neighbour when the width does
+   not divide it) and vectorised; all outer loops are fused into one
+   ``parallel`` loop.
+3. Each block with reduction loops (pooling, mean, the sums and maxima of
+   softmax, a convolution no rule took): when the dominant input is contiguous
+   along the innermost spatial loop (pooling windows, NCHW convolution, a
+   mean over channels), that loop moves inside the reductions and is
+   vectorised; otherwise (a row sum, a global average) the reduction stays
+   innermost. The outer spatial loops run in ``parallel``.
+   An element-wise epilogue is computed inside the reduction's parallel loop.
+
+Small kernels (fewer than :data:`PARALLEL_MIN_ELEMENTS` outputs) are not
+parallelised: waking the thread pool costs more than the work.
+"""
+
+from __future__ import annotations
+
+import math
+
+from tvm import s_tir, tirx
+from tvm.s_tir.dlight.analysis.common_analysis import collect_vars_used_in_prim_expr
+
+from npuc.backend.cpu.schedules.loops import (
+    extent,
+    is_spatial,
+    iter_kinds,
+    root_blocks,
+    vector_factor,
+    vector_lanes,
+    write_dtype,
+)
+from npuc.core.target import CpuTarget
+
+#: Output elements below which a loop nest runs on the calling thread only.
+PARALLEL_MIN_ELEMENTS = 4096
+
+BlockRV = s_tir.schedule.SBlockRV
+LoopRV = s_tir.schedule.LoopRV
+
+
+class FallbackRule:
+    """Parallelise and vectorise every block of a PrimFunc (see the module docstring)."""
+
+    name = "fallback"
+
+    def apply(self, func: tirx.PrimFunc, target: CpuTarget) -> tirx.PrimFunc | None:
+        """The scheduled ``func``; ``None`` when no block has a loop nest it understands."""
+        sch = s_tir.Schedule(func)
+        inline_elementwise(sch)
+        scheduled = 0
+        parallel_of: dict[str, LoopRV] = {}
+        for block in root_blocks(sch):
+            if _attach_epilogue(sch, block, target, parallel_of) or schedule_block(
+                sch, block, target, parallel_of
+            ):
+                scheduled += 1
+        return sch.mod["main"] if scheduled else None
+
+
+def inline_elementwise(sch: s_tir.Schedule) -> None:
+    """Inline element-wise blocks into element-wise neighbours until none is left."""
+    while _inline_one(sch):
+        pass
+
+
+def _inline_one(sch: s_tir.Schedule) -> bool:
+    blocks = root_blocks(sch)
+    for block in blocks:
+        consumers = sch.get_consumers(block)
+        if (
+            is_spatial(sch, block)
+            and consumers
+            and all(is_spatial(sch, c) for c in consumers)
+            and _try(sch.compute_inline, block)
+        ):
+            return True
+    for block in blocks:
+        producers = sch.get_producers(block)
+        if (
+            is_spatial(sch, block)
+            and len(producers) == 1
+            and is_spatial(sch, producers[0])
+            and _try(sch.reverse_compute_inline, block)
+        ):
+            return True
+    return False
+
+
+def _try(primitive: object, *args: object) -> bool:
+    """Run a schedule primitive; ``False`` (schedule unchanged) when TIR refuses it."""
+    try:
+        primitive(*args)  # type: ignore[operator]
+    except s_tir.ScheduleError:
+        return False
+    return True
+
+
+def schedule_block(
+    sch: s_tir.Schedule, block: BlockRV, target: CpuTarget, parallel_of: dict[str, LoopRV]
+) -> bool:
+    """Parallelise and vectorise one root block; ``False`` when its loops are irregular."""
+    kinds = iter_kinds(sch, block)
+    if not kinds:
+        return False
+    lanes = vector_lanes(target, write_dtype(sch, block))
+    if "R" not in kinds:
+        _schedule_spatial(sch, block, lanes)
+        return True
+    outer = _schedule_reduction(sch, block, kinds, lanes)
+    if outer is not None:
+        parallel_of[sch.get(block).name_hint] = outer
+    return True
+
+
+def _schedule_spatial(sch: s_tir.Schedule, block: BlockRV, lanes: int) -> None:
+    loops = list(sch.get_loops(block))
+    total = math.prod(extent(sch, loop) or PARALLEL_MIN_ELEMENTS for loop in loops)
+    vector = _split_vector(sch, loops, lanes)
+    if loops and total >= PARALLEL_MIN_ELEMENTS:
+        sch.parallel(sch.fuse(*loops) if len(loops) > 1 else loops[0])
+    if vector is not None:
+        sch.vectorize(vector)
+
+
+def _split_vector(sch: s_tir.Schedule, loops: list[LoopRV], lanes: int) -> LoopRV | None:
+    """Split a vector-wide loop off the innermost of ``loops`` (updated in place)."""
+    if not loops:
+        return None
+    width = vector_factor(extent(sch, loops[-1]), lanes)
+    if width is None and len(loops) >= 2:
+        trip = (extent(sch, loops[-1]) or 0) * (extent(sch, loops[-2]) or 0)
+        if vector_factor(trip, lanes) is not None:
+            loops[-2:] = [sch.fuse(loops[-2], loops[-1])]
+            width = vector_factor(trip, lanes)
+    if width is None:
+        return None
+    outer, inner = sch.split(loops[-1], factors=[None, width])
+    loops[-1] = outer
+    return inner
+
+
+def _contiguous_in_last_spatial(sch: s_tir.Schedule, block: BlockRV) -> bool:
+    """The block's largest read varies along its innermost index with the last spatial iter."""
+    sblock = sch.get(block)
+    spatial = [iv.var for iv in sblock.iter_vars if iv.iter_type == tirx.IterVar.DataPar]
+    if not spatial or not sblock.reads:
+        return False
+    reductions = {iv.var for iv in sblock.iter_vars if iv.iter_type != tirx.IterVar.DataPar}
+
+    def size(region: object) -> int:
+        shape = [int(d) if isinstance(d, tirx.IntImm) else 1 for d in region.source.shape]
+        return math.prod(shape)
+
+    dominant = max(sblock.reads, key=size)
+    if not dominant.region:
+        return False
+    used = collect_vars_used_in_prim_expr(dominant.region[-1].min)
+    return spatial[-1] in used and not (used & reductions and spatial[-1] not in used)
+
+
+def _schedule_reduction(
+    sch: s_tir.Schedule, block: BlockRV, kinds: str, lanes: int
+) -> LoopRV | None:
+    """Schedule a block with reduction loops; return its parallel loop, if any."""
+    loops = list(sch.get_loops(block))
+    spatial = [loop for loop, k in zip(loops, kinds, strict=True) if k == "S"]
+    reduction = [loop for loop, k in zip(loops, kinds, strict=True) if k == "R"]
+    total = math.prod(extent(sch, loop) or PARALLEL_MIN_ELEMENTS for loop in spatial)
+    vector = None
+    if spatial and _contiguous_in_last_spatial(sch, block):
+        width = vector_factor(extent(sch, spatial[-1]), lanes)
+        if width is not None:
+            outer, vector = sch.split(spatial[-1], factors=[None, width])
+            spatial[-1] = outer
+            sch.reorder(*spatial, *reduction, vector)
+        else:  # odd width: innermost anyway, for LLVM's vectoriser (with a tail)
+            last = spatial.pop()
+            sch.reorder(*spatial, *reduction, last)
+    elif spatial:  # reduction innermost (a row sum, a global average)
+        sch.reorder(*spatial, *reduction)
+    outer_loop = None
+    if spatial:
+        outer_loop = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
+        if total >= PARALLEL_MIN_ELEMENTS:
+            sch.parallel(outer_loop)
+    if vector is not None:
+        sch.vectorize(vector)
+    if reduction:
+        _try(sch.decompose_reduction, block, reduction[0])
+    return outer_loop
+
+
+def _attach_epilogue(
+    sch: s_tir.Schedule, block: BlockRV, target: CpuTarget, parallel_of: dict[str, LoopRV]
+) -> bool:
+    """Compute an element-wise ``block`` inside its reduction producer's outer loop."""
+    producers = sch.get_producers(block)
+    if len(producers) != 1 or not is_spatial(sch, block):
+        return False
+    loop = parallel_of.get(sch.get(producers[0]).name_hint)
+    if loop is None or not _try(sch.reverse_compute_at, block, loop):
+        return False
+    inner = list(sch.get_loops(block))
+    attached = inner[_loop_index(sch, inner, loop) + 1 :]
+    vector = _split_vector(sch, attached, vector_lanes(target, write_dtype(sch, block)))
+    if vector is not None:
+        sch.vectorize(vector)
+    return True
+
+
+def _loop_index(sch: s_tir.Schedule, loops: list[LoopRV], loop: LoopRV) -> int:
+    target_stmt = sch.get(loop)
+    for i, candidate in enumerate(loops):
+        if sch.get(candidate).same_as(target_stmt):
+            return i
+    raise ValueError("loop not found around block")

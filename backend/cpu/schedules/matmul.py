@@ -1,0 +1,166 @@
+"""Dense, matmul and batch-matmul (float) with their element-wise epilogue.
+
+Matches a PrimFunc whose one reduction block computes
+``C[b..., i, j] += A[b..., i, k] * B[b..., k, j]`` (``B`` may drop the batch
+axes: a weight shared by the batch) and whose other blocks are element-wise
+epilogues (bias, activation, residual add) or inputs of the matmul. The
+schedule is a register-blocked GEMM:
+
+- ``j`` (contiguous in ``B`` and ``C``) is split into a tile of one or two
+  vector registers (32 float32 with AVX-512, 16 with AVX2), vectorised;
+- ``i`` into a tile of up to 8 rows, unrolled: ``rows x tile`` accumulators
+  that live in registers (a ``local`` cache of ``C``), initialised once and
+  written back after the whole ``k`` loop;
+- the epilogue is computed in that write-back, so ``C`` is never stored
+  before its bias and activation;
+- batch, row tiles and column tiles are fused into one ``parallel`` loop.
+
+A transposed weight (``B[j, k]``, contiguous along ``k``) does not match: it
+needs a packed layout (a weight pre-pack pass) and is left to the fallback.
+"""
+
+from __future__ import annotations
+
+import math
+
+from tvm import s_tir, tirx
+from tvm.ir import TensorLoad
+from tvm.s_tir.dlight.analysis.common_analysis import collect_vars_used_in_prim_expr
+
+from npuc.backend.cpu.schedules.fallback import (
+    PARALLEL_MIN_ELEMENTS,
+    inline_elementwise,
+    schedule_block,
+)
+from npuc.backend.cpu.schedules.loops import (
+    extent,
+    is_spatial,
+    iter_kinds,
+    root_blocks,
+    vector_factor,
+    vector_lanes,
+    write_dtype,
+)
+from npuc.core.target import CpuTarget
+
+#: Vector registers the accumulator tile may use (of 32 with AVX-512, 16 with AVX2).
+ACCUMULATOR_REGISTERS = 12
+
+#: Row tile sizes tried, largest first (each must divide the row count).
+ROW_TILES = (8, 6, 4, 3, 2, 1)
+
+BlockRV = s_tir.schedule.SBlockRV
+
+
+class MatmulRule:
+    """Register-blocked, vectorised, parallel float GEMM (see the module docstring)."""
+
+    name = "matmul"
+
+    def apply(self, func: tirx.PrimFunc, target: CpuTarget) -> tirx.PrimFunc | None:
+        """The scheduled ``func``, or ``None`` when it is not a float matmul plus epilogue."""
+        sch = s_tir.Schedule(func)
+        reductions = [b for b in root_blocks(sch) if not is_spatial(sch, b)]
+        if len(reductions) != 1:
+            return None
+        block = reductions[0]
+        if not _is_float_matmul(sch, block):
+            return None
+        inline_elementwise(sch)
+        block = sch.get_sblock(sch.get(block).name_hint)
+        epilogues = [b for b in root_blocks(sch) if not sch.get(b).same_as(sch.get(block))]
+        if not all(is_spatial(sch, b) for b in epilogues):
+            return None
+        consumers = sch.get_consumers(block)
+        if len(consumers) > 1:
+            return None
+        _schedule_gemm(sch, block, consumers[0] if consumers else None, target)
+        return sch.mod["main"]
+
+
+def _is_float_matmul(sch: s_tir.Schedule, block: BlockRV) -> bool:
+    """``block`` is ``C[.., i, j] += A[.., i, k] * B[.., k, j]`` over float32 with one k loop."""
+    kinds = iter_kinds(sch, block)
+    if kinds is None or kinds.count("R") != 1 or not kinds.endswith("R") or len(kinds) < 3:
+        return False
+    if write_dtype(sch, block) != "float32":
+        return False
+    sblock = sch.get(block)
+    store = sblock.body
+    if not isinstance(store, tirx.BufferStore) or len(sblock.reads) != 2:
+        return False
+    value = store.value
+    if not (isinstance(value, tirx.Add) and isinstance(value.b, tirx.Mul)):
+        return False
+    if not (isinstance(value.a, TensorLoad) and value.a.source.same_as(store.buffer)):
+        return False
+    loads = (value.b.a, value.b.b)
+    if not all(isinstance(load, TensorLoad) for load in loads):
+        return False
+    i_var, j_var, k_var = (iv.var for iv in sblock.iter_vars[-3:])
+    a_last, b_last = (_vars(load.indices[-1]) for load in loads)
+    a_rest, b_rest = (_vars(*load.indices[:-1]) for load in loads)
+    return (
+        a_last == {k_var}
+        and i_var in a_rest
+        and b_last == {j_var}
+        and k_var in b_rest
+        and i_var not in b_rest
+        and j_var not in a_rest
+    )
+
+
+def _vars(*exprs: tirx.Expr) -> set[tirx.Var]:
+    used: set[tirx.Var] = set()
+    for expr in exprs:
+        used |= collect_vars_used_in_prim_expr(expr)
+    return used
+
+
+def _tiles(rows: int | None, cols: int | None, lanes: int) -> tuple[int, int] | None:
+    """(row tile, column tile) for a ``rows x cols`` output, or ``None`` if cols is odd."""
+    width = vector_factor(cols, lanes)
+    if width is None or rows is None or cols is None:
+        return None
+    col_tile = 2 * width if cols % (2 * width) == 0 else width
+    registers_per_row = max(col_tile // lanes, 1)
+    for row_tile in ROW_TILES:
+        if rows % row_tile == 0 and row_tile * registers_per_row <= ACCUMULATOR_REGISTERS:
+            return row_tile, col_tile
+    return 1, col_tile
+
+
+def _schedule_gemm(
+    sch: s_tir.Schedule, block: BlockRV, epilogue: BlockRV | None, target: CpuTarget
+) -> None:
+    *batch, i, j, k = sch.get_loops(block)
+    lanes = vector_lanes(target, "float32")
+    rows, cols = extent(sch, i), extent(sch, j)
+    work = math.prod(extent(sch, b) or 1 for b in batch) * (rows or 1) * (cols or 1)
+    tiles = _tiles(rows, cols, lanes)
+    if tiles is None:
+        raise ValueError("matmul: the column count is not a multiple of 4")
+    row_tile, col_tile = tiles
+    io, ii = sch.split(i, factors=[None, row_tile])
+    jo, ji = sch.split(j, factors=[None, col_tile])
+    sch.reorder(*batch, io, jo, k, ii, ji)
+    outer = sch.fuse(*batch, io, jo)
+    if work >= PARALLEL_MIN_ELEMENTS:
+        sch.parallel(outer)
+
+    # Accumulate in a register tile; write it back (through the epilogue) per tile.
+    local = sch.cache_write(block, 0, "local")
+    if epilogue is not None:
+        try:
+            sch.reverse_compute_inline(epilogue)
+        except s_tir.ScheduleError:  # not element-wise over C: its own loop nest
+            schedule_block(sch, epilogue, target, {})
+    sch.reverse_compute_at(local, outer, preserve_unit_loops=True)
+    sch.unroll(ii)
+    sch.vectorize(ji)
+    init = sch.decompose_reduction(block, k)
+    init_loops = sch.get_loops(init)
+    sch.vectorize(init_loops[-1])
+    write_back = sch.get_loops(local)  # [outer, the tile's loops]
+    if len(write_back) > 1:
+        sch.vectorize(write_back[-1])
