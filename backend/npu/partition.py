@@ -7,14 +7,17 @@ NPU cannot run *exactly* stays on the CPU with the reason: correctness first.
 Integer layers kept on the CPU still run the integer executor's formulas (an
 integer CPU region), float layers run in float32.
 
-Partitioning: the graph's layers in topological order, consecutive NPU-legal
-layers grouped into one partition (:class:`Partition`), which
-:mod:`npuc.backend.npu.lower` turns into one :class:`~.ops.NpuGraph`.
+Partitioning (:func:`partition`) groups NPU layers into partitions
+(:class:`Partition`), each of which :mod:`npuc.backend.npu.lower` turns into one
+:class:`~.ops.NpuGraph`. It is done with Relax's pattern machinery on the float
+module (:mod:`.partition_relax`); :func:`partition_walk`, the graph walk it
+replaced (consecutive NPU-legal layers in topological order), stays as the
+reference the tests compare it with.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -280,7 +283,37 @@ INPUT_TRANSPOSE = (
 )
 
 
+def placement_verdict(
+    node: Node,
+    qm: QuantizedModel,
+    resize_map: ResizeMap | None = None,
+    exclude: Mapping[str, str] | None = None,
+) -> Verdict:
+    """:func:`npu_legal`, then the placement rules: a transpose reading a model input stays
+    on the host (:data:`INPUT_TRANSPOSE`); a layer in ``exclude`` stays on the CPU with the
+    reason given there."""
+    ok, reason = npu_legal(node, qm, resize_map)
+    if ok and node.op == "transpose" and node.inputs[0] in {name for name, _ in qm.graph.inputs}:
+        ok, reason = False, INPUT_TRANSPOSE
+    if ok and exclude and node.name in exclude:
+        ok, reason = False, exclude[node.name]
+    return ok, reason
+
+
 def partition(
+    qm: QuantizedModel,
+    resize_map: ResizeMap | None = None,
+    exclude: Mapping[str, str] | None = None,
+) -> tuple[list[Partition], list[Placement]]:
+    """NPU partitions and every layer's placement with its reason, found with Relax's
+    ``FuseOpsByPattern`` and ``MergeCompositeFunctions``
+    (:func:`.partition_relax.partition_relax`; arguments as :func:`partition_walk`)."""
+    from npuc.backend.npu.partition_relax import partition_relax  # it imports this module
+
+    return partition_relax(qm, resize_map, exclude)
+
+
+def partition_walk(
     qm: QuantizedModel,
     resize_map: ResizeMap | None = None,
     exclude: Mapping[str, str] | None = None,
@@ -298,13 +331,8 @@ def partition(
     groups: list[list[Node]] = []
     placements: list[Placement] = []
     previous_npu = False
-    model_inputs = {name for name, _ in graph.inputs}
     for node in graph.nodes:
-        ok, reason = npu_legal(node, qm, resize_map)
-        if ok and node.op == "transpose" and node.inputs[0] in model_inputs:
-            ok, reason = False, INPUT_TRANSPOSE
-        if ok and exclude and node.name in exclude:
-            ok, reason = False, exclude[node.name]
+        ok, reason = placement_verdict(node, qm, resize_map, exclude)
         if ok and not previous_npu:
             groups.append([])
         if ok:
@@ -315,16 +343,22 @@ def partition(
             )
         )
         previous_npu = ok
-    parts = []
-    for index, nodes in enumerate(groups):
-        made = {n.name for n in nodes}
-        ins: list[str] = []
-        for n in nodes:
-            ins += [t for t in n.inputs if t not in made and t not in ins]
-        outs = [
-            n.name
-            for n in nodes
-            if n.name in graph.outputs or any(c.name not in made for c in consumers.get(n.name, []))
-        ]
-        parts.append(Partition(index, tuple(n.name for n in nodes), tuple(ins), tuple(outs)))
+    parts = [make_partition(index, nodes, qm, consumers) for index, nodes in enumerate(groups)]
     return parts, placements
+
+
+def make_partition(
+    index: int, nodes: Sequence[Node], qm: QuantizedModel, consumers: Mapping[str, list[Node]]
+) -> Partition:
+    """The partition of ``nodes`` (topological order): the tensors it reads from outside
+    (first use order) and the tensors it makes that a graph output or an outside layer reads."""
+    made = {n.name for n in nodes}
+    ins: list[str] = []
+    for n in nodes:
+        ins += [t for t in n.inputs if t not in made and t not in ins]
+    outs = [
+        n.name
+        for n in nodes
+        if n.name in qm.graph.outputs or any(c.name not in made for c in consumers.get(n.name, []))
+    ]
+    return Partition(index, tuple(n.name for n in nodes), tuple(ins), tuple(outs))
