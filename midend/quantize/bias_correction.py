@@ -11,9 +11,10 @@ mean error this removes includes the rounding of the 16-bit bias itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -23,6 +24,10 @@ from .int_exec import IntegerExecutor, IntTensor
 from .qlayers import derive_params
 from .qmodel import QLayer, QuantizedModel
 from .threads import blas_one_thread
+
+R = TypeVar("R")
+WORKERS = 2
+"""Threads that run the batches of one layer at once (the build machine has 2 cores)."""
 
 
 def _last_uses(model: QuantizedModel) -> dict[str, int]:
@@ -62,38 +67,67 @@ def correct_bias(
     last = _last_uses(model)
     keep = set(model.graph.outputs)
     shifts: dict[str, float] = {}
-    for index, node in enumerate(model.graph.nodes):
-        layer = layers[node.name]
-        unclamped: list[np.ndarray] = []
-        sums: list[tuple[np.ndarray, int]] = []
-        if layer.run_on == "npu" and node.op in ("conv2d", "dense"):
-            layer, shift, unclamped, sums = _correct_layer(
-                model, node, layer, fx, ix, envs_f, envs_q
-            )
-            layers[node.name] = layer
-            shifts[node.name] = shift
-        for k, (env_f, env_q) in enumerate(zip(envs_f, envs_q, strict=True)):
-            if unclamped:  # the float output is the unclamped one clamped: no second run
-                env_f[node.name] = clamp(unclamped[k], node).astype(np.float32, copy=False)
-            else:
-                env_f[node.name] = fx.run_node(node, [env_f[n] for n in node.inputs], env_f)
-            if sums:  # same weights: only the bias changed, the sums still hold
-                out = model.tensors[node.name]
-                env_q[node.name] = IntTensor(ix.conv_output(node, layer.params, sums[k], out), out)
-            elif layer.run_on == "npu":
-                ins = [ix.as_int(env_q[n], model.tensors[n]) for n in node.inputs]
-                out = model.tensors[node.name]
-                env_q[node.name] = IntTensor(ix.compute(node, layer, ins, out), out)
-            else:
-                inputs = [ix.as_float(env_q[n]) for n in node.inputs]
-                env_q[node.name] = fx.run_node(
-                    node, inputs, {**env_q, **dict(zip(node.inputs, inputs, strict=True))}
+    # The batches are independent between corrections: each node runs on them in two
+    # threads (numpy releases the GIL in its kernels); anything summed over batches is
+    # summed in batch order afterwards, so the result does not depend on the threads.
+    with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="bias") as pool:
+        for index, node in enumerate(model.graph.nodes):
+            layer = layers[node.name]
+            unclamped: list[np.ndarray] = []
+            sums: list[tuple[np.ndarray, int]] = []
+            if layer.run_on == "npu" and node.op in ("conv2d", "dense"):
+                layer, shift, unclamped, sums = _correct_layer(
+                    model, node, layer, fx, ix, envs_f, envs_q, pool
                 )
-            for name in node.inputs:
-                if last.get(name) == index and name not in keep:
-                    env_f.pop(name, None)
-                    env_q.pop(name, None)
+                layers[node.name] = layer
+                shifts[node.name] = shift
+
+            def advance(
+                k: int,
+                index: int = index,
+                node: Node = node,
+                layer: QLayer = layer,
+                unclamped: list[np.ndarray] = unclamped,
+                sums: list[tuple[np.ndarray, int]] = sums,
+            ) -> None:
+                env_f, env_q = envs_f[k], envs_q[k]
+                if unclamped:  # the float output is the unclamped one clamped: no second run
+                    env_f[node.name] = clamp(unclamped[k], node).astype(np.float32, copy=False)
+                else:
+                    env_f[node.name] = fx.run_node(node, [env_f[n] for n in node.inputs], env_f)
+                if sums:  # same weights: only the bias changed, the sums still hold
+                    out = model.tensors[node.name]
+                    env_q[node.name] = IntTensor(
+                        ix.conv_output(node, layer.params, sums[k], out), out
+                    )
+                elif layer.run_on == "npu":
+                    ins = [ix.as_int(env_q[n], model.tensors[n]) for n in node.inputs]
+                    out = model.tensors[node.name]
+                    env_q[node.name] = IntTensor(ix.compute(node, layer, ins, out), out)
+                else:
+                    inputs = [ix.as_float(env_q[n]) for n in node.inputs]
+                    env_q[node.name] = fx.run_node(
+                        node, inputs, {**env_q, **dict(zip(node.inputs, inputs, strict=True))}
+                    )
+                for name in node.inputs:
+                    if last.get(name) == index and name not in keep:
+                        env_f.pop(name, None)
+                        env_q.pop(name, None)
+
+            _each_batch(pool, advance, len(envs_f))
     return replace(model, layers=layers), shifts
+
+
+def _each_batch(pool: ThreadPoolExecutor, func: Callable[[int], R], count: int) -> list[R]:
+    """``[func(0), ..., func(count - 1)]`` run in ``pool`` under the caller's numpy error
+    settings (numpy keeps them per thread)."""
+    settings = np.geterr()
+
+    def run(k: int) -> R:
+        with np.errstate(**settings):
+            return func(k)
+
+    return list(pool.map(run, range(count)))
 
 
 def _correct_layer(
@@ -104,28 +138,36 @@ def _correct_layer(
     ix: IntegerExecutor,
     envs_f: list[dict[str, Any]],
     envs_q: list[dict[str, Any]],
+    pool: ThreadPoolExecutor,
 ) -> tuple[QLayer, float, list[np.ndarray], list[tuple[np.ndarray, int]]]:
     """One layer's corrected parameters, the largest bias shift applied, the float
     outputs before the clamp (float32, one per environment), and the integer sums
     (:meth:`~.int_exec.IntegerExecutor.conv_sums`, one per environment; empty when the
-    corrected layer's weights differ, so the sums do not hold for it)."""
+    corrected layer's weights differ, so the sums do not hold for it). The
+    environments are measured in ``pool``; their errors are summed in order."""
     unclamped = replace(node, attrs={**node.attrs, "act_min": None, "act_max": None})
     out = model.tensors[node.name]
     axis = 1 if node.op == "conv2d" else -1
+
+    def measure(k: int) -> tuple[np.ndarray, tuple[np.ndarray, int], np.ndarray, int]:
+        env_f, env_q = envs_f[k], envs_q[k]
+        want = fx.run_node(unclamped, [env_f[n] for n in node.inputs], env_f)
+        x = ix.as_int(env_q[node.inputs[0]], model.tensors[node.inputs[0]])
+        sums = ix.conv_sums(node, layer.params, x)
+        got = ix.conv_output(node, layer.params, sums, None, as_float=True)
+        got *= out.scale
+        diff = np.moveaxis(np.subtract(want, got, out=got), axis, -1)  # want - got
+        diff = diff.reshape(-1, diff.shape[-1])
+        return want, sums, diff.sum(axis=0), diff.shape[0]
+
+    measured = _each_batch(pool, measure, len(envs_f))
+    floats = [m[0] for m in measured]
+    sums = [m[1] for m in measured]
     total: np.ndarray | None = None
     count = 0
-    floats: list[np.ndarray] = []
-    sums: list[tuple[np.ndarray, int]] = []
-    for env_f, env_q in zip(envs_f, envs_q, strict=True):
-        floats.append(fx.run_node(unclamped, [env_f[n] for n in node.inputs], env_f))
-        x = ix.as_int(env_q[node.inputs[0]], model.tensors[node.inputs[0]])
-        sums.append(ix.conv_sums(node, layer.params, x))
-        got = ix.conv_output(node, layer.params, sums[-1], None, as_float=True)
-        got *= out.scale
-        diff = np.moveaxis(np.subtract(floats[-1], got, out=got), axis, -1)  # want - got
-        diff = diff.reshape(-1, diff.shape[-1])
-        total = diff.sum(axis=0) if total is None else total + diff.sum(axis=0)
-        count += diff.shape[0]
+    for _, _, part, rows in measured:
+        total = part if total is None else total + part
+        count += rows
     assert total is not None
     error = total / count
     bias = node.consts.get("bias")
