@@ -15,7 +15,9 @@ against this machine) all need it, and none of them may import another.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from npuc.core.errors import InvalidInputError
@@ -122,9 +124,36 @@ class CpuTarget:
         )
 
 
+_SYS_CPU = Path("/sys/devices/system/cpu")
+
+
+def physical_core_count(cpus: Iterable[int], sys_cpu: Path = _SYS_CPU) -> int:
+    """Physical cores among the logical ``cpus``: SMT siblings (hyper-threads) count once.
+
+    Reads each CPU's ``topology/physical_package_id`` and ``topology/core_id``
+    under ``sys_cpu`` (Linux sysfs); when the topology cannot be read, every
+    logical CPU counts as a core.
+    """
+    cpus = list(cpus)
+    cores: set[tuple[str, str]] = set()
+    for cpu in cpus:
+        topology = sys_cpu / f"cpu{cpu}" / "topology"
+        try:
+            package = (topology / "physical_package_id").read_text().strip()
+            core = (topology / "core_id").read_text().strip()
+        except OSError:
+            return max(len(cpus), 1)
+        cores.add((package, core))
+    return max(len(cores), 1)
+
+
 def host_core_count() -> int:
-    """Cores this process may run on (respects CPU affinity and cgroups' cpusets)."""
-    return len(os.sched_getaffinity(0)) or 1
+    """Physical cores this process may run on (CPU affinity and cgroups' cpusets respected).
+
+    The default thread count: a second hyper-thread on a core shares its
+    vector units, so compute-bound kernels gain nothing from it.
+    """
+    return physical_core_count(os.sched_getaffinity(0))
 
 
 def host_target(num_cores: int | None = None) -> CpuTarget:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 
 import llvmlite.binding as llvm
 import pytest
 
 from npuc.core import target as target_module
 from npuc.core.errors import InvalidInputError
-from npuc.core.target import CpuTarget, host_core_count, host_target
+from npuc.core.target import CpuTarget, host_core_count, host_target, physical_core_count
 
 
 def _fake_llvm(
@@ -64,7 +65,28 @@ def test_host_target_without_feature_list_falls_back_to_cpu_name(
 def test_host_target_on_this_machine() -> None:
     target = host_target()
     assert target.cpu_name == llvm.get_host_cpu_name()
-    assert target.num_cores == host_core_count() == len(os.sched_getaffinity(0))
+    assert target.num_cores == host_core_count() <= len(os.sched_getaffinity(0))
+
+
+def _fake_topology(root: Path, cores: dict[int, tuple[int, int]]) -> None:
+    for cpu, (package, core) in cores.items():
+        folder = root / f"cpu{cpu}" / "topology"
+        folder.mkdir(parents=True)
+        (folder / "physical_package_id").write_text(f"{package}\n")
+        (folder / "core_id").write_text(f"{core}\n")
+
+
+def test_physical_core_count_counts_hyperthreads_once(tmp_path: Path) -> None:
+    # 2 packages x 2 cores x 2 threads; the process may run on CPUs 0-5.
+    _fake_topology(tmp_path, {cpu: (cpu // 4, cpu % 2) for cpu in range(8)})
+    assert physical_core_count(range(8), tmp_path) == 4
+    assert physical_core_count([0, 2], tmp_path) == 1  # two threads of one core
+    assert physical_core_count([0, 1, 4], tmp_path) == 3
+
+
+def test_physical_core_count_without_topology_counts_cpus(tmp_path: Path) -> None:
+    assert physical_core_count([0, 1, 2], tmp_path) == 3
+    assert physical_core_count([], tmp_path) == 1
 
 
 def test_to_tvm_is_an_llvm_target_for_this_cpu() -> None:
