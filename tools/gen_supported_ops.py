@@ -55,9 +55,12 @@ NPU_HEADER = """
 
 <!-- Generated from the legality checks in backend/npu/partition.py. -->
 
-After quantization every layer is checked against the rules below. Consecutive
-layers the NPU runs exactly form one NPU partition; any other layer runs on
-the CPU (integer layers with the integer executor's formulas, float layers in
+After quantization every layer is checked against the rules below. The layers
+the NPU runs exactly become NPU composites (convolution or fully connected with
+bias and clamp, table lookups, pools, element-wise, data movement), merged into
+NPU partitions where data flows between them (Relax's `FuseOpsByPattern` and
+`MergeCompositeFunctions`, docs/npu_compiler.md); any other layer runs on the
+CPU (integer layers with the integer executor's formulas, float layers in
 float32) and the build lists each one with its reason. Common to all layers:
 the quantizer made the layer integer, every tensor has batch 1, rank at most 4
 and an int8, uint8 or int16 type.

@@ -10,7 +10,8 @@ Guarantees: :class:`AnnotateNpuComposites` returns the module after
 composite names ``npuc_npu.<kind>``) and ``MergeCompositeFunctions`` (adjacent
 composites merged into functions with ``Codegen = "npuc_npu"``, never forming a
 cycle with the CPU code between them). A composite is made only when every
-binding it matches belongs to one NPU-legal layer; each composite function
+binding it matches belongs to one NPU-legal layer (a ``split`` stands for the
+NPU-legal slices among the tuple items reading it); each composite function
 carries the attributes ``npuc_layers`` (the layer names, comma separated) and
 ``npuc_bindings`` (the binding keys it covers). Everything else stays in
 ``main`` (the CPU). The module's meaning is unchanged.
@@ -173,7 +174,7 @@ def _is_op(expr: relax.Expr, name: str) -> bool:
 
 class _Checker:
     """The ``check`` and ``attrs_getter`` callbacks: a match is a composite only when all its
-    bindings belong to one NPU layer (a ``split`` when every part it feeds does)."""
+    bindings belong to one NPU layer (a ``split`` when some slice it feeds is one)."""
 
     def __init__(self, layers: LayerMap) -> None:
         self.layers = layers
@@ -181,18 +182,23 @@ class _Checker:
 
     def covered(self, ctx: PatternCheckContext) -> tuple[set[str], list[str]] | None:
         """The layers and binding keys the match stands for, or None when it is no composite."""
+        if _is_op(ctx.matched_expr, "relax.split"):
+            return self.split_parts(ctx)
         keys = [self.layers.keys.get(v) for v in ctx.matched_bindings]
-        split = _is_op(ctx.matched_expr, "relax.split")
-        if split:  # the parts are the tuple items reading it
-            users = list(ctx.var_usages.get(next(iter(ctx.matched_bindings)), []))
-            keys = [self.layers.keys.get(u) for u in users] if users else [None]
-        if None in keys:
+        names = {self.layers.layer_of.get(k) for k in keys if k is not None}
+        if None in keys or len(names) != 1 or not names <= self.layers.npu:
             return None
-        found = [str(k) for k in keys]
-        names = {self.layers.layer_of.get(k) for k in found}
-        if None in names or not names <= self.layers.npu or (len(names) != 1 and not split):
+        return {str(n) for n in names}, [str(k) for k in keys]
+
+    def split_parts(self, ctx: PatternCheckContext) -> tuple[set[str], list[str]] | None:
+        """A split stands for the NPU-legal slices among the tuple items reading it (the
+        extraction makes each item a slice layer); None when there is none."""
+        users = ctx.var_usages.get(next(iter(ctx.matched_bindings)), [])
+        keys = [k for k in (self.layers.keys.get(u) for u in users) if k is not None]
+        legal = [k for k in keys if self.layers.layer_of.get(k) in self.layers.npu]
+        if not legal:
             return None
-        return {str(n) for n in names}, found
+        return {self.layers.layer_of[k] for k in legal}, legal
 
     def check(self, ctx: PatternCheckContext) -> bool:
         got = self.covered(ctx)

@@ -265,7 +265,8 @@ class Placement:
 
 @dataclass(frozen=True, slots=True)
 class Partition:
-    """Consecutive NPU layers (names, topological order) with the tensors crossing its border."""
+    """NPU layers run as one program (names, graph order) with the tensors crossing its border;
+    everything it reads from outside is made before its first layer, where the runtime runs it."""
 
     index: int
     layers: tuple[str, ...]

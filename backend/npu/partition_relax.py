@@ -35,6 +35,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import tvm
+from tvm import relax
+
 from npuc.backend.npu.composites import AnnotateNpuComposites, LayerMap, binding_keys, npu_regions
 from npuc.backend.npu.partition import (
     Partition,
@@ -76,7 +79,8 @@ def npu_regions_of(
     keys = binding_keys(func)
     layer_of = {key: node.name for node in graph.nodes for key in node.source}
     npu = frozenset(name for name, (ok, _) in verdicts.items() if ok)
-    mod = AnnotateNpuComposites(LayerMap(keys, layer_of, npu))(graph.relax_module)
+    annotate = tvm.transform.Sequential([AnnotateNpuComposites(LayerMap(keys, layer_of, npu))])
+    mod = annotate(graph.relax_module)
     position = {node.name: i for i, node in enumerate(graph.nodes)}
     regions: list[list[str]] = []
     region_of: dict[str, set[int]] = {}
@@ -103,18 +107,13 @@ def npu_regions_of(
     return regions, problems
 
 
-def _binding_ops(func: object, keys: Mapping[object, str]) -> dict[str, str]:
+def _binding_ops(func: relax.Function, keys: Mapping[relax.Var, str]) -> dict[str, str]:
     """Binding key -> the operator it calls (for reasons)."""
-    from tvm import relax
-
-    ops: dict[str, str] = {}
-    assert isinstance(func, relax.Function)
-    for block in func.body.blocks:
-        for binding in block.bindings:
-            value = binding.value
-            kind = op_name(value) if isinstance(value, relax.Call) else type(value).__name__
-            ops[keys[binding.var]] = kind
-    return ops
+    return {
+        keys[b.var]: op_name(b.value) if isinstance(b.value, relax.Call) else type(b.value).__name__
+        for block in func.body.blocks
+        for b in block.bindings
+    }
 
 
 def runnable_parts(graph: Graph, regions: list[list[str]]) -> list[list[str]]:

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+import torch
+import tvm
 
 from npuc.backend.npu import composites
 from npuc.backend.npu.composites import CODEGEN, AnnotateNpuComposites, LayerMap, binding_keys
@@ -25,6 +27,7 @@ from npuc.midend.quantize.int_exec import IntegerExecutor
 from npuc.midend.quantize.qmodel import QuantizedModel
 from tests.backend.npu.partition_nets import random_net_onnx
 from tests.backend.npu.qmodels import mixed_net_onnx, quantized, slice_net_onnx
+from tests.frontend.torch_onnx import export_onnx
 
 
 def check_partitioning(
@@ -109,6 +112,39 @@ def test_illegal_layer_stays_on_the_cpu_with_its_reason() -> None:
         "cpu",
         "NPU code generation: too big",
     )
+
+
+class _SplitNet(torch.nn.Module):
+    """A convolution whose output is split in two (ONNX Split: a Relax ``split`` whose tuple
+    items become slice layers), each half read by its own layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(4, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = torch.split(torch.relu(self.conv(x)), 4, dim=1)
+        return self.conv2(a) + torch.sigmoid(b)
+
+
+def test_a_split_part_refused_leaves_the_other_parts_on_the_npu() -> None:
+    """When the code generator refuses one slice of a split, the other slice stays on the
+    NPU (as with the graph walk)."""
+    torch.manual_seed(0)
+    qm, _, _ = quantized(export_onnx(_SplitNet(), (torch.randn(1, 3, 8, 8),), names=["x"]))
+    slices = [n.name for n in qm.graph.nodes if n.op == "slice"]
+    assert len(slices) == 2
+    split = qm.graph.relax_module["main"].body.blocks[0].bindings
+    assert any(getattr(b.value, "op", None) == tvm.ir.Op.get("relax.split") for b in split)
+    refused = {slices[0]: "NPU code generation: does not fit"}
+    parts, placed = partition_relax(qm, exclude=refused)
+    check_partitioning(qm, parts, placed)
+    where = {p.layer: (p.target, p.reason) for p in placed}
+    assert where[slices[0]] == ("cpu", refused[slices[0]])
+    assert where[slices[1]] == ("npu", "")
+    _, walk_placed = partition_walk(qm, exclude=refused)
+    assert [(p.target, p.reason) for p in placed] == [(p.target, p.reason) for p in walk_placed]
 
 
 def test_a_layer_no_pattern_covers_stays_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
