@@ -30,10 +30,10 @@ from npuc.core.cpu_region_format import (
 )
 from npuc.core.errors import InvalidInputError
 from npuc.core.npu_artifact import Artifact
-from npuc.core.target import CpuTarget, host_target
+from npuc.core.target import CpuTarget, host_core_count, host_target
 from npuc.midend.quantize.int_exec import IntTensor
 from npuc.midend.quantize.qmodel import QuantizedModel
-from npuc.runtime.thread_pool import caller_affinity_kept
+from npuc.runtime.thread_pool import caller_affinity_kept, ensure_threads
 
 
 class CpuRegionLibrary:
@@ -123,6 +123,9 @@ def load_regions(
         data = artifact.read(entry.library)
         check_library(entry, data, host_cpu, tvm.__version__, where)
         loaded.append(CpuRegionLibrary(entry, _load_module(data, where, entry.name), qm))
+        # As for a CPU library: the threads it was built for, at most this machine's cores.
+        assert entry.target is not None
+        ensure_threads(min(entry.target.num_cores, host_core_count()))
     return loaded
 
 

@@ -172,6 +172,11 @@ def _first_mismatch(
     return None
 
 
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:200] if text else ''}"
+
+
 def compile_region(
     qm: QuantizedModel,
     region: CpuRegion,
@@ -198,18 +203,22 @@ def compile_region(
         ins, outs = interface(mod, region)
     except UnsupportedError as err:
         return fallback(f"not lowered to the CPU library: {err.message}")
+    except Exception as err:  # a gap in the CPU path: the executor still runs the layers
+        return fallback(f"lowering failed (a gap in npuc's CPU path): {_first_line(err)}")
     try:
         executable = compile_module(mod, target)
     except Exception as err:  # a TVM failure: keep the layers on the integer executor
-        text = str(err).strip().splitlines()
-        return fallback(f"TVM failed compiling it: {type(err).__name__}: {text[0] if text else ''}")
+        return fallback(f"TVM failed compiling it: {_first_line(err)}")
     library = export_bytes(executable)
     entry = CpuRegionEntry(
         name=region.name, layers=region.layers, inputs=tuple(ins), outputs=tuple(outs),
         library=f"cpu/{region.name}.so", sha256=hashlib.sha256(library).hexdigest(),
         target=target, tvm_version=tvm.__version__, fallback_reason=None,
     )  # fmt: skip
-    mismatch = _first_mismatch(entry, executable, golden_envs)
+    try:
+        mismatch = _first_mismatch(entry, executable, golden_envs)
+    except Exception as err:  # the TVM VM failed running it
+        mismatch = f"its library failed on a golden sample: {_first_line(err)}"
     if mismatch is not None:
         return fallback(mismatch)
     return CompiledRegion(region, entry, library)

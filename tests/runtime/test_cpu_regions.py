@@ -151,3 +151,32 @@ def test_a_region_lowering_refuses_runs_on_the_executor_with_its_reason(
     )
     assert main(["verify", str(path)]) == 0
     assert "cpu_0 (3 layer(s) from reshape_0): not lowered" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_ppocr_det_runs_its_cpu_regions_compiled(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real model: PP-OCRv4 det (its two transposed convolutions are float CPU layers
+    between NPU partitions). The float results of the libraries differ from numpy's in
+    the last bits, but on these inputs no quantization downstream lands on another
+    integer, so `npuc run --raw` equals the integer executor bit for bit (measured on
+    golden and fresh inputs; verify states it per sample)."""
+    from tools.real_models import PPOCR_DET
+
+    try:
+        source = PPOCR_DET.path()
+    except FileNotFoundError as err:
+        pytest.skip(str(err))
+    out = tmp_path / "det.npuc"
+    argv = ["build", str(source), "--target", "npu", "--calib", "random"]
+    argv += ["--calib-limit", "1", "--golden", "1", "--input-shape", "x=1x3x64x64"]
+    argv += ["--show-cpu-ops", "-o", str(out)]
+    assert main(argv) == 0
+    assert "CPU regions: 2 compiled (LLVM), 0 on the integer executor" in capsys.readouterr().out
+    model = load_npuc(out)
+    rng = np.random.default_rng(11)
+    for _ in range(2):
+        _raw_equals_executor(model, rng.standard_normal((1, 3, 64, 64)).astype(np.float32))
+    assert main(["verify", str(out)]) == 0
+    assert "0 of 4096 integers differ" in capsys.readouterr().out
