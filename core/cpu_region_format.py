@@ -18,14 +18,19 @@ in the core, below both. :func:`check_library` is the loader's validation.
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from npuc.core.errors import InvalidInputError
 from npuc.core.target import CpuTarget
+
+if TYPE_CHECKING:
+    import tvm
 
 REBUILD_HINT = "rebuild the artifact on this machine: npuc build MODEL --target npu ..."
 
@@ -238,3 +243,27 @@ def output_difference(name: str, got: np.ndarray, want: np.ndarray) -> str | Non
         f"{name}: {int(bad.sum())} of {bad.size} values differ; first at {where}: "
         f"{got[where]} vs {want[where]}"
     )
+
+
+def load_library(data: bytes, where: str, name: str) -> tvm.runtime.Module:
+    """``dlopen`` a region's library bytes through a private temporary file, removed once
+    loaded (a loaded file is never rewritten in place, which would crash the process).
+
+    Raises
+    ------
+    InvalidInputError
+        TVM cannot load it (naming ``where`` and region ``name``; says to rebuild).
+    """
+    import tvm
+
+    fd, path = tempfile.mkstemp(prefix="npuc-region-", suffix=".so")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return tvm.runtime.load_module(path)
+    except Exception as err:  # TVM reports dlopen failures as generic errors
+        raise InvalidInputError(
+            f"{where}: CPU region {name!r}: cannot load its library ({err})", hint=REBUILD_HINT
+        ) from err
+    finally:
+        os.unlink(path)

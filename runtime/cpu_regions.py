@@ -13,8 +13,6 @@ on the integer executor, and :func:`region_lines` lists them with the reason.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +23,7 @@ from tvm import relax
 from npuc.core.cpu_region_format import (
     CpuRegionEntry,
     check_library,
+    load_library,
     region_arguments,
     summary_lines,
 )
@@ -122,27 +121,11 @@ def load_regions(
         host_cpu = host_cpu or host_target()
         data = artifact.read(entry.library)
         check_library(entry, data, host_cpu, tvm.__version__, where)
-        loaded.append(CpuRegionLibrary(entry, _load_module(data, where, entry.name), qm))
+        loaded.append(CpuRegionLibrary(entry, load_library(data, where, entry.name), qm))
         # As for a CPU library: the threads it was built for, at most this machine's cores.
         assert entry.target is not None
         ensure_threads(min(entry.target.num_cores, host_core_count()))
     return loaded
-
-
-def _load_module(data: bytes, where: str, name: str) -> tvm.runtime.Module:
-    """dlopen ``data`` through a private temporary file (removed once loaded)."""
-    fd, path = tempfile.mkstemp(prefix="npuc-region-", suffix=".so")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        return tvm.runtime.load_module(path)
-    except Exception as err:  # TVM reports dlopen failures as generic errors
-        raise InvalidInputError(
-            f"{where}: CPU region {name!r}: cannot load its library ({err})",
-            hint="rebuild the artifact on this machine: npuc build MODEL --target npu ...",
-        ) from err
-    finally:
-        os.unlink(path)
 
 
 def region_lines(artifact: Artifact) -> list[str]:

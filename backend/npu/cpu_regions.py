@@ -21,6 +21,7 @@ the target (linked in a fixed-name folder; checked by a test).
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from npuc.backend.npu.partition import Partition
 from npuc.core.cpu_region_format import (
     CpuRegionEntry,
     TensorSpec,
+    load_library,
     output_difference,
     region_arguments,
 )
@@ -152,13 +154,24 @@ def region_values(value: Any) -> np.ndarray:
 
 
 def _first_mismatch(
-    entry: CpuRegionEntry,
-    executable: tvm.runtime.Executable,
-    golden_envs: Sequence[Mapping[str, Any]],
+    entry: CpuRegionEntry, library: bytes, golden_envs: Sequence[Mapping[str, Any]]
 ) -> str | None:
-    """Run the compiled region on each golden sample's border values; the first difference
-    from the integer executor, in words, or None."""
-    vm = relax.VirtualMachine(executable, tvm.cpu())
+    """Run the stored library bytes on each golden sample's border values; the first
+    difference from the integer executor, in words, or None."""
+    if not golden_envs:
+        return None
+    cpus = os.sched_getaffinity(0)  # TVM's pool pins the thread running a parallel kernel
+    try:
+        return _golden_mismatch(entry, library, golden_envs)
+    finally:
+        if os.sched_getaffinity(0) != cpus:
+            os.sched_setaffinity(0, cpus)
+
+
+def _golden_mismatch(
+    entry: CpuRegionEntry, library: bytes, golden_envs: Sequence[Mapping[str, Any]]
+) -> str | None:
+    vm = relax.VirtualMachine(load_library(library, "build", entry.name), tvm.cpu())
     where = f"CPU region {entry.name}"
     for i, env in enumerate(golden_envs):
         values = {t.name: region_values(env[t.name]) for t in entry.inputs}
@@ -216,7 +229,7 @@ def compile_region(
         target=target, tvm_version=tvm.__version__, fallback_reason=None,
     )  # fmt: skip
     try:
-        mismatch = _first_mismatch(entry, executable, golden_envs)
+        mismatch = _first_mismatch(entry, library, golden_envs)
     except Exception as err:  # the TVM VM failed running it
         mismatch = f"its library failed on a golden sample: {_first_line(err)}"
     if mismatch is not None:
