@@ -1,7 +1,9 @@
 """DRAM bytes and cycles per inference with and without cascading (SRAM-resident intermediates).
 
-Two networks, each compiled twice by ``compile_npu_graph`` (``cascade=False`` /
-``cascade=True``) for npu-s and npu-m:
+Two networks, each compiled three times by ``compile_npu_graph`` for npu-s and
+npu-m: ``off`` (``cascade=False``: every intermediate through DRAM), ``whole``
+(``row_bands=False``: whole tensors kept in SRAM only) and ``on`` (the
+default: whole tensors, and residual blocks computed band by band in SRAM):
 
 - ResNet-50 (torchvision's layer shapes, 224x224x3 input, bottleneck blocks,
   random int8 weights: cycles and traffic do not depend on the values), one
@@ -18,15 +20,17 @@ on every program measured; ``--simulate`` checks that on ResNet-50 and
 MobileNetV2 and checks the outputs bit-exact against the reference), MACs per
 cycle, and how many ops read their input from SRAM.
 
-Usage: ``.venv/bin/python bench/npu_cascade.py [--simulate] [--out FILE.md]``
-(default bench/results/npu_cascade.md)
+Usage: ``.venv/bin/python bench/npu_cascade.py [--simulate] [--nets resnet50,mobilenetv2]
+[--out FILE.md]`` (default bench/results/npu_cascade.md)
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 
@@ -150,6 +154,7 @@ def mobilenet_v2_graphs() -> list[NpuGraph]:
     """MobileNetV2's NPU partitions as the real pipeline lowers them (quantized on noise)."""
     import torch
 
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo's tests package
     from npuc.backend.npu.build import compile_quantized
     from tests.backend.npu.qmodels import quantized
     from tests.frontend.torch_onnx import export_onnx
@@ -179,19 +184,25 @@ def _check(graph: NpuGraph, compiled: CompiledNpuProgram, hw: HwConfig) -> None:
     )
 
 
+MODES = {"off": (False, False), "whole": (True, False), "on": (True, True)}
+
+
 def measure(
-    graphs: Iterable[NpuGraph], hw: HwConfig, *, cascade: bool, check: bool
+    graphs: Iterable[NpuGraph], hw: HwConfig, *, mode: str, check: bool
 ) -> dict[str, float]:
     dram = cycles = macs = resident = ops = 0
     t0 = time.perf_counter()
+    cascade, bands = MODES[mode]
     for g in graphs:
-        compiled = compile_npu_graph(g, hw, cascade=cascade)
+        compiled = compile_npu_graph(g, hw, cascade=cascade, row_bands=bands)
         if check:
             _check(g, compiled, hw)
         dram += sum(o.dram_bytes for o in compiled.ops)
         cycles += compiled.est_cycles
         macs += sum(o.macs for o in compiled.ops)
-        resident += sum(1 for o in compiled.ops if o.sram_resident)
+        resident += sum(
+            1 for o in compiled.ops if o.sram_resident or o.tiling.startswith("row-band chain")
+        )
         ops += len(compiled.ops)
     return {
         "dram": dram,
@@ -207,24 +218,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="bench/results/npu_cascade.md")
     parser.add_argument("--simulate", action="store_true", help="simulate and check bit-exact")
+    parser.add_argument("--nets", default="resnet50,mobilenetv2", help="comma-separated")
     args = parser.parse_args()
-    nets = {"ResNet-50": [resnet50()], "MobileNetV2": mobilenet_v2_graphs()}
+    build = {"resnet50": ("ResNet-50", lambda: [resnet50()])}
+    build["mobilenetv2"] = ("MobileNetV2", mobilenet_v2_graphs)
+    nets = {build[n][0]: build[n][1]() for n in args.nets.split(",") if n}
     lines = [
         "# Cascading: SRAM-resident intermediates (bench/npu_cascade.py)",
         "",
         "DRAM = bytes moved by every DMA per inference; cycles = schedule replay (equals the"
         " simulator" + (", checked in this run" if args.simulate else "") + "); MAC/cyc ="
-        " MACs / cycles; resident = ops touching an SRAM-resident tensor.",
+        " MACs / cycles; resident = ops touching an SRAM-resident tensor (the parts of a"
+        " row-band chain included); cascade: off / whole (whole tensors only) / on (whole"
+        " tensors and row-band chains of residual blocks).",
         "",
         "| net | hw | cascade | DRAM MB | cycles | MAC/cyc | resident ops | compile s |",
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for name, graphs in nets.items():
         for hw in (NPU_S, NPU_M):
-            for cascade in (False, True):
-                r = measure(graphs, hw, cascade=cascade, check=args.simulate)
+            for mode in MODES:
+                r = measure(graphs, hw, mode=mode, check=args.simulate)
                 lines.append(
-                    f"| {name} | {hw.name} | {'on' if cascade else 'off'} |"
+                    f"| {name} | {hw.name} | {mode} |"
                     f" {r['dram'] / 1e6:.2f} | {int(r['cycles']):,} | {r['mpc']:.1f} |"
                     f" {int(r['resident'])}/{int(r['ops'])} | {r['seconds']:.1f} |"
                 )

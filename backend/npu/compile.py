@@ -29,7 +29,7 @@ from npuc.backend.npu.allocate import Buffer, allocate
 from npuc.backend.npu.band_chain import NpuBandChain
 from npuc.backend.npu.cascade import Cascade, plan_cascade
 from npuc.backend.npu.encode import dram_bytes_moved, emit_all, step_cycles
-from npuc.backend.npu.lower_band_chain import choose_band_chains, plan_band_chain
+from npuc.backend.npu.lower_band_chain import BandMemo, choose_band_chains, plan_band_chain
 from npuc.backend.npu.lower_flat import plan_flat
 from npuc.backend.npu.lower_layout import plan_pad, plan_resize, plan_transpose
 from npuc.backend.npu.lower_move import plan_move
@@ -121,6 +121,7 @@ def plan_op(
     sram_budget: int,
     cache: dict[tuple[object, ...], WindowTiling] | None = None,
     resident: frozenset[str] = frozenset(),
+    band_memo: BandMemo | None = None,
 ) -> OpPlan:
     """Lower one op to its plan (tiling chosen here; ``cache``, ``resident``: see
     ``plan_window``; only window and flat ops may touch SRAM-resident tensors, and a
@@ -142,7 +143,7 @@ def plan_op(
     if isinstance(op, NpuTapConv2d):
         return plan_tap_conv(op, hw, sram_budget, resident)
     if isinstance(op, NpuBandChain):
-        return plan_band_chain(op, hw, sram_budget, cache, resident)
+        return plan_band_chain(op, hw, sram_budget, cache, resident, band_memo)
     raise UnsupportedError(f"NPU op {getattr(op, 'name', op)!r}: no lowering for {type(op)}")
 
 
@@ -193,16 +194,17 @@ def compile_npu_graph(
     cache = {} if cache is None else cache
     if tap_packing:
         graph = pack_graph(graph, hw, budget, cache)  # low-channel convs: im2col by DMA
+    band_memo: BandMemo = {}  # row-band chains of one geometry plan once
     if cascade and row_bands:  # residual blocks computed band by band in SRAM
         graph = choose_band_chains(
-            graph, hw, budget, lambda o: plan_op(o, hw, budget, cache), cache
+            graph, hw, budget, lambda o: plan_op(o, hw, budget, cache), cache, band_memo
         )
     top = budget // SRAM_ALIGN * SRAM_ALIGN
     ops = graph.ops
     casc, plans = plan_cascade(
         graph,
         top,
-        lambda i, b, res: plan_op(ops[i], hw, b, cache, res),
+        lambda i, b, res: plan_op(ops[i], hw, b, cache, res, band_memo),
         enabled=cascade,
     )
     builder = ProgramBuilder(hw)

@@ -51,7 +51,7 @@ from npuc.backend.npu.perf import ceil_div
 from npuc.backend.npu.plan import OpPlan, StepMaker
 from npuc.backend.npu.schedule import Step, assign_tokens, replay
 from npuc.backend.npu.tensor import DTYPE_RANGES
-from npuc.backend.npu.tiling import ALIGN, WindowTiling, align, weight_block_bytes
+from npuc.backend.npu.tiling import ALIGN, WindowTiling, align, tiling_key, weight_block_bytes
 from npuc.core.errors import UnsupportedError
 from npuc.core.hw.config import HwConfig
 
@@ -255,18 +255,38 @@ def _weight_steps(plan: OpPlan | None) -> int:
     return sum(len(encode.dma(True, 0, 0, encode.contiguous(len(d)))) for _, d in plan.constants)
 
 
+BandMemo = dict[tuple[object, ...], tuple[int, int]]  # (geometry, budget, io) -> (rows, est)
+
+
+def _geometry(op: NpuBandChain) -> tuple[object, ...]:
+    """Everything the chain's plan depends on besides hw, budget and residency."""
+    add = op.add
+    flat = (add.ofm.shape, add.ofm.dtype, add.ifm.dtype, add.ifm2.dtype)
+    return (*(tiling_key(c) for c in op.parts[:3]), flat, add.ifm.name == op.tail.ofm.name)
+
+
 def plan_band_chain(
     op: NpuBandChain,
     hw: HwConfig,
     sram_budget: int,
     cache: dict[tuple[object, ...], WindowTiling] | None = None,
     resident: frozenset[str] = frozenset(),
+    memo: BandMemo | None = None,
 ) -> OpPlan:
     """The chain's plan (module docstring); ``resident``: which of the block's input and
-    output the cascade keeps whole in SRAM (``"@" + name`` in ``make_steps``' SRAM map)."""
+    output the cascade keeps whole in SRAM (``"@" + name`` in ``make_steps``' SRAM map).
+    ``memo``: band heights and estimates already chosen for blocks of the same geometry
+    (repeated blocks plan once); filled in place."""
     io = (op.ifm.name in resident, op.ofm.name in resident)
+    key = (_geometry(op), sram_budget, io)
+    if memo is not None and key in memo:
+        rows, est = memo[key]
+        if rows < 0:
+            raise UnsupportedError(f"NPU op {op.name!r}: no band height fits")
+        return _plan_rows(op, hw, sram_budget, rows, io, cache, est)
     h = op.ifm.shape[1]
     best: OpPlan | None = None
+    best_rows = -1
     last: UnsupportedError | None = None
     # several bands need at least 2 * halo rows each: the slide copies to disjoint rows;
     # from the tallest bands down, the first CANDIDATES that fit are estimated
@@ -281,7 +301,9 @@ def plan_band_chain(
             continue
         tried += 1
         if best is None or plan.est_cycles < best.est_cycles:
-            best = plan
+            best, best_rows = plan, rows
+    if memo is not None:
+        memo[key] = (best_rows, best.est_cycles if best is not None else 0)
     if best is None:
         raise last or UnsupportedError(f"NPU op {op.name!r}: no band height fits")
     return best
@@ -294,7 +316,9 @@ def _plan_rows(
     rows: int,
     io: tuple[bool, bool],
     cache: dict[tuple[object, ...], WindowTiling] | None,
+    est: int | None = None,
 ) -> OpPlan:
+    """The plan with bands of ``rows`` rows (``est``: its estimate when already known)."""
     buffers, plans, bands, sub = _build(op, hw, budget, rows, io, cache)
     n_w = [_weight_steps(plans[r][0]) for r in range(3)]
     consts = tuple(c for role_plans in plans[:3] for c in role_plans[0].constants)  # type: ignore[union-attr]
@@ -351,7 +375,8 @@ def _plan_rows(
             pending = add_s
         return out + pending
 
-    est = _replay_alone(op, buffers, consts, make_steps, hw, budget)
+    if est is None:
+        est = _replay_alone(op, buffers, consts, make_steps, hw, budget)
     names = ", ".join(x.name for x in op.parts)
     mid_plan = plans[1][0]
     return OpPlan(
@@ -398,19 +423,29 @@ def choose_band_chains(
     budget: int,
     plan_single: Callable[[NpuOp], OpPlan],
     cache: dict[tuple[object, ...], WindowTiling] | None = None,
+    memo: BandMemo | None = None,
 ) -> NpuGraph:
     """``graph`` with the residual blocks worth chaining replaced (rule: :mod:`band_chain`):
     the chain, planned with its input and output in DRAM, moves fewer DRAM bytes than the
-    four ops planned alone by ``plan_single`` at no more than ``TOLERANCE`` more cycles."""
+    four ops planned alone by ``plan_single`` at no more than ``TOLERANCE`` more cycles
+    (decided once per block geometry)."""
+    decided: dict[tuple[object, ...], bool] = {}
 
     def keep(chain: NpuBandChain, ops: tuple[NpuOp, ...]) -> bool:
+        key = _geometry(chain)
+        if key in decided:
+            return decided[key]
         try:
-            fused = plan_band_chain(chain, hw, budget, cache)
+            fused = plan_band_chain(chain, hw, budget, cache, memo=memo)
             alone = [plan_single(o) for o in ops]
         except UnsupportedError:
+            decided[key] = False
             return False
         cycles = sum(p.est_cycles for p in alone)
         moved = sum(plan_dram_bytes(p) for p in alone)
-        return plan_dram_bytes(fused) < moved and fused.est_cycles <= cycles * (1 + TOLERANCE)
+        decided[key] = plan_dram_bytes(fused) < moved and fused.est_cycles <= cycles * (
+            1 + TOLERANCE
+        )
+        return decided[key]
 
     return fuse_band_chains(graph, keep)
