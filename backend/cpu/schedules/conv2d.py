@@ -44,7 +44,12 @@ PREPROC_ATTR = "meta_schedule.layout_rewrite_preproc"
 
 @dataclass(frozen=True, slots=True)
 class ConvTile:
-    """Register tile of one convolution: output channels x output columns."""
+    """Register tile of one convolution: ``block_k`` output channels x ``tile_w`` columns.
+
+    ``lanes`` is the vector length the channels are cut into: the target's
+    float32 lanes, or a narrower power of two (down to 4) that divides
+    ``block_k`` (24 channels are three 8-lane vectors, not one and a half of 16).
+    """
 
     block_k: int
     tile_w: int
@@ -54,6 +59,11 @@ class ConvTile:
     def vectors(self) -> int:
         """Accumulator vectors per output column (``block_k`` rounded up to whole vectors)."""
         return -(-self.block_k // self.lanes)
+
+    @property
+    def loads_per_fma(self) -> float:
+        """Weight vectors plus broadcast inputs loaded per fused multiply-add of the tile."""
+        return (self.vectors + self.tile_w) / (self.vectors * self.tile_w)
 
 
 def float_lanes(target: CpuTarget) -> int:
@@ -70,20 +80,34 @@ def _divisors(n: int, limit: int) -> list[int]:
     return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
 
 
+def _lanes_for(block_k: int, lanes: int) -> int:
+    """The widest power-of-two vector length <= ``lanes`` (at least 4) dividing ``block_k``."""
+    width = lanes
+    while width > 4 and block_k % width:
+        width //= 2
+    return width if block_k % width == 0 else lanes
+
+
 def choose_tile(nest: ConvNest, target: CpuTarget) -> ConvTile | None:
-    """The register tile with the most useful lanes, or ``None`` when none fits.
+    """The register tile with the most accumulator lanes, or ``None`` when none fits.
 
     ``block_k`` must divide the output channels of a group (a vector never
-    spans two groups, so its input value is one broadcast).
+    spans two groups, so its input value is one broadcast). Ties go to the
+    tile that loads the least per multiply-add.
     """
     lanes = float_lanes(target)
     budget = accumulator_budget(target)
     best: ConvTile | None = None
-    for block_k in _divisors(nest.group_out, 2 * lanes):
-        vectors = -(-block_k // lanes)
-        tile_w = max(_divisors(nest.out_width, budget // vectors))
-        tile = ConvTile(block_k, tile_w, lanes)
-        if best is None or block_k * tile_w >= best.block_k * best.tile_w:
+    for block_k in _divisors(nest.group_out, 4 * lanes):
+        width = _lanes_for(block_k, lanes)
+        vectors = -(-block_k // width)
+        if vectors > budget:
+            continue
+        tile = ConvTile(block_k, max(_divisors(nest.out_width, budget // vectors)), width)
+        if best is None or (tile.block_k * tile.tile_w, -tile.loads_per_fma) > (
+            best.block_k * best.tile_w,
+            -best.loads_per_fma,
+        ):
             best = tile
     if best is None or best.block_k < min(lanes // 2, nest.group_out):
         return None
@@ -104,6 +128,10 @@ class Conv2dRule:
         tile = choose_tile(nest, target)
         if tile is None:
             return None
+        conv = sch.get_sblock(nest.block)
+        pack_weights(sch, conv, nest, tile.block_k)
+        if nest.pad_block is not None:
+            _build_input(sch, sch.get_sblock(nest.pad_block), nest)
         schedule_conv(sch, nest, tile)
         return sch.mod["main"]
 
@@ -120,9 +148,8 @@ def pack_weights(
 
 
 def schedule_conv(sch: s_tir.Schedule, nest: ConvNest, tile: ConvTile) -> None:
-    """Apply the kernel of the module docstring to ``sch`` (in place)."""
+    """Apply the kernel of the module docstring to ``sch`` (in place); weights already packed."""
     conv = sch.get_sblock(nest.block)
-    pack_weights(sch, conv, nest, tile.block_k)
     out = inline_epilogue(sch, conv, nest)
 
     n, k, y, x = sch.get_loops(out)
@@ -152,9 +179,6 @@ def schedule_conv(sch: s_tir.Schedule, nest: ConvNest, tile: ConvTile) -> None:
     _vectorize_channels(sch, sch.get_loops(init)[-1], tile)
     sch.vectorize(xi)
 
-    if nest.pad_block is not None:
-        _parallel_pad(sch, sch.get_sblock(nest.pad_block))
-
 
 def _vectorize_channels(sch: s_tir.Schedule, loop: s_tir.schedule.LoopRV, tile: ConvTile) -> None:
     """Vectorise a ``block_k`` loop, as whole vectors when it is a multiple of the lanes."""
@@ -166,8 +190,16 @@ def _vectorize_channels(sch: s_tir.Schedule, loop: s_tir.schedule.LoopRV, tile: 
         sch.vectorize(loop)
 
 
-def _parallel_pad(sch: s_tir.Schedule, pad: s_tir.schedule.SBlockRV) -> None:
-    """Run the padding copy in parallel over (image, channel, row)."""
+def _build_input(sch: s_tir.Schedule, pad: s_tir.schedule.SBlockRV, nest: ConvNest) -> None:
+    """Build the padded input in parallel over (image, channel, row); ``[n, y, c, x]`` for 1x1.
+
+    A 1x1 kernel reads one input row per channel and reduction step: stored
+    channel-interleaved, the rows one output row needs are a few contiguous
+    pages instead of one page per channel. (Larger kernels read several rows
+    of a channel per step and keep NCHW.)
+    """
+    if nest.kernel_h == nest.kernel_w == 1:
+        sch.transform_layout(pad, ("write", 0), lambda n, c, y, x: (n, y, c, x))
     loops = sch.get_loops(pad)
     if len(loops) == 4:
         sch.parallel(sch.fuse(*loops[:3]))
