@@ -356,7 +356,9 @@ def make_partition(
     made = {n.name for n in nodes}
     ins: list[str] = []
     for n in nodes:
-        ins += [t for t in n.inputs if t not in made and t not in ins]
+        for t in n.inputs:  # x + x reads x once
+            if t not in made and t not in ins:
+                ins.append(t)
     outs = [
         n.name
         for n in nodes

@@ -4,9 +4,8 @@ Each block reads one of the last few tensors (so branches, siblings and joins
 occur) and is one of: convolution (+ ReLU), depthwise convolution, SiLU, max and
 average pool, residual add, concat of two tensors, a transpose pair, a channel
 softmax (a float layer: the CPU), a grouped convolution (groups 2, which the
-NPU refuses: the CPU with its reason). The two operands of an add or concat are
-different tensors: ``x + x`` of a graph input fails in lowering today (the NPU
-graph gets input ``x`` twice), a separate bug.
+NPU refuses: the CPU with its reason). Both operands of an add or concat may be one
+tensor (``x + x``: the partition reads ``x`` once).
 """
 
 from __future__ import annotations
@@ -45,8 +44,6 @@ class RandomNet(nn.Module):
             kind = KINDS[int(rng.integers(len(KINDS)))]
             a = i - int(rng.integers(min(i, 3) + 1))  # one of the last 4 tensors (0: x)
             b = i - int(rng.integers(min(i, 3) + 1))
-            if kind in ("add", "concat") and a == b:  # two different tensors (x + x: see below)
-                kind, b = ("conv", a) if i == 0 else (kind, a + 1 if a < i else a - 1)
             self.plan.append((kind, a, b))
             c = CHANNELS
             layer: nn.Module = nn.Identity()
