@@ -15,6 +15,7 @@ import pytest
 import npuc.backend.cpu.qlower as qlower
 import npuc.runtime.cpu_regions as runtime_regions
 from npuc.cli.main import main
+from npuc.core.cpu_region_format import FLOAT_TOLERANCE
 from npuc.core.errors import InvalidInputError, UnsupportedError
 from npuc.core.target import CpuTarget
 from npuc.midend.quantize.int_exec import IntTensor
@@ -123,6 +124,17 @@ def test_float_and_integer_regions_verify(
     shuffle_region = model.cpu_regions[0]  # the 5-D channel shuffle: integers, exact
     for spec in shuffle_region.entry.outputs:
         np.testing.assert_array_equal(got[spec.name].values, expected[spec.name].values)
+    # `npuc run --raw`: the conv after the softmax gives the executor's integers (the
+    # softmax's last-bit differences round to the same int8 here); the matmul output is
+    # float and agrees within the stated tolerance.
+    raw = model.run({"x": x}, raw=True)
+    for key, name in zip(model.output_names, model.qm.graph.outputs, strict=True):
+        want = expected[name]
+        if isinstance(want, IntTensor):
+            np.testing.assert_array_equal(raw[key], want.values.astype(want.qparams.dtype))
+        else:
+            atol = FLOAT_TOLERANCE * max(1.0, float(np.abs(want).max()))
+            np.testing.assert_allclose(raw[key], want, rtol=0, atol=atol)
     assert main(["verify", str(path)]) == 0
     out = capsys.readouterr().out
     assert "float CPU layers: within float tolerance" in out
