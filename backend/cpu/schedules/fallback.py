@@ -81,7 +81,7 @@ def _inline_one(sch: s_tir.Schedule) -> bool:
             is_spatial(sch, block)
             and consumers
             and all(is_spatial(sch, c) for c in consumers)
-            and _try(sch.compute_inline, block)
+            and attempt(sch.compute_inline, block)
         ):
             return True
     for block in blocks:
@@ -90,13 +90,13 @@ def _inline_one(sch: s_tir.Schedule) -> bool:
             is_spatial(sch, block)
             and len(producers) == 1
             and is_spatial(sch, producers[0])
-            and _try(sch.reverse_compute_inline, block)
+            and attempt(sch.reverse_compute_inline, block)
         ):
             return True
     return False
 
 
-def _try(primitive: object, *args: object) -> bool:
+def attempt(primitive: object, *args: object) -> bool:
     """Run a schedule primitive; ``False`` (schedule unchanged) when TIR refuses it."""
     try:
         primitive(*args)  # type: ignore[operator]
@@ -202,7 +202,7 @@ def _schedule_reduction(
     if vector is not None:
         sch.vectorize(vector)
     if reduction:
-        _try(sch.decompose_reduction, block, reduction[0])
+        attempt(sch.decompose_reduction, block, reduction[0])
     return outer_loop
 
 
@@ -214,7 +214,7 @@ def _attach_epilogue(
     if len(producers) != 1 or not is_spatial(sch, block):
         return False
     loop = parallel_of.get(sch.get(producers[0]).name_hint)
-    if loop is None or not _try(sch.reverse_compute_at, block, loop):
+    if loop is None or not attempt(sch.reverse_compute_at, block, loop):
         return False
     inner = list(sch.get_loops(block))
     attached = inner[_loop_index(sch, inner, loop) + 1 :]

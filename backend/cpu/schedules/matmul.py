@@ -15,8 +15,11 @@ schedule is a register-blocked GEMM:
   before its bias and activation;
 - batch, row tiles and column tiles are fused into one ``parallel`` loop.
 
-A transposed weight (``B[j, k]``, contiguous along ``k``) does not match: it
-needs a packed layout (a weight pre-pack pass) and is left to the fallback.
+A column count that is not a multiple of the vector width is padded
+(``pad_einsum``: ``B`` is copied into whole vectors, the extra columns are
+dropped on write-back). A transposed weight (``B[j, k]``, contiguous along
+``k``) does not match: it needs a packed layout (a weight pre-pack pass) and
+is left to the fallback.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from tvm.s_tir.dlight.analysis.common_analysis import collect_vars_used_in_prim_
 
 from npuc.backend.cpu.schedules.fallback import (
     PARALLEL_MIN_ELEMENTS,
+    attempt,
     inline_elementwise,
     schedule_block,
 )
@@ -68,15 +72,31 @@ class MatmulRule:
             return None
         inline_elementwise(sch)
         block = sch.get_sblock(sch.get(block).name_hint)
-        epilogues = [b for b in root_blocks(sch) if not sch.get(b).same_as(sch.get(block))]
-        if not all(is_spatial(sch, b) for b in epilogues):
+        others = [b for b in root_blocks(sch) if not sch.get(b).same_as(sch.get(block))]
+        if not all(is_spatial(sch, b) for b in others) or len(sch.get_consumers(block)) > 1:
             return None
+        *outer, i, j, _k = sch.get_loops(block)
+        rows, cols = extent(sch, i), extent(sch, j)
+        lanes = vector_lanes(target, "float32")
+        if rows is None or cols is None or cols < lanes:
+            return None
+        tiles = _tiles(rows, cols, lanes)
+        padded = tiles is None
+        if padded:  # odd width: pad the columns to whole vectors
+            col_tile = 2 * lanes if cols >= 2 * lanes else lanes
+            sch.pad_einsum(block, [1] * len(outer) + [1, col_tile, 1])
+            inline_elementwise(sch)
+            if len(sch.get_consumers(block)) > 1:
+                return None
+            tiles = _tiles(rows, -(-cols // col_tile) * col_tile, lanes)
+        if tiles is None:
+            return None
+        producers = sch.get_producers(block)  # inputs fused in (padding, a reshape)
         consumers = sch.get_consumers(block)
-        *_, i, j, _k = sch.get_loops(block)
-        tiles = _tiles(extent(sch, i), extent(sch, j), vector_lanes(target, "float32"))
-        if len(consumers) > 1 or tiles is None:
-            return None
-        _schedule_gemm(sch, block, consumers[0] if consumers else None, tiles, target)
+        epilogue = consumers[0] if consumers else None
+        _schedule_gemm(sch, block, epilogue, tiles, target, inline_epilogue=not padded)
+        for producer in producers:
+            schedule_block(sch, producer, target, {})
         return sch.mod["main"]
 
 
@@ -138,7 +158,15 @@ def _schedule_gemm(
     epilogue: BlockRV | None,
     tiles: tuple[int, int],
     target: CpuTarget,
+    *,
+    inline_epilogue: bool,
 ) -> None:
+    """Tile, vectorise and parallelise ``block``; compute ``epilogue`` in the write-back.
+
+    With ``inline_epilogue`` false (a padded GEMM: TVM 0.27 drops the bounds
+    check of the padded columns when the epilogue is inlined into the
+    write-back, writing past the row) the epilogue keeps its own loop nest.
+    """
     *batch, i, j, k = sch.get_loops(block)
     work = math.prod(extent(sch, loop) or 1 for loop in (*batch, i, j))
     row_tile, col_tile = tiles
@@ -151,11 +179,10 @@ def _schedule_gemm(
 
     # Accumulate in a register tile; write it back (through the epilogue) per tile.
     local = sch.cache_write(block, 0, "local")
-    if epilogue is not None:
-        try:
-            sch.reverse_compute_inline(epilogue)
-        except s_tir.ScheduleError:  # not element-wise over C: its own loop nest
-            schedule_block(sch, epilogue, target, {})
+    if epilogue is not None and not (
+        inline_epilogue and attempt(sch.reverse_compute_inline, epilogue)
+    ):  # not element-wise over C (or padded): its own loop nest
+        schedule_block(sch, epilogue, target, {})
     sch.reverse_compute_at(local, outer, preserve_unit_loops=True)
     sch.unroll(ii)
     sch.vectorize(ji)
