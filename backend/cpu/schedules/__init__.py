@@ -32,6 +32,7 @@ class ScheduleRule(Protocol):
 
 from npuc.backend.cpu.schedules.conv2d import Conv2dRule  # noqa: E402 (after the protocol)
 from npuc.backend.cpu.schedules.depthwise import DepthwiseConv2dRule  # noqa: E402
+from npuc.backend.cpu.schedules.matmul import MatmulRule  # noqa: E402
 
 #: Rules in the order they are tried; the fallback rule is appended by the schedule pass.
-RULES: tuple[ScheduleRule, ...] = (Conv2dRule(), DepthwiseConv2dRule())
+RULES: tuple[ScheduleRule, ...] = (Conv2dRule(), DepthwiseConv2dRule(), MatmulRule())
