@@ -5,7 +5,9 @@ recompiled from a ``.npuc``) plus one simulated run's trace into a plain dict:
 
 - per layer: op, shapes, MACs, ``sim_cycles`` (the cycles the layer adds to
   the simulated run: how far it moves the latest finish time, so they sum to
-  the partition's total; a layer hidden under its neighbours adds few),
+  the partition's total; a layer hidden under its neighbours adds few; the
+  parts of a row-band chain, which run interleaved, share their chain's
+  cycles in proportion to their estimates),
   ``sim_span_cycles`` (its first instruction's start to its last one's end;
   spans of neighbours overlap), busy cycles per unit, the compiler's
   tiling-model estimate (``est_cycles``, :mod:`.perf`, what chose the tiling)
@@ -230,11 +232,35 @@ def _partitions(
                     row["macs_per_cycle"] = row["macs"] / max(own, 1)
                     if cycles:  # a layer wholly hidden under its neighbours has no ratio
                         row["est_error"] = (row["est_cycles"] - cycles) / cycles
+            _split_chains([r for r in layers if r.get("partition") == pi], array)
             entry["sim_cycles"] = total
             entry["unattributed_cycles"] = total - latest
             entry["mac_utilisation"] = macs / (max(total, 1) * array)
         parts.append(entry)
     return parts
+
+
+def _split_chains(rows: list[dict[str, Any]], array: int) -> None:
+    """The parts of a row-band chain run interleaved, so finish-time increments say little
+    about each: the chain's simulated cycles are split among its parts in proportion to
+    their estimates (each part's error is then the chain's)."""
+    chains: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if str(row.get("tiling", "")).startswith("row-band chain") and "sim_cycles" in row:
+            chains.setdefault(row["tiling"], []).append(row)
+    for parts in chains.values():
+        total = sum(r["sim_cycles"] for r in parts)
+        est = sum(r["est_cycles"] for r in parts)
+        for row in parts:
+            cycles = round(total * row["est_cycles"] / est) if est else total // len(parts)
+            row["sim_cycles"] = cycles
+            own = max(cycles, *row["unit_busy_cycles"].values())
+            row["layer_cycles"] = own
+            row["mac_utilisation"] = row["macs"] / (max(own, 1) * array)
+            row["macs_per_cycle"] = row["macs"] / max(own, 1)
+            row.pop("est_error", None)
+            if cycles:
+                row["est_error"] = (row["est_cycles"] - cycles) / cycles
 
 
 def _totals(
