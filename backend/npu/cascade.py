@@ -30,9 +30,11 @@ slot of the tensor it consumes instead of needing a third slot beside the
 two it reads. Candidates that could only be placed that way are tried again
 after the first pass, once the tensors they would reuse are resident.
 
-Not done: row-band cascading (a rolling buffer of a few rows instead of the
-whole tensor); a resident output needs all output channels in one block,
-because the CONV writes dense HWC tiles (ISA: no output channel stride).
+Row-band cascading of residual blocks is :mod:`npuc.backend.npu.band_chain`:
+a chain is one op here, whose input and output may be resident (in place).
+Not done: row bands between arbitrary ops; a resident output needs all
+output channels in one block, because the CONV writes dense HWC tiles (ISA:
+no output channel stride).
 
 Guarantees (property-tested): resident tensors live at the same op never
 share a byte, except an in-place pair (``alias_of``) at the one op where the
