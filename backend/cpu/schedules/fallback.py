@@ -19,8 +19,8 @@ What it does to one fused PrimFunc (each step skipped where TIR refuses it):
    innermost. The outer spatial loops run in ``parallel``.
    An element-wise epilogue is computed inside the reduction's parallel loop.
 
-Small kernels (fewer than :data:`PARALLEL_MIN_ELEMENTS` outputs) are not
-parallelised: waking the thread pool costs more than the work.
+Small kernels (fewer than :data:`PARALLEL_MIN_ELEMENTS` loop iterations) are
+not parallelised: waking the thread pool costs more than the work.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ from npuc.backend.cpu.schedules.loops import (
 )
 from npuc.core.target import CpuTarget
 
-#: Output elements below which a loop nest runs on the calling thread only.
+#: Loop iterations (outputs times reduction length) below which a loop nest
+#: runs on the calling thread only.
 PARALLEL_MIN_ELEMENTS = 4096
 
 BlockRV = s_tir.schedule.SBlockRV
@@ -181,7 +182,8 @@ def _schedule_reduction(
     loops = list(sch.get_loops(block))
     spatial = [loop for loop, k in zip(loops, kinds, strict=True) if k == "S"]
     reduction = [loop for loop, k in zip(loops, kinds, strict=True) if k == "R"]
-    total = math.prod(extent(sch, loop) or PARALLEL_MIN_ELEMENTS for loop in spatial)
+    # Work, not outputs: a softmax over 40 rows of 6625 classes is worth two threads.
+    total = math.prod(extent(sch, loop) or PARALLEL_MIN_ELEMENTS for loop in loops)
     vector = None
     if spatial and _contiguous_in_last_spatial(sch, block):
         width = vector_factor(extent(sch, spatial[-1]), lanes)
