@@ -139,6 +139,13 @@ def test_float_and_integer_regions_verify(
     out = capsys.readouterr().out
     assert "float CPU layers: within float tolerance" in out
     assert out.strip().endswith("NPU partitions and integer CPU layers: bit-exact")
+    # `npuc report` says per CPU layer which region runs it, compiled.
+    assert main(["report", str(path), "-o", str(tmp_path / "report")]) == 0
+    assert "cpu: softmax_0 (softmax): " in (table := capsys.readouterr().out)
+    assert "[cpu_1: compiled]" in table
+    layers = json.loads((tmp_path / "report" / "report.json").read_text())["layers"]
+    row = next(r for r in layers if r["layer"] == "softmax_0")
+    assert row["cpu_region"] == {"name": "cpu_1", "compiled": True}
 
 
 def test_a_region_lowering_refuses_runs_on_the_executor_with_its_reason(
@@ -163,6 +170,8 @@ def test_a_region_lowering_refuses_runs_on_the_executor_with_its_reason(
     )
     assert main(["verify", str(path)]) == 0
     assert "cpu_0 (3 layer(s) from reshape_0): not lowered" in capsys.readouterr().out
+    assert main(["report", str(path), "-o", str(tmp_path / "report")]) == 0
+    assert "[cpu_0 on the integer executor: not lowered" in capsys.readouterr().out
 
 
 @pytest.mark.slow
