@@ -17,6 +17,7 @@ from tvm import relax
 from npuc.core.errors import InvalidInputError, UnsupportedError
 from npuc.midend.quantize.qmodel import QuantizedModel
 
+from .dispatch import emit_layer
 from .intops import quantize
 from .relax_call import source_functions
 
@@ -93,8 +94,6 @@ def lower_layers(
     for name in input_names:
         ty = qm.graph.tensor_type(name) if name in float_inputs else boundary_type(qm, name)
         params.append(relax.Var(name, relax.TensorType(ty.shape, ty.dtype)))
-    from . import emit_layer
-
     with bb.function("main", params):
         with bb.dataflow():
             env: dict[str, relax.Expr] = {}
