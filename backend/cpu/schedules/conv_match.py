@@ -85,34 +85,37 @@ def _ints(shape: list[tirx.PrimExpr]) -> list[int] | None:
 
 
 def _epilogue(sch: s_tir.Schedule, conv: s_tir.schedule.SBlockRV) -> tuple[str, ...] | None:
-    """The chain of single-consumer spatial blocks after ``conv``, or ``None`` if it branches.
+    """The element-wise blocks after ``conv`` (root order), or ``None`` if one is not.
 
-    Each block must read its producer at the same 4-D index it writes (an
-    element-wise op), so it can be inlined into the next one.
+    Every block after the convolution must be spatial over the output's
+    shape and read the convolution's result, and the results of the blocks
+    before it, only at the index it writes (bias, activations, clip, residual
+    add, ``x * sigmoid(x)``); then all but the last can be inlined into the
+    last. Only the last may write a parameter of the function (its output).
     """
+    func = sch.mod["main"]
+    root = list(sch.get_child_blocks(sch.get_sblock("root")))
+    position = next(i for i, rv in enumerate(root) if sch.get(rv).same_as(sch.get(conv)))
+    produced = [sch.get(conv).writes[0].source]
+    out_shape = _ints(list(produced[0].shape))
     names: list[str] = []
-    block = conv
-    out_shape = list(sch.get(conv).writes[0].source.shape)
-    while True:
-        consumers = sch.get_consumers(block)
-        if not consumers:
-            return tuple(names)
-        if len(consumers) != 1:
+    for rv in root[position + 1 :]:
+        block = sch.get(rv)
+        if _kinds(block) != "SSSS" or len(block.writes) != 1:
             return None
-        nxt = sch.get(consumers[0])
-        produced = sch.get(block).writes[0].source
-        if _kinds(nxt) != "SSSS" or len(nxt.writes) != 1:
+        vars_ = [iv.var for iv in block.iter_vars]
+        inner = [r for r in block.reads if any(r.source.same_as(b) for b in produced)]
+        if not inner or not all(_indexed_by(r, vars_) for r in inner):
             return None
-        vars_ = [iv.var for iv in nxt.iter_vars]
-        reads = [r for r in nxt.reads if r.source.same_as(produced)]
-        if not reads or not all(_indexed_by(r, vars_) for r in reads):
+        written = block.writes[0]
+        if not _indexed_by(written, vars_) or _ints(list(written.source.shape)) != out_shape:
             return None
-        if not _indexed_by(nxt.writes[0], vars_):
-            return None
-        if _ints(list(nxt.writes[0].source.shape)) != _ints(out_shape):
-            return None
-        names.append(nxt.name_hint)
-        block = consumers[0]
+        produced.append(written.source)
+        names.append(block.name_hint)
+    params = [p for p in func.params]
+    if any(any(p.same_as(b) for p in params) for b in produced[:-1]):
+        return None  # an intermediate result is also an output: it cannot stay in registers
+    return tuple(names)
 
 
 def match_conv2d(sch: s_tir.Schedule) -> ConvNest | None:
@@ -120,7 +123,7 @@ def match_conv2d(sch: s_tir.Schedule) -> ConvNest | None:
 
     ``None`` when the function has no such block, more than one, symbolic
     shapes, a weight that is not a function parameter, or an epilogue that is
-    not a chain of element-wise blocks of the output's shape.
+    not element-wise over the output's shape (see :func:`_epilogue`).
     """
     func = sch.mod["main"]
     found: list[ConvNest] = []

@@ -40,7 +40,7 @@ class ConvCase:
     padding: int = 0
     dilation: int = 1
     groups: int = 1
-    epilogue: str = "bias_relu"  # "none", "bias_relu", "clip", "residual"
+    epilogue: str = "bias_relu"  # "none", "bias_relu", "clip", "residual", "silu"
 
     def __str__(self) -> str:
         return (
@@ -82,6 +82,8 @@ class ConvCase:
                     y = bb.emit(relax.op.nn.relu(y))
                 elif self.epilogue == "clip":
                     y = bb.emit(relax.op.clip(y, 0.0, 6.0))
+                elif self.epilogue == "silu":  # two readers of the conv result
+                    y = bb.emit(relax.op.multiply(y, relax.op.sigmoid(y)))
                 elif residual is not None:
                     y = bb.emit(relax.op.nn.relu(relax.op.add(y, residual)))
                 out = bb.emit_output(y)

@@ -31,6 +31,7 @@ REGULAR = [
     ConvCase(channels=32, filters=48, size=(7, 7), kernel=(1, 1), stride=2),
     ConvCase(channels=12, filters=24, size=(7, 7), groups=3, padding=1),
     ConvCase(channels=5, filters=7, size=(6, 11), kernel=(2, 3), epilogue="residual"),
+    ConvCase(channels=16, filters=32, size=(10, 10), stride=2, padding=1, epilogue="silu"),
 ]
 DEPTHWISE = [
     ConvCase(channels=16, filters=16, groups=16, size=(14, 14), padding=1, epilogue="clip"),
