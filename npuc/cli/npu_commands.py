@@ -94,6 +94,12 @@ def build(args: argparse.Namespace) -> CommandResult:
         from npuc.cli.npu_report import check_report_dir
 
         check_report_dir(Path(args.report))
+    from npuc.core.target import CpuTarget
+    from npuc.driver import make_target
+
+    # The CPU regions are compiled for this machine, with --threads like a CPU build.
+    cpu_target = make_target("cpu", num_threads=args.threads)
+    assert isinstance(cpu_target, CpuTarget)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = build_npu(
@@ -106,6 +112,7 @@ def build(args: argparse.Namespace) -> CommandResult:
             golden=args.golden,
             calib_limit=args.calib_limit,
             io_dtype=args.io_dtype or "float",
+            cpu_target=cpu_target,
         )
     notes = [str(w.message) for w in caught]
     if len(result.golden) < args.golden:

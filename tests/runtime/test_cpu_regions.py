@@ -115,9 +115,10 @@ def test_a_library_for_missing_cpu_features_is_refused(
 def test_float_and_integer_regions_verify(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = _build(tmp_path, region_net_onnx(), "region", "--show-cpu-ops")
+    path = _build(tmp_path, region_net_onnx(), "region", "--show-cpu-ops", "--threads", "1")
     assert "CPU regions: 4 compiled (LLVM), 0 on the integer executor" in capsys.readouterr().out
     model = load_npuc(path)
+    assert {r.entry.target.num_cores for r in model.cpu_regions if r.entry.target} == {1}
     x = np.random.default_rng(9).standard_normal((1, 3, 8, 8)).astype(np.float32)
     got = model.run_env({"x": x})
     expected = model.int_exec.run({"x": x})
