@@ -24,7 +24,7 @@ from npuc.backend.cpu.schedule_pass import RULE_ATTR, ScheduleCpu, ScheduleRepor
 from npuc.backend.cpu.schedules import ScheduleRule
 from npuc.backend.cpu.schedules.loops import vector_lanes
 from npuc.backend.cpu.schedules.matmul import MatmulRule
-from npuc.core.target import CpuTarget, host_target
+from npuc.core.target import CpuTarget, host_core_count, host_target
 
 GraphFn = Callable[[list[relax.Var]], relax.Expr]
 TARGET = host_target(num_cores=2)
@@ -217,3 +217,30 @@ def test_vector_width_follows_the_target() -> None:
     avx512 = CpuTarget(cpu_name="icelake-server", features=("avx2", "avx512f"), num_cores=2)
     assert re.search(r"T\.vectorized\((T\.int64\()?8\)", ScheduleCpu(avx2)(fused).script())
     assert re.search(r"T\.vectorized\((T\.int64\()?16\)", ScheduleCpu(avx512)(fused).script())
+
+
+def test_parallel_code_gives_the_same_result_on_any_thread_count() -> None:
+    """``--threads`` sizes TVM's pool; the parallel loops split work, never change it."""
+    from npuc.runtime.thread_pool import configure_threads, configured_threads
+
+    mod = graph(
+        [(64, 96), (96, 80), (1, 8, 30, 30)],
+        lambda p: relax.Tuple([op.matmul(p[0], p[1]), op.nn.softmax(op.nn.relu(p[2]), axis=1)]),
+    )
+    exe = build(mod, (MatmulRule(),))
+    rng = np.random.default_rng(5)
+    inputs = [rng.uniform(-1, 1, s).astype("float32") for s in [(64, 96), (96, 80), (1, 8, 30, 30)]]
+    previous = configured_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            configure_threads(threads)
+            vm = relax.VirtualMachine(exe, tvm.cpu())
+            outs = vm["main"](*[tvm.runtime.tensor(x) for x in inputs])
+            results.append([out.numpy() for out in outs])
+    finally:
+        # What loading a library would have chosen, if nothing had sized the pool yet.
+        configure_threads(previous if previous is not None else host_core_count())
+    for other in results[1:]:
+        for got, want in zip(other, results[0], strict=True):
+            np.testing.assert_array_equal(got, want, strict=True)
