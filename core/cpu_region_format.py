@@ -245,9 +245,12 @@ def output_difference(name: str, got: np.ndarray, want: np.ndarray) -> str | Non
     )
 
 
-def load_library(data: bytes, where: str, name: str) -> tvm.runtime.Module:
-    """``dlopen`` a region's library bytes through a private temporary file, removed once
-    loaded (a loaded file is never rewritten in place, which would crash the process).
+def load_library(
+    data: bytes, where: str, name: str, folder: str | os.PathLike[str] | None = None
+) -> tvm.runtime.Module:
+    """``dlopen`` a region's library bytes through a private temporary file in ``folder``
+    (default the system temp folder), removed once loaded (a loaded file is never
+    rewritten in place, which would crash the process).
 
     Raises
     ------
@@ -256,7 +259,7 @@ def load_library(data: bytes, where: str, name: str) -> tvm.runtime.Module:
     """
     import tvm
 
-    fd, path = tempfile.mkstemp(prefix="npuc-region-", suffix=".so")
+    fd, path = tempfile.mkstemp(prefix="npuc-region-", suffix=".so", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

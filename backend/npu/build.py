@@ -135,9 +135,11 @@ def build_quantized(
     golden_feeds: Sequence[Mapping[str, np.ndarray]],
     float_executor: Any = None,
     cpu_target: CpuTarget | None = None,
+    work_dir: Path | None = None,
 ) -> NpuBuild:
     """Compile ``qm`` and compute the golden outputs of ``golden_feeds``; the CPU regions
-    are compiled for ``cpu_target`` (default this machine) and checked on those samples."""
+    are compiled for ``cpu_target`` (default this machine) and checked on those samples,
+    linked in ``work_dir`` (default the system temp folder)."""
     ix = IntegerExecutor(qm, float_executor)
     placements, parts, lowered, compiled, refused = compile_quantized(qm, hw, ix)
     golden, envs = [], []
@@ -151,7 +153,7 @@ def build_quantized(
             )
         )
     target = cpu_target if cpu_target is not None else host_target()
-    regions = compile_cpu_regions(qm, parts, target, envs)
+    regions = compile_cpu_regions(qm, parts, target, envs, work_dir)
     return NpuBuild(qm, placements, parts, lowered, compiled, golden, refused, regions)
 
 
@@ -310,7 +312,7 @@ def build_npu(
     model the frontend or NPU compiler cannot handle, an ``io_dtype`` that
     cannot carry an input or output), each naming the culprit.
     """
-    from npuc.core.fileio import write_bytes_atomic
+    from npuc.core.fileio import workspace_beside, write_bytes_atomic
     from npuc.frontend import load
     from npuc.midend.pipeline import Pipeline, graph_passes
     from npuc.midend.quantize.api import quantize_module, quantize_prequantized
@@ -353,7 +355,8 @@ def build_npu(
         samples = [s for s in samples if not any(nonfinite(np.asarray(v)) for v in s.values())]
     interface_io(qm, io_dtype)  # refuse an interface that cannot carry the I/O before compiling
     feeds = [s for _, s in zip(range(golden), samples, strict=False)]
-    build = build_quantized(qm, hw, feeds, cpu_target=cpu_target)
+    with workspace_beside(out_path) as work:  # a killed build leaves nothing in /tmp
+        build = build_quantized(qm, hw, feeds, cpu_target=cpu_target, work_dir=work)
     options = {
         "calib": Path(str(calib)).name if calib else "none (pre-quantized model)",
         "calib_samples": int(qm.calibration.get("samples", 0) or 0),

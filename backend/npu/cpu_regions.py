@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -137,15 +138,17 @@ def interface(mod: tvm.IRModule, region: CpuRegion) -> tuple[list[TensorSpec], l
     return ins, outs
 
 
-def export_bytes(executable: tvm.runtime.Executable) -> bytes:
-    """The shared library of ``executable`` as bytes, linked in a fixed-name folder so the
-    linker sees the same paths every time."""
-    with tempfile.TemporaryDirectory(prefix="npuc-cpu-region-") as folder:
-        work = Path(folder) / "work"
-        work.mkdir()
-        path = Path(folder) / "region.so"
-        executable.export_library(str(path), workspace_dir=str(work))
+def export_bytes(executable: tvm.runtime.Executable, work: Path | None = None) -> bytes:
+    """The shared library of ``executable`` as bytes, linked in a new folder inside
+    ``work`` (the build's workspace beside its output; default the system temp folder)."""
+    folder = Path(tempfile.mkdtemp(prefix="cpu-region-", dir=work))
+    try:
+        (folder / "work").mkdir()
+        path = folder / "region.so"
+        executable.export_library(str(path), workspace_dir=str(folder / "work"))
         return path.read_bytes()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def region_values(value: Any) -> np.ndarray:
@@ -154,7 +157,10 @@ def region_values(value: Any) -> np.ndarray:
 
 
 def _first_mismatch(
-    entry: CpuRegionEntry, library: bytes, golden_envs: Sequence[Mapping[str, Any]]
+    entry: CpuRegionEntry,
+    library: bytes,
+    golden_envs: Sequence[Mapping[str, Any]],
+    work: Path | None,
 ) -> str | None:
     """Run the stored library bytes on each golden sample's border values; the first
     difference from the integer executor, in words, or None."""
@@ -162,16 +168,20 @@ def _first_mismatch(
         return None
     cpus = os.sched_getaffinity(0)  # TVM's pool pins the thread running a parallel kernel
     try:
-        return _golden_mismatch(entry, library, golden_envs)
+        return _golden_mismatch(entry, library, golden_envs, work)
     finally:
         if os.sched_getaffinity(0) != cpus:
             os.sched_setaffinity(0, cpus)
 
 
 def _golden_mismatch(
-    entry: CpuRegionEntry, library: bytes, golden_envs: Sequence[Mapping[str, Any]]
+    entry: CpuRegionEntry,
+    library: bytes,
+    golden_envs: Sequence[Mapping[str, Any]],
+    work: Path | None,
 ) -> str | None:
-    vm = relax.VirtualMachine(load_library(library, "build", entry.name), tvm.cpu())
+    module = load_library(library, "build", entry.name, folder=work)
+    vm = relax.VirtualMachine(module, tvm.cpu())
     where = f"CPU region {entry.name}"
     for i, env in enumerate(golden_envs):
         values = {t.name: region_values(env[t.name]) for t in entry.inputs}
@@ -195,11 +205,13 @@ def compile_region(
     region: CpuRegion,
     target: CpuTarget,
     golden_envs: Sequence[Mapping[str, Any]] = (),
+    work: Path | None = None,
 ) -> CompiledRegion:
     """Lower, compile and check one region; a fallback entry with the reason when refused.
 
     ``golden_envs``: the integer executor's full environments of the golden samples
-    (every tensor by name), to check the library against.
+    (every tensor by name), to check the library against. ``work``: a folder for the
+    linker's files (:func:`export_bytes`).
     """
     from npuc.backend.cpu.build import compile_module
     from npuc.backend.cpu.qlower import lower_layers
@@ -222,14 +234,14 @@ def compile_region(
         executable = compile_module(mod, target)
     except Exception as err:  # a TVM failure: keep the layers on the integer executor
         return fallback(f"TVM failed compiling it: {_first_line(err)}")
-    library = export_bytes(executable)
+    library = export_bytes(executable, work)
     entry = CpuRegionEntry(
         name=region.name, layers=region.layers, inputs=tuple(ins), outputs=tuple(outs),
         library=f"cpu/{region.name}.so", sha256=hashlib.sha256(library).hexdigest(),
         target=target, tvm_version=tvm.__version__, fallback_reason=None,
     )  # fmt: skip
     try:
-        mismatch = _first_mismatch(entry, library, golden_envs)
+        mismatch = _first_mismatch(entry, library, golden_envs, work)
     except Exception as err:  # the TVM VM failed running it
         mismatch = f"its library failed on a golden sample: {_first_line(err)}"
     if mismatch is not None:
@@ -242,10 +254,11 @@ def compile_cpu_regions(
     partitions: Sequence[Partition],
     target: CpuTarget,
     golden_envs: Sequence[Mapping[str, Any]] = (),
+    work: Path | None = None,
 ) -> list[CompiledRegion]:
     """Every CPU region of ``qm`` compiled (or refused, with the reason) for ``target``."""
     return [
-        compile_region(qm, region, target, golden_envs)
+        compile_region(qm, region, target, golden_envs, work)
         for region in find_cpu_regions(qm, partitions)
     ]
 
