@@ -9,7 +9,7 @@ import pytest
 
 from npuc.core.errors import InvalidInputError
 from npuc.midend.quantize.clipping import aciq_alpha
-from npuc.midend.quantize.observers import Observer
+from npuc.midend.quantize.observers import Observer, flat_copy
 from npuc.midend.quantize.qparams import choose_qparams
 from npuc.midend.quantize.ranges import parse_strategy
 
@@ -226,3 +226,17 @@ def test_bad_observer_options() -> None:
         Observer("x", bins=4)
     with pytest.raises(InvalidInputError, match="momentum"):
         Observer("x", momentum=1.0)
+
+
+@pytest.mark.parametrize(
+    "shape", [(1, 3, 5, 7), (1, 64, 20, 20), (1, 1, 1, 1), (2, 4, 3, 3), (6, 5)]
+)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_flat_copy_is_reshape(shape: tuple[int, ...], channels_last: bool) -> None:
+    """The blocked transpose gives the values in the same order as ``reshape(-1)``
+    (what the statistics are summed in), for NCHW views of channels-last arrays and
+    plain arrays alike."""
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    if channels_last and x.ndim == 4:
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    np.testing.assert_array_equal(flat_copy(x), x.reshape(-1), strict=True)
