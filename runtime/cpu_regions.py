@@ -21,6 +21,7 @@ import tvm
 from tvm import relax
 
 from npuc.core.cpu_region_format import (
+    REBUILD_HINT,
     CpuRegionEntry,
     check_library,
     load_library,
@@ -55,6 +56,14 @@ class CpuRegionLibrary:
         self.qm = qm
         self._vm = relax.VirtualMachine(module, tvm.cpu())
         self._main = self._vm["main"]
+        arity = self._vm._get_function_arity("main")
+        params = [self._vm._get_function_param_name("main", i) for i in range(arity)]
+        if params != [t.name for t in entry.inputs]:
+            raise InvalidInputError(
+                f"CPU region {entry.name!r}: its library takes {params}, the manifest "
+                f"records {[t.name for t in entry.inputs]}",
+                hint=REBUILD_HINT,
+            )
         # An output is an IntTensor exactly when the integer executor makes one.
         self._integer = {t.name: _is_integer(qm, t.name) for t in entry.outputs}
 
@@ -118,6 +127,7 @@ def load_regions(
             )
         if entry.library is None:
             continue
+        _check_interface(entry, qm, where)
         host_cpu = host_cpu or host_target()
         data = artifact.read(entry.library)
         check_library(entry, data, host_cpu, tvm.__version__, where)
@@ -126,6 +136,29 @@ def load_regions(
         assert entry.target is not None
         ensure_threads(min(entry.target.num_cores, host_core_count()))
     return loaded
+
+
+def _check_interface(entry: CpuRegionEntry, qm: QuantizedModel, where: str) -> None:
+    """Each border tensor of ``entry`` is a tensor of ``qm`` with the shape and the dtype
+    the integer executor holds it in (stored integers or real values)."""
+    for spec in (*entry.inputs, *entry.outputs):
+        try:
+            ty = qm.graph.tensor_type(spec.name)
+        except KeyError:
+            ty = None
+        want = None
+        if ty is not None:
+            want = (
+                tuple(ty.shape),
+                qm.tensors[spec.name].dtype if _is_integer(qm, spec.name) else ty.dtype,
+            )
+        if want != (spec.shape, spec.dtype):
+            raise InvalidInputError(
+                f"{where}: CPU region {entry.name!r}: tensor {spec.name!r} is recorded as "
+                f"{spec.shape} {spec.dtype}, the model has "
+                + ("no such tensor" if want is None else f"{want[0]} {want[1]}"),
+                hint=REBUILD_HINT,
+            )
 
 
 def region_lines(artifact: Artifact) -> list[str]:

@@ -102,6 +102,20 @@ def test_a_modified_library_is_refused(shuffle: Path, tmp_path: Path) -> None:
     assert main(["verify", str(bad)]) == 3
 
 
+def test_an_interface_unlike_the_model_is_refused(shuffle: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.npuc"
+    with zipfile.ZipFile(shuffle) as zin, zipfile.ZipFile(bad, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "manifest.json":
+                manifest = json.loads(data)
+                manifest["cpu_regions"][0]["inputs"][0]["shape"][1] += 1
+                data = json.dumps(manifest).encode()
+            zout.writestr(info, data)
+    with pytest.raises(InvalidInputError, match=r"cpu_0.*is recorded as \(1, 9, 8, 8\) int8"):
+        load_npuc(bad)
+
+
 def test_a_library_for_missing_cpu_features_is_refused(
     shuffle: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
