@@ -205,7 +205,10 @@ class _Checker:
         if got is None:
             return False
         names, keys = got
-        self.accepted = {"npuc_layers": ",".join(sorted(names)), "npuc_bindings": ",".join(keys)}
+        self.accepted = {
+            "npuc_layers": ",".join(sorted(names)),
+            "npuc_bindings": ",".join(sorted(keys)),
+        }
         return True
 
     def attrs(self, _annotated: object) -> dict[str, str]:

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 import tvm
+from tvm.script import ir as I
+from tvm.script import relax as R
 
 from npuc.backend.npu import composites
 from npuc.backend.npu.composites import CODEGEN, AnnotateNpuComposites, LayerMap, binding_keys
@@ -234,3 +236,102 @@ def test_real_models_match_the_walk(key: str) -> None:
     else:
         moved = set(relax[0].layers) - set(walk[0].layers)
         assert [qm.graph.node(n).op for n in moved] == ["unary"]
+
+
+@I.ir_module
+class _Before:
+    @R.function
+    def main(
+        x: R.Tensor((1, 4, 8, 8), "float32"),
+        w: R.Tensor((4, 4, 1, 1), "float32"),
+        b: R.Tensor((1, 4, 1, 1), "float32"),
+    ) -> R.Tensor((1, 4, 8, 8), "float32"):
+        with R.dataflow():
+            lv = R.nn.conv2d(x, w)
+            lv1 = R.add(lv, b)
+            lv2 = R.nn.relu(lv1)
+            lv3 = R.nn.softmax(lv2, axis=1)
+            gv = R.nn.max_pool2d(lv3, pool_size=(1, 1))
+            R.output(gv)
+        return gv
+
+
+@I.ir_module
+class _Expected:
+    @R.function
+    def fused_relax_nn_conv2d_relax_add_relax_nn_relu1_npuc_npu(
+        x: R.Tensor((1, 4, 8, 8), "float32"),
+        w: R.Tensor((4, 4, 1, 1), "float32"),
+        b: R.Tensor((1, 4, 1, 1), "float32"),
+    ) -> R.Tensor((1, 4, 8, 8), "float32"):
+        R.func_attr({"Codegen": "npuc_npu"})
+
+        @R.function
+        def composite(
+            x_1: R.Tensor((1, 4, 8, 8), "float32"),
+            w_1: R.Tensor((4, 4, 1, 1), "float32"),
+            b_1: R.Tensor((1, 4, 1, 1), "float32"),
+        ) -> R.Tensor((1, 4, 8, 8), "float32"):
+            R.func_attr(
+                {
+                    "Composite": "npuc_npu.conv2d",
+                    "npuc_bindings": "lv,lv1,lv2",
+                    "npuc_layers": "conv2d_0",
+                }
+            )
+            with R.dataflow():
+                lv = R.nn.conv2d(x_1, w_1)
+                lv1 = R.add(lv, b_1)
+                gv = R.nn.relu(lv1)
+                R.output(gv)
+            return gv
+
+        out: R.Tensor((1, 4, 8, 8), "float32") = composite(x, w, b)
+        return out
+
+    @R.function
+    def fused_relax_nn_max_pool2d1_npuc_npu(
+        lv3: R.Tensor((1, 4, 8, 8), "float32"),
+    ) -> R.Tensor((1, 4, 8, 8), "float32"):
+        R.func_attr({"Codegen": "npuc_npu"})
+
+        @R.function
+        def composite(
+            lv3_1: R.Tensor((1, 4, 8, 8), "float32"),
+        ) -> R.Tensor((1, 4, 8, 8), "float32"):
+            R.func_attr(
+                {"Composite": "npuc_npu.pool", "npuc_bindings": "gv", "npuc_layers": "max_pool2d_0"}
+            )
+            with R.dataflow():
+                gv = R.nn.max_pool2d(lv3_1, pool_size=(1, 1))
+                R.output(gv)
+            return gv
+
+        out: R.Tensor((1, 4, 8, 8), "float32") = composite(lv3)
+        return out
+
+    @R.function
+    def main(
+        x: R.Tensor((1, 4, 8, 8), "float32"),
+        w: R.Tensor((4, 4, 1, 1), "float32"),
+        b: R.Tensor((1, 4, 1, 1), "float32"),
+    ) -> R.Tensor((1, 4, 8, 8), "float32"):
+        cls = _Expected
+        with R.dataflow():
+            lv = cls.fused_relax_nn_conv2d_relax_add_relax_nn_relu1_npuc_npu(x, w, b)
+            lv3 = R.nn.softmax(lv, axis=1)
+            gv = cls.fused_relax_nn_max_pool2d1_npuc_npu(lv3)
+            R.output(gv)
+        return gv
+
+
+def test_annotate_before_expected() -> None:
+    """conv2d + bias + ReLU (one NPU layer) become one ``npuc_npu.conv2d`` composite; the
+    softmax (a CPU layer) stays in ``main``; the pool after it gets a region of its own, since
+    joining the convolution's would make a cycle through the softmax."""
+    keys = binding_keys(_Before["main"])
+    layer_of = {"lv": "conv2d_0", "lv1": "conv2d_0", "lv2": "conv2d_0"}
+    layer_of |= {"lv3": "softmax_0", "gv": "max_pool2d_0"}
+    layers = LayerMap(keys, layer_of, frozenset({"conv2d_0", "max_pool2d_0"}))
+    after = tvm.transform.Sequential([AnnotateNpuComposites(layers)])(_Before)
+    tvm.ir.assert_structural_equal(after, _Expected)
