@@ -1,4 +1,4 @@
-"""Which quantized layers the NPU runs, and the partitions of consecutive NPU layers.
+"""Which quantized layers the NPU runs (legality checks) and the NPU partitions they form.
 
 Each legality check takes the layer's node and the :class:`QuantizedModel` and
 returns ``(ok, reason)``; its docstring is the user-facing rule that
