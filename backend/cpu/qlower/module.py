@@ -43,7 +43,13 @@ def boundary_type(qm: QuantizedModel, name: str) -> relax.TensorType:
     return relax.TensorType(ty.shape, dtype)
 
 
-def _check_names(qm: QuantizedModel, layer_names: Sequence[str], inputs: Sequence[str]) -> None:
+def _check_region(
+    qm: QuantizedModel,
+    layer_names: Sequence[str],
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+) -> None:
+    """Refuse unknown names, layers reading tensors the region lacks, outputs it never makes."""
     known = {n.name for n in qm.graph.nodes}
     unknown = [n for n in layer_names if n not in known]
     if unknown:
@@ -52,6 +58,22 @@ def _check_names(qm: QuantizedModel, layer_names: Sequence[str], inputs: Sequenc
     missing = [n for n in inputs if n not in known and n not in graph_inputs]
     if missing:
         raise InvalidInputError(f"region inputs {missing} are not tensors of the model")
+    available = set(inputs)
+    wanted = set(layer_names)
+    for node in qm.graph.nodes:
+        if node.name not in wanted:
+            continue
+        lacking = [n for n in node.inputs if n not in available]
+        if lacking:
+            raise InvalidInputError(
+                f"layer {node.name!r} reads {lacking}, which the region neither "
+                "receives nor computes before it",
+                hint="add them to input_names or their layers to layer_names",
+            )
+        available.add(node.name)
+    absent = [n for n in outputs if n not in available]
+    if absent:
+        raise InvalidInputError(f"region outputs {absent} are not computed by the region")
 
 
 def lower_layers(
@@ -87,7 +109,7 @@ def lower_layers(
         An unknown layer or tensor name, or a layer reading a tensor that is
         neither an input nor computed before it in the region.
     """
-    _check_names(qm, layer_names, input_names)
+    _check_region(qm, layer_names, input_names, output_names)
     wanted = set(layer_names)
     bb = relax.BlockBuilder(tvm.IRModule(source_functions(qm.graph)))
     params = []
@@ -101,19 +123,8 @@ def lower_layers(
                 quantized = name in float_inputs and name in qm.tensors
                 env[name] = bb.emit(quantize(var, qm.tensors[name])) if quantized else var
             for node in qm.graph.nodes:
-                if node.name not in wanted:
-                    continue
-                missing = [n for n in node.inputs if n not in env]
-                if missing:
-                    raise InvalidInputError(
-                        f"layer {node.name!r} reads {missing}, which the region neither "
-                        "receives nor computes before it",
-                        hint="add them to input_names or their layers to layer_names",
-                    )
-                env[node.name] = emit_layer(bb, qm, node, [env[n] for n in node.inputs])
-            absent = [n for n in output_names if n not in env]
-            if absent:
-                raise InvalidInputError(f"region outputs {absent} are not computed by the region")
+                if node.name in wanted:
+                    env[node.name] = emit_layer(bb, qm, node, [env[n] for n in node.inputs])
             result = bb.emit_output(relax.Tuple([env[n] for n in output_names]))
         bb.emit_func_output(result)
     return relax.transform.DeadCodeElimination(["main"])(bb.get())
