@@ -78,7 +78,34 @@ def render_npu() -> str:
     for op, rule in sorted(RULES.items()):
         text = " ".join((rule.__doc__ or "").split()).replace("|", "\\|")
         rows.append(f"| {op} | {text} |")
-    return NPU_HEADER + "\n".join(rows) + "\n"
+    return NPU_HEADER + "\n".join(rows) + "\n" + render_composites()
+
+
+COMPOSITES_HEADER = """
+### NPU composites
+
+<!-- Generated from KINDS in backend/npu/composites.py. -->
+
+The partitioner finds the NPU layers in the float Relax module with one pattern
+family per composite kind (`FuseOpsByPattern`, in this priority order; a match
+becomes a composite only when all it covers is one NPU layer the rules above
+accept) and merges neighbouring composites into NPU partitions
+(`MergeCompositeFunctions`).
+
+| composite | what | Relax operators matched |
+|---|---|---|
+"""
+
+
+def render_composites() -> str:
+    """The composite kinds: name, description and the Relax operators their patterns match."""
+    from npuc.backend.npu.composites import CODEGEN, KINDS, kind_ops
+
+    rows = [
+        f"| `{CODEGEN}.{kind}` | {what} | {', '.join(f'`{op}`' for op in kind_ops(kind))} |"
+        for kind, what, _ in KINDS
+    ]
+    return COMPOSITES_HEADER + "\n".join(rows) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import tvm
 from tvm import relax
-from tvm.relax.dpl import DFPattern, is_op, wildcard
+from tvm.relax.dpl import CallPattern, DFPattern, ExprPattern, OrPattern, is_op, wildcard
 from tvm.relax.transform import FusionPattern, PatternCheckContext
 
 CODEGEN = "npuc_npu"
@@ -110,27 +110,60 @@ def _ops(ops: tuple[str, ...], arity: int = 1) -> list[DFPattern]:
     return [_call(op, *(wildcard() for _ in range(arity))) for op in ops]
 
 
-KINDS: tuple[tuple[str, Callable[[], list[DFPattern]]], ...] = (
-    ("conv2d", lambda: _linear("relax.nn.conv2d")),
-    ("dense", lambda: _linear("relax.matmul")),
-    ("hardswish", _hardswish),
-    ("silu", _silu),
-    ("lut", lambda: _with_clamps(_ops(_UNARY_OPS))),
-    ("pool", lambda: _with_clamps(_ops((*_POOL_OPS, "relax.mean")))),
-    ("eltwise", lambda: _with_clamps([*_ops(_BINARY_OPS, 2), _call_tir()])),
-    ("clamp", lambda: _ops(("relax.nn.relu", "relax.clip"))),
-    ("concat", lambda: _ops(("relax.concat",))),
-    ("reshape", lambda: _ops(_RESHAPE_OPS)),
-    ("transpose", lambda: _ops(("relax.permute_dims",))),
-    ("slice", lambda: _ops(("relax.strided_slice",))),
-    ("split", lambda: _ops(("relax.split",))),
-    ("resize", lambda: _ops(("relax.image.resize2d",))),
+KINDS: tuple[tuple[str, str, Callable[[], list[DFPattern]]], ...] = (
+    ("conv2d", "convolution with its bias add and clamp", lambda: _linear("relax.nn.conv2d")),
+    ("dense", "fully connected layer with its bias add and clamp", lambda: _linear("relax.matmul")),
+    ("hardswish", "hard-swish as the importers spell it (one lookup table)", _hardswish),
+    ("silu", "x * sigmoid(x) (one lookup table)", _silu),
+    (
+        "lut",
+        "a unary function run as a lookup table, with a clamp",
+        lambda: _with_clamps(_ops(_UNARY_OPS)),
+    ),
+    (
+        "pool",
+        "max, average and global average pooling, with a clamp",
+        lambda: _with_clamps(_ops((*_POOL_OPS, "relax.mean"))),
+    ),
+    (
+        "eltwise",
+        "binary element-wise op, with a clamp",
+        lambda: _with_clamps([*_ops(_BINARY_OPS, 2), _call_tir()]),
+    ),
+    ("clamp", "a clamp of its own", lambda: _ops(("relax.nn.relu", "relax.clip"))),
+    ("concat", "concatenation", lambda: _ops(("relax.concat",))),
+    ("reshape", "reshape", lambda: _ops(_RESHAPE_OPS)),
+    ("transpose", "transpose", lambda: _ops(("relax.permute_dims",))),
+    ("slice", "slice", lambda: _ops(("relax.strided_slice",))),
+    ("split", "split (stands for the slices reading it)", lambda: _ops(("relax.split",))),
+    ("resize", "nearest resize", lambda: _ops(("relax.image.resize2d",))),
 )
 """The NPU composite kinds in priority order (a binding goes to the first kind matching
-it), each a function giving its DFPatterns, the longest forms first: convolution and
-fully connected layers with their bias add and clamp; the table-lookup activations (SiLU
-and hard-swish as the importers spell them, other unary functions) with a clamp; pools;
-binary element-wise ops with a clamp; lone clamps; the data movement ops."""
+it): name, what it is, a function giving its DFPatterns (the longest forms first)."""
+
+
+def kind_ops(kind: str) -> list[str]:
+    """The Relax operators the patterns of composite ``kind`` match (the clamps last).
+
+    Raises KeyError for an unknown kind."""
+    make = {name: make for name, _, make in KINDS}[kind]
+    found: list[str] = []
+
+    def walk(p: object) -> None:
+        if isinstance(p, OrPattern):
+            walk(p.left)
+            walk(p.right)
+        elif isinstance(p, CallPattern):
+            for arg in p.args or ():
+                walk(arg)
+            walk(p.op)
+        elif isinstance(p, ExprPattern) and isinstance(p.expr, tvm.ir.Op):
+            found.append(str(p.expr.name))
+
+    for pattern in make():
+        walk(pattern)
+    clamps = ("relax.nn.relu", "relax.clip", "relax.maximum", "relax.minimum")
+    return sorted(dict.fromkeys(found), key=lambda op: op in clamps)  # the clamps last
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +259,7 @@ def fusion_patterns(layers: LayerMap) -> list[FusionPattern]:
             check=checker.check,
             attrs_getter=checker.attrs,
         )
-        for kind, make in KINDS
+        for kind, _, make in KINDS
     ]
 
 
