@@ -36,6 +36,7 @@ from npuc.core.intref.conv import OutputStage, apply_output_stage
 from npuc.core.intref.lut import lut_lookup
 
 from . import kernels
+from .exact_eltwise import add_f64
 from .exact_stage import clamp_bounds, fits_f64, output_stage_f64
 from .float_exec import FloatExecutor, data_movement
 from .graph import Node
@@ -122,6 +123,16 @@ class IntegerExecutor:
                     QParams(p["const_scale"], p["const_zp"], out.dtype),
                 )
                 a, b = (const, a) if node.attr("const_side") == "lhs" else (a, const)
+            if op in ("add", "subtract") and len(ins) > 1:
+                fast = add_f64(
+                    a.values, b.values, a.qparams, b.qparams,
+                    ifm_multiplier=p.get("ifm_multiplier", 0),
+                    ifm2_multiplier=p.get("ifm2_multiplier", 0), subtract=op == "subtract",
+                    post_shift=p["post_shift"], ofm_zp=out.zero_point,
+                    act_min=p["act_min"], act_max=p["act_max"], ofm_dtype=out.dtype,
+                )  # fmt: skip
+                if fast is not None:  # provably the reference's integers (exact_eltwise)
+                    return fast
             y, overflow = eltwise(
                 _ELTWISE[op], a.values, b.values,
                 ifm_zp=a.qparams.zero_point, ifm2_zp=b.qparams.zero_point, ofm_zp=out.zero_point,
