@@ -29,6 +29,8 @@ import math
 
 from tvm import s_tir, tirx
 from tvm.s_tir.dlight.analysis.common_analysis import collect_vars_used_in_prim_expr
+from tvm.s_tir.schedule import LoopRV
+from tvm.s_tir.schedule import SBlockRV as BlockRV
 
 from npuc.backend.cpu.schedules.loops import (
     extent,
@@ -44,9 +46,6 @@ from npuc.core.target import CpuTarget
 #: Loop iterations (outputs times reduction length) below which a loop nest
 #: runs on the calling thread only.
 PARALLEL_MIN_ELEMENTS = 4096
-
-BlockRV = s_tir.schedule.SBlockRV
-LoopRV = s_tir.schedule.LoopRV
 
 
 class FallbackRule:

@@ -29,6 +29,7 @@ import math
 from tvm import s_tir, tirx
 from tvm.ir import TensorLoad
 from tvm.s_tir.dlight.analysis.common_analysis import collect_vars_used_in_prim_expr
+from tvm.s_tir.schedule import SBlockRV as BlockRV
 
 from npuc.backend.cpu.schedules.fallback import (
     PARALLEL_MIN_ELEMENTS,
@@ -52,8 +53,6 @@ ACCUMULATOR_REGISTERS = 12
 
 #: Row tile sizes tried, largest first (each must divide the row count).
 ROW_TILES = (8, 6, 4, 3, 2, 1)
-
-BlockRV = s_tir.schedule.SBlockRV
 
 
 class MatmulRule:
