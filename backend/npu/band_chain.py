@@ -22,9 +22,10 @@ Pattern (all must hold; otherwise the ops stay as they are):
   and ``add`` only, has the output's shape and element size, and is no graph
   output (so the output may overwrite it band by band).
 
-Choice (:func:`fuse_band_chains`): a matched block is replaced when its
-chain plan fits the SRAM budget, moves fewer DRAM bytes than the four ops
-planned alone and costs at most ``TOLERANCE`` more estimated cycles.
+Choice (:mod:`npuc.backend.npu.band_choice`, through :func:`fuse_band_chains`):
+a matched block is replaced when its chain plan fits the SRAM budget, moves
+fewer DRAM bytes than the four ops planned alone and costs at most
+``TOLERANCE`` more estimated cycles.
 Bit-exactness: every band op is the block's op restricted to whole output
 rows (the ``mid`` band reads its input rows with the true neighbours, padded
 only at the map's top and bottom), so each output row is computed from the
@@ -44,6 +45,7 @@ from npuc.backend.npu.ops import (
     NpuTensor,
     op_inputs,
 )
+from npuc.backend.npu.tiling import tiling_key
 from npuc.core.errors import UnsupportedError
 
 TOLERANCE = 0.01  # a chain may cost this much more estimated cycles than its four ops
@@ -192,3 +194,13 @@ def fuse_band_chains(graph: NpuGraph, keep: Judge) -> NpuGraph:
     ops_out = tuple(replace.get(i, op) for i, op in enumerate(graph.ops) if i not in drop)
     # an NpuBandChain lives only inside compile_npu_graph, not in the seam's op list
     return NpuGraph(ops=ops_out, inputs=graph.inputs, outputs=graph.outputs)  # type: ignore[arg-type]
+
+
+BandMemo = dict[tuple[object, ...], tuple[int, int]]  # (geometry, budget, io) -> (rows, est)
+
+
+def chain_geometry(op: NpuBandChain) -> tuple[object, ...]:
+    """Everything the chain's plan depends on besides hw, budget and residency."""
+    add = op.add
+    flat = (add.ofm.shape, add.ofm.dtype, add.ifm.dtype, add.ifm2.dtype)
+    return (*(tiling_key(c) for c in op.parts[:3]), flat, add.ifm.name == op.tail.ofm.name)

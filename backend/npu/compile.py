@@ -26,10 +26,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from npuc.backend.npu.allocate import Buffer, allocate
-from npuc.backend.npu.band_chain import NpuBandChain
+from npuc.backend.npu.band_chain import BandMemo, NpuBandChain
+from npuc.backend.npu.band_choice import choose_band_chains
 from npuc.backend.npu.cascade import Cascade, plan_cascade
 from npuc.backend.npu.encode import dram_bytes_moved, emit_all, step_cycles
-from npuc.backend.npu.lower_band_chain import BandMemo, choose_band_chains, plan_band_chain
+from npuc.backend.npu.lower_band_chain import plan_band_chain
 from npuc.backend.npu.lower_flat import plan_flat
 from npuc.backend.npu.lower_layout import plan_pad, plan_resize, plan_transpose
 from npuc.backend.npu.lower_move import plan_move

@@ -34,24 +34,23 @@ those whose buffers fit the budget; UnsupportedError when none fits.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from npuc.backend.npu import encode
 from npuc.backend.npu.allocate import Buffer, allocate
-from npuc.backend.npu.band_chain import TOLERANCE, NpuBandChain, fuse_band_chains
-from npuc.backend.npu.cascade import plan_dram_bytes
+from npuc.backend.npu.band_chain import BandMemo, NpuBandChain, chain_geometry
 from npuc.backend.npu.encode import step_cycles
 from npuc.backend.npu.lower_flat import plan_flat
 from npuc.backend.npu.lower_window import plan_window
-from npuc.backend.npu.ops import NpuConv2d, NpuElementwise, NpuGraph, NpuOp, NpuTensor
+from npuc.backend.npu.ops import NpuConv2d, NpuElementwise, NpuTensor
 from npuc.backend.npu.perf import ceil_div
 from npuc.backend.npu.plan import OpPlan, StepMaker
 from npuc.backend.npu.schedule import Step, assign_tokens, replay
 from npuc.backend.npu.tensor import DTYPE_RANGES
-from npuc.backend.npu.tiling import ALIGN, WindowTiling, align, tiling_key, weight_block_bytes
+from npuc.backend.npu.tiling import ALIGN, WindowTiling, align, weight_block_bytes
 from npuc.core.errors import UnsupportedError
 from npuc.core.hw.config import HwConfig
 
@@ -255,16 +254,6 @@ def _weight_steps(plan: OpPlan | None) -> int:
     return sum(len(encode.dma(True, 0, 0, encode.contiguous(len(d)))) for _, d in plan.constants)
 
 
-BandMemo = dict[tuple[object, ...], tuple[int, int]]  # (geometry, budget, io) -> (rows, est)
-
-
-def _geometry(op: NpuBandChain) -> tuple[object, ...]:
-    """Everything the chain's plan depends on besides hw, budget and residency."""
-    add = op.add
-    flat = (add.ofm.shape, add.ofm.dtype, add.ifm.dtype, add.ifm2.dtype)
-    return (*(tiling_key(c) for c in op.parts[:3]), flat, add.ifm.name == op.tail.ofm.name)
-
-
 def plan_band_chain(
     op: NpuBandChain,
     hw: HwConfig,
@@ -278,7 +267,7 @@ def plan_band_chain(
     ``memo``: band heights and estimates already chosen for blocks of the same geometry
     (repeated blocks plan once); filled in place."""
     io = (op.ifm.name in resident, op.ofm.name in resident)
-    key = (_geometry(op), sram_budget, io)
+    key = (chain_geometry(op), sram_budget, io)
     if memo is not None and key in memo:
         rows, est = memo[key]
         if rows < 0:
@@ -415,37 +404,3 @@ def _replay_alone(
     steps = make_steps(dram, sram)
     spans = replay(assign_tokens(steps), [step_cycles(st, hw) for st in steps])
     return max((end for _, end in spans), default=0)
-
-
-def choose_band_chains(
-    graph: NpuGraph,
-    hw: HwConfig,
-    budget: int,
-    plan_single: Callable[[NpuOp], OpPlan],
-    cache: dict[tuple[object, ...], WindowTiling] | None = None,
-    memo: BandMemo | None = None,
-) -> NpuGraph:
-    """``graph`` with the residual blocks worth chaining replaced (rule: :mod:`band_chain`):
-    the chain, planned with its input and output in DRAM, moves fewer DRAM bytes than the
-    four ops planned alone by ``plan_single`` at no more than ``TOLERANCE`` more cycles
-    (decided once per block geometry)."""
-    decided: dict[tuple[object, ...], bool] = {}
-
-    def keep(chain: NpuBandChain, ops: tuple[NpuOp, ...]) -> bool:
-        key = _geometry(chain)
-        if key in decided:
-            return decided[key]
-        try:
-            fused = plan_band_chain(chain, hw, budget, cache, memo=memo)
-            alone = [plan_single(o) for o in ops]
-        except UnsupportedError:
-            decided[key] = False
-            return False
-        cycles = sum(p.est_cycles for p in alone)
-        moved = sum(plan_dram_bytes(p) for p in alone)
-        decided[key] = plan_dram_bytes(fused) < moved and fused.est_cycles <= cycles * (
-            1 + TOLERANCE
-        )
-        return decided[key]
-
-    return fuse_band_chains(graph, keep)
