@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,11 @@ def build_int8(args: argparse.Namespace) -> CommandResult:
     out_path = Path(args.output) if args.output else Path(source.stem + ".so")
     driver.check_output_path(out_path)
     start_s = time.monotonic()
-    with driver.tvm_failures_as_npuc_errors(source, "compiling"):
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        driver.tvm_failures_as_npuc_errors(source, "compiling"),
+    ):
+        warnings.simplefilter("always")
         built = build_int8_library(
             source,
             out_path,
@@ -77,4 +82,7 @@ def build_int8(args: argparse.Namespace) -> CommandResult:
            if float_layers else "")
     )  # fmt: skip
     lines.append(f"  time:    total {total_s:.1f}s")
+    notes = list(dict.fromkeys(str(w.message) for w in caught))
+    data["notes"] = notes
+    lines += [f"  warning: {note}" for note in notes]
     return CommandResult(data=data, text="\n".join(lines))

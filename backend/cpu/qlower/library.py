@@ -21,7 +21,6 @@ of each integer output (``real = (q - zero_point) * scale``), so
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,13 +128,12 @@ def build_int8_library(
     """Quantize ``source``, lower it to the integer CPU path and write ``out_path`` (+ sidecar).
 
     Raises InvalidInputError / UnsupportedError as :func:`quantize_source`
-    and :func:`~npuc.backend.cpu.build.build_library` do.
+    and :func:`~npuc.backend.cpu.build.build_library` do; calibration notes
+    (e.g. random data) are Python warnings, for the caller to show.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("default")
-        qm, info = quantize_source(
-            source, calib, config=config, input_shapes=input_shapes, calib_limit=calib_limit
-        )
+    qm, info = quantize_source(
+        source, calib, config=config, input_shapes=input_shapes, calib_limit=calib_limit
+    )
     mod = lower_model(qm)
     result = build_library(mod, library_info(qm, info), target, out_path, progress=progress)
     return Int8Build(result=result, qm=qm)
