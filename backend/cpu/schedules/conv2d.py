@@ -88,12 +88,21 @@ def _lanes_for(block_k: int, lanes: int) -> int:
     return width if block_k % width == 0 else lanes
 
 
+def _preference(tile: ConvTile) -> tuple[int, int, float]:
+    """Most accumulator lanes, then two vectors of channels, then fewest loads per FMA.
+
+    Measured on ResNet-50's 1x1 layers (AVX-512, one thread): 32 channels x 8
+    columns ran 1.6x faster than 64 x 4, which loads less per FMA.
+    """
+    return (tile.block_k * tile.tile_w, -abs(tile.vectors - 2), -tile.loads_per_fma)
+
+
 def choose_tile(nest: ConvNest, target: CpuTarget) -> ConvTile | None:
     """The register tile with the most accumulator lanes, or ``None`` when none fits.
 
     ``block_k`` must divide the output channels of a group (a vector never
-    spans two groups, so its input value is one broadcast). Ties go to the
-    tile that loads the least per multiply-add.
+    spans two groups, so its input value is one broadcast). Ties are broken
+    by :func:`_preference`.
     """
     lanes = float_lanes(target)
     budget = accumulator_budget(target)
@@ -104,10 +113,7 @@ def choose_tile(nest: ConvNest, target: CpuTarget) -> ConvTile | None:
         if vectors > budget:
             continue
         tile = ConvTile(block_k, max(_divisors(nest.out_width, budget // vectors)), width)
-        if best is None or (tile.block_k * tile.tile_w, -tile.loads_per_fma) > (
-            best.block_k * best.tile_w,
-            -best.loads_per_fma,
-        ):
+        if best is None or _preference(tile) > _preference(best):
             best = tile
     if best is None or best.block_k < min(lanes // 2, nest.group_out):
         return None
