@@ -58,8 +58,13 @@ class CompiledModel:
         self._vm = relax.VirtualMachine(executable, tvm.cpu())
         self._main = self._vm["main"]
 
-    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, inputs: Mapping[str, np.ndarray], *, raw: bool = False) -> dict[str, np.ndarray]:
         """Run once on ``inputs`` (name -> array); return outputs by name.
+
+        An integer library (``npuc build --target cpu --precision int8``) returns the
+        stored integers of its quantized outputs; they are dequantized to float32 with
+        the scale and zero point its description records (``model.extra
+        ["quantized_outputs"]``: real = (q - zero_point) * scale), unless ``raw``.
 
         Raises
         ------
@@ -75,7 +80,19 @@ class CompiledModel:
                 f"the library returned {len(flat)} outputs but its description lists "
                 f"{len(self.info.outputs)}"
             )
-        return {t.name: value for t, value in zip(self.info.outputs, flat, strict=True)}
+        outputs = {t.name: value for t, value in zip(self.info.outputs, flat, strict=True)}
+        return outputs if raw else _dequantized(outputs, self.info)
+
+
+def _dequantized(outputs: dict[str, np.ndarray], info: ModelInfo) -> dict[str, np.ndarray]:
+    """Quantized outputs of an integer library as float32 real values; others unchanged."""
+    quantized = info.extra.get("quantized_outputs") or {}
+    result = dict(outputs)
+    for name, q in quantized.items():
+        if name in result:
+            real = (result[name].astype(np.float64) - int(q["zero_point"])) * float(q["scale"])
+            result[name] = real.astype(np.float32)
+    return result
 
 
 def _flatten(value: object) -> list[np.ndarray]:

@@ -38,7 +38,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--raw",
         action="store_true",
-        help="(.npuc) give the stored integers, not dequantized floats",
+        help="give the stored integers, not dequantized floats (.npuc and int8 libraries)",
     )
     parser.add_argument(
         "--engine",
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> CommandResult:
     assert isinstance(model, runtime.CompiledModel)  # .npuc files took the branch above
     feeds = read_input_files(args.input, model.info)
     start_s = time.monotonic()
-    outputs = model.run(feeds)
+    outputs = model.run(feeds, raw=args.raw)
     run_ms = (time.monotonic() - start_s) * 1e3
     if args.output:
         write_outputs_npz(args.output, outputs)
@@ -108,6 +108,7 @@ def run(args: argparse.Namespace) -> CommandResult:
     data = {
         "library": str(library),
         "run_time_ms": run_ms,
+        "raw": bool(args.raw),
         "outputs": [{"name": name, **s} for name, s in stats.items()],
         "output_file": args.output,
     }

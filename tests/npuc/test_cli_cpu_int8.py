@@ -56,6 +56,17 @@ def test_int8_library_equals_the_integer_executor(work: Path) -> None:
     assert list(cpu) == list(ref) == [name]
     np.testing.assert_array_equal(cpu[name], ref[name].astype(np.int8), strict=True)
 
+    # Without --raw the library's outputs are dequantized with the sidecar's parameters.
+    code, out, err = cli(
+        "run", work / "m.so", "--input", work / "x.npy", "--output", work / "real.npz", "--json",
+    )  # fmt: skip
+    assert code == 0, out + err
+    assert json.loads(out)["raw"] is False
+    real = np.load(work / "real.npz")[name]
+    expected = ((cpu[name].astype(np.float64) - q["zero_point"]) * q["scale"]).astype(np.float32)
+    assert real.dtype == np.float32
+    np.testing.assert_array_equal(real, expected)
+
 
 def test_int8_library_needs_calibration_data(work: Path) -> None:
     code, _out, err = cli(
