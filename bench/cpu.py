@@ -44,6 +44,7 @@ sys.path.insert(0, str(BENCH))
 
 from cpu_baseline import median_ms  # noqa: E402
 
+from npuc.core.errors import NpucError  # noqa: E402
 from npuc.core.fileio import write_text_atomic  # noqa: E402
 from tools import real_models  # noqa: E402
 
@@ -110,7 +111,12 @@ MODELS = (
         {"x": (1, 3, 224, 224)},
         "orientation classifier (MobileNetV3)",
     ),
-    BenchModel("yolov8n", _real(real_models.NUDENET_YOLOV8N), {}, "nudenet YOLOv8n, 320x320"),
+    BenchModel(
+        "yolov8n",
+        _real(real_models.NUDENET_YOLOV8N),
+        {"images": (1, 3, 320, 320)},
+        "nudenet YOLOv8n",
+    ),
     BenchModel("blazeface", _file(BLAZEFACE), {}, "MediaPipe BlazeFace front (TFLite)"),
 )
 
@@ -271,14 +277,15 @@ def main() -> None:
     parser.add_argument("--out", default=str(BENCH / "results" / "cpu.md"))
     args = parser.parse_args()
     chosen = [m for m in MODELS if m.name in args.models.split(",")]
-    rows = []
+    rows: list[Row] = []
+    text = ""
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         for model in chosen:
             print(f"{model.name}: building and timing ...", flush=True)
             try:
                 row = bench_model(model, args.threads, args.repeats, Path(tmp))
-            except FileNotFoundError as err:
+            except (FileNotFoundError, NpucError) as err:
                 print(f"  skipped: {err}", flush=True)
                 continue
             print(
@@ -287,8 +294,9 @@ def main() -> None:
                 flush=True,
             )
             rows.append(row)
-    text = render(rows, args.threads, args.repeats, (load_start, os.getloadavg()[0]))
-    write_text_atomic(args.out, text)
+            # Rewritten after every model: a long run interrupted keeps what it measured.
+            text = render(rows, args.threads, args.repeats, (load_start, os.getloadavg()[0]))
+            write_text_atomic(args.out, text)
     print(text)
 
 
