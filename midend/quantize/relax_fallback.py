@@ -4,10 +4,15 @@ Each distinct node is compiled once (``tvm.compile`` for plain ``llvm``) into
 a one-call function whose parameters stand for the call's free variables, and
 the VM is cached. This keeps the quantizer total: any operator the frontend
 imports can be calibrated and run, even one npuc does not model.
+
+Thread-safe: building and running go through one lock per fallback (a Relax
+VM and TVM's BlockBuilder are not safe to share across threads, and bias
+correction runs batches in threads).
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -38,6 +43,7 @@ class RelaxFallback:
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
         self._vms: dict[str, Any] = {}
+        self._lock = threading.RLock()
 
     def _build(self, node: Node) -> Any:
         call = node.relax_call
@@ -57,6 +63,10 @@ class RelaxFallback:
 
     def run(self, node: Node, inputs: list[Any]) -> Any:
         """The node's output (an array, or a tuple of arrays) for numpy ``inputs``."""
+        with self._lock:
+            return self._run(node, inputs)
+
+    def _run(self, node: Node, inputs: list[Any]) -> Any:
         vm = self._vms.get(node.name)
         if vm is None:
             vm = self._vms[node.name] = self._build(node)
@@ -64,7 +74,7 @@ class RelaxFallback:
             (np.shape(x)[0] for x in inputs if np.ndim(x) and np.shape(x)[0] > 1), default=1
         )
         if batch > 1:
-            parts = [self.run(node, [x[i : i + 1] for x in inputs]) for i in range(batch)]
+            parts = [self._run(node, [x[i : i + 1] for x in inputs]) for i in range(batch)]
             if isinstance(parts[0], tuple):
                 return tuple(np.concatenate(p, axis=0) for p in zip(*parts, strict=True))
             return np.concatenate(parts, axis=0)

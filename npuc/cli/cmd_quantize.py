@@ -212,7 +212,7 @@ def run(args: argparse.Namespace) -> CommandResult:
         start = time.monotonic()
         # Infinities kept under --trim-infinity make NaNs downstream; the warning above
         # names them, so numpy's own floating-point warnings would only repeat it.
-        with np.errstate(all="ignore" if config.trim_infinity else "warn"):
+        with np.errstate(all="ignore" if config.trim_infinity else "warn", under="ignore"):
             if prequant is not None:  # a QDQ model: its own scales, no calibration needed
                 model = quantize_prequantized(
                     mod, prequant, config, samples=samples, show_progress=not args.json
@@ -226,7 +226,7 @@ def run(args: argparse.Namespace) -> CommandResult:
                     calibration={"source": str(args.calib), "is_random": bool(calib.is_random)},
                     show_progress=not args.json,
                 )
-    notes = [str(w.message) for w in caught]
+    notes = list(dict.fromkeys(str(w.message) for w in caught))  # each warning once
     timings_s["quantize"] = time.monotonic() - start
     save_quantized(model, out_path)
     template_path = Path(str(out_path) + ".layers.json")

@@ -114,7 +114,7 @@ def build(args: argparse.Namespace) -> CommandResult:
             io_dtype=args.io_dtype or "float",
             cpu_target=cpu_target,
         )
-    notes = [str(w.message) for w in caught]
+    notes = list(dict.fromkeys(str(w.message) for w in caught))  # each warning once
     if len(result.golden) < args.golden:
         notes.append(
             f"--golden {args.golden}: only {len(result.golden)} sample(s) were available, "
