@@ -49,6 +49,7 @@ class ConvTile:
     ``lanes`` is the vector length the channels are cut into: the target's
     float32 lanes, or a narrower power of two (down to 4) that divides
     ``block_k`` (24 channels are three 8-lane vectors, not one and a half of 16).
+    ``block_k`` is always a whole number of such vectors.
     """
 
     block_k: int
@@ -57,8 +58,8 @@ class ConvTile:
 
     @property
     def vectors(self) -> int:
-        """Accumulator vectors per output column (``block_k`` rounded up to whole vectors)."""
-        return -(-self.block_k // self.lanes)
+        """Accumulator vectors per output column."""
+        return self.block_k // self.lanes
 
     @property
     def loads_per_fma(self) -> float:
@@ -80,12 +81,17 @@ def _divisors(n: int, limit: int) -> list[int]:
     return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
 
 
-def _lanes_for(block_k: int, lanes: int) -> int:
-    """The widest power-of-two vector length <= ``lanes`` (at least 4) dividing ``block_k``."""
+def _lanes_for(block_k: int, lanes: int) -> int | None:
+    """The widest power-of-two vector length <= ``lanes`` (at least 4) dividing ``block_k``.
+
+    ``None`` when there is none: a vector of odd length (34 channels of a
+    ShuffleNet group) is split by LLVM into pieces and ran 4x slower than the
+    fallback schedule.
+    """
     width = lanes
     while width > 4 and block_k % width:
         width //= 2
-    return width if block_k % width == 0 else lanes
+    return width if block_k % width == 0 else None
 
 
 def _preference(tile: ConvTile) -> tuple[int, int, float]:
@@ -101,7 +107,9 @@ def choose_tile(nest: ConvNest, target: CpuTarget) -> ConvTile | None:
     """The register tile with the most accumulator lanes, or ``None`` when none fits.
 
     ``block_k`` must divide the output channels of a group (a vector never
-    spans two groups, so its input value is one broadcast). Ties are broken
+    spans two groups, so its input value is one broadcast) and be a whole
+    number of vectors of 4 or more lanes; without such a divisor (odd channel
+    counts) the rule declines and the fallback schedule runs the convolution. Ties are broken
     by :func:`_preference`.
     """
     lanes = float_lanes(target)
@@ -109,14 +117,12 @@ def choose_tile(nest: ConvNest, target: CpuTarget) -> ConvTile | None:
     best: ConvTile | None = None
     for block_k in _divisors(nest.group_out, 4 * lanes):
         width = _lanes_for(block_k, lanes)
-        vectors = -(-block_k // width)
-        if vectors > budget:
+        if width is None or block_k // width > budget:
             continue
+        vectors = block_k // width
         tile = ConvTile(block_k, max(_divisors(nest.out_width, budget // vectors)), width)
         if best is None or _preference(tile) > _preference(best):
             best = tile
-    if best is None or best.block_k < min(lanes // 2, nest.group_out):
-        return None
     return best
 
 
@@ -187,8 +193,8 @@ def schedule_conv(sch: s_tir.Schedule, nest: ConvNest, tile: ConvTile) -> None:
 
 
 def _vectorize_channels(sch: s_tir.Schedule, loop: s_tir.schedule.LoopRV, tile: ConvTile) -> None:
-    """Vectorise a ``block_k`` loop, as whole vectors when it is a multiple of the lanes."""
-    if tile.vectors > 1 and tile.block_k % tile.lanes == 0:
+    """Vectorise a ``block_k`` loop as ``tile.vectors`` unrolled vectors of ``tile.lanes``."""
+    if tile.vectors > 1:
         outer, inner = sch.split(loop, [tile.vectors, tile.lanes])
         sch.unroll(outer)
         sch.vectorize(inner)

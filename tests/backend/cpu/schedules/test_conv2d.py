@@ -26,11 +26,11 @@ REGULAR = [
     ConvCase(
         channels=8, filters=32, size=(15, 13), stride=2, padding=2, dilation=2, epilogue="residual"
     ),
-    ConvCase(channels=3, filters=10, size=(9, 9), kernel=(1, 3), padding=1, epilogue="clip"),
+    ConvCase(channels=3, filters=20, size=(9, 9), kernel=(1, 3), padding=1, epilogue="clip"),
     ConvCase(channels=3, filters=16, size=(23, 23), kernel=(7, 7), stride=2, padding=3),
     ConvCase(channels=32, filters=48, size=(7, 7), kernel=(1, 1), stride=2),
     ConvCase(channels=12, filters=24, size=(7, 7), groups=3, padding=1),
-    ConvCase(channels=5, filters=7, size=(6, 11), kernel=(2, 3), epilogue="residual"),
+    ConvCase(channels=5, filters=12, size=(6, 11), kernel=(2, 3), epilogue="residual"),
     ConvCase(channels=16, filters=32, size=(10, 10), stride=2, padding=1, epilogue="silu"),
 ]
 DEPTHWISE = [
@@ -78,6 +78,22 @@ def test_rules_leave_each_other_alone() -> None:
         assert DepthwiseConv2dRule().apply(func, target) is None
     for func in _prim_funcs(fused_depthwise):
         assert Conv2dRule().apply(func, target) is None
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ConvCase(channels=3, filters=7, size=(6, 6)),
+        ConvCase(channels=16, filters=68, size=(5, 5), kernel=(1, 1), groups=2),  # 34 per group
+    ],
+    ids=str,
+)
+def test_conv2d_rule_declines_channel_blocks_that_are_not_whole_vectors(case: ConvCase) -> None:
+    """Odd output channels per group: no vector of 4+ lanes divides them; the fallback runs it."""
+    fused, _ = schedule_with(case.module(), TARGETS[0], None)
+    (func,) = _prim_funcs(fused)
+    assert match_conv2d(s_tir.Schedule(func)) is not None
+    assert Conv2dRule().apply(func, TARGETS[0]) is None
 
 
 def test_an_elementwise_function_is_not_a_convolution() -> None:
