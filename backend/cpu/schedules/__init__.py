@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import tvm
+from tvm import tirx
 
 from npuc.core.target import CpuTarget
 
@@ -25,7 +25,7 @@ class ScheduleRule(Protocol):
 
     name: str
 
-    def apply(self, func: tvm.tir.PrimFunc, target: CpuTarget) -> tvm.tir.PrimFunc | None:
+    def apply(self, func: tirx.PrimFunc, target: CpuTarget) -> tirx.PrimFunc | None:
         """The scheduled ``func``, or ``None`` when this rule does not apply to it."""
         ...
 
