@@ -52,7 +52,7 @@ def register(subparsers: Any) -> None:
         "--threads",
         type=int,
         metavar="N",
-        help="threads the compiled code may use (default: all cores of this machine)",
+        help="threads the compiled code may use (default: the physical cores this process may use)",
     )
     parser.add_argument(
         "--precision",
