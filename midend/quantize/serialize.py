@@ -7,10 +7,18 @@ same model gives the same bytes):
   parameters, every layer's placement, reason, config and scalar parameters,
   the calibration metadata, and the layer names and kinds for checking;
 - ``relax.json``: the float Relax module the layer graph is extracted from
-  (``tvm.ir.save_json``); loading re-extracts the graph and checks that it
-  has the same layers;
+  (``tvm.ir.save_json``), its tensor constants replaced by placeholders
+  (:mod:`.relax_constants`); loading binds them back, re-extracts the graph
+  and checks that it has the same layers;
+- ``relax/<i>.npy``: the module's tensor constants, stored (not deflated:
+  float weights barely compress), listed with shape and dtype in the manifest's
+  ``relax_constants`` and checked against it and the placeholders on loading;
 - ``arrays/<layer>/<param>.npy``: array parameters (int8 weights, b16,
   multipliers, tables), read with ``allow_pickle=False``.
+
+JSON and the layer arrays are deflated at level 1 (level 6 was several times
+slower for a few percent). Version 1 files (the constants inside
+``relax.json``) are refused with a hint to rebuild them.
 """
 
 from __future__ import annotations
@@ -34,9 +42,11 @@ from .config import LayerQuantConfig, QuantConfig
 from .extract import extract_graph
 from .qmodel import QLayer, QuantizedModel
 from .qparams import QParams
+from .relax_constants import bind_constants, split_constants
 
 FORMAT = "npuc-quantized"
-VERSION = 1
+VERSION = 2  # 2: Relax constants as relax/<i>.npy members
+_ZIP_LEVEL = 1
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
@@ -68,8 +78,15 @@ def _scalar(value: Any) -> Any:
     return value
 
 
+def _npy(array: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    np.save(out, array, allow_pickle=False)
+    return out.getvalue()
+
+
 def to_bytes(model: QuantizedModel) -> bytes:
     """The ``.npuq`` bytes of ``model`` (module docstring)."""
+    module, constants = split_constants(model.graph.relax_module)
     arrays: dict[str, np.ndarray] = {}
     layers: dict[str, Any] = {}
     for name, layer in model.layers.items():
@@ -104,20 +121,67 @@ def to_bytes(model: QuantizedModel) -> bytes:
         "outputs": list(model.graph.outputs),
         "calibration": {k: _scalar(v) for k, v in model.calibration.items()},
         "ranges": {k: list(v) for k, v in model.ranges.items()},
+        "relax_constants": [
+            {"member": _constant_member(i), "shape": list(a.shape), "dtype": str(a.dtype)}
+            for i, a in enumerate(constants)
+        ],
     }
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(buffer, "w") as archive:
 
-        def put(name: str, data: bytes) -> None:
-            archive.writestr(zipfile.ZipInfo(name, date_time=_EPOCH), data)
+        def put(name: str, data: bytes, compress: bool = True) -> None:
+            info = zipfile.ZipInfo(name, date_time=_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+            archive.writestr(info, data, compresslevel=_ZIP_LEVEL if compress else None)
 
         put("manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
-        put("relax.json", tvm.ir.save_json(model.graph.relax_module).encode())
+        put("relax.json", tvm.ir.save_json(module).encode())
         for path in sorted(arrays):
-            out = io.BytesIO()
-            np.save(out, arrays[path], allow_pickle=False)
-            put(path, out.getvalue())
+            put(path, _npy(arrays[path]))
+        for i, array in enumerate(constants):
+            put(_constant_member(i), _npy(array), compress=False)
     return buffer.getvalue()
+
+
+def _constant_member(index: int) -> str:
+    return f"relax/{index}.npy"
+
+
+def _read_module(archive: zipfile.ZipFile, manifest: Mapping[str, Any], where: str) -> tvm.IRModule:
+    """The stored Relax module with its constants bound back, each checked."""
+    entries = manifest["relax_constants"]
+    names = set(archive.namelist())
+
+    def read(index: int, shape: tuple[int, ...] | None, dtype: str | None) -> np.ndarray:
+        entry = entries[index]
+        member = str(entry["member"])
+        hint = "the file is damaged; rebuild it (npuc quantize / npuc build)"
+        if member not in names:
+            raise InvalidInputError(f"{where}: member {member} is missing", hint=hint)
+        try:
+            array = np.load(io.BytesIO(archive.read(member)), allow_pickle=False)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+            raise InvalidInputError(f"{where}: member {member}: not a valid .npy ({err})") from None
+        want = (tuple(entry["shape"]), str(entry["dtype"]))
+        typed = (want[0] if shape is None else shape, want[1] if dtype is None else dtype)
+        for expected in (want, typed):
+            if (array.shape, str(array.dtype)) != expected:
+                raise InvalidInputError(
+                    f"{where}: member {member} holds shape {array.shape} dtype {array.dtype};"
+                    f" the model expects shape {expected[0]} dtype {expected[1]}",
+                    hint=hint,
+                )
+        return array
+
+    module = tvm.ir.load_json(archive.read("relax.json").decode())
+    try:
+        return bind_constants(module, len(entries), read)
+    except InvalidInputError as err:
+        if str(err).startswith(where):
+            raise
+        raise InvalidInputError(
+            f"{where}: {err}", hint="the file is damaged; rebuild it (npuc quantize / npuc build)"
+        ) from None
 
 
 def save_quantized(model: QuantizedModel, path: str | Path) -> None:
@@ -141,10 +205,12 @@ def from_bytes(data: bytes, where: str = "quantized model") -> QuantizedModel:
         manifest = json.loads(archive.read("manifest.json"))
         if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
             raise InvalidInputError(
-                f"{where}: not an npuc quantized model of format version {VERSION}",
-                hint="re-create it with `npuc quantize`",
+                f"{where}: format {manifest.get('format')!r} version {manifest.get('version')!r};"
+                f" this npuc reads npuc quantized models of format version {VERSION}",
+                hint="rebuild it with this npuc: re-create the .npuq with `npuc quantize`"
+                " (a .npuc with `npuc build`)",
             )
-        module = tvm.ir.load_json(archive.read("relax.json").decode())
+        module = _read_module(archive, manifest, where)
         graph = extract_graph(module)
         if [[n.name, n.op] for n in graph.nodes] != manifest["graph"]:
             raise InvalidInputError(
