@@ -8,6 +8,7 @@ Members (no pickle anywhere; arrays are ``.npy`` with ``allow_pickle=False``):
 - ``model.npuq``: the quantized model (:mod:`npuc.midend.quantize.serialize`:
   the float Relax module, every tensor's quantization and every layer's
   integer parameters), which the CPU layers and the reference engine run;
+  stored, not deflated again (it compresses its own members);
 - ``npu/<partition>.npub``: the compiled NPU programs; ``npu/<partition>/<const>.npy``
   the expanded constant operands fed to them;
 - ``cpu/<region>.so``: each compiled CPU region's native library (host CPU, LLVM),
@@ -43,7 +44,9 @@ from npuc.core.hw.config import HwConfig, hw_config_from_dict
 from npuc.core.isa.program import Program
 
 FORMAT = "npuc-npu-artifact"
-FORMAT_VERSION = 2  # 2: compiled CPU regions (cpu/<region>.so, manifest cpu_regions)
+#: 2: compiled CPU regions (cpu/<region>.so, manifest cpu_regions);
+#: 3: model.npuq of .npuq format 2 (Relax constants as .npy members), stored.
+FORMAT_VERSION = 3
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
@@ -68,16 +71,26 @@ def _safe(name: str) -> str:
 #: ResNet-50 build (100 MB of members) in zlib; level 1 is ~5x faster.
 _ZIP_LEVEL = 1
 
+#: Members that are zips themselves and compress their own members (the
+#: ``.npuq`` deflates its JSON and int8 arrays and stores the float weights):
+#: deflating them again costs seconds for a few percent.
+_STORED_SUFFIXES = (".npuq",)
+
 
 def write_zip(members: Mapping[str, bytes]) -> bytes:
-    """A deterministic zip of ``members`` (sorted, fixed time stamps, deflated at level 1)."""
+    """A deterministic zip of ``members`` (sorted, fixed time stamps, deflated at
+    level 1 except the members named in ``_STORED_SUFFIXES``, which are stored)."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for name in sorted(members):
             info = zipfile.ZipInfo(name, date_time=_EPOCH)
-            info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
-            zf.writestr(info, members[name], compresslevel=_ZIP_LEVEL)
+            if name.endswith(_STORED_SUFFIXES):
+                info.compress_type = zipfile.ZIP_STORED
+                zf.writestr(info, members[name])
+            else:
+                info.compress_type = zipfile.ZIP_DEFLATED
+                zf.writestr(info, members[name], compresslevel=_ZIP_LEVEL)
     return buf.getvalue()
 
 
