@@ -1,7 +1,7 @@
 """CPU int8 speed: npuc's integer CPU library vs onnxruntime QDQ int8 (and float), in one run.
 
 For each real model: the same calibration samples (real data, see
-``calibration_sets``) go to both quantizers:
+``MODELS``) go to both quantizers:
 
 - npuc: ``build_int8_library`` (what ``npuc build M --target cpu --precision
   int8 --calib DATA`` runs; default quantization options), compile time
@@ -9,14 +9,16 @@ For each real model: the same calibration samples (real data, see
 - onnxruntime: ``quantize_static`` QDQ, per-channel int8 weights, int8
   activations, MinMax, through ``bench/accuracy_peers.ort_quantize`` on the
   ``ort_ready_copy`` of the model (Constant weights to initializers, opset
-  >= 13: the pitfalls in ``/work/shared/reference-tools-facts.md``).
+  >= 13: the pitfalls in ``/work/shared/reference-tools-facts.md``); and the
+  same with uint8 activations (U8S8), the combination onnxruntime recommends
+  on x86 (its S8S8 QDQ kernels can be slower than float there).
 
 Then, on the first evaluation sample, with the same thread count: npuc int8
-latency, onnxruntime QDQ int8 latency, onnxruntime float latency (median of up
-to ``--repeats`` runs after one warm-up run, excluded). Agreement with the
-float model (onnxruntime on the original file) over the evaluation samples:
-mean cosine similarity of the (dequantized) first output, and top-1 agreement
-for the classifiers.
+latency, onnxruntime QDQ int8 latency (S8S8 and U8S8), onnxruntime float
+latency (median of up to ``--repeats`` runs after one warm-up run, excluded).
+Agreement with the float model (onnxruntime on the original file) over the
+evaluation samples: mean cosine similarity of the (dequantized) first output,
+and top-1 agreement for the classifiers.
 
 Usage: ``.venv/bin/python bench/cpu_int8.py [--threads N] [--repeats N]
 [--calib N] [--eval N] [--models a,b]`` writes ``bench/results/cpu_int8.md``.
@@ -51,7 +53,7 @@ from bench.accuracy_data import (  # noqa: E402
     _lines,
     ort_ready_copy,
 )
-from bench.accuracy_peers import ort_quantize  # noqa: E402
+from bench.accuracy_peers import CHUNK, _Reader, ort_quantize  # noqa: E402
 from npuc.core.errors import NpucError  # noqa: E402
 from npuc.core.fileio import write_text_atomic  # noqa: E402
 from tests.tooling import images  # noqa: E402
@@ -133,6 +135,7 @@ class Row:
     npuc_int8_ms: float
     npuc_runs: int
     ort_int8_ms: float
+    ort_u8s8_ms: float
     ort_float_ms: float
     cos_npuc: float
     cos_ort: float
@@ -149,6 +152,17 @@ def _session(path: Path, threads: int) -> Callable[[Feeds], list[np.ndarray]]:
     opts.log_severity_level = 3
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     return lambda feeds: session.run(None, feeds)
+
+
+def _ort_quantize_u8s8(src: Path, dst: Path, calib: list[Feeds]) -> None:
+    """As ``ort_quantize(..., "MinMax")`` with uint8 activations (onnxruntime's x86 default)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    quantize_static(
+        str(src), str(dst), _Reader(calib), quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax, extra_options={"CalibStridedMinMax": CHUNK},
+    )  # fmt: skip
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -196,15 +210,19 @@ def bench_model(model: Int8Model, args: argparse.Namespace, folder: Path) -> Row
     start = time.monotonic()
     ort_quantize(ready, qdq, calib_feeds, "MinMax")
     ort_quantize_s = time.monotonic() - start
+    u8s8 = folder / f"{model.name}_qdq_u8s8.onnx"
+    _ort_quantize_u8s8(ready, u8s8, calib_feeds)
 
     runtime.configure_threads(args.threads)
     compiled = runtime.load(built.result.library_path)
     run_float = _session(src, args.threads)
     run_qdq = _session(qdq, args.threads)
+    run_u8s8 = _session(u8s8, args.threads)
     feeds = [{model.input_name: np.ascontiguousarray(x[None])} for x in evaluate]
     first = feeds[0]
     npuc_ms, npuc_runs = median_ms(lambda: compiled.run(first), args.repeats, budget_s=60.0)
     ort_int8_ms, _ = median_ms(lambda: run_qdq(first), max(args.repeats, 20), budget_s=30.0)
+    ort_u8s8_ms, _ = median_ms(lambda: run_u8s8(first), max(args.repeats, 20), budget_s=30.0)
     ort_float_ms, _ = median_ms(lambda: run_float(first), max(args.repeats, 20), budget_s=30.0)
 
     want = [run_float(f)[0] for f in feeds]
@@ -213,7 +231,8 @@ def bench_model(model: Int8Model, args: argparse.Namespace, folder: Path) -> Row
     cos_npuc, top1_npuc = _agreement(got_npuc, want, model.classifier)
     cos_ort, top1_ort = _agreement(got_ort, want, model.classifier)
     return Row(
-        model, compile_s, ort_quantize_s, npuc_ms, npuc_runs, ort_int8_ms, ort_float_ms,
+        model, compile_s, ort_quantize_s, npuc_ms, npuc_runs, ort_int8_ms, ort_u8s8_ms,
+        ort_float_ms,
         cos_npuc, cos_ort, top1_npuc, top1_ort,
     )  # fmt: skip
 
@@ -247,8 +266,9 @@ def render(rows: list[Row], args: argparse.Namespace, load: tuple[float, float])
         f"- calibration: the same {args.calib} real samples for both quantizers (seed "
         f"{CALIB_SEED}); npuc: default quantization options (`npuc build --target cpu "
         "--precision int8 --calib`); onnxruntime: `quantize_static` QDQ, MinMax, per-channel "
-        "int8 weights, int8 activations, on the model with Constant weights moved to "
-        "initializers and opset >= 13",
+        "int8 weights, int8 activations (S8S8; the U8S8 column: uint8 activations, "
+        "onnxruntime's recommended type on x86), on the model with Constant weights moved "
+        "to initializers and opset >= 13",
         f"- latency: one evaluation sample, the same for all three; median of up to "
         f"{args.repeats} runs after one warm-up run (excluded); npuc stops after 60 s (at "
         "least 3 runs); onnxruntime: median of 20",
@@ -260,15 +280,15 @@ def render(rows: list[Row], args: argparse.Namespace, load: tuple[float, float])
         f"- machine load (1-min average) at start / end: {load[0]:.1f} / {load[1]:.1f} on "
         f"{host_core_count()} cores, shared with other jobs: the ratios are the ones to compare",
         "",
-        "| model | npuc int8 ms (runs) | ort int8 ms | ort float ms | npuc int8 / ort int8 "
-        "| npuc int8 / ort float | npuc compile s | ort quantize s | cosine npuc / ort "
-        "| top-1 npuc / ort |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "| model | npuc int8 ms (runs) | ort int8 ms | ort U8S8 ms | ort float ms "
+        "| npuc int8 / ort int8 | npuc int8 / ort float | npuc compile s | ort quantize s "
+        "| cosine npuc / ort | top-1 npuc / ort |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r.model.name} | {r.npuc_int8_ms:.1f} ({r.npuc_runs}) | {r.ort_int8_ms:.1f} "
-            f"| {r.ort_float_ms:.1f} | {r.npuc_int8_ms / r.ort_int8_ms:.1f}x "
+            f"| {r.ort_u8s8_ms:.1f} | {r.ort_float_ms:.1f} | {r.npuc_int8_ms / r.ort_int8_ms:.1f}x "
             f"| {r.npuc_int8_ms / r.ort_float_ms:.1f}x | {r.compile_s:.1f} "
             f"| {r.ort_quantize_s:.1f} | {r.cos_npuc:.4f} / {r.cos_ort:.4f} "
             f"| {_pct(r.top1_npuc)} / {_pct(r.top1_ort)} |"
