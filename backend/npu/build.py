@@ -25,7 +25,8 @@ import numpy as np
 from npuc.backend.npu.compile import CompiledNpuProgram, compile_npu_graph, plan_op
 from npuc.backend.npu.cpu_regions import CompiledRegion, compile_cpu_regions
 from npuc.backend.npu.lower import LoweredPartition, lower_partition
-from npuc.backend.npu.partition import Partition, Placement, partition
+from npuc.backend.npu.partition import Partition, Placement
+from npuc.backend.npu.partition_relax import partition_relax as partition
 from npuc.core.errors import InvalidInputError, UnsupportedError
 from npuc.core.hw.config import HwConfig
 from npuc.core.npu_artifact import (

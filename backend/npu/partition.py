@@ -7,7 +7,7 @@ NPU cannot run *exactly* stays on the CPU with the reason: correctness first.
 Integer layers kept on the CPU still run the integer executor's formulas (an
 integer CPU region), float layers run in float32.
 
-Partitioning (:func:`partition`) groups NPU layers into partitions
+Partitioning (:func:`.partition_relax.partition_relax`) groups NPU layers into partitions
 (:class:`Partition`), each of which :mod:`npuc.backend.npu.lower` turns into one
 :class:`~.ops.NpuGraph`. It is done with Relax's pattern machinery on the float
 module (:mod:`.partition_relax`); :func:`partition_walk`, the graph walk it
@@ -299,19 +299,6 @@ def placement_verdict(
     if ok and exclude and node.name in exclude:
         ok, reason = False, exclude[node.name]
     return ok, reason
-
-
-def partition(
-    qm: QuantizedModel,
-    resize_map: ResizeMap | None = None,
-    exclude: Mapping[str, str] | None = None,
-) -> tuple[list[Partition], list[Placement]]:
-    """NPU partitions and every layer's placement with its reason, found with Relax's
-    ``FuseOpsByPattern`` and ``MergeCompositeFunctions``
-    (:func:`.partition_relax.partition_relax`; arguments as :func:`partition_walk`)."""
-    from npuc.backend.npu.partition_relax import partition_relax  # it imports this module
-
-    return partition_relax(qm, resize_map, exclude)
 
 
 def partition_walk(

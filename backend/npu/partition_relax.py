@@ -26,7 +26,7 @@ Steps:
 Guarantees: every layer in exactly one place (one partition, or the CPU with its
 reason); a partition's layers in graph order; every partition's outside inputs
 made before its first layer; partitions numbered by their first layer. The
-result has the shape of :func:`~.partition.partition`'s (the graph walk it
+result has the shape of :func:`~.partition.partition_walk`'s (the graph walk it
 replaces), so lowering, the build's refused-layer loop and the runtime read it
 unchanged.
 """
@@ -179,7 +179,7 @@ def partition_relax(
     """NPU partitions and every layer's placement (with its reason), found with
     ``FuseOpsByPattern`` and ``MergeCompositeFunctions`` (module docstring).
 
-    Arguments as :func:`~.partition.partition`: ``resize_map(node, input_shape)`` gives
+    Arguments as :func:`~.partition.partition_walk`: ``resize_map(node, input_shape)`` gives
     the integer executor's source index of every output element of a nearest resize;
     ``exclude`` keeps layers on the CPU with a reason (layers the code generator
     refused). Raises UnsupportedError as :func:`npu_regions_of`.
