@@ -156,11 +156,11 @@ def quantize_model(
             continue
         for name in node.inputs:
             # A float (CPU) layer's inputs need no scale when the pre-quantized file has none.
-            skip = (
-                fixed is not None
-                and run_on[node.name][0] == "cpu"
-                and name not in observers
-                and name not in fixed.tensors
+            skip = run_on[node.name][0] == "cpu" and (
+                # A float layer's bool/integer operand (PReLU exported by torch as
+                # where(x > 0, x, a * x)) is no real-valued tensor: it stays as it is.
+                not graph.tensor_type(name).is_float
+                or (fixed is not None and name not in observers and name not in fixed.tensors)
             )
             if name not in tensors and not skip:
                 tensors[name] = own_qparams(name)
