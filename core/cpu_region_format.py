@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -259,6 +260,12 @@ def load_library(
     """
     import tvm
 
+    problem = elf_problem(data)
+    if problem:  # dlopen of a damaged file can crash the process (SIGBUS) instead of failing
+        raise InvalidInputError(
+            f"{where}: CPU region {name!r}: its library is not a whole shared library ({problem})",
+            hint=REBUILD_HINT,
+        )
     fd, path = tempfile.mkstemp(prefix="npuc-region-", suffix=".so", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -270,3 +277,41 @@ def load_library(
         ) from err
     finally:
         os.unlink(path)
+
+
+def elf_problem(data: bytes) -> str | None:
+    """What is wrong with ``data`` as a 64-bit little-endian ELF file, or ``None``.
+
+    Checks the header, and that the program and section header tables and every
+    segment's and section's file bytes lie inside the data (a truncated library passes a hash
+    check made after truncation but crashes ``dlopen``). Source: the System V ABI's
+    ELF-64 object file format (header fields at their standard offsets).
+    """
+    if len(data) < 64 or data[:4] != b"\x7fELF":
+        return "no ELF header"
+    if data[4] != 2 or data[5] != 1:
+        return "not a 64-bit little-endian ELF file"
+    phoff, shoff = struct.unpack_from("<QQ", data, 32)
+    phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", data, 54)
+    size = len(data)
+    if phoff + phnum * phentsize > size or shoff + shnum * shentsize > size:
+        return f"header tables past the end of its {size:,} bytes"
+    for i in range(phnum):
+        if phentsize < 56:
+            return "program header entries too small"
+        offset, _vaddr, _paddr, filesz = struct.unpack_from(
+            "<QQQQ", data, phoff + i * phentsize + 8
+        )
+        if offset + filesz > size:
+            return f"segment {i} ends past the end of its {size:,} bytes"
+    for i in range(shnum):
+        if shentsize < 64:
+            return "section header entries too small"
+        (kind,) = struct.unpack_from("<I", data, shoff + i * shentsize + 4)
+        offset, length = struct.unpack_from("<QQ", data, shoff + i * shentsize + 24)
+        if kind != _SHT_NOBITS and offset + length > size:
+            return f"section {i} ends past the end of its {size:,} bytes"
+    return None
+
+
+_SHT_NOBITS = 8  # a section that occupies no file bytes (.bss)

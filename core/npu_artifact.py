@@ -160,6 +160,11 @@ def open_artifact(path: str | Path) -> Artifact:
         manifest = json.loads(members["manifest.json"])
     except ValueError as err:
         raise InvalidInputError(f"{path}: manifest.json is not valid JSON ({err})") from err
+    if not isinstance(manifest, dict):
+        raise InvalidInputError(
+            f"{path}: manifest.json is not a JSON object; not an npuc artifact",
+            hint="rebuild the artifact with this npuc",
+        )
     if manifest.get("format") == "npuc-quantized":
         raise InvalidInputError(
             f"{path}: a quantized model (.npuq from `npuc quantize`), not an NPU artifact (.npuc)",

@@ -45,3 +45,12 @@ def test_previous_format_version_asks_for_a_rebuild(tmp_path: Path) -> None:
     ) as err:
         open_artifact(path)
     assert "rebuild" in str(err.value.hint)
+
+
+@pytest.mark.parametrize("manifest", ["[]", "3", '"npuc"', "null"])
+def test_manifest_that_is_not_an_object_is_refused(tmp_path: Path, manifest: str) -> None:
+    path = tmp_path / "m.npuc"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("manifest.json", manifest)
+    with pytest.raises(InvalidInputError, match="manifest.json is not a JSON object"):
+        open_artifact(path)
