@@ -52,5 +52,5 @@ def test_manifest_that_is_not_an_object_is_refused(tmp_path: Path, manifest: str
     path = tmp_path / "m.npuc"
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("manifest.json", manifest)
-    with pytest.raises(InvalidInputError, match="manifest.json is not a JSON object"):
+    with pytest.raises(InvalidInputError, match=r"manifest\.json is not a JSON object"):
         open_artifact(path)
