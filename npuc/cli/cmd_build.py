@@ -79,6 +79,12 @@ def run(args: argparse.Namespace) -> CommandResult:
     from npuc import driver
     from npuc.core.progress import Progress
 
+    if args.target == "npu" and args.precision != "float":
+        raise InvalidInputError(
+            f"--precision {args.precision} applies to --target cpu; an NPU build is always "
+            "quantized to the NPU's integer datapath",
+            hint="drop --precision (choose the activation bits with --activation-bits)",
+        )
     if args.target == "npu":
         from npuc.cli.npu_commands import build
 
@@ -94,6 +100,11 @@ def run(args: argparse.Namespace) -> CommandResult:
         from npuc.cli.cpu_int8 import build_int8
 
         return build_int8(args)
+    if args.calib is not None:
+        raise InvalidInputError(
+            f"--calib {args.calib}: a float CPU build does not quantize, so it would be ignored",
+            hint="add --precision int8 for an integer CPU library, or --target npu",
+        )
     if args.io_dtype is not None:
         raise InvalidInputError(
             f"--io-dtype {args.io_dtype}: only an NPU build (--target npu) has a quantized "

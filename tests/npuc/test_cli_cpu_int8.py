@@ -75,3 +75,16 @@ def test_int8_library_needs_calibration_data(work: Path) -> None:
     assert code != 0
     assert "--precision int8 needs calibration data" in err
     assert not (work / "none.so").exists()
+
+
+def test_flags_that_would_do_nothing_are_refused(work: Path) -> None:
+    cases = {
+        ("--calib", str(work / "cal.npy")): "a float CPU build does not quantize",
+        ("--target", "npu", "--precision", "int8", "--calib", str(work / "cal.npy")): (
+            "applies to --target cpu"
+        ),
+    }
+    for flags, message in cases.items():
+        code, _out, err = cli("build", work / "t.onnx", *flags, "-o", work / "ignored.x")
+        assert code == 3 and message in err, (flags, err)
+        assert not (work / "ignored.x").exists()
