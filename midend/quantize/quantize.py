@@ -51,6 +51,14 @@ def integer_rule(node: Node, graph: Graph) -> tuple[bool, str]:
     for unary functions); average pools count the padding (the divisor is
     folded into one multiplier).
     """
+    if node.op == "relax":  # an operator the layer graph keeps as a Relax call: name it
+        op = str(node.attr("relax_op") or "this operator")
+        why = (
+            " in this form (npuc reads NCHW, floor-mode pools)"
+            if "pool" in op
+            else " (npuc has no integer formula for it)"
+        )
+        return False, f"{op} has no integer form on the NPU{why}; it runs float on the CPU"
     if node.op not in INTEGER_OPS:
         return False, f"{layer_kind(node)} has no integer form on the NPU; it runs float on the CPU"
     types = [graph.tensor_type(n) for n in node.inputs]
