@@ -23,10 +23,10 @@ from .graph import Graph, Node
 
 
 @relax.expr_functor.mutator
-class _Substitute(relax.PyExprMutator):
-    """Replaces variables by the function parameters that stand for them."""
+class Substitute(relax.PyExprMutator):
+    """Replaces variables by the expressions (here: function parameters) that stand for them."""
 
-    def __init__(self, mapping: dict[Any, relax.Var]) -> None:
+    def __init__(self, mapping: dict[Any, relax.Expr]) -> None:
         super().__init__()
         self.mapping = mapping
 
@@ -49,7 +49,7 @@ class RelaxFallback:
         call = node.relax_call
         free = list(relax.analysis.free_vars(call))
         params = [relax.Var(f"p{i}", v.ty) for i, v in enumerate(free)]
-        body = _Substitute(dict(zip(free, params, strict=True))).visit_expr(call)
+        body = Substitute(dict(zip(free, params, strict=True))).visit_expr(call)
         base = self.graph.relax_module
         functions = {gv: f for gv, f in base.functions.items() if not isinstance(f, relax.Function)}
         bb = relax.BlockBuilder(tvm.IRModule(functions))

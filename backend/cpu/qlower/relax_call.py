@@ -22,21 +22,7 @@ from tvm import relax
 
 from npuc.core.errors import UnsupportedError
 from npuc.midend.quantize.graph import Graph, Node
-
-
-@relax.expr_functor.mutator
-class _Substitute(relax.PyExprMutator):
-    """Replaces variables by the expressions that stand for them."""
-
-    def __init__(self, mapping: dict[Any, relax.Expr]) -> None:
-        super().__init__()
-        self.mapping = mapping
-
-    def visit_var_(self, op: relax.Var) -> relax.Expr:
-        return self.mapping.get(op, op)
-
-    def visit_dataflow_var_(self, op: relax.DataflowVar) -> relax.Expr:
-        return self.mapping.get(op, op)
+from npuc.midend.quantize.relax_fallback import Substitute
 
 
 def substitute_call(node: Node, args: Sequence[relax.Expr]) -> relax.Expr:
@@ -59,7 +45,7 @@ def substitute_call(node: Node, args: Sequence[relax.Expr]) -> relax.Expr:
             f"layer {node.name!r}: its Relax call reads {len(free)} tensors, "
             f"the graph gives {len(args)}"
         )
-    return _Substitute(dict(zip(free, args, strict=True))).visit_expr(call)
+    return Substitute(dict(zip(free, args, strict=True))).visit_expr(call)
 
 
 def source_functions(graph: Graph) -> dict[tvm.ir.GlobalVar, Any]:
