@@ -37,18 +37,15 @@ import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-import numpy as np
-
 from npuc.backend.npu import encode
-from npuc.backend.npu.allocate import Buffer, allocate
+from npuc.backend.npu.allocate import Buffer
 from npuc.backend.npu.band_chain import BandMemo, NpuBandChain, chain_geometry
-from npuc.backend.npu.encode import step_cycles
 from npuc.backend.npu.lower_flat import plan_flat
 from npuc.backend.npu.lower_window import plan_window
 from npuc.backend.npu.ops import NpuConv2d, NpuElementwise, NpuTensor
 from npuc.backend.npu.perf import ceil_div
-from npuc.backend.npu.plan import OpPlan, StepMaker
-from npuc.backend.npu.schedule import Step, assign_tokens, replay
+from npuc.backend.npu.plan import OpPlan, replay_alone
+from npuc.backend.npu.schedule import Step
 from npuc.backend.npu.tensor import DTYPE_RANGES
 from npuc.backend.npu.tiling import ALIGN, WindowTiling, align, weight_block_bytes
 from npuc.core.errors import UnsupportedError
@@ -364,43 +361,22 @@ def _plan_rows(
             pending = add_s
         return out + pending
 
-    if est is None:
-        est = _replay_alone(op, buffers, consts, make_steps, hw, budget)
     names = ", ".join(x.name for x in op.parts)
     mid_plan = plans[1][0]
-    return OpPlan(
+    plan = OpPlan(
         op.name,
         type(op).__name__,
         consts,
         buffers,
-        est,
+        est or 0,
         f"row-band chain ({names}): {len(bands)} band(s) of {rows} row(s), weights loaded"
         f" once; {mid_plan.tiling if mid_plan is not None else ''}",
         op.macs,
         make_steps,
     )
-
-
-def _replay_alone(
-    op: NpuBandChain,
-    buffers: tuple[Buffer, ...],
-    consts: tuple[tuple[str, np.ndarray], ...],
-    make_steps: StepMaker,
-    hw: HwConfig,
-    budget: int,
-) -> int:
-    """Cycles of the plan's steps alone: placeholder DRAM, real SRAM offsets, a resident
-    input and output in place above the op's window."""
-    dram, at = {}, 0
-    for name, size in ((op.ifm.name, op.ifm.nbytes), (op.ofm.name, op.ofm.nbytes)):
-        dram[name] = at
-        at += align(size)
-    for name, data in consts:
-        dram[name] = at
-        at += align(len(data))
-    sram = dict(allocate(list(buffers), capacity=budget, memory="SRAM").addresses)
-    sram["@" + op.ifm.name] = align(budget)
-    sram["@" + op.ofm.name] = align(budget)
-    steps = make_steps(dram, sram)
-    spans = replay(assign_tokens(steps), [step_cycles(st, hw) for st in steps])
-    return max((end for _, end in spans), default=0)
+    if est is not None:
+        return plan
+    tensors = [(op.ifm.name, op.ifm.nbytes), (op.ofm.name, op.ofm.nbytes)]
+    # A resident input and output lie in place above the op's window.
+    cycles = replay_alone(tensors, plan, hw, budget, resident=(op.ifm.name, op.ofm.name))
+    return dataclasses.replace(plan, est_cycles=cycles)

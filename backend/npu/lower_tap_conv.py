@@ -26,15 +26,11 @@ import bisect
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-import numpy as np
-
-from npuc.backend.npu.allocate import Buffer, allocate
-from npuc.backend.npu.encode import step_cycles
 from npuc.backend.npu.lower_taps import plan_im2col
 from npuc.backend.npu.lower_window import plan_window
 from npuc.backend.npu.ops_taps import NpuTapConv2d
-from npuc.backend.npu.plan import OpPlan, StepMaker
-from npuc.backend.npu.schedule import Step, assign_tokens, replay
+from npuc.backend.npu.plan import OpPlan, replay_alone
+from npuc.backend.npu.schedule import Step
 from npuc.backend.npu.tiling import align
 from npuc.core.errors import UnsupportedError
 from npuc.core.hw.config import HwConfig
@@ -118,36 +114,17 @@ def plan_tap_conv(
 
     buffers = tuple(dataclasses.replace(b, name=PREFIX + b.name) for b in pa.sram) + pb.sram
     consts = pa.constants + pb.constants
-    return OpPlan(
+    plan = OpPlan(
         op.name,
         type(op).__name__,
         consts,
         buffers,
-        _replay_alone(op, buffers, consts, make_steps, hw, sram_budget),
+        0,
         f"tap-packed, gather interleaved: {pa.tiling}; conv {pb.tiling}",
         pb.macs,
         make_steps,
     )
-
-
-def _replay_alone(
-    op: NpuTapConv2d,
-    buffers: tuple[Buffer, ...],
-    consts: tuple[tuple[str, np.ndarray], ...],
-    make_steps: StepMaker,
-    hw: HwConfig,
-    budget: int,
-) -> int:
-    """Cycles of the op's steps alone, replayed with placeholder DRAM and real SRAM offsets."""
-    names = [op.gather.ifm.name, op.conv.ifm.name, op.ofm.name, *(n for n, _ in consts)]
-    sizes = [op.gather.ifm.nbytes, op.conv.ifm.nbytes, op.ofm.nbytes]
-    sizes += [len(d) for _, d in consts]
-    dram, at = {}, 0
-    for name, size in zip(names, sizes, strict=True):
-        dram[name] = at
-        at += align(size)
-    sram = allocate(list(buffers), capacity=budget, memory="SRAM").addresses
-    sram["@" + op.ofm.name] = align(budget)  # a resident output lies outside the op's window
-    steps = make_steps(dram, sram)
-    spans = replay(assign_tokens(steps), [step_cycles(s, hw) for s in steps])
-    return max((end for _, end in spans), default=0)
+    tensors = [(t.name, t.nbytes) for t in (op.gather.ifm, op.conv.ifm, op.ofm)]
+    # A resident output lies outside the op's window.
+    cycles = replay_alone(tensors, plan, hw, sram_budget, resident=(op.ofm.name,))
+    return dataclasses.replace(plan, est_cycles=cycles)

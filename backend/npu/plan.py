@@ -10,13 +10,16 @@ name), returns the op's instruction steps in program order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from npuc.backend.npu.allocate import Buffer
-from npuc.backend.npu.schedule import Step
+from npuc.backend.npu.allocate import Buffer, allocate
+from npuc.backend.npu.encode import step_cycles
+from npuc.backend.npu.schedule import Step, assign_tokens, replay
+from npuc.backend.npu.tiling import align
+from npuc.core.hw.config import HwConfig
 
 StepMaker = Callable[[Mapping[str, int], Mapping[str, int]], list[Step]]
 
@@ -43,3 +46,25 @@ def blob(*parts: np.ndarray) -> np.ndarray:
             out.append(0)
         out.extend(np.ascontiguousarray(p).astype(p.dtype.newbyteorder("<")).tobytes())
     return np.frombuffer(bytes(out), dtype=np.uint8)
+
+
+def replay_alone(
+    tensors: Sequence[tuple[str, int]],
+    plan: OpPlan,
+    hw: HwConfig,
+    budget: int,
+    resident: Sequence[str] = (),
+) -> int:
+    """Cycles of ``plan``'s steps alone: its DRAM ``tensors`` (name, bytes) and constants at
+    placeholder addresses, its SRAM buffers allocated within ``budget`` bytes, and the
+    ``resident`` tensors (kept in SRAM by cascading) placed above the op's window."""
+    dram, at = {}, 0
+    for name, size in [*tensors, *((n, len(d)) for n, d in plan.constants)]:
+        dram[name] = at
+        at += align(size)
+    sram = dict(allocate(list(plan.sram), capacity=budget, memory="SRAM").addresses)
+    for name in resident:
+        sram["@" + name] = align(budget)
+    steps = plan.make_steps(dram, sram)
+    spans = replay(assign_tokens(steps), [step_cycles(st, hw) for st in steps])
+    return max((end for _, end in spans), default=0)
