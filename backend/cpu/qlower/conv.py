@@ -32,6 +32,7 @@ from tvm import relax
 from npuc.midend.quantize.graph import Node
 from npuc.midend.quantize.qparams import QParams
 
+from .int8_conv import emit_int8_conv
 from .intops import (
     centered,
     clamp_store,
@@ -74,6 +75,9 @@ def emit_conv(
 ) -> relax.Expr:
     """Stored output integers (``out.dtype``) of an integer conv2d or dense layer."""
     dense = node.op == "dense"
+    fast = None if dense else emit_int8_conv(bb, node, p, x, xq, out)
+    if fast is not None:
+        return fast
     weights = np.asarray(p["weights"])
     acc = accumulator_dtype(weights, xq, dense=dense)
     operand = _operand_dtype(xq, acc)

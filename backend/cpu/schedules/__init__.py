@@ -32,7 +32,13 @@ class ScheduleRule(Protocol):
 
 from npuc.backend.cpu.schedules.conv2d import Conv2dRule  # noqa: E402 (after the protocol)
 from npuc.backend.cpu.schedules.depthwise import DepthwiseConv2dRule  # noqa: E402
+from npuc.backend.cpu.schedules.int8_conv import Int8ConvRule  # noqa: E402
 from npuc.backend.cpu.schedules.matmul import MatmulRule  # noqa: E402
 
 #: Rules in the order they are tried; the fallback rule is appended by the schedule pass.
-RULES: tuple[ScheduleRule, ...] = (Conv2dRule(), DepthwiseConv2dRule(), MatmulRule())
+RULES: tuple[ScheduleRule, ...] = (
+    Int8ConvRule(),
+    Conv2dRule(),
+    DepthwiseConv2dRule(),
+    MatmulRule(),
+)

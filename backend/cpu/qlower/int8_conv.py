@@ -1,0 +1,205 @@
+"""Integer conv2d through exact int8 dot-product kernels (VNNI, AVX-VNNI, AVX2 ``vpmaddwd``).
+
+Requires: an integer ``conv2d`` layer (``groups == 1``, NCHW input stored as
+int8 or uint8, OIHW weights within int8) whose accumulator bound
+``max_c sum|w[c]| * max|x - zp|`` is below 2^31
+(:func:`~.conv.accumulator_dtype` says ``"int32"``), bias shift in [0, 31],
+shifts in [0, 62] and multipliers in [0, 2^31). Anything else returns None
+from :func:`plan_conv` and keeps the generic lowering of :mod:`.conv`.
+
+Guarantees: :func:`emit_int8_conv` gives the stored output integers of the
+integer executor (``conv_output``), bit for bit. How:
+
+- the input is offset to unsigned, ``u = x + 128`` (int8) or ``u = x``
+  (uint8), with the unsigned zero point ``zp_u = zp + 128`` (or ``zp``), so
+  ``x - zp = u - zp_u``; padding (spatial, and channels up to a multiple of
+  4, whose weights are 0) holds ``zp_u``, i.e. contributes 0 (npu-spec
+  section 3, step 1: padded positions hold ``ifm_zp``);
+- ``sum((u - zp_u) * w) = sum(u * w) - zp_u * sum(w)``: the correction is a
+  per-output-channel constant computed here in numpy (``INIT``, modulo
+  2^32); the VNNI accumulator wraps modulo 2^32, and the true sum fits int32
+  (the bound above), so the wrapped result is the exact sum;
+- ``acc48 = sum + (b16 << bias_shift)`` never leaves 48 bits (|sum| < 2^31,
+  |bias| <= 2^46), so the 48-bit saturation is the identity; the 32-bit
+  saturation after the ahead shift is kept unless the bounds exclude it;
+  ``acc32 * M`` < 2^62 in int64.
+
+Layout (kernel side: :mod:`npuc.backend.cpu.schedules.int8_kernel`): the
+padded input is split into ``stride_h * stride_w`` phases of ``hq x wq``
+positions, four channels per 32-bit group, so every kernel tap reads a
+contiguous run of positions; outputs are computed on the ``oh x wq`` grid
+(padded to whole tiles) and sliced to ``oh x ow`` afterwards. The kernel is
+emitted in its ``generic`` form; the schedule rule
+:class:`~npuc.backend.cpu.schedules.int8_conv.Int8ConvRule` replaces it
+with the target's dot products.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from tvm import relax
+
+from npuc.backend.cpu.schedules.int8_kernel import (
+    GENERIC,
+    GROUP,
+    TILE_CHANNELS,
+    TILE_POSITIONS,
+    ConvKernelSpec,
+    make_kernel,
+)
+from npuc.core.intref.arith import INT32_MAX, INT32_MIN, dtype_range
+from npuc.midend.quantize.graph import Node
+from npuc.midend.quantize.qparams import QParams
+
+from .intops import shape_of
+
+#: Activation storage types the int8 kernels read.
+INPUT_DTYPES = ("int8", "uint8")
+
+
+def _ceil_to(v: int, m: int) -> int:
+    return -(-v // m) * m
+
+
+def _rshift_round(v: int, s: int) -> int:
+    return v if s == 0 else (v + (1 << (s - 1))) >> s
+
+
+def _l1_bound(weights: np.ndarray, q: QParams) -> int:
+    """``max_c sum|w[c]| * max|x - zp|``: a bound on every output's centred sum."""
+    l1 = np.abs(weights.astype(np.int64)).reshape(weights.shape[0], -1).sum(axis=1)
+    return int(l1.max(initial=0)) * max(q.zero_point - q.qmin, q.qmax - q.zero_point)
+
+
+def plan_conv(
+    node: Node, p: Mapping[str, Any], x_shape: tuple[int, ...], xq: QParams, out: QParams
+) -> ConvKernelSpec | None:
+    """The kernel spec of this layer, or None when it is outside the module's requirements."""
+    w = np.asarray(p["weights"])
+    if node.op != "conv2d" or int(node.attr("groups")) != 1 or xq.dtype not in INPUT_DTYPES:
+        return None
+    if w.ndim != 4 or len(x_shape) != 4 or w.size == 0:
+        return None
+    if int(w.min()) < -128 or int(w.max()) > 127 or _l1_bound(w, xq) >= 2**31:
+        return None
+    pre, post, bias_shift = int(p["pre_shift"]), int(p["post_shift"]), int(p["bias_shift"])
+    mul = np.asarray(p["ofm_multiplier"], np.int64)
+    b16 = np.asarray(p["b16"], np.int64)
+    if not (0 <= pre <= 62 and 0 <= post <= 62 and 0 <= bias_shift <= 31):
+        return None
+    if (
+        mul.size == 0
+        or int(mul.min()) < 0
+        or int(mul.max()) >= 2**31
+        or np.abs(b16).max(initial=0) > 2**15
+    ):
+        return None
+    n, c, h, wd = x_shape
+    oc, _, kh, kw = w.shape
+    sh, sw = (int(s) for s in node.attr("strides"))
+    dh, dw = (int(d) for d in node.attr("dilation"))
+    pt, pl, pb, pr = (int(v) for v in node.attr("padding"))
+    oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    ow = (wd + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    if oh < 1 or ow < 1:
+        return None
+    hq, wq = -(-(h + pt + pb) // sh), -(-(wd + pl + pr) // sw)
+    ppad = _ceil_to(oh * wq, TILE_POSITIONS)
+    max_off = ((kh - 1) * dh // sh) * wq + (kw - 1) * dw // sw
+    bound = _l1_bound(w, xq)
+    bias = b16 << bias_shift
+    lo32 = _rshift_round(-bound + int(bias.min()), pre)
+    hi32 = _rshift_round(bound + int(bias.max()), pre)
+    lo, hi = dtype_range(out.dtype)
+    return ConvKernelSpec(
+        n=n, cg=-(-c // GROUP), phases=sh * sw, q=max(hq * wq, ppad + max_off),
+        ocp=_ceil_to(oc, TILE_CHANNELS), ppad=ppad, kh=kh, kw=kw, stride_h=sh, stride_w=sw,
+        dil_h=dh, dil_w=dw, wq=wq, zp_u=unsigned_zero_point(xq), pre_shift=pre, post_shift=post,
+        ofm_zp=out.zero_point, act_min=int(p["act_min"]), act_max=int(p["act_max"]), lo=lo,
+        hi=hi, need_sat32=int(lo32 < INT32_MIN or hi32 > INT32_MAX),
+        out_signed=int(out.dtype.startswith("int")), out_bits=np.dtype(out.dtype).itemsize * 8,
+    )  # fmt: skip
+
+
+def unsigned_zero_point(q: QParams) -> int:
+    """The zero point of ``u`` (``x + 128`` for int8 storage, ``x`` for uint8)."""
+    return q.zero_point + 128 if q.dtype == "int8" else q.zero_point
+
+
+def pack_constants(spec: ConvKernelSpec, p: Mapping[str, Any]) -> list[np.ndarray]:
+    """``W`` (int32, 4 int8 channels each), ``INIT``, ``BIAS``, ``MUL`` in the kernel's layout."""
+    w = np.asarray(p["weights"]).astype(np.int8)
+    oc, c, kh, kw = w.shape
+    wp = np.zeros((spec.ocp, spec.cg * GROUP, kh, kw), np.int8)
+    wp[:oc, :c] = w
+    wp = wp.reshape(spec.ocp, spec.cg, GROUP, kh * kw).transpose(0, 1, 3, 2)
+    packed = np.ascontiguousarray(wp).view("<i4").reshape(spec.ocp, spec.cg, kh * kw)
+    corr = spec.zp_u * wp.astype(np.int64).sum(axis=(1, 2, 3))
+    init = ((-corr + 2**31) % 2**32 - 2**31).astype(np.int32)
+    bias = np.zeros(spec.ocp, np.int64)
+    bias[:oc] = np.asarray(p["b16"], np.int64) << int(p["bias_shift"])
+    mul = np.zeros(spec.ocp, np.int64)
+    mul[:oc] = np.broadcast_to(np.asarray(p["ofm_multiplier"], np.int64).reshape(-1), (oc,))
+    return [packed.astype(np.int32), init, bias, mul]
+
+
+def _pack_input(
+    bb: relax.BlockBuilder, x: relax.Expr, xq: QParams, node: Node, spec: ConvKernelSpec
+) -> relax.Expr:
+    """``X`` of the kernel: unsigned, padded with ``zp_u``, phase-split, channel-grouped."""
+    n, c, h, w = shape_of(x)
+    sh, sw = spec.stride_h, spec.stride_w
+    hq = -(-(h + sum(int(v) for v in node.attr("padding")[0::2])) // sh)
+    pt, pl = (int(v) for v in node.attr("padding")[:2])
+    u = x
+    if xq.dtype == "int8":
+        wide = relax.op.add(relax.op.astype(x, "int16"), relax.const(np.int16(128), "int16"))
+        u = relax.op.astype(wide, "uint8")
+    pads = [0, 0, 0, spec.cg * GROUP - c, pt, hq * sh - h - pt, pl, spec.wq * sw - w - pl]
+    u = relax.op.nn.pad(u, pads, pad_value=float(spec.zp_u))
+    u = relax.op.reshape(u, (n, spec.cg, GROUP, hq, sh, spec.wq, sw))
+    u = relax.op.permute_dims(u, [0, 1, 4, 6, 3, 5, 2])
+    u = relax.op.reshape(u, (n, spec.cg, spec.phases, hq * spec.wq * GROUP))
+    tail = (spec.q - hq * spec.wq) * GROUP
+    if tail:
+        u = relax.op.nn.pad(u, [0, 0, 0, 0, 0, 0, 0, tail], pad_value=float(spec.zp_u))
+    return bb.emit(u)
+
+
+def emit_int8_conv(
+    bb: relax.BlockBuilder,
+    node: Node,
+    p: Mapping[str, Any],
+    x: relax.Expr,
+    xq: QParams,
+    out: QParams,
+) -> relax.Expr | None:
+    """Stored output integers of the layer through the int8 kernel, or None (not eligible)."""
+    spec = plan_conv(node, p, shape_of(x), xq, out)
+    if spec is None:
+        return None
+    xp = _pack_input(bb, x, xq, node, spec)
+    consts = [relax.const(a, str(a.dtype)) for a in pack_constants(spec, p)]
+    gv = bb.add_func(make_kernel(spec, GENERIC), f"int8_conv_{node.name}")
+    ty = relax.TensorType((spec.n, spec.ocp, spec.ppad), out.dtype)
+    y = bb.emit(relax.call_tir(gv, relax.Tuple([xp, *consts]), ty))
+    oc = int(np.asarray(p["weights"]).shape[0])
+    oh, ow = _out_rows(node, shape_of(x), spec), _out_cols(node, shape_of(x), spec)
+    y = relax.op.strided_slice(y, axes=[1, 2], begin=[0, 0], end=[oc, oh * spec.wq])
+    y = relax.op.reshape(y, (spec.n, oc, oh, spec.wq))
+    if spec.wq != ow:
+        y = relax.op.strided_slice(y, axes=[3], begin=[0], end=[ow])
+    return bb.emit(y)
+
+
+def _out_rows(node: Node, x_shape: tuple[int, ...], spec: ConvKernelSpec) -> int:
+    pt, _, pb, _ = (int(v) for v in node.attr("padding"))
+    return (x_shape[2] + pt + pb - spec.dil_h * (spec.kh - 1) - 1) // spec.stride_h + 1
+
+
+def _out_cols(node: Node, x_shape: tuple[int, ...], spec: ConvKernelSpec) -> int:
+    _, pl, _, pr = (int(v) for v in node.attr("padding"))
+    return (x_shape[3] + pl + pr - spec.dil_w * (spec.kw - 1) - 1) // spec.stride_w + 1

@@ -1,0 +1,284 @@
+"""Exact int8 convolution kernels as TIR: a blocked implicit GEMM with the NPU's requantization.
+
+The kernel computes, for one integer conv2d layer lowered by
+:mod:`npuc.backend.cpu.qlower.int8_conv` (which packs the operands and
+documents the layout), ``Y[n, o, p]`` for ``o < ocp`` output channels and
+``p < ppad`` positions of the output grid flattened over the *phase* width
+``wq`` (positions with ``p % wq >= ow`` or ``p >= oh * wq`` are computed and
+discarded by the caller):
+
+- ``X``: ``uint8 (n, cg, phases, q * 4)``: four consecutive input channels
+  per 32-bit group, the input offset to unsigned (``u = x + 128`` for int8,
+  ``x`` for uint8), padded with ``zp_u`` (the unsigned zero point), split
+  into ``stride_h * stride_w`` phases of ``hq x wq`` flattened positions;
+- ``W``: ``int32 (ocp, cg, taps)``: four int8 weights per int32 (channel
+  ``4c + g`` in byte ``g``, little endian);
+- ``INIT``: ``int32 (ocp,)``: ``-(zp_u * sum w)`` modulo 2^32;
+- ``BIAS``, ``MUL``: ``int64 (ocp,)``: ``b16 << bias_shift`` and ``M``.
+
+Tap ``t = kh * kw_ + kw`` reads phase ``((kh*dh) % sh) * sw + (kw*dw) % sw``
+at position ``p + ((kh*dh) // sh) * wq + (kw*dw) // sw``.
+
+Guarantees (for a spec the caller validated: ``|sum((x - zp) * w)| < 2^31``
+for every output, see ``int8_conv.plan_conv``): ``sum = sum((u - zp_u) * w)``
+exact, then the NPU output stage of npu-spec section 3 (``acc48 = sum +
+bias`` -- never beyond 48 bits here, ``acc32 = sat32(rshift_round(acc48,
+pre_shift))``, ``y = rshift_round(acc32 * M, post_shift) + ofm_zp``, clamp to
+the activation bounds, then to the output type).
+
+Dot products (:class:`DotKind`, chosen by :mod:`.int8_conv`'s rule from the
+target's features):
+
+- ``vnni512``: ``vpdpbusd zmm`` (Intel SDM, VPDPBUSD: four u8 x s8 products
+  added to each int32 lane, wrapping, no saturation). The accumulator starts
+  at ``INIT``, so it holds the exact centred sum modulo 2^32, which is the
+  sum itself since that fits in int32.
+- ``avxvnni``: the same with ``ymm`` (the VEX form on AVX-VNNI-only CPUs).
+- ``avx2``: ``vpmaddwd`` on int16 (SDM, PMADDWD: two i16 x i16 products
+  added into each int32 lane, exact for these ranges) of the centred input
+  ``u - zp_u`` (|.| <= 255) and the sign-extended weights; the pairs are
+  added at the end. Never ``vpmaddubsw`` (its int16 sum saturates).
+- ``generic``: plain vector arithmetic on centred int32 values (any CPU);
+  the reference form that :mod:`npuc.backend.cpu.qlower.int8_conv` emits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from tvm import tirx
+from tvm.script import tirx as T
+
+#: Function attribute holding the :class:`ConvKernelSpec` of a kernel (a map of ints).
+SPEC_ATTR = "npuc.int8_conv"
+
+#: Input channels per 32-bit group (the VNNI dot-product depth).
+GROUP = 4
+
+#: Positions per output tile: the flattened output grid is padded to this multiple.
+TILE_POSITIONS = 64
+
+#: Output channels per tile: the output channels are padded to this multiple.
+TILE_CHANNELS = 4
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConvKernelSpec:
+    """Shapes and output stage of one kernel (module docstring: names and layout).
+
+    ``need_sat32`` is false when the bounds prove the ahead-shifted value
+    always fits int32 (then the clamp is skipped). ``lo``/``hi`` are the
+    output type's range.
+    """
+
+    n: int
+    cg: int
+    phases: int
+    q: int
+    ocp: int
+    ppad: int
+    kh: int
+    kw: int
+    stride_h: int
+    stride_w: int
+    dil_h: int
+    dil_w: int
+    wq: int
+    zp_u: int
+    pre_shift: int
+    post_shift: int
+    ofm_zp: int
+    act_min: int
+    act_max: int
+    lo: int
+    hi: int
+    need_sat32: int
+    out_signed: int
+    out_bits: int
+
+    def __post_init__(self) -> None:
+        if self.ocp % TILE_CHANNELS or self.ppad % TILE_POSITIONS:
+            raise ValueError(f"int8 conv kernel: ocp/ppad not tile multiples: {self}")
+
+    @property
+    def out_dtype(self) -> str:
+        return f"{'int' if self.out_signed else 'uint'}{self.out_bits}"
+
+    def to_attr(self) -> dict[str, int]:
+        """The spec as a function attribute value."""
+        return {f.name: int(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_attr(cls, attr: Any) -> ConvKernelSpec:
+        """Inverse of :meth:`to_attr` (``attr`` as TVM returns it: a map of IntImm)."""
+        return cls(**{str(k): int(v) for k, v in attr.items()})
+
+
+@dataclass(frozen=True, slots=True)
+class DotKind:
+    """One dot-product implementation: ``lanes`` int32 results per vector, a tile of
+    ``rows`` output channels by ``vectors`` vectors of positions."""
+
+    name: str
+    lanes: int
+    rows: int
+    vectors: int
+
+
+VNNI512 = DotKind("vnni512", 16, 4, 4)
+AVXVNNI = DotKind("avxvnni", 8, 4, 2)
+AVX2 = DotKind("avx2", 8, 2, 2)
+GENERIC = DotKind("generic", 16, 4, 1)
+DOT_KINDS = {k.name: k for k in (VNNI512, AVXVNNI, AVX2, GENERIC)}
+
+
+def _rshift_round(v: Any, shift: int) -> Any:
+    """``(v + 2^(s-1)) >> s`` on an int64 vector (``v`` for s = 0): npu-spec ``rshift_round``."""
+    if shift == 0:
+        return v
+    return (v + T.int64(1 << (shift - 1))) >> T.int64(shift)
+
+
+def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
+    """The PrimFunc ``(X, W, INIT, BIAS, MUL, Y)`` of ``spec`` using ``kind``'s dot products.
+
+    Raises ValueError when ``kind``'s tile does not divide the spec's padding.
+    """
+    s = spec
+    lanes, rows, vecs = kind.lanes, kind.rows, kind.vectors
+    if TILE_POSITIONS % (lanes * vecs) or TILE_CHANNELS % rows:
+        raise ValueError(f"int8 conv kernel: tile of {kind} does not divide the padding")
+    ob, pt = s.ocp // rows, s.ppad // (lanes * vecs)
+    taps = s.kh * s.kw
+    width = 2 * lanes if kind.name == "avx2" else lanes  # avx2 keeps pair sums
+    pairs = 2 if kind.name == "avx2" else 1
+    acc_t, w64 = f"int32x{lanes}", f"int64x{lanes}"
+    i8v = f"int8x{lanes * GROUP}"
+    zp_u = s.zp_u
+    vnni = {
+        "vnni512": "llvm.x86.avx512.vpdpbusd.512",
+        "avxvnni": "llvm.x86.avx512.vpdpbusd.256",
+    }.get(kind.name)
+
+    def phase(t: Any) -> Any:
+        return (t // s.kw * s.dil_h % s.stride_h) * s.stride_w + (t % s.kw * s.dil_w % s.stride_w)
+
+    def offset(t: Any) -> Any:
+        return (t // s.kw * s.dil_h // s.stride_h) * s.wq + (t % s.kw * s.dil_w // s.stride_w)
+
+    def dot(acc: Any, xbuf: Any, n: Any, c: Any, t: Any, wv: Any, pos: Any) -> Any:
+        """One step: ``acc`` (``width`` int32 lanes) += the group of 4 channels at ``pos``."""
+
+        def load(start: Any, stride: int, count: int) -> Any:
+            return xbuf[n, c, phase(t), T.ramp(start, stride, count)]
+
+        if vnni is not None:
+            xv = T.reinterpret(load(pos * GROUP, 1, lanes * GROUP), dtype=i8v)
+            wb = T.reinterpret(T.broadcast(wv, lanes), dtype=i8v)
+            return T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(vnni), acc, xv, wb, dtype=acc_t
+            )
+        if kind.name == "avx2":
+            half = lanes * GROUP // 2  # 16 bytes: 4 positions x 4 channels
+            wb = T.Cast("int16x16", T.reinterpret(T.broadcast(wv, 4), dtype="int8x16"))
+            zp16 = T.broadcast(T.int16(zp_u), 16)
+            out = []
+            for h in range(2):
+                xv = T.Cast("int16x16", load(pos * GROUP + h * half, 1, half)) - zp16
+                out.append(
+                    T.call_llvm_pure_intrin(
+                        T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
+                        xv,
+                        wb,
+                        dtype="int32x8",
+                    )
+                )
+            return acc + T.Shuffle([out[0], out[1]], list(range(16)))
+        total = acc
+        for g in range(GROUP):
+            xg = T.Cast(acc_t, load(pos * GROUP + g, GROUP, lanes)) - T.broadcast(
+                T.int32(zp_u), lanes
+            )
+            wg = (wv << T.int32(24 - 8 * g)) >> T.int32(24)
+            total = total + xg * T.broadcast(wg, lanes)
+        return total
+
+    def init(value: Any) -> Any:
+        return T.broadcast(value if vnni is not None else T.int32(0), width)
+
+    def finish(acc: Any) -> Any:
+        """The ``lanes`` sums of a tile row (adds avx2's pairs)."""
+        if pairs == 1:
+            return acc
+        return T.Shuffle([acc], list(range(0, 2 * lanes, 2))) + T.Shuffle(
+            [acc], list(range(1, 2 * lanes, 2))
+        )
+
+    def epilogue(total: Any, bias: Any, mul: Any) -> Any:
+        v = T.Cast(w64, total) + T.broadcast(bias, lanes)
+        v = _rshift_round(v, s.pre_shift)
+        if s.need_sat32:
+            v = T.max(
+                T.min(v, T.broadcast(T.int64(2**31 - 1), lanes)),
+                T.broadcast(T.int64(-(2**31)), lanes),
+            )
+        v = _rshift_round(v * T.broadcast(mul, lanes), s.post_shift) + T.broadcast(
+            T.int64(s.ofm_zp), lanes
+        )
+        v = T.min(
+            T.max(v, T.broadcast(T.int64(s.act_min), lanes)), T.broadcast(T.int64(s.act_max), lanes)
+        )
+        v = T.min(T.max(v, T.broadcast(T.int64(s.lo), lanes)), T.broadcast(T.int64(s.hi), lanes))
+        return T.Cast(f"{s.out_dtype}x{lanes}", v)
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(
+        X: T.Buffer((s.n, s.cg, s.phases, s.q * GROUP), "uint8"),
+        W: T.Buffer((s.ocp, s.cg, taps), "int32"),
+        INIT: T.Buffer((s.ocp,), "int32"),
+        BIAS: T.Buffer((s.ocp,), "int64"),
+        MUL: T.Buffer((s.ocp,), "int64"),
+        Y: T.Buffer((s.n, s.ocp, s.ppad), s.out_dtype),
+    ):
+        T.func_attr({"tirx.noalias": True})
+        with T.sblock("root"):
+            for job in T.parallel(s.n * ob * pt):
+                with T.sblock("int8_conv"):
+                    T.reads(
+                        X[0 : s.n, 0 : s.cg, 0 : s.phases, 0 : s.q * GROUP],
+                        W[0 : s.ocp, 0 : s.cg, 0:taps],
+                        INIT[0 : s.ocp],
+                        BIAS[0 : s.ocp],
+                        MUL[0 : s.ocp],
+                    )
+                    T.writes(Y[0 : s.n, 0 : s.ocp, 0 : s.ppad])
+                    acc = T.alloc_buffer((rows, vecs * width), "int32", scope="local")
+                    n = job // (ob * pt)
+                    o0 = job // pt % ob * rows
+                    p0 = job % pt * (vecs * lanes)
+                    for r in T.unroll(rows):
+                        for v in T.unroll(vecs):
+                            acc[r, T.ramp(v * width, 1, width)] = init(INIT[o0 + r])
+                    for c in range(s.cg):
+                        for t in T.unroll(taps):
+                            for r in T.unroll(rows):
+                                for v in T.unroll(vecs):
+                                    acc[r, T.ramp(v * width, 1, width)] = dot(
+                                        acc[r, T.ramp(v * width, 1, width)],
+                                        X,
+                                        n,
+                                        c,
+                                        t,
+                                        W[o0 + r, c, t],
+                                        p0 + v * lanes + offset(t),
+                                    )
+                    for r in T.unroll(rows):
+                        for v in T.unroll(vecs):
+                            Y[n, o0 + r, T.ramp(p0 + v * lanes, 1, lanes)] = epilogue(
+                                finish(acc[r, T.ramp(v * width, 1, width)]),
+                                BIAS[o0 + r],
+                                MUL[o0 + r],
+                            )
+
+    return kernel.with_attr(SPEC_ATTR, s.to_attr()).with_attr("op_pattern", 8)
