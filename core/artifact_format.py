@@ -29,6 +29,11 @@ from npuc.core.target import CpuTarget
 SIDECAR_FORMAT = "npuc-cpu-library"
 SIDECAR_VERSION = 2  # 2: no built_at_utc / compile_time_s (deterministic)
 
+WEIGHT_TRANSFORM_FUNC = "main_transform_params"
+"""A library with compact weights (``--precision weight-int8`` / ``fp16-weights``) has
+this zero-argument function: it returns ``main``'s float32 weights, which ``main``
+takes after its inputs. The runtime calls it once at load."""
+
 
 def sidecar_path(library_path: str | Path) -> Path:
     """``model.so`` -> ``model.so.json``."""

@@ -100,6 +100,7 @@ def build(
     input_shapes: Mapping[str, Sequence[int]] | None = None,
     progress: Progress | None = None,
     input_values: Mapping[str, str] | None = None,
+    precision: str = "float",
 ) -> BuildResult:
     """Compile the model at ``source`` for ``target`` into ``out_path``.
 
@@ -119,6 +120,10 @@ def build(
         see :func:`npuc.frontend.load`); they are not inputs of the library.
     progress
         A 4-step progress bar (import, optimize, compile, write), or ``None``.
+    precision
+        How the library stores weights: ``float`` (default), ``weight-int8``
+        (int8 + per-channel scale) or ``fp16-weights`` (float16); see
+        :func:`npuc.backend.cpu.lowering.weight_passes`.
 
     Returns
     -------
@@ -158,7 +163,9 @@ def build(
     progress.step("compile")
 
     with tvm_failures_as_npuc_errors(source, "compiling"):
-        result = build_library(mod, info, cpu_target, out_path, progress=progress)
+        result = build_library(
+            mod, info, cpu_target, out_path, progress=progress, precision=precision
+        )
     return dataclasses.replace(result, timings_s={**timings_s, **result.timings_s})
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from npuc.core.artifact_format import read_sidecar
+from npuc.core.artifact_format import WEIGHT_TRANSFORM_FUNC, read_sidecar
 from npuc.core.errors import InvalidInputError
 from npuc.core.fileio import sha256_file
 from npuc.core.model_info import ModelInfo
@@ -49,6 +49,12 @@ class CompiledModel:
 
     Parallel kernels run on TVM's process-wide thread pool, sized by
     :mod:`npuc.runtime.thread_pool` (not by the model).
+
+    A library with compact weights (``--precision weight-int8`` / ``fp16-weights``)
+    stores them as int8 or float16; its ``main_transform_params()`` turns them
+    into the float32 (packed) weights ``main`` takes after its inputs. That runs
+    once, here, and the result is kept for every :meth:`run` (memory: the float32
+    weights, as for a float library).
     """
 
     def __init__(
@@ -57,6 +63,10 @@ class CompiledModel:
         self.info = info
         self._vm = relax.VirtualMachine(executable, tvm.cpu())
         self._main = self._vm["main"]
+        self._weights: list[tvm.runtime.Tensor] = []
+        if self._vm.module.implements_function(WEIGHT_TRANSFORM_FUNC):
+            with caller_affinity_kept():
+                self._weights = list(self._vm[WEIGHT_TRANSFORM_FUNC]())
 
     def run(self, inputs: Mapping[str, np.ndarray], *, raw: bool = False) -> dict[str, np.ndarray]:
         """Run once on ``inputs`` (name -> array); return outputs by name.
@@ -73,7 +83,7 @@ class CompiledModel:
         """
         arrays = check_inputs(self.info, inputs)
         with caller_affinity_kept():
-            result = self._main(*(tvm.runtime.tensor(a) for a in arrays))
+            result = self._main(*(tvm.runtime.tensor(a) for a in arrays), *self._weights)
         flat = _flatten(result)
         if len(flat) != len(self.info.outputs):
             raise RuntimeError(

@@ -11,6 +11,7 @@ failing build leaves no new file and never clobbers an existing library.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -93,7 +94,9 @@ def check_interface(mod: tvm.IRModule, info: ModelInfo) -> None:
             )
 
 
-def compile_module(mod: tvm.IRModule, target: CpuTarget) -> tvm.runtime.Executable:
+def compile_module(
+    mod: tvm.IRModule, target: CpuTarget, *, precision: str = "float"
+) -> tvm.runtime.Executable:
     """Compile ``mod`` (as the midend leaves it) for ``target``, in memory.
 
     Parameters
@@ -103,9 +106,16 @@ def compile_module(mod: tvm.IRModule, target: CpuTarget) -> tvm.runtime.Executab
         returns it; legalized, fused and lowered here (:mod:`.lowering`).
     target
         The CPU to compile for (see :func:`~npuc.core.target.host_target`).
+    precision
+        How weights are stored: ``float`` (default), ``weight-int8`` or
+        ``fp16-weights`` (:func:`.lowering.weight_passes`). With compact weights the
+        executable has a ``main_transform_params()`` function giving ``main``'s
+        float32 weights: ``main(*inputs, *main_transform_params())``; the runtime
+        calls it once at load.
     """
     tvm_target = target.to_tvm()
-    return relax.build(mod, tvm_target, relax_pipeline=cpu_relax_pipeline(target))
+    pipeline = cpu_relax_pipeline(target, precision=precision)
+    return relax.build(mod, tvm_target, relax_pipeline=pipeline)
 
 
 def build_library(
@@ -115,13 +125,15 @@ def build_library(
     out_path: str | Path,
     *,
     progress: Progress | None = None,
+    precision: str = "float",
 ) -> BuildResult:
     """Compile ``mod`` and write ``out_path`` (shared library) plus ``out_path.json``.
 
     Parameters
     ----------
-    mod, target
-        As for :func:`compile_module`.
+    mod, target, precision
+        As for :func:`compile_module`; the sidecar records ``precision``
+        (``model.extra["precision"]``) unless ``info`` already names one.
     info
         The model's interface and provenance (from the frontend); stored in the sidecar.
     out_path
@@ -136,9 +148,11 @@ def build_library(
         )
     progress = progress if progress is not None else null_progress()
     check_interface(mod, info)
+    if "precision" not in info.extra:
+        info = dataclasses.replace(info, extra={**info.extra, "precision": precision})
 
     start_s = time.monotonic()
-    executable = compile_module(mod, target)
+    executable = compile_module(mod, target, precision=precision)
     compile_s = time.monotonic() - start_s
     progress.step("write")
 

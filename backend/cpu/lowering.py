@@ -24,9 +24,34 @@ from tvm import relax
 
 from npuc.backend.cpu.fuse_ops import FuseOps
 from npuc.backend.cpu.legalize_ops import LegalizeOps
+from npuc.backend.cpu.lift_weight_transforms import LiftWeightTransforms
 from npuc.backend.cpu.prepack_weights import PrepackWeights
+from npuc.backend.cpu.quantize_weights_int8 import QuantizeWeightsInt8
 from npuc.backend.cpu.schedule_pass import ScheduleCpu, ScheduleReport
+from npuc.backend.cpu.store_weights_fp16 import StoreWeightsFp16
+from npuc.backend.cpu.weight_storage import WEIGHT_PRECISIONS
 from npuc.core.target import CpuTarget
+
+
+def weight_passes(precision: str = "float") -> list[tvm.transform.Pass]:
+    """How the library stores its weights (``npuc build --precision``).
+
+    ``float``: as float32 constants (no pass). ``weight-int8`` / ``fp16-weights``:
+    convolution and matmul weights stored as int8 + per-channel scale / float16,
+    turned back into float32 once at load (:class:`.lift_weight_transforms.LiftWeightTransforms`).
+
+    Raises
+    ------
+    ValueError
+        ``precision`` is not one of :data:`~.weight_storage.WEIGHT_PRECISIONS`.
+    """
+    if precision not in WEIGHT_PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {', '.join(WEIGHT_PRECISIONS)}")
+    if precision == "weight-int8":
+        return [QuantizeWeightsInt8()]
+    if precision == "fp16-weights":
+        return [StoreWeightsFp16()]
+    return []
 
 
 def fusion_passes(target: CpuTarget, fuse_opt_level: int = 2) -> list[tvm.transform.Pass]:
@@ -69,6 +94,7 @@ def lower_passes() -> list[tvm.transform.Pass]:
     """Dataflow -> VM instructions with planned memory (TVM's CPU finalisation)."""
     return [
         PrepackWeights(),  # weight layouts the schedules asked for, packed at compile time
+        LiftWeightTransforms(),  # compact weights: dequantize + pack once at load, not per call
         relax.transform.RewriteDataflowReshape(),  # reshapes become views
         relax.transform.ToNonDataflow(),
         relax.transform.RemovePurityChecking(),
@@ -84,13 +110,17 @@ def lower_passes() -> list[tvm.transform.Pass]:
 
 
 def cpu_relax_pipeline(
-    target: CpuTarget, report: ScheduleReport | None = None
+    target: CpuTarget, report: ScheduleReport | None = None, *, precision: str = "float"
 ) -> tvm.transform.Pass:
     """The full ordered pipeline, as one pass for ``relax.build(relax_pipeline=...)``.
 
-    ``report`` (optional) receives what the schedule pass did.
+    ``report`` (optional) receives what the schedule pass did; ``precision``
+    chooses the weight storage (:func:`weight_passes`).
     """
     return tvm.transform.Sequential(
-        fusion_passes(target) + schedule_passes(target, report) + lower_passes(),
+        weight_passes(precision)
+        + fusion_passes(target)
+        + schedule_passes(target, report)
+        + lower_passes(),
         name="npuc_cpu_lowering",
     )
