@@ -2,6 +2,8 @@
 
 Unsupported operators are listed, not raised: inspect exits 0 for a model it
 can read, so it is the way to see everything a model needs before building.
+A compiled library (``model.so``) is summarised from its sidecar instead
+(:mod:`npuc.cli.inspect_library`: interface, precision, target).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "operator histogram, parameter count, multiply-accumulates per layer and the "
         "operators npuc cannot compile.",
     )
-    parser.add_argument("model", help="model file (.onnx, .tflite, .pt2)")
+    parser.add_argument(
+        "model", help="model file (.onnx, .tflite, .pt2) or a library built by npuc (.so)"
+    )
     common.add_input_shape_flag(parser)
     common.add_input_value_flag(parser)
     parser.add_argument(
@@ -42,6 +46,10 @@ def run(args: argparse.Namespace) -> CommandResult:
     from npuc.frontend.inspect import summarize
 
     source = common.existing_file(args.model, "model file")
+    if source.suffix == ".so":
+        from npuc.cli.inspect_library import inspect_library
+
+        return inspect_library(source)
     summary = summarize(
         source,
         common.parse_input_shapes(args.input_shape),

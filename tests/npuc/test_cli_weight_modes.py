@@ -76,6 +76,11 @@ def test_compact_library_runs_close_to_onnxruntime(work: Path, precision: str) -
     assert built["precision"] == precision
     sidecar = json.loads((work / f"{precision}.so.json").read_text())
     assert sidecar["model"]["extra"]["precision"] == precision
+    code, out, err = cli("inspect", work / f"{precision}.so", "--json")
+    assert code == 0, out + err
+    shown = json.loads(out)
+    assert shown["precision"] == precision and shown["matches_sidecar"] is True
+    assert shown["inputs"] == [{"name": "x", "shape": list(SHAPE), "dtype": "float32"}]
     want = run_onnxruntime(_model(), {"x": np.load(work / "x.npy")})["y"]
     if precision == "fp16-weights":
         np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3)
