@@ -31,14 +31,22 @@ class ScheduleRule(Protocol):
 
 
 from npuc.backend.cpu.schedules.conv2d import Conv2dRule  # noqa: E402 (after the protocol)
+from npuc.backend.cpu.schedules.conv2d_nhwc import (  # noqa: E402
+    Conv2dNhwcRule,
+    DepthwiseConv2dNhwcRule,
+)
 from npuc.backend.cpu.schedules.depthwise import DepthwiseConv2dRule  # noqa: E402
 from npuc.backend.cpu.schedules.int8_conv import Int8ConvRule  # noqa: E402
+from npuc.backend.cpu.schedules.int_depthwise import IntDepthwiseRule  # noqa: E402
 from npuc.backend.cpu.schedules.matmul import MatmulRule  # noqa: E402
 
 #: Rules in the order they are tried; the fallback rule is appended by the schedule pass.
 RULES: tuple[ScheduleRule, ...] = (
+    IntDepthwiseRule(),
     Int8ConvRule(),
     Conv2dRule(),
     DepthwiseConv2dRule(),
+    Conv2dNhwcRule(),
+    DepthwiseConv2dNhwcRule(),
     MatmulRule(),
 )

@@ -112,15 +112,24 @@ def choose_tile(nest: ConvNest, target: CpuTarget) -> ConvTile | None:
     counts) the rule declines and the fallback schedule runs the convolution. Ties are broken
     by :func:`_preference`.
     """
+    return choose_tile_for(nest.group_out, nest.out_width, target)
+
+
+def choose_tile_for(channels: int, out_width: int, target: CpuTarget) -> ConvTile | None:
+    """:func:`choose_tile` for ``channels`` output channels (per group) and ``out_width`` columns.
+
+    Shared by the NCHW and NHWC convolution rules (the tile is the same:
+    channels in vectors, columns unrolled).
+    """
     lanes = float_lanes(target)
     budget = accumulator_budget(target)
     best: ConvTile | None = None
-    for block_k in _divisors(nest.group_out, 4 * lanes):
+    for block_k in _divisors(channels, 4 * lanes):
         width = _lanes_for(block_k, lanes)
         if width is None or block_k // width > budget:
             continue
         vectors = block_k // width
-        tile = ConvTile(block_k, max(_divisors(nest.out_width, budget // vectors)), width)
+        tile = ConvTile(block_k, max(_divisors(out_width, budget // vectors)), width)
         if best is None or _preference(tile) > _preference(best):
             best = tile
     return best
@@ -184,15 +193,15 @@ def schedule_conv(sch: s_tir.Schedule, nest: ConvNest, tile: ConvTile) -> None:
     reduction = [roles[i] for i in (4, 5, 6) if i in roles]
     columns = [roles[3]] if 3 in roles else []  # absent when the tile is one column
     sch.reorder(*reduction, *columns, roles[1])
-    _vectorize_channels(sch, roles[1], tile)
+    vectorize_channels(sch, roles[1], tile)
     for column in columns:
         sch.unroll(column)
     init = sch.decompose_reduction(conv, reduction[0])
-    _vectorize_channels(sch, sch.get_loops(init)[-1], tile)
+    vectorize_channels(sch, sch.get_loops(init)[-1], tile)
     sch.vectorize(xi)
 
 
-def _vectorize_channels(sch: s_tir.Schedule, loop: s_tir.schedule.LoopRV, tile: ConvTile) -> None:
+def vectorize_channels(sch: s_tir.Schedule, loop: s_tir.schedule.LoopRV, tile: ConvTile) -> None:
     """Vectorise a ``block_k`` loop as ``tile.vectors`` unrolled vectors of ``tile.lanes``."""
     if tile.vectors > 1:
         outer, inner = sch.split(loop, [tile.vectors, tile.lanes])

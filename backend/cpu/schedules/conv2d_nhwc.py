@@ -1,0 +1,210 @@
+"""Schedule rules for float32 channels-last (NHWC) convolutions: TFLite models as they come.
+
+Channels-last is the layout a CPU convolution wants: the output channels of
+one pixel are contiguous, so they are the vector lanes, with no layout
+transform at run time.
+
+:class:`Conv2dNhwcRule` (one group, ``weight[ry, rx, c, k]``): the output is
+cut into register tiles of ``block_k`` channels by ``tile_w`` columns of one
+row (:func:`~npuc.backend.cpu.schedules.conv2d.choose_tile_for`, the NCHW
+rule's tile). A tile's accumulators are a local ``[x, k]`` buffer kept in
+vector registers; each reduction step (kernel row, column, input channel) is
+one vector load of ``block_k`` packed weights and ``tile_w`` broadcast inputs.
+Weights are packed at compile time to ``[k // block_k, ry, rx, c, k % block_k]``
+(a block tagged ``meta_schedule.layout_rewrite_preproc``, folded by
+:class:`~npuc.backend.cpu.prepack_weights.PrepackWeights`). Tiles over
+(image, channel block, row) run in parallel.
+
+:class:`DepthwiseConv2dNhwcRule` (``weight[ry, rx, c, 1]``): each output row
+is one parallel task; it is computed in strips of ``strip`` columns whose
+accumulators (``strip x channels``) stay in registers; each kernel tap is one
+vector load of inputs and one of weights per column and vector of channels.
+
+Both compute the epilogue (bias, activation, clip, residual add, TFLite's
+channel-padded residual) as the accumulators are written out
+(:func:`~npuc.backend.cpu.schedules.nhwc_match.gather_epilogue`). A padded
+input is built by its own parallel, vectorised loop nest; an unpadded copy is
+inlined.
+"""
+
+from __future__ import annotations
+
+from tvm import s_tir, tirx
+from tvm.ir import TensorLoad
+from tvm.s_tir.schedule import LoopRV
+from tvm.s_tir.schedule import SBlockRV as BlockRV
+
+from npuc.backend.cpu.schedules.conv2d import (
+    PREPROC_ATTR,
+    ConvTile,
+    accumulator_budget,
+    choose_tile_for,
+    float_lanes,
+    vectorize_channels,
+)
+from npuc.backend.cpu.schedules.conv_match import loops_by_iter
+from npuc.backend.cpu.schedules.fallback import attempt, schedule_block
+from npuc.backend.cpu.schedules.loops import vector_factor
+from npuc.backend.cpu.schedules.nhwc_match import NhwcConv, gather_epilogue, match_nhwc_conv
+from npuc.core.target import CpuTarget
+
+
+class Conv2dNhwcRule:
+    """Register-tiled NHWC convolution with pre-packed weights (see the module docstring)."""
+
+    name = "conv2d_nhwc"
+
+    def apply(self, func: tirx.PrimFunc, target: CpuTarget) -> tirx.PrimFunc | None:
+        """The scheduled ``func``, or ``None`` unless it holds one NHWC conv2d of one group."""
+        sch = s_tir.Schedule(func)
+        conv = match_nhwc_conv(sch)
+        if conv is None or conv.depthwise:
+            return None
+        tile = choose_tile_for(conv.out_channels, conv.out_width, target)
+        if tile is None:  # no power-of-two vector divides the channels (42): the fallback runs it
+            return None
+        _pack_weights(sch, conv, tile.block_k)
+        _prepare_input(sch, conv, target)
+        out = gather_epilogue(sch, conv)
+        if out is None or not _schedule_conv(sch, conv, out, tile):
+            return None
+        return sch.mod["main"]
+
+
+class DepthwiseConv2dNhwcRule:
+    """Row-parallel, channel-vectorised NHWC depthwise convolution (see the module docstring)."""
+
+    name = "depthwise_conv2d_nhwc"
+
+    def apply(self, func: tirx.PrimFunc, target: CpuTarget) -> tirx.PrimFunc | None:
+        """The scheduled ``func``, or ``None`` unless it holds one NHWC depthwise conv2d."""
+        sch = s_tir.Schedule(func)
+        conv = match_nhwc_conv(sch)
+        if conv is None or not conv.depthwise:
+            return None
+        _prepare_input(sch, conv, target)
+        out = gather_epilogue(sch, conv)
+        if out is None or not _schedule_depthwise(sch, conv, out, target):
+            return None
+        return sch.mod["main"]
+
+
+def _pack_weights(sch: s_tir.Schedule, conv: NhwcConv, bk: int) -> None:
+    """Read the weights as ``[k // bk, ry, rx, c, k % bk]`` through a compile-time rewrite."""
+    block = sch.get_sblock(conv.block)
+    cached = sch.cache_read(block, conv.weight_read, "global")
+    sch.transform_layout(
+        block, ("read", conv.weight_read), lambda ry, rx, c, k: (k // bk, ry, rx, c, k % bk)
+    )
+    sch.annotate(cached, PREPROC_ATTR, True)
+
+
+def _is_copy(sch: s_tir.Schedule, block: BlockRV) -> bool:
+    """``block`` stores a plain load (no padding condition)."""
+    body = sch.get(block).body
+    return isinstance(body, tirx.BufferStore) and isinstance(body.value, TensorLoad)
+
+
+def _prepare_input(sch: s_tir.Schedule, conv: NhwcConv, target: CpuTarget) -> None:
+    """Inline an unpadded copy of the input; give a padded one a parallel, vectorised nest."""
+    if conv.pad_block is None:
+        return
+    pad = sch.get_sblock(conv.pad_block)
+    if _is_copy(sch, pad) and attempt(sch.compute_inline, pad):
+        return
+    schedule_block(sch, pad, target, {})
+
+
+def _schedule_conv(sch: s_tir.Schedule, conv: NhwcConv, out: BlockRV, tile: ConvTile) -> bool:
+    """The NHWC register-tile kernel; ``False`` when the loop nest is not as expected."""
+    block = sch.get_sblock(conv.block)
+    loops = sch.get_loops(out)
+    if len(loops) != 4:
+        return False
+    n, y, x, k = loops
+    ko, ki = sch.split(k, [None, tile.block_k])
+    xo, xi = sch.split(x, [None, tile.tile_w])
+    if conv.subsamples:  # strided: the input rows of one output row are read once
+        sch.reorder(n, y, ko, xo, xi, ki)
+    else:  # stride 1: the weights of one channel block stay in cache over the rows
+        sch.reorder(n, ko, y, xo, xi, ki)
+    outer = sch.fuse(*sch.get_loops(out)[:3])
+    sch.parallel(outer)
+    sch.compute_at(block, xo)
+    sch.set_scope(block, 0, "local")
+
+    roles = loops_by_iter(sch, block, first=2)
+    reduction = [roles[i] for i in (4, 5, 6) if i in roles]
+    if not reduction or 3 not in roles:
+        return False
+    columns = [roles[2]] if 2 in roles else []  # absent when the tile is one column
+    sch.reorder(*reduction, *columns, roles[3])
+    vectorize_channels(sch, roles[3], tile)
+    for column in columns:
+        sch.unroll(column)
+    init = sch.decompose_reduction(block, reduction[0])
+    vectorize_channels(sch, sch.get_loops(init)[-1], tile)
+    vectorize_channels(sch, ki, tile)
+    if tile.tile_w > 1:
+        sch.unroll(xi)
+    return True
+
+
+def choose_strip(conv: NhwcConv, target: CpuTarget) -> int:
+    """Output columns per depthwise strip: the most whose accumulators fit the register budget.
+
+    A column holds ``ceil(channels / lanes)`` vectors; the strip is the widest
+    divisor of the output width within :func:`accumulator_budget` vectors.
+    """
+    vectors = -(-conv.out_channels // float_lanes(target))
+    limit = max(accumulator_budget(target) // vectors, 1)
+    return max(d for d in range(1, min(conv.out_width, limit) + 1) if conv.out_width % d == 0)
+
+
+def _vectorize_depth(sch: s_tir.Schedule, loop: LoopRV, channels: int, target: CpuTarget) -> None:
+    """Vectorise a channel loop: whole when it fits 4 vectors, else as unrolled vectors."""
+    lanes = float_lanes(target)
+    if channels <= 4 * lanes:
+        sch.vectorize(loop)
+        return
+    width = vector_factor(channels, lanes)
+    if width is None:
+        sch.vectorize(loop)
+        return
+    outer, inner = sch.split(loop, [None, width])
+    sch.unroll(outer)
+    sch.vectorize(inner)
+
+
+def _schedule_depthwise(
+    sch: s_tir.Schedule, conv: NhwcConv, out: BlockRV, target: CpuTarget
+) -> bool:
+    """The NHWC depthwise strip kernel; ``False`` when the loop nest is not as expected."""
+    block = sch.get_sblock(conv.block)
+    loops = sch.get_loops(out)
+    if len(loops) != 4:
+        return False
+    n, y, x, c = loops
+    strip = choose_strip(conv, target)
+    xo, xi = sch.split(x, [None, strip])
+    row = sch.fuse(n, y)
+    sch.parallel(row)
+    sch.compute_at(block, xo)
+    sch.set_scope(block, 0, "local")
+
+    roles = loops_by_iter(sch, block, first=2)
+    if 3 not in roles:
+        return False
+    taps = [roles[i] for i in (4, 5, 6) if i in roles]
+    columns = [roles[2]] if 2 in roles else []
+    sch.reorder(*taps, *columns, roles[3])
+    for loop in (*taps, *columns):
+        sch.unroll(loop)
+    _vectorize_depth(sch, roles[3], conv.out_channels, target)
+    if taps:
+        init = sch.decompose_reduction(block, taps[0])
+        _vectorize_depth(sch, sch.get_loops(init)[-1], conv.out_channels, target)
+    _vectorize_depth(sch, c, conv.out_channels, target)
+    if strip > 1:
+        sch.unroll(xi)
+    return True
