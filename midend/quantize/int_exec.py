@@ -13,10 +13,12 @@ stays below 2^52 (:mod:`.exact_stage`, checked against the int64 reference),
 else in the int64 reference itself. BLAS runs on one thread
 (:mod:`.threads`).
 
-Float layers (``run_on == "cpu"``) run in float32; at a boundary an integer
-tensor is dequantized, and a float tensor read by an integer layer is
-quantized with its parameters (round half to even, saturate), which is what
-the host does at the NPU's boundary.
+Float layers (``run_on == "cpu"``) run in float32 through the compiled
+kernels of :mod:`.float_kernels` (the integer CPU library embeds the same
+kernels, so it gets the same bits); layers that only move values run in
+numpy. At a boundary an integer tensor is dequantized, and a float tensor
+read by an integer layer is quantized with its parameters (round half to
+even, saturate), which is what the host does at the NPU's boundary.
 
 Guarantees: the result is a deterministic function of the quantized model and
 the inputs; the simulator and the CPU integer path must equal it bit for bit.
@@ -39,6 +41,7 @@ from . import kernels
 from .exact_eltwise import add_f64
 from .exact_stage import clamp_bounds, fits_f64, output_stage_f64
 from .float_exec import FloatExecutor, data_movement
+from .float_kernels import FloatKernels
 from .graph import Node
 from .qmodel import QLayer, QuantizedModel
 from .qparams import QParams
@@ -64,6 +67,8 @@ class IntegerExecutor:
     def __init__(self, model: QuantizedModel, float_executor: FloatExecutor | None = None) -> None:
         self.model = model
         self.float = float_executor or FloatExecutor(model.graph)
+        float_layers = [n for n, layer in model.layers.items() if layer.run_on != "npu"]
+        self.kernels = FloatKernels(model.graph, float_layers)
         self.overflow: set[str] = set()
         self._resize_index: dict[str, np.ndarray] = {}
         self._dtypes: dict[tuple[int, QParams], tuple[np.dtype[Any], int]] = {}
@@ -93,6 +98,9 @@ class IntegerExecutor:
         layer = self.model.layers[node.name]
         if layer.run_on != "npu":
             inputs = [self.as_float(env[n]) for n in node.inputs]
+            computed = self.kernels.run(node, inputs)
+            if computed is not None:
+                return computed
             floats = {**env, **dict(zip(node.inputs, inputs, strict=True))}
             return self.float.run_node(node, inputs, floats)
         ins = [self.as_int(env[n], self.model.tensors[n]) for n in node.inputs]

@@ -21,18 +21,11 @@ dequantizes an integer input.
 
 Guarantees: integer layers give the executor's integers bit for bit (see
 each module: :mod:`.conv`, :mod:`.eltwise`, :mod:`.lut`, :mod:`.movement`);
-float layers give its float32 results within float32 rounding
-(:mod:`.float_layers`). The executor's sticky overflow flags are not
-reproduced.
-
-Limit: a float result that an integer layer reads is quantized, so a float32
-rounding difference between this path and the executor (numpy's pairwise sums
-and ``exp`` against TVM's kernels; a scheduled reduction against the
-executor's unscheduled TVM fallback) can move one stored code by 1. Measured:
-PP-OCRv4 rec (float softmax feeding a reshape) 1 element of 265,000 on one of
-2 samples; PP-OCRv4 det (float ``conv2d_transpose``) 2 elements under the
-scheduled CPU pipeline, none under TVM's default one. Models whose float
-layers are only at the end (classifier softmax) are bit-exact everywhere.
+float layers give its float32 results bit for bit too (:mod:`.float_layers`:
+the library embeds the executor's own float kernels,
+:mod:`npuc.midend.quantize.float_kernels`, compiled for the same host CPU),
+so an integer layer that quantizes a float result gets the executor's codes.
+The executor's sticky overflow flags are not reproduced.
 """
 
 from .dispatch import emit_layer

@@ -2,8 +2,9 @@
 
 Requires: a :class:`~npuc.midend.quantize.qmodel.QuantizedModel` with static
 shapes. Guarantees: ``main`` computes, for the given inputs, exactly the
-values the integer executor holds for the requested outputs (integer
-tensors bit for bit, float tensors within float32 rounding); the module is
+values the integer executor holds for the requested outputs, bit for bit
+(integer tensors, and float tensors: float layers are the executor's own
+kernels, :mod:`.float_layers`); the module is
 ready for :func:`npuc.backend.cpu.build.compile_module`.
 """
 
