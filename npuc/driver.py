@@ -101,6 +101,7 @@ def build(
     progress: Progress | None = None,
     input_values: Mapping[str, str] | None = None,
     precision: str = "float",
+    tuning_db: str | os.PathLike[str] | None = None,
 ) -> BuildResult:
     """Compile the model at ``source`` for ``target`` into ``out_path``.
 
@@ -124,6 +125,10 @@ def build(
         How the library stores weights: ``float`` (default), ``weight-int8``
         (int8 + per-channel scale) or ``fp16-weights`` (float16); see
         :func:`npuc.backend.cpu.lowering.weight_passes`.
+    tuning_db
+        Folder written by ``npuc tune`` (``--tuning-db``): every kernel with a
+        record there gets its tuned schedule instead of the hand rule; checked
+        before the import starts.
 
     Returns
     -------
@@ -149,6 +154,10 @@ def build(
     from npuc.midend.pipeline import MidendOptions, optimize
 
     timings_s["startup"] = time.monotonic() - start_s
+    if tuning_db is not None:
+        from npuc.backend.cpu.tuning_db import check_tuning_db_path
+
+        check_tuning_db_path(Path(tuning_db))
 
     progress.step("import", n=0)
     start_s = time.monotonic()
@@ -164,7 +173,13 @@ def build(
 
     with tvm_failures_as_npuc_errors(source, "compiling"):
         result = build_library(
-            mod, info, cpu_target, out_path, progress=progress, precision=precision
+            mod,
+            info,
+            cpu_target,
+            out_path,
+            progress=progress,
+            precision=precision,
+            tuning_db=tuning_db,
         )
     return dataclasses.replace(result, timings_s={**timings_s, **result.timings_s})
 

@@ -22,6 +22,8 @@ import tvm
 from tvm import relax
 
 from npuc.backend.cpu.lowering import cpu_relax_pipeline
+from npuc.backend.cpu.schedule_pass import ScheduleReport
+from npuc.backend.cpu.tuning_db import open_tuning_db
 from npuc.core.artifact_format import LibrarySidecar, sidecar_path
 from npuc.core.errors import InvalidInputError, UnsupportedError
 from npuc.core.fileio import atomic_path, sha256_file, workspace_beside, write_text_atomic
@@ -47,6 +49,8 @@ class BuildResult:
     info: ModelInfo
     target: CpuTarget
     timings_s: dict[str, float] = field(default_factory=dict)
+    #: Kernels per schedule rule (``"tuned"``: from ``--tuning-db``), see ScheduleReport.
+    schedule_counts: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -56,6 +60,7 @@ class BuildResult:
             "outputs": [t.to_json() for t in self.info.outputs],
             "target": self.target.to_json(),
             "timings_s": dict(self.timings_s),
+            "schedules": dict(self.schedule_counts),
         }
 
 
@@ -95,7 +100,12 @@ def check_interface(mod: tvm.IRModule, info: ModelInfo) -> None:
 
 
 def compile_module(
-    mod: tvm.IRModule, target: CpuTarget, *, precision: str = "float"
+    mod: tvm.IRModule,
+    target: CpuTarget,
+    *,
+    precision: str = "float",
+    tuning_db: str | Path | None = None,
+    report: ScheduleReport | None = None,
 ) -> tvm.runtime.Executable:
     """Compile ``mod`` (as the midend leaves it) for ``target``, in memory.
 
@@ -112,9 +122,17 @@ def compile_module(
         executable has a ``main_transform_params()`` function giving ``main``'s
         float32 weights: ``main(*inputs, *main_transform_params())``; the runtime
         calls it once at load.
+    tuning_db
+        Folder of a tuning database written by ``npuc tune``: kernels with a
+        record get the tuned schedule (:mod:`.tuning_db`). Raises
+        :class:`~npuc.core.errors.InvalidInputError` naming it when it is
+        missing or corrupt.
+    report
+        Filled with the schedule rule chosen per kernel.
     """
     tvm_target = target.to_tvm()
-    pipeline = cpu_relax_pipeline(target, precision=precision)
+    db = open_tuning_db(tuning_db) if tuning_db is not None else None
+    pipeline = cpu_relax_pipeline(target, report, precision=precision, tuning_db=db)
     return relax.build(mod, tvm_target, relax_pipeline=pipeline)
 
 
@@ -126,12 +144,13 @@ def build_library(
     *,
     progress: Progress | None = None,
     precision: str = "float",
+    tuning_db: str | Path | None = None,
 ) -> BuildResult:
     """Compile ``mod`` and write ``out_path`` (shared library) plus ``out_path.json``.
 
     Parameters
     ----------
-    mod, target, precision
+    mod, target, precision, tuning_db
         As for :func:`compile_module`; the sidecar records ``precision``
         (``model.extra["precision"]``) unless ``info`` already names one.
     info
@@ -152,7 +171,10 @@ def build_library(
         info = dataclasses.replace(info, extra={**info.extra, "precision": precision})
 
     start_s = time.monotonic()
-    executable = compile_module(mod, target, precision=precision)
+    report = ScheduleReport()
+    executable = compile_module(
+        mod, target, precision=precision, tuning_db=tuning_db, report=report
+    )
     compile_s = time.monotonic() - start_s
     progress.step("write")
 
@@ -180,4 +202,5 @@ def build_library(
         info=info,
         target=target,
         timings_s={"compile": compile_s, "write": write_s},
+        schedule_counts=report.counts(),
     )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import tvm
 from tvm import relax
+from tvm.s_tir import meta_schedule as ms
 
 from npuc.backend.cpu.fuse_ops import FuseOps
 from npuc.backend.cpu.legalize_ops import LegalizeOps
@@ -73,7 +74,9 @@ def fusion_passes(target: CpuTarget, fuse_opt_level: int = 2) -> list[tvm.transf
 
 
 def schedule_passes(
-    target: CpuTarget, report: ScheduleReport | None = None
+    target: CpuTarget,
+    report: ScheduleReport | None = None,
+    tuning_db: ms.database.Database | None = None,
 ) -> list[tvm.transform.Pass]:
     """TIR schedules for ``target``: every PrimFunc gets its rule's loop nest.
 
@@ -83,10 +86,13 @@ def schedule_passes(
         Vector width (AVX-512 / AVX2) and cores the rules schedule for.
     report
         Filled with the rule chosen per function and any rule failures.
+    tuning_db
+        Records of ``npuc tune`` (:mod:`.tuning_db`); ``None``: hand rules only.
     """
     return [
-        # Hand rules (conv2d, depthwise, matmul, ...) then parallel-and-vectorise.
-        ScheduleCpu(target, report=report),
+        # Tuned records (if any), else hand rules (conv2d, depthwise, matmul, ...),
+        # then parallel-and-vectorise.
+        ScheduleCpu(target, report=report, tuning_db=tuning_db),
     ]
 
 
@@ -110,17 +116,22 @@ def lower_passes() -> list[tvm.transform.Pass]:
 
 
 def cpu_relax_pipeline(
-    target: CpuTarget, report: ScheduleReport | None = None, *, precision: str = "float"
+    target: CpuTarget,
+    report: ScheduleReport | None = None,
+    *,
+    precision: str = "float",
+    tuning_db: ms.database.Database | None = None,
 ) -> tvm.transform.Pass:
     """The full ordered pipeline, as one pass for ``relax.build(relax_pipeline=...)``.
 
     ``report`` (optional) receives what the schedule pass did; ``precision``
-    chooses the weight storage (:func:`weight_passes`).
+    chooses the weight storage (:func:`weight_passes`); ``tuning_db`` supplies
+    tuned schedules (:func:`schedule_passes`).
     """
     return tvm.transform.Sequential(
         weight_passes(precision)
         + fusion_passes(target)
-        + schedule_passes(target, report)
+        + schedule_passes(target, report, tuning_db)
         + lower_passes(),
         name="npuc_cpu_lowering",
     )

@@ -6,7 +6,11 @@ fused group, loop nests as LegalizeOps wrote them).
 Guarantees: every PrimFunc a rule accepted is replaced by its scheduled
 version and tagged ``tirx.is_scheduled`` plus ``npuc.schedule_rule`` (the
 rule's name). The rules of :data:`npuc.backend.cpu.schedules.RULES` are tried
-in order, then :class:`~npuc.backend.cpu.schedules.fallback.FallbackRule`. A
+in order, then :class:`~npuc.backend.cpu.schedules.fallback.FallbackRule`. With
+a tuning database (``npuc build --tuning-db DIR``), a function that has a
+record there gets the record's schedule instead, rule name :data:`TUNED_RULE`
+(``npuc tune`` keeps a record only when it measured faster than the hand
+rule, :mod:`npuc.backend.cpu.tuning`). A
 rule that raises does not break the build: the next rule is tried and the
 failure is recorded in the :class:`ScheduleReport` (and logged at WARNING on
 the ``npuc.backend.cpu.schedule`` logger). Semantics unchanged. Idempotent:
@@ -23,15 +27,19 @@ from dataclasses import dataclass, field
 
 import tvm
 from tvm import tirx
+from tvm.s_tir import meta_schedule as ms
 
 from npuc.backend.cpu.schedules import RULES, ScheduleRule
 from npuc.backend.cpu.schedules.fallback import FallbackRule
+from npuc.backend.cpu.tuning_db import tuned_function
 from npuc.core.target import CpuTarget
 
 LOG = logging.getLogger("npuc.backend.cpu.schedule")
 
 #: Function attribute naming the rule that scheduled a PrimFunc.
 RULE_ATTR = "npuc.schedule_rule"
+#: Rule name of a function scheduled from the tuning database.
+TUNED_RULE = "tuned"
 _SCHEDULED_ATTR = "tirx.is_scheduled"
 
 
@@ -87,6 +95,9 @@ class ScheduleCpu:
     report
         Filled with the rule chosen per function and any failures; a fresh
         one when ``None`` (see :attr:`report`).
+    tuning_db
+        A MetaSchedule database (:func:`~npuc.backend.cpu.tuning_db.open_tuning_db`)
+        whose records are applied before the rules; ``None``: hand rules only.
     """
 
     def __init__(
@@ -94,8 +105,10 @@ class ScheduleCpu:
         target: CpuTarget,
         rules: Sequence[ScheduleRule] | None = None,
         report: ScheduleReport | None = None,
+        tuning_db: ms.database.Database | None = None,
     ) -> None:
         self.target = target
+        self.tuning_db = tuning_db
         self.rules: tuple[ScheduleRule, ...] = (
             *(RULES if rules is None else rules),
             FallbackRule(),
@@ -120,6 +133,9 @@ class ScheduleCpu:
         return mod
 
     def _schedule(self, name: str, func: tirx.PrimFunc) -> tirx.PrimFunc | None:
+        tuned = self._tuned(name, func)
+        if tuned is not None:
+            return tuned
         for rule in self.rules:
             try:
                 result = rule.apply(func, self.target)
@@ -135,6 +151,22 @@ class ScheduleCpu:
         self.report.rule_of[name] = "none"
         LOG.debug("%s: no rule applied", name)
         return None
+
+    def _tuned(self, name: str, func: tirx.PrimFunc) -> tirx.PrimFunc | None:
+        if self.tuning_db is None:
+            return None
+        try:
+            tuned = tuned_function(self.tuning_db, func, self.target)
+        except Exception as exc:  # a record that no longer applies: the hand rules take over
+            failure = RuleFailure(name, TUNED_RULE, f"{type(exc).__name__}: {_first_line(exc)}")
+            self.report.failures.append(failure)
+            LOG.warning("tuned record failed on %s: %s", name, failure.error)
+            return None
+        if tuned is None:
+            return None
+        self.report.rule_of[name] = TUNED_RULE
+        LOG.debug("%s: scheduled from the tuning database", name)
+        return tuned.with_attr(_SCHEDULED_ATTR, True).with_attr(RULE_ATTR, TUNED_RULE)
 
 
 def _is_scheduled(func: tirx.PrimFunc) -> bool:

@@ -63,6 +63,12 @@ def register(subparsers: Any) -> None:
         "float compute, conv/matmul weights stored as int8 + per-channel scale / float16 "
         "(library ~4x / ~2x smaller, no calibration)",
     )
+    parser.add_argument(
+        "--tuning-db",
+        metavar="DIR",
+        help="(--target cpu, float weights) use the tuned kernels `npuc tune --db DIR` "
+        "recorded; the other kernels keep the hand schedules",
+    )
     from npuc.cli.npu_commands import add_npu_build_flags
 
     add_npu_build_flags(parser)
@@ -93,6 +99,12 @@ def run(args: argparse.Namespace) -> CommandResult:
             f"--precision {args.precision} applies to --target cpu; an NPU build is always "
             "quantized to the NPU's integer datapath",
             hint="drop --precision (choose the activation bits with --activation-bits)",
+        )
+    if args.tuning_db is not None and (args.target == "npu" or args.precision == "int8"):
+        raise InvalidInputError(
+            f"--tuning-db {args.tuning_db} applies to float CPU builds (--target cpu); "
+            "it would be ignored here",
+            hint="drop --tuning-db",
         )
     if args.target == "npu":
         from npuc.cli.npu_commands import build
@@ -144,6 +156,7 @@ def run(args: argparse.Namespace) -> CommandResult:
             progress=bar,
             input_values=values,
             precision=args.precision,
+            tuning_db=args.tuning_db,
         )
     timings_s = {**result.timings_s, "total": time.monotonic() - start_s}
     data = result.to_json()
@@ -162,6 +175,9 @@ def run(args: argparse.Namespace) -> CommandResult:
         f"{result.sidecar_path} ({_size(result.sidecar_bytes)})",
         f"  target:  {target.cpu_name}, {target.num_cores} thread(s), {isa}",
         f"  weights: {_WEIGHTS[args.precision]} (--precision {args.precision})",
+        f"  kernels: {sum(result.schedule_counts.values())}, "
+        f"{result.schedule_counts.get('tuned', 0)} tuned"
+        + (f" (--tuning-db {args.tuning_db})" if args.tuning_db else ""),
         "  inputs:  "
         + ", ".join(f"{t.name} {t.shape_str()} {t.dtype}" for t in result.info.inputs),
         "  outputs: "
