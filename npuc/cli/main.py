@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "npuc.cli.cmd_quantize",
     "npuc.cli.cmd_eval",
     "npuc.cli.cmd_build",
+    "npuc.cli.cmd_tune",
     "npuc.cli.cmd_run",
     "npuc.cli.cmd_asm",
     "npuc.cli.cmd_disasm",

@@ -1,0 +1,134 @@
+"""The MetaSchedule search of ``npuc tune``: tasks, builder, budget and progress.
+
+Called by :func:`npuc.backend.cpu.tuning.tune_module`. Uses TVM's
+evolutionary search with the XGBoost cost model (the ``tune`` extra installs
+``xgboost-cpu``), a smaller population than TVM's default (a search round
+on 2 cores then takes seconds, not minutes), the builder of
+:func:`~npuc.backend.cpu.tuning_measure.build_candidate`, and a measure
+callback that advances the progress bar and stops every task once the time
+budget is spent.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tvm.ir.utils import derived_object
+from tvm.s_tir import meta_schedule as ms
+
+from npuc.backend.cpu.tuning_db import task_module
+from npuc.backend.cpu.tuning_measure import build_candidate
+from npuc.core.errors import UnsupportedError
+from npuc.core.progress import Progress
+from npuc.core.target import CpuTarget
+
+if TYPE_CHECKING:
+    from npuc.backend.cpu.tuning import TuneOptions, TuningTask
+
+#: Evolutionary search population (TVM's default 512 takes minutes per round on 2 cores).
+POPULATION = 128
+#: Python packages MetaSchedule needs that the TVM wheel does not declare.
+NEEDED = ("xgboost", "cloudpickle", "psutil")
+
+
+def check_dependencies() -> None:
+    """Raise :class:`UnsupportedError` with the install command if a tuning package is missing."""
+    import importlib.util
+
+    missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UnsupportedError(
+            f"npuc tune needs the Python packages {', '.join(missing)}, which are not installed",
+            hint="pip install 'npuc[tune]' (or: pip install xgboost-cpu cloudpickle psutil)",
+        )
+
+
+@derived_object
+class _BudgetCallback(ms.measure_callback.PyMeasureCallback):
+    """Advances the progress bar; terminates every task once ``deadline_s`` (monotonic) passed."""
+
+    def __init__(self, progress: Progress, deadline_s: float, names: list[str]) -> None:
+        self.progress = progress
+        self.deadline_s = deadline_s
+        self.names = names
+        self.measured = 0
+        self.stopped = False
+
+    def apply(
+        self,
+        task_scheduler: ms.task_scheduler.TaskScheduler,
+        task_id: int,
+        measure_candidates: list[ms.MeasureCandidate],
+        builder_results: list[ms.builder.BuilderResult],
+        runner_results: list[ms.runner.RunnerResult],
+    ) -> None:
+        self.measured += len(runner_results)
+        self.progress.step(f"searching {self.names[task_id]}", n=len(runner_results))
+        if time.monotonic() < self.deadline_s or self.stopped:
+            return
+        self.stopped = True
+        for index, record in enumerate(task_scheduler.tasks_):
+            if not record.is_terminated:
+                task_scheduler.terminate_task(index)
+
+
+def search(
+    tasks: list[TuningTask],
+    target: CpuTarget,
+    work_dir: Path,
+    options: TuneOptions,
+    progress: Progress,
+    *,
+    deadline_s: float,
+) -> tuple[ms.database.Database, int]:
+    """Run MetaSchedule on ``tasks``; return the search database and candidates measured.
+
+    Parameters
+    ----------
+    tasks
+        Kernels to tune (non-empty), each weighted by its call count.
+    work_dir
+        MetaSchedule's folder: its JSON database (every measured candidate,
+        kept across runs) and ``logs/``.
+    options
+        ``trials`` bounds the candidates; ``deadline_s + options.time_budget_s``
+        (``time.monotonic()`` clock) stops the search after the batch being
+        measured.
+    """
+    from npuc.backend.cpu.tuning import default_trials_per_iter
+
+    check_dependencies()
+    names = [t.name for t in tasks]
+    loggers = ms.logging.get_loggers_from_work_dir(str(work_dir), names)
+    seeds = ms.utils.fork_seed(options.seed, n=len(tasks))
+    contexts = [
+        ms.TuneContext(
+            mod=task_module(task.func),
+            target=target.to_tvm(),
+            space_generator="post-order-apply",
+            search_strategy=ms.search_strategy.EvolutionarySearch(
+                population_size=POPULATION, init_min_unmeasured=POPULATION // 4
+            ),
+            task_name=task.name,
+            logger=logger,
+            rand_state=seed,
+            num_threads=target.num_cores,
+        ).clone()
+        for task, logger, seed in zip(tasks, loggers, seeds, strict=True)
+    ]
+    budget = _BudgetCallback(progress, deadline_s + options.time_budget_s, names)
+    database = ms.tune_tasks(
+        tasks=contexts,
+        task_weights=[float(t.calls) for t in tasks],
+        work_dir=str(work_dir),
+        max_trials_global=options.trials,
+        num_trials_per_iter=default_trials_per_iter(options.trials, len(tasks)),
+        builder=ms.builder.LocalBuilder(f_build=build_candidate, max_workers=target.num_cores),
+        runner=ms.runner.LocalRunner(),
+        database=ms.database.JSONDatabase(work_dir=str(work_dir)),
+        cost_model=ms.cost_model.XGBModel(num_tuning_cores=target.num_cores, tree_method="auto"),
+        measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), budget],
+    )
+    return database, budget.measured
