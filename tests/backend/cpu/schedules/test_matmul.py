@@ -5,9 +5,14 @@ Tolerance: rtol 1e-5, atol 1e-5 times the reduction length (FMA contraction).
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import tvm
 from tvm import relax
 
+from npuc.backend.cpu.lowering import fusion_passes
+from npuc.backend.cpu.prepack_weights import PrepackWeights
+from npuc.backend.cpu.schedule_pass import ScheduleCpu
 from npuc.backend.cpu.schedules.loops import vector_lanes
 from npuc.backend.cpu.schedules.matmul import MatmulRule
 from tests.backend.cpu.schedules.relax_graphs import TARGET, check_same, graph
@@ -35,3 +40,37 @@ def test_batch_matmul(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> Non
     mod = graph([a_shape, b_shape], lambda p: op.matmul(p[0], p[1]))
     report = check_same(mod, (MatmulRule(),), atol=1e-5 * a_shape[-1])
     assert report.counts() == {"matmul": 1}
+
+
+@pytest.mark.parametrize(("m", "k", "n"), [(1, 1280, 1000), (8, 96, 48)])
+def test_linear_with_transposed_constant_weight(m: int, k: int, n: int) -> None:
+    """``x @ W^T + b`` (Gemm transB=1, PyTorch Linear, TFLite FullyConnected), even unfolded.
+
+    The transpose of the constant weight is a kernel of its own (FuseOps does
+    not fuse an injective producer into a matmul); PrepackWeights' constant
+    folding evaluates it at compile time, so the library holds ``W^T`` and
+    runs only the matmul rule's GEMM.
+    """
+    rng = np.random.default_rng(3)
+    weight = relax.const(rng.uniform(-1, 1, (n, k)).astype(np.float32))
+    bias = relax.const(rng.uniform(-1, 1, (n,)).astype(np.float32))
+    mod = graph([(m, k)], lambda p: op.add(op.matmul(p[0], op.permute_dims(weight)), bias))
+    report = check_same(mod, (MatmulRule(),), atol=1e-5 * k)
+    assert report.counts() == {"matmul": 1, "fallback": 1}  # the GEMM; the transpose
+    passes = [*fusion_passes(TARGET), ScheduleCpu(TARGET, rules=(MatmulRule(),))]
+    packed = PrepackWeights()(tvm.transform.Sequential(passes)(mod))
+    called = [v.args[0].name_hint for v in _calls(packed["main"]) if v.args]
+    assert len(called) == 1 and "matmul" in called[0], called
+
+
+def _calls(func: relax.Function) -> list[relax.Call]:
+    found: list[relax.Call] = []
+    relax.analysis.post_order_visit(
+        func,
+        lambda e: (
+            found.append(e)
+            if isinstance(e, relax.Call) and getattr(e.op, "name", "") == "relax.call_tir"
+            else None
+        ),
+    )
+    return found
