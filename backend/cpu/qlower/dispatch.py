@@ -13,6 +13,7 @@ from npuc.midend.quantize.qmodel import QuantizedModel
 from npuc.midend.quantize.qparams import QParams
 
 from .conv import emit_conv
+from .depthwise import emit_depthwise
 from .eltwise import BINARY, emit_binary, emit_requant_layer
 from .float_layers import emit_float_layer
 from .intops import dequantize, is_stored_int, quantize
@@ -71,6 +72,8 @@ def emit_layer(
     out = qm.tensors[node.name]
     p = layer.params
     op = node.op
+    if op == "conv2d" and (dw := emit_depthwise(bb, node, p, ints[0], qs[0], out)) is not None:
+        return dw
     if op in ("conv2d", "dense"):
         return emit_conv(bb, node, p, ints[0], qs[0], out)
     if op in BINARY:

@@ -18,7 +18,7 @@ from tvm import relax
 
 from npuc.backend.cpu.build import compile_module
 from npuc.backend.cpu.qlower import lower_model
-from npuc.core.target import host_target
+from npuc.core.target import CpuTarget, host_target
 from npuc.midend.quantize.config import LayerQuantConfig, QuantConfig
 from npuc.midend.quantize.graph import Graph, Node, TensorType
 from npuc.midend.quantize.int_exec import IntegerExecutor, IntTensor
@@ -74,8 +74,13 @@ def _value(v: Any) -> np.ndarray:
     return v.values if isinstance(v, IntTensor) else np.asarray(v)
 
 
-def run_cases(cases: list[Case]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def run_cases(
+    cases: list[Case], target: CpuTarget | None = None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Executor and CPU results per layer name: ``{name: (expected, got)}``.
+
+    The CPU path is compiled for ``target`` (default: this machine); a target
+    with fewer features than the host (AVX2 only) runs here too.
 
     Node output shapes are taken from the executor's results (the lowering
     reads ``node.out`` for reshapes), so cases may leave them as placeholders.
@@ -91,16 +96,17 @@ def run_cases(cases: list[Case]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     qm = _model(cases, nodes)
     env = IntegerExecutor(qm).run(feeds, raw_inputs=True)
     vm = relax.VirtualMachine(
-        compile_module(lower_model(qm, raw_inputs=True), host_target()), tvm.cpu()
+        compile_module(lower_model(qm, raw_inputs=True), target or host_target()), tvm.cpu()
     )
     args = [tvm.runtime.tensor(np.ascontiguousarray(feeds[n])) for n, _ in qm.graph.inputs]
     got = vm["main"](*args)
     return {n.name: (_value(env[n.name]), got[i].numpy()) for i, n in enumerate(qm.graph.nodes)}
 
 
-def assert_cases_exact(cases: list[Case]) -> None:
-    """Every integer layer's output equals the executor's, bit for bit, in its storage type."""
-    results = run_cases(cases)
+def assert_cases_exact(cases: list[Case], target: CpuTarget | None = None) -> None:
+    """Every integer layer's output equals the executor's, bit for bit, in its storage type
+    (compiled for ``target``, default this machine)."""
+    results = run_cases(cases, target)
     for case in cases:
         want, got = results[case.node.name]
         assert case.out is not None, "assert_cases_exact checks integer layers"

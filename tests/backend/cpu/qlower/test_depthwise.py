@@ -1,0 +1,145 @@
+"""Integer depthwise convolution through the exact TIR kernel (qlower/depthwise.py and the
+int_depthwise schedule rule) equals the integer executor bit for bit, on this machine's
+widest vectors and on an AVX2-only target (which runs here too).
+
+Cases cover every storage type in and out (int16 inputs sum in float64), channel
+multipliers, strides 1-3, dilations, asymmetric padding, widths below, at and above
+one vector (overlapping strips), and the output stage at its extremes (48-bit
+saturation, 32-bit saturation after the ahead shift, post shifts up to 47).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from npuc.backend.cpu.qlower.depthwise import plan_depthwise
+from npuc.backend.cpu.schedules.int_depthwise import (
+    IntDepthwiseRule,
+    acc_lanes,
+    choose_strip,
+    make_kernel,
+)
+from npuc.core.target import CpuTarget, host_target
+from npuc.midend.quantize.graph import TensorType
+from npuc.midend.quantize.qparams import QParams
+
+from .harness import DTYPES, Case, assert_cases_exact, ints, node, qparams
+from .test_conv import _out_stage
+
+AVX2 = CpuTarget(cpu_name="znver3", features=("avx", "avx2", "f16c", "fma"), num_cores=2)
+AVX512 = CpuTarget(
+    cpu_name="icelake-server", features=("avx", "avx2", "avx512f", "avx512vnni"), num_cores=2
+)
+
+
+def depthwise_case(rng: np.random.Generator, index: int) -> Case:
+    """A random depthwise layer (channel multiplier 1-2) and its input."""
+    c = int(rng.integers(2, 6))
+    mult = int(rng.integers(1, 3)) if index % 3 == 0 else 1
+    kh, kw = (int(k) for k in rng.integers(1, 4, size=2))
+    dil = tuple(int(d) for d in rng.integers(1, 3, size=2))
+    stride = tuple(int(s) for s in rng.integers(1, 4, size=2))
+    pads = tuple(int(p) for p in rng.integers(0, 3, size=4))
+    h = max(1, dil[0] * (kh - 1) + 1 - pads[0] - pads[2]) + int(rng.integers(0, 6))
+    w = max(1, dil[1] * (kw - 1) + 1 - pads[1] - pads[3]) + int(rng.integers(0, 50))
+    xq, out = qparams(rng, str(rng.choice(DTYPES))), qparams(rng, str(rng.choice(DTYPES)))
+    name = f"dw{index}"
+    return Case(
+        node=node(name, "conv2d", (f"{name}_x",), strides=list(stride), padding=list(pads),
+                  dilation=list(dil), groups=c),
+        inputs={f"{name}_x": (ints(rng, xq.dtype, (1, c, h, w)), xq)},
+        params={"weights": ints(rng, "int8", (c * mult, 1, kh, kw)),
+                **_out_stage(rng, c * mult, xq, out, taps=kh * kw, extreme=index % 4 == 0)},
+        out=out,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("target", [None, AVX2], ids=["host", "avx2"])
+def test_random_depthwise_layers_are_bit_exact(target: CpuTarget | None) -> None:
+    rng = np.random.default_rng(11 if target is None else 12)
+    assert_cases_exact([depthwise_case(rng, i) for i in range(20)], target)
+
+
+def test_mobilenet_shapes_are_bit_exact_on_both_targets() -> None:
+    """Wide planes (several strips per row, stride 2 phases) at MobileNet sizes."""
+    rng = np.random.default_rng(13)
+    cases = []
+    for i, (c, hw, stride, dtype) in enumerate([(8, 57, 1, "int8"), (6, 64, 2, "uint8")]):
+        xq, out = QParams(0.1, int(rng.integers(-20, 20)), dtype), qparams(rng, "int8")
+        if dtype == "uint8":
+            xq = QParams(0.1, 131, dtype)
+        cases.append(
+            Case(
+                node=node(
+                    f"m{i}",
+                    "conv2d",
+                    (f"m{i}_x",),
+                    strides=[stride] * 2,
+                    padding=[1, 1, 1, 1],
+                    dilation=[1, 1],
+                    groups=c,
+                ),
+                inputs={f"m{i}_x": (ints(rng, dtype, (1, c, hw, hw)), xq)},
+                params={
+                    "weights": ints(rng, "int8", (c, 1, 3, 3)),
+                    **_out_stage(rng, c, xq, out, taps=9, extreme=False),
+                },
+                out=out,
+            )
+        )
+    for target in (None, AVX2):
+        assert_cases_exact(cases, target)
+
+
+def _plan(op_groups: int, weights: np.ndarray, xq: QParams) -> object:
+    n = node("p", "conv2d", ("x",), strides=[1, 1], padding=[1, 1, 1, 1], dilation=[1, 1],
+             groups=op_groups)  # fmt: skip
+    n = type(n)(name=n.name, op=n.op, inputs=n.inputs, out=TensorType(shape=(1,), dtype="float32"),
+                attrs=n.attrs, consts=n.consts)  # fmt: skip
+    cout = weights.shape[0]
+    params = {"weights": weights, "b16": np.zeros(cout, np.int16), "bias_shift": 0,
+              "ofm_multiplier": np.full(cout, 1000, np.uint16), "pre_shift": 0,
+              "post_shift": 12, "act_min": -128, "act_max": 127}  # fmt: skip
+    return plan_depthwise(n, params, (1, 4, 9, 9), xq, QParams(0.1, 0, "int8"))
+
+
+def test_plan_takes_depthwise_only_and_picks_an_exact_accumulator() -> None:
+    w = np.full((4, 1, 3, 3), -128, np.int8)
+    planned = _plan(4, w, QParams(0.1, 0, "int8"))
+    assert planned is not None and planned[0].acc == "float32"  # 9 * 128 * 128 < 2^24
+    planned = _plan(4, w, QParams(0.1, -32768, "int16"))
+    assert planned is not None and planned[0].acc == "float64"  # 9 * 128 * 65535 >= 2^24
+    assert _plan(2, np.zeros((4, 2, 3, 3), np.int8), QParams(0.1, 0, "int8")) is None  # grouped
+    assert _plan(1, np.zeros((4, 4, 3, 3), np.int8), QParams(0.1, 0, "int8")) is None  # dense
+
+
+@pytest.mark.parametrize("ow", [1, 3, 4, 7, 14, 16, 28, 31, 56, 112, 150])
+@pytest.mark.parametrize("lanes", [4, 8, 16])
+def test_strips_cover_the_row_with_little_waste(ow: int, lanes: int) -> None:
+    strip = choose_strip(ow, lanes)
+    assert 1 <= strip <= ow
+    strips = -(-ow // strip)
+    assert strips * strip - ow < max(strip, 1)  # the last strip overlaps less than one strip
+    if ow >= lanes:
+        assert strip % lanes == 0
+
+
+def test_rule_remakes_only_its_kernels_for_the_target() -> None:
+    rng = np.random.default_rng(3)
+    case = depthwise_case(rng, 1)
+    ((_name, (x, xq)),) = case.inputs.items()
+    shaped = type(case.node)(name=case.node.name, op="conv2d", inputs=case.node.inputs,
+                             out=TensorType(shape=(1,), dtype="float32"), attrs=case.node.attrs,
+                             consts={})  # fmt: skip
+    assert case.out is not None
+    planned = plan_depthwise(shaped, case.params, x.shape, xq, case.out)
+    assert planned is not None
+    spec = planned[0]
+    reference = make_kernel(spec, 4)
+    rule = IntDepthwiseRule()
+    for target in (AVX2, AVX512, host_target()):
+        made = rule.apply(reference, target)
+        assert made is not None
+        assert acc_lanes(target, spec.acc) in (2, 4, 8, 16)
+    assert rule.apply(reference.without_attr("npuc.int_depthwise"), AVX2) is None
