@@ -11,6 +11,9 @@ budget is spent.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,14 +38,31 @@ NEEDED = ("xgboost", "cloudpickle", "psutil")
 
 def check_dependencies() -> None:
     """Raise :class:`UnsupportedError` with the install command if a tuning package is missing."""
-    import importlib.util
-
     missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
     if missing:
         raise UnsupportedError(
             f"npuc tune needs the Python packages {', '.join(missing)}, which are not installed",
             hint="pip install 'npuc[tune]' (or: pip install xgboost-cpu cloudpickle psutil)",
         )
+
+
+def _register_cpu_intrinsics_only() -> None:
+    """Import only the x86 tensor intrinsics, not all of ``tvm.s_tir.tensor_intrin``.
+
+    ``TuneContext`` imports the whole package, whose CUDA intrinsics take
+    ~25 s to parse (minutes on a loaded machine) and are never used for an
+    LLVM CPU target. Registering the package without running its
+    ``__init__`` and importing its ``x86`` module makes that import a no-op.
+    Nothing is done when the package is already imported.
+    """
+    name = "tvm.s_tir.tensor_intrin"
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        return
+    sys.modules[name] = importlib.util.module_from_spec(spec)
+    importlib.import_module(f"{name}.x86")
 
 
 @derived_object
@@ -100,6 +120,7 @@ def search(
     from npuc.backend.cpu.tuning import default_trials_per_iter
 
     check_dependencies()
+    _register_cpu_intrinsics_only()
     names = [t.name for t in tasks]
     loggers = ms.logging.get_loggers_from_work_dir(str(work_dir), names)
     seeds = ms.utils.fork_seed(options.seed, n=len(tasks))
