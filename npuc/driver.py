@@ -179,7 +179,7 @@ def build(
             out_path,
             progress=progress,
             precision=precision,
-            tuning_db=tuning_db,
+            tuning_db=Path(tuning_db) if tuning_db is not None else None,
         )
     return dataclasses.replace(result, timings_s={**timings_s, **result.timings_s})
 

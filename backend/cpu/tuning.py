@@ -201,7 +201,9 @@ def _flops(key: tvm.IRModule) -> float:
 
 def hand_scheduled(task: TuningTask, target: CpuTarget) -> tuple[str, tirx.PrimFunc]:
     """The hand rule's name and kernel for ``task`` (what the build uses without a database)."""
-    scheduled = ScheduleCpu(target)(tvm.IRModule({task.name: task.func}))
+    scheduled = tvm.transform.Sequential([ScheduleCpu(target)])(
+        tvm.IRModule({task.name: task.func})
+    )
     func = scheduled[task.name]
     rule = str(func.attrs[RULE_ATTR]) if func.attrs and RULE_ATTR in func.attrs else "none"
     return rule, func
