@@ -28,7 +28,7 @@ Layout (kernel side: :mod:`npuc.backend.cpu.schedules.int8_kernel`): the
 padded input is split into ``stride_h * stride_w`` phases of ``hq x wq``
 positions, four channels per 32-bit group, so every kernel tap reads a
 contiguous run of positions; outputs are computed on the ``oh x wq`` grid
-(padded to whole tiles) and sliced to ``oh x ow`` afterwards. The kernel is
+(padded to whole tiles) and only the ``oh x ow`` real ones are stored. The kernel is
 emitted in its ``generic`` form; the schedule rule
 :class:`~npuc.backend.cpu.schedules.int8_conv.Int8ConvRule` replaces it
 with the target's dot products.
@@ -50,6 +50,7 @@ from npuc.backend.cpu.schedules.int8_kernel import (
     ConvKernelSpec,
     make_kernel,
 )
+from npuc.backend.cpu.schedules.int8_pack import PackSpec, make_packer
 from npuc.core.intref.arith import INT32_MAX, INT32_MIN, dtype_range
 from npuc.midend.quantize.graph import Node
 from npuc.midend.quantize.qparams import QParams
@@ -64,8 +65,9 @@ def _ceil_to(v: int, m: int) -> int:
     return -(-v // m) * m
 
 
-def _rshift_round(v: int, s: int) -> int:
-    return v if s == 0 else (v + (1 << (s - 1))) >> s
+def _rounding(shift: int) -> int:
+    """The constant ``rshift_round`` adds before shifting by ``shift``."""
+    return 1 << (shift - 1) if shift else 0
 
 
 def _l1_bound(weights: np.ndarray, q: QParams) -> int:
@@ -110,16 +112,18 @@ def plan_conv(
     ppad = _ceil_to(oh * wq, TILE_POSITIONS)
     max_off = ((kh - 1) * dh // sh) * wq + (kw - 1) * dw // sw
     bound = _l1_bound(w, xq)
-    bias = b16 << bias_shift
-    lo32 = _rshift_round(-bound + int(bias.min()), pre)
-    hi32 = _rshift_round(bound + int(bias.max()), pre)
+    bias = (b16 << bias_shift) + _rounding(pre)
+    lo32 = (-bound + int(bias.min())) >> pre
+    hi32 = (bound + int(bias.max())) >> pre
+    narrow = -bound + int(bias.min()) >= INT32_MIN and bound + int(bias.max()) <= INT32_MAX
     lo, hi = dtype_range(out.dtype)
     return ConvKernelSpec(
         n=n, cg=-(-c // GROUP), phases=sh * sw, q=max(hq * wq, ppad + max_off),
-        ocp=_ceil_to(oc, TILE_CHANNELS), ppad=ppad, kh=kh, kw=kw, stride_h=sh, stride_w=sw,
+        ocp=_ceil_to(oc, TILE_CHANNELS), ppad=ppad, oc=oc, oh=oh, ow=ow, kh=kh, kw=kw,
+        stride_h=sh, stride_w=sw,
         dil_h=dh, dil_w=dw, wq=wq, zp_u=unsigned_zero_point(xq), pre_shift=pre, post_shift=post,
         ofm_zp=out.zero_point, act_min=int(p["act_min"]), act_max=int(p["act_max"]), lo=lo,
-        hi=hi, need_sat32=int(lo32 < INT32_MIN or hi32 > INT32_MAX),
+        hi=hi, need_sat32=int(lo32 < INT32_MIN or hi32 > INT32_MAX), narrow=int(narrow),
         out_signed=int(out.dtype.startswith("int")), out_bits=np.dtype(out.dtype).itemsize * 8,
     )  # fmt: skip
 
@@ -140,7 +144,7 @@ def pack_constants(spec: ConvKernelSpec, p: Mapping[str, Any]) -> list[np.ndarra
     corr = spec.zp_u * wp.astype(np.int64).sum(axis=(1, 2, 3))
     init = ((-corr + 2**31) % 2**32 - 2**31).astype(np.int32)
     bias = np.zeros(spec.ocp, np.int64)
-    bias[:oc] = np.asarray(p["b16"], np.int64) << int(p["bias_shift"])
+    bias[:oc] = (np.asarray(p["b16"], np.int64) << int(p["bias_shift"])) + _rounding(spec.pre_shift)
     mul = np.zeros(spec.ocp, np.int64)
     mul[:oc] = np.broadcast_to(np.asarray(p["ofm_multiplier"], np.int64).reshape(-1), (oc,))
     return [packed.astype(np.int32), init, bias, mul]
@@ -149,24 +153,16 @@ def pack_constants(spec: ConvKernelSpec, p: Mapping[str, Any]) -> list[np.ndarra
 def _pack_input(
     bb: relax.BlockBuilder, x: relax.Expr, xq: QParams, node: Node, spec: ConvKernelSpec
 ) -> relax.Expr:
-    """``X`` of the kernel: unsigned, padded with ``zp_u``, phase-split, channel-grouped."""
+    """``X`` of the kernel (:func:`~npuc.backend.cpu.schedules.int8_pack.make_packer`)."""
     n, c, h, w = shape_of(x)
-    sh, sw = spec.stride_h, spec.stride_w
-    hq = -(-(h + sum(int(v) for v in node.attr("padding")[0::2])) // sh)
-    pt, pl = (int(v) for v in node.attr("padding")[:2])
-    u = x
-    if xq.dtype == "int8":
-        wide = relax.op.add(relax.op.astype(x, "int16"), relax.const(np.int16(128), "int16"))
-        u = relax.op.astype(wide, "uint8")
-    pads = [0, 0, 0, spec.cg * GROUP - c, pt, hq * sh - h - pt, pl, spec.wq * sw - w - pl]
-    u = relax.op.nn.pad(u, pads, pad_value=float(spec.zp_u))
-    u = relax.op.reshape(u, (n, spec.cg, GROUP, hq, sh, spec.wq, sw))
-    u = relax.op.permute_dims(u, [0, 1, 4, 6, 3, 5, 2])
-    u = relax.op.reshape(u, (n, spec.cg, spec.phases, hq * spec.wq * GROUP))
-    tail = (spec.q - hq * spec.wq) * GROUP
-    if tail:
-        u = relax.op.nn.pad(u, [0, 0, 0, 0, 0, 0, 0, tail], pad_value=float(spec.zp_u))
-    return bb.emit(u)
+    pt, pl, pb, _ = (int(v) for v in node.attr("padding"))
+    pack = PackSpec(
+        n=n, c=c, h=h, w=w, dtype=xq.dtype, pt=pt, pl=pl, sh=spec.stride_h, sw=spec.stride_w,
+        cg=spec.cg, hq=-(-(h + pt + pb) // spec.stride_h), wq=spec.wq, q=spec.q, zp_u=spec.zp_u,
+    )  # fmt: skip
+    gv = bb.add_func(make_packer(pack), f"int8_pack_{node.name}")
+    ty = relax.TensorType((n, spec.cg, spec.phases, spec.q * GROUP), "uint8")
+    return bb.emit(relax.call_tir(gv, relax.Tuple([x]), ty))
 
 
 def emit_int8_conv(
@@ -184,22 +180,6 @@ def emit_int8_conv(
     xp = _pack_input(bb, x, xq, node, spec)
     consts = [relax.const(a, str(a.dtype)) for a in pack_constants(spec, p)]
     gv = bb.add_func(make_kernel(spec, GENERIC), f"int8_conv_{node.name}")
-    ty = relax.TensorType((spec.n, spec.ocp, spec.ppad), out.dtype)
+    ty = relax.TensorType((spec.n, spec.oc, spec.oh * spec.ow), out.dtype)
     y = bb.emit(relax.call_tir(gv, relax.Tuple([xp, *consts]), ty))
-    oc = int(np.asarray(p["weights"]).shape[0])
-    oh, ow = _out_rows(node, shape_of(x), spec), _out_cols(node, shape_of(x), spec)
-    y = relax.op.strided_slice(y, axes=[1, 2], begin=[0, 0], end=[oc, oh * spec.wq])
-    y = relax.op.reshape(y, (spec.n, oc, oh, spec.wq))
-    if spec.wq != ow:
-        y = relax.op.strided_slice(y, axes=[3], begin=[0], end=[ow])
-    return bb.emit(y)
-
-
-def _out_rows(node: Node, x_shape: tuple[int, ...], spec: ConvKernelSpec) -> int:
-    pt, _, pb, _ = (int(v) for v in node.attr("padding"))
-    return (x_shape[2] + pt + pb - spec.dil_h * (spec.kh - 1) - 1) // spec.stride_h + 1
-
-
-def _out_cols(node: Node, x_shape: tuple[int, ...], spec: ConvKernelSpec) -> int:
-    _, pl, _, pr = (int(v) for v in node.attr("padding"))
-    return (x_shape[3] + pl + pr - spec.dil_w * (spec.kw - 1) - 1) // spec.stride_w + 1
+    return bb.emit(relax.op.reshape(y, (spec.n, spec.oc, spec.oh, spec.ow)))

@@ -14,7 +14,9 @@ discarded by the caller):
 - ``W``: ``int32 (ocp, cg, taps)``: four int8 weights per int32 (channel
   ``4c + g`` in byte ``g``, little endian);
 - ``INIT``: ``int32 (ocp,)``: ``-(zp_u * sum w)`` modulo 2^32;
-- ``BIAS``, ``MUL``: ``int64 (ocp,)``: ``b16 << bias_shift`` and ``M``.
+- ``BIAS``, ``MUL``: ``int64 (ocp,)``: ``(b16 << bias_shift) + 2^(pre_shift - 1)``
+  (the bias with the ahead shift's rounding; just the bias for a shift of 0)
+  and ``M``.
 
 Tap ``t = kh * kw_ + kw`` reads phase ``((kh*dh) % sh) * sw + (kw*dw) % sw``
 at position ``p + ((kh*dh) // sh) * wq + (kw*dw) // sw``.
@@ -57,7 +59,7 @@ SPEC_ATTR = "npuc.int8_conv"
 GROUP = 4
 
 #: Positions per output tile: the flattened output grid is padded to this multiple.
-TILE_POSITIONS = 64
+TILE_POSITIONS = 48
 
 #: Output channels per tile: the output channels are padded to this multiple.
 TILE_CHANNELS = 4
@@ -68,7 +70,8 @@ class ConvKernelSpec:
     """Shapes and output stage of one kernel (module docstring: names and layout).
 
     ``need_sat32`` is false when the bounds prove the ahead-shifted value
-    always fits int32 (then the clamp is skipped). ``lo``/``hi`` are the
+    always fits int32 (then the clamp is skipped); ``narrow`` when even
+    ``sum + BIAS`` fits int32 (then that stage runs in int32). ``lo``/``hi`` are the
     output type's range.
     """
 
@@ -78,6 +81,9 @@ class ConvKernelSpec:
     q: int
     ocp: int
     ppad: int
+    oc: int
+    oh: int
+    ow: int
     kh: int
     kw: int
     stride_h: int
@@ -94,6 +100,7 @@ class ConvKernelSpec:
     lo: int
     hi: int
     need_sat32: int
+    narrow: int
     out_signed: int
     out_bits: int
 
@@ -126,18 +133,23 @@ class DotKind:
     vectors: int
 
 
-VNNI512 = DotKind("vnni512", 16, 4, 4)
+VNNI512 = DotKind("vnni512", 16, 4, 3)
 AVXVNNI = DotKind("avxvnni", 8, 4, 2)
 AVX2 = DotKind("avx2", 8, 2, 2)
 GENERIC = DotKind("generic", 16, 4, 1)
 DOT_KINDS = {k.name: k for k in (VNNI512, AVXVNNI, AVX2, GENERIC)}
 
 
-def _rshift_round(v: Any, shift: int) -> Any:
-    """``(v + 2^(s-1)) >> s`` on an int64 vector (``v`` for s = 0): npu-spec ``rshift_round``."""
-    if shift == 0:
-        return v
-    return (v + T.int64(1 << (shift - 1))) >> T.int64(shift)
+def _b64(value: int, lanes: int) -> Any:
+    return T.broadcast(T.int64(value), lanes)
+
+
+def clamp_bounds(s: ConvKernelSpec) -> list[int]:
+    """``[lo1, hi1(, lo2, hi2)]``: the reference's two clamps (activation, then type) as
+    one when their ranges overlap (then equal: ``clip(clip(v, a, b), l, h) == clip(v,
+    max(a, l), min(b, h))``), else both in the reference's order."""
+    lo, hi = max(s.act_min, s.lo), min(s.act_max, s.hi)
+    return [lo, hi] if lo <= hi else [s.act_min, s.act_max, s.lo, s.hi]
 
 
 def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
@@ -216,20 +228,25 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
         )
 
     def epilogue(total: Any, bias: Any, mul: Any) -> Any:
-        v = T.Cast(w64, total) + T.broadcast(bias, lanes)
-        v = _rshift_round(v, s.pre_shift)
-        if s.need_sat32:
-            v = T.max(
-                T.min(v, T.broadcast(T.int64(2**31 - 1), lanes)),
-                T.broadcast(T.int64(-(2**31)), lanes),
+        """Output stage of ``lanes`` sums; ``bias`` already holds the ahead shift's rounding."""
+        i64 = [T.int64(v) for v in clamp_bounds(s)]
+        if s.narrow:  # the whole ahead-shift stage fits int32 (no saturation possible)
+            v32 = (total + T.broadcast(T.Cast("int32", bias), lanes)) >> T.broadcast(
+                T.int32(s.pre_shift), lanes
             )
-        v = _rshift_round(v * T.broadcast(mul, lanes), s.post_shift) + T.broadcast(
-            T.int64(s.ofm_zp), lanes
-        )
-        v = T.min(
-            T.max(v, T.broadcast(T.int64(s.act_min), lanes)), T.broadcast(T.int64(s.act_max), lanes)
-        )
-        v = T.min(T.max(v, T.broadcast(T.int64(s.lo), lanes)), T.broadcast(T.int64(s.hi), lanes))
+        else:
+            v = (T.Cast(w64, total) + T.broadcast(bias, lanes)) >> T.broadcast(
+                T.int64(s.pre_shift), lanes
+            )
+            if s.need_sat32:
+                v = T.max(T.min(v, _b64(2**31 - 1, lanes)), _b64(-(2**31), lanes))
+            v32 = T.Cast(acc_t, v)
+        # sext(i32) * sext(i32): one vpmuldq per 8 lanes; exact (|acc32 * M| < 2^62).
+        prod = T.Cast(w64, v32) * T.Cast(w64, T.broadcast(T.Cast("int32", mul), lanes))
+        rounding = (1 << (s.post_shift - 1) if s.post_shift else 0) + (s.ofm_zp << s.post_shift)
+        v = (prod + _b64(rounding, lanes)) >> _b64(s.post_shift, lanes)
+        for k in range(0, len(i64), 2):
+            v = T.min(T.max(v, T.broadcast(i64[k], lanes)), T.broadcast(i64[k + 1], lanes))
         return T.Cast(f"{s.out_dtype}x{lanes}", v)
 
     @T.prim_func(private=True, s_tir=True)
@@ -239,11 +256,13 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
         INIT: T.Buffer((s.ocp,), "int32"),
         BIAS: T.Buffer((s.ocp,), "int64"),
         MUL: T.Buffer((s.ocp,), "int64"),
-        Y: T.Buffer((s.n, s.ocp, s.ppad), s.out_dtype),
+        Y: T.Buffer((s.n, s.oc, s.oh * s.ow), s.out_dtype),
     ):
         T.func_attr({"tirx.noalias": True})
         with T.sblock("root"):
             for job in T.parallel(s.n * ob * pt):
+                acc = T.decl_buffer((rows, vecs * width), "int32")
+                out = T.decl_buffer((lanes,), s.out_dtype)
                 with T.sblock("int8_conv"):
                     T.reads(
                         X[0 : s.n, 0 : s.cg, 0 : s.phases, 0 : s.q * GROUP],
@@ -252,11 +271,10 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
                         BIAS[0 : s.ocp],
                         MUL[0 : s.ocp],
                     )
-                    T.writes(Y[0 : s.n, 0 : s.ocp, 0 : s.ppad])
-                    acc = T.alloc_buffer((rows, vecs * width), "int32", scope="local")
-                    n = job // (ob * pt)
-                    o0 = job // pt % ob * rows
-                    p0 = job % pt * (vecs * lanes)
+                    T.writes(Y[0 : s.n, 0 : s.oc, 0 : s.oh * s.ow])
+                    n = T.meta_var(job // (ob * pt))
+                    o0 = T.meta_var(job // pt % ob * rows)
+                    p0 = T.meta_var(job % pt * (vecs * lanes))
                     for r in T.unroll(rows):
                         for v in T.unroll(vecs):
                             acc[r, T.ramp(v * width, 1, width)] = init(INIT[o0 + r])
@@ -275,10 +293,25 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
                                     )
                     for r in T.unroll(rows):
                         for v in T.unroll(vecs):
-                            Y[n, o0 + r, T.ramp(p0 + v * lanes, 1, lanes)] = epilogue(
-                                finish(acc[r, T.ramp(v * width, 1, width)]),
-                                BIAS[o0 + r],
-                                MUL[o0 + r],
-                            )
+                            if o0 + r < s.oc:
+                                pv = T.meta_var(p0 + v * lanes)
+                                row = T.meta_var(pv // s.wq)
+                                col = T.meta_var(pv % s.wq)
+                                value = T.meta_var(
+                                    epilogue(
+                                        finish(acc[r, T.ramp(v * width, 1, width)]),
+                                        BIAS[o0 + r],
+                                        MUL[o0 + r],
+                                    )
+                                )
+                                if col + lanes <= s.ow and row < s.oh:
+                                    Y[n, o0 + r, T.ramp(row * s.ow + col, 1, lanes)] = value
+                                else:
+                                    out[T.ramp(0, 1, lanes)] = value
+                                    for j in range(lanes):
+                                        if (pv + j) % s.wq < s.ow and (pv + j) // s.wq < s.oh:
+                                            Y[
+                                                n, o0 + r, (pv + j) // s.wq * s.ow + (pv + j) % s.wq
+                                            ] = out[j]
 
     return kernel.with_attr(SPEC_ATTR, s.to_attr()).with_attr("op_pattern", 8)

@@ -1,0 +1,147 @@
+"""The int8 dot-product convolution kernels equal the integer executor bit for bit, on every
+kernel variant (AVX-512 VNNI, AVX-VNNI, AVX2 ``vpmaddwd``, generic).
+
+Each variant is selected through the :class:`~npuc.core.target.CpuTarget` the
+library is compiled for (never the build machine); targets with fewer
+features than this machine run here too, and a variant this machine cannot
+run is skipped. Cases are seeded and many per compilation; they cover input
+channels and output channels that are not multiples of the kernel's blocks,
+output grids that are not whole tiles, strides 1-3, dilation, asymmetric
+padding, int8/uint8 inputs with any zero point, every output type, and
+output stages in both the int32 (``narrow``) and int64 forms, with and
+without the 32-bit saturation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from npuc.backend.cpu.qlower.int8_conv import plan_conv
+from npuc.backend.cpu.schedules.int8_conv import dot_kind
+from npuc.backend.cpu.schedules.int8_kernel import ConvKernelSpec, clamp_bounds
+from npuc.core.target import CpuTarget, host_target
+
+from .harness import DTYPES, Case, assert_cases_exact, ints, node, qparams
+from .test_conv import _out_stage
+
+AVX2_FEATURES = ("avx", "avx2", "f16c", "fma", "sse4.1", "sse4.2")
+
+#: (expected kernel, LLVM CPU name, features, host feature it needs to run here)
+AVX512_VNNI = (*AVX2_FEATURES, "avx512bw", "avx512f", "avx512vnni")
+TARGETS = {
+    "vnni512": ("icelake-server", AVX512_VNNI, "avx512vnni"),
+    "avxvnni": ("alderlake", (*AVX2_FEATURES, "avxvnni"), "avxvnni"),
+    "avx2": ("znver3", AVX2_FEATURES, "avx2"),
+    "generic": ("x86-64", ("sse2",), "sse2"),
+}  # fmt: skip
+
+
+def _target(kind: str) -> CpuTarget:
+    cpu, features, needs = TARGETS[kind]
+    if needs not in host_target().features:
+        pytest.skip(f"this machine lacks {needs}, needed to run the {kind} kernels")
+    return CpuTarget(cpu_name=cpu, features=tuple(sorted(features)), num_cores=2)
+
+
+def int8_conv_case(rng: np.random.Generator, index: int) -> Case:
+    """A random conv2d layer the int8 kernels take (groups 1, 8-bit input)."""
+    cin, cout = int(rng.integers(1, 11)), int(rng.integers(1, 11))
+    kh, kw = (int(k) for k in rng.choice([1, 2, 3, 5], size=2))
+    dil = tuple(int(d) for d in rng.integers(1, 3, size=2))
+    stride = tuple(int(s) for s in rng.integers(1, 4, size=2))
+    pads = tuple(int(p) for p in rng.integers(0, 3, size=4))
+    h = max(1, dil[0] * (kh - 1) + 1 - pads[0] - pads[2]) + int(rng.integers(0, 20))
+    w = max(1, dil[1] * (kw - 1) + 1 - pads[1] - pads[3]) + int(rng.integers(0, 40))
+    xq = qparams(rng, ("int8", "uint8")[index % 2])
+    out = qparams(rng, str(rng.choice(DTYPES)))
+    name = f"conv{index}"
+    return Case(
+        node=node(name, "conv2d", (f"{name}_x",), strides=list(stride), padding=list(pads),
+                  dilation=list(dil), groups=1),
+        inputs={f"{name}_x": (ints(rng, xq.dtype, (1, cin, h, w)), xq)},
+        params={"weights": ints(rng, "int8", (cout, cin, kh, kw)),
+                **_out_stage(rng, cout, xq, out, taps=cin * kh * kw, extreme=index % 3 == 0)},
+        out=out,
+    )  # fmt: skip
+
+
+def _specs(cases: list[Case]) -> list[ConvKernelSpec]:
+    """The kernel spec of every case; each case must be one the int8 kernels take."""
+    specs = []
+    for case in cases:
+        (x, xq), = case.inputs.values()  # fmt: skip
+        assert case.out is not None
+        spec = plan_conv(case.node, case.params, x.shape, xq, case.out)
+        assert spec is not None, f"{case.node.name} does not take the int8 kernel"
+        specs.append(spec)
+    return specs
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "vnni512",
+        "avx2",
+        pytest.param("avxvnni", marks=pytest.mark.slow),
+        pytest.param("generic", marks=pytest.mark.slow),
+    ],
+)
+def test_every_kernel_variant_is_bit_exact(kind: str) -> None:
+    target = _target(kind)
+    assert dot_kind(target).name == kind
+    rng = np.random.default_rng(14)
+    cases = [int8_conv_case(rng, i) for i in range(18)]
+    specs = _specs(cases)
+    assert {s.narrow for s in specs} == {0, 1}, "cases cover the int32 and int64 stages"
+    assert {s.need_sat32 for s in specs} == {0, 1}, "cases cover the 32-bit saturation"
+    assert {s.phases > 1 for s in specs} == {False, True}, "cases cover strided phases"
+    assert_cases_exact(cases, target)
+
+
+def test_host_target_picks_vnni_where_present() -> None:
+    host = host_target()
+    assert dot_kind(host).name == "vnni512" if host.has_avx512_vnni else True
+    zen3 = CpuTarget(cpu_name="znver3", features=AVX2_FEATURES, num_cores=2)
+    assert dot_kind(zen3).name == "avx2"
+
+
+def test_layers_outside_the_kernels_keep_the_generic_path() -> None:
+    """int16 input, grouped weights and accumulators beyond int32 get no int8 kernel."""
+    rng = np.random.default_rng(3)
+    base = int8_conv_case(rng, 1)
+    (x, xq), = base.inputs.values()  # fmt: skip
+    assert base.out is not None
+    assert plan_conv(base.node, base.params, x.shape, xq, base.out) is not None
+    wide = qparams(rng, "int16")
+    assert plan_conv(base.node, base.params, x.shape, wide, base.out) is None
+    grouped = replace(base.node, attrs={**base.node.attrs, "groups": 2})
+    assert plan_conv(grouped, base.params, x.shape, xq, base.out) is None
+    huge = {**base.params, "weights": np.full((2, 16384, 3, 3), -128, np.int8)}
+    assert plan_conv(base.node, huge, (1, 16384, 8, 8), xq, base.out) is None
+
+
+@given(
+    v=st.integers(-(2**47), 2**47),
+    a=st.integers(-(2**16), 2**16),
+    b=st.integers(-(2**16), 2**16),
+    dtype=st.sampled_from(["int8", "uint8", "int16"]),
+)
+def test_one_clamp_equals_the_reference_two(v: int, a: int, b: int, dtype: str) -> None:
+    info = np.iinfo(np.dtype(dtype))
+    spec = ConvKernelSpec(
+        n=1, cg=1, phases=1, q=48, ocp=4, ppad=48, oc=1, oh=1, ow=1, kh=1, kw=1, stride_h=1,
+        stride_w=1, dil_h=1, dil_w=1, wq=1, zp_u=0, pre_shift=0, post_shift=0, ofm_zp=0,
+        act_min=a, act_max=b, lo=int(info.min), hi=int(info.max), need_sat32=0, narrow=1,
+        out_signed=int(dtype != "uint8"), out_bits=info.bits,
+    )  # fmt: skip
+    want = int(np.clip(np.clip(v, a, b), info.min, info.max))
+    got = v
+    bounds = clamp_bounds(spec)
+    for k in range(0, len(bounds), 2):
+        got = min(max(got, bounds[k]), bounds[k + 1])
+    assert got == want
