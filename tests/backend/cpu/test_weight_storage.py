@@ -15,7 +15,8 @@ from tvm import relax
 
 from npuc.backend.cpu import compile_module, host_target
 from npuc.backend.cpu.lift_weight_transforms import LiftWeightTransforms
-from npuc.backend.cpu.lowering import weight_passes
+from npuc.backend.cpu.lowering import fusion_passes, schedule_passes, weight_passes
+from npuc.backend.cpu.prepack_weights import PrepackWeights
 from npuc.backend.cpu.quantize_weights_int8 import QuantizeWeightsInt8, quantize_per_channel
 from npuc.backend.cpu.store_weights_fp16 import StoreWeightsFp16
 from npuc.backend.cpu.weight_storage import STORED_WEIGHTS_FUNC, TRANSFORM_FUNC
@@ -104,6 +105,22 @@ def test_passes_are_idempotent_and_skip_small_weights(mode: type) -> None:
 def test_lift_leaves_a_float_module_alone() -> None:
     mod = _module()
     tvm.ir.assert_structural_equal(LiftWeightTransforms()(mod), mod)
+
+
+@pytest.mark.parametrize("precision", ["weight-int8", "fp16-weights"])
+def test_lift_leaves_main_only_float_weights(precision: str) -> None:
+    target = host_target(num_cores=1)
+    passes = weight_passes(precision) + fusion_passes(target) + schedule_passes(target)
+    mod = tvm.transform.Sequential([*passes, PrepackWeights(), LiftWeightTransforms()])(_module())
+    names = {gvar.name_hint for gvar in mod.get_global_vars()}
+    assert STORED_WEIGHTS_FUNC not in names and TRANSFORM_FUNC in names
+    assert len(mod[TRANSFORM_FUNC].params) == 0
+    main = mod["main"]
+    weights = list(main.params)[int(main.attrs["num_input"]) :]
+    # Float32 weights only: the shared conv weight once per conv (stored once, made float
+    # at load for each use), the matmul weight.
+    assert len(weights) == 3 and all(str(w.ty.dtype) == "float32" for w in weights)
+    assert "int8" not in main.script() and "float16" not in main.script()
 
 
 def test_weight_passes_refuse_an_unknown_precision() -> None:
