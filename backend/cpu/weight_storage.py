@@ -14,7 +14,8 @@ into float32 constants before
 :class:`~npuc.backend.cpu.lift_weight_transforms.LiftWeightTransforms` moves
 every computation on them (the dequantization, the schedules' weight packing)
 into :data:`TRANSFORM_FUNC`, which the runtime calls once when it loads the
-library.
+library. A weight shared by several operators is stored once; each use gets
+its own float32 copy at load (the schedules may pack each differently).
 """
 
 from __future__ import annotations
