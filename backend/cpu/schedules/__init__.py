@@ -35,6 +35,7 @@ from npuc.backend.cpu.schedules.conv2d_nhwc import (  # noqa: E402
     Conv2dNhwcRule,
     DepthwiseConv2dNhwcRule,
 )
+from npuc.backend.cpu.schedules.conv2d_spatial import Conv2dPlaneRule  # noqa: E402
 from npuc.backend.cpu.schedules.depthwise import DepthwiseConv2dRule  # noqa: E402
 from npuc.backend.cpu.schedules.int8_conv import Int8ConvRule  # noqa: E402
 from npuc.backend.cpu.schedules.int_depthwise import IntDepthwiseRule  # noqa: E402
@@ -45,6 +46,7 @@ RULES: tuple[ScheduleRule, ...] = (
     IntDepthwiseRule(),
     Int8ConvRule(),
     Conv2dRule(),
+    Conv2dPlaneRule(),
     DepthwiseConv2dRule(),
     Conv2dNhwcRule(),
     DepthwiseConv2dNhwcRule(),
