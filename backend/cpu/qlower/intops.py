@@ -136,3 +136,45 @@ def is_stored_int(expr: relax.Expr, name: str, tensors: Any) -> bool:
         and isinstance(sinfo, relax.TensorType)
         and not str(sinfo.dtype).startswith("float")
     )
+
+
+#: Largest magnitude the int32 and float64 fast paths accept (every intermediate below it).
+I32_LIMIT = 1 << 31
+F64_LIMIT = 1 << 52
+
+
+def narrow_type(bound: int, shift: int) -> str:
+    """The narrowest exact type for a requantization whose terms are bounded by ``bound``.
+
+    ``"int32"`` when ``bound + 2^(shift-1)`` is below 2^31 (products, sums and the
+    rounding constant all fit), ``"float64"`` below 2^52 (every value an integer
+    float64 holds exactly; the shift is an exact power-of-two scaling and a floor),
+    else ``"int64"`` (the reference arithmetic). AVX2 has no 64-bit vector multiply
+    or arithmetic shift, so the first two vectorise where int64 does not.
+    """
+    total = bound + ((1 << (shift - 1)) if shift else 0)
+    if total < I32_LIMIT:
+        return "int32"
+    return "float64" if total < F64_LIMIT else I64
+
+
+def typed_const(value: Any, dtype: str) -> relax.Constant:
+    """A scalar or array constant of ``dtype`` (exact: the caller checked the range)."""
+    return relax.const(np.asarray(value).astype(dtype), dtype)
+
+
+def shift_round(v: relax.Expr, shift: int, dtype: str) -> relax.Expr:
+    """``rshift_round(v, shift)`` in ``dtype``: ``(v + 2^(s-1)) >> s`` for integers,
+    ``floor((v + 2^(s-1)) * 2^-s)`` for float64 (exact for integers below 2^52)."""
+    if shift == 0:
+        return v
+    rounded = relax.op.add(v, typed_const(1 << (shift - 1), dtype))
+    if dtype == "float64":
+        return relax.op.floor(relax.op.multiply(rounded, typed_const(2.0**-shift, dtype)))
+    return relax.op.right_shift(rounded, typed_const(shift, dtype))
+
+
+def clamp_cast(v: relax.Expr, bounds: tuple[int, int], dtype: str, out_dtype: str) -> relax.Expr:
+    """``v`` (of ``dtype``) clipped to ``bounds`` and stored as ``out_dtype``."""
+    lo, hi = typed_const(bounds[0], dtype), typed_const(bounds[1], dtype)
+    return relax.op.astype(relax.op.minimum(relax.op.maximum(v, lo), hi), out_dtype)

@@ -7,6 +7,11 @@ Guarantees: the stored integers of :func:`npuc.core.intref.lut_lookup`
 (8-bit: ``T[x + 128]`` / ``T[x]``; int16: clamp to the table's domain,
 ``T[i] + rshift_round((T[i + 1] - T[i]) * t, f)`` with ``f = 16 - lut_bits``
 and ``x_min = -32768``), saturated to the output type.
+
+How: an 8-bit lookup reads a table already saturated to the output type and
+stored in it, with an int32 index (one gather, no arithmetic after it). The
+int16 interpolation runs in int32 when ``2 * max|T| * 2^f + 2^(f-1)`` is below
+2^31 (every intermediate then fits), else in int64.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from tvm import relax
 from npuc.core.intref.lut import INT16_X_MIN, lut_entries
 from npuc.midend.quantize.qparams import QParams
 
-from .intops import centered, clamp_store, clip_i64, i64_const, rshift_round
+from .intops import centered
+
+INT32_SAFE = 1 << 31
 
 
 def emit_lut(
@@ -35,18 +42,32 @@ def emit_lut(
     entries = lut_entries(xq.dtype, bits)
     if table.shape != (entries,):
         raise ValueError(f"LUT has shape {table.shape}, expected ({entries},)")
-    t = i64_const(table)
     if xq.dtype in ("int8", "uint8"):
-        index = bb.emit(centered(x, -128 if xq.dtype == "int8" else 0))
-        looked = relax.op.take(t, index, axis=0, mode="clip")
-    else:
-        frac = 16 - bits
-        d = bb.emit(clip_i64(centered(x, INT16_X_MIN), 0, (entries - 1) << frac))
-        i = bb.emit(relax.op.right_shift(d, i64_const(frac)))
-        frac_part = relax.op.subtract(d, relax.op.left_shift(i, i64_const(frac)))
-        nxt = relax.op.minimum(relax.op.add(i, i64_const(1)), i64_const(entries - 1))
-        lo = bb.emit(relax.op.take(t, i, axis=0, mode="clip"))
-        hi = relax.op.take(t, nxt, axis=0, mode="clip")
-        step = relax.op.multiply(relax.op.subtract(hi, lo), frac_part)
-        looked = relax.op.add(lo, rshift_round(step, frac))
-    return bb.emit(clamp_store(looked, out.qmin, out.qmax, out.dtype))
+        saturated = np.clip(table, out.qmin, out.qmax).astype(out.dtype)
+        index = bb.emit(centered(x, -128 if xq.dtype == "int8" else 0, "int32"))
+        return bb.emit(relax.op.take(relax.const(saturated, out.dtype), index, axis=0, mode="clip"))
+    frac = 16 - bits
+    peak = int(np.abs(table).max(initial=0))
+    wide = "int32" if 2 * peak * (1 << frac) + (1 << frac) < INT32_SAFE else "int64"
+    t = relax.const(table.astype(wide), wide)
+
+    def const(value: int) -> relax.Constant:
+        return relax.const(np.asarray(value, wide), wide)
+
+    d = bb.emit(
+        relax.op.minimum(
+            relax.op.maximum(centered(x, INT16_X_MIN, wide), const(0)),
+            const((entries - 1) << frac),
+        )
+    )
+    i = bb.emit(relax.op.right_shift(d, const(frac)))
+    frac_part = relax.op.subtract(d, relax.op.left_shift(i, const(frac)))
+    nxt = relax.op.minimum(relax.op.add(i, const(1)), const(entries - 1))
+    lo = bb.emit(relax.op.take(t, i, axis=0, mode="clip"))
+    hi = relax.op.take(t, nxt, axis=0, mode="clip")
+    step = relax.op.multiply(relax.op.subtract(hi, lo), frac_part)
+    if frac:
+        step = relax.op.right_shift(relax.op.add(step, const(1 << (frac - 1))), const(frac))
+    looked = relax.op.add(lo, step)
+    qlo, qhi = const(max(out.qmin, -(1 << 31))), const(min(out.qmax, (1 << 31) - 1))
+    return bb.emit(relax.op.astype(relax.op.minimum(relax.op.maximum(looked, qlo), qhi), out.dtype))

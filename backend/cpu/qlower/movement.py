@@ -9,9 +9,11 @@ one type, or all float). Guarantees: the executor's re-indexing
   ``take`` of the explicit indices;
 - integer ``concat`` requantizes each input whose ``input_requant`` is not
   the identity (``rshift_round((x - zp) * m, shift) + ofm_zp``, clamped to
-  the output type), as the executor does;
-- integer ``max_pool2d`` takes the window maximum in int32 (padding never
-  wins) and clamps to the output type;
+  the output type), as the executor does, in the narrowest exact type
+  (:func:`~.intops.narrow_type`);
+- integer ``max_pool2d`` takes the window maximum (padding never wins) in the
+  stored type when the output type holds every input value, else in int32,
+  clamped to the output type;
 - ``resize`` (nearest) re-runs the layer's own Relax call on the integers as
   float32 (exact below 2^24): a pure gather, so the values are the input's.
 """
@@ -24,11 +26,21 @@ from typing import Any
 import numpy as np
 from tvm import relax
 
+from npuc.core.intref.arith import dtype_range
 from npuc.midend.quantize import kernels
+from npuc.midend.quantize.exact_eltwise import peak
 from npuc.midend.quantize.graph import Node
 from npuc.midend.quantize.qparams import QParams
 
-from .intops import centered, clamp_store, dtype_of, i64_const, rshift_round, shape_of
+from .intops import (
+    centered,
+    clamp_cast,
+    dtype_of,
+    narrow_type,
+    shape_of,
+    shift_round,
+    typed_const,
+)
 from .relax_call import substitute_call
 
 MOVEMENT = ("reshape", "transpose", "slice", "concat")
@@ -83,9 +95,10 @@ def emit_int_concat(
         if (int(m), int(shift)) == (1, 0) and q == out:
             parts.append(x if dtype_of(x) == out.dtype else bb.emit(relax.op.astype(x, out.dtype)))
             continue
-        scaled = relax.op.multiply(centered(x, q.zero_point), i64_const(int(m)))
-        y = relax.op.add(rshift_round(scaled, int(shift)), i64_const(out.zero_point))
-        parts.append(bb.emit(clamp_store(y, out.qmin, out.qmax, out.dtype)))
+        wide = narrow_type(peak(q) * abs(int(m)) + abs(out.zero_point), int(shift))
+        scaled = relax.op.multiply(centered(x, q.zero_point, wide), typed_const(int(m), wide))
+        y = relax.op.add(shift_round(scaled, int(shift), wide), typed_const(out.zero_point, wide))
+        parts.append(bb.emit(clamp_cast(y, (out.qmin, out.qmax), wide, out.dtype)))
     return bb.emit(relax.op.concat(parts, axis=int(node.attr("axis"))))
 
 
@@ -93,15 +106,18 @@ def emit_int_max_pool(
     bb: relax.BlockBuilder, node: Node, x: relax.Expr, out: QParams
 ) -> relax.Expr:
     """Integer max pool: window maximum (padding never wins), clamped to the output type."""
+    lo, hi = dtype_range(dtype_of(x))
+    stored = out.qmin <= lo and hi <= out.qmax and dtype_range(out.dtype) == (lo, hi)
     pooled = relax.op.nn.max_pool2d(
-        relax.op.astype(x, "int32"),
+        x if stored else relax.op.astype(x, "int32"),
         pool_size=tuple(node.attr("kernel")),
         strides=tuple(node.attr("strides")),
         padding=tuple(node.attr("padding")),
         dilation=tuple(node.attr("dilation")),
     )
-    wide = bb.emit(relax.op.astype(pooled, "int64"))
-    return bb.emit(clamp_store(wide, out.qmin, out.qmax, out.dtype))
+    if stored:  # same type, every value fits: the clamp is the identity
+        return bb.emit(pooled)
+    return bb.emit(clamp_cast(pooled, (out.qmin, out.qmax), "int32", out.dtype))
 
 
 def emit_int_resize(bb: relax.BlockBuilder, node: Node, x: relax.Expr) -> relax.Expr:
