@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import tvm
-from tvm import tirx
+from tvm import s_tir, tirx
 from tvm.script import ir as I
 from tvm.script import relax as R
 
@@ -82,3 +82,25 @@ def test_a_batch_gives_the_bits_of_each_sample() -> None:
     apart = np.concatenate([kernels.run(node, [batch[i : i + 1]]) for i in range(3)])
     np.testing.assert_array_equal(together, apart, strict=True)
     assert kernels.run(node, [batch[:, :, :32]]) is None  # not the graph's shape
+
+
+def _loop_kinds(func: tirx.PrimFunc) -> list[list[tirx.ForKind]]:
+    """The loop kinds around each root block, outermost first."""
+    sch = s_tir.Schedule(func)
+    blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    return [[sch.get(loop).kind for loop in sch.get_loops(b)] for b in blocks]
+
+
+def test_parallel_loops_are_outer_spatial_loops_only() -> None:
+    graph = _graph()
+    node = next(n for n in graph.nodes if n.op == "softmax")
+    shape = (1, 64, 128)  # 8192 rows: worth parallel
+    types = [tvm.relax.TensorType(shape, "float32")]
+    kernel = build_kernel(node, types, source_functions(graph))
+    parallel = tirx.ForKind.PARALLEL
+    for gv, func in kernel.module.functions_items():
+        if not isinstance(func, tirx.PrimFunc):
+            continue
+        for kinds in _loop_kinds(func):
+            assert kinds[0] == parallel, (gv.name_hint, kinds)  # the fused outer loop
+            assert kinds[-1] != parallel, (gv.name_hint, kinds)  # reduction or innermost
