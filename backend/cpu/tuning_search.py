@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import sys
 import time
 from pathlib import Path
@@ -66,15 +67,13 @@ def _register_cpu_intrinsics_only() -> None:
 
 
 @derived_object
-class _BudgetCallback(ms.measure_callback.PyMeasureCallback):
-    """Advances the progress bar; terminates every task once ``deadline_s`` (monotonic) passed."""
+class _ProgressCallback(ms.measure_callback.PyMeasureCallback):
+    """Counts measured candidates and advances the progress bar."""
 
-    def __init__(self, progress: Progress, deadline_s: float, names: list[str]) -> None:
+    def __init__(self, progress: Progress, name: str) -> None:
         self.progress = progress
-        self.deadline_s = deadline_s
-        self.names = names
+        self.name = name
         self.measured = 0
-        self.stopped = False
 
     def apply(
         self,
@@ -85,13 +84,7 @@ class _BudgetCallback(ms.measure_callback.PyMeasureCallback):
         runner_results: list[ms.runner.RunnerResult],
     ) -> None:
         self.measured += len(runner_results)
-        self.progress.step(f"searching {self.names[task_id]}", n=len(runner_results))
-        if time.monotonic() < self.deadline_s or self.stopped:
-            return
-        self.stopped = True
-        for index, record in enumerate(task_scheduler.tasks_):
-            if not record.is_terminated:
-                task_scheduler.terminate_task(index)
+        self.progress.step(f"searching {self.name}", n=len(runner_results))
 
 
 def search(
@@ -105,51 +98,98 @@ def search(
 ) -> tuple[ms.database.Database, int]:
     """Run MetaSchedule on ``tasks``; return the search database and candidates measured.
 
+    The tasks are searched in rounds, one batch per task per round, most
+    expensive task first: MetaSchedule's own task schedulers dispatch a first
+    batch of every task before measuring any (minutes for a large model),
+    so a time budget could not stop them in between. Each batch continues
+    from the task's best candidates in the database; the cost model is shared.
+    A batch is sized to fit the time left, from the previous batches' time per
+    candidate; no batch starts after the deadline.
+
     Parameters
     ----------
     tasks
-        Kernels to tune (non-empty), each weighted by its call count.
+        Kernels to tune (non-empty), most expensive first.
     work_dir
         MetaSchedule's folder: its JSON database (every measured candidate,
         kept across runs) and ``logs/``.
     options
-        ``trials`` bounds the candidates; ``deadline_s + options.time_budget_s``
-        (``time.monotonic()`` clock) stops the search after the batch being
-        measured.
+        ``trials`` bounds the candidates measured in total.
+    deadline_s
+        Start of tuning (``time.monotonic()``); the search ends by
+        ``deadline_s + options.time_budget_s``, give or take one batch.
     """
     from npuc.backend.cpu.tuning import default_trials_per_iter
 
     check_dependencies()
     _register_cpu_intrinsics_only()
-    names = [t.name for t in tasks]
-    loggers = ms.logging.get_loggers_from_work_dir(str(work_dir), names)
-    seeds = ms.utils.fork_seed(options.seed, n=len(tasks))
-    contexts = [
-        ms.TuneContext(
-            mod=task_module(task.func),
-            target=target.to_tvm(),
-            space_generator="post-order-apply",
-            search_strategy=ms.search_strategy.EvolutionarySearch(
-                population_size=POPULATION, init_min_unmeasured=POPULATION // 4
-            ),
-            task_name=task.name,
-            logger=logger,
-            rand_state=seed,
-            num_threads=target.num_cores,
-        ).clone()
-        for task, logger, seed in zip(tasks, loggers, seeds, strict=True)
-    ]
-    budget = _BudgetCallback(progress, deadline_s + options.time_budget_s, names)
-    database = ms.tune_tasks(
-        tasks=contexts,
-        task_weights=[float(t.calls) for t in tasks],
+    end_s = deadline_s + options.time_budget_s
+    batch = default_trials_per_iter(options.trials, len(tasks))
+    seeds = ms.utils.fork_seed(options.seed, n=options.trials * len(tasks))
+    builder = ms.builder.LocalBuilder(f_build=build_candidate, max_workers=target.num_cores)
+    runner = ms.runner.LocalRunner()
+    database = ms.database.JSONDatabase(work_dir=str(work_dir))
+    cost_model = ms.cost_model.XGBModel(num_tuning_cores=target.num_cores, tree_method="auto")
+    loggers = ms.logging.get_loggers_from_work_dir(str(work_dir), [t.name for t in tasks])
+    logger_of = {t.name: logger for t, logger in zip(tasks, loggers, strict=True)}
+    measured = 0
+    per_candidate_s: float | None = None
+    while measured < options.trials:
+        for task in tasks:
+            left_s = end_s - time.monotonic()
+            if measured >= options.trials or left_s <= 0:
+                return database, measured
+            size = min(batch, options.trials - measured)
+            if per_candidate_s is not None:
+                size = max(1, min(size, int(left_s / per_candidate_s)))
+            start_s = time.monotonic()
+            done = _one_batch(task, target, work_dir, size, seeds[measured], progress, builder,
+                              runner, database, cost_model, logger_of[task.name])  # fmt: skip
+            if done == 0:
+                return database, measured  # the search space is exhausted
+            measured += done
+            per_candidate_s = (time.monotonic() - start_s) / done
+    return database, measured
+
+
+def _one_batch(
+    task: TuningTask,
+    target: CpuTarget,
+    work_dir: Path,
+    size: int,
+    seed: int,
+    progress: Progress,
+    builder: ms.builder.Builder,
+    runner: ms.runner.Runner,
+    database: ms.database.Database,
+    cost_model: ms.cost_model.CostModel,
+    logger: logging.Logger,
+) -> int:
+    """Search and measure one batch of ``size`` candidates for ``task``; return how many ran."""
+    counter = _ProgressCallback(progress, task.name)
+    context = ms.TuneContext(
+        mod=task_module(task.func),
+        target=target.to_tvm(),
+        space_generator="post-order-apply",
+        search_strategy=ms.search_strategy.EvolutionarySearch(
+            population_size=POPULATION, init_min_unmeasured=POPULATION // 4
+        ),
+        task_name=task.name,
+        logger=logger,
+        rand_state=seed,
+        num_threads=target.num_cores,
+    ).clone()
+    ms.tune_tasks(
+        tasks=[context],
+        task_weights=[float(task.calls)],
         work_dir=str(work_dir),
-        max_trials_global=options.trials,
-        num_trials_per_iter=default_trials_per_iter(options.trials, len(tasks)),
-        builder=ms.builder.LocalBuilder(f_build=build_candidate, max_workers=target.num_cores),
-        runner=ms.runner.LocalRunner(),
-        database=ms.database.JSONDatabase(work_dir=str(work_dir)),
-        cost_model=ms.cost_model.XGBModel(num_tuning_cores=target.num_cores, tree_method="auto"),
-        measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), budget],
+        max_trials_global=size,
+        num_trials_per_iter=size,
+        builder=builder,
+        runner=runner,
+        database=database,
+        cost_model=cost_model,
+        measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), counter],
+        task_scheduler="round-robin",
     )
-    return database, budget.measured
+    return counter.measured
