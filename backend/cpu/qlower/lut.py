@@ -8,8 +8,9 @@ Guarantees: the stored integers of :func:`npuc.core.intref.lut_lookup`
 ``T[i] + rshift_round((T[i + 1] - T[i]) * t, f)`` with ``f = 16 - lut_bits``
 and ``x_min = -32768``), saturated to the output type.
 
-How: an 8-bit lookup reads a table already saturated to the output type and
-stored in it, with an int32 index (one gather, no arithmetic after it). The
+How: an 8-bit lookup is one gather indexed by the stored value itself (int8:
+``x mod 256``, the table rotated by 128) from a table already saturated to
+the output type and stored in it: one pass, no arithmetic around it. The
 int16 interpolation runs in int32 when ``2 * max|T| * 2^f + 2^(f-1)`` is below
 2^31 (every intermediate then fits), else in int64.
 """
@@ -44,8 +45,9 @@ def emit_lut(
         raise ValueError(f"LUT has shape {table.shape}, expected ({entries},)")
     if xq.dtype in ("int8", "uint8"):
         saturated = np.clip(table, out.qmin, out.qmax).astype(out.dtype)
-        index = bb.emit(centered(x, -128 if xq.dtype == "int8" else 0, "int32"))
-        return bb.emit(relax.op.take(relax.const(saturated, out.dtype), index, axis=0, mode="clip"))
+        if xq.dtype == "int8":  # index the stored value itself: entry x mod 256 is T[x + 128]
+            saturated = np.roll(saturated, -128)
+        return bb.emit(relax.op.take(relax.const(saturated, out.dtype), x, axis=0, mode="wrap"))
     frac = 16 - bits
     peak = int(np.abs(table).max(initial=0))
     wide = "int32" if 2 * peak * (1 << frac) + (1 << frac) < INT32_SAFE else "int64"

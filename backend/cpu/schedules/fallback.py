@@ -125,7 +125,7 @@ def schedule_block(
 def _schedule_spatial(sch: s_tir.Schedule, block: BlockRV, lanes: int) -> None:
     loops = list(sch.get_loops(block))
     total = math.prod(extent(sch, loop) or PARALLEL_MIN_ELEMENTS for loop in loops)
-    vector = _split_vector(sch, loops, lanes)
+    vector = None if is_gather(sch, block) else _split_vector(sch, loops, lanes)
     if loops and total >= PARALLEL_MIN_ELEMENTS:
         sch.parallel(sch.fuse(*loops) if len(loops) > 1 else loops[0])
     if vector is not None:
@@ -147,6 +147,25 @@ def _split_vector(sch: s_tir.Schedule, loops: list[LoopRV], lanes: int) -> LoopR
     outer, inner = sch.split(loops[-1], factors=[None, width])
     loops[-1] = outer
     return inner
+
+
+def is_gather(sch: s_tir.Schedule, block: BlockRV) -> bool:
+    """``block`` reads a buffer at data-dependent positions (a table lookup, ``take``).
+
+    Such a read's index loads another buffer. x86 has no byte gather, and a
+    64-lane "vector" of scalar loads costs more than the scalar loop, so these
+    blocks are parallelised but not vectorised.
+    """
+    sblock = sch.get(block)
+    iters = [iv.var for iv in sblock.iter_vars]
+    for read in sblock.reads:
+        free = [v for r in read.region for v in tirx.analysis.undefined_vars(r.min, [])]
+        if any(not any(v.same_as(i) for i in iters) for v in free):
+            return True  # the index loads a buffer (its only free variables besides iterators)
+        extents = [int(r.extent) if isinstance(r.extent, tirx.IntImm) else 2 for r in read.region]
+        if math.prod(extents) > 1 and not any(v.same_as(i) for v in free for i in iters):
+            return True  # bounded only by the whole buffer (a wrapped or clipped index)
+    return False
 
 
 def _contiguous_in_last_spatial(sch: s_tir.Schedule, block: BlockRV) -> bool:
