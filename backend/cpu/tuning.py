@@ -9,9 +9,9 @@ Steps of :func:`tune_module`:
 2. :func:`extract_tasks`: one task per distinct kernel, ranked by estimated
    cost (floating-point operations per call times calls per inference);
    the top ``max_tasks`` are tuned.
-3. MetaSchedule (evolutionary search, XGBoost cost model) runs
-   ``trials`` candidates over those tasks, stopped early when
-   ``time_budget_s`` has passed (checked after every measured batch).
+3. MetaSchedule (evolutionary search, XGBoost cost model) measures up to
+   ``trials`` candidates over those tasks in rounds of one batch per task;
+   no batch starts after ``time_budget_s`` (:mod:`.tuning_search`).
    All candidates are kept in ``DIR/search/`` (a later run continues from them).
 4. Selection: the best records of each task and the hand-scheduled kernel
    (:class:`~npuc.backend.cpu.schedule_pass.ScheduleCpu`) are timed the same
@@ -25,7 +25,6 @@ Steps of :func:`tune_module`:
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import tempfile
 import time
@@ -35,7 +34,7 @@ from typing import Any
 
 import tvm
 import tvm_ffi
-from tvm import relax, tirx
+from tvm import tirx
 from tvm.s_tir import meta_schedule as ms
 
 from npuc.backend.cpu.lowering import fusion_passes
@@ -43,65 +42,26 @@ from npuc.backend.cpu.schedule_pass import RULE_ATTR, ScheduleCpu
 from npuc.backend.cpu.tuning_db import DB_FILES, task_module, tuned_function
 from npuc.backend.cpu.tuning_measure import kernel_seconds
 from npuc.backend.cpu.tuning_search import search
+from npuc.backend.cpu.tuning_tasks import TuneOptions, TuningTask, extract_tasks
 from npuc.core.errors import InvalidInputError
 from npuc.core.fileio import write_text_atomic
 from npuc.core.progress import Progress, null_progress
 from npuc.core.target import CpuTarget
 
+__all__ = [
+    "TaskOutcome",
+    "TuneOptions",
+    "TuneResult",
+    "TuningTask",
+    "extract_tasks",
+    "hand_scheduled",
+    "tune_module",
+]
+
 #: A tuned kernel must be this much faster than the hand rule's to be kept (0.03 = 3 %).
 MIN_GAIN = 0.03
 #: Best records per task re-timed against the hand kernel.
 TOP_RECORDS = 3
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TuneOptions:
-    """Budget of one ``npuc tune`` run.
-
-    Parameters
-    ----------
-    trials
-        Candidates measured in total, over all tuned tasks (``--trials``).
-    time_budget_s
-        Seconds after which the search stops (``--time-budget``); the batch
-        being measured finishes, then selection takes a few seconds per task.
-    max_tasks
-        The most expensive kernels tuned (``--tasks``).
-    seed
-        Random seed of the search, for repeatable runs.
-    """
-
-    trials: int = 200
-    time_budget_s: float = 600.0
-    max_tasks: int = 8
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("trials", "max_tasks"):
-            if getattr(self, name) < 1:
-                raise InvalidInputError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.time_budget_s > 0:
-            raise InvalidInputError(f"time budget must be > 0 s, got {self.time_budget_s}")
-
-
-@dataclass(frozen=True, slots=True)
-class TuningTask:
-    """One distinct kernel of the fused module.
-
-    ``flops`` is TVM's estimate of floating-point operations per call;
-    ``calls`` counts ``call_tir`` sites of this kernel (and of structurally
-    equal ones) in the graph.
-    """
-
-    name: str
-    func: tirx.PrimFunc
-    calls: int
-    flops: float
-
-    @property
-    def cost(self) -> float:
-        """Estimated work per inference: ``flops * calls``."""
-        return self.flops * self.calls
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -154,49 +114,6 @@ class TuneResult:
             "seconds": {"search": self.search_s, "total": self.total_s},
             "tasks": [o.to_json() for o in self.outcomes],
         }
-
-
-def extract_tasks(fused: tvm.IRModule) -> list[TuningTask]:
-    """Distinct unscheduled kernels of ``fused``, most expensive first.
-
-    Parameters
-    ----------
-    fused
-        A module after :func:`~npuc.backend.cpu.lowering.fusion_passes`.
-    """
-    calls: dict[str, int] = {}
-
-    def count(expr: relax.Expr) -> None:
-        if (
-            isinstance(expr, relax.Call)
-            and expr.args
-            and isinstance(expr.args[0], tvm.ir.GlobalVar)
-        ):
-            calls[expr.args[0].name_hint] = calls.get(expr.args[0].name_hint, 0) + 1
-
-    for _, func in fused.functions_items():
-        if isinstance(func, relax.Function):
-            relax.analysis.post_order_visit(func.body, count)
-    tasks: dict[int, TuningTask] = {}
-    for gvar, func in fused.functions_items():
-        name = gvar.name_hint
-        if not isinstance(func, tirx.PrimFunc) or calls.get(name, 0) == 0:
-            continue
-        key = task_module(func)
-        digest = tvm_ffi.structural_hash(key)
-        seen = tasks.get(digest)
-        if seen is not None:
-            tasks[digest] = TuningTask(seen.name, seen.func, seen.calls + calls[name], seen.flops)
-            continue
-        tasks[digest] = TuningTask(name, func, calls[name], _flops(key))
-    return sorted(tasks.values(), key=lambda t: (-t.cost, t.name))
-
-
-def _flops(key: tvm.IRModule) -> float:
-    try:
-        return float(tvm.s_tir.analysis.estimate_tir_flops(key))
-    except Exception:  # a loop nest TVM cannot count (data-dependent extents)
-        return 0.0
 
 
 def hand_scheduled(task: TuningTask, target: CpuTarget) -> tuple[str, tirx.PrimFunc]:
@@ -360,8 +277,3 @@ def _write_selected(
         del out
         for name in DB_FILES:
             shutil.move(str(Path(tmp) / name), str(db_dir / name))
-
-
-def default_trials_per_iter(trials: int, num_tasks: int) -> int:
-    """Candidates measured per search round of one task: 4..32, about ``trials / num_tasks``."""
-    return max(4, min(32, math.ceil(trials / max(num_tasks, 1))))

@@ -14,22 +14,20 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import math
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
 from npuc.backend.cpu.tuning_db import task_module
 from npuc.backend.cpu.tuning_measure import build_candidate
+from npuc.backend.cpu.tuning_tasks import TuneOptions, TuningTask
 from npuc.core.errors import UnsupportedError
 from npuc.core.progress import Progress
 from npuc.core.target import CpuTarget
-
-if TYPE_CHECKING:
-    from npuc.backend.cpu.tuning import TuneOptions, TuningTask
 
 #: Evolutionary search population (TVM's default 512 takes minutes per round on 2 cores).
 POPULATION = 128
@@ -119,8 +117,6 @@ def search(
         Start of tuning (``time.monotonic()``); the search ends by
         ``deadline_s + options.time_budget_s``, give or take one batch.
     """
-    from npuc.backend.cpu.tuning import default_trials_per_iter
-
     check_dependencies()
     _register_cpu_intrinsics_only()
     end_s = deadline_s + options.time_budget_s
@@ -193,3 +189,8 @@ def _one_batch(
         task_scheduler="round-robin",
     )
     return counter.measured
+
+
+def default_trials_per_iter(trials: int, num_tasks: int) -> int:
+    """Candidates measured per search round of one task: 4..32, about ``trials / num_tasks``."""
+    return max(4, min(32, math.ceil(trials / max(num_tasks, 1))))
