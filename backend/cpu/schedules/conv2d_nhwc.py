@@ -19,6 +19,8 @@ Weights are packed at compile time to ``[k // block_k, ry, rx, c, k % block_k]``
 is one parallel task; it is computed in strips of ``strip`` columns whose
 accumulators (``strip x channels``) stay in registers; each kernel tap is one
 vector load of inputs and one of weights per column and vector of channels.
+With a stride of 2 or more the padded input rows of an output row are built
+inside its task.
 
 Both compute the epilogue (bias, activation, clip, residual add, TFLite's
 channel-padded residual) as the accumulators are written out
@@ -82,7 +84,8 @@ class DepthwiseConv2dNhwcRule:
         conv = match_nhwc_conv(sch)
         if conv is None or not conv.depthwise:
             return None
-        _prepare_input(sch, conv, target)
+        if not conv.subsamples:
+            _prepare_input(sch, conv, target)
         out = gather_epilogue(sch, conv)
         if out is None or not _schedule_depthwise(sch, conv, out, target):
             return None
@@ -205,6 +208,12 @@ def _schedule_depthwise(
         init = sch.decompose_reduction(block, taps[0])
         _vectorize_depth(sch, sch.get_loops(init)[-1], conv.out_channels, target)
     _vectorize_depth(sch, c, conv.out_channels, target)
+    if conv.subsamples and conv.pad_block is not None:
+        # Strided: the input rows of one output row are built in its task, while in cache
+        # (a separate pass over the padded 42-channel plane cost 5x the convolution).
+        pad = sch.get_sblock(conv.pad_block)
+        sch.compute_at(pad, row)
+        _vectorize_depth(sch, sch.get_loops(pad)[-1], conv.in_channels, target)
     if strip > 1:
         sch.unroll(xi)
     return True
