@@ -64,6 +64,16 @@ def _register_cpu_intrinsics_only() -> None:
     importlib.import_module(f"{name}.x86")
 
 
+def _log_to_files_only() -> None:
+    """Drop MetaSchedule's console handler: its log lines would mix with npuc's output
+    (``--json`` prints one JSON object on standard output). The log files in
+    ``search/logs/`` keep everything."""
+    logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    for handler in list(logger.handlers):
+        if type(handler) is logging.StreamHandler:
+            logger.removeHandler(handler)
+
+
 @derived_object
 class _ProgressCallback(ms.measure_callback.PyMeasureCallback):
     """Counts measured candidates and advances the progress bar."""
@@ -101,8 +111,9 @@ def search(
     batch of every task before measuring any (minutes for a large model),
     so a time budget could not stop them in between. Each batch continues
     from the task's best candidates in the database; the cost model is shared.
-    A batch is sized to fit the time left, from the previous batches' time per
-    candidate; no batch starts after the deadline.
+    A batch is sized to fit the time left, from the previous batch's time per
+    candidate; no batch starts with less than half the previous batch's time
+    left before the deadline.
 
     Parameters
     ----------
@@ -127,13 +138,17 @@ def search(
     database = ms.database.JSONDatabase(work_dir=str(work_dir))
     cost_model = ms.cost_model.XGBModel(num_tuning_cores=target.num_cores, tree_method="auto")
     loggers = ms.logging.get_loggers_from_work_dir(str(work_dir), [t.name for t in tasks])
+    _log_to_files_only()
     logger_of = {t.name: logger for t, logger in zip(tasks, loggers, strict=True)}
     measured = 0
     per_candidate_s: float | None = None
+    last_batch_s = 0.0
     while measured < options.trials:
         for task in tasks:
             left_s = end_s - time.monotonic()
-            if measured >= options.trials or left_s <= 0:
+            # Each batch also has a fixed cost (the evolutionary search): no batch
+            # starts with less than half the last batch's time left.
+            if measured >= options.trials or left_s <= 0.5 * last_batch_s:
                 return database, measured
             size = min(batch, options.trials - measured)
             if per_candidate_s is not None:
@@ -144,7 +159,8 @@ def search(
             if done == 0:
                 return database, measured  # the search space is exhausted
             measured += done
-            per_candidate_s = (time.monotonic() - start_s) / done
+            last_batch_s = time.monotonic() - start_s
+            per_candidate_s = last_batch_s / done
     return database, measured
 
 
