@@ -59,7 +59,7 @@ SPEC_ATTR = "npuc.int8_conv"
 GROUP = 4
 
 #: Positions per output tile: the flattened output grid is padded to this multiple.
-TILE_POSITIONS = 48
+TILE_POSITIONS = 16
 
 #: Output channels per tile: the output channels are padded to this multiple.
 TILE_CHANNELS = 4
@@ -125,7 +125,8 @@ class ConvKernelSpec:
 @dataclass(frozen=True, slots=True)
 class DotKind:
     """One dot-product implementation: ``lanes`` int32 results per vector, a tile of
-    ``rows`` output channels by ``vectors`` vectors of positions."""
+    ``rows`` output channels by up to ``vectors`` vectors of positions (fewer when
+    they would not divide the padded grid)."""
 
     name: str
     lanes: int
@@ -133,7 +134,7 @@ class DotKind:
     vectors: int
 
 
-VNNI512 = DotKind("vnni512", 16, 4, 3)
+VNNI512 = DotKind("vnni512", 16, 4, 4)
 AVXVNNI = DotKind("avxvnni", 8, 4, 2)
 AVX2 = DotKind("avx2", 8, 2, 2)
 GENERIC = DotKind("generic", 16, 4, 1)
@@ -158,9 +159,11 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
     Raises ValueError when ``kind``'s tile does not divide the spec's padding.
     """
     s = spec
-    lanes, rows, vecs = kind.lanes, kind.rows, kind.vectors
-    if TILE_POSITIONS % (lanes * vecs) or TILE_CHANNELS % rows:
+    lanes, rows = kind.lanes, kind.rows
+    if TILE_POSITIONS % lanes or TILE_CHANNELS % rows:
         raise ValueError(f"int8 conv kernel: tile of {kind} does not divide the padding")
+    # the most position vectors per tile (at most kind.vectors) that divide the grid
+    vecs = max(v for v in range(1, kind.vectors + 1) if (s.ppad // lanes) % v == 0)
     ob, pt = s.ocp // rows, s.ppad // (lanes * vecs)
     taps = s.kh * s.kw
     width = 2 * lanes if kind.name == "avx2" else lanes  # avx2 keeps pair sums
@@ -249,6 +252,12 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
             v = T.min(T.max(v, T.broadcast(i64[k], lanes)), T.broadcast(i64[k + 1], lanes))
         return T.Cast(f"{s.out_dtype}x{lanes}", v)
 
+    def contiguous(pv: Any, row: Any, col: Any) -> Any:
+        """Whether the ``lanes`` positions from ``pv`` are consecutive real outputs."""
+        if s.wq == s.ow:  # the grid has no padding columns
+            return pv + lanes <= s.oh * s.ow
+        return tirx.all(col + lanes <= s.ow, row < s.oh)
+
     @T.prim_func(private=True, s_tir=True)
     def kernel(
         X: T.Buffer((s.n, s.cg, s.phases, s.q * GROUP), "uint8"),
@@ -304,7 +313,7 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
                                         MUL[o0 + r],
                                     )
                                 )
-                                if col + lanes <= s.ow and row < s.oh:
+                                if contiguous(pv, row, col):
                                     Y[n, o0 + r, T.ramp(row * s.ow + col, 1, lanes)] = value
                                 else:
                                     out[T.ramp(0, 1, lanes)] = value
