@@ -32,7 +32,7 @@ from tvm import relax
 from npuc.midend.quantize.graph import Node
 from npuc.midend.quantize.qparams import QParams
 
-from .int8_conv import emit_int8_conv
+from .int8_conv import emit_int8_conv, emit_int8_dense
 from .intops import (
     centered,
     clamp_store,
@@ -75,7 +75,7 @@ def emit_conv(
 ) -> relax.Expr:
     """Stored output integers (``out.dtype``) of an integer conv2d or dense layer."""
     dense = node.op == "dense"
-    fast = None if dense else emit_int8_conv(bb, node, p, x, xq, out)
+    fast = (emit_int8_dense if dense else emit_int8_conv)(bb, node, p, x, xq, out)
     if fast is not None:
         return fast
     weights = np.asarray(p["weights"])

@@ -183,3 +183,37 @@ def emit_int8_conv(
     ty = relax.TensorType((spec.n, spec.oc, spec.oh * spec.ow), out.dtype)
     y = bb.emit(relax.call_tir(gv, relax.Tuple([xp, *consts]), ty))
     return bb.emit(relax.op.reshape(y, (spec.n, spec.oc, spec.oh, spec.ow)))
+
+
+def emit_int8_dense(
+    bb: relax.BlockBuilder,
+    node: Node,
+    p: Mapping[str, Any],
+    x: relax.Expr,
+    xq: QParams,
+    out: QParams,
+) -> relax.Expr | None:
+    """A ``dense`` layer (``x (..., K) @ weights (K, N)``) as a 1x1 convolution over the
+    ``M`` rows of ``x`` (channels ``K``, positions ``M``), or None (not eligible).
+
+    Same integers as the layer: each output is one channel's dot product over
+    ``K`` and its output stage, whatever the positions are.
+    """
+    shape = shape_of(x)
+    weights = np.asarray(p["weights"])
+    if len(shape) < 2 or weights.ndim != 2:
+        return None
+    k, n = weights.shape
+    rows = int(np.prod(shape[:-1]))
+    conv = Node(
+        name=node.name, op="conv2d", inputs=node.inputs, out=node.out,
+        attrs={"strides": [1, 1], "padding": [0, 0, 0, 0], "dilation": [1, 1], "groups": 1},
+    )  # fmt: skip
+    conv_p = {**p, "weights": np.ascontiguousarray(weights.T).reshape(n, k, 1, 1)}
+    if plan_conv(conv, conv_p, (1, k, 1, rows), xq, out) is None:
+        return None
+    xt = relax.op.permute_dims(relax.op.reshape(x, (rows, k)), [1, 0])
+    y = emit_int8_conv(bb, conv, conv_p, bb.emit(relax.op.reshape(xt, (1, k, 1, rows))), xq, out)
+    assert y is not None
+    yt = relax.op.permute_dims(relax.op.reshape(y, (n, rows)), [1, 0])
+    return bb.emit(relax.op.reshape(yt, (*shape[:-1], n)))

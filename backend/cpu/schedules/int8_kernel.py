@@ -1,11 +1,15 @@
 """Exact int8 convolution kernels as TIR: a blocked implicit GEMM with the NPU's requantization.
 
 The kernel computes, for one integer conv2d layer lowered by
-:mod:`npuc.backend.cpu.qlower.int8_conv` (which packs the operands and
-documents the layout), ``Y[n, o, p]`` for ``o < ocp`` output channels and
-``p < ppad`` positions of the output grid flattened over the *phase* width
-``wq`` (positions with ``p % wq >= ow`` or ``p >= oh * wq`` are computed and
-discarded by the caller):
+:mod:`npuc.backend.cpu.qlower.int8_conv` (which packs the operands), the
+output ``Y (n, oc, oh * ow)`` (NCHW with the spatial axes flattened). It
+works on the output grid flattened over the *phase* width ``wq`` (``ppad``
+positions, padded to :data:`TILE_POSITIONS`; ``ocp`` channels, padded to
+:data:`TILE_CHANNELS`) and stores only the real outputs (``p % wq < ow``,
+``p < oh * wq``, ``o < oc``): whole vectors where their positions are
+consecutive outputs, lane by lane elsewhere. Parallel over (image, block of
+output channels, block of positions); the accumulators of a block stay in
+registers over the whole reduction. Operands:
 
 - ``X``: ``uint8 (n, cg, phases, q * 4)``: four consecutive input channels
   per 32-bit group, the input offset to unsigned (``u = x + 128`` for int8,

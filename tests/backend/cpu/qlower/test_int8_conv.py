@@ -72,6 +72,21 @@ def int8_conv_case(rng: np.random.Generator, index: int) -> Case:
     )  # fmt: skip
 
 
+def int8_dense_case(rng: np.random.Generator, index: int) -> Case:
+    """A random fully connected layer over a 2-D or 3-D 8-bit input."""
+    k, n = int(rng.integers(1, 70)), int(rng.integers(1, 21))
+    lead = (1,) if index % 2 else (int(rng.integers(1, 3)), int(rng.integers(1, 20)))
+    xq, out = qparams(rng, ("int8", "uint8")[index % 2]), qparams(rng, str(rng.choice(DTYPES)))
+    name = f"dense{index}"
+    return Case(
+        node=node(name, "dense", (f"{name}_x",)),
+        inputs={f"{name}_x": (ints(rng, xq.dtype, (*lead, k)), xq)},
+        params={"weights": ints(rng, "int8", (k, n)),
+                **_out_stage(rng, n, xq, out, taps=k, extreme=index % 3 == 0)},
+        out=out,
+    )  # fmt: skip
+
+
 def _specs(cases: list[Case]) -> list[ConvKernelSpec]:
     """The kernel spec of every case; each case must be one the int8 kernels take."""
     specs = []
@@ -102,7 +117,8 @@ def test_every_kernel_variant_is_bit_exact(kind: str) -> None:
     assert {s.narrow for s in specs} == {0, 1}, "cases cover the int32 and int64 stages"
     assert {s.need_sat32 for s in specs} == {0, 1}, "cases cover the 32-bit saturation"
     assert {s.phases > 1 for s in specs} == {False, True}, "cases cover strided phases"
-    assert_cases_exact(cases, target)
+    dense = [int8_dense_case(rng, i) for i in range(8)]
+    assert_cases_exact(cases + dense, target)
 
 
 def test_host_target_picks_vnni_where_present() -> None:
