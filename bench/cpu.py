@@ -361,7 +361,8 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(m.name for m in MODELS))
     parser.add_argument("--out", default=str(BENCH / "results" / "cpu.md"))
     args = parser.parse_args()
-    chosen = [m for m in MODELS if m.name in args.models.split(",")]
+    by_name = {m.name: m for m in MODELS}
+    chosen = [by_name[name] for name in args.models.split(",") if name in by_name]  # in that order
     rows: list[Row] = []
     text = ""
     load_start = os.getloadavg()[0]
@@ -378,11 +379,15 @@ def main() -> None:
                 f"{row.reference} {row.ref_ms:.1f} ms, rules {row.rules}",
                 flush=True,
             )
-            if args.int8:
-                row = _with_int8(row, args, Path(tmp))
-                print(f"  int8: {row.int8}", flush=True)
             rows.append(row)
             # Rewritten after every model: a long run interrupted keeps what it measured.
+            text = render(rows, args, (load_start, os.getloadavg()[0]))
+            write_text_atomic(args.out, text)
+        # int8 after every float row: the float table is complete even if this is cut short.
+        for index, row in enumerate(rows if args.int8 else []):
+            print(f"{row.model.name}: int8 quantizing, building and timing ...", flush=True)
+            rows[index] = _with_int8(row, args, Path(tmp))
+            print(f"  int8: {rows[index].int8}", flush=True)
             text = render(rows, args, (load_start, os.getloadavg()[0]))
             write_text_atomic(args.out, text)
     print(text)
