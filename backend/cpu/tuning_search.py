@@ -11,6 +11,7 @@ budget is spent.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import logging
@@ -137,7 +138,8 @@ def search(
     runner = ms.runner.LocalRunner()
     database = ms.database.JSONDatabase(work_dir=str(work_dir))
     cost_model = ms.cost_model.XGBModel(num_tuning_cores=target.num_cores, tree_method="auto")
-    loggers = ms.logging.get_loggers_from_work_dir(str(work_dir), [t.name for t in tasks])
+    with contextlib.redirect_stdout(sys.stderr):  # its first line, before the handler goes
+        loggers = ms.logging.get_loggers_from_work_dir(str(work_dir), [t.name for t in tasks])
     _log_to_files_only()
     logger_of = {t.name: logger for t, logger in zip(tasks, loggers, strict=True)}
     measured = 0
