@@ -264,13 +264,13 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
 
     @T.prim_func(private=True, s_tir=True)
     def kernel(
-        X: T.Buffer((s.n, s.cg, s.phases, s.q * GROUP), "uint8"),
-        W: T.Buffer((s.ocp, s.cg, taps), "int32"),
-        INIT: T.Buffer((s.ocp,), "int32"),
-        BIAS: T.Buffer((s.ocp,), "int64"),
-        MUL: T.Buffer((s.ocp,), "int64"),
-        Y: T.Buffer((s.n, s.oc, s.oh * s.ow), s.out_dtype),
-    ):
+        X: T.Buffer((s.n, s.cg, s.phases, s.q * GROUP), "uint8"),  # type: ignore[valid-type]
+        W: T.Buffer((s.ocp, s.cg, taps), "int32"),  # type: ignore[valid-type]
+        INIT: T.Buffer((s.ocp,), "int32"),  # type: ignore[valid-type]
+        BIAS: T.Buffer((s.ocp,), "int64"),  # type: ignore[valid-type]
+        MUL: T.Buffer((s.ocp,), "int64"),  # type: ignore[valid-type]
+        Y: T.Buffer((s.n, s.oc, s.oh * s.ow), s.out_dtype),  # type: ignore[valid-type]
+    ) -> None:
         T.func_attr({"tirx.noalias": True})
         with T.sblock("root"):
             for job in T.parallel(s.n * ob * pt):

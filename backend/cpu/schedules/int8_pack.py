@@ -80,9 +80,9 @@ def make_packer(s: PackSpec) -> tirx.PrimFunc:
 
     @T.prim_func(private=True, s_tir=True)
     def pack(
-        x: T.Buffer((s.n, s.c, s.h, s.w), s.dtype),
-        X: T.Buffer((s.n, s.cg, phases, s.q * GROUP), "uint8"),
-    ):
+        x: T.Buffer((s.n, s.c, s.h, s.w), s.dtype),  # type: ignore[valid-type]
+        X: T.Buffer((s.n, s.cg, phases, s.q * GROUP), "uint8"),  # type: ignore[valid-type]
+    ) -> None:
         T.func_attr({"tirx.noalias": True})
         with T.sblock("root"):
             for job in T.parallel(s.n * s.cg):
