@@ -49,6 +49,13 @@ def check_tuning_db_path(path: Path) -> None:
         )
     missing = [name for name in DB_FILES if not (path / name).is_file()]
     if missing:
+        if (path / "search").is_dir():
+            raise InvalidInputError(
+                f"tuning database {path}: {', '.join(missing)} missing; the tuning run in "
+                "this folder did not finish (interrupted or killed)",
+                hint="run the same `npuc tune ... --db DIR` again: it continues from the "
+                "candidates in DIR/search and writes the database; or drop --tuning-db",
+            )
         raise InvalidInputError(
             f"tuning database {path}: {', '.join(missing)} missing; this folder is not a "
             "tuning database",

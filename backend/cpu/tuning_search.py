@@ -16,8 +16,11 @@ import importlib
 import importlib.util
 import logging
 import math
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tvm.ir.utils import derived_object
@@ -26,7 +29,7 @@ from tvm.s_tir import meta_schedule as ms
 from npuc.backend.cpu.tuning_db import task_module
 from npuc.backend.cpu.tuning_measure import build_candidate
 from npuc.backend.cpu.tuning_tasks import TuneOptions, TuningTask
-from npuc.core.errors import UnsupportedError
+from npuc.core.errors import NpucError, UnsupportedError
 from npuc.core.progress import Progress
 from npuc.core.target import CpuTarget
 
@@ -96,6 +99,39 @@ class _ProgressCallback(ms.measure_callback.PyMeasureCallback):
         self.progress.step(f"searching {self.name}", n=len(runner_results))
 
 
+class TuningInterrupted(NpucError):
+    """``npuc tune`` stopped by Ctrl-C (SIGINT) between two search batches; exit code 130."""
+
+    exit_code = 130
+
+
+@contextlib.contextmanager
+def _stop_on_interrupt() -> Iterator[threading.Event]:
+    """Turn the first SIGINT into a stop request (an event checked between batches).
+
+    MetaSchedule's builder and runner catch ``KeyboardInterrupt`` raised in
+    their Python callbacks and count it as a failed candidate, so a plain
+    Ctrl-C never stopped the search. A second SIGINT raises
+    ``KeyboardInterrupt`` at once. Only the main thread can own signals:
+    elsewhere the event is never set.
+    """
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def search(
     tasks: list[TuningTask],
     target: CpuTarget,
@@ -128,12 +164,16 @@ def search(
     deadline_s
         Start of tuning (``time.monotonic()``); the search ends by
         ``deadline_s + options.time_budget_s``, give or take one batch.
+
+    Raises
+    ------
+    TuningInterrupted
+        Ctrl-C: the search stopped after the batch under way; the candidates
+        measured so far stay in ``work_dir`` (a new run continues from them).
     """
     check_dependencies()
     _register_cpu_intrinsics_only()
     end_s = deadline_s + options.time_budget_s
-    batch = default_trials_per_iter(options.trials, len(tasks))
-    seeds = ms.utils.fork_seed(options.seed, n=options.trials * len(tasks))
     builder = ms.builder.LocalBuilder(f_build=build_candidate, max_workers=target.num_cores)
     runner = ms.runner.LocalRunner()
     database = ms.database.JSONDatabase(work_dir=str(work_dir))
@@ -142,11 +182,41 @@ def search(
         loggers = ms.logging.get_loggers_from_work_dir(str(work_dir), [t.name for t in tasks])
     _log_to_files_only()
     logger_of = {t.name: logger for t, logger in zip(tasks, loggers, strict=True)}
+    with _stop_on_interrupt() as stop:
+        return _search_rounds(tasks, target, work_dir, options, progress, stop, end_s=end_s,
+                              builder=builder, runner=runner, database=database,
+                              cost_model=cost_model, logger_of=logger_of)  # fmt: skip
+
+
+def _search_rounds(
+    tasks: list[TuningTask],
+    target: CpuTarget,
+    work_dir: Path,
+    options: TuneOptions,
+    progress: Progress,
+    stop: threading.Event,
+    *,
+    end_s: float,
+    builder: ms.builder.Builder,
+    runner: ms.runner.Runner,
+    database: ms.database.Database,
+    cost_model: ms.cost_model.CostModel,
+    logger_of: dict[str, logging.Logger],
+) -> tuple[ms.database.Database, int]:
+    """The batches of :func:`search` (same contract), stopping early when ``stop`` is set."""
+    batch = default_trials_per_iter(options.trials, len(tasks))
+    seeds = ms.utils.fork_seed(options.seed, n=options.trials * len(tasks))
     measured = 0
     per_candidate_s: float | None = None
     last_batch_s = 0.0
     while measured < options.trials:
         for task in tasks:
+            if stop.is_set():
+                raise TuningInterrupted(
+                    f"npuc tune interrupted after {measured} measured candidates",
+                    hint=f"they are kept in {work_dir}: run the same npuc tune command "
+                    "again to continue (no database for npuc build was written)",
+                )
             left_s = end_s - time.monotonic()
             # Each batch also has a fixed cost (the evolutionary search): no batch
             # starts with less than half the last batch's time left.

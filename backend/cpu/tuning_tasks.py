@@ -6,6 +6,7 @@ Also the tuning budget (:class:`TuneOptions`). Used by :mod:`.tuning` and
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import tvm
@@ -40,11 +41,17 @@ class TuneOptions:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("trials", "max_tasks"):
+        for name, flag in (("trials", "--trials"), ("max_tasks", "--tasks")):
             if getattr(self, name) < 1:
-                raise InvalidInputError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.time_budget_s > 0:
-            raise InvalidInputError(f"time budget must be > 0 s, got {self.time_budget_s}")
+                raise InvalidInputError(
+                    f"{flag} must be at least 1, got {getattr(self, name)}",
+                    hint=f"pass {flag} 1 or more",
+                )
+        if not (self.time_budget_s > 0 and math.isfinite(self.time_budget_s)):
+            raise InvalidInputError(
+                f"--time-budget must be a finite number of seconds > 0, got {self.time_budget_s}",
+                hint="pass e.g. --time-budget 600 (10 minutes)",
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ is checked in seconds: tuned kernels counted, outputs equal onnxruntime's.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from npuc.backend.cpu.schedules.loops import root_blocks
 from npuc.backend.cpu.tuning import TuneOptions, extract_tasks, hand_scheduled
 from npuc.backend.cpu.tuning_db import DB_FILES, open_tuning_db, task_module, tuned_function
 from npuc.backend.cpu.tuning_measure import kernel_seconds
+from npuc.backend.cpu.tuning_search import _stop_on_interrupt
 from npuc.core.errors import InvalidInputError
 from npuc.core.target import CpuTarget, host_target
 from npuc.midend.pipeline import optimize
@@ -139,6 +141,24 @@ def test_missing_folder_or_files_are_refused_naming_the_path(tmp_path: Path) -> 
         open_tuning_db(tmp_path)
 
 
+def test_unfinished_tuning_folder_says_to_tune_again(tmp_path: Path) -> None:
+    (tmp_path / "search").mkdir()
+    with pytest.raises(InvalidInputError, match="did not finish") as info:
+        open_tuning_db(tmp_path)
+    assert "continues from the candidates" in str(info.value.hint)
+
+
+def test_first_ctrl_c_requests_a_stop_second_interrupts() -> None:
+    previous = signal.getsignal(signal.SIGINT)
+    with _stop_on_interrupt() as stop:
+        assert not stop.is_set()
+        signal.raise_signal(signal.SIGINT)
+        assert stop.is_set()
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is previous
+
+
 def test_corrupt_database_is_refused_naming_the_path(tmp_path: Path) -> None:
     (tmp_path / DB_FILES[0]).write_text("not json {\n")
     (tmp_path / DB_FILES[1]).write_text("")
@@ -151,9 +171,11 @@ def test_corrupt_database_is_refused_naming_the_path(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"trials": 0}, "trials must be >= 1"),
-        ({"max_tasks": 0}, "max_tasks must be >= 1"),
-        ({"time_budget_s": 0.0}, "time budget must be > 0 s"),
+        ({"trials": 0}, "--trials must be at least 1"),
+        ({"max_tasks": 0}, "--tasks must be at least 1"),
+        ({"time_budget_s": 0.0}, "--time-budget must be a finite number of seconds > 0"),
+        ({"time_budget_s": float("inf")}, "--time-budget must be a finite"),
+        ({"time_budget_s": float("nan")}, "--time-budget must be a finite"),
     ],
 )
 def test_tune_options_are_checked(kwargs: dict[str, float], message: str) -> None:
