@@ -22,7 +22,8 @@ folded to constants, high-level operators), before :mod:`.lowering`'s passes.
 Guarantees: every qualifying weight of ``main`` is an int8 parameter of
 ``main`` (after its inputs, ``num_input`` set) dequantized in the graph; the
 values are returned by ``npuc_stored_weights()``. Smaller weights, other
-operators and other functions are unchanged. Idempotent (a module with
+operators, weights holding inf or NaN (kept float32, so they propagate as in
+the float model) and other functions are unchanged. Idempotent (a module with
 ``npuc_stored_weights`` is left alone). Error per weight element: at most ``s[c] / 2``.
 """
 
@@ -54,7 +55,9 @@ def quantize_per_channel(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.
     return q, scale
 
 
-def _int8(weight: np.ndarray, axis: int) -> StoredWeight:
+def _int8(weight: np.ndarray, axis: int) -> StoredWeight | None:
+    if not np.isfinite(weight).all():
+        return None  # inf/nan have no int8 code: the weight stays float32, exactly as given
     q, scale = quantize_per_channel(weight, axis)
     scale_const = relax.const(scale)
     return StoredWeight(

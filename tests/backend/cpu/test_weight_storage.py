@@ -94,6 +94,14 @@ def test_fp16_pass_stores_float16_and_keeps_weights_it_cannot_hold() -> None:
     assert [str(p.ty.dtype) for p in mod["main"].params] == ["float32", "float16"]
 
 
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_int8_pass_keeps_weights_holding_inf_or_nan_float(bad: float) -> None:
+    fc_w = FC_W.copy()
+    fc_w[3, 7] = bad  # inf/nan has no int8 code: the weight stays float32 as given
+    mod = QuantizeWeightsInt8()(_module(fc_w=fc_w))
+    assert [str(p.ty.dtype) for p in mod["main"].params] == ["float32", "int8"]
+
+
 @pytest.mark.parametrize("mode", [QuantizeWeightsInt8, StoreWeightsFp16])
 def test_passes_are_idempotent_and_skip_small_weights(mode: type) -> None:
     once = mode()(_module())
