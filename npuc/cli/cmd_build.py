@@ -66,8 +66,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--tuning-db",
         metavar="DIR",
-        help="(--target cpu, float weights) use the tuned kernels `npuc tune --db DIR` "
-        "recorded; the other kernels keep the hand schedules",
+        help="(--target cpu; float, weight-int8 or fp16-weights: float kernels) use the tuned "
+        "kernels `npuc tune --db DIR` recorded; the other kernels keep the hand schedules",
     )
     from npuc.cli.npu_commands import add_npu_build_flags
 

@@ -59,13 +59,15 @@ def register(subparsers: Any) -> None:
 
 
 def output_stats(value: np.ndarray) -> dict[str, Any]:
-    """Name-free summary of one output: shape, dtype, min/max/mean/std, NaN count."""
+    """Name-free summary of one output: shape, dtype, min/max/mean/std of the finite values,
+    NaN and infinity counts."""
     stats: dict[str, Any] = {"shape": list(value.shape), "dtype": str(value.dtype)}
     if value.size == 0 or not (np.issubdtype(value.dtype, np.number) or value.dtype == bool):
         return stats
     as_float = value.astype(np.float64)
     finite = as_float[np.isfinite(as_float)]
     stats["nan_count"] = int(np.isnan(as_float).sum())
+    stats["inf_count"] = int(np.isinf(as_float).sum())
     if finite.size:
         stats.update(
             min=float(finite.min()),
@@ -97,6 +99,13 @@ def run(args: argparse.Namespace) -> CommandResult:
         runtime.configure_threads(args.threads)
     model = runtime.load(library)
     assert isinstance(model, runtime.CompiledModel)  # .npuc files took the branch above
+    precision = str(model.info.extra.get("precision", "float"))
+    if args.raw and precision != "int8" and not model.info.extra.get("quantized_outputs"):
+        raise InvalidInputError(
+            f"--raw: {library} is a {precision} library; its outputs are already the model's "
+            "real values (only .npuc files and --precision int8 libraries hold stored integers)",
+            hint="drop --raw",
+        )
     feeds = read_input_files(args.input, model.info)
     start_s = time.monotonic()
     outputs = model.run(feeds, raw=args.raw)
@@ -122,6 +131,8 @@ def run(args: argparse.Namespace) -> CommandResult:
             )
         if s.get("nan_count"):
             line += f"  NaN {s['nan_count']}"
+        if s.get("inf_count"):
+            line += f"  inf {s['inf_count']}"
         lines.append(line)
     if args.output:
         lines.append(f"wrote {args.output}")

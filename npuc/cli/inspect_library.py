@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from npuc.cli.common import CommandResult
-from npuc.core.artifact_format import read_sidecar
+from npuc.core.artifact_format import read_sidecar, sidecar_path
+from npuc.core.errors import InvalidInputError
 from npuc.core.fileio import sha256_file
 
 PRECISION_NOTES = {
@@ -33,6 +34,12 @@ def inspect_library(path: Path) -> CommandResult:
     """
     sidecar = read_sidecar(path)
     precision = str(sidecar.info.extra.get("precision", "float"))
+    if precision not in PRECISION_NOTES:
+        raise InvalidInputError(
+            f"{sidecar_path(path)}: unknown precision {precision!r} in the sidecar "
+            f"(npuc writes one of {', '.join(PRECISION_NOTES)})",
+            hint="the sidecar was edited or written by another tool: rebuild the library",
+        )
     matches = path.is_file() and sha256_file(path) == sidecar.library_sha256
     data: dict[str, Any] = {
         "library": {"path": str(path), "bytes": path.stat().st_size if path.is_file() else None},
@@ -48,7 +55,7 @@ def inspect_library(path: Path) -> CommandResult:
     lines = [
         f"{path}  (npuc CPU library, {size:,} bytes)" if size is not None else f"{path}",
         f"  source:    {sidecar.info.source_path} ({sidecar.info.source_format})",
-        f"  precision: {precision} ({PRECISION_NOTES.get(precision, 'unknown')})",
+        f"  precision: {precision} ({PRECISION_NOTES[precision]})",
         f"  target:    {sidecar.target.cpu_name}, {sidecar.target.num_cores} thread(s)",
         "  inputs:    "
         + ", ".join(f"{t.name} {t.shape_str()} {t.dtype}" for t in sidecar.info.inputs),

@@ -105,3 +105,26 @@ def test_bad_combinations_are_refused(work: Path, args: list[str], message: str)
     assert code == 3, out + err
     assert message in err and "hint:" in err
     assert not (work / "bad.so").exists()
+
+
+def test_raw_on_a_float_weight_library_is_refused(work: Path) -> None:
+    lib = work / "fp16-weights.so"
+    if not lib.exists():
+        _build_and_run(work, "fp16-weights")
+    code, out, err = cli("run", lib, "--input", work / "x.npy", "--raw")
+    assert code == 3, out + err
+    assert "fp16-weights library" in err and "drop --raw" in err
+
+
+def test_inspect_refuses_an_unknown_precision_in_the_sidecar(work: Path) -> None:
+    lib = work / "fp16-weights.so"
+    if not lib.exists():
+        _build_and_run(work, "fp16-weights")
+    edited = work / "edited.so"
+    edited.write_bytes(lib.read_bytes())
+    sidecar = json.loads((work / "fp16-weights.so.json").read_text())
+    sidecar["model"]["extra"]["precision"] = "bogus"
+    (work / "edited.so.json").write_text(json.dumps(sidecar))
+    code, out, err = cli("inspect", edited)
+    assert code == 3, out + err
+    assert "unknown precision 'bogus'" in err and "edited.so.json" in err
