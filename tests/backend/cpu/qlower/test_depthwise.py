@@ -27,7 +27,7 @@ from npuc.midend.quantize.qparams import QParams
 from .harness import DTYPES, Case, assert_cases_exact, ints, node, qparams
 from .test_conv import _out_stage
 
-AVX2 = CpuTarget(cpu_name="znver3", features=("avx", "avx2", "f16c", "fma"), num_cores=2)
+AVX2 = CpuTarget(cpu_name="haswell", features=("avx", "avx2", "f16c", "fma"), num_cores=2)
 AVX512 = CpuTarget(
     cpu_name="icelake-server", features=("avx", "avx2", "avx512f", "avx512vnni"), num_cores=2
 )

@@ -123,7 +123,8 @@ def test_every_kernel_variant_is_bit_exact(kind: str) -> None:
 
 def test_host_target_picks_vnni_where_present() -> None:
     host = host_target()
-    assert dot_kind(host).name == "vnni512" if host.has_avx512_vnni else True
+    if host.has_avx512_vnni:
+        assert dot_kind(host).name == "vnni512"
     zen3 = CpuTarget(cpu_name="znver3", features=AVX2_FEATURES, num_cores=2)
     assert dot_kind(zen3).name == "avx2"
 

@@ -14,7 +14,7 @@ from npuc.backend.cpu.schedules.fallback import FallbackRule, is_gather
 from npuc.backend.cpu.schedules.loops import root_blocks
 from npuc.core.target import CpuTarget, host_target
 
-AVX2 = CpuTarget(cpu_name="znver3", features=("avx", "avx2", "fma"), num_cores=2)
+AVX2 = CpuTarget(cpu_name="haswell", features=("avx", "avx2", "fma"), num_cores=2)
 
 
 def _lookup_module(shape: tuple[int, ...], table: np.ndarray) -> tvm.IRModule:
