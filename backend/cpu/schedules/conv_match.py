@@ -65,12 +65,13 @@ class ConvNest:
         return self.in_height >= 2 * self.out_height
 
 
-def _kinds(block: s_tir.SBlock) -> str:
+def block_kinds(block: s_tir.SBlock) -> str:
+    """One letter per block iterator: ``S`` spatial, ``R`` reduction, ``?`` other."""
     letters = {tirx.IterVar.DataPar: "S", tirx.IterVar.CommReduce: "R"}
     return "".join(letters.get(int(iv.iter_type), "?") for iv in block.iter_vars)
 
 
-def _indexed_by(region: tirx.BufferRegion, vars_: list[tirx.Var]) -> bool:
+def indexed_by(region: tirx.BufferRegion, vars_: list[tirx.Var]) -> bool:
     """``region`` is exactly ``buffer[vars_[0], vars_[1], ...]``."""
     mins = [r.min for r in region.region]
     return len(mins) == len(vars_) and all(
@@ -78,7 +79,8 @@ def _indexed_by(region: tirx.BufferRegion, vars_: list[tirx.Var]) -> bool:
     )
 
 
-def _ints(shape: list[tirx.PrimExpr]) -> list[int] | None:
+def static_ints(shape: list[tirx.PrimExpr]) -> list[int] | None:
+    """``shape`` as Python ints, or ``None`` when a dimension is not a constant."""
     if not all(isinstance(d, tirx.IntImm) for d in shape):
         return None
     return [int(d) for d in shape]
@@ -97,18 +99,18 @@ def _epilogue(sch: s_tir.Schedule, conv: s_tir.schedule.SBlockRV) -> tuple[str, 
     root = list(sch.get_child_blocks(sch.get_sblock("root")))
     position = next(i for i, rv in enumerate(root) if sch.get(rv).same_as(sch.get(conv)))
     produced = [sch.get(conv).writes[0].source]
-    out_shape = _ints(list(produced[0].shape))
+    out_shape = static_ints(list(produced[0].shape))
     names: list[str] = []
     for rv in root[position + 1 :]:
         block = sch.get(rv)
-        if _kinds(block) != "SSSS" or len(block.writes) != 1:
+        if block_kinds(block) != "SSSS" or len(block.writes) != 1:
             return None
         vars_ = [iv.var for iv in block.iter_vars]
         inner = [r for r in block.reads if any(r.source.same_as(b) for b in produced)]
-        if not inner or not all(_indexed_by(r, vars_) for r in inner):
+        if not inner or not all(indexed_by(r, vars_) for r in inner):
             return None
         written = block.writes[0]
-        if not _indexed_by(written, vars_) or _ints(list(written.source.shape)) != out_shape:
+        if not indexed_by(written, vars_) or static_ints(list(written.source.shape)) != out_shape:
             return None
         produced.append(written.source)
         names.append(block.name_hint)
@@ -129,7 +131,7 @@ def match_conv2d(sch: s_tir.Schedule) -> ConvNest | None:
     found: list[ConvNest] = []
     for rv in sch.get_child_blocks(sch.get_sblock("root")):
         block = sch.get(rv)
-        if _kinds(block) != _CONV_ITERS or len(block.reads) != 2 or len(block.writes) != 1:
+        if block_kinds(block) != _CONV_ITERS or len(block.reads) != 2 or len(block.writes) != 1:
             continue
         out = block.writes[0].source
         if str(out.dtype) != "float32" or block.init is None:
@@ -137,16 +139,16 @@ def match_conv2d(sch: s_tir.Schedule) -> ConvNest | None:
         vars_ = [iv.var for iv in block.iter_vars]
         weight_vars = [vars_[1], vars_[4], vars_[5], vars_[6]]
         weight_read = next(
-            (i for i, r in enumerate(block.reads) if _indexed_by(r, weight_vars)), None
+            (i for i, r in enumerate(block.reads) if indexed_by(r, weight_vars)), None
         )
         if weight_read is None or not any(
             p.same_as(block.reads[weight_read].source) for p in func.params
         ):
             continue
         data = block.reads[1 - weight_read].source
-        out_shape = _ints(list(out.shape))
-        w_shape = _ints(list(block.reads[weight_read].source.shape))
-        d_shape = _ints(list(data.shape))
+        out_shape = static_ints(list(out.shape))
+        w_shape = static_ints(list(block.reads[weight_read].source.shape))
+        d_shape = static_ints(list(data.shape))
         if out_shape is None or w_shape is None or d_shape is None or len(d_shape) != 4:
             continue
         if d_shape[1] % w_shape[1] or out_shape[1] % (d_shape[1] // w_shape[1]):

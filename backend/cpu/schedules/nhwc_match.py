@@ -22,10 +22,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tvm import s_tir, tirx
+from tvm import s_tir
 from tvm.s_tir.dlight.analysis.common_analysis import collect_vars_used_in_prim_expr
 from tvm.s_tir.schedule import SBlockRV as BlockRV
 
+from npuc.backend.cpu.schedules.conv_match import block_kinds, indexed_by, static_ints
 from npuc.backend.cpu.schedules.fallback import attempt
 from npuc.backend.cpu.schedules.loops import is_spatial, root_blocks
 
@@ -57,42 +58,23 @@ class NhwcConv:
         return self.in_height >= 2 * self.out_height
 
 
-def _kinds(block: s_tir.SBlock) -> str:
-    letters = {tirx.IterVar.DataPar: "S", tirx.IterVar.CommReduce: "R"}
-    return "".join(letters.get(int(iv.iter_type), "?") for iv in block.iter_vars)
-
-
-def _indexed_by(region: tirx.BufferRegion, vars_: list[tirx.Var]) -> bool:
-    """``region`` is exactly ``buffer[vars_[0], vars_[1], ...]``."""
-    mins = [r.min for r in region.region]
-    return len(mins) == len(vars_) and all(
-        isinstance(m, tirx.Var) and m.same_as(v) for m, v in zip(mins, vars_, strict=True)
-    )
-
-
-def _ints(shape: list[tirx.PrimExpr]) -> list[int] | None:
-    if not all(isinstance(d, tirx.IntImm) for d in shape):
-        return None
-    return [int(d) for d in shape]
-
-
 def _describe(sch: s_tir.Schedule, rv: BlockRV) -> NhwcConv | None:
     """The NHWC convolution ``rv`` is, or ``None`` (see the module docstring)."""
     func = sch.mod["main"]
     block = sch.get(rv)
-    if _kinds(block) != "SSSSRRR" or len(block.reads) != 2 or len(block.writes) != 1:
+    if block_kinds(block) != "SSSSRRR" or len(block.reads) != 2 or len(block.writes) != 1:
         return None
     out = block.writes[0].source
     if str(out.dtype) != "float32" or block.init is None:
         return None
     v = [iv.var for iv in block.iter_vars]
-    if not _indexed_by(block.writes[0], v[:4]):
+    if not indexed_by(block.writes[0], v[:4]):
         return None
     regular = [v[4], v[5], v[6], v[3]]
     depthwise = [v[4], v[5], v[3], v[6]]
     for index, read in enumerate(block.reads):
-        is_depthwise = _indexed_by(read, depthwise) and int(block.iter_vars[6].dom.extent) == 1
-        if not (_indexed_by(read, regular) or is_depthwise):
+        is_depthwise = indexed_by(read, depthwise) and int(block.iter_vars[6].dom.extent) == 1
+        if not (indexed_by(read, regular) or is_depthwise):
             continue
         if not any(p.same_as(read.source) for p in func.params):
             return None
@@ -101,9 +83,9 @@ def _describe(sch: s_tir.Schedule, rv: BlockRV) -> NhwcConv | None:
         wanted = {v[3], v[6]} if is_depthwise else {v[6]}
         if len(data.region) != 4 or set(channel_vars) != wanted:
             return None
-        out_shape = _ints(list(out.shape))
-        w_shape = _ints(list(read.source.shape))
-        d_shape = _ints(list(data.source.shape))
+        out_shape = static_ints(list(out.shape))
+        w_shape = static_ints(list(read.source.shape))
+        d_shape = static_ints(list(data.source.shape))
         if out_shape is None or w_shape is None or d_shape is None:
             return None
         if not is_depthwise and d_shape[3] != w_shape[2]:
@@ -173,8 +155,12 @@ def gather_epilogue(sch: s_tir.Schedule, conv: NhwcConv) -> BlockRV | None:
     produced = sch.get(conv_rv).writes[0].source
     vars_ = [iv.var for iv in out_block.iter_vars]
     inner = [r for r in out_block.reads if r.source.same_as(produced)]
-    if _kinds(out_block) != "SSSS" or not inner or not all(_indexed_by(r, vars_) for r in inner):
+    if (
+        block_kinds(out_block) != "SSSS"
+        or not inner
+        or not all(indexed_by(r, vars_) for r in inner)
+    ):
         return None
-    if not _indexed_by(out_block.writes[0], vars_):
+    if not indexed_by(out_block.writes[0], vars_):
         return None
     return out
