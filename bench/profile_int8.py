@@ -183,9 +183,25 @@ def main() -> None:
     args = parser.parse_args()
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    for model in MODELS:
-        if model.name in args.models.split(","):
-            profile(model, args, cache)
+    known = {m.name: m for m in (*MODELS, _ppocrv4_det())}
+    wanted = args.models.split(",")
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    for name in wanted:
+        profile(known[name], args, cache)
+
+
+def _ppocrv4_det() -> Int8Model:
+    """PP-OCRv4 det at 480x640 on rendered text pages (``bench/cpu.py``'s int8 samples)."""
+    from cpu_int8_part import _ppocr_det
+
+    from tools.real_models import PPOCR_DET
+
+    return Int8Model(
+        "ppocrv4_det", lambda _folder: PPOCR_DET.path(), "x", (1, 3, 480, 640), _ppocr_det,
+        False, "PP-OCRv4 det; rendered text pages, 480x640",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
