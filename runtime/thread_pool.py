@@ -8,6 +8,14 @@ by :func:`configure_threads` when the application asks (``npuc run
 
 Configuring the pool also pins the calling thread to one core (TVM's
 affinity mode); :func:`caller_affinity_kept` gives the caller its CPUs back.
+
+TVM caps its pool, when it is created, at ``TVM_NUM_THREADS`` or else at half
+the hardware threads on x86 (it assumes hyper-threading): on a 2-CPU machine
+the cap was 1, and ``--threads 2`` silently ran one thread (ResNet-50: 178 ms
+with 1 or 2 threads; 84 ms with 2 once the cap is lifted). Before the pool is
+first configured, :func:`configure_threads` therefore sets ``TVM_NUM_THREADS``
+to the CPUs this process may use, unless the environment already sets it; the
+pool then holds exactly the requested number of threads.
 """
 
 from __future__ import annotations
@@ -48,11 +56,23 @@ def configure_threads(num_threads: int) -> int:
     import tvm
 
     check_num_threads(num_threads)
+    if _STATE.num_threads is None:
+        _lift_concurrency_cap()
     if _STATE.num_threads != num_threads:
         with caller_affinity_kept():
             tvm.get_global_func("runtime.config_threadpool")(_AFFINITY_BIG_CORES, num_threads)
         _STATE.num_threads = num_threads
     return num_threads
+
+
+def _lift_concurrency_cap() -> None:
+    """Let TVM's pool use every CPU of this process (see the module docstring).
+
+    Takes effect only if TVM has not created its pool yet (no parallel kernel
+    ran and no pool was configured in this process).
+    """
+    if "TVM_NUM_THREADS" not in os.environ and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["TVM_NUM_THREADS"] = str(len(os.sched_getaffinity(0)))
 
 
 def ensure_threads(default: int) -> int:
