@@ -28,14 +28,15 @@ from tests.tooling.reference import run_onnxruntime
 RTOL, ATOL = 1e-5, 1e-5  # fp32 3x3 convolution, summed in different orders
 
 
-def npuc(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+def npuc(*args: str | Path, cwd: Path, timeout_s: float = 600) -> subprocess.CompletedProcess[str]:
+    """``npuc ARGS`` in a subprocess from ``cwd``; never raises on a non-zero exit."""
     return subprocess.run(
         [sys.executable, "-m", "npuc.cli.main", *map(str, args)],
         capture_output=True,
         text=True,
         check=False,
         cwd=cwd,
-        timeout=600,
+        timeout=timeout_s,
     )
 
 

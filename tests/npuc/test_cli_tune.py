@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.backend.cpu.small_models import conv_two_outputs, save
+from tests.npuc.test_cli_build_run import npuc as run_npuc
 from tests.tooling.reference import run_onnxruntime
 
 RTOL, ATOL = 1e-5, 1e-5  # fp32 3x3 convolution, summed in different orders
@@ -25,14 +25,7 @@ EXIT_INVALID_INPUT = 3
 
 
 def npuc(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "npuc.cli.main", *map(str, args)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=cwd,
-        timeout=1200,
-    )
+    return run_npuc(*args, cwd=cwd, timeout_s=1200)  # tuning runs take minutes
 
 
 @pytest.fixture(scope="module")

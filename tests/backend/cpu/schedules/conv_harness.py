@@ -8,6 +8,7 @@ and, where this machine runs it, an AVX-512 one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import tvm
@@ -129,3 +130,24 @@ def run(mod: tvm.IRModule, target: CpuTarget, inputs: list[np.ndarray]) -> np.nd
     executable = tvm.compile(mod, target.to_tvm())
     vm = relax.VirtualMachine(executable, tvm.cpu())
     return vm["main"](*[tvm.runtime.tensor(a) for a in inputs]).numpy()
+
+
+class RuleCase(Protocol):
+    """A test graph: its Relax module and its inputs."""
+
+    def module(self) -> tvm.IRModule: ...
+
+    def inputs(self) -> list[np.ndarray]: ...
+
+
+def check_rule_matches_unscheduled(case: RuleCase, target: CpuTarget, rule: ScheduleRule) -> None:
+    """``rule`` applies to ``case``'s one kernel, packs its weights at compile time, and gives
+    the unscheduled loop nest's result (rtol/atol 1e-5: float sums in another order)."""
+    module = case.module()
+    want = run(schedule_with(module, target, None)[0], target, case.inputs())
+    scheduled, applied = schedule_with(module, target, rule)
+    assert len(applied) == 1, f"{rule.name} did not apply to {case}"
+    names = [gvar.name_hint for gvar in scheduled.functions]
+    assert not any("weight_prepack" in name for name in names), "packing left for run time"
+    got = run(scheduled, target, case.inputs())
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -9,7 +9,6 @@ for fused multiply-adds: rtol 1e-5, atol 1e-5.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import tvm
 from tvm import relax, s_tir, tirx
@@ -18,7 +17,12 @@ from npuc.backend.cpu.schedules.conv2d import Conv2dRule, accumulator_budget, ch
 from npuc.backend.cpu.schedules.conv_match import match_conv2d
 from npuc.backend.cpu.schedules.depthwise import DepthwiseConv2dRule
 from npuc.core.target import CpuTarget
-from tests.backend.cpu.schedules.conv_harness import ConvCase, run, schedule_with, targets
+from tests.backend.cpu.schedules.conv_harness import (
+    ConvCase,
+    check_rule_matches_unscheduled,
+    schedule_with,
+    targets,
+)
 
 REGULAR = [
     ConvCase(channels=16, filters=32, size=(14, 14), padding=1),
@@ -46,27 +50,16 @@ DEPTHWISE = [
 TARGETS = targets()
 
 
-def _check(case: ConvCase, target: CpuTarget, rule: Conv2dRule | DepthwiseConv2dRule) -> None:
-    module = case.module()
-    want = run(schedule_with(module, target, None)[0], target, case.inputs())
-    scheduled, applied = schedule_with(module, target, rule)
-    assert len(applied) == 1, f"{rule.name} did not apply to {case}"
-    names = [gvar.name_hint for gvar in scheduled.functions]
-    assert not any("weight_prepack" in name for name in names), "packing left for run time"
-    got = run(scheduled, target, case.inputs())
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-
-
 @pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.cpu_name)
 @pytest.mark.parametrize("case", REGULAR, ids=str)
 def test_conv2d_rule_matches_unscheduled(case: ConvCase, target: CpuTarget) -> None:
-    _check(case, target, Conv2dRule())
+    check_rule_matches_unscheduled(case, target, Conv2dRule())
 
 
 @pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.cpu_name)
 @pytest.mark.parametrize("case", DEPTHWISE, ids=str)
 def test_depthwise_rule_matches_unscheduled(case: ConvCase, target: CpuTarget) -> None:
-    _check(case, target, DepthwiseConv2dRule())
+    check_rule_matches_unscheduled(case, target, DepthwiseConv2dRule())
 
 
 def test_rules_leave_each_other_alone() -> None:

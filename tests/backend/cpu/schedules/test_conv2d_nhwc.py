@@ -26,7 +26,11 @@ from npuc.backend.cpu.schedules.conv2d_nhwc import (
 )
 from npuc.backend.cpu.schedules.nhwc_match import match_nhwc_conv
 from npuc.core.target import CpuTarget
-from tests.backend.cpu.schedules.conv_harness import run, schedule_with, targets
+from tests.backend.cpu.schedules.conv_harness import (
+    check_rule_matches_unscheduled,
+    schedule_with,
+    targets,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,27 +140,16 @@ DEPTHWISE = [
 TARGETS = targets()
 
 
-def _check(case: NhwcCase, target: CpuTarget, rule: Conv2dNhwcRule | DepthwiseConv2dNhwcRule):
-    module = case.module()
-    want = run(schedule_with(module, target, None)[0], target, case.inputs())
-    scheduled, applied = schedule_with(module, target, rule)
-    assert len(applied) == 1, f"{rule.name} did not apply to {case}"
-    names = [gvar.name_hint for gvar in scheduled.functions]
-    assert not any("weight_prepack" in name for name in names), "packing left for run time"
-    got = run(scheduled, target, case.inputs())
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-
-
 @pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.cpu_name)
 @pytest.mark.parametrize("case", REGULAR, ids=str)
 def test_conv2d_nhwc_rule_matches_unscheduled(case: NhwcCase, target: CpuTarget) -> None:
-    _check(case, target, Conv2dNhwcRule())
+    check_rule_matches_unscheduled(case, target, Conv2dNhwcRule())
 
 
 @pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.cpu_name)
 @pytest.mark.parametrize("case", DEPTHWISE, ids=str)
 def test_depthwise_nhwc_rule_matches_unscheduled(case: NhwcCase, target: CpuTarget) -> None:
-    _check(case, target, DepthwiseConv2dNhwcRule())
+    check_rule_matches_unscheduled(case, target, DepthwiseConv2dNhwcRule())
 
 
 @pytest.mark.parametrize("case", ODD_CHANNELS, ids=str)
