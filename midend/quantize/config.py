@@ -38,6 +38,7 @@ LAYER_FIELDS: dict[str, str] = {
 MODEL_FIELDS: dict[str, str] = {
     "bias_correction": "empirical per-channel bias correction on the calibration data",
     "unify_scales_for_concat": "give a concat's inputs the concat's scale (no requant copies)",
+    "float_coarse_concats": "keep float a concat whose one scale leaves an input < 16 steps",
     "trim_infinity": "leave +-inf and |x| >= 1e30 out of the activation statistics",
     "calibration_samples": "at most this many calibration samples (0: all)",
     "bias_correction_samples": "samples used by bias correction (0: all calibration samples)",
@@ -175,6 +176,7 @@ class QuantConfig:
     layers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     bias_correction: bool = True
     unify_scales_for_concat: bool = True
+    float_coarse_concats: bool = True
     trim_infinity: bool = False
     calibration_samples: int = 0
     bias_correction_samples: int = 32
@@ -183,7 +185,8 @@ class QuantConfig:
 
     def __post_init__(self) -> None:
         _check_types(self, {"bias_correction": bool, "unify_scales_for_concat": bool,
-                            "trim_infinity": bool, "calibration_samples": int,
+                            "float_coarse_concats": bool, "trim_infinity": bool,
+                            "calibration_samples": int,
                             "bias_correction_samples": int})  # fmt: skip
         if self.calibration_samples < 0 or self.bias_correction_samples < 0:
             raise InvalidInputError("calibration_samples and bias_correction_samples must be >= 0")

@@ -11,7 +11,6 @@ derivation for conv/FC proves the accumulator never overflows
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -242,34 +241,24 @@ def _unary(
     }
 
 
-#: A concat input left with fewer output steps than this over its own range gets a warning.
+#: A concat input left with fewer output steps than this over its calibrated range is
+#: "coarse": the concat is kept float (:mod:`.coarse_concat`) or, if not, warned about.
 CONCAT_MIN_LEVELS = 16
 
 
 class CoarseConcatWarning(UserWarning):
     """A concat's single output scale leaves one of its inputs only a few steps.
 
-    Shown by ``npuc quantize`` / ``npuc build`` among their notes; the test
-    suite ignores it (random test graphs join unrelated ranges) except where a
-    test asserts it.
+    Raised by :mod:`.coarse_concat` when the concat stays integer
+    (``float_coarse_concats = false``, or an integer layer reads the joined
+    tensor). Shown by ``npuc quantize`` / ``npuc build`` among their notes; the
+    test suite ignores it (random test graphs join unrelated ranges) except
+    where a test asserts it.
     """
 
 
-def _warn_coarse_concat_inputs(node: Node, ins: list[QParams], out: QParams) -> None:
-    """Warn when one output scale leaves a concat input only a few steps (e.g. YOLO's head:
-    class scores in [0, 1] joined to box coordinates in [0, 320] keep 0 or 1 step)."""
-    for name, q in zip(node.inputs, ins, strict=True):
-        levels = (q.qmax - q.qmin) * q.scale / out.scale
-        if levels < CONCAT_MIN_LEVELS:
-            warnings.warn(
-                f"layer {node.name!r} (concat): input {name!r} spans "
-                f"{(q.qmax - q.qmin) * q.scale:.4g} but the output's single scale "
-                f"{out.scale:.4g} leaves it about {max(levels, 0.0):.1f} steps: its values "
-                f"are mostly lost; keep the layer float (--float-layers {node.name}) or give "
-                f"it 16 bits (--layer-config)",
-                CoarseConcatWarning,
-                stacklevel=2,
-            )
+class CoarseConcatKeptFloat(CoarseConcatWarning):
+    """Note: such a concat (and the data movement after it) was kept float on the CPU."""
 
 
 def _concat(
@@ -280,7 +269,6 @@ def _concat(
     shapes: list[tuple[int, ...]],
 ) -> dict[str, Any]:
     requants = []
-    _warn_coarse_concat_inputs(node, ins, out)
     for q in ins:
         if q == out:
             requants.append((1, 0))

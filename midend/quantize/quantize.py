@@ -4,7 +4,9 @@ Requires: a layer graph and one :class:`~.observers.Observer` per float
 tensor (:func:`~.calibrate.calibrate`). Guarantees, in order:
 
 1. every layer is marked ``npu`` (runs in integers) or ``cpu`` (stays float)
-   with the reason, from :func:`integer_rule` and the configuration;
+   with the reason, from :func:`integer_rule` and the configuration; with
+   ``float_coarse_concats`` a concat whose one scale would leave an input
+   fewer than 16 steps runs float (:mod:`.coarse_concat`);
 2. every tensor an integer layer reads or writes gets quantization
    parameters from its range strategy; data movement and max pooling pass
    their input's parameters through (exact); with
@@ -23,6 +25,7 @@ import numpy as np
 
 from npuc.core.errors import InvalidInputError, NpucError
 
+from .coarse_concat import find_coarse_concats, keep_coarse_concats_float
 from .config import QuantConfig
 from .graph import Graph, Node
 from .observers import Observer
@@ -126,19 +129,31 @@ def quantize_model(
         run_on[node.name] = ("npu", "") if ok else ("cpu", reason)
 
     producers = _producers(graph)
-    integer: set[str] = set()
-    for node in graph.nodes:
-        if run_on[node.name][0] == "npu":
-            integer.update(node.inputs)
-            integer.add(node.name)
-
     tensors: dict[str, QParams] = {}
     ranges: dict[str, tuple[float, float]] = {}
+    spans: dict[str, tuple[float, float]] = {}
+
+    def calibrated_range(name: str) -> tuple[float, float] | None:
+        """The range strategy's ``(lo, hi)`` of a calibrated tensor; None for a fixed scale."""
+        if fixed is not None and name in fixed.tensors:
+            return None
+        if name not in observers:
+            return None
+        if name not in spans:
+            producer = producers.get(name)
+            cfg = config.for_layer(name, layer_kind(producer)) if producer else config.default
+            spans[name] = observers[name].range(
+                parse_strategy(cfg.q_strategy_activation),
+                dtype=cfg.activation_dtype,
+                symmetric=cfg.symmetric,
+            )
+        return spans[name]
 
     def own_qparams(name: str) -> QParams:
         if fixed is not None and name in fixed.tensors:
             return fixed.tensors[name]
-        if name not in observers:
+        span = calibrated_range(name)
+        if span is None:
             raise InvalidInputError(
                 f"tensor {name!r} has no scale in the pre-quantized model and no statistics",
                 hint="pass --calib to calibrate it, or keep the layers that read or write it "
@@ -146,15 +161,20 @@ def quantize_model(
             )
         producer = producers.get(name)
         cfg = config.for_layer(name, layer_kind(producer)) if producer else config.default
-        lo, hi = observers[name].range(
-            parse_strategy(cfg.q_strategy_activation),
-            dtype=cfg.activation_dtype,
-            symmetric=cfg.symmetric,
-        )
-        ranges[name] = (lo, hi)
+        ranges[name] = span
         return choose_qparams(
-            lo, hi, dtype=cfg.activation_dtype, symmetric=cfg.symmetric, name=name
+            span[0], span[1], dtype=cfg.activation_dtype, symmetric=cfg.symmetric, name=name
         )
+
+    coarse = find_coarse_concats(graph, run_on, calibrated_range, own_qparams)
+    keep_coarse_concats_float(coarse, run_on, enabled=config.float_coarse_concats)
+    ranges.clear()  # refilled below for the tensors that are quantized
+
+    integer: set[str] = set()
+    for node in graph.nodes:
+        if run_on[node.name][0] == "npu":
+            integer.update(node.inputs)
+            integer.add(node.name)
 
     for name, _ in graph.inputs:
         if name in integer:

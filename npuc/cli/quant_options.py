@@ -28,8 +28,8 @@ OP_TYPE_ALIASES = {
     "hardsigmoid": "hardsigmoid", "leakyrelu": "leaky_relu", "softmax": "softmax",
 }  # fmt: skip
 _TOML_MODEL_KEYS = (
-    "bias_correction", "unify_scales_for_concat", "trim_infinity", "calibration_samples",
-    "bias_correction_samples", "float_layers", "float_op_types",
+    "bias_correction", "unify_scales_for_concat", "float_coarse_concats", "trim_infinity",
+    "calibration_samples", "bias_correction_samples", "float_layers", "float_op_types",
 )  # fmt: skip
 
 
