@@ -7,13 +7,15 @@ it runs, per layer, the kernel :func:`build_kernel` makes, and the integer
 CPU library (``npuc.backend.cpu.qlower``) embeds the same kernel with
 :func:`emit_kernel`. The kernel is the layer's Relax arithmetic
 (:mod:`.float_relax`) legalised with TVM's stock ``LegalizeOps`` and fused
-within the layer only, its outer spatial loops run in ``parallel``
-(:func:`parallelize`: no reduction is split, so the bits do not depend on
-threads); its PrimFuncs are tagged opaque (``op_pattern`` 8,
-never fused with a neighbour) and scheduled (``tirx.is_scheduled``: no
-schedule rule touches them), so both sides compile the same TIR with the same
-LLVM target (the host's, :func:`npuc.core.target.host_target`: the same FMA
-contraction and the same ``exp``) and get the same bits.
+within the layer only, and scheduled by
+:func:`.float_schedule.schedule_float_kernel` (reductions vectorised over the
+output's last axis, outer spatial loops in ``parallel``; no reduction is split
+or reordered, so the bits do not depend on threads); its PrimFuncs are tagged
+opaque (``op_pattern`` 8, never fused with a neighbour) and scheduled
+(``tirx.is_scheduled``: no schedule rule touches them), so both sides compile
+the same TIR with the same LLVM target (the host's,
+:func:`npuc.core.target.host_target`: the same FMA contraction and the same
+``exp``) and get the same bits.
 
 Requires: static shapes; every input of the layer a tensor (not a tuple).
 
@@ -32,64 +34,15 @@ from typing import Any
 
 import numpy as np
 import tvm
-from tvm import relax, s_tir, tirx
-from tvm.s_tir.dlight.analysis.common_analysis import collect_vars_used_in_prim_expr
+from tvm import relax, tirx
 
 from .float_relax import NO_ARITHMETIC, emit_float_op
+from .float_schedule import schedule_float_kernel
 from .graph import Graph, Node
 
 #: Relax's ``kOpaque`` operator pattern: FuseOps never groups such a PrimFunc.
 OPAQUE_PATTERN = 8
 SCHEDULED_ATTR = "tirx.is_scheduled"
-#: Loop iterations (of a whole block) below which it stays on the calling thread.
-PARALLEL_MIN_ELEMENTS = 4096
-
-
-def parallelize(func: tirx.PrimFunc) -> tirx.PrimFunc:
-    """``func`` with the outer spatial loops of each root block fused into one ``parallel``.
-
-    Only loops that no reduction iterator reads are touched, so every output
-    element is computed by the same operations in the same order as before.
-    The innermost loop of a reduction-free block is never part of the
-    parallel loop: LLVM vectorises only innermost loops, so the split between
-    vector body and scalar tail does not move with the threads' chunks. The
-    bits therefore do not depend on the thread count. Loops TIR refuses to
-    parallelise stay serial.
-    """
-    sch = s_tir.Schedule(func)
-    try:
-        blocks = sch.get_child_blocks(sch.get_sblock("root"))
-    except s_tir.ScheduleError:  # a TOPI kernel with its own loops (cumsum, sort, ...)
-        return func
-    for block in blocks:
-        loops = list(sch.get_loops(block))
-        if not loops:
-            continue
-        body = sch.get(loops[-1]).body
-        sblock = sch.get(block)
-        if not (isinstance(body, s_tir.SBlockRealize) and body.block.same_as(sblock)):
-            continue
-        reduce_vars: set[Any] = set()
-        for iv, value in zip(sblock.iter_vars, body.iter_values, strict=True):
-            if iv.iter_type != tirx.IterVar.DataPar:
-                reduce_vars |= set(collect_vars_used_in_prim_expr(value))
-        outer = []
-        for loop in loops:
-            if sch.get(loop).loop_var in reduce_vars:
-                break
-            outer.append(loop)
-        if len(outer) == len(loops):  # no reduction inside: the innermost loop stays whole
-            outer.pop()
-        extents = [sch.get(loop).extent for loop in loops]
-        if not outer or not all(isinstance(e, tirx.IntImm) for e in extents):
-            continue
-        if int(np.prod([int(e) for e in extents])) < PARALLEL_MIN_ELEMENTS:
-            continue  # too little work to wake the thread pool
-        try:
-            sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0])
-        except s_tir.ScheduleError:
-            continue
-    return sch.mod["main"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +126,7 @@ def build_kernel(
     tagged = {}
     for gv, func in mod.functions_items():
         if isinstance(func, tirx.PrimFunc):
-            func = parallelize(func)
+            func = schedule_float_kernel(func)
             func = func.with_attr("op_pattern", OPAQUE_PATTERN).with_attr(SCHEDULED_ATTR, True)
         tagged[gv] = func
     return FloatKernel(node.name, tvm.IRModule(tagged))

@@ -14,7 +14,9 @@ Guarantees: the formulas of
 executor used for calibration) in float32: sigmoid as ``0.5 * (1 + tanh(x /
 2))``, softmax as ``exp(x - max) / sum``, clamps with optional bounds;
 operators the quantizer does not model re-emit their stored Relax call
-(:func:`substitute_call`). Agrees with the numpy executor within float32
+(:func:`substitute_call`), except a non-overlapping transposed convolution,
+emitted as a 1x1 convolution and a depth-to-space move
+(:mod:`.float_transpose`). Agrees with the numpy executor within float32
 rounding (TVM's ``exp``/``tanh`` and summation order differ from numpy's).
 """
 
@@ -29,6 +31,7 @@ from tvm import relax
 from npuc.core.errors import UnsupportedError
 
 from .float_exec import UNARY_FUNCS
+from .float_transpose import emit_as_conv
 from .graph import Node
 from .relax_fallback import Substitute
 
@@ -215,4 +218,6 @@ def emit_float_op(bb: relax.BlockBuilder, node: Node, args: Sequence[relax.Expr]
         shifted = relax.op.subtract(x, relax.op.max(x, axis=[axis], keepdims=True))
         e = bb.emit(relax.op.exp(shifted))
         return bb.emit(relax.op.divide(e, relax.op.sum(e, axis=[axis], keepdims=True)))
-    return bb.emit(substitute_call(node, args))
+    call = substitute_call(node, args)
+    rewritten = emit_as_conv(bb, call)
+    return bb.emit(call) if rewritten is None else rewritten
