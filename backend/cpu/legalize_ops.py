@@ -3,9 +3,11 @@
 Wraps TVM's CPU lowering front half: ``DispatchSampling`` and
 ``DispatchSortScan`` (sort, argsort, top-k, cumsum and multinomial sampling
 have no ``LegalizeOps`` rule; these pick their TOPI kernels for the target),
-then ``LegalizeOps`` and ``AnnotateTIROpPattern`` (tags each PrimFunc as
-elementwise / broadcast / injective / reduction / out-elementwise-fusable, the
-input of :class:`~npuc.backend.cpu.fuse_ops.FuseOps`).
+then ``LegalizeOps`` (float transposed convolutions by
+:mod:`.transposed_conv`, not TVM's zero-dilating kernel) and
+``AnnotateTIROpPattern`` (tags each PrimFunc as elementwise / broadcast /
+injective / reduction / out-elementwise-fusable, the input of
+:class:`~npuc.backend.cpu.fuse_ops.FuseOps`).
 
 Requires: the midend's graph passes done (folding and clean-ups work on
 Relax ops, not on PrimFuncs).
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 import tvm
 from tvm import relax
+
+from npuc.backend.cpu.transposed_conv import CUSTOM_LEGALIZE
 
 
 @tvm.transform.module_pass(opt_level=0, name="npuc.LegalizeOps")
@@ -41,7 +45,7 @@ class LegalizeOps:
             [
                 relax.backend.DispatchSampling(),
                 relax.backend.DispatchSortScan(),
-                relax.transform.LegalizeOps(),
+                relax.transform.LegalizeOps(customize_legalize_map=CUSTOM_LEGALIZE),
                 relax.transform.AnnotateTIROpPattern(),
             ]
         )

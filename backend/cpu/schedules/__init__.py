@@ -40,6 +40,7 @@ from npuc.backend.cpu.schedules.depthwise import DepthwiseConv2dRule  # noqa: E4
 from npuc.backend.cpu.schedules.int8_conv import Int8ConvRule  # noqa: E402
 from npuc.backend.cpu.schedules.int_depthwise import IntDepthwiseRule  # noqa: E402
 from npuc.backend.cpu.schedules.matmul import MatmulRule  # noqa: E402
+from npuc.backend.cpu.schedules.transposed_conv import TransposedConv2dRule  # noqa: E402
 
 #: Rules in the order they are tried; the fallback rule is appended by the schedule pass.
 RULES: tuple[ScheduleRule, ...] = (
@@ -51,4 +52,5 @@ RULES: tuple[ScheduleRule, ...] = (
     Conv2dNhwcRule(),
     DepthwiseConv2dNhwcRule(),
     MatmulRule(),
+    TransposedConv2dRule(),
 )
