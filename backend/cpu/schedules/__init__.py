@@ -40,6 +40,7 @@ from npuc.backend.cpu.schedules.depthwise import DepthwiseConv2dRule  # noqa: E4
 from npuc.backend.cpu.schedules.int8_conv import Int8ConvRule  # noqa: E402
 from npuc.backend.cpu.schedules.int_depthwise import IntDepthwiseRule  # noqa: E402
 from npuc.backend.cpu.schedules.matmul import MatmulRule  # noqa: E402
+from npuc.backend.cpu.schedules.pool import PoolRule  # noqa: E402
 from npuc.backend.cpu.schedules.transposed_conv import TransposedConv2dRule  # noqa: E402
 
 #: Rules in the order they are tried; the fallback rule is appended by the schedule pass.
@@ -53,4 +54,5 @@ RULES: tuple[ScheduleRule, ...] = (
     DepthwiseConv2dNhwcRule(),
     MatmulRule(),
     TransposedConv2dRule(),
+    PoolRule(),
 )

@@ -1,0 +1,182 @@
+"""The pooling rule: scheduled == unscheduled, chosen by the schedule pass, and vs onnxruntime.
+
+Max pooling is compared bit-exactly (a maximum is exact in any order); average
+pooling with rtol/atol 1e-6 (the same sums in the same order, but LLVM may
+turn the division into another rounding path).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import tvm
+from onnx import TensorProto, helper
+from tvm import relax
+
+from npuc import runtime
+from npuc.backend.cpu import build_library, host_target
+from npuc.backend.cpu.schedules import RULES
+from npuc.backend.cpu.schedules.pool import PoolRule
+from npuc.core.target import CpuTarget
+from tests.backend.cpu.schedules.conv_harness import AVX2, run, schedule_with, targets
+from tests.backend.cpu.schedules.relax_graphs import check_same, graph
+from tests.backend.cpu.small_models import import_onnx
+from tests.tooling.reference import run_onnxruntime
+
+op = relax.op
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolCase:
+    """One pooling graph: ``kind`` is ``max``, ``avg`` or ``global`` (adaptive to 1x1)."""
+
+    kind: str
+    shape: tuple[int, int, int, int]
+    pool: tuple[int, int] = (3, 3)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, ...] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    ceil_mode: bool = False
+    count_include_pad: bool = False
+    layout: str = "NCHW"
+    relu: bool = False
+
+    def __str__(self) -> str:
+        return (
+            f"{self.kind}_{self.layout}_{'x'.join(map(str, self.shape))}_k{self.pool}"
+            f"s{self.stride}p{self.padding}d{self.dilation}"
+            f"{'_ceil' if self.ceil_mode else ''}{'_incl' if self.count_include_pad else ''}"
+            f"{'_relu' if self.relu else ''}"
+        )
+
+    def body(self, x: relax.Expr) -> relax.Expr:
+        if self.kind == "global":
+            return op.nn.adaptive_avg_pool2d(x, (1, 1), layout=self.layout)
+        common = {
+            "pool_size": self.pool,
+            "strides": self.stride,
+            "padding": self.padding,
+            "dilation": self.dilation,
+            "ceil_mode": self.ceil_mode,
+            "layout": self.layout,
+        }
+        if self.kind == "max":
+            y = op.nn.max_pool2d(x, **common)
+        else:
+            y = op.nn.avg_pool2d(x, count_include_pad=self.count_include_pad, **common)
+        return op.nn.relu(y) if self.relu else y
+
+    def module(self) -> tvm.IRModule:
+        return graph([self.shape], lambda p: self.body(p[0]))
+
+    def inputs(self) -> list[np.ndarray]:
+        return [np.random.default_rng(3).uniform(-1, 1, self.shape).astype(np.float32)]
+
+
+CASES = [
+    PoolCase(kind="max", shape=(1, 8, 20, 20), stride=(2, 2), padding=(1, 1)),  # ResNet stem
+    PoolCase(kind="max", shape=(1, 5, 13, 13), stride=(2, 2), ceil_mode=True),  # odd channels
+    PoolCase(kind="avg", shape=(1, 6, 14, 14), padding=(1, 1)),  # Inception, pads not counted
+    PoolCase(kind="avg", shape=(1, 3, 9, 11), padding=(1, 1), count_include_pad=True),
+    PoolCase(kind="avg", shape=(1, 4, 7, 7), pool=(2, 2), stride=(2, 2), ceil_mode=True),
+    PoolCase(kind="max", shape=(1, 4, 12, 12), padding=(2, 2), dilation=(2, 2), relu=True),
+    PoolCase(kind="max", shape=(1, 3, 10, 9), pool=(2, 3), stride=(1, 2), padding=(0, 0, 1, 1)),
+    PoolCase(kind="max", shape=(1, 8, 8, 24), pool=(2, 2), stride=(2, 2), layout="NHWC"),
+    PoolCase(kind="max", shape=(1, 9, 9, 7), stride=(2, 2), padding=(1, 1), layout="NHWC"),
+    PoolCase(kind="avg", shape=(1, 6, 6, 32), padding=(1, 1), layout="NHWC", relu=True),
+    PoolCase(kind="avg", shape=(1, 7, 7, 12), stride=(2, 2), ceil_mode=True, layout="NHWC"),
+    PoolCase(kind="global", shape=(1, 5, 5, 20), layout="NHWC"),
+]
+
+
+def check_pool(case: PoolCase, target: CpuTarget) -> None:
+    """The rule takes ``case``'s one kernel and gives the unscheduled nest's result."""
+    module = case.module()
+    want = run(schedule_with(module, target, None)[0], target, case.inputs())
+    scheduled, applied = schedule_with(module, target, PoolRule())
+    assert len(applied) == 1, f"pool rule did not apply to {case}"
+    got = run(scheduled, target, case.inputs())
+    if case.kind == "max":
+        np.testing.assert_array_equal(got, want, strict=True)
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_rule_matches_unscheduled_on_the_host(case: PoolCase) -> None:
+    check_pool(case, targets()[-1])
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[8]], ids=str)
+def test_rule_matches_unscheduled_on_avx2(case: PoolCase) -> None:
+    check_pool(case, AVX2)
+
+
+def test_vector_width_follows_the_target() -> None:
+    case = PoolCase(kind="avg", shape=(1, 4, 32, 32), padding=(1, 1))
+    avx512 = CpuTarget(cpu_name="icelake-server", features=("avx2", "avx512f"), num_cores=2)
+    text_avx2 = schedule_with(case.module(), AVX2, PoolRule())[0].script()
+    text_avx512 = schedule_with(case.module(), avx512, PoolRule())[0].script()
+    assert "T.vectorized(T.int64(16))" in text_avx2  # two 8-lane vectors of columns
+    assert "T.vectorized(T.int64(32))" in text_avx512
+
+
+def test_schedule_pass_picks_the_rule_and_leaves_other_reductions_alone() -> None:
+    """Pools go to ``pool``; an NCHW global average and a mean over H, W stay on the fallback."""
+    shape = (1, 8, 16, 16)
+    pools = check_same(
+        graph(
+            [shape],
+            lambda p: op.add(
+                op.nn.max_pool2d(p[0], 3, 1, padding=1), op.nn.avg_pool2d(p[0], 3, 1, padding=1)
+            ),
+        ),
+        RULES,
+    )
+    assert sorted(pools.rule_of.values()).count("pool") == 2, pools.rule_of
+    means = check_same(
+        graph(
+            [shape],
+            lambda p: op.add(
+                op.nn.adaptive_avg_pool2d(p[0], (1, 1)), op.mean(p[0], axis=[2, 3], keepdims=True)
+            ),
+        ),
+        RULES,
+    )
+    assert "pool" not in means.rule_of.values(), means.rule_of
+
+
+def _pool_model() -> onnx.ModelProto:
+    """x[1,6,15,15] -> MaxPool(3, s2, pad 1, ceil) -> Relu -> AveragePool(3, s1, pad 1)."""
+    nodes = [
+        helper.make_node(
+            "MaxPool", ["x"], ["m"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]
+        ),
+        helper.make_node("Relu", ["m"], ["r"]),
+        helper.make_node(
+            "AveragePool", ["r"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], ceil_mode=1
+        ),
+    ]
+    graph_proto = helper.make_graph(
+        nodes,
+        "pools",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 15, 15])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 8, 8])],
+    )
+    return helper.make_model(graph_proto, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_library_matches_onnxruntime(tmp_path: Path) -> None:
+    model = _pool_model()
+    mod, info = import_onnx(model, source_path="pools.onnx")
+    result = build_library(mod, info, host_target(num_cores=2), tmp_path / "pools.so")
+    assert result.schedule_counts.get("pool", 0) >= 1, result.schedule_counts
+    x = np.random.default_rng(11).standard_normal((1, 6, 15, 15)).astype(np.float32)
+    got = runtime.load(result.library_path).run({"x": x})["y"]
+    want = run_onnxruntime(model, {"x": x})["y"]
+    # fp32 sums of nine values, divided by the count: another order than onnxruntime's.
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
