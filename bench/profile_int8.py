@@ -8,6 +8,14 @@ first evaluation sample ``--repeats`` times after one warm-up run with a VM
 instrument that times every call. Prints the kernels by total time with their
 rule and kind, and the time per kind (depthwise conv, dense conv, element-wise,
 ...), per run (median-free: the sum over the timed runs divided by their count).
+Kernels scheduled before the CPU pipeline sees them are listed with rule
+``float`` (the float layers' kernels, :mod:`npuc.midend.quantize.float_kernels`)
+or ``pre-scheduled`` (e.g. the int8 convolutions' input packing).
+
+Models: ``bench/cpu_int8.py``'s, PP-OCRv4 det (``ppocrv4_det``) and onnx's light
+graphs (``light_vgg19``, ``light_shufflenet``, ``light_resnet50``,
+``light_inception_v2``, ``light_squeezenet``: placeholder weights, standard-normal
+calibration as ``bench/cpu.py``'s int8 columns).
 
 Usage: ``.venv/bin/python bench/profile_int8.py [--models a,b] [--threads N]
 [--repeats N] [--top N] [--cache DIR] [--target avx2]``. ``--target avx2``
@@ -147,13 +155,20 @@ def profile(model: Int8Model, args: argparse.Namespace, cache: Path) -> None:
         vm["main"](arg)
         wall.append(time.perf_counter() - t0)
     runs = args.repeats
-    kernels = {s: t for s, t in totals.items() if s in report.rule_of}
+    rule_of = dict(report.rule_of)
+    for symbol in totals:  # kernels scheduled before the CPU pipeline saw them
+        if symbol not in rule_of and not symbol.startswith("vm."):
+            rule_of[symbol] = "float" if symbol.startswith("float_") else "pre-scheduled"
+    kernels = {s: t for s, t in totals.items() if s in rule_of}
     total = sum(kernels.values())
     per_kind: dict[str, float] = defaultdict(float)
     rows = []
     for symbol, seconds in sorted(kernels.items(), key=lambda kv: -kv[1]):
-        rule = report.rule_of[symbol]
-        kind = kind_of(symbol, rule)
+        rule = rule_of[symbol]
+        kind = {
+            "float": "float kernel",
+            "pre-scheduled": "pre-scheduled " + kind_of(symbol, "fallback"),
+        }.get(rule) or kind_of(symbol, rule)
         if symbol in groups:
             kind = f"{groups[symbol]} {kind}"
         per_kind[kind] += seconds
@@ -183,7 +198,7 @@ def main() -> None:
     args = parser.parse_args()
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    known = {m.name: m for m in (*MODELS, _ppocrv4_det())}
+    known = {m.name: m for m in (*MODELS, _ppocrv4_det(), *_light_graphs())}
     wanted = args.models.split(",")
     unknown = [name for name in wanted if name not in known]
     if unknown:
@@ -202,6 +217,33 @@ def _ppocrv4_det() -> Int8Model:
         "ppocrv4_det", lambda _folder: PPOCR_DET.path(), "x", (1, 3, 480, 640), _ppocr_det,
         False, "PP-OCRv4 det; rendered text pages, 480x640",
     )  # fmt: skip
+
+
+LIGHT = ("vgg19", "shufflenet", "resnet50", "inception_v2", "squeezenet")
+
+
+def _light_graphs() -> list[Int8Model]:
+    """onnx's light graphs (placeholder weights), standard-normal samples (``bench/cpu.py``)."""
+    import onnx
+    from cpu_int8_part import _random
+
+    folder = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+    models = []
+    for name in LIGHT:
+        path = folder / f"light_{name}.onnx"
+        if not path.exists():
+            continue
+        graph = onnx.load(str(path), load_external_data=False).graph
+        weights = {t.name for t in graph.initializer}
+        (value,) = (v for v in graph.input if v.name not in weights)
+        shape = tuple(d.dim_value for d in value.type.tensor_type.shape.dim)
+        models.append(
+            Int8Model(
+                f"light_{name}", lambda _folder, p=path: p, value.name, shape, _random(shape),
+                False, f"onnx light {name}; standard-normal samples",
+            )
+        )  # fmt: skip
+    return models
 
 
 if __name__ == "__main__":
