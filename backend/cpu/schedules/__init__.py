@@ -30,7 +30,10 @@ class ScheduleRule(Protocol):
         ...
 
 
-from npuc.backend.cpu.schedules.conv2d import Conv2dRule  # noqa: E402 (after the protocol)
+from npuc.backend.cpu.schedules.channel_shuffle import (  # noqa: E402 (after the protocol)
+    ChannelShuffleRule,
+)
+from npuc.backend.cpu.schedules.conv2d import Conv2dRule  # noqa: E402
 from npuc.backend.cpu.schedules.conv2d_nhwc import (  # noqa: E402
     Conv2dNhwcRule,
     DepthwiseConv2dNhwcRule,
@@ -55,4 +58,5 @@ RULES: tuple[ScheduleRule, ...] = (
     MatmulRule(),
     TransposedConv2dRule(),
     PoolRule(),
+    ChannelShuffleRule(),
 )
