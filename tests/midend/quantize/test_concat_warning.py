@@ -13,7 +13,11 @@ import warnings
 
 import pytest
 
-from npuc.midend.quantize.coarse_concat import find_coarse_concats, keep_coarse_concats_float
+from npuc.midend.quantize.coarse_concat import (
+    CoarseConcat,
+    find_coarse_concats,
+    keep_coarse_concats_float,
+)
 from npuc.midend.quantize.graph import Graph, Node, TensorType
 from npuc.midend.quantize.qlayers import CoarseConcatKeptFloat, CoarseConcatWarning
 from npuc.midend.quantize.qparams import QParams, choose_qparams
@@ -41,7 +45,7 @@ def _graph(tail: tuple[Node, ...] = ()) -> Graph:
     )
 
 
-def _find(graph: Graph, score_hi: float) -> list:  # type: ignore[type-arg]
+def _find(graph: Graph, score_hi: float) -> list[CoarseConcat]:
     spans = {
         "x": (0.0, 1.0),
         "boxes": (0.0, 320.0),
@@ -84,7 +88,9 @@ def test_pre_quantized_scales_are_left_alone() -> None:
     assert found == []
 
 
-def _keep(found: list, *, enabled: bool) -> tuple[dict[str, tuple[str, str]], list]:  # type: ignore[type-arg]
+def _keep(
+    found: list[CoarseConcat], *, enabled: bool
+) -> tuple[dict[str, tuple[str, str]], list[warnings.WarningMessage]]:
     run_on = {"concat_7": ("npu", ""), "reshape_0": ("npu", "")}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
