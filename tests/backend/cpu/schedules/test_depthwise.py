@@ -1,0 +1,71 @@
+"""The depthwise rule on strided rows: scheduled == unscheduled (float32, rtol/atol 1e-5).
+
+Rows at least :data:`MIN_DEINTERLEAVE_WIDTH` outputs wide with a column
+stride read a de-interleaved padded plane; narrower ones keep the plain copy.
+"""
+
+from __future__ import annotations
+
+import pytest
+import tvm
+from tvm import relax, s_tir
+
+from npuc.backend.cpu.lowering import fusion_passes
+from npuc.backend.cpu.schedules.conv_match import match_conv2d
+from npuc.backend.cpu.schedules.depthwise import (
+    MIN_DEINTERLEAVE_WIDTH,
+    DepthwiseConv2dRule,
+    column_stride,
+)
+from tests.backend.cpu.schedules.conv_harness import ConvCase, check_rule_matches_unscheduled
+from tests.backend.cpu.schedules.relax_graphs import TARGET, check_same, graph
+
+op = relax.op
+
+STRIDED = [
+    ConvCase(channels=6, filters=6, groups=6, size=(34, 34), stride=2, padding=1, epilogue="clip"),
+    ConvCase(
+        channels=4,
+        filters=4,
+        groups=4,
+        size=(40, 37),
+        kernel=(5, 5),
+        stride=2,
+        padding=2,
+        epilogue="residual",
+    ),
+    ConvCase(channels=3, filters=3, groups=3, size=(36, 36), stride=2, padding=2, dilation=2),
+    ConvCase(channels=5, filters=5, groups=5, size=(50, 50), stride=3, padding=1, epilogue="none"),
+]
+
+
+@pytest.mark.parametrize("case", STRIDED, ids=str)
+def test_strided_rows_match_unscheduled(case: ConvCase) -> None:
+    check_rule_matches_unscheduled(case, TARGET, DepthwiseConv2dRule())
+
+
+@pytest.mark.parametrize(("strides", "width"), [((1, 2), 40), ((2, 1), 20), ((2, 2), 14)])
+def test_row_and_column_strides(strides: tuple[int, int], width: int) -> None:
+    shapes = [(1, 8, 6, width), (8, 1, 3, 3), (1, 8, 1, 1)]
+    mod = graph(
+        shapes,
+        lambda p: op.clip(
+            op.add(op.nn.conv2d(p[0], p[1], strides=strides, padding=1, groups=8), p[2]), 0, 6
+        ),
+    )
+    report = check_same(mod, [DepthwiseConv2dRule()])
+    assert "depthwise_conv2d" in report.rule_of.values()
+
+
+def test_column_stride_read_from_the_index() -> None:
+    def stride_of(case: ConvCase) -> int:
+        mod = tvm.transform.Sequential(fusion_passes(TARGET))(case.module())
+        func = next(f for f in mod.functions.values() if isinstance(f, tvm.tirx.PrimFunc))
+        sch = s_tir.Schedule(func)
+        nest = match_conv2d(sch)
+        assert nest is not None
+        return column_stride(sch, nest)
+
+    assert [stride_of(c) for c in STRIDED] == [2, 2, 2, 3]
+    narrow = ConvCase(channels=4, filters=4, groups=4, size=(28, 28), stride=2, padding=1)
+    assert MIN_DEINTERLEAVE_WIDTH > (28 // 2) and stride_of(narrow) == 1
