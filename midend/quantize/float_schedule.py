@@ -17,10 +17,14 @@ root block:
 * a block with a reduction whose innermost spatial loop (the output's last
   axis) has an extent divisible by 4, 8 or 16 gets that loop split by the
   largest such lane count, the lanes moved inside the reduction loops and
-  vectorised, the init split off (``decompose_reduction``), and the outer
-  spatial loops fused into one ``parallel`` loop when the block is big
-  enough. Every output element still sums the same terms in the same order
-  (the reduction loops keep their nesting), one lane of a vector each;
+  vectorised; when an outer spatial loop indexes no input read along the
+  lanes (a convolution's output channel, a matmul's row) and :data:`BLOCK`
+  divides it, ``BLOCK`` outputs along it are computed together (unrolled
+  just outside the lanes, sharing each loaded input vector); the init is
+  split off (``decompose_reduction``) and the remaining outer spatial loops
+  are fused into one ``parallel`` loop when the block is big enough. Every
+  output element still sums the same terms in the same order (the reduction
+  loops keep their nesting), one lane of a vector each;
 * any other block gets its outer spatial loops (those no reduction reads)
   fused into one ``parallel`` loop, the innermost loop of a reduction-free
   block kept whole (LLVM vectorises innermost loops only, so the split
@@ -44,6 +48,8 @@ from tvm.s_tir.dlight.analysis.common_analysis import collect_vars_used_in_prim_
 PARALLEL_MIN_ELEMENTS = 4096
 #: Vector lane counts tried for a reduction's innermost spatial loop, widest first.
 LANES = (16, 8, 4)
+#: Outputs along a loop that shares the streamed input computed together (unrolled).
+BLOCK = 4
 
 
 def schedule_float_kernel(func: tirx.PrimFunc) -> tirx.PrimFunc:
@@ -68,7 +74,7 @@ def schedule_float_kernel(func: tirx.PrimFunc) -> tirx.PrimFunc:
                 break
             try:
                 changed = _schedule_block(trial, block, vectorize)
-            except s_tir.ScheduleError:
+            except RuntimeError:  # ScheduleError, or TVM refusing a shape it cannot transform
                 continue
             if changed:
                 mod = trial.mod
@@ -163,20 +169,59 @@ def _writes_last_axis(sch: s_tir.Schedule, block: Any, loop: Any) -> bool:
     return False
 
 
+def _shared_loop(sch: s_tir.Schedule, block: Any, rows: list[Any], lane: Any) -> int | None:
+    """Index in ``rows`` of the innermost loop that no input streamed along the lanes
+    reads (a convolution's output channel, a matmul's row): outputs along it share
+    those vector loads. None when there is none."""
+    sblock = sch.get(block)
+    realize = sch.get(sch.get_loops(block)[-1]).body
+    block_var = {}
+    for iv, value in zip(sblock.iter_vars, realize.iter_values, strict=True):
+        for loop_var in collect_vars_used_in_prim_expr(value):
+            block_var.setdefault(loop_var, set()).add(iv.var)
+    lane_vars = block_var.get(sch.get(lane).loop_var, set())
+    written = sblock.writes[0].source
+    streamed = [
+        {v for r in read.region for v in collect_vars_used_in_prim_expr(r.min)}
+        for read in sblock.reads
+        if not read.source.same_as(written)
+        and read.region
+        and lane_vars & set(collect_vars_used_in_prim_expr(read.region[-1].min))
+    ]
+    if not streamed:
+        return None
+    for index in range(len(rows) - 1, -1, -1):
+        own = block_var.get(sch.get(rows[index]).loop_var, set())
+        if own and all(not (own & used) for used in streamed):
+            return index
+    return None
+
+
 def _vectorize_reduction(
     sch: s_tir.Schedule, block: Any, outer: list[Any], inner: list[Any], work: int
 ) -> bool:
-    """Lanes of the innermost spatial loop inside the reduction; False (``sch`` untouched)
-    when the loop is not the output's last axis or no lane count divides its extent."""
+    """Lanes of the innermost spatial loop inside the reduction; False when the loop is
+    not the output's last axis or no lane count divides its extent. With a loop along
+    which outputs share the streamed input (:func:`_shared_loop`) whose extent
+    :data:`BLOCK` divides, ``BLOCK`` outputs along it are computed together, unrolled
+    just outside the lanes."""
     last = outer[-1]
     extent = _extent(sch, last)
     lanes = next((n for n in LANES if extent % n == 0), None)
     if lanes is None or not _writes_last_axis(sch, block, last):
         return False
-    lane_outer, lane = sch.split(last, [extent // lanes, lanes])
-    sch.reorder(lane_outer, *inner, lane)
-    sch.vectorize(lane)
     rows = outer[:-1]
+    shared = _shared_loop(sch, block, rows, last)
+    lane_outer, lane = sch.split(last, [extent // lanes, lanes])
+    if shared is not None and _extent(sch, rows[shared]) % BLOCK == 0:
+        chan = rows[shared]
+        chan_outer, chan_inner = sch.split(chan, [_extent(sch, chan) // BLOCK, BLOCK])
+        rows = [*rows[:shared], chan_outer, *rows[shared + 1 :]]
+        sch.reorder(*rows[shared + 1 :], lane_outer, *inner, chan_inner, lane)
+        sch.unroll(chan_inner)
+    else:
+        sch.reorder(lane_outer, *inner, lane)
+    sch.vectorize(lane)
     if rows and work >= PARALLEL_MIN_ELEMENTS:
         sch.parallel(sch.fuse(*rows) if len(rows) > 1 else rows[0])
     # split the init off last: TIR checks the dataflow of a vectorised or parallel loop,

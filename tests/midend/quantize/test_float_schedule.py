@@ -61,16 +61,19 @@ def test_a_convolution_runs_vectors_of_output_columns_in_parallel_rows() -> None
     (func,) = _prim_funcs(_scheduled(mod)).values()
     parallel, vector = tirx.ForKind.PARALLEL, tirx.ForKind.VECTORIZED
     update = _loops(func, "conv2d_nchw_update")
-    # (n, c, h) fused in parallel, 24 columns as 3 vectors of 8, then rc, ry, rx, then lanes
+    serial = tirx.ForKind.SERIAL
+    # (n, c / 4, h) fused in parallel, 24 columns as 3 vectors of 8, then rc, ry, rx, then
+    # 4 output channels (unrolled: they share each input vector), then the lanes
     assert update == [
-        (8 * 32, parallel),
-        (3, tirx.ForKind.SERIAL),
-        (3, tirx.ForKind.SERIAL),
-        (3, tirx.ForKind.SERIAL),
-        (3, tirx.ForKind.SERIAL),
+        (2 * 32, parallel),
+        (3, serial),
+        (3, serial),
+        (3, serial),
+        (3, serial),
+        (4, tirx.ForKind.UNROLLED),
         (8, vector),
     ]
-    assert _loops(func, "conv2d_nchw_init")[-1] == (8, vector)
+    assert _loops(func, "conv2d_nchw_init")[-2:] == [(4, tirx.ForKind.UNROLLED), (8, vector)]
     rng = np.random.default_rng(0)
     args = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     # the same terms in the same order per output element: float32 rounding of FMAs apart
@@ -88,9 +91,14 @@ def test_columns_no_lane_count_divides_stay_scalar_rows_still_parallel() -> None
 def test_a_matmul_vectorises_its_output_columns() -> None:
     shapes = [(64, 32), (32, 48)]
     (func,) = _prim_funcs(_scheduled(_legalized(relax.op.matmul, shapes))).values()
-    loops = _loops(func, "matmul_update")
-    assert loops[0] == (64, tirx.ForKind.PARALLEL)
-    assert loops[-2:] == [(32, tirx.ForKind.SERIAL), (16, tirx.ForKind.VECTORIZED)]
+    # 4 rows at a time share each vector of the right-hand side's row
+    assert _loops(func, "matmul_update") == [
+        (16, tirx.ForKind.PARALLEL),
+        (3, tirx.ForKind.SERIAL),
+        (32, tirx.ForKind.SERIAL),
+        (4, tirx.ForKind.UNROLLED),
+        (16, tirx.ForKind.VECTORIZED),
+    ]
 
 
 def test_reshape_and_transpose_copies_are_inlined() -> None:
