@@ -39,15 +39,17 @@ class ConvCase:
     size: tuple[int, int]
     kernel: tuple[int, int] = (3, 3)
     stride: int = 1
-    padding: int = 0
+    padding: int | tuple[int, int, int, int] = 0
+    """Rows and columns of zeros on every side, or (top, left, bottom, right)."""
     dilation: int = 1
     groups: int = 1
     epilogue: str = "bias_relu"  # "none", "bias_relu", "clip", "residual", "silu"
 
     def __str__(self) -> str:
+        pad = "-".join(map(str, self.padding)) if isinstance(self.padding, tuple) else self.padding
         return (
             f"c{self.channels}k{self.filters}_{self.size[0]}x{self.size[1]}_"
-            f"k{self.kernel[0]}x{self.kernel[1]}_s{self.stride}p{self.padding}"
+            f"k{self.kernel[0]}x{self.kernel[1]}_s{self.stride}p{pad}"
             f"d{self.dilation}g{self.groups}_{self.epilogue}"
         )
 
@@ -93,10 +95,11 @@ class ConvCase:
         return bb.get()
 
     def out_shape(self) -> tuple[int, int, int, int]:
+        pad = self.padding if isinstance(self.padding, tuple) else (self.padding,) * 4
         dims = []
-        for size, kernel in zip(self.size, self.kernel, strict=True):
+        for axis, (size, kernel) in enumerate(zip(self.size, self.kernel, strict=True)):
             span = self.dilation * (kernel - 1) + 1
-            dims.append((size + 2 * self.padding - span) // self.stride + 1)
+            dims.append((size + pad[axis] + pad[axis + 2] - span) // self.stride + 1)
         return (1, self.filters, dims[0], dims[1])
 
     def inputs(self, seed: int = 1) -> list[np.ndarray]:

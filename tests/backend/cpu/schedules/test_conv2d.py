@@ -2,19 +2,28 @@
 
 Each case is compiled twice for the same target, once as LegalizeOps and
 FuseOps left it and once with the rule (and the weights packed at compile
-time), and run on the same input. Both sum each output in the same order
-(input channel, then kernel row, then column), so the tolerance only allows
-for fused multiply-adds: rtol 1e-5, atol 1e-5.
+time), and run on the same input. The conv2d rule sums each output by input
+channel block, kernel row, column, then channel within the block (the
+unscheduled nest: channel, row, column), so the tolerance, rtol 1e-5 and
+atol 1e-5, allows for fused multiply-adds and sums of up to ~300 unit-normal
+products in another order; the cases stay within that depth.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 import tvm
 from tvm import relax, s_tir, tirx
 
-from npuc.backend.cpu.schedules.conv2d import Conv2dRule, accumulator_budget, choose_tile
-from npuc.backend.cpu.schedules.conv_match import match_conv2d
+from npuc.backend.cpu.schedules.conv2d import (
+    WEIGHT_BLOCK_BYTES,
+    Conv2dRule,
+    accumulator_budget,
+    choose_tile,
+)
+from npuc.backend.cpu.schedules.conv_match import ConvNest, match_conv2d
 from npuc.backend.cpu.schedules.depthwise import DepthwiseConv2dRule
 from npuc.core.target import CpuTarget
 from tests.backend.cpu.schedules.conv_harness import (
@@ -36,6 +45,20 @@ REGULAR = [
     ConvCase(channels=12, filters=24, size=(7, 7), groups=3, padding=1),
     ConvCase(channels=5, filters=12, size=(6, 11), kernel=(2, 3), epilogue="residual"),
     ConvCase(channels=16, filters=32, size=(10, 10), stride=2, padding=1, epilogue="silu"),
+    # Input channel blocks (NCHWc copy): one channel, prime counts, several blocks, a
+    # partial divisor (20 = 2 x 10), asymmetric padding, groups of 16, output channels
+    # that are not a multiple of 16.
+    ConvCase(channels=1, filters=16, size=(9, 10), padding=1),
+    ConvCase(channels=2, filters=24, size=(7, 9), kernel=(3, 2), padding=(0, 1, 2, 1)),
+    ConvCase(channels=32, filters=40, size=(11, 9), dilation=2, padding=2, epilogue="none"),
+    ConvCase(channels=20, filters=48, size=(11, 9), padding=(0, 1, 2, 1), epilogue="residual"),
+    ConvCase(channels=32, filters=64, size=(13, 11), stride=2, padding=1, groups=2),
+    ConvCase(channels=17, filters=32, size=(6, 7), kernel=(5, 5), padding=(2, 1, 2, 3)),
+    # Strided 1x1: only the sampled pixels are copied (with padding, odd sizes, C=3).
+    ConvCase(channels=24, filters=32, size=(12, 12), kernel=(1, 1), stride=2, padding=1),
+    ConvCase(channels=40, filters=48, size=(14, 10), kernel=(1, 1), stride=2, epilogue="residual"),
+    ConvCase(channels=3, filters=16, size=(9, 13), kernel=(1, 1), stride=3, epilogue="none"),
+    ConvCase(channels=32, filters=16, size=(9, 9), kernel=(1, 1), stride=2),
 ]
 DEPTHWISE = [
     ConvCase(channels=16, filters=16, groups=16, size=(14, 14), padding=1, epilogue="clip"),
@@ -121,6 +144,32 @@ def test_tile_fits_the_register_file(target: CpuTarget, width: int) -> None:
     assert tile.block_k % lanes == 0 and 64 % tile.block_k == 0
     assert width % tile.tile_w == 0
     assert tile.vectors * tile.tile_w <= accumulator_budget(target)
+
+
+def test_wide_channel_blocks_keep_their_weights_in_l2() -> None:
+    """512 channels 3x3 at 28x28: 64 x 4 would pack 1.2 MB per block; 16 x 14 packs 295 KB."""
+    target = CpuTarget(cpu_name="skylake-avx512", features=("avx2", "avx512f", "fma"), num_cores=2)
+    nest = ConvNest(
+        block="conv",
+        weight_read=1,
+        pad_block="pad",
+        epilogue=(),
+        out_channels=512,
+        out_height=28,
+        out_width=28,
+        in_channels=512,
+        in_height=30,
+        group_in=512,
+        kernel_h=3,
+        kernel_w=3,
+    )
+    tile = choose_tile(nest, target)
+    assert tile is not None
+    assert tile.block_k * 512 * 9 * 4 <= WEIGHT_BLOCK_BYTES
+    assert (tile.block_k, tile.tile_w) == (16, 14)
+    # 128 channels: 64 x 4 packs 295 KB and stays.
+    small = choose_tile(replace(nest, in_channels=128, group_in=128), target)
+    assert small is not None and (small.block_k, small.tile_w) == (64, 4)
 
 
 def _prim_funcs(mod: tvm.IRModule) -> list[tirx.PrimFunc]:
