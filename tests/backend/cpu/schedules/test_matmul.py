@@ -74,3 +74,19 @@ def _calls(func: relax.Function) -> list[relax.Call]:
         ),
     )
     return found
+
+
+def test_padded_constant_weight_is_padded_at_compile_time() -> None:
+    """A column count no vector divides (PP-OCR rec's 6625 classes): the zero-padded copy
+    of a constant ``B`` is folded at compile time; one kernel runs, with its epilogue."""
+    rng = np.random.default_rng(4)
+    m, k, n = 6, 24, 37
+    weight = relax.const(rng.uniform(-1, 1, (k, n)).astype(np.float32))
+    bias = relax.const(rng.uniform(-1, 1, (n,)).astype(np.float32))
+    mod = graph([(1, m, k)], lambda p: op.add(op.matmul(p[0], weight), bias))
+    report = check_same(mod, (MatmulRule(),), atol=1e-5 * k)
+    assert report.counts() == {"matmul": 1}
+    passes = [*fusion_passes(TARGET), ScheduleCpu(TARGET, rules=(MatmulRule(),))]
+    packed = PrepackWeights()(tvm.transform.Sequential(passes)(mod))
+    called = [v.args[0].name_hint for v in _calls(packed["main"]) if v.args]
+    assert len(called) == 1 and called[0].endswith("_prepacked"), called
