@@ -33,6 +33,7 @@ from npuc.midend.quantize.graph import Node
 from npuc.midend.quantize.qparams import QParams
 
 from .int8_conv import emit_int8_conv, emit_int8_dense
+from .int8_grouped import emit_int8_grouped_conv
 from .intops import (
     centered,
     clamp_store,
@@ -76,6 +77,8 @@ def emit_conv(
     """Stored output integers (``out.dtype``) of an integer conv2d or dense layer."""
     dense = node.op == "dense"
     fast = (emit_int8_dense if dense else emit_int8_conv)(bb, node, p, x, xq, out)
+    if fast is None and not dense:
+        fast = emit_int8_grouped_conv(bb, node, p, x, xq, out)
     if fast is not None:
         return fast
     weights = np.asarray(p["weights"])
