@@ -4,7 +4,8 @@ Wraps TVM's CPU lowering front half: ``DispatchSampling`` and
 ``DispatchSortScan`` (sort, argsort, top-k, cumsum and multinomial sampling
 have no ``LegalizeOps`` rule; these pick their TOPI kernels for the target),
 then ``LegalizeOps`` (float transposed convolutions by
-:mod:`.transposed_conv`, not TVM's zero-dilating kernel) and
+:mod:`.transposed_conv`, not TVM's zero-dilating kernel; float sigmoid and
+softmax by :mod:`.fast_exp`, a vectorisable exponential) and
 ``AnnotateTIROpPattern`` (tags each PrimFunc as elementwise / broadcast /
 injective / reduction / out-elementwise-fusable, the input of
 :class:`~npuc.backend.cpu.fuse_ops.FuseOps`).
@@ -23,7 +24,10 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
-from npuc.backend.cpu.transposed_conv import CUSTOM_LEGALIZE
+from npuc.backend.cpu import fast_exp, transposed_conv
+
+#: Our lowerings of some operators, used instead of TVM's.
+CUSTOM_LEGALIZE = {**transposed_conv.CUSTOM_LEGALIZE, **fast_exp.CUSTOM_LEGALIZE}
 
 
 @tvm.transform.module_pass(opt_level=0, name="npuc.LegalizeOps")

@@ -85,3 +85,11 @@ def test_integer_graph_is_bit_exact() -> None:
     inputs = [rng.integers(-1000, 1000, (4, 33), dtype=np.int32) for _ in range(2)]
     got = run(build(mod, FALLBACK_ONLY), inputs)
     np.testing.assert_array_equal(got, run(build(mod, None), inputs), strict=True)
+
+
+@pytest.mark.parametrize("shape", [(3, 131), (2, 4, 67)])
+def test_long_odd_rows_with_a_row_operand(shape: tuple[int, ...]) -> None:
+    """Rows no vector divides, >= PLAIN_ROW_MIN long, stay whole loops (not fused flat)."""
+    row = (*shape[:-1], 1)
+    mod = graph([shape, row], lambda p: op.nn.relu(op.subtract(p[0], p[1])))
+    check_same(mod, FALLBACK_ONLY)
