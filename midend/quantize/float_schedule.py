@@ -175,7 +175,7 @@ def _shared_loop(sch: s_tir.Schedule, block: Any, rows: list[Any], lane: Any) ->
     those vector loads. None when there is none."""
     sblock = sch.get(block)
     realize = sch.get(sch.get_loops(block)[-1]).body
-    block_var = {}
+    block_var: dict[Any, set[Any]] = {}
     for iv, value in zip(sblock.iter_vars, realize.iter_values, strict=True):
         for loop_var in collect_vars_used_in_prim_expr(value):
             block_var.setdefault(loop_var, set()).add(iv.var)
