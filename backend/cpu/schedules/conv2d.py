@@ -12,11 +12,13 @@ registers and writes the NCHW output once.
 The input is copied per call into channel blocks, ``[n, c // cb, y, x, c %
 cb]`` (NCHWc, ``cb`` the largest divisor of the group's input channels up to
 one vector), padded when the convolution pads; a strided 1x1 convolution
-copies only the pixels it samples. The reduction runs over ``(c // cb, ky,
-kx, c % cb)``, so a tile reads a few contiguous lines per channel block
-instead of one page per input channel (NCHW planes, a TLB miss each: VGG-19's
-256-channel 3x3 layer at 56x56 ran 1.9x faster). The copy costs one pass over
-the input.
+copies only the pixels it samples. Up to :data:`TINY_CHANNELS` input
+channels (an RGB image) the input is read in place (NCHW, padded copy only
+when the convolution pads): its reduction is a handful of taps per channel.
+The reduction runs over ``(c // cb, ky, kx, c % cb)``, so a tile reads a
+few contiguous lines per channel block instead of one page per input channel
+(NCHW planes, a TLB miss each: VGG-19's 256-channel 3x3 layer at 56x56 ran
+1.9x faster). The copy costs one pass over the input.
 
 Weights are read in the matching blocked layout ``[k // block_k, c // cb, ky,
 kx, c % cb, k % block_k]``: the rule asks for the rewrite with a preprocessing block tagged
@@ -186,9 +188,18 @@ class Conv2dRule:
         if tile is None:
             return None
         conv = sch.get_sblock(nest.block)
-        cb = channel_block(nest.group_in, float_lanes(target))
+        cb = (
+            1
+            if nest.group_in <= TINY_CHANNELS
+            else channel_block(nest.group_in, float_lanes(target))
+        )
         pack_weights(sch, conv, nest, tile.block_k, cb)
-        if nest.kernel_h == nest.kernel_w == 1 and nest.groups == 1 and nest.subsamples:
+        if nest.group_in <= TINY_CHANNELS:
+            # The first layer (RGB): nothing to gain from a copy; read NCHW as it is.
+            if nest.pad_block is not None:
+                pad = sch.get_sblock(nest.pad_block)
+                sch.parallel(sch.fuse(*sch.get_loops(pad)[:3]))
+        elif nest.kernel_h == nest.kernel_w == 1 and nest.groups == 1 and nest.subsamples:
             _gather_pixels(sch, conv, nest, cb)
         else:
             if nest.pad_block is not None:
@@ -198,6 +209,10 @@ class Conv2dRule:
             _build_input(sch, copy, cb)
         schedule_conv(sch, nest, tile, cb)
         return sch.mod["main"]
+
+
+#: Input channels per group up to which the input is read in place (NCHW, no channel blocks).
+TINY_CHANNELS = 4
 
 
 def channel_block(group_in: int, lanes: int) -> int:
