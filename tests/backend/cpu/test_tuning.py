@@ -26,6 +26,7 @@ from npuc.backend.cpu.tuning import TuneOptions, extract_tasks, hand_scheduled
 from npuc.backend.cpu.tuning_db import DB_FILES, open_tuning_db, task_module, tuned_function
 from npuc.backend.cpu.tuning_measure import kernel_seconds
 from npuc.backend.cpu.tuning_search import _stop_on_interrupt
+from npuc.backend.cpu.tuning_tasks import TuningTask
 from npuc.core.errors import InvalidInputError
 from npuc.core.target import CpuTarget, host_target
 from npuc.midend.pipeline import optimize
@@ -80,8 +81,11 @@ def _write_record(folder: Path, func: tirx.PrimFunc, target: tvm.target.Target) 
 
 def test_tasks_are_distinct_kernels_ranked_by_flops_times_calls() -> None:
     tasks = extract_tasks(_fused(conv_two_outputs()))
-    assert tasks[0].name == "fused_conv2d_add"
-    assert tasks[0].flops == 2 * 8 * 8 * 8 * 3 * 3 * 3 + 8 * 8 * 8  # multiply-adds + bias
+    by_name = {t.name: t for t in tasks}
+    assert len(by_name) == len(tasks)
+    # multiply-adds + bias (the sigmoid output's fast exp is a long polynomial per
+    # element, so on this 8x8 model it may outrank the conv)
+    assert by_name["fused_conv2d_add"].flops == 2 * 8 * 8 * 8 * 3 * 3 * 3 + 8 * 8 * 8
     assert [t.cost for t in tasks] == sorted((t.cost for t in tasks), reverse=True)
     assert all(t.calls == 1 for t in tasks)
 
@@ -90,8 +94,12 @@ def test_tasks_are_distinct_kernels_ranked_by_flops_times_calls() -> None:
     assert tasks[0].calls == 2 and tasks[0].cost == 2 * tasks[0].flops
 
 
+def _conv_task() -> TuningTask:
+    return next(t for t in extract_tasks(_fused(conv_two_outputs())) if "conv2d" in t.name)
+
+
 def test_hand_scheduled_is_what_the_build_uses() -> None:
-    task = extract_tasks(_fused(conv_two_outputs()))[0]
+    task = _conv_task()
     rule, func = hand_scheduled(task, TARGET)
     assert rule == "conv2d" and str(func.attrs[RULE_ATTR]) == "conv2d"
     assert kernel_seconds(func, TARGET, repeat=2, min_repeat_ms=1) > 0
@@ -99,7 +107,7 @@ def test_hand_scheduled_is_what_the_build_uses() -> None:
 
 def test_build_applies_records_and_matches_onnxruntime(tmp_path: Path) -> None:
     model = conv_two_outputs()
-    task = extract_tasks(_fused(model))[0]
+    task = _conv_task()
     _write_record(tmp_path, task.func, TARGET.to_tvm())
 
     mod, _info = import_onnx(model)
@@ -125,7 +133,7 @@ def test_without_database_the_hand_rules_apply(tmp_path: Path) -> None:
 
 
 def test_record_of_another_cpu_is_not_used(tmp_path: Path) -> None:
-    task = extract_tasks(_fused(conv_two_outputs()))[0]
+    task = _conv_task()
     other = "znver3" if TARGET.cpu_name != "znver3" else "icelake-server"
     _write_record(tmp_path, task.func, tvm.target.Target({"kind": "llvm", "mcpu": other}))
     assert tuned_function(open_tuning_db(tmp_path), task.func, TARGET) is None
