@@ -272,8 +272,9 @@ def schedule_conv(sch: s_tir.Schedule, nest: ConvNest, tile: ConvTile, cb: int =
     vectorize_channels(sch, roles[1], tile)
     for column in columns:
         sch.unroll(column)
-    init = sch.decompose_reduction(conv, reduction[0])
-    vectorize_channels(sch, sch.get_loops(init)[-1], tile)
+    if reduction:  # none with one input channel and a 1x1 kernel: a scaled copy
+        init = sch.decompose_reduction(conv, reduction[0])
+        vectorize_channels(sch, sch.get_loops(init)[-1], tile)
     sch.vectorize(xi)
 
 

@@ -185,6 +185,8 @@ def loops_by_iter(
     Loops of extent 1 that compute-at dropped have no entry.
     """
     loops = sch.get_loops(block)[first:]
+    if not loops:  # every loop under ``first`` had extent 1 and was dropped
+        return {}
     body = sch.get(loops[-1]).body
     while not isinstance(body, s_tir.SBlockRealize):
         body = body.body
