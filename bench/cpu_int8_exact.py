@@ -43,6 +43,7 @@ from bench.accuracy_int16 import (  # noqa: E402
     _text,
 )
 from npuc.core.fileio import write_text_atomic  # noqa: E402
+from npuc.core.model_info import ModelInfo  # noqa: E402
 from tools.datasets import random_crops  # noqa: E402
 from tools.real_models import (  # noqa: E402
     NUDENET_YOLOV8N,
@@ -132,6 +133,18 @@ def _differing(got: np.ndarray, want: object) -> tuple[int, int]:
     return 0, int((got.view(np.uint32) != bits).sum())
 
 
+def _first_input_name(src: Path, load: Callable[..., tuple[object, ModelInfo]]) -> str:
+    """The model's first input; an ONNX file's is read without fixing its (dynamic) shapes."""
+    if src.suffix == ".onnx":
+        import onnx
+
+        graph = onnx.load(str(src), load_external_data=False).graph
+        initializers = {t.name for t in graph.initializer}
+        return next(i.name for i in graph.input if i.name not in initializers)
+    _, info = load(src)
+    return info.inputs[0].name
+
+
 def check_model(model: ExactModel, work: Path, args: argparse.Namespace) -> Row:
     from npuc.backend.cpu.qlower.library import quantize_source
     from npuc.frontend import load
@@ -140,8 +153,7 @@ def check_model(model: ExactModel, work: Path, args: argparse.Namespace) -> Row:
     src = model.locate()
     if not src.is_file():
         raise FileNotFoundError(f"{src} is missing")
-    _, info = load(src)
-    name = info.inputs[0].name
+    name = _first_input_name(src, load)
     evaluate = model.samples(args.eval, EVAL_SEED)
     np.savez(work / "calib.npz", **{name: np.concatenate(model.samples(args.calib, CALIB_SEED))})
     shape = f"{name}={'x'.join(map(str, evaluate[0].shape))}"
