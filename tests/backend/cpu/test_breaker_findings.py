@@ -1,0 +1,51 @@
+"""Defects found by random models (breaker session), kept as strict xfails until fixed.
+
+The float transposed convolution (4x4 kernel, stride 2, padding 1) gives a
+wrong last output row of every image when the batch is 2 or more: the direct
+lowering (:mod:`npuc.backend.cpu.transposed_conv`) is right unscheduled and
+with a batch of one, wrong after the fallback schedule fuses (image, channel,
+row) into one parallel loop (with TVM's plain ``llvm`` target too); TVM's
+stock legalisation of the same layer is right.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from npuc import runtime
+from npuc.backend.cpu import build_library
+from tests.backend.cpu.schedules.conv_harness import AVX2
+from tests.backend.cpu.small_models import import_onnx
+from tests.tooling.reference import run_onnxruntime
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="transposed_conv.py direct lowering + fallback schedule: batch >= 2, k4 s2 p1 "
+    "gives a wrong last output row of every image (batch 1 and TVM's stock kernel are right)",
+)
+def test_transposed_conv_with_a_batch_of_two_matches_onnxruntime(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((8, 4, 4, 4)).astype(np.float32), "w")
+    node = helper.make_node(
+        "ConvTranspose", ["x", "w"], ["y"], kernel_shape=[4, 4], strides=[2, 2], pads=[1, 1, 1, 1]
+    )
+    graph = helper.make_graph(
+        [node],
+        "convt_batch2",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8, 5, 7])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4, 10, 14])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    mod, info = import_onnx(model, source_path="convt_batch2.onnx")
+    result = build_library(mod, info, AVX2, tmp_path / "convt.so")
+    x = rng.standard_normal((2, 8, 5, 7)).astype(np.float32)
+    got = runtime.load(result.library_path).run({"x": x})["y"]
+    want = run_onnxruntime(model, {"x": x})["y"]
+    # float32 sums of 32 products in another order than onnxruntime's
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
