@@ -6,6 +6,11 @@ lowering (:mod:`npuc.backend.cpu.transposed_conv`) is right unscheduled and
 with a batch of one, wrong after the fallback schedule fuses (image, channel,
 row) into one parallel loop (with TVM's plain ``llvm`` target too); TVM's
 stock legalisation of the same layer is right.
+
+The conv2d rule raises TVM's ``InternalError`` (``args.size() ==
+initial_indices_orig.size()``) on a strided 1x1 convolution with padding whose
+output is one column wide (the strided-1x1 pixel gather); the schedule pass
+catches it and runs the fallback, but the rule should schedule or decline.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from npuc import runtime
 from npuc.backend.cpu import build_library
-from tests.backend.cpu.schedules.conv_harness import AVX2
+from npuc.backend.cpu.schedules.conv2d import Conv2dRule
+from tests.backend.cpu.schedules.conv_harness import AVX2, ConvCase, run, schedule_with
 from tests.backend.cpu.small_models import import_onnx
 from tests.tooling.reference import run_onnxruntime
 
@@ -49,3 +55,20 @@ def test_transposed_conv_with_a_batch_of_two_matches_onnxruntime(tmp_path: Path)
     want = run_onnxruntime(model, {"x": x})["y"]
     # float32 sums of 32 products in another order than onnxruntime's
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="conv2d.py _gather_pixels: strided 1x1 conv with padding and a one-column "
+    "output raises TVM InternalError instead of scheduling or declining",
+)
+def test_conv2d_rule_on_a_padded_strided_one_by_one_conv_with_one_output_column() -> None:
+    case = ConvCase(
+        channels=8, filters=16, size=(11, 1), kernel=(1, 1), stride=2, padding=(1, 0, 0, 0),
+        epilogue="none",
+    )  # fmt: skip
+    want = run(schedule_with(case.module(), AVX2, None)[0], AVX2, case.inputs())
+    scheduled, applied = schedule_with(case.module(), AVX2, Conv2dRule())  # raises today
+    assert applied, "conv2d declined"
+    got = run(scheduled, AVX2, case.inputs())
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
