@@ -40,12 +40,6 @@ from tests.tooling.reference import run_onnxruntime
 BATCH_TWO_CASES = [(8, 4, 5, 7, 4, 2, (1, 1, 1, 1)), (5, 16, 6, 9, 6, 3, (1, 1, 2, 5))]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="transposed_conv.py direct lowering + fallback schedule: batch >= 2 gives wrong "
-    "outputs (the last row of every image at k4 s2 p1; almost all at k6 s3); batch 1 and "
-    "TVM's stock kernel are right",
-)
 @pytest.mark.parametrize("case", BATCH_TWO_CASES, ids=lambda c: f"c{c[0]}o{c[1]}k{c[4]}s{c[5]}")
 def test_transposed_conv_with_a_batch_of_two_matches_onnxruntime(
     tmp_path: Path, case: tuple[int, int, int, int, int, int, tuple[int, int, int, int]]
