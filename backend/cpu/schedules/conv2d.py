@@ -199,7 +199,12 @@ class Conv2dRule:
             if nest.pad_block is not None:
                 pad = sch.get_sblock(nest.pad_block)
                 sch.parallel(sch.fuse(*sch.get_loops(pad)[:3]))
-        elif nest.kernel_h == nest.kernel_w == 1 and nest.groups == 1 and nest.subsamples:
+        elif (
+            nest.kernel_h == nest.kernel_w == 1
+            and nest.groups == 1
+            and nest.subsamples
+            and min(nest.out_height, nest.out_width) > 1  # reindex drops unit axes
+        ):
             _gather_pixels(sch, conv, nest, cb)
         else:
             if nest.pad_block is not None:

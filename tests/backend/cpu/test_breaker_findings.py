@@ -68,18 +68,13 @@ def test_transposed_conv_with_a_batch_of_two_matches_onnxruntime(
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="conv2d.py _gather_pixels: strided 1x1 conv with padding and a one-column "
-    "output raises TVM InternalError instead of scheduling or declining",
-)
 def test_conv2d_rule_on_a_padded_strided_one_by_one_conv_with_one_output_column() -> None:
     case = ConvCase(
         channels=8, filters=16, size=(11, 1), kernel=(1, 1), stride=2, padding=(1, 0, 0, 0),
         epilogue="none",
     )  # fmt: skip
     want = run(schedule_with(case.module(), AVX2, None)[0], AVX2, case.inputs())
-    scheduled, applied = schedule_with(case.module(), AVX2, Conv2dRule())  # raises today
+    scheduled, applied = schedule_with(case.module(), AVX2, Conv2dRule())
     assert applied, "conv2d declined"
     got = run(scheduled, AVX2, case.inputs())
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
