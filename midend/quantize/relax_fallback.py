@@ -73,13 +73,32 @@ class RelaxFallback:
         batch = max(
             (np.shape(x)[0] for x in inputs if np.ndim(x) and np.shape(x)[0] > 1), default=1
         )
-        if batch > 1:
-            parts = [self._run(node, [x[i : i + 1] for x in inputs]) for i in range(batch)]
+        chunk = self._compiled_batch(node, inputs)
+        if batch > chunk and batch % chunk == 0:
+            # Calibration stacks samples along the batch axis: run the call on slices
+            # of the batch it was compiled for (1, or the model's own batch).
+            parts = [
+                self._run(node, [x[i : i + chunk] for x in inputs]) for i in range(0, batch, chunk)
+            ]
             if isinstance(parts[0], tuple):
                 return tuple(np.concatenate(p, axis=0) for p in zip(*parts, strict=True))
             return np.concatenate(parts, axis=0)
         args = [tvm.runtime.tensor(np.ascontiguousarray(x)) for x in inputs]
         return _to_numpy(vm["main"](*args))
+
+    def _compiled_batch(self, node: Node, inputs: list[Any]) -> int:
+        """The static leading dimension the call was compiled for, from its first array input.
+
+        ``inputs`` are in the order of the call's free variables (as in :meth:`_build`).
+        1 when it is not static.
+        """
+        free = relax.analysis.free_vars(node.relax_call)
+        for var, x in zip(free, inputs, strict=False):
+            values = getattr(getattr(var.ty, "shape", None), "values", None)
+            if values is not None and len(values) == np.ndim(x) > 0:
+                first = values[0]
+                return int(first) if isinstance(first, tvm.tirx.IntImm) and int(first) > 0 else 1
+        return 1
 
 
 def _to_numpy(value: Any) -> Any:
