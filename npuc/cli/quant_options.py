@@ -74,7 +74,10 @@ def add_quant_flags(parser: argparse.ArgumentParser) -> None:
         "--float-layers", metavar="NAME,...", help="keep these layers float (on the CPU)"
     )
     group.add_argument(
-        "--float-op-types", metavar="TYPE,...", help="keep these kinds float, e.g. Conv,Sigmoid"
+        "--float-op-types",
+        metavar="TYPE,...",
+        help="keep these layer kinds float: npuc's kinds, not ONNX op names "
+        "(conv2d, add, sigmoid, ...; relax for an operator npuc does not model)",
     )
     group.add_argument(
         "--trim-infinity",
