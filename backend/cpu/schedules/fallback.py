@@ -10,7 +10,9 @@ What it does to one fused PrimFunc (each step skipped where TIR refuses it):
    innermost loop is split by the target's vector width (16 float32 lanes with
    AVX-512, 8 with AVX2; fused with its outer neighbour when the width does
    not divide it) and vectorised; all outer loops are fused into one
-   ``parallel`` loop.
+   ``parallel`` loop. An innermost row of at least :data:`PLAIN_ROW_MIN`
+   that no vector width divides stays a plain loop (LLVM vectorises it with
+   a scalar tail) and only the loops outside it are fused and parallel.
 3. Each block with reduction loops (pooling, mean, the sums and maxima of
    softmax, a convolution no rule took): when the dominant input is contiguous
    along the innermost spatial loop (pooling windows, NCHW convolution, a
