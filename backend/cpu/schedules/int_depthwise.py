@@ -149,7 +149,6 @@ def make_kernel(spec: DepthwiseSpec, lanes: int) -> tirx.PrimFunc:
     taps = s.kh * s.kw
     hp, wq, sw = s.hp, s.wq, s.stride_w
     rows_in = max(0, min(s.h, hp - s.pad_t))
-    fill = max(1, min(lanes, s.w // sw))  # input columns converted per vector
 
     # Phase columns of phase ``ph`` that hold input columns: [q_start, q_end), written
     # without dividing the loop variable (TVM 0.27 miscompiled ``(c - ph) // sw`` here).
@@ -164,12 +163,14 @@ def make_kernel(spec: DepthwiseSpec, lanes: int) -> tirx.PrimFunc:
         """``floor((w - 1 + pad_l - ph) / sw) + 1``, at most ``wq``."""
         return T.min(T.Select(ph > r_hi, k_hi, k_hi + 1), wq)
 
+    # Phase columns every phase fills, [q_in, q_in_end): one loop of all phases, which
+    # LLVM vectorises as interleaved loads of consecutive input columns.
+    q_in = k_lo + (1 if r_lo else 0)
+    q_in_end = max(q_in, min(k_hi + (1 if r_hi == sw - 1 else 0), wq))
+
     def column(q: Any, ph: Any) -> Any:
         """The input column at phase column ``q`` of phase ``ph``."""
         return q * sw + ph - s.pad_l
-
-    def _ramp_by(base: Any, count: int) -> Any:
-        return T.ramp(base, sw, count) if count > 1 else base
 
     r_pre = float(1 << (s.pre_shift - 1)) if s.pre_shift else 0.0
     second = (0.5 if s.post_shift else 0.0) + (s.ofm_zp if s.zp_folded else 0)
@@ -240,24 +241,21 @@ def make_kernel(spec: DepthwiseSpec, lanes: int) -> tirx.PrimFunc:
                     P = T.alloc_buffer((sw, hp, wq), s.acc)  # this task's plane
                     for ph, yy, xq in T.grid(sw, hp, wq):
                         P[ph, yy, xq] = zero(1)
-                    for y, ph in T.grid(rows_in, sw):
-                        for qb in range(T.max(q_end(ph) - q_start(ph), 0) // fill):
-                            P[ph, y + s.pad_t, _ramp(q_start(ph) + qb * fill, fill)] = centred(
-                                X[
-                                    job // s.c,
-                                    (job % s.c),
-                                    y,
-                                    _ramp_by(column(q_start(ph) + qb * fill, ph), fill),
-                                ],
-                                fill,
-                            )
-                        for q in range(
-                            q_start(ph) + T.max(q_end(ph) - q_start(ph), 0) // fill * fill,
-                            q_end(ph),
-                        ):
-                            P[ph, y + s.pad_t, q] = centred(
-                                X[job // s.c, (job % s.c), y, column(q, ph)], 1
-                            )
+                    for y in range(rows_in):
+                        for q in range(q_in, q_in_end):
+                            for ph in T.unroll(sw):
+                                P[ph, y + s.pad_t, q] = centred(
+                                    X[job // s.c, job % s.c, y, column(q, ph)], 1
+                                )
+                        for ph in T.unroll(sw):
+                            for q in range(q_start(ph), T.min(q_in, q_end(ph))):
+                                P[ph, y + s.pad_t, q] = centred(
+                                    X[job // s.c, job % s.c, y, column(q, ph)], 1
+                                )
+                            for q in range(T.max(q_in_end, q_start(ph)), q_end(ph)):
+                                P[ph, y + s.pad_t, q] = centred(
+                                    X[job // s.c, job % s.c, y, column(q, ph)], 1
+                                )
                     for j, oy, sx in T.grid(s.mult, s.oh, strips):
                         Y[
                             job // s.c,
