@@ -15,7 +15,8 @@ weights with the ``C / G`` input channels of its group, then the per-channel
 output stage; group ``g`` is therefore exactly the ungrouped convolution of
 input channels ``[g C/G, (g+1) C/G)`` with output channels ``[g O/G, (g+1)
 O/G)`` and their biases and multipliers, which :func:`~.int8_conv.emit_int8_conv`
-computes exactly; the groups' outputs are concatenated along the channels.
+computes exactly; the groups' outputs are concatenated along the channels
+(:func:`~.concat_kernel.emit_concat`).
 (ShuffleNet's 1x1 group convolutions ran on the generic path: the int8
 kernels took ``groups == 1`` only.)
 """
@@ -31,6 +32,7 @@ from tvm import relax
 from npuc.midend.quantize.graph import Node
 from npuc.midend.quantize.qparams import QParams
 
+from .concat_kernel import emit_concat
 from .int8_conv import emit_int8_conv, plan_conv
 from .intops import shape_of
 
@@ -92,4 +94,4 @@ def emit_int8_grouped_conv(
         y = emit_int8_conv(bb, part, q, xg, xq, out)
         assert y is not None  # planned above
         parts.append(y)
-    return bb.emit(relax.op.concat(parts, axis=1))
+    return emit_concat(bb, parts, 1, node.name)

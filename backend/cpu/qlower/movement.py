@@ -10,7 +10,8 @@ one type, or all float). Guarantees: the executor's re-indexing
 - integer ``concat`` requantizes each input whose ``input_requant`` is not
   the identity (``rshift_round((x - zp) * m, shift) + ofm_zp``, clamped to
   the output type), as the executor does, in the narrowest exact type
-  (:func:`~.intops.narrow_type`);
+  (:func:`~.intops.narrow_type`), then copies the parts with
+  :func:`~.concat_kernel.emit_concat`;
 - integer ``max_pool2d`` takes the window maximum (padding never wins) in the
   stored type when the output type holds every input value, else in int32,
   clamped to the output type;
@@ -32,6 +33,7 @@ from npuc.midend.quantize.exact_eltwise import peak
 from npuc.midend.quantize.graph import Node
 from npuc.midend.quantize.qparams import QParams
 
+from .concat_kernel import emit_concat
 from .intops import (
     centered,
     clamp_cast,
@@ -99,7 +101,7 @@ def emit_int_concat(
         scaled = relax.op.multiply(centered(x, q.zero_point, wide), typed_const(int(m), wide))
         y = relax.op.add(shift_round(scaled, int(shift), wide), typed_const(out.zero_point, wide))
         parts.append(bb.emit(clamp_cast(y, (out.qmin, out.qmax), wide, out.dtype)))
-    return bb.emit(relax.op.concat(parts, axis=int(node.attr("axis"))))
+    return emit_concat(bb, parts, int(node.attr("axis")), node.name)
 
 
 def emit_int_max_pool(
