@@ -37,6 +37,7 @@ with the target's dot products.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,7 @@ from npuc.backend.cpu.schedules.int8_kernel import (
     ConvKernelSpec,
     make_kernel,
 )
+from npuc.backend.cpu.schedules.int8_matvec import BLOCK, make_matvec
 from npuc.backend.cpu.schedules.int8_pack import PackSpec, make_packer
 from npuc.core.intref.arith import INT32_MAX, INT32_MIN, dtype_range
 from npuc.midend.quantize.graph import Node
@@ -133,8 +135,16 @@ def unsigned_zero_point(q: QParams) -> int:
     return q.zero_point + 128 if q.dtype == "int8" else q.zero_point
 
 
+def matvec_spec(spec: ConvKernelSpec) -> ConvKernelSpec:
+    """The spec of a one-row dense layer's :mod:`~npuc.backend.cpu.schedules.int8_matvec`
+    kernel from its 1x1-convolution spec (``n == 1``, one position): ``X`` holds one
+    position, channels padded to whole weight blocks."""
+    return replace(spec, q=1, ocp=_ceil_to(spec.oc, BLOCK), matvec=1)
+
+
 def pack_constants(spec: ConvKernelSpec, p: Mapping[str, Any]) -> list[np.ndarray]:
-    """``W`` (int32, 4 int8 channels each), ``INIT``, ``BIAS``, ``MUL`` in the kernel's layout."""
+    """``W`` (int32, 4 int8 channels each), ``INIT``, ``BIAS``, ``MUL`` in the kernel's layout
+    (``W`` of a matvec spec in blocks of ``BLOCK`` output channels)."""
     w = np.asarray(p["weights"]).astype(np.int8)
     oc, c, kh, kw = w.shape
     wp = np.zeros((spec.ocp, spec.cg * GROUP, kh, kw), np.int8)
@@ -147,7 +157,9 @@ def pack_constants(spec: ConvKernelSpec, p: Mapping[str, Any]) -> list[np.ndarra
     bias[:oc] = (np.asarray(p["b16"], np.int64) << int(p["bias_shift"])) + _rounding(spec.pre_shift)
     mul = np.zeros(spec.ocp, np.int64)
     mul[:oc] = np.broadcast_to(np.asarray(p["ofm_multiplier"], np.int64).reshape(-1), (oc,))
-    return [packed.astype(np.int32), init, bias, mul]
+    if spec.matvec:
+        packed = packed.reshape(spec.ocp // BLOCK, BLOCK, spec.cg).transpose(0, 2, 1)
+    return [np.ascontiguousarray(packed, np.int32), init, bias, mul]
 
 
 def _pack_input(
@@ -175,11 +187,23 @@ def emit_int8_conv(
 ) -> relax.Expr | None:
     """Stored output integers of the layer through the int8 kernel, or None (not eligible)."""
     spec = plan_conv(node, p, shape_of(x), xq, out)
-    if spec is None:
-        return None
+    return None if spec is None else _emit(bb, node, p, x, xq, spec, out)
+
+
+def _emit(
+    bb: relax.BlockBuilder,
+    node: Node,
+    p: Mapping[str, Any],
+    x: relax.Expr,
+    xq: QParams,
+    spec: ConvKernelSpec,
+    out: QParams,
+) -> relax.Expr:
+    """The packing and kernel calls of ``spec`` (a convolution or matvec spec)."""
     xp = _pack_input(bb, x, xq, node, spec)
     consts = [relax.const(a, str(a.dtype)) for a in pack_constants(spec, p)]
-    gv = bb.add_func(make_kernel(spec, GENERIC), f"int8_conv_{node.name}")
+    kernel = (make_matvec if spec.matvec else make_kernel)(spec, GENERIC)
+    gv = bb.add_func(kernel, f"int8_conv_{node.name}")
     ty = relax.TensorType((spec.n, spec.oc, spec.oh * spec.ow), out.dtype)
     y = bb.emit(relax.call_tir(gv, relax.Tuple([xp, *consts]), ty))
     return bb.emit(relax.op.reshape(y, (spec.n, spec.oc, spec.oh, spec.ow)))
@@ -194,7 +218,8 @@ def emit_int8_dense(
     out: QParams,
 ) -> relax.Expr | None:
     """A ``dense`` layer (``x (..., K) @ weights (K, N)``) as a 1x1 convolution over the
-    ``M`` rows of ``x`` (channels ``K``, positions ``M``), or None (not eligible).
+    ``M`` rows of ``x`` (channels ``K``, positions ``M``), or None (not eligible); one
+    row (``M == 1``) runs the matrix-vector kernel (:func:`matvec_spec`).
 
     Same integers as the layer: each output is one channel's dot product over
     ``K`` and its output stage, whatever the positions are.
@@ -210,10 +235,11 @@ def emit_int8_dense(
         attrs={"strides": [1, 1], "padding": [0, 0, 0, 0], "dilation": [1, 1], "groups": 1},
     )  # fmt: skip
     conv_p = {**p, "weights": np.ascontiguousarray(weights.T).reshape(n, k, 1, 1)}
-    if plan_conv(conv, conv_p, (1, k, 1, rows), xq, out) is None:
+    spec = plan_conv(conv, conv_p, (1, k, 1, rows), xq, out)
+    if spec is None:
         return None
     xt = relax.op.permute_dims(relax.op.reshape(x, (rows, k)), [1, 0])
-    y = emit_int8_conv(bb, conv, conv_p, bb.emit(relax.op.reshape(xt, (1, k, 1, rows))), xq, out)
-    assert y is not None
+    xc = bb.emit(relax.op.reshape(xt, (1, k, 1, rows)))
+    y = _emit(bb, conv, conv_p, xc, xq, matvec_spec(spec) if rows == 1 else spec, out)
     yt = relax.op.permute_dims(relax.op.reshape(y, (n, rows)), [1, 0])
     return bb.emit(relax.op.reshape(yt, (*shape[:-1], n)))

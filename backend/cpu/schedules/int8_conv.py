@@ -2,7 +2,8 @@
 get the target's exact int8 dot products.
 
 Requires: a PrimFunc tagged with :data:`~.int8_kernel.SPEC_ATTR` (made by
-:func:`~.int8_kernel.make_kernel`; any other function is left to the next
+:func:`~.int8_kernel.make_kernel` or, for one-row dense layers,
+:func:`~.int8_matvec.make_matvec`; any other function is left to the next
 rule). Guarantees: the same function (same parameters, same results bit for
 bit) rebuilt with :func:`dot_kind` of the target: AVX-512 VNNI where the
 target has ``avx512vnni`` (and ``avx512bw``), AVX-VNNI where it has
@@ -25,6 +26,7 @@ from npuc.backend.cpu.schedules.int8_kernel import (
     DotKind,
     make_kernel,
 )
+from npuc.backend.cpu.schedules.int8_matvec import make_matvec
 from npuc.core.target import CpuTarget
 
 
@@ -49,7 +51,8 @@ class Int8ConvRule:
         attrs = func.attrs
         if attrs is None or SPEC_ATTR not in attrs:
             return None
-        kernel = make_kernel(ConvKernelSpec.from_attr(attrs[SPEC_ATTR]), dot_kind(target))
+        spec = ConvKernelSpec.from_attr(attrs[SPEC_ATTR])
+        kernel = (make_matvec if spec.matvec else make_kernel)(spec, dot_kind(target))
         for key, value in attrs.items():
             kernel = kernel.with_attr(key, value)
         return kernel

@@ -7,9 +7,14 @@ works on the output grid flattened over the *phase* width ``wq`` (``ppad``
 positions, padded to :data:`TILE_POSITIONS`; ``ocp`` channels, padded to
 :data:`TILE_CHANNELS`) and stores only the real outputs (``p % wq < ow``,
 ``p < oh * wq``, ``o < oc``): whole vectors where their positions are
-consecutive outputs, lane by lane elsewhere. Parallel over (image, block of
-output channels, block of positions); the accumulators of a block stay in
-registers over the whole reduction. Operands:
+consecutive outputs, lane by lane elsewhere. A job computes one register tile
+(:class:`DotKind`: ``rows`` output channels by ``vectors`` vectors of
+positions, smaller at the end of each axis) whose accumulators stay in
+registers over the whole reduction (input-channel groups, then taps). Jobs
+run in parallel, ordered by image, group of channel tiles whose weights fit
+in L2 (:func:`channel_groups`), position tile, channel tile: consecutive jobs
+reuse the same input rows from L1/L2 and the group's weights from L2.
+Operands:
 
 - ``X``: ``uint8 (n, cg, phases, q * 4)``: four consecutive input channels
   per 32-bit group, the input offset to unsigned (``u = x + 128`` for int8,
@@ -76,7 +81,8 @@ class ConvKernelSpec:
     ``need_sat32`` is false when the bounds prove the ahead-shifted value
     always fits int32 (then the clamp is skipped); ``narrow`` when even
     ``sum + BIAS`` fits int32 (then that stage runs in int32). ``lo``/``hi`` are the
-    output type's range.
+    output type's range. ``matvec`` marks a one-row dense layer run by
+    :mod:`.int8_matvec` (its own operand layout).
     """
 
     n: int
@@ -107,6 +113,7 @@ class ConvKernelSpec:
     narrow: int
     out_signed: int
     out_bits: int
+    matvec: int = 0
 
     def __post_init__(self) -> None:
         if self.ocp % TILE_CHANNELS or self.ppad % TILE_POSITIONS:
@@ -128,9 +135,10 @@ class ConvKernelSpec:
 
 @dataclass(frozen=True, slots=True)
 class DotKind:
-    """One dot-product implementation: ``lanes`` int32 results per vector, a tile of
-    ``rows`` output channels by up to ``vectors`` vectors of positions (fewer when
-    they would not divide the padded grid)."""
+    """One dot-product implementation: ``lanes`` int32 results per vector, a register
+    tile of ``rows`` output channels by ``vectors`` vectors of positions (the last
+    tile of each axis is smaller when the padded grid or channels are not whole
+    tiles)."""
 
     name: str
     lanes: int
@@ -138,7 +146,7 @@ class DotKind:
     vectors: int
 
 
-VNNI512 = DotKind("vnni512", 16, 4, 4)
+VNNI512 = DotKind("vnni512", 16, 8, 3)
 AVXVNNI = DotKind("avxvnni", 8, 4, 2)
 AVX2 = DotKind("avx2", 8, 2, 2)
 GENERIC = DotKind("generic", 16, 4, 1)
@@ -157,28 +165,75 @@ def clamp_bounds(s: ConvKernelSpec) -> list[int]:
     return [lo, hi] if lo <= hi else [s.act_min, s.act_max, s.lo, s.hi]
 
 
-def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
-    """The PrimFunc ``(X, W, INIT, BIAS, MUL, Y)`` of ``spec`` using ``kind``'s dot products.
+#: Bytes of weights one group of output-channel tiles may hold: the group runs over every
+#: position tile before the next group starts, so its weights stay in L2 while the
+#: input rows of a position tile are reused by every channel tile of the group.
+WEIGHT_GROUP_BYTES = 1 << 20
 
-    Raises ValueError when ``kind``'s tile does not divide the spec's padding.
-    """
-    s = spec
-    lanes, rows = kind.lanes, kind.rows
-    if TILE_POSITIONS % lanes or TILE_CHANNELS % rows:
-        raise ValueError(f"int8 conv kernel: tile of {kind} does not divide the padding")
-    # the most position vectors per tile (at most kind.vectors) that divide the grid
-    vecs = max(v for v in range(1, kind.vectors + 1) if (s.ppad // lanes) % v == 0)
-    ob, pt = s.ocp // rows, s.ppad // (lanes * vecs)
-    taps = s.kh * s.kw
-    width = 2 * lanes if kind.name == "avx2" else lanes  # avx2 keeps pair sums
-    pairs = 2 if kind.name == "avx2" else 1
-    acc_t, w64 = f"int32x{lanes}", f"int64x{lanes}"
-    i8v = f"int8x{lanes * GROUP}"
-    zp_u = s.zp_u
-    vnni = {
+
+def channel_groups(blocks: int, block_bytes: int) -> tuple[int, int]:
+    """``(groups, per_group)``: ``blocks`` channel tiles of ``block_bytes`` weights each in
+    the fewest groups of at most :data:`WEIGHT_GROUP_BYTES` (at least one tile per group),
+    balanced; ``groups * per_group >= blocks``."""
+    per = max(1, min(blocks, WEIGHT_GROUP_BYTES // max(block_bytes, 1)))
+    groups = -(-blocks // per)
+    return groups, -(-blocks // groups)
+
+
+def vnni_intrinsic(kind: DotKind) -> str | None:
+    """The LLVM intrinsic of ``kind``'s ``vpdpbusd``, or None for the other kinds."""
+    return {
         "vnni512": "llvm.x86.avx512.vpdpbusd.512",
         "avxvnni": "llvm.x86.avx512.vpdpbusd.256",
     }.get(kind.name)
+
+
+def epilogue(s: ConvKernelSpec, lanes: int, total: Any, bias: Any, mul: Any) -> Any:
+    """Output stage of ``lanes`` int32 sums ``total``: ``bias`` (int64 x lanes) already holds
+    the ahead shift's rounding, ``mul`` (int32 x lanes) is ``M``; returns the stored values."""
+    acc_t, w64 = f"int32x{lanes}", f"int64x{lanes}"
+    i64 = [T.int64(v) for v in clamp_bounds(s)]
+    if s.narrow:  # the whole ahead-shift stage fits int32 (no saturation possible)
+        v32 = (total + T.Cast(acc_t, bias)) >> T.broadcast(T.int32(s.pre_shift), lanes)
+    else:
+        v = (T.Cast(w64, total) + bias) >> _b64(s.pre_shift, lanes)
+        if s.need_sat32:
+            v = T.max(T.min(v, _b64(2**31 - 1, lanes)), _b64(-(2**31), lanes))
+        v32 = T.Cast(acc_t, v)
+    # sext(i32) * sext(i32): one vpmuldq per 8 lanes; exact (|acc32 * M| < 2^62).
+    prod = T.Cast(w64, v32) * T.Cast(w64, mul)
+    rounding = (1 << (s.post_shift - 1) if s.post_shift else 0) + (s.ofm_zp << s.post_shift)
+    v = (prod + _b64(rounding, lanes)) >> _b64(s.post_shift, lanes)
+    for k in range(0, len(i64), 2):
+        v = T.min(T.max(v, T.broadcast(i64[k], lanes)), T.broadcast(i64[k + 1], lanes))
+    return T.Cast(f"{s.out_dtype}x{lanes}", v)
+
+
+def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
+    """The PrimFunc ``(X, W, INIT, BIAS, MUL, Y)`` of ``spec`` using ``kind``'s dot products.
+
+    Jobs (parallel): per image, groups of output-channel tiles (:func:`channel_groups`),
+    then position tiles, then the channel tiles of the group. Raises ValueError for a
+    ``matvec`` spec (:func:`.int8_matvec.make_matvec` builds those) and when ``kind``'s
+    vectors do not divide the position padding.
+    """
+    s = spec
+    lanes, rows, vecs = kind.lanes, kind.rows, kind.vectors
+    if s.matvec:
+        raise ValueError(f"int8 conv kernel: a matvec spec needs make_matvec: {s}")
+    if TILE_POSITIONS % lanes:
+        raise ValueError(f"int8 conv kernel: {kind} vectors do not divide the padding")
+    nvec = s.ppad // lanes
+    ob, pb = -(-s.ocp // rows), -(-nvec // vecs)
+    row_tail, vec_tail = s.ocp % rows, nvec % vecs
+    taps = s.kh * s.kw
+    groups, per = channel_groups(ob, rows * s.cg * taps * 4)
+    width = 2 * lanes if kind.name == "avx2" else lanes  # avx2 keeps pair sums
+    pairs = 2 if kind.name == "avx2" else 1
+    acc_t = f"int32x{lanes}"
+    i8v = f"int8x{lanes * GROUP}"
+    zp_u = s.zp_u
+    vnni = vnni_intrinsic(kind)
 
     def phase(t: Any) -> Any:
         return (t // s.kw * s.dil_h % s.stride_h) * s.stride_w + (t % s.kw * s.dil_w % s.stride_w)
@@ -234,33 +289,71 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
             [acc], list(range(1, 2 * lanes, 2))
         )
 
-    def epilogue(total: Any, bias: Any, mul: Any) -> Any:
-        """Output stage of ``lanes`` sums; ``bias`` already holds the ahead shift's rounding."""
-        i64 = [T.int64(v) for v in clamp_bounds(s)]
-        if s.narrow:  # the whole ahead-shift stage fits int32 (no saturation possible)
-            v32 = (total + T.broadcast(T.Cast("int32", bias), lanes)) >> T.broadcast(
-                T.int32(s.pre_shift), lanes
-            )
-        else:
-            v = (T.Cast(w64, total) + T.broadcast(bias, lanes)) >> T.broadcast(
-                T.int64(s.pre_shift), lanes
-            )
-            if s.need_sat32:
-                v = T.max(T.min(v, _b64(2**31 - 1, lanes)), _b64(-(2**31), lanes))
-            v32 = T.Cast(acc_t, v)
-        # sext(i32) * sext(i32): one vpmuldq per 8 lanes; exact (|acc32 * M| < 2^62).
-        prod = T.Cast(w64, v32) * T.Cast(w64, T.broadcast(T.Cast("int32", mul), lanes))
-        rounding = (1 << (s.post_shift - 1) if s.post_shift else 0) + (s.ofm_zp << s.post_shift)
-        v = (prod + _b64(rounding, lanes)) >> _b64(s.post_shift, lanes)
-        for k in range(0, len(i64), 2):
-            v = T.min(T.max(v, T.broadcast(i64[k], lanes)), T.broadcast(i64[k + 1], lanes))
-        return T.Cast(f"{s.out_dtype}x{lanes}", v)
-
     def contiguous(pv: Any, row: Any, col: Any) -> Any:
         """Whether the ``lanes`` positions from ``pv`` are consecutive real outputs."""
         if s.wq == s.ow:  # the grid has no padding columns
             return pv + lanes <= s.oh * s.ow
         return tirx.all(col + lanes <= s.ow, row < s.oh)
+
+    @T.macro
+    def tile(
+        X: Any, W: Any, INIT: Any, BIAS: Any, MUL: Any, Y: Any, acc: Any, out: Any,
+        n: Any, o0: Any, p0: Any, nr: int, nv: int,
+    ) -> None:  # fmt: skip
+        """``nr`` channels from ``o0`` by ``nv`` vectors of positions from ``p0``."""
+        for r in T.unroll(nr):
+            for v in T.unroll(nv):
+                acc[r, T.ramp(v * width, 1, width)] = init(INIT[o0 + r])
+        for c in range(s.cg):
+            for t in T.unroll(taps):
+                for r in T.unroll(nr):
+                    for v in T.unroll(nv):
+                        acc[r, T.ramp(v * width, 1, width)] = dot(
+                            acc[r, T.ramp(v * width, 1, width)],
+                            X,
+                            n,
+                            c,
+                            t,
+                            W[o0 + r, c, t],
+                            p0 + v * lanes + offset(t),
+                        )
+        for r in T.unroll(nr):
+            for v in T.unroll(nv):
+                if o0 + r < s.oc:
+                    pv = T.meta_var(p0 + v * lanes)
+                    row = T.meta_var(pv // s.wq)
+                    col = T.meta_var(pv % s.wq)
+                    value = T.meta_var(
+                        epilogue(
+                            s,
+                            lanes,
+                            finish(acc[r, T.ramp(v * width, 1, width)]),
+                            T.broadcast(BIAS[o0 + r], lanes),
+                            T.broadcast(T.Cast("int32", MUL[o0 + r]), lanes),
+                        )
+                    )
+                    if contiguous(pv, row, col):
+                        Y[n, o0 + r, T.ramp(row * s.ow + col, 1, lanes)] = value
+                    else:
+                        out[T.ramp(0, 1, lanes)] = value
+                        for j in range(lanes):
+                            if (pv + j) % s.wq < s.ow and (pv + j) // s.wq < s.oh:
+                                Y[n, o0 + r, (pv + j) // s.wq * s.ow + (pv + j) % s.wq] = out[j]
+
+    @T.macro
+    def tile_rows(
+        X: Any, W: Any, INIT: Any, BIAS: Any, MUL: Any, Y: Any, acc: Any, out: Any,
+        n: Any, o0: Any, pblk: Any, nr: int,
+    ) -> None:  # fmt: skip
+        """The position tile ``pblk`` (the last one may hold fewer vectors)."""
+        p0 = T.meta_var(pblk * (vecs * lanes))
+        # vec_tail == 0 is decided while parsing (no tail code); pblk at run time
+        if vec_tail == 0:  # noqa: SIM114
+            tile(X, W, INIT, BIAS, MUL, Y, acc, out, n, o0, p0, nr, vecs)
+        elif pblk < pb - 1:
+            tile(X, W, INIT, BIAS, MUL, Y, acc, out, n, o0, p0, nr, vecs)
+        else:
+            tile(X, W, INIT, BIAS, MUL, Y, acc, out, n, o0, p0, nr, vec_tail)
 
     @T.prim_func(private=True, s_tir=True)
     def kernel(
@@ -273,7 +366,7 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
     ) -> None:
         T.func_attr({"tirx.noalias": True})
         with T.sblock("root"):
-            for job in T.parallel(s.n * ob * pt):
+            for job in T.parallel(s.n * groups * pb * per):
                 acc = T.decl_buffer((rows, vecs * width), "int32")
                 out = T.decl_buffer((lanes,), s.out_dtype)
                 with T.sblock("int8_conv"):
@@ -285,46 +378,17 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
                         MUL[0 : s.ocp],
                     )
                     T.writes(Y[0 : s.n, 0 : s.oc, 0 : s.oh * s.ow])
-                    n = T.meta_var(job // (ob * pt))
-                    o0 = T.meta_var(job // pt % ob * rows)
-                    p0 = T.meta_var(job % pt * (vecs * lanes))
-                    for r in T.unroll(rows):
-                        for v in T.unroll(vecs):
-                            acc[r, T.ramp(v * width, 1, width)] = init(INIT[o0 + r])
-                    for c in range(s.cg):
-                        for t in T.unroll(taps):
-                            for r in T.unroll(rows):
-                                for v in T.unroll(vecs):
-                                    acc[r, T.ramp(v * width, 1, width)] = dot(
-                                        acc[r, T.ramp(v * width, 1, width)],
-                                        X,
-                                        n,
-                                        c,
-                                        t,
-                                        W[o0 + r, c, t],
-                                        p0 + v * lanes + offset(t),
-                                    )
-                    for r in T.unroll(rows):
-                        for v in T.unroll(vecs):
-                            if o0 + r < s.oc:
-                                pv = T.meta_var(p0 + v * lanes)
-                                row = T.meta_var(pv // s.wq)
-                                col = T.meta_var(pv % s.wq)
-                                value = T.meta_var(
-                                    epilogue(
-                                        finish(acc[r, T.ramp(v * width, 1, width)]),
-                                        BIAS[o0 + r],
-                                        MUL[o0 + r],
-                                    )
-                                )
-                                if contiguous(pv, row, col):
-                                    Y[n, o0 + r, T.ramp(row * s.ow + col, 1, lanes)] = value
-                                else:
-                                    out[T.ramp(0, 1, lanes)] = value
-                                    for j in range(lanes):
-                                        if (pv + j) % s.wq < s.ow and (pv + j) // s.wq < s.oh:
-                                            Y[
-                                                n, o0 + r, (pv + j) // s.wq * s.ow + (pv + j) % s.wq
-                                            ] = out[j]
+                    n = T.meta_var(job // (groups * pb * per))
+                    pblk = T.meta_var(job // per % pb)
+                    oblk = T.meta_var(job // (pb * per) % groups * per + job % per)
+                    o0 = T.meta_var(oblk * rows)
+                    args = T.meta_var((X, W, INIT, BIAS, MUL, Y, acc, out, n, o0, pblk))
+                    if oblk < ob:
+                        if row_tail == 0:  # noqa: SIM114 (parse time, as vec_tail)
+                            tile_rows(*args, rows)
+                        elif oblk < ob - 1:
+                            tile_rows(*args, rows)
+                        else:
+                            tile_rows(*args, row_tail)
 
     return kernel.with_attr(SPEC_ATTR, s.to_attr()).with_attr("op_pattern", 8)
