@@ -11,13 +11,20 @@ import tvm
 from tvm import relax, s_tir
 
 from npuc.backend.cpu.lowering import fusion_passes
-from npuc.backend.cpu.schedules.conv_match import match_conv2d
+from npuc.backend.cpu.schedules.conv_match import ConvNest, match_conv2d
 from npuc.backend.cpu.schedules.depthwise import (
     MIN_DEINTERLEAVE_WIDTH,
     DepthwiseConv2dRule,
+    choose_strip,
     column_stride,
 )
-from tests.backend.cpu.schedules.conv_harness import ConvCase, check_rule_matches_unscheduled
+from npuc.core.target import CpuTarget
+from tests.backend.cpu.schedules.conv_harness import (
+    AVX2,
+    ConvCase,
+    check_rule_matches_unscheduled,
+    targets,
+)
 from tests.backend.cpu.schedules.relax_graphs import TARGET, check_same, graph
 
 op = relax.op
@@ -69,3 +76,34 @@ def test_column_stride_read_from_the_index() -> None:
     assert [stride_of(c) for c in STRIDED] == [2, 2, 2, 3]
     narrow = ConvCase(channels=4, filters=4, groups=4, size=(28, 28), stride=2, padding=1)
     assert MIN_DEINTERLEAVE_WIDTH > (28 // 2) and stride_of(narrow) == 1
+
+
+def _nest_of(case: ConvCase) -> ConvNest:
+    mod = tvm.transform.Sequential(fusion_passes(TARGET))(case.module())
+    func = next(f for f in mod.functions.values() if isinstance(f, tvm.tirx.PrimFunc))
+    nest = match_conv2d(s_tir.Schedule(func))
+    assert nest is not None
+    return nest
+
+
+@pytest.mark.parametrize(
+    ("width", "avx2_strip"), [(112, 16), (56, 8), (28, 4), (14, 14), (7, 7), (30, 15)]
+)
+def test_strip_is_a_power_of_two_where_one_divides_the_width(width: int, avx2_strip: int) -> None:
+    """Widest power of two (>= 4) dividing the row, up to two vectors; else the widest divisor."""
+    case = ConvCase(channels=2, filters=2, groups=2, size=(3, width), padding=1)
+    assert choose_strip(_nest_of(case), AVX2) == avx2_strip
+
+
+POW2_STRIPS = [
+    ConvCase(channels=3, filters=3, groups=3, size=(9, 28), padding=1, epilogue="clip"),
+    ConvCase(channels=2, filters=2, groups=2, size=(5, 56), padding=1, epilogue="residual"),
+    ConvCase(channels=2, filters=2, groups=2, size=(4, 112), kernel=(5, 5), padding=2),
+    ConvCase(channels=4, filters=4, groups=4, size=(14, 14), kernel=(5, 5), padding=2),
+]
+
+
+@pytest.mark.parametrize("target", targets(), ids=lambda t: t.cpu_name)
+@pytest.mark.parametrize("case", POW2_STRIPS, ids=str)
+def test_power_of_two_strips_match_unscheduled(case: ConvCase, target: CpuTarget) -> None:
+    check_rule_matches_unscheduled(case, target, DepthwiseConv2dRule())
