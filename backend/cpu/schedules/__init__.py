@@ -50,8 +50,10 @@ from npuc.backend.cpu.schedules.transposed_conv import TransposedConv2dRule  # n
 RULES: tuple[ScheduleRule, ...] = (
     IntDepthwiseRule(),
     Int8ConvRule(),
-    Conv2dRule(),
+    # Before the conv2d rule: takes the pointwise convolutions with few channels (store-bound
+    # there) and those whose channels no vector divides; declines the rest.
     Conv2dPlaneRule(),
+    Conv2dRule(),
     DepthwiseConv2dRule(),
     Conv2dNhwcRule(),
     DepthwiseConv2dNhwcRule(),

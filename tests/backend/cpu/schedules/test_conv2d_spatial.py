@@ -1,10 +1,15 @@
-"""The plane rule (1x1 convolutions with odd channel groups): equal to the unscheduled nest.
+"""The plane rule (pointwise convolutions): equal to the unscheduled nest, and when it applies.
 
-ShuffleNet's grouped 1x1 convolutions (34 channels per group, 28x28) and
-smaller variants, each compiled as LegalizeOps and FuseOps left it and with
-the rule (weights packed at compile time), run on the same input; each
-output is summed over the input channels in the same order, so rtol 1e-5,
-atol 1e-5 (fused multiply-adds only).
+ShuffleNet's grouped 1x1 convolutions (34 channels per group, 28x28), the
+pointwise convolutions with few channels of MobileNetV2 (expansions 16->96,
+24->144, projections 96->24, 144->24, scaled-down planes) with their fused
+epilogues (bias, clip, residual add, SiLU), planes whose vector count the
+tile does not divide (28x28 is 49 vectors of 16), each compiled as
+LegalizeOps and FuseOps left it and with the rule (weights packed at compile
+time), run on the same input, for AVX2 (Haswell code, run on this host) and
+the host's AVX-512 when it has it; each output is summed over the input
+channels in the same order, so rtol 1e-5, atol 1e-5 (fused multiply-adds
+only).
 """
 
 from __future__ import annotations
@@ -13,10 +18,16 @@ import numpy as np
 import pytest
 from tvm import s_tir, tirx
 
-from npuc.backend.cpu.schedules.conv2d_spatial import Conv2dPlaneRule, choose_plane_tile
-from npuc.backend.cpu.schedules.conv_match import match_conv2d
+from npuc.backend.cpu.schedules import RULES
+from npuc.backend.cpu.schedules.conv2d import Conv2dRule
+from npuc.backend.cpu.schedules.conv2d_spatial import (
+    Conv2dPlaneRule,
+    choose_plane_tile,
+    prefers_plane,
+)
+from npuc.backend.cpu.schedules.conv_match import ConvNest, match_conv2d
 from npuc.core.target import CpuTarget
-from tests.backend.cpu.schedules.conv_harness import ConvCase, run, schedule_with, targets
+from tests.backend.cpu.schedules.conv_harness import AVX2, ConvCase, run, schedule_with, targets
 
 CASES = [
     ConvCase(channels=136, filters=136, size=(28, 28), kernel=(1, 1), groups=4),
@@ -25,13 +36,28 @@ CASES = [
     ),
     ConvCase(channels=24, filters=34, size=(4, 4), kernel=(1, 1), groups=2, epilogue="none"),
     ConvCase(channels=10, filters=15, size=(8, 6), kernel=(1, 1), groups=5, epilogue="clip"),
+    # Pointwise convolutions with few channels (MobileNetV2's, on smaller planes).
+    ConvCase(channels=16, filters=96, size=(16, 16), kernel=(1, 1), epilogue="clip"),
+    ConvCase(channels=24, filters=144, size=(28, 28), kernel=(1, 1), epilogue="clip"),
+    ConvCase(channels=96, filters=24, size=(16, 16), kernel=(1, 1), epilogue="residual"),
+    ConvCase(channels=144, filters=32, size=(28, 28), kernel=(1, 1), epilogue="none"),
+    ConvCase(channels=32, filters=16, size=(12, 12), kernel=(1, 1), epilogue="silu"),
+    ConvCase(channels=3, filters=8, size=(8, 8), kernel=(1, 1), epilogue="bias_relu"),
 ]
 #: Left to other rules: channels a vector divides, a stride, a 3x3 kernel, an odd plane.
 DECLINED = [
-    ConvCase(channels=64, filters=64, size=(8, 8), kernel=(1, 1), groups=2),
+    ConvCase(channels=128, filters=128, size=(8, 8), kernel=(1, 1), groups=2),
     ConvCase(channels=136, filters=136, size=(28, 28), kernel=(1, 1), stride=2, groups=4),
     ConvCase(channels=34, filters=34, size=(8, 8), padding=1),
     ConvCase(channels=34, filters=34, size=(7, 7), kernel=(1, 1)),
+    # Pointwise, but left to the conv2d rule: many channels both ways, planes of 49, 196, 169,
+    # a stride, padding.
+    ConvCase(channels=64, filters=256, size=(16, 16), kernel=(1, 1)),
+    ConvCase(channels=16, filters=96, size=(7, 7), kernel=(1, 1)),
+    ConvCase(channels=16, filters=96, size=(14, 14), kernel=(1, 1)),
+    ConvCase(channels=16, filters=32, size=(13, 13), kernel=(1, 1)),
+    ConvCase(channels=16, filters=32, size=(16, 16), kernel=(1, 1), stride=2),
+    ConvCase(channels=16, filters=32, size=(16, 16), kernel=(1, 1), padding=1),
 ]
 TARGETS = targets()
 
@@ -69,5 +95,75 @@ def test_plane_tile_fits_the_register_budget() -> None:
     assert nest is not None
     tile = choose_plane_tile(nest, 28 * 28, target)
     assert tile is not None
-    assert nest.group_out % tile.block_k == 0 and (28 * 28) % tile.pixels == 0
+    assert nest.group_out % tile.block_k == 0
+    assert tile.pixels % tile.lanes == 0 and (28 * 28) % tile.lanes == 0
     assert tile.block_k * (tile.pixels // tile.lanes) <= 12
+
+
+def _pointwise(channels: int, filters: int, size: int) -> ConvNest:
+    return ConvNest(
+        block="conv",
+        weight_read=1,
+        pad_block=None,
+        epilogue=(),
+        out_channels=filters,
+        out_height=size,
+        out_width=size,
+        in_channels=channels,
+        in_height=size,
+        group_in=channels,
+        kernel_h=1,
+        kernel_w=1,
+    )
+
+
+#: Real pointwise shapes (input channels, output channels, plane side) and whether the plane
+#: rule takes them with AVX-512: MobileNetV2's with few channels at planes of 112, 56, 28; its
+#: 14x14 and 7x7 planes (no 16-lane vector divides 196 or 49) and ResNet-50's layers with 64 or
+#: more channels each way stay with the conv2d rule.
+REAL_SHAPES = [
+    ((16, 96, 112), True),
+    ((32, 16, 112), True),
+    ((24, 144, 56), True),
+    ((96, 24, 56), True),
+    ((144, 24, 56), True),
+    ((32, 192, 28), True),
+    ((192, 32, 28), True),
+    ((144, 32, 28), True),
+    ((64, 384, 14), False),
+    ((960, 160, 7), False),
+    ((64, 256, 56), False),
+    ((256, 64, 56), False),
+    ((128, 512, 28), False),
+]
+
+
+@pytest.mark.parametrize(("shape", "taken"), REAL_SHAPES, ids=str)
+def test_plane_rule_decision_on_real_shapes(shape: tuple[int, int, int], taken: bool) -> None:
+    avx512 = CpuTarget(cpu_name="skylake-avx512", features=("avx2", "avx512f", "fma"), num_cores=2)
+    assert prefers_plane(_pointwise(*shape), avx512) is taken
+
+
+def test_plane_rule_comes_before_the_conv2d_rule() -> None:
+    names = [rule.name for rule in RULES]
+    assert names.index(Conv2dPlaneRule.name) < names.index(Conv2dRule.name)
+
+
+def test_conv2d_rule_still_takes_what_the_plane_rule_declines() -> None:
+    case = DECLINED[4]  # 64 -> 256 channels
+    func = next(
+        f
+        for _, f in schedule_with(case.module(), AVX2, None)[0].functions_items()
+        if isinstance(f, tirx.PrimFunc)
+    )
+    assert Conv2dPlaneRule().apply(func, AVX2) is None
+    assert Conv2dRule().apply(func, AVX2) is not None
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.cpu_name)
+def test_plane_tile_cuts_the_last_tile_at_a_vector(target: CpuTarget) -> None:
+    nest = _pointwise(24, 144, 28)
+    tile = choose_plane_tile(nest, 28 * 28, target)
+    assert tile is not None
+    assert tile.pixels % tile.lanes == 0 and (28 * 28) % tile.lanes == 0
+    assert nest.group_out % tile.block_k == 0
