@@ -14,7 +14,7 @@ from npuc.backend.cpu.lowering import fusion_passes
 from npuc.backend.cpu.prepack_weights import PrepackWeights
 from npuc.backend.cpu.schedule_pass import ScheduleCpu
 from npuc.backend.cpu.schedules.loops import vector_lanes
-from npuc.backend.cpu.schedules.matmul import MatmulRule
+from npuc.backend.cpu.schedules.matmul import PANEL_VECTORS, MatmulRule
 from tests.backend.cpu.schedules.relax_graphs import TARGET, check_same, graph
 
 op = relax.op
@@ -90,3 +90,37 @@ def test_padded_constant_weight_is_padded_at_compile_time() -> None:
     packed = PrepackWeights()(tvm.transform.Sequential(passes)(mod))
     called = [v.args[0].name_hint for v in _calls(packed["main"]) if v.args]
     assert len(called) == 1 and called[0].endswith("_prepacked"), called
+
+
+@pytest.mark.parametrize(("m", "k", "n"), [(1, 1280, 1000), (2, 544, 1000), (1, 200, 96)])
+def test_matrix_vector_reads_packed_panels(m: int, k: int, n: int) -> None:
+    """A product of one or two rows with a large constant ``B`` (MobileNetV2's 1280x1000
+    classifier): ``B`` is packed at compile time as ``[n // width, k, width]`` panels of
+    ``PANEL_VECTORS`` vectors (padded to whole panels), and the one kernel left matches
+    the unscheduled module."""
+    rng = np.random.default_rng(5)
+    weight = relax.const(rng.uniform(-1, 1, (k, n)).astype(np.float32))
+    bias = relax.const(rng.uniform(-1, 1, (n,)).astype(np.float32))
+    mod = graph([(m, k)], lambda p: op.nn.relu(op.add(op.matmul(p[0], weight), bias)))
+    report = check_same(mod, (MatmulRule(),), atol=1e-5 * k)
+    assert report.counts() == {"matmul": 1}
+    passes = [*fusion_passes(TARGET), ScheduleCpu(TARGET, rules=(MatmulRule(),))]
+    packed = PrepackWeights()(tvm.transform.Sequential(passes)(mod))
+    width = PANEL_VECTORS * vector_lanes(TARGET, "float32")
+    called = [v.args[0] for v in _calls(packed["main"]) if v.args]
+    assert len(called) == 1, called  # the padding / packing copy was folded away
+    kernel = packed[called[0]]
+    shapes = [tuple(int(d) for d in p.ty.shape) for p in kernel.params]
+    assert (-(-n // width), k, width) in shapes, shapes
+
+
+def test_matrix_vector_with_small_weight_keeps_the_plain_layout() -> None:
+    """``B`` within ``WEIGHT_PANEL_BYTES`` stays a GEMM on the unpacked weight."""
+    mod = graph([(1, 32), (32, 64)], lambda p: op.matmul(p[0], p[1]))
+    report = check_same(mod, (MatmulRule(),), atol=1e-5 * 32)
+    assert report.counts() == {"matmul": 1}
+    scheduled = ScheduleCpu(TARGET, rules=(MatmulRule(),))(
+        tvm.transform.Sequential(fusion_passes(TARGET))(mod)
+    )
+    kernels = [f for f in scheduled.functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
+    assert [[len(p.ty.shape) for p in f.params] for f in kernels] == [[2, 2, 2]]
