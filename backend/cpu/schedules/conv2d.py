@@ -38,8 +38,9 @@ blocks and wider rows (:data:`WEIGHT_BLOCK_BYTES`). The tile loops over
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import tvm
 from tvm import s_tir, tirx
 
 from npuc.backend.cpu.schedules.conv_match import (
@@ -184,6 +185,10 @@ class Conv2dRule:
         nest = match_conv2d(sch)
         if nest is None or nest.is_depthwise:
             return None
+        weight_pad = None
+        padded = _pad_channels(func, nest, target)
+        if padded is not None:
+            sch, nest, weight_pad = padded
         tile = choose_tile(nest, target)
         if tile is None:
             return None
@@ -194,6 +199,8 @@ class Conv2dRule:
             else channel_block(nest.group_in, float_lanes(target))
         )
         pack_weights(sch, conv, nest, tile.block_k, cb)
+        if weight_pad is not None:  # zeros for the padded channels, packed at compile time
+            sch.compute_inline(sch.get_sblock(weight_pad))
         if nest.group_in <= TINY_CHANNELS:
             # The first layer (RGB): nothing to gain from a copy; read NCHW as it is.
             if nest.pad_block is not None:
@@ -218,6 +225,52 @@ class Conv2dRule:
 
 #: Input channels per group up to which the input is read in place (NCHW, no channel blocks).
 TINY_CHANNELS = 4
+
+
+def _pad_channels(
+    func: tirx.PrimFunc, nest: ConvNest, target: CpuTarget
+) -> tuple[s_tir.Schedule, ConvNest, str] | None:
+    """Compute a pointwise convolution's output channels up to a whole number of vectors.
+
+    SqueezeNet's 512 -> 1000 1x1 layer: 1000 = 8 x 125 has no divisor that is
+    a multiple of 16, so on AVX-512 its channel blocks were 8-lane (half-width)
+    vectors. For an ungrouped, unstrided, unpadded 1x1 convolution whose
+    output channels are not a multiple of the target's lanes, the convolution
+    block is padded (``pad_einsum``) to the next multiple: the padded weights
+    are zeros (folded into the packing at compile time) and the epilogue
+    stores only the real channels. Returns a schedule of ``func`` with the
+    padded block, the nest with ``out_channels`` rounded up, and the name of
+    the weight-padding block; ``None`` when the case does not apply.
+    """
+    lanes = float_lanes(target)
+    if (
+        nest.groups != 1
+        or (nest.kernel_h, nest.kernel_w) != (1, 1)
+        or nest.out_channels % lanes == 0
+        or nest.group_in <= TINY_CHANNELS
+        or nest.in_height != nest.out_height
+    ):
+        return None
+    sch = s_tir.Schedule(func)
+    conv = sch.get_sblock(nest.block)
+    try:
+        # Without the unit kernel iterators the reads are plain indices (an einsum).
+        sch.transform_block_layout(conv, lambda n, k, y, x, c, ky, kx: (n, k, y, x, c))
+        sch.pad_einsum(conv, [1, lanes, 1, 1, 1])
+    except (tvm.TVMError, s_tir.ScheduleError):
+        return None  # e.g. a stride in x only: the input read is not an einsum
+    weight = sch.get(conv).reads[nest.weight_read].source
+    (weight_pad,) = [
+        b for b in sch.get_producers(conv) if sch.get(b).writes[0].source.same_as(weight)
+    ]
+    (unpad,) = sch.get_consumers(conv)
+    epilogue = nest.epilogue
+    if epilogue:
+        sch.compute_inline(unpad)  # the epilogue reads the padded result directly
+    else:
+        epilogue = (sch.get(unpad).name_hint,)  # the copy-out is the output block
+    padded = -(-nest.out_channels // lanes) * lanes
+    return sch, replace(nest, out_channels=padded, epilogue=epilogue), sch.get(weight_pad).name_hint
 
 
 def channel_block(group_in: int, lanes: int) -> int:

@@ -59,6 +59,12 @@ REGULAR = [
     ConvCase(channels=40, filters=48, size=(14, 10), kernel=(1, 1), stride=2, epilogue="residual"),
     ConvCase(channels=3, filters=16, size=(9, 13), kernel=(1, 1), stride=3, epilogue="none"),
     ConvCase(channels=32, filters=16, size=(9, 9), kernel=(1, 1), stride=2),
+    # Output channels that are no whole number of vectors (1x1, stride 1): padded to the
+    # next multiple of the lanes with zero weights; only the real channels are stored.
+    ConvCase(channels=16, filters=20, size=(5, 7), kernel=(1, 1)),
+    ConvCase(channels=24, filters=36, size=(6, 6), kernel=(1, 1), epilogue="none"),
+    ConvCase(channels=40, filters=12, size=(7, 5), kernel=(1, 1), epilogue="residual"),
+    ConvCase(channels=32, filters=1000 // 8 + 3, size=(3, 3), kernel=(1, 1), epilogue="silu"),
 ]
 DEPTHWISE = [
     ConvCase(channels=16, filters=16, groups=16, size=(14, 14), padding=1, epilogue="clip"),
@@ -170,6 +176,25 @@ def test_wide_channel_blocks_keep_their_weights_in_l2() -> None:
     # 128 channels: 64 x 4 packs 295 KB and stays.
     small = choose_tile(replace(nest, in_channels=128, group_in=128), target)
     assert small is not None and (small.block_k, small.tile_w) == (64, 4)
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.cpu_name)
+def test_pointwise_channels_are_padded_to_whole_vectors(target: CpuTarget) -> None:
+    """SqueezeNet's 512 -> 1000 1x1 layer: 1000 = 8 x 125; AVX-512 pads to 1008 (63 x 16)."""
+    case = ConvCase(channels=64, filters=1000, size=(13, 13), kernel=(1, 1))
+    fused, _ = schedule_with(case.module(), target, Conv2dRule())
+    lanes = target.vector_bits // 32
+    packed = [
+        p.ty.shape
+        for f in _prim_funcs(fused)
+        for p in f.params
+        if len(p.ty.shape) == 6  # the packed weights [k // bk, c // cb, ky, kx, c % cb, k % bk]
+    ]
+    assert len(packed) == 1
+    blocks, block_k = int(packed[0][0]), int(packed[0][-1])
+    assert blocks * block_k == -(-1000 // lanes) * lanes  # 1008 with AVX-512, 1000 with AVX2
+    if target.has_avx512:
+        assert block_k % lanes == 0  # whole 16-lane vectors, not 8-lane halves
 
 
 def _prim_funcs(mod: tvm.IRModule) -> list[tirx.PrimFunc]:
