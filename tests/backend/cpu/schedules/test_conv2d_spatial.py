@@ -43,6 +43,10 @@ CASES = [
     ConvCase(channels=144, filters=32, size=(28, 28), kernel=(1, 1), epilogue="none"),
     ConvCase(channels=32, filters=16, size=(12, 12), kernel=(1, 1), epilogue="silu"),
     ConvCase(channels=3, filters=8, size=(8, 8), kernel=(1, 1), epilogue="bias_relu"),
+    # 14x14 = 196 positions, 4-lane vectors: ShuffleNet's groups (68 channels, where the conv2d
+    # rule's tile is one 4-lane vector; 34, which it declines).
+    ConvCase(channels=272, filters=272, size=(14, 14), kernel=(1, 1), groups=4, epilogue="clip"),
+    ConvCase(channels=136, filters=136, size=(14, 14), kernel=(1, 1), groups=4),
 ]
 #: Left to other rules: channels a vector divides, a stride, a 3x3 kernel, an odd plane.
 DECLINED = [
@@ -50,11 +54,11 @@ DECLINED = [
     ConvCase(channels=136, filters=136, size=(28, 28), kernel=(1, 1), stride=2, groups=4),
     ConvCase(channels=34, filters=34, size=(8, 8), padding=1),
     ConvCase(channels=34, filters=34, size=(7, 7), kernel=(1, 1)),
-    # Pointwise, but left to the conv2d rule: many channels both ways, planes of 49, 196, 169,
-    # a stride, padding.
+    # Pointwise, but left to the conv2d rule: many channels both ways, planes of 49, 169 (no
+    # vector), 196 (4 lanes, narrower than the conv2d rule's), a stride, padding.
     ConvCase(channels=64, filters=256, size=(16, 16), kernel=(1, 1)),
     ConvCase(channels=16, filters=96, size=(7, 7), kernel=(1, 1)),
-    ConvCase(channels=16, filters=96, size=(14, 14), kernel=(1, 1)),
+    ConvCase(channels=64, filters=384, size=(14, 14), kernel=(1, 1)),
     ConvCase(channels=16, filters=32, size=(13, 13), kernel=(1, 1)),
     ConvCase(channels=16, filters=32, size=(16, 16), kernel=(1, 1), stride=2),
     ConvCase(channels=16, filters=32, size=(16, 16), kernel=(1, 1), padding=1),
@@ -100,7 +104,7 @@ def test_plane_tile_fits_the_register_budget() -> None:
     assert tile.block_k * (tile.pixels // tile.lanes) <= 12
 
 
-def _pointwise(channels: int, filters: int, size: int) -> ConvNest:
+def _pointwise(channels: int, filters: int, size: int, groups: int = 1) -> ConvNest:
     return ConvNest(
         block="conv",
         weight_read=1,
@@ -111,35 +115,38 @@ def _pointwise(channels: int, filters: int, size: int) -> ConvNest:
         out_width=size,
         in_channels=channels,
         in_height=size,
-        group_in=channels,
+        group_in=channels // groups,
         kernel_h=1,
         kernel_w=1,
     )
 
 
-#: Real pointwise shapes (input channels, output channels, plane side) and whether the plane
-#: rule takes them with AVX-512: MobileNetV2's with few channels at planes of 112, 56, 28; its
-#: 14x14 and 7x7 planes (no 16-lane vector divides 196 or 49) and ResNet-50's layers with 64 or
-#: more channels each way stay with the conv2d rule.
+#: Real pointwise shapes (input channels, output channels, plane side, groups) and whether the
+#: plane rule takes them with AVX-512: MobileNetV2's with few channels at planes of 112, 56, 28
+#: and ShuffleNet's 68-channel groups at 14x14; MobileNetV2's 14x14 and 7x7 planes (4 lanes or
+#: none) and ResNet-50's layers with 64 or more channels each way stay with the conv2d rule.
 REAL_SHAPES = [
-    ((16, 96, 112), True),
-    ((32, 16, 112), True),
-    ((24, 144, 56), True),
-    ((96, 24, 56), True),
-    ((144, 24, 56), True),
-    ((32, 192, 28), True),
-    ((192, 32, 28), True),
-    ((144, 32, 28), True),
-    ((64, 384, 14), False),
-    ((960, 160, 7), False),
-    ((64, 256, 56), False),
-    ((256, 64, 56), False),
-    ((128, 512, 28), False),
+    ((16, 96, 112, 1), True),
+    ((32, 16, 112, 1), True),
+    ((24, 144, 56, 1), True),
+    ((96, 24, 56, 1), True),
+    ((144, 24, 56, 1), True),
+    ((32, 192, 28, 1), True),
+    ((192, 32, 28, 1), True),
+    ((144, 32, 28, 1), True),
+    ((64, 384, 14, 1), False),
+    ((16, 24, 14, 1), False),
+    ((960, 160, 7, 1), False),
+    ((64, 256, 56, 1), False),
+    ((256, 64, 56, 1), False),
+    ((128, 512, 28, 1), False),
+    ((272, 272, 14, 4), True),  # ShuffleNet: 68 channels per group
+    ((544, 544, 7, 4), False),
 ]
 
 
 @pytest.mark.parametrize(("shape", "taken"), REAL_SHAPES, ids=str)
-def test_plane_rule_decision_on_real_shapes(shape: tuple[int, int, int], taken: bool) -> None:
+def test_plane_rule_decision_on_real_shapes(shape: tuple[int, int, int, int], taken: bool) -> None:
     avx512 = CpuTarget(cpu_name="skylake-avx512", features=("avx2", "avx512f", "fma"), num_cores=2)
     assert prefers_plane(_pointwise(*shape), avx512) is taken
 
