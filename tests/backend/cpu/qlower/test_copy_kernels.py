@@ -17,7 +17,7 @@ from tvm import relax
 from npuc.backend.cpu.build import compile_module
 from npuc.backend.cpu.qlower.concat_kernel import PARALLEL_MIN_BYTES, emit_concat
 from npuc.backend.cpu.qlower.lut import LOOKUP_CHUNK
-from npuc.core.target import host_target
+from npuc.core.target import CpuTarget, host_target
 from npuc.midend.quantize.qparams import QParams
 
 from .harness import Case, assert_cases_exact, ints, node, qparams
@@ -75,8 +75,12 @@ def test_emit_concat_rejects_parts_that_do_not_line_up() -> None:
         bb.emit_func_output(a)
 
 
-@pytest.mark.parametrize("dtype", ["int8", "uint8"])
-def test_lookups_over_several_chunks_are_bit_exact(dtype: str) -> None:
+AVX2 = CpuTarget(cpu_name="haswell", features=("avx", "avx2", "f16c", "fma"), num_cores=2)
+
+
+@pytest.mark.parametrize(("dtype", "target"), [("int8", None), ("uint8", None), ("int8", AVX2)])
+def test_lookups_over_several_chunks_are_bit_exact(dtype: str, target: CpuTarget | None) -> None:
+    """Host vectors and an AVX2-only target (its 32-bit gathers; runs here too)."""
     rng = np.random.default_rng(42 if dtype == "int8" else 43)
     side = int(np.ceil(np.sqrt(2.5 * LOOKUP_CHUNK / 3)))  # three chunks, the last partial
     xq = qparams(rng, dtype)
@@ -91,4 +95,4 @@ def test_lookups_over_several_chunks_are_bit_exact(dtype: str) -> None:
         )
         for out in ("int8", "uint8", "int16")
     ]
-    assert_cases_exact(cases)
+    assert_cases_exact(cases, target)
