@@ -65,6 +65,9 @@ REGULAR = [
     ConvCase(channels=24, filters=36, size=(6, 6), kernel=(1, 1), epilogue="none"),
     ConvCase(channels=40, filters=12, size=(7, 5), kernel=(1, 1), epilogue="residual"),
     ConvCase(channels=32, filters=1000 // 8 + 3, size=(3, 3), kernel=(1, 1), epilogue="silu"),
+    # 13 columns (prime): AVX-512 takes 32 channels x 13 columns, 26 accumulators.
+    ConvCase(channels=32, filters=64, size=(13, 13), kernel=(1, 1)),
+    ConvCase(channels=16, filters=32, size=(13, 13), padding=1, epilogue="residual"),
 ]
 DEPTHWISE = [
     ConvCase(channels=16, filters=16, groups=16, size=(14, 14), padding=1, epilogue="clip"),
@@ -180,7 +183,7 @@ def test_wide_channel_blocks_keep_their_weights_in_l2() -> None:
 
 @pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.cpu_name)
 def test_pointwise_channels_are_padded_to_whole_vectors(target: CpuTarget) -> None:
-    """SqueezeNet's 512 -> 1000 1x1 layer: 1000 = 8 x 125; AVX-512 pads to 1008 (63 x 16)."""
+    """SqueezeNet's 512 -> 1000 1x1 layer: 1000 = 8 x 125; AVX-512 pads to 1024 (32 x 32)."""
     case = ConvCase(channels=64, filters=1000, size=(13, 13), kernel=(1, 1))
     fused, _ = schedule_with(case.module(), target, Conv2dRule())
     lanes = target.vector_bits // 32
@@ -192,7 +195,8 @@ def test_pointwise_channels_are_padded_to_whole_vectors(target: CpuTarget) -> No
     ]
     assert len(packed) == 1
     blocks, block_k = int(packed[0][0]), int(packed[0][-1])
-    assert blocks * block_k == -(-1000 // lanes) * lanes  # 1008 with AVX-512, 1000 with AVX2
+    # Padded to two vectors (1024) with AVX-512; 1000 is whole 8-lane vectors with AVX2.
+    assert blocks * block_k == (1024 if target.has_avx512 else 1000)
     if target.has_avx512:
         assert block_k % lanes == 0  # whole 16-lane vectors, not 8-lane halves
 
