@@ -7,7 +7,9 @@ plane is one parallel task; its padded input plane is built inside the task
 strips of ``strip`` columns held in a local accumulator vector: for each
 kernel tap, one vector of inputs times a broadcast weight. The fused epilogue
 (bias, activation, clip, residual add) is applied to the strip as it is
-written. The strip is at most two of the target's float32 vectors (32 lanes
+written. Up to :data:`MAX_ROW_BLOCK` output rows are computed together, so
+that each tap feeds several independent accumulator chains
+(:func:`choose_rows`). The strip is at most two of the target's float32 vectors (32 lanes
 with AVX-512, 16 with AVX2): the widest power of two that divides the output
 width, else the widest divisor (:func:`choose_strip`).
 
@@ -40,25 +42,61 @@ from npuc.core.target import CpuTarget
 MIN_DEINTERLEAVE_WIDTH = 16
 
 #: Narrowest power-of-two strip preferred to a wider strip of another width.
-MIN_POW2_STRIP = 4
+MIN_POW2_STRIP = 8
+
+#: Widest strip of a width no power of two divides (one AVX-512 vector, two AVX2).
+MAX_ODD_STRIP = 16
+
+#: Output rows computed together (independent accumulator chains), at most.
+MAX_ROW_BLOCK = 8
+
+#: Accumulator vector registers the row block may use (of 32 with AVX-512, 16 with AVX2).
+ROW_BLOCK_REGISTERS = 8
 
 
 def choose_strip(nest: ConvNest, target: CpuTarget) -> int:
-    """Output columns per accumulator strip (at most two of the target's vectors).
+    """Output columns per accumulator strip.
 
-    The widest power of two from :data:`MIN_POW2_STRIP` up that divides the
-    width; only when none does, the widest divisor of the width. A strip of
-    28 or 56 lanes is split by LLVM into 16 + 8 + 4 lane pieces whose
-    broadcasts and epilogue are rebuilt lane by lane: MobileNetV2's 32x112x112
-    0.45 -> 0.37 ms, 144x56x56 0.58 -> 0.47 ms, 192x28x28 0.17 -> 0.145 ms
-    (one thread, loaded host; strips 16, 8 and 4 instead of 28).
+    The widest power of two from :data:`MIN_POW2_STRIP` up to two of the
+    target's vectors that divides the width; when none does, the widest
+    divisor of the width up to :data:`MAX_ODD_STRIP` (28 -> 14, 14 -> 14) if
+    that is at least :data:`MIN_POW2_STRIP` wide, else the widest divisor up
+    to two vectors (7 -> 7, 17 -> 17). A strip of 28 or 56 lanes is split by
+    LLVM into 16 + 8 + 4 lane pieces whose loads and broadcasts are rebuilt
+    lane by lane: MobileNetV2's
+    32x112x112 0.45 -> 0.37 ms, 144x56x56 0.58 -> 0.47 ms (one thread, loaded
+    host; strips 16 and 8 instead of 28).
     """
     limit = 2 * float_lanes(target)
     width = nest.out_width
-    pow2 = [s for s in (32, 16, 8, 4) if MIN_POW2_STRIP <= s <= limit and width % s == 0]
+    pow2 = [s for s in (32, 16, 8) if MIN_POW2_STRIP <= s <= limit and width % s == 0]
     if pow2:
         return pow2[0]
+    odd = max(d for d in range(1, min(width, limit, MAX_ODD_STRIP) + 1) if width % d == 0)
+    if odd >= MIN_POW2_STRIP:
+        return odd
     return max(d for d in range(1, min(width, limit) + 1) if width % d == 0)
+
+
+def choose_rows(nest: ConvNest, strip: int, target: CpuTarget) -> int:
+    """Output rows per block: the widest divisor of the height whose strips fit the registers.
+
+    Each row of a block is its own chain of multiply-adds (one per tap), so a
+    block of ``r`` rows keeps ``r`` chains in flight where one row waits on
+    the latency of every add: PP-LCNet's 256x14x14 5x5 0.13 -> 0.075 ms,
+    MobileNetV2's 192x28x28 0.146 -> 0.087 ms (strip 14, 7 rows). Strips
+    narrower than :data:`MIN_POW2_STRIP` (a 7-wide row) stay one row a block:
+    their partial vectors spill when blocked (512x7x7 5x5 0.14 -> 0.46 ms).
+    """
+    if strip < MIN_POW2_STRIP:
+        return 1
+    registers = -(-strip // float_lanes(target))
+    height = nest.out_height
+    return max(
+        r
+        for r in range(1, MAX_ROW_BLOCK + 1)
+        if height % r == 0 and r * registers <= ROW_BLOCK_REGISTERS
+    )
 
 
 class DepthwiseConv2dRule:
@@ -72,34 +110,43 @@ class DepthwiseConv2dRule:
         nest = match_conv2d(sch)
         if nest is None or not nest.is_depthwise:
             return None
-        schedule_depthwise(sch, nest, choose_strip(nest, target))
+        strip = choose_strip(nest, target)
+        schedule_depthwise(sch, nest, strip, choose_rows(nest, strip, target))
         return sch.mod["main"]
 
 
-def schedule_depthwise(sch: s_tir.Schedule, nest: ConvNest, strip: int) -> None:
-    """Apply the kernel of the module docstring to ``sch`` (in place)."""
+def schedule_depthwise(sch: s_tir.Schedule, nest: ConvNest, strip: int, rows: int = 1) -> None:
+    """Apply the kernel of the module docstring to ``sch`` (in place).
+
+    ``rows`` output rows (a divisor of the height) are computed together: for
+    each tap, the strip of every row of the block (unrolled).
+    """
     stride = column_stride(sch, nest)
     conv = sch.get_sblock(nest.block)
     out = inline_epilogue(sch, conv, nest)
-    n, k, _row, x = sch.get_loops(out)
+    n, k, row, x = sch.get_loops(out)
     plane = sch.fuse(n, k)
     sch.parallel(plane)
+    yo, yi = sch.split(row, [None, rows])
     xo, xi = sch.split(x, [None, strip])
+    sch.reorder(yo, xo, yi, xi)
     sch.compute_at(conv, xo)
     sch.set_scope(conv, 0, "local")
 
     roles = loops_by_iter(sch, conv, first=3)
     taps = [roles[i] for i in (4, 5, 6) if i in roles]  # channel (extent 1), ky, kx
+    block_rows = [roles[2]] if 2 in roles else []  # absent for a one-row block
     columns = [roles[3]] if 3 in roles else []  # absent when the strip is one column
-    sch.reorder(*taps, *columns)
-    for tap in taps:
-        sch.unroll(tap)
+    sch.reorder(*taps, *block_rows, *columns)
+    for loop in (*taps, *block_rows):
+        sch.unroll(loop)
     for column in columns:
         sch.vectorize(column)
     if taps:
         init = sch.decompose_reduction(conv, taps[0])
         if columns:
             sch.vectorize(sch.get_loops(init)[-1])
+    sch.unroll(yi)
     sch.vectorize(xi)
     if nest.pad_block is not None:
         pad = sch.get_sblock(nest.pad_block)

@@ -15,6 +15,7 @@ from npuc.backend.cpu.schedules.conv_match import ConvNest, match_conv2d
 from npuc.backend.cpu.schedules.depthwise import (
     MIN_DEINTERLEAVE_WIDTH,
     DepthwiseConv2dRule,
+    choose_rows,
     choose_strip,
     column_stride,
 )
@@ -87,12 +88,27 @@ def _nest_of(case: ConvCase) -> ConvNest:
 
 
 @pytest.mark.parametrize(
-    ("width", "avx2_strip"), [(112, 16), (56, 8), (28, 4), (14, 14), (7, 7), (30, 15)]
+    ("width", "avx2_strip"),
+    [(112, 16), (56, 8), (28, 14), (14, 14), (7, 7), (30, 15), (17, 1), (40, 8)],
 )
 def test_strip_is_a_power_of_two_where_one_divides_the_width(width: int, avx2_strip: int) -> None:
-    """Widest power of two (>= 4) dividing the row, up to two vectors; else the widest divisor."""
+    """Widest power of two (>= 8) dividing the row, up to two vectors; else the widest divisor
+    up to 16 columns, or up to two vectors when that one is narrower than 8."""
     case = ConvCase(channels=2, filters=2, groups=2, size=(3, width), padding=1)
     assert choose_strip(_nest_of(case), AVX2) == avx2_strip
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "rows"), [(14, 14, 2), (28, 28, 4), (112, 112, 4), (7, 7, 1), (9, 28, 3)]
+)
+def test_row_block_is_the_widest_divisor_of_the_height_that_fits(
+    height: int, width: int, rows: int
+) -> None:
+    """AVX2: up to 8 rows and 8 accumulator registers (a 14- or 16-wide strip is 2 of them);
+    7-wide strips: 1 row."""
+    case = ConvCase(channels=2, filters=2, groups=2, size=(height, width), padding=1)
+    nest = _nest_of(case)
+    assert choose_rows(nest, choose_strip(nest, AVX2), AVX2) == rows
 
 
 POW2_STRIPS = [
@@ -100,6 +116,9 @@ POW2_STRIPS = [
     ConvCase(channels=2, filters=2, groups=2, size=(5, 56), padding=1, epilogue="residual"),
     ConvCase(channels=2, filters=2, groups=2, size=(4, 112), kernel=(5, 5), padding=2),
     ConvCase(channels=4, filters=4, groups=4, size=(14, 14), kernel=(5, 5), padding=2),
+    ConvCase(channels=3, filters=3, groups=3, size=(56, 56), stride=2, padding=1, epilogue="clip"),
+    ConvCase(channels=5, filters=5, groups=5, size=(7, 7), kernel=(5, 5), padding=2),
+    ConvCase(channels=2, filters=2, groups=2, size=(16, 17), padding=(1, 1, 0, 1)),
 ]
 
 
