@@ -14,8 +14,7 @@ It takes two kinds of convolution, and declines the rest (``None``):
   output channels per group, whose plane a vector divides. The conv2d rule
   keeps its accumulators as ``[x][k]`` and writes NCHW through a transpose
   (one scalar store per output element); with a short reduction that store
-  dominates, and with 24 or 144 output channels its vectors are 8 lanes
-  wide. Measured with AVX-512, one thread, CPU time (min of 3, kernels
+  dominates. Measured with AVX-512, one thread, CPU time (min of 3, kernels
   with their fused epilogues; conv2d rule -> this rule): MobileNetV2's
   16->96 at 112x112 1.00 -> 0.50 ms, 32->16 at 112 0.47 -> 0.31, 24->144 at
   56 0.56 -> 0.23, 96->24 at 56 0.43 -> 0.13, 144->24 at 56 0.63 -> 0.26,
@@ -49,13 +48,14 @@ blocks are, so each output row is written as one stream (16->96 at 112:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tvm import s_tir, tirx
 from tvm.ir import TensorLoad
 
 from npuc.backend.cpu.schedules.conv2d import (
-    accumulator_budget,
+    TINY_CHANNELS,
+    ConvTile,
     choose_tile,
     float_lanes,
     pack_weights,
@@ -79,6 +79,16 @@ class PlaneTile:
     lanes: int
 
 
+def _accumulator_budget(target: CpuTarget) -> int:
+    """Accumulator vectors of a plane tile: 24 of AVX-512's 32 registers, 12 of AVX2's 16.
+
+    The rest hold the tile's input vectors or broadcast weights (a 2x13 tile
+    of 4-lane vectors, 26 accumulators, ran ShuffleNet's 68-channel groups
+    slower than 4x6).
+    """
+    return 24 if target.has_avx512 else 12
+
+
 def choose_plane_tile(nest: ConvNest, plane: int, target: CpuTarget) -> PlaneTile | None:
     """The register tile for ``nest``'s ``plane`` (the output's ``H * W``), or ``None``.
 
@@ -94,7 +104,7 @@ def choose_plane_tile(nest: ConvNest, plane: int, target: CpuTarget) -> PlaneTil
     lanes = vector_factor(plane, float_lanes(target))
     if lanes is None:
         return None
-    budget = accumulator_budget(target)
+    budget = _accumulator_budget(target)
     plane_vectors = plane // lanes
     scored: list[tuple[float, float, PlaneTile]] = []
     for block_k in range(1, min(nest.group_out, budget) + 1):
@@ -137,8 +147,9 @@ def prefers_plane(nest: ConvNest, target: CpuTarget) -> bool:
 
     Only a 1x1, stride-1, unpadded convolution whose plane a vector of 4 or
     more lanes divides (:func:`choose_plane_tile`). Then when its vectors
-    are wider than the conv2d rule's (which cuts channels into vectors: 24
-    channels are 8-lane vectors), or as wide and either at most
+    are wider than the conv2d rule's (which cuts a group's channels into
+    vectors: ShuffleNet's 28 are 4-lane vectors; an ungrouped pointwise
+    convolution's are padded to whole vectors of the target), or as wide and either at most
     :data:`PLANE_MAX_CHANNELS` input or output channels per group, or the
     conv2d rule's tile has a single vector of channels (one broadcast input
     load per multiply-add: ShuffleNet's 68 channels per group, 4-lane vectors
@@ -147,12 +158,21 @@ def prefers_plane(nest: ConvNest, target: CpuTarget) -> bool:
     if not _pointwise(nest):
         return False
     plane = choose_plane_tile(nest, nest.out_height * nest.out_width, target)
-    conv = choose_tile(nest, target)
+    conv = _conv2d_tile(nest, target)
     if plane is None or conv is None:
         return conv is None and plane is not None
     if plane.lanes != conv.lanes:
         return plane.lanes > conv.lanes
     return min(nest.group_in, nest.group_out) <= PLANE_MAX_CHANNELS or conv.vectors == 1
+
+
+def _conv2d_tile(nest: ConvNest, target: CpuTarget) -> ConvTile | None:
+    """The conv2d rule's tile for ``nest``: it pads an ungrouped 1x1 convolution's output
+    channels (more than :data:`TINY_CHANNELS` inputs) to whole vectors of the target's lanes."""
+    if nest.groups == 1 and nest.group_in > TINY_CHANNELS and _pointwise(nest):
+        lanes = float_lanes(target)
+        nest = replace(nest, out_channels=-(-nest.out_channels // lanes) * lanes)
+    return choose_tile(nest, target)
 
 
 def _pointwise(nest: ConvNest) -> bool:
