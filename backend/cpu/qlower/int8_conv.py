@@ -190,6 +190,22 @@ def emit_int8_conv(
     return None if spec is None else _emit(bb, node, p, x, xq, spec, out)
 
 
+def _pack_row(
+    bb: relax.BlockBuilder, x: relax.Expr, xq: QParams, spec: ConvKernelSpec
+) -> relax.Expr:
+    """``X`` of a matvec kernel: the row ``x`` (``K`` values) as ``u``, padded with ``zp_u``
+    to ``cg * 4`` values, shape ``(1, cg, 1, 4)`` (element-wise, no packing kernel)."""
+    k = int(np.prod(shape_of(x)))
+    u = relax.op.reshape(x, (k,))
+    if xq.dtype == "int8":
+        wide = relax.op.add(relax.op.astype(u, "int16"), relax.const(128, "int16"))
+        u = relax.op.astype(wide, "uint8")
+    if spec.cg * GROUP > k:
+        pad = np.full(spec.cg * GROUP - k, spec.zp_u, np.uint8)
+        u = relax.op.concat([u, relax.const(pad, "uint8")], axis=0)
+    return bb.emit(relax.op.reshape(u, (1, spec.cg, 1, GROUP)))
+
+
 def _emit(
     bb: relax.BlockBuilder,
     node: Node,
@@ -200,7 +216,7 @@ def _emit(
     out: QParams,
 ) -> relax.Expr:
     """The packing and kernel calls of ``spec`` (a convolution or matvec spec)."""
-    xp = _pack_input(bb, x, xq, node, spec)
+    xp = _pack_row(bb, x, xq, spec) if spec.matvec else _pack_input(bb, x, xq, node, spec)
     consts = [relax.const(a, str(a.dtype)) for a in pack_constants(spec, p)]
     kernel = (make_matvec if spec.matvec else make_kernel)(spec, GENERIC)
     gv = bb.add_func(kernel, f"int8_conv_{node.name}")
