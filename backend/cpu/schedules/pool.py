@@ -18,11 +18,17 @@ The kernel:
   registers, and the output is written once.
 * NCHW: every (image, channel) plane is one parallel task, and its padded
   input plane is built inside the task (still in cache when read). Each
-  output row is computed in strips of ``strip`` columns (the widest divisor
-  of the output width up to two float vectors of the target); the window taps
+  output row is computed in strips of ``strip`` columns (:func:`choose_strip`:
+  a power of two, else a divisor of the width, up to two float vectors of
+  the target); the window taps
   are unrolled around the strip. With stride 1 the strip is one contiguous
   vector per tap; with a larger stride its loads are strided, so the strip
-  is one vector's worth of columns and LLVM builds the vector with shuffles.
+  is one vector's worth of columns and LLVM builds the vector with shuffles,
+  unless the output row is at least ``MIN_DEINTERLEAVE_WIDTH`` wide and the
+  pool is padded: then the padded plane is stored de-interleaved by column
+  phase (as in :mod:`.depthwise`) and every tap loads contiguous strips.
+  ShuffleNet's 24x112x112 3x3/2 max pool 0.30 -> 0.22 ms, its 24x56x56 3x3/2
+  average pool 0.077 -> 0.053 ms (one thread).
 * NHWC: every (image, output row) is one parallel task that builds the padded
   rows it reads; each output pixel's channels are cut into vectors of the
   target's float lanes, and each vector accumulates over the window taps.
@@ -44,6 +50,7 @@ from tvm.s_tir.schedule import LoopRV
 from tvm.s_tir.schedule import SBlockRV as BlockRV
 
 from npuc.backend.cpu.schedules.conv_match import loops_by_iter
+from npuc.backend.cpu.schedules.depthwise import MIN_DEINTERLEAVE_WIDTH, deinterleave_columns
 from npuc.backend.cpu.schedules.fallback import PARALLEL_MIN_ELEMENTS, inline_elementwise
 from npuc.backend.cpu.schedules.loops import (
     extent,
@@ -182,10 +189,14 @@ def _layout(sblock: tirx.SBlock, read: tirx.BufferRegion) -> str | None:
 
 
 def choose_strip(width: int, target: CpuTarget) -> int:
-    """Output columns per accumulator strip (stride 1): the widest divisor of ``width``
-    up to two of the target's float32 vectors (LLVM splits a strip that is not a
-    whole number of registers; measured faster than a narrower power of two)."""
+    """Output columns per accumulator strip (contiguous loads): the widest power of two
+    from 8 up to two of the target's float32 vectors that divides ``width``, else the
+    widest divisor up to two vectors (LLVM splits a strip that is not a whole number
+    of registers)."""
     limit = 2 * vector_lanes(target, "float32")
+    for pow2 in (32, 16, 8):
+        if pow2 <= limit and width % pow2 == 0:
+            return pow2
     return max(d for d in range(1, min(width, limit) + 1) if width % d == 0)
 
 
@@ -229,9 +240,11 @@ def _output_block(sch: s_tir.Schedule, reduction: BlockRV) -> BlockRV | None:
 def _schedule_nchw(sch: s_tir.Schedule, nest: PoolNest, out: BlockRV, target: CpuTarget) -> None:
     """Planes in parallel; stride 1: padded plane built in the task, strips of vector columns.
 
-    With a stride the column loads are strided: the padding is inlined (a
-    conditional load costs less than a copy nobody reads contiguously) and the
-    strip is left to LLVM's vectoriser, which deinterleaves with permutes.
+    With a stride the column loads are strided: a padded plane at least
+    ``MIN_DEINTERLEAVE_WIDTH`` outputs wide is stored de-interleaved (contiguous
+    strips again); otherwise the padding is inlined (a conditional load costs
+    less than a copy nobody reads contiguously) and the strip is left to LLVM's
+    vectoriser, which deinterleaves with permutes.
     """
     reduction = sch.get_sblock(nest.reduction)
     pad = sch.get_sblock(nest.pad) if nest.pad is not None else None
@@ -241,7 +254,8 @@ def _schedule_nchw(sch: s_tir.Schedule, nest: PoolNest, out: BlockRV, target: Cp
     plane = sch.fuse(n, c)
     if work * nest.window >= PARALLEL_MIN_ELEMENTS:
         sch.parallel(plane)
-    contiguous = nest.stride_w == 1
+    deinterleaved = nest.stride_w > 1 and pad is not None and width >= MIN_DEINTERLEAVE_WIDTH
+    contiguous = nest.stride_w == 1 or deinterleaved
     strip = choose_strip(width, target) if contiguous else SCALAR_STRIP
     strip = math.gcd(strip, width)
     xo, xi = sch.split(x, [None, strip])
@@ -259,6 +273,9 @@ def _schedule_nchw(sch: s_tir.Schedule, nest: PoolNest, out: BlockRV, target: Cp
         sch.compute_inline(pad)
         return
     sch.compute_at(pad, plane)
+    if deinterleaved:
+        deinterleave_columns(sch, pad, nest.stride_w)
+        return
     first = sch.get_loops(pad)[1]
     if sch.can_decompose_padding(pad, first):
         fill = sch.decompose_padding(pad, first)

@@ -116,6 +116,23 @@ def test_rule_matches_unscheduled_on_avx2(case: PoolCase) -> None:
     check_pool(case, AVX2)
 
 
+#: Strided NCHW pools at least ``MIN_DEINTERLEAVE_WIDTH`` outputs wide: de-interleaved plane.
+DEINTERLEAVED = [
+    PoolCase(kind="max", shape=(1, 3, 40, 40), stride=(2, 2), padding=(1, 1)),  # ShuffleNet stem
+    PoolCase(kind="avg", shape=(1, 2, 33, 36), stride=(2, 2), padding=(1, 1), relu=True),
+    PoolCase(kind="avg", shape=(1, 2, 20, 35), stride=(2, 2), padding=(1, 1), ceil_mode=True),
+    PoolCase(kind="max", shape=(1, 2, 50, 53), stride=(3, 3), padding=(1, 1)),
+]
+
+
+@pytest.mark.parametrize("target", targets(), ids=lambda t: t.cpu_name)
+@pytest.mark.parametrize("case", DEINTERLEAVED, ids=str)
+def test_strided_pool_on_a_deinterleaved_plane(case: PoolCase, target: CpuTarget) -> None:
+    check_pool(case, target)
+    text = schedule_with(case.module(), target, PoolRule())[0].script()
+    assert "T.vectorized" in text  # contiguous strips, not the scalar strided loop
+
+
 def _blazeface_shortcut(p: list[relax.Var]) -> relax.Expr:
     """NHWC max pool 2x2/2, channels zero-padded 28 -> 32, plus the residual, ReLU."""
     pooled = op.nn.max_pool2d(p[0], (2, 2), (2, 2), layout="NHWC")
