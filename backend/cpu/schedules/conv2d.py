@@ -29,7 +29,11 @@ no layout work at run time.
 
 Tile sizes come from the target: ``block_k`` is one or two vectors of the
 target's float32 lanes (16 with AVX-512, 8 with AVX2) and the number of
-accumulator vectors stays within the register file (32 or 16 registers).
+accumulator vectors stays within the register file (26 of 32, or 12 of 16
+registers). ``tile_w`` divides the output width. A 1x1 stride-1 convolution
+whose output channels are no whole number of vectors (SqueezeNet's 1000) is
+computed on channels padded to two vectors (zero weights, packed at compile
+time); the epilogue stores only the real channels.
 Channel blocks whose packed weights would not stay in L2 take narrower
 blocks and wider rows (:data:`WEIGHT_BLOCK_BYTES`). The tile loops over
 (image, channel block, row) run in parallel over the cores. Depthwise convolutions are left to
