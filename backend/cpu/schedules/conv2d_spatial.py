@@ -6,10 +6,14 @@ image plane, ``out[k, p] = sum_c w[k, c] * in[c, p]``, in which the plane
 vectorises along ``p``. The input is read NCHW in place with vector loads,
 the output stored NCHW with vector stores, the weights broadcast; no copy.
 
-It takes two kinds of convolution, and declines the rest (``None``):
+It takes three kinds of convolution (:func:`prefers_plane`) and declines
+the rest (``None``), which the conv2d rule after it takes:
 
 - channels per group no vector divides (ShuffleNet's 34), which
   :class:`~npuc.backend.cpu.schedules.conv2d.Conv2dRule` declines;
+- pointwise convolutions whose plane vectors are wider than the conv2d
+  rule's channel vectors, or as wide while that rule's tile is a single
+  vector (ShuffleNet's 28- and 68-channel groups, 4-lane vectors there);
 - pointwise convolutions with at most :data:`PLANE_MAX_CHANNELS` input or
   output channels per group, whose plane a vector divides. The conv2d rule
   keeps its accumulators as ``[x][k]`` and writes NCHW through a transpose
@@ -19,10 +23,14 @@ It takes two kinds of convolution, and declines the rest (``None``):
   16->96 at 112x112 1.00 -> 0.50 ms, 32->16 at 112 0.47 -> 0.31, 24->144 at
   56 0.56 -> 0.23, 96->24 at 56 0.43 -> 0.13, 144->24 at 56 0.63 -> 0.26,
   32->192 at 28 0.18 -> 0.11, 192->32 at 28 0.16 -> 0.08, 144->32 at 28 0.12
-  -> 0.06. With 64 or more channels both ways the conv2d rule was as fast or
-  faster (ResNet-50's 64->256 at 56 1.45 vs 1.88 ms, 256->64 at 56 1.31 vs
-  2.14, 128->512 at 28 1.15 vs 1.57): each input channel is a stream of its
-  own here, which the conv2d rule's channel-blocked input copy avoids.
+  -> 0.06 (before the conv2d rule padded 24 and 144 channels to whole
+  16-lane vectors; after it, same binary, loaded host: 24->144 at 56 0.73
+  -> 0.39, 144->24 at 56 0.99 -> 0.44, 16->96 at 112 3.1 -> 2.1 with SiLU;
+  32->64 at 56 with SiLU 0.53 -> 0.41). With 64 or more channels both ways
+  the conv2d rule was as fast or faster (ResNet-50's 64->256 at 56 1.45 vs
+  1.88 ms, 256->64 at 56 1.31 vs 2.14, 128->512 at 28 1.15 vs 1.57): each
+  input channel is a stream of its own here, which the conv2d rule's
+  channel-blocked input copy avoids.
 
 The kernel: the output is cut into register tiles of ``block_k`` channels of
 one group (a divisor of the group's channel count) by ``pixels`` consecutive
