@@ -143,3 +143,32 @@ def test_rule_remakes_only_its_kernels_for_the_target() -> None:
         assert made is not None
         assert acc_lanes(target, spec.acc) in (2, 4, 8, 16)
     assert rule.apply(reference.without_attr("npuc.int_depthwise"), AVX2) is None
+
+
+@pytest.mark.parametrize(
+    ("stride", "pad_l", "pad_r", "w"),
+    [(2, 1, 1, 64), (3, 2, 0, 20), (2, 0, 1, 9), (3, 1, 1, 2), (2, 1, 0, 1), (4, 3, 2, 5)],
+)
+def test_strided_plane_fill_edges_are_bit_exact(
+    stride: int, pad_l: int, pad_r: int, w: int
+) -> None:
+    """The strided plane fill: one loop over the columns every phase holds, then each
+    phase's edge columns (left padding, a width the stride does not divide, inputs
+    narrower than the stride: no common column at all)."""
+    rng = np.random.default_rng(100 + 10 * stride + w)
+    xq, out = qparams(rng, "int8"), qparams(rng, "int8")
+    kw = min(3, w + pad_l + pad_r)
+    cases = [
+        Case(
+            node=node(f"s{i}", "conv2d", (f"s{i}_x",), strides=[1, stride],
+                      padding=[1, pad_l, 1, pad_r], dilation=[1, 1], groups=3),
+            inputs={f"s{i}_x": (ints(rng, dtype, (1, 3, 5, w)), xq if dtype == "int8" else
+                                QParams(0.1, 120, "uint8"))},
+            params={"weights": ints(rng, "int8", (3, 1, 3, kw)),
+                    **_out_stage(rng, 3, xq, out, taps=3 * kw, extreme=False)},
+            out=out,
+        )
+        for i, dtype in enumerate(("int8", "uint8"))
+    ]  # fmt: skip
+    for target in (None, AVX2):
+        assert_cases_exact(cases, target)
