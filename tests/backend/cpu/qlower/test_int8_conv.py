@@ -20,10 +20,17 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tvm import relax, tirx
 
-from npuc.backend.cpu.qlower.int8_conv import plan_conv
+from npuc.backend.cpu.qlower.int8_conv import emit_int8_dense, plan_conv
 from npuc.backend.cpu.schedules.int8_conv import dot_kind
-from npuc.backend.cpu.schedules.int8_kernel import ConvKernelSpec, clamp_bounds
+from npuc.backend.cpu.schedules.int8_kernel import (
+    SPEC_ATTR,
+    ConvKernelSpec,
+    clamp_bounds,
+    make_kernel,
+)
+from npuc.backend.cpu.schedules.int8_matvec import BLOCK
 from npuc.core.target import CpuTarget, host_target
 
 from .harness import DTYPES, Case, assert_cases_exact, ints, node, qparams
@@ -73,10 +80,13 @@ def int8_conv_case(rng: np.random.Generator, index: int) -> Case:
 
 
 def int8_dense_case(rng: np.random.Generator, index: int) -> Case:
-    """A random fully connected layer over a 2-D or 3-D 8-bit input."""
-    k, n = int(rng.integers(1, 70)), int(rng.integers(1, 21))
+    """A random fully connected layer over a 2-D or 3-D 8-bit input (odd ``index``: one row,
+    the matvec kernel; its outputs span several weight blocks when ``index % 4 == 1``)."""
+    k = int(rng.integers(1, 70))
+    n = int(rng.integers(65, 150)) if index % 4 == 1 else int(rng.integers(1, 21))
     lead = (1,) if index % 2 else (int(rng.integers(1, 3)), int(rng.integers(1, 20)))
-    xq, out = qparams(rng, ("int8", "uint8")[index % 2]), qparams(rng, str(rng.choice(DTYPES)))
+    xq = qparams(rng, ("int8", "uint8")[index // 2 % 2])
+    out = qparams(rng, str(rng.choice(DTYPES)))
     name = f"dense{index}"
     return Case(
         node=node(name, "dense", (f"{name}_x",)),
@@ -119,6 +129,60 @@ def test_every_kernel_variant_is_bit_exact(kind: str) -> None:
     assert {s.phases > 1 for s in specs} == {False, True}, "cases cover strided phases"
     dense = [int8_dense_case(rng, i) for i in range(8)]
     assert_cases_exact(cases + dense, target)
+
+
+def _sized_cases(rng: np.random.Generator) -> list[Case]:
+    """A 3x3 conv 256 -> 72 channels on 30x30 and one-row dense layers 4096 -> 1000 and
+    25090 -> 70: many channel groups, position and channel tiles, weight blocks."""
+    cases = []
+    for index, (cin, cout, size) in enumerate(((256, 72, 30), (4096, 1000, 0), (25090, 70, 0))):
+        xq = qparams(rng, ("int8", "uint8")[index % 2])
+        out = qparams(rng, "int8")
+        name = f"sized{index}"
+        shape, wshape = (
+            ((1, cin, size, size), (cout, cin, 3, 3)) if size else ((1, cin), (cin, cout))
+        )
+        attrs = {"strides": [1, 1], "padding": [1, 1, 1, 1], "dilation": [1, 1], "groups": 1}
+        taps = cin * 9 if size else cin
+        cases.append(Case(
+            node=node(name, "conv2d", (f"{name}_x",), **attrs) if size
+            else node(name, "dense", (f"{name}_x",)),
+            inputs={f"{name}_x": (ints(rng, xq.dtype, shape), xq)},
+            params={"weights": ints(rng, "int8", wshape),
+                    **_out_stage(rng, cout, xq, out, taps=taps, extreme=False)},
+            out=out,
+        ))  # fmt: skip
+    return cases
+
+
+@pytest.mark.slow
+def test_model_sized_layers_are_bit_exact() -> None:
+    assert_cases_exact(_sized_cases(np.random.default_rng(19)), host_target())
+
+
+def test_one_row_dense_runs_the_matvec_kernel() -> None:
+    """A dense layer over one row gets the matvec kernel; more rows get the conv kernel."""
+    rng = np.random.default_rng(5)
+    for index, want in ((1, [1]), (2, [0])):
+        case = int8_dense_case(rng, index)
+        (x, xq), = case.inputs.values()  # fmt: skip
+        assert case.out is not None
+        bb = relax.BlockBuilder()
+        xv = relax.Var("x", relax.TensorType(x.shape, xq.dtype))
+        with bb.function("main", [xv]):
+            y = emit_int8_dense(bb, case.node, case.params, xv, xq, case.out)
+            assert y is not None
+            bb.emit_func_output(y)
+        kernels = [
+            ConvKernelSpec.from_attr(f.attrs[SPEC_ATTR])
+            for f in bb.get().functions.values()
+            if isinstance(f, tirx.PrimFunc) and f.attrs is not None and SPEC_ATTR in f.attrs
+        ]
+        assert [k.matvec for k in kernels] == want
+        if want == [1]:
+            assert kernels[0].ocp % BLOCK == 0
+            with pytest.raises(ValueError, match="matvec"):
+                make_kernel(kernels[0], dot_kind(host_target()))
 
 
 def test_host_target_picks_vnni_where_present() -> None:
