@@ -138,15 +138,21 @@ class DotKind:
     """One dot-product implementation: ``lanes`` int32 results per vector, a register
     tile of ``rows`` output channels by ``vectors`` vectors of positions (the last
     tile of each axis is smaller when the padded grid or channels are not whole
-    tiles)."""
+    tiles). A grid of at most :data:`SMALL_GRID_VECTORS` vectors that ``vectors`` does
+    not divide runs as one tile of all its vectors by ``small_rows`` channels when
+    ``small_rows`` is set (7x7 maps: 4 vectors, not 3 + 1)."""
 
     name: str
     lanes: int
     rows: int
     vectors: int
+    small_rows: int = 0
 
 
-VNNI512 = DotKind("vnni512", 16, 8, 3)
+#: The most position vectors :attr:`DotKind.small_rows` tiles hold.
+SMALL_GRID_VECTORS = 4
+
+VNNI512 = DotKind("vnni512", 16, 8, 3, small_rows=6)
 AVXVNNI = DotKind("avxvnni", 8, 4, 2)
 AVX2 = DotKind("avx2", 8, 2, 2)
 GENERIC = DotKind("generic", 16, 4, 1)
@@ -224,6 +230,8 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
     if TILE_POSITIONS % lanes:
         raise ValueError(f"int8 conv kernel: {kind} vectors do not divide the padding")
     nvec = s.ppad // lanes
+    if kind.small_rows and nvec % vecs and nvec <= SMALL_GRID_VECTORS:
+        rows, vecs = kind.small_rows, nvec
     ob, pb = -(-s.ocp // rows), -(-nvec // vecs)
     row_tail, vec_tail = s.ocp % rows, nvec % vecs
     taps = s.kh * s.kw
