@@ -208,8 +208,8 @@ def plane_kernel(
     nest = match_conv2d(sch)
     if nest is None or nest.is_depthwise:
         return None
-    if not _pointwise(nest):
-        return None
+    if not _pointwise(nest) or nest.group_in < 2:
+        return None  # one input channel per group: no reduction loop to tile
     plane = nest.out_height * nest.out_width
     if tile is None:
         tile = choose_plane_tile(nest, plane, target)

@@ -174,3 +174,23 @@ def test_plane_tile_cuts_the_last_tile_at_a_vector(target: CpuTarget) -> None:
     assert tile is not None
     assert tile.pixels % tile.lanes == 0 and (28 * 28) % tile.lanes == 0
     assert nest.group_out % tile.block_k == 0
+
+
+@pytest.mark.parametrize(
+    ("channels", "filters", "groups"), [(1, 64, 1), (3, 192, 3)], ids=["c1k64", "g3c1k64"]
+)
+def test_pointwise_conv_with_one_input_channel_per_group_is_declined_not_raised(
+    channels: int, filters: int, groups: int
+) -> None:
+    """Found by the breaker: one input channel per group leaves no reduction loop, and the
+    plane rule raised ``KeyError`` (the build logged a rule failure and fell back)."""
+    case = ConvCase(
+        channels=channels, filters=filters, size=(28, 28), kernel=(1, 1), groups=groups,
+        epilogue="clip",
+    )  # fmt: skip
+    for target in targets():
+        want = run(schedule_with(case.module(), target, None)[0], target, case.inputs())
+        scheduled, applied = schedule_with(case.module(), target, Conv2dPlaneRule())
+        assert applied == [], applied
+        got = run(scheduled, target, case.inputs())
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
