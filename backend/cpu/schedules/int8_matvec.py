@@ -76,7 +76,8 @@ def make_matvec(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
             )
         centred = T.Cast("int16x4", xg) - T.broadcast(T.int16(zp_u), 4)
         if kind.name == "avx2":
-            x16 = T.Shuffle([centred], [g for _ in range(4) for g in range(GROUP)])
+            # the 4 centred inputs repeated 4 times (a Shuffle indexes only its inputs' lanes)
+            x16 = T.Shuffle([centred] * 4, list(range(4 * GROUP)))
             wb = T.reinterpret(wv, dtype=f"int8x{lanes * GROUP}")
             out = [
                 T.call_llvm_pure_intrin(

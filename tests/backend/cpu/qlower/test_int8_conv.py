@@ -30,7 +30,7 @@ from npuc.backend.cpu.schedules.int8_kernel import (
     clamp_bounds,
     make_kernel,
 )
-from npuc.backend.cpu.schedules.int8_matvec import BLOCK
+from npuc.backend.cpu.schedules.int8_matvec import BLOCK, make_matvec
 from npuc.core.target import CpuTarget, host_target
 
 from .harness import DTYPES, Case, assert_cases_exact, ints, node, qparams
@@ -183,6 +183,31 @@ def test_one_row_dense_runs_the_matvec_kernel() -> None:
             assert kernels[0].ocp % BLOCK == 0
             with pytest.raises(ValueError, match="matvec"):
                 make_kernel(kernels[0], dot_kind(host_target()))
+
+
+@pytest.mark.parametrize("kind", sorted(TARGETS))
+def test_matvec_kernel_builds_for_every_dot_kind(kind: str) -> None:
+    """Found by the breaker: on AVX2 without VNNI the matvec kernel failed to build (a
+    16-index Shuffle of a 4-lane vector), so every one-row int8 dense layer fell back to the
+    generic path (still exact, so the bit-exact cases above did not see it)."""
+    cpu, features, _ = TARGETS[kind]
+    target = CpuTarget(cpu_name=cpu, features=tuple(sorted(features)), num_cores=2)
+    case = int8_dense_case(np.random.default_rng(5), 1)
+    (x, xq), = case.inputs.values()  # fmt: skip
+    assert case.out is not None
+    bb = relax.BlockBuilder()
+    xv = relax.Var("x", relax.TensorType(x.shape, xq.dtype))
+    with bb.function("main", [xv]):
+        y = emit_int8_dense(bb, case.node, case.params, xv, xq, case.out)
+        assert y is not None
+        bb.emit_func_output(y)
+    (spec,) = [
+        ConvKernelSpec.from_attr(f.attrs[SPEC_ATTR])
+        for f in bb.get().functions.values()
+        if isinstance(f, tirx.PrimFunc) and f.attrs is not None and SPEC_ATTR in f.attrs
+    ]
+    assert spec.matvec
+    assert isinstance(make_matvec(spec, dot_kind(target)), tirx.PrimFunc)
 
 
 def test_host_target_picks_vnni_where_present() -> None:
