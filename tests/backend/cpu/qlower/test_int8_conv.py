@@ -160,24 +160,28 @@ def test_model_sized_layers_are_bit_exact() -> None:
     assert_cases_exact(_sized_cases(np.random.default_rng(19)), host_target())
 
 
+def _dense_kernel_specs(case: Case) -> list[ConvKernelSpec]:
+    """The int8 kernel specs ``emit_int8_dense`` emits for ``case`` (a one-layer dense case)."""
+    (x, xq), = case.inputs.values()  # fmt: skip
+    assert case.out is not None
+    bb = relax.BlockBuilder()
+    xv = relax.Var("x", relax.TensorType(x.shape, xq.dtype))
+    with bb.function("main", [xv]):
+        y = emit_int8_dense(bb, case.node, case.params, xv, xq, case.out)
+        assert y is not None
+        bb.emit_func_output(y)
+    return [
+        ConvKernelSpec.from_attr(f.attrs[SPEC_ATTR])
+        for f in bb.get().functions.values()
+        if isinstance(f, tirx.PrimFunc) and f.attrs is not None and SPEC_ATTR in f.attrs
+    ]
+
+
 def test_one_row_dense_runs_the_matvec_kernel() -> None:
     """A dense layer over one row gets the matvec kernel; more rows get the conv kernel."""
     rng = np.random.default_rng(5)
     for index, want in ((1, [1]), (2, [0])):
-        case = int8_dense_case(rng, index)
-        (x, xq), = case.inputs.values()  # fmt: skip
-        assert case.out is not None
-        bb = relax.BlockBuilder()
-        xv = relax.Var("x", relax.TensorType(x.shape, xq.dtype))
-        with bb.function("main", [xv]):
-            y = emit_int8_dense(bb, case.node, case.params, xv, xq, case.out)
-            assert y is not None
-            bb.emit_func_output(y)
-        kernels = [
-            ConvKernelSpec.from_attr(f.attrs[SPEC_ATTR])
-            for f in bb.get().functions.values()
-            if isinstance(f, tirx.PrimFunc) and f.attrs is not None and SPEC_ATTR in f.attrs
-        ]
+        kernels = _dense_kernel_specs(int8_dense_case(rng, index))
         assert [k.matvec for k in kernels] == want
         if want == [1]:
             assert kernels[0].ocp % BLOCK == 0
@@ -192,20 +196,7 @@ def test_matvec_kernel_builds_for_every_dot_kind(kind: str) -> None:
     generic path (still exact, so the bit-exact cases above did not see it)."""
     cpu, features, _ = TARGETS[kind]
     target = CpuTarget(cpu_name=cpu, features=tuple(sorted(features)), num_cores=2)
-    case = int8_dense_case(np.random.default_rng(5), 1)
-    (x, xq), = case.inputs.values()  # fmt: skip
-    assert case.out is not None
-    bb = relax.BlockBuilder()
-    xv = relax.Var("x", relax.TensorType(x.shape, xq.dtype))
-    with bb.function("main", [xv]):
-        y = emit_int8_dense(bb, case.node, case.params, xv, xq, case.out)
-        assert y is not None
-        bb.emit_func_output(y)
-    (spec,) = [
-        ConvKernelSpec.from_attr(f.attrs[SPEC_ATTR])
-        for f in bb.get().functions.values()
-        if isinstance(f, tirx.PrimFunc) and f.attrs is not None and SPEC_ATTR in f.attrs
-    ]
+    (spec,) = _dense_kernel_specs(int8_dense_case(np.random.default_rng(5), 1))
     assert spec.matvec
     assert isinstance(make_matvec(spec, dot_kind(target)), tirx.PrimFunc)
 
