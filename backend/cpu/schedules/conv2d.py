@@ -252,15 +252,10 @@ def _pad_channels(
     padded block, the nest with ``out_channels`` rounded up, and the name of
     the weight-padding block; ``None`` when the case does not apply.
     """
-    lanes = float_lanes(target)
-    if (
-        nest.groups != 1
-        or (nest.kernel_h, nest.kernel_w) != (1, 1)
-        or nest.out_channels % lanes == 0
-        or nest.group_in <= TINY_CHANNELS
-        or nest.in_height != nest.out_height
-    ):
+    padded = padded_out_channels(nest, target)
+    if padded == nest.out_channels:
         return None
+    lanes = float_lanes(target)
     sch = s_tir.Schedule(func)
     conv = sch.get_sblock(nest.block)
     try:
@@ -279,8 +274,24 @@ def _pad_channels(
         sch.compute_inline(unpad)  # the epilogue reads the padded result directly
     else:
         epilogue = (sch.get(unpad).name_hint,)  # the copy-out is the output block
-    padded = -(-nest.out_channels // (2 * lanes)) * 2 * lanes
     return sch, replace(nest, out_channels=padded, epilogue=epilogue), sch.get(weight_pad).name_hint
+
+
+def padded_out_channels(nest: ConvNest, target: CpuTarget) -> int:
+    """The output channels the rule computes ``nest`` on: rounded up to two vectors for an
+    ungrouped 1x1 convolution of more than :data:`TINY_CHANNELS` inputs whose channels are
+    not a whole number of vectors and whose rows are not subsampled (:func:`_pad_channels`),
+    else ``nest.out_channels``."""
+    lanes = float_lanes(target)
+    if (
+        nest.groups != 1
+        or (nest.kernel_h, nest.kernel_w) != (1, 1)
+        or nest.out_channels % lanes == 0
+        or nest.group_in <= TINY_CHANNELS
+        or nest.in_height != nest.out_height
+    ):
+        return nest.out_channels
+    return -(-nest.out_channels // (2 * lanes)) * 2 * lanes
 
 
 def channel_block(group_in: int, lanes: int) -> int:

@@ -62,11 +62,11 @@ from tvm import s_tir, tirx
 from tvm.ir import TensorLoad
 
 from npuc.backend.cpu.schedules.conv2d import (
-    TINY_CHANNELS,
     ConvTile,
     choose_tile,
     float_lanes,
     pack_weights,
+    padded_out_channels,
 )
 from npuc.backend.cpu.schedules.conv_match import (
     ConvNest,
@@ -175,12 +175,8 @@ def prefers_plane(nest: ConvNest, target: CpuTarget) -> bool:
 
 
 def _conv2d_tile(nest: ConvNest, target: CpuTarget) -> ConvTile | None:
-    """The conv2d rule's tile for ``nest``: it pads an ungrouped 1x1 convolution's output
-    channels (more than :data:`TINY_CHANNELS` inputs) to whole vectors of the target's lanes."""
-    if nest.groups == 1 and nest.group_in > TINY_CHANNELS and _pointwise(nest):
-        lanes = float_lanes(target)
-        nest = replace(nest, out_channels=-(-nest.out_channels // lanes) * lanes)
-    return choose_tile(nest, target)
+    """The conv2d rule's tile for ``nest``, on the output channels it pads to (if any)."""
+    return choose_tile(replace(nest, out_channels=padded_out_channels(nest, target)), target)
 
 
 def _pointwise(nest: ConvNest) -> bool:
