@@ -11,9 +11,16 @@ consecutive outputs, lane by lane elsewhere. A job computes one register tile
 (:class:`DotKind`: ``rows`` output channels by ``vectors`` vectors of
 positions, smaller at the end of each axis) whose accumulators stay in
 registers over the whole reduction (input-channel groups, then taps). Jobs
-run in parallel, ordered by image, group of channel tiles whose weights fit
-in L2 (:func:`channel_groups`), position tile, channel tile: consecutive jobs
-reuse the same input rows from L1/L2 and the group's weights from L2.
+run in parallel, ordered by image, convolution group, group of channel tiles
+whose weights fit in L2 (:func:`channel_groups`), position tile, channel
+tile: consecutive jobs reuse the same input rows from L1/L2 and the group's
+weights from L2 (:func:`~.int8_spec.plan_tiles`).
+
+A grouped convolution (``spec.groups = G > 1``, ``cg``/``ocp``/``oc`` per
+group) is one kernel: group ``g`` reads channel groups ``[g cg, (g+1) cg)``
+of ``X`` (so each group's input channels must start on a multiple of 4: the
+caller packs them so), weight rows ``[g ocp, (g+1) ocp)`` and writes output
+channels ``[g oc, (g+1) oc)`` of ``Y``; shapes below are for ``G = 1``.
 Operands:
 
 - ``X``: ``uint8 (n, cg, phases, q * 4)``: four consecutive input channels
@@ -55,135 +62,54 @@ target's features):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
 from typing import Any
 
 from tvm import tirx
 from tvm.script import tirx as T
 
-#: Function attribute holding the :class:`ConvKernelSpec` of a kernel (a map of ints).
-SPEC_ATTR = "npuc.int8_conv"
+from npuc.backend.cpu.schedules.int8_spec import (
+    AVX2,
+    AVXVNNI,
+    DOT_KINDS,
+    GENERIC,
+    GROUP,
+    SMALL_GRID_VECTORS,
+    SPEC_ATTR,
+    TILE_CHANNELS,
+    TILE_POSITIONS,
+    VNNI512,
+    WEIGHT_GROUP_BYTES,
+    ConvKernelSpec,
+    DotKind,
+    channel_groups,
+    clamp_bounds,
+    plan_tiles,
+)
 
-#: Input channels per 32-bit group (the VNNI dot-product depth).
-GROUP = 4
-
-#: Positions per output tile: the flattened output grid is padded to this multiple.
-TILE_POSITIONS = 16
-
-#: Output channels per tile: the output channels are padded to this multiple.
-TILE_CHANNELS = 4
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ConvKernelSpec:
-    """Shapes and output stage of one kernel (module docstring: names and layout).
-
-    ``need_sat32`` is false when the bounds prove the ahead-shifted value
-    always fits int32 (then the clamp is skipped); ``narrow`` when even
-    ``sum + BIAS`` fits int32 (then that stage runs in int32). ``lo``/``hi`` are the
-    output type's range. ``matvec`` marks a one-row dense layer run by
-    :mod:`.int8_matvec` (its own operand layout).
-    """
-
-    n: int
-    cg: int
-    phases: int
-    q: int
-    ocp: int
-    ppad: int
-    oc: int
-    oh: int
-    ow: int
-    kh: int
-    kw: int
-    stride_h: int
-    stride_w: int
-    dil_h: int
-    dil_w: int
-    wq: int
-    zp_u: int
-    pre_shift: int
-    post_shift: int
-    ofm_zp: int
-    act_min: int
-    act_max: int
-    lo: int
-    hi: int
-    need_sat32: int
-    narrow: int
-    out_signed: int
-    out_bits: int
-    matvec: int = 0
-
-    def __post_init__(self) -> None:
-        if self.ocp % TILE_CHANNELS or self.ppad % TILE_POSITIONS:
-            raise ValueError(f"int8 conv kernel: ocp/ppad not tile multiples: {self}")
-
-    @property
-    def out_dtype(self) -> str:
-        return f"{'int' if self.out_signed else 'uint'}{self.out_bits}"
-
-    def to_attr(self) -> dict[str, int]:
-        """The spec as a function attribute value."""
-        return {f.name: int(getattr(self, f.name)) for f in fields(self)}
-
-    @classmethod
-    def from_attr(cls, attr: Any) -> ConvKernelSpec:
-        """Inverse of :meth:`to_attr` (``attr`` as TVM returns it: a map of IntImm)."""
-        return cls(**{str(k): int(v) for k, v in attr.items()})
-
-
-@dataclass(frozen=True, slots=True)
-class DotKind:
-    """One dot-product implementation: ``lanes`` int32 results per vector, a register
-    tile of ``rows`` output channels by ``vectors`` vectors of positions (the last
-    tile of each axis is smaller when the padded grid or channels are not whole
-    tiles). A grid of at most :data:`SMALL_GRID_VECTORS` vectors that ``vectors`` does
-    not divide runs as one tile of all its vectors by ``small_rows`` channels when
-    ``small_rows`` is set (7x7 maps: 4 vectors, not 3 + 1)."""
-
-    name: str
-    lanes: int
-    rows: int
-    vectors: int
-    small_rows: int = 0
-
-
-#: The most position vectors :attr:`DotKind.small_rows` tiles hold.
-SMALL_GRID_VECTORS = 4
-
-VNNI512 = DotKind("vnni512", 16, 8, 3, small_rows=6)
-AVXVNNI = DotKind("avxvnni", 8, 4, 2)
-AVX2 = DotKind("avx2", 8, 2, 2)
-GENERIC = DotKind("generic", 16, 4, 1)
-DOT_KINDS = {k.name: k for k in (VNNI512, AVXVNNI, AVX2, GENERIC)}
+__all__ = [
+    "AVX2",
+    "AVXVNNI",
+    "DOT_KINDS",
+    "GENERIC",
+    "GROUP",
+    "SMALL_GRID_VECTORS",
+    "SPEC_ATTR",
+    "TILE_CHANNELS",
+    "TILE_POSITIONS",
+    "VNNI512",
+    "WEIGHT_GROUP_BYTES",
+    "ConvKernelSpec",
+    "DotKind",
+    "channel_groups",
+    "clamp_bounds",
+    "epilogue",
+    "make_kernel",
+    "vnni_intrinsic",
+]
 
 
 def _b64(value: int, lanes: int) -> Any:
     return T.broadcast(T.int64(value), lanes)
-
-
-def clamp_bounds(s: ConvKernelSpec) -> list[int]:
-    """``[lo1, hi1(, lo2, hi2)]``: the reference's two clamps (activation, then type) as
-    one when their ranges overlap (then equal: ``clip(clip(v, a, b), l, h) == clip(v,
-    max(a, l), min(b, h))``), else both in the reference's order."""
-    lo, hi = max(s.act_min, s.lo), min(s.act_max, s.hi)
-    return [lo, hi] if lo <= hi else [s.act_min, s.act_max, s.lo, s.hi]
-
-
-#: Bytes of weights one group of output-channel tiles may hold: the group runs over every
-#: position tile before the next group starts, so its weights stay in L2 while the
-#: input rows of a position tile are reused by every channel tile of the group.
-WEIGHT_GROUP_BYTES = 1 << 20
-
-
-def channel_groups(blocks: int, block_bytes: int) -> tuple[int, int]:
-    """``(groups, per_group)``: ``blocks`` channel tiles of ``block_bytes`` weights each in
-    the fewest groups of at most :data:`WEIGHT_GROUP_BYTES` (at least one tile per group),
-    balanced; ``groups * per_group >= blocks``."""
-    per = max(1, min(blocks, WEIGHT_GROUP_BYTES // max(block_bytes, 1)))
-    groups = -(-blocks // per)
-    return groups, -(-blocks // groups)
 
 
 def vnni_intrinsic(kind: DotKind) -> str | None:
@@ -218,30 +144,30 @@ def epilogue(s: ConvKernelSpec, lanes: int, total: Any, bias: Any, mul: Any) -> 
 def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
     """The PrimFunc ``(X, W, INIT, BIAS, MUL, Y)`` of ``spec`` using ``kind``'s dot products.
 
-    Jobs (parallel): per image, groups of output-channel tiles (:func:`channel_groups`),
-    then position tiles, then the channel tiles of the group. Raises ValueError for a
-    ``matvec`` spec (:func:`.int8_matvec.make_matvec` builds those) and when ``kind``'s
-    vectors do not divide the position padding.
+    Jobs (parallel, :func:`~.int8_spec.plan_tiles`): per image and convolution group,
+    groups of output-channel tiles, then position tiles, then the channel tiles of the
+    group. Raises ValueError for a ``matvec`` spec (:func:`.int8_matvec.make_matvec`
+    builds those) and when ``kind``'s vectors do not divide the position padding.
     """
     s = spec
-    lanes, rows, vecs = kind.lanes, kind.rows, kind.vectors
     if s.matvec:
         raise ValueError(f"int8 conv kernel: a matvec spec needs make_matvec: {s}")
-    if TILE_POSITIONS % lanes:
-        raise ValueError(f"int8 conv kernel: {kind} vectors do not divide the padding")
-    nvec = s.ppad // lanes
-    if kind.small_rows and nvec % vecs and nvec <= SMALL_GRID_VECTORS:
-        rows, vecs = kind.small_rows, nvec
-    ob, pb = -(-s.ocp // rows), -(-nvec // vecs)
-    row_tail, vec_tail = s.ocp % rows, nvec % vecs
+    plan = plan_tiles(s, kind)
+    lanes, rows, vecs = plan.lanes, plan.rows, plan.vecs
+    ob, pb, per, row_tail, vec_tail = plan.ob, plan.pb, plan.per, plan.row_tail, plan.vec_tail
+    per_group = plan.wgroups * pb * per  # jobs of one convolution group of one image
     taps = s.kh * s.kw
-    groups, per = channel_groups(ob, rows * s.cg * taps * 4)
     width = 2 * lanes if kind.name == "avx2" else lanes  # avx2 keeps pair sums
     pairs = 2 if kind.name == "avx2" else 1
     acc_t = f"int32x{lanes}"
     i8v = f"int8x{lanes * GROUP}"
     zp_u = s.zp_u
     vnni = vnni_intrinsic(kind)
+    cgs, ocps, ocs = s.groups * s.cg, s.groups * s.ocp, s.groups * s.oc
+
+    def group_of(job: Any) -> Any:
+        """The convolution group of ``job`` (0, not an expression, for one group)."""
+        return job // per_group % s.groups if s.groups > 1 else 0
 
     def phase(t: Any) -> Any:
         return (t // s.kw * s.dil_h % s.stride_h) * s.stride_w + (t % s.kw * s.dil_w % s.stride_w)
@@ -306,12 +232,15 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
     @T.macro
     def tile(
         X: Any, W: Any, INIT: Any, BIAS: Any, MUL: Any, Y: Any, acc: Any, out: Any,
-        n: Any, o0: Any, p0: Any, nr: int, nv: int,
+        n: Any, o0: Any, grp: Any, p0: Any, nr: int, nv: int,
     ) -> None:  # fmt: skip
-        """``nr`` channels from ``o0`` by ``nv`` vectors of positions from ``p0``."""
+        """``nr`` channels from ``o0`` of group ``grp`` by ``nv`` vectors of positions
+        from ``p0``."""
+        w0 = T.meta_var(grp * s.ocp + o0)
+        y0 = T.meta_var(grp * s.oc + o0)
         for r in T.unroll(nr):
             for v in T.unroll(nv):
-                acc[r, T.ramp(v * width, 1, width)] = init(INIT[o0 + r])
+                acc[r, T.ramp(v * width, 1, width)] = init(INIT[w0 + r])
         for c in range(s.cg):
             for t in T.unroll(taps):
                 for r in T.unroll(nr):
@@ -320,9 +249,9 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
                             acc[r, T.ramp(v * width, 1, width)],
                             X,
                             n,
-                            c,
+                            grp * s.cg + c,
                             t,
-                            W[o0 + r, c, t],
+                            W[w0 + r, c, t],
                             p0 + v * lanes + offset(t),
                         )
         for r in T.unroll(nr):
@@ -336,61 +265,62 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
                             s,
                             lanes,
                             finish(acc[r, T.ramp(v * width, 1, width)]),
-                            T.broadcast(BIAS[o0 + r], lanes),
-                            T.broadcast(T.Cast("int32", MUL[o0 + r]), lanes),
+                            T.broadcast(BIAS[w0 + r], lanes),
+                            T.broadcast(T.Cast("int32", MUL[w0 + r]), lanes),
                         )
                     )
                     if contiguous(pv, row, col):
-                        Y[n, o0 + r, T.ramp(row * s.ow + col, 1, lanes)] = value
+                        Y[n, y0 + r, T.ramp(row * s.ow + col, 1, lanes)] = value
                     else:
                         out[T.ramp(0, 1, lanes)] = value
                         for j in range(lanes):
                             if (pv + j) % s.wq < s.ow and (pv + j) // s.wq < s.oh:
-                                Y[n, o0 + r, (pv + j) // s.wq * s.ow + (pv + j) % s.wq] = out[j]
+                                Y[n, y0 + r, (pv + j) // s.wq * s.ow + (pv + j) % s.wq] = out[j]
 
     @T.macro
     def tile_rows(
         X: Any, W: Any, INIT: Any, BIAS: Any, MUL: Any, Y: Any, acc: Any, out: Any,
-        n: Any, o0: Any, pblk: Any, nr: int,
+        n: Any, o0: Any, grp: Any, pblk: Any, nr: int,
     ) -> None:  # fmt: skip
         """The position tile ``pblk`` (the last one may hold fewer vectors)."""
         p0 = T.meta_var(pblk * (vecs * lanes))
         # vec_tail == 0 is decided while parsing (no tail code); pblk at run time
         if vec_tail == 0:  # noqa: SIM114
-            tile(X, W, INIT, BIAS, MUL, Y, acc, out, n, o0, p0, nr, vecs)
+            tile(X, W, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, p0, nr, vecs)
         elif pblk < pb - 1:
-            tile(X, W, INIT, BIAS, MUL, Y, acc, out, n, o0, p0, nr, vecs)
+            tile(X, W, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, p0, nr, vecs)
         else:
-            tile(X, W, INIT, BIAS, MUL, Y, acc, out, n, o0, p0, nr, vec_tail)
+            tile(X, W, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, p0, nr, vec_tail)
 
     @T.prim_func(private=True, s_tir=True)
     def kernel(
-        X: T.Buffer((s.n, s.cg, s.phases, s.q * GROUP), "uint8"),  # type: ignore[valid-type]
-        W: T.Buffer((s.ocp, s.cg, taps), "int32"),  # type: ignore[valid-type]
-        INIT: T.Buffer((s.ocp,), "int32"),  # type: ignore[valid-type]
-        BIAS: T.Buffer((s.ocp,), "int64"),  # type: ignore[valid-type]
-        MUL: T.Buffer((s.ocp,), "int64"),  # type: ignore[valid-type]
-        Y: T.Buffer((s.n, s.oc, s.oh * s.ow), s.out_dtype),  # type: ignore[valid-type]
+        X: T.Buffer((s.n, cgs, s.phases, s.q * GROUP), "uint8"),  # type: ignore[valid-type]
+        W: T.Buffer((ocps, s.cg, taps), "int32"),  # type: ignore[valid-type]
+        INIT: T.Buffer((ocps,), "int32"),  # type: ignore[valid-type]
+        BIAS: T.Buffer((ocps,), "int64"),  # type: ignore[valid-type]
+        MUL: T.Buffer((ocps,), "int64"),  # type: ignore[valid-type]
+        Y: T.Buffer((s.n, ocs, s.oh * s.ow), s.out_dtype),  # type: ignore[valid-type]
     ) -> None:
         T.func_attr({"tirx.noalias": True})
         with T.sblock("root"):
-            for job in T.parallel(s.n * groups * pb * per):
+            for job in T.parallel(plan.jobs):
                 acc = T.decl_buffer((rows, vecs * width), "int32")
                 out = T.decl_buffer((lanes,), s.out_dtype)
                 with T.sblock("int8_conv"):
                     T.reads(
-                        X[0 : s.n, 0 : s.cg, 0 : s.phases, 0 : s.q * GROUP],
-                        W[0 : s.ocp, 0 : s.cg, 0:taps],
-                        INIT[0 : s.ocp],
-                        BIAS[0 : s.ocp],
-                        MUL[0 : s.ocp],
+                        X[0 : s.n, 0:cgs, 0 : s.phases, 0 : s.q * GROUP],
+                        W[0:ocps, 0 : s.cg, 0:taps],
+                        INIT[0:ocps],
+                        BIAS[0:ocps],
+                        MUL[0:ocps],
                     )
-                    T.writes(Y[0 : s.n, 0 : s.oc, 0 : s.oh * s.ow])
-                    n = T.meta_var(job // (groups * pb * per))
+                    T.writes(Y[0 : s.n, 0:ocs, 0 : s.oh * s.ow])
+                    n = T.meta_var(job // (s.groups * per_group))
+                    grp = T.meta_var(group_of(job))
                     pblk = T.meta_var(job // per % pb)
-                    oblk = T.meta_var(job // (pb * per) % groups * per + job % per)
+                    oblk = T.meta_var(job // (pb * per) % plan.wgroups * per + job % per)
                     o0 = T.meta_var(oblk * rows)
-                    args = T.meta_var((X, W, INIT, BIAS, MUL, Y, acc, out, n, o0, pblk))
+                    args = T.meta_var((X, W, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, pblk))
                     if oblk < ob:
                         if row_tail == 0:  # noqa: SIM114 (parse time, as vec_tail)
                             tile_rows(*args, rows)
