@@ -17,10 +17,11 @@ tile: consecutive jobs reuse the same input rows from L1/L2 and the group's
 weights from L2 (:func:`~.int8_spec.plan_tiles`).
 
 A grouped convolution (``spec.groups = G > 1``, ``cg``/``ocp``/``oc`` per
-group) is one kernel: group ``g`` reads channel groups ``[g cg, (g+1) cg)``
-of ``X`` (so each group's input channels must start on a multiple of 4: the
-caller packs them so), weight rows ``[g ocp, (g+1) ocp)`` and writes output
-channels ``[g oc, (g+1) oc)`` of ``Y``; shapes below are for ``G = 1``.
+group) is one kernel: group ``g`` reads ``cg`` channel groups of ``X`` from
+:meth:`~.int8_spec.ConvKernelSpec.x_base` (the group of 4 holding its first
+input channel: the caller gives the other groups' channels in it zero
+weights), weight rows ``[g ocp, (g+1) ocp)`` and writes output channels ``[g
+oc, (g+1) oc)`` of ``Y``; shapes below are for ``G = 1``.
 Operands:
 
 - ``X``: ``uint8 (n, cg, phases, q * 4)``: four consecutive input channels
@@ -163,7 +164,7 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
     i8v = f"int8x{lanes * GROUP}"
     zp_u = s.zp_u
     vnni = vnni_intrinsic(kind)
-    cgs, ocps, ocs = s.groups * s.cg, s.groups * s.ocp, s.groups * s.oc
+    cgs, ocps, ocs = s.x_groups, s.groups * s.ocp, s.groups * s.oc
 
     def group_of(job: Any) -> Any:
         """The convolution group of ``job`` (0, not an expression, for one group)."""
@@ -238,6 +239,7 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
         from ``p0``."""
         w0 = T.meta_var(grp * s.ocp + o0)
         y0 = T.meta_var(grp * s.oc + o0)
+        x0 = T.meta_var(s.x_base(grp))
         for r in T.unroll(nr):
             for v in T.unroll(nv):
                 acc[r, T.ramp(v * width, 1, width)] = init(INIT[w0 + r])
@@ -249,7 +251,7 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
                             acc[r, T.ramp(v * width, 1, width)],
                             X,
                             n,
-                            grp * s.cg + c,
+                            x0 + c,
                             t,
                             W[w0 + r, c, t],
                             p0 + v * lanes + offset(t),

@@ -34,9 +34,11 @@ class ConvKernelSpec:
     ``sum + BIAS`` fits int32 (then that stage runs in int32). ``lo``/``hi`` are the
     output type's range. ``matvec`` marks a one-row dense layer run by
     :mod:`.int8_matvec` (its own operand layout). ``groups`` is the convolution's
-    group count: ``cg``, ``ocp`` and ``oc`` are then per group (``X`` holds
-    ``groups * cg`` channel groups, ``W`` and the per-channel operands
-    ``groups * ocp`` rows, ``Y`` ``groups * oc`` channels).
+    group count and ``group_cin`` its input channels per group (used when
+    ``groups > 1``): ``cg``, ``ocp`` and ``oc`` are then per group; group ``g``
+    reads the ``cg`` channel groups of ``X`` from ``(g * group_cin) // 4``
+    (:attr:`x_groups` in all), its ``ocp`` rows of ``W`` and the per-channel
+    operands from ``g * ocp``, and writes channels ``[g oc, (g+1) oc)`` of ``Y``.
     """
 
     n: int
@@ -69,12 +71,25 @@ class ConvKernelSpec:
     out_bits: int
     matvec: int = 0
     groups: int = 1
+    group_cin: int = 0
 
     def __post_init__(self) -> None:
         if self.ocp % TILE_CHANNELS or self.ppad % TILE_POSITIONS:
             raise ValueError(f"int8 conv kernel: ocp/ppad not tile multiples: {self}")
-        if self.groups < 1 or (self.groups > 1 and self.matvec):
-            raise ValueError(f"int8 conv kernel: groups must be >= 1 (1 for matvec): {self}")
+        if self.groups < 1 or (self.groups > 1 and (self.matvec or self.group_cin < 1)):
+            raise ValueError(
+                f"int8 conv kernel: groups must be >= 1 (1 for matvec; group_cin set when"
+                f" above 1): {self}"
+            )
+
+    def x_base(self, g: Any) -> Any:
+        """The first channel group of ``X`` that convolution group ``g`` reads."""
+        return g * self.group_cin // GROUP if self.groups > 1 else 0
+
+    @property
+    def x_groups(self) -> int:
+        """Channel groups of ``X``: ``cg`` from the last group's first one."""
+        return int(self.x_base(self.groups - 1)) + self.cg
 
     @property
     def out_dtype(self) -> str:

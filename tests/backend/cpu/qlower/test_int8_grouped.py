@@ -1,5 +1,7 @@
-"""Grouped convolutions (1 < groups, not depthwise) through the int8 kernels, one call per
-group, equal the integer executor bit for bit; ineligible ones keep the generic path."""
+"""Grouped convolutions (1 < groups, not depthwise) through one packing and one int8 kernel
+call equal the integer executor bit for bit on every kernel variant (groups 2-8, channels
+per group multiples of 4 or not, strided and padded 3x3, batch 2); ineligible ones keep
+the generic path."""
 
 from __future__ import annotations
 
@@ -9,19 +11,26 @@ import numpy as np
 import pytest
 from tvm import relax
 
-from npuc.backend.cpu.qlower.int8_grouped import emit_int8_grouped_conv
-from npuc.core.target import host_target
+from npuc.backend.cpu.qlower.int8_grouped import (
+    emit_int8_grouped_conv,
+    group_channel_groups,
+    plan_grouped,
+)
+from npuc.backend.cpu.schedules.int8_conv import dot_kind
 
 from .harness import DTYPES, Case, assert_cases_exact, ints, node, qparams
 from .test_conv import _out_stage
+from .test_int8_conv import _target
+
+#: (groups, input channels per group) of the cases: multiples of 4 and not, groups 2-8.
+SHAPES = ((2, 4), (3, 8), (4, 6), (8, 2), (4, 34), (3, 5), (2, 12), (8, 7), (4, 28), (2, 3))
 
 
 def grouped_case(rng: np.random.Generator, index: int) -> Case:
-    """A random grouped conv2d: 2-4 groups of 2-7 input channels (not multiples of 4
-    too), 1-6 output channels each."""
-    groups = int(rng.integers(2, 5))
-    cin_g, cout_g = int(rng.integers(1, 8)), int(rng.integers(1, 7))
-    cin_g = max(cin_g, 2)  # not depthwise-like
+    """A random grouped conv2d of :data:`SHAPES` ``[index % 10]`` with 1-9 output channels
+    per group, 1x1 or 3x3 (strides 1-2, padding 0-1), batch 1 or 2 (``index // 2`` odd)."""
+    groups, cin_g = SHAPES[index % len(SHAPES)]
+    cout_g = int(rng.integers(1, 10))
     kh, kw = (int(k) for k in rng.choice([1, 3], size=2))
     stride = tuple(int(s) for s in rng.integers(1, 3, size=2))
     pads = tuple(int(p) for p in rng.integers(0, 2, size=4))
@@ -33,7 +42,7 @@ def grouped_case(rng: np.random.Generator, index: int) -> Case:
     return Case(
         node=node(name, "conv2d", (f"{name}_x",), strides=list(stride), padding=list(pads),
                   dilation=[1, 1], groups=groups),
-        inputs={f"{name}_x": (ints(rng, xq.dtype, (1, cin, h, w)), xq)},
+        inputs={f"{name}_x": (ints(rng, xq.dtype, (1 + index // 2 % 2, cin, h, w)), xq)},
         params={"weights": ints(rng, "int8", (cout, cin_g, kh, kw)),
                 **_out_stage(rng, cout, xq, out, taps=cin_g * kh * kw, extreme=index % 3 == 0)},
         out=out,
@@ -53,12 +62,67 @@ def _takes_int8_kernels(case: Case) -> bool:
     return y is not None
 
 
-@pytest.mark.slow  # ~15 s: one compilation of 8 layers
-def test_grouped_convolutions_are_bit_exact() -> None:
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "vnni512",
+        "avx2",
+        pytest.param("avxvnni", marks=pytest.mark.slow),
+        pytest.param("generic", marks=pytest.mark.slow),
+    ],
+)
+def test_grouped_convolutions_are_bit_exact(kind: str) -> None:
+    target = _target(kind)
+    assert dot_kind(target).name == kind
     rng = np.random.default_rng(5)
-    cases = [grouped_case(rng, i) for i in range(8)]
+    cases = [grouped_case(rng, i) for i in range(12)]
     assert all(_takes_int8_kernels(c) for c in cases)
-    assert_cases_exact(cases, host_target(num_cores=2))
+    assert_cases_exact(cases, target)
+
+
+def test_one_packing_and_one_kernel_call_for_all_groups() -> None:
+    """No slices, no per-group calls, no concatenation: one packing and one kernel."""
+    case = grouped_case(np.random.default_rng(2), 4)  # 4 groups of 34 channels
+    (x, xq), = case.inputs.values()  # fmt: skip
+    assert case.out is not None
+    bb = relax.BlockBuilder()
+    var = relax.Var("x", relax.TensorType(x.shape, xq.dtype))
+    with bb.function("main", [var]):
+        with bb.dataflow():
+            y = emit_int8_grouped_conv(bb, case.node, case.params, var, xq, case.out)
+            assert y is not None
+            out = bb.emit_output(y)
+        bb.emit_func_output(out)
+    text = bb.get()["main"].script()
+    assert text.count("R.call_tir(") == 2, text
+    assert "strided_slice" not in text and "concat" not in text, text
+
+
+@pytest.mark.parametrize(("c_g", "groups", "want"), [(8, 4, 2), (34, 4, 9), (6, 4, 2), (5, 3, 2)])
+def test_each_group_reads_the_channel_groups_holding_its_channels(
+    c_g: int, groups: int, want: int
+) -> None:
+    """``c_g = 34``: groups start at channels 0, 34, 68, 102 (offsets 0, 2, 0, 2 in their
+    groups of 4): 9 groups of 4 cover each, as padding 34 to 36 would."""
+    assert group_channel_groups(c_g, groups) == want
+    for g in range(groups):
+        first, last = g * c_g // 4, (g * c_g + c_g - 1) // 4
+        assert last - first + 1 <= want
+
+
+def test_grouped_spec_reads_every_input_channel_group() -> None:
+    case = grouped_case(np.random.default_rng(3), 4)
+    (x, xq), = case.inputs.values()  # fmt: skip
+    assert case.out is not None
+    planned = plan_grouped(case.node, case.params, x.shape, xq, case.out)
+    assert planned is not None
+    spec, params = planned
+    assert spec.groups == 4 and spec.group_cin == 34
+    assert spec.x_groups == -(-x.shape[1] // 4)
+    for g, q in enumerate(params):
+        w = np.asarray(q["weights"])
+        start = g * 34 % 4
+        assert not w[:, :start].any() and not w[:, start + 34 :].any()
 
 
 @pytest.mark.parametrize("what", ["int16_input", "groups_1", "depthwise"])
