@@ -8,11 +8,20 @@ Guarantees: ``pack(x) -> X`` with ``X[n, cg, ph, pos * 4 + g]`` equal to
 ``u(x[n, 4 cg + g, hi * sh + a - pt, wi * sw + b - pl])`` for phase
 ``ph = a * sw + b`` and position ``pos = hi * wq + wi`` when that element
 exists, and ``zp_u`` otherwise (spatial padding, channels beyond ``c``,
-positions beyond ``hq * wq``); ``u(x) = x + 128`` for int8 storage, ``x`` for
-uint8 (:mod:`npuc.backend.cpu.qlower.int8_conv` states why). Each row of
-positions is built 16 at a time from four channel vectors interleaved into
-64 bytes (one store), with an element-wise path only for partial and border
-chunks. Parallel over the channel groups.
+positions beyond ``hq * wq``); ``u(x) = x + 128`` for int8 storage (an xor of
+the sign bit), ``x`` for uint8 (:mod:`npuc.backend.cpu.qlower.int8_conv`
+states why).
+
+How: the rows and columns of a phase that read real input are computed once
+per phase (``[hlo, hhi) x [wlo, whi)``), so the copy has no bounds checks and
+the padding is filled with ``zp_u`` vectors. Each run of real positions is
+built ``BIG`` (then ``CHUNK``) positions at a time from four channel vectors
+(contiguous loads; stride 2 or more loads the whole span and keeps every
+``sw``-th byte) interleaved into one store, with a scalar loop for the last
+few. A stride-1 layer without left/right padding (``wq == w``: every 1x1
+stride-1 convolution) copies its whole plane as one run, so small maps (7x7)
+still take whole vectors. Parallel over (image, channel group, phase); small
+inputs run serially (a thread-pool launch costs more than their copy).
 """
 
 from __future__ import annotations
@@ -25,8 +34,14 @@ from tvm.script import tirx as T
 
 from npuc.backend.cpu.schedules.int8_kernel import GROUP
 
-#: Positions per vector chunk of the packing.
+#: Positions per vector chunk of the packing (four 64-byte channel vectors, four stores).
+BIG = 64
+
+#: Positions per short chunk (four 16-byte channel vectors, one 64-byte store).
 CHUNK = 16
+
+#: Packed bytes below which the packing runs on one thread.
+SERIAL_BYTES = 16384
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,72 +65,158 @@ class PackSpec:
     q: int
     zp_u: int
 
+    @property
+    def phases(self) -> int:
+        """Phases of the stride grid (``sh * sw``)."""
+        return self.sh * self.sw
+
+    @property
+    def flat(self) -> bool:
+        """Whether every phase row is the input row itself (stride 1, ``wq == w``, no left
+        padding): the real positions form one contiguous run per channel."""
+        return self.sh == 1 and self.sw == 1 and self.pl == 0 and self.wq == self.w
+
+    @property
+    def packed_bytes(self) -> int:
+        """Bytes of ``X``."""
+        return self.n * self.cg * self.phases * self.q * GROUP
+
 
 def make_packer(s: PackSpec) -> tirx.PrimFunc:
     """The PrimFunc ``(x, X)`` of the module docstring, marked scheduled (no rule needed)."""
-    full = s.wq // CHUNK
-    rest = s.wq - full * CHUNK
-    phases = s.sh * s.sw
-    tail = s.q - s.hq * s.wq
+    phases = s.phases
+    full_groups = s.c // GROUP  # channel groups whose four channels all exist
+    part = s.c - full_groups * GROUP  # real channels of the last group (0: none partial)
     zp = s.zp_u
-    interleave = [g * CHUNK + j for j in range(CHUNK) for g in range(GROUP)]
+    plane = s.h * s.w
+    row_bytes = s.q * GROUP
+    jobs = s.n * s.cg * phases
+    signed = s.dtype == "int8"
 
     def u(v: Any, lanes: int) -> Any:
-        """``v`` (int8 or uint8, ``lanes`` wide) as the unsigned offset value."""
-        if s.dtype == "uint8":
+        """``v`` (``lanes`` of int8 or uint8) as the unsigned offset value (uint8)."""
+        if not signed:
             return v
-        wide = T.Cast(f"int16x{lanes}" if lanes > 1 else "int16", v) + (
-            T.broadcast(T.int16(128), lanes) if lanes > 1 else T.int16(128)
+        if lanes == 1:
+            return T.reinterpret(v, dtype="uint8") ^ T.uint8(128)
+        ty = f"uint8x{lanes}"
+        return T.reinterpret(v, dtype=ty) ^ T.broadcast(T.uint8(128), lanes)
+
+    def load(xf: Any, at: Any, lanes: int, real: bool) -> Any:
+        """``lanes`` values of ``u(x)`` from flat index ``at`` every ``s.sw`` (or ``zp_u``)."""
+        if not real:
+            return T.broadcast(T.uint8(zp), lanes)
+        if s.sw == 1:
+            return u(xf[T.ramp(at, 1, lanes)], lanes)
+        span = xf[T.ramp(at, 1, lanes * s.sw)]
+        return u(T.Shuffle([span], [j * s.sw for j in range(lanes)]), lanes)
+
+    def interleave(lanes: int) -> list[int]:
+        return [g * lanes + j for j in range(lanes) for g in range(GROUP)]
+
+    @T.macro
+    def fill(Xf: Any, start: Any, count: Any) -> None:
+        """``count`` positions of ``zp_u`` from flat byte ``start``."""
+        for k in range(count * GROUP // 64):
+            Xf[T.ramp(start + k * 64, 1, 64)] = T.broadcast(T.uint8(zp), 64)
+        for i in range(count * GROUP % 64):
+            Xf[start + count * GROUP // 64 * 64 + i] = T.uint8(zp)
+
+    @T.macro
+    def run(
+        xf: Any, Xf: Any, xc: Any, xo: Any, xo_end: Any, out: Any, count: Any, real: int
+    ) -> None:
+        """``count`` positions from input offset ``xo`` (every ``sw``-th element of the
+        ``real`` channel planes at ``xc``) to byte ``out``; a vector chunk reads at most up
+        to ``xo_end`` (exclusive, the row's or plane's end)."""
+        nbig = T.meta_var(T.min(count // BIG, (xo_end - xo) // (BIG * s.sw)))
+        for k in range(nbig):
+            X_at = T.meta_var(out + k * BIG * GROUP)
+            x_at = T.meta_var(xo + k * BIG * s.sw)
+            v = T.meta_var(
+                T.Shuffle(
+                    [load(xf, xc[g] + x_at, BIG, g < real) for g in range(GROUP)],
+                    interleave(BIG),
+                )
+            )
+            Xf[T.ramp(X_at, 1, BIG * GROUP)] = v
+        done = T.meta_var(nbig * BIG)
+        nsmall = T.meta_var(
+            T.min((count - done) // CHUNK, (xo_end - xo - done * s.sw) // (CHUNK * s.sw))
         )
-        return T.Cast(f"uint8x{lanes}" if lanes > 1 else "uint8", wide)
+        for k in range(nsmall):
+            X_at = T.meta_var(out + (done + k * CHUNK) * GROUP)
+            x_at = T.meta_var(xo + (done + k * CHUNK) * s.sw)
+            v = T.meta_var(
+                T.Shuffle(
+                    [load(xf, xc[g] + x_at, CHUNK, g < real) for g in range(GROUP)],
+                    interleave(CHUNK),
+                )
+            )
+            Xf[T.ramp(X_at, 1, CHUNK * GROUP)] = v
+        done2 = T.meta_var(done + nsmall * CHUNK)
+        for j in range(count - done2):
+            for g in T.unroll(GROUP):
+                if g < real:
+                    Xf[out + (done2 + j) * GROUP + g] = u(xf[xc[g] + xo + (done2 + j) * s.sw], 1)
+                else:
+                    Xf[out + (done2 + j) * GROUP + g] = T.uint8(zp)
 
-    def element(x: Any, n: Any, c: Any, hh: Any, ww: Any) -> Any:
-        inside = tirx.all(c < s.c, hh >= 0, hh < s.h, ww >= 0, ww < s.w)
-        return T.if_then_else(inside, u(x[n, c, hh, ww], 1), T.uint8(zp))
+    @T.macro
+    def phase(xf: Any, Xf: Any, xc: Any, ph: Any, base: Any, real: int) -> None:
+        """Phase ``ph`` of one channel group (output bytes from ``base``)."""
+        a = T.meta_var(ph // s.sw)
+        b = T.meta_var(ph % s.sw)
+        # rows hi with 0 <= hi * sh + a - pt < h, columns wi likewise
+        hlo = T.meta_var(T.min(T.max((s.pt - a + s.sh - 1) // s.sh, 0), s.hq))
+        hhi = T.meta_var(T.max(T.min((s.h - 1 + s.pt - a) // s.sh + 1, s.hq), hlo))
+        wlo = T.meta_var(T.min(T.max((s.pl - b + s.sw - 1) // s.sw, 0), s.wq))
+        whi = T.meta_var(T.max(T.min((s.w - 1 + s.pl - b) // s.sw + 1, s.wq), wlo))
+        fill(Xf, base, hlo * s.wq)
+        fill(Xf, base + hhi * s.wq * GROUP, s.q - hhi * s.wq)
+        if s.flat:
+            run(xf, Xf, xc, 0, plane, base + hlo * s.wq * GROUP, plane, real)
+        else:
+            for hi in range(hlo, hhi):
+                hh = T.meta_var(hi * s.sh + a - s.pt)
+                row = T.meta_var(base + hi * s.wq * GROUP)
+                fill(Xf, row, wlo)
+                fill(Xf, row + whi * GROUP, s.wq - whi)
+                x0 = T.meta_var(hh * s.w + wlo * s.sw + b - s.pl)
+                run(xf, Xf, xc, x0, hh * s.w + s.w, row + wlo * GROUP, whi - wlo, real)
 
-    def interior(c: Any, hh: Any, w0: Any) -> Any:
-        """Whether the 16 columns ``w0 + j * sw`` of row ``hh`` all exist."""
-        last = w0 + (CHUNK - 1) * s.sw
-        return tirx.all(c < s.c, hh >= 0, hh < s.h, w0 >= 0, last < s.w)
+    @T.macro
+    def job_body(xf: Any, Xf: Any, xc: Any, n: Any, cg: Any, ph: Any, real: int) -> None:
+        for g in T.unroll(GROUP):
+            # channels beyond c read (and ignore) the last real one: in bounds
+            xc[g] = (n * s.c + T.min(cg * GROUP + g, s.c - 1)) * plane
+        base = T.meta_var(((n * s.cg + cg) * phases + ph) * row_bytes)
+        phase(xf, Xf, xc, ph, base, real)
 
     @T.prim_func(private=True, s_tir=True)
     def pack(
         x: T.Buffer((s.n, s.c, s.h, s.w), s.dtype),  # type: ignore[valid-type]
-        X: T.Buffer((s.n, s.cg, phases, s.q * GROUP), "uint8"),  # type: ignore[valid-type]
+        X: T.Buffer((s.n, s.cg, phases, row_bytes), "uint8"),  # type: ignore[valid-type]
     ) -> None:
         T.func_attr({"tirx.noalias": True})
         with T.sblock("root"):
-            for job in T.parallel(s.n * s.cg):
+            for job in T.parallel(jobs) if s.packed_bytes >= SERIAL_BYTES else T.serial(jobs):
                 with T.sblock("pack"):
                     T.reads(x[0 : s.n, 0 : s.c, 0 : s.h, 0 : s.w])
-                    T.writes(X[0 : s.n, 0 : s.cg, 0:phases, 0 : s.q * GROUP])
-                    buf = T.alloc_buffer((GROUP, CHUNK), "uint8", scope="local")
-                    n = job // s.cg
-                    cg = job % s.cg
-                    for ph, hi in T.grid(phases, s.hq):
-                        hh = hi * s.sh + ph // s.sw - s.pt
-                        for k in range(full):
-                            w0 = k * CHUNK * s.sw + ph % s.sw - s.pl
-                            for g in T.unroll(GROUP):
-                                if interior(cg * GROUP + g, hh, w0):
-                                    buf[g, 0:CHUNK] = u(
-                                        x[n, cg * GROUP + g, hh, T.ramp(w0, s.sw, CHUNK)], CHUNK
-                                    )
-                                else:
-                                    for j in range(CHUNK):
-                                        buf[g, j] = element(x, n, cg * GROUP + g, hh, w0 + j * s.sw)
-                            pos = (hi * s.wq + k * CHUNK) * GROUP
-                            X[n, cg, ph, T.ramp(pos, 1, CHUNK * GROUP)] = T.Shuffle(
-                                [buf[g, T.ramp(0, 1, CHUNK)] for g in range(GROUP)],
-                                interleave,
-                            )
-                        for j, g in T.grid(rest, GROUP):
-                            wi = full * CHUNK + j
-                            X[n, cg, ph, (hi * s.wq + wi) * GROUP + g] = element(
-                                x, n, cg * GROUP + g, hh, wi * s.sw + ph % s.sw - s.pl
-                            )
-                    for ph, i in T.grid(phases, tail * GROUP):
-                        X[n, cg, ph, s.hq * s.wq * GROUP + i] = T.uint8(zp)
+                    T.writes(X[0 : s.n, 0 : s.cg, 0:phases, 0:row_bytes])
+                    xf = T.decl_buffer((s.n * s.c * plane,), s.dtype, data=x.data)
+                    Xf = T.decl_buffer((s.n * s.cg * phases * row_bytes,), "uint8", data=X.data)
+                    xc = T.decl_buffer((GROUP,), "int32", scope="local")
+                    ph = T.meta_var(job % phases)
+                    cg = T.meta_var(job // phases % s.cg)
+                    n = T.meta_var(job // (phases * s.cg))
+                    # part == 0 is decided while parsing (no partial-group code); cg at run time
+                    if part == 0:  # noqa: SIM114
+                        job_body(xf, Xf, xc, n, cg, ph, GROUP)
+                    elif cg < full_groups:
+                        job_body(xf, Xf, xc, n, cg, ph, GROUP)
+                    else:
+                        job_body(xf, Xf, xc, n, cg, ph, part)
 
     return (
         pack.with_attr("op_pattern", 8)

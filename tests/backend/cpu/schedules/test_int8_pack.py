@@ -1,0 +1,91 @@
+"""The int8 convolutions' input packing equals a numpy model of its documented layout, byte
+for byte, on odd shapes, every stride/padding form, int8 and uint8 inputs, serial and
+parallel sizes, compiled for AVX-512, AVX2 and baseline x86-64 (SSE2)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tvm
+
+from npuc.backend.cpu.schedules.int8_pack import SERIAL_BYTES, PackSpec, make_packer
+from npuc.core.target import CpuTarget, host_target
+
+#: (LLVM CPU name, features, host feature needed to run the code here).
+TARGETS = {
+    "avx512": ("icelake-server", ("avx", "avx2", "avx512bw", "avx512f", "sse4.2"), "avx512bw"),
+    "avx2": ("haswell", ("avx", "avx2", "sse4.2"), "avx2"),
+    "generic": ("x86-64", ("sse2",), "sse2"),
+}
+
+
+def reference(s: PackSpec, x: np.ndarray) -> np.ndarray:
+    """``X[n, cg, ph, pos * 4 + g]`` of :mod:`npuc.backend.cpu.schedules.int8_pack`."""
+    u = x.view(np.uint8) ^ np.uint8(128) if s.dtype == "int8" else x
+    rows, cols = max(s.hq * s.sh, s.pt + s.h), max(s.wq * s.sw, s.pl + s.w)
+    padded = np.full((s.n, s.cg * 4, rows, cols), s.zp_u, np.uint8)
+    padded[:, : s.c, s.pt : s.pt + s.h, s.pl : s.pl + s.w] = u
+    out = np.full((s.n, s.cg, s.phases, s.q * 4), s.zp_u, np.uint8)
+    for a in range(s.sh):
+        for b in range(s.sw):
+            grid = padded[:, :, a :: s.sh, b :: s.sw][:, :, : s.hq, : s.wq]
+            grid = grid.reshape(s.n, s.cg, 4, s.hq * s.wq).transpose(0, 1, 3, 2)
+            out[:, :, a * s.sw + b, : s.hq * s.wq * 4] = grid.reshape(s.n, s.cg, -1)
+    return out
+
+
+def random_spec(rng: np.random.Generator, index: int) -> PackSpec:
+    """Odd sizes; every third case a 1x1-style stride-1 layout without side padding."""
+    n, c = int(rng.integers(1, 3)), int(rng.integers(1, 14))
+    h, w = int(rng.integers(1, 30)), int(rng.integers(1, 150))
+    sh, sw = (int(v) for v in rng.integers(1, 4, size=2))
+    pt, pl, pb, pr = (int(v) for v in rng.integers(0, 3, size=4))
+    if index % 3 == 0:
+        sh = sw = 1
+        pl = pr = 0
+    hq, wq = -(-(h + pt + pb) // sh), -(-(w + pl + pr) // sw)
+    return PackSpec(
+        n=n, c=c, h=h, w=w, dtype=("int8", "uint8")[index % 2], pt=pt, pl=pl, sh=sh, sw=sw,
+        cg=-(-c // 4), hq=hq, wq=wq, q=hq * wq + int(rng.integers(0, 40)),
+        zp_u=int(rng.integers(0, 256)),
+    )  # fmt: skip
+
+
+def model_specs() -> list[PackSpec]:
+    """MobileNet-like layers: the 3-channel stride-2 stem, 1x1 maps 56x56 and 7x7 (tile
+    padding beyond the grid), a 1x1 with many channel groups (parallel)."""
+    return [
+        PackSpec(n=1, c=3, h=37, w=37, dtype="int8", pt=1, pl=1, sh=2, sw=2, cg=1, hq=19,
+                 wq=19, q=19 * 19 + 20, zp_u=128),
+        PackSpec(n=1, c=24, h=56, w=56, dtype="uint8", pt=0, pl=0, sh=1, sw=1, cg=6, hq=56,
+                 wq=56, q=56 * 56, zp_u=3),
+        PackSpec(n=2, c=162, h=7, w=7, dtype="int8", pt=0, pl=0, sh=1, sw=1, cg=41, hq=7,
+                 wq=7, q=64, zp_u=120),
+    ]  # fmt: skip
+
+
+def _target(kind: str) -> CpuTarget:
+    cpu, features, needs = TARGETS[kind]
+    if needs not in host_target().features:
+        pytest.skip(f"this machine lacks {needs}, needed to run the {kind} code")
+    return CpuTarget(cpu_name=cpu, features=tuple(sorted(features)), num_cores=2)
+
+
+@pytest.mark.parametrize("kind", ["avx512", "avx2", "generic"])
+def test_packing_equals_the_layout_model(kind: str) -> None:
+    target = _target(kind)
+    rng = np.random.default_rng(41)
+    specs = [random_spec(rng, i) for i in range(24)] + model_specs()
+    assert {s.flat for s in specs} == {False, True}, "cases cover the one-run and row forms"
+    assert {s.packed_bytes >= SERIAL_BYTES for s in specs} == {False, True}, "serial and parallel"
+    funcs = {
+        f"pack{i}": make_packer(s).with_attr("global_symbol", f"pack{i}")
+        for i, s in enumerate(specs)
+    }
+    lib = tvm.compile(tvm.IRModule(funcs), target=target.to_tvm())
+    for i, s in enumerate(specs):
+        info = np.iinfo(np.dtype(s.dtype))
+        x = rng.integers(int(info.min), int(info.max) + 1, (s.n, s.c, s.h, s.w)).astype(s.dtype)
+        got = tvm.runtime.tensor(np.zeros((s.n, s.cg, s.phases, s.q * 4), np.uint8))
+        lib[f"pack{i}"](tvm.runtime.tensor(x), got)
+        np.testing.assert_array_equal(got.numpy(), reference(s, x), strict=True, err_msg=str(s))
