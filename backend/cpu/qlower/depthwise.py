@@ -44,6 +44,21 @@ F32_EXACT = 1 << 24
 _IN_DTYPES = ("int8", "uint8", "int16")
 
 
+def tail_offset(acc_bound: int, m_max: int, post_shift: int, ofm_zp: int) -> int:
+    """``K`` of the kernel's integer tail (:class:`DepthwiseSpec` ``tail_k``), or 0 if none fits.
+
+    ``acc_bound`` bounds ``|sum + bias|`` (no pre-shift, no saturation before the
+    multiply). ``K`` is a power of two above every ``|floor(x)|``, ``x = (v * M +
+    2^(post-1)) * 2^-post + ofm_zp``, so ``x + K`` is positive and below 2^31
+    (truncation is the floor) and ``(x + K) * 2^post`` is an integer below 2^52
+    (one float64 multiply-add computes ``x + K`` exactly).
+    """
+    y_max = ((acc_bound * m_max) >> post_shift) + 2 + abs(ofm_zp)
+    k = 1 << y_max.bit_length()
+    exact = acc_bound * m_max + ((k + abs(ofm_zp) + 1) << post_shift) < F64_EXACT
+    return k if k <= 1 << 30 and exact else 0
+
+
 def _out_size(size: int, pad: int, kernel: int, stride: int, dilation: int) -> int:
     return (size + pad - dilation * (kernel - 1) - 1) // stride + 1
 
@@ -83,21 +98,29 @@ def plan_depthwise(
     dh, dw = (int(v) for v in node.attr("dilation"))
     pt, pl, pb, pr = (int(v) for v in node.attr("padding"))
     lo, hi = clamp_bounds(int(p["act_min"]), int(p["act_max"]), out.dtype)
+    sat32 = ((total + r_pre) >> pre) + 1 > INT32_MAX
+    fold = not checked and pre == 0 and not sat32
+    tail_k = tail_offset(total, int(m.max(initial=0)), post, out.zero_point) if fold else 0
     spec = DepthwiseSpec(
         n=n, c=c, mult=co // c, h=h, w=w,
         oh=_out_size(h, pt + pb, kh, sh, dh), ow=_out_size(w, pl + pr, kw, sw, dw),
         kh=kh, kw=kw, stride_h=sh, stride_w=sw, dil_h=dh, dil_w=dw, pad_t=pt, pad_l=pl,
         zp=xq.zero_point, in_dtype=xq.dtype, acc=acc, out_dtype=out.dtype,
         pre_shift=pre, post_shift=post, checked=int(checked),
-        sat32=int(((total + r_pre) >> pre) + 1 > INT32_MAX),
-        zp_folded=int(abs(folded) < F64_EXACT - (1 << 47)), ofm_zp=out.zero_point, lo=lo, hi=hi,
+        sat32=int(sat32), zp_folded=int(abs(folded) < F64_EXACT - (1 << 47)),
+        ofm_zp=out.zero_point, lo=lo, hi=hi, tail_k=tail_k,
     )  # fmt: skip
     if spec.oh < 1 or spec.ow < 1:
         return None
     first = bias if checked else (bias + r_pre)
+    b = first.astype(np.float64) * (1.0 if checked else 2.0**-pre)
+    if tail_k:  # the tail's addend: (bias * M + 2^(post-1)) * 2^-post + ofm_zp + K, exact
+        r_post = (1 << (post - 1)) if post else 0
+        fixed = (bias * m + r_post).astype(np.float64) * 2.0**-post
+        b = fixed + float(out.zero_point + tail_k)
     consts = {
         "W": weights.reshape(co, kh * kw).astype(acc),
-        "B": first.astype(np.float64) * (1.0 if checked else 2.0**-pre),
+        "B": b,
         "M": m.astype(np.float64) * 2.0**-post,
     }
     return spec, consts

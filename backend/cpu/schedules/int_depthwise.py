@@ -26,6 +26,14 @@ with ``"float64"`` below 2^52, so the tap sums are exact whatever the order;
 the output stage is :mod:`npuc.midend.quantize.exact_stage`'s float64 form,
 each step an integer below 2^53 or its exact power-of-two scaling:
 ``rshift_round(v, s) == floor((v + 2^(s-1)) * 2^-s)``.
+
+Integer tail (``tail_k = K > 0``; no pre-shift, no saturation before the
+multiply, the planner's bounds): ``B`` holds ``(b * M + 2^(post-1)) * 2^-post
++ ofm_zp + K`` and one float64 multiply-add gives ``x + K`` exactly, ``x`` the
+rounded, shifted, zero-pointed value before its floor; ``x + K`` lies in
+``(0, 2^31)``, so truncating to int32 is the floor, and subtracting ``K``,
+clamping and narrowing run on int32 lanes (no float rounding, half the
+float64 clamps).
 """
 
 from __future__ import annotations
@@ -53,7 +61,9 @@ class DepthwiseSpec:
     read; ``checked``: the 48-bit saturation may clamp (else the bias and the
     pre-shift rounding are one addend); ``sat32``: the ahead-shifted value may
     leave int32; ``zp_folded``: ``ofm_zp`` is part of the post-shift addend;
-    ``lo``/``hi``: the composed activation and type clamp.
+    ``lo``/``hi``: the composed activation and type clamp; ``tail_k``: when
+    non-zero, the integer tail (module docstring) with this offset, and ``B``
+    holds its per-channel addend.
     """
 
     n: int
@@ -83,6 +93,7 @@ class DepthwiseSpec:
     ofm_zp: int
     lo: int
     hi: int
+    tail_k: int = 0
 
     @property
     def hp(self) -> int:
@@ -197,8 +208,20 @@ def make_kernel(spec: DepthwiseSpec, lanes: int) -> tirx.PrimFunc:
                 total = term if total is None else total + term
         return total
 
+    def int_const(value: int) -> Any:
+        return _broadcast(T.int32(value), strip)
+
+    def tail(total: Any, bias: Any, mul: Any) -> Any:
+        """The output stage of one strip as ``trunc(sum * M + B) - K`` (module docstring)."""
+        v = T.Cast(_vec("float64", strip), total) * _broadcast(mul, strip) + _broadcast(bias, strip)
+        t = T.Cast(_vec("int32", strip), v) - int_const(s.tail_k)
+        t = T.min(T.max(t, int_const(s.lo)), int_const(s.hi))
+        return T.Cast(_vec(s.out_dtype, strip), t)
+
     def stage(total: Any, bias: Any, mul: Any) -> Any:
         """The output stage of one strip (float64, exact; module docstring)."""
+        if s.tail_k:
+            return tail(total, bias, mul)
         v = T.Cast(_vec("float64", strip), total)
         b = _broadcast(bias, strip)
         if s.checked:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from npuc.backend.cpu.qlower.depthwise import plan_depthwise
+from npuc.backend.cpu.qlower.depthwise import plan_depthwise, tail_offset
 from npuc.backend.cpu.schedules.int_depthwise import (
+    DepthwiseSpec,
     IntDepthwiseRule,
     acc_lanes,
     choose_strip,
@@ -172,3 +173,72 @@ def test_strided_plane_fill_edges_are_bit_exact(
     ]  # fmt: skip
     for target in (None, AVX2):
         assert_cases_exact(cases, target)
+
+
+GENERIC = CpuTarget(cpu_name="x86-64", features=("sse2",), num_cores=2)
+
+
+def _spec_of(case: Case) -> DepthwiseSpec:
+    ((_name, (x, xq)),) = case.inputs.items()
+    shaped = type(case.node)(name=case.node.name, op="conv2d", inputs=case.node.inputs,
+                             out=TensorType(shape=(1,), dtype="float32"), attrs=case.node.attrs,
+                             consts={})  # fmt: skip
+    assert case.out is not None and xq is not None
+    planned = plan_depthwise(shaped, case.params, x.shape, xq, case.out)
+    assert planned is not None
+    return planned[0]
+
+
+def tail_case(rng: np.random.Generator, index: int) -> Case:
+    """A depthwise layer (batch 2, 3x3 or 5x5, stride 1-2, odd sizes) whose output stage
+    sits at the extremes the integer tail must handle: multipliers 0, 1 and 32767 among
+    random ones, 16-bit biases at +-2^15 shifted up to 14, post shifts from 0 to 30 (the
+    small ones leave the tail to the float64 stage), activation clamps and saturation."""
+    in_dtype = ("int8", "uint8", "int16")[index % 3]
+    out_dtype = ("int8", "uint8", "int16", "int8")[index % 4]
+    c, k, stride = int(rng.integers(2, 7)), int(rng.choice([3, 5])), int(rng.integers(1, 3))
+    h, w = int(rng.integers(k, 12)) | 1, int(rng.integers(k, 40)) | 1
+    pad = k // 2
+    xq, out = qparams(rng, in_dtype), qparams(rng, out_dtype)
+    m = rng.integers(0, 32768, size=c).astype(np.uint16)
+    m[: min(3, c)] = rng.permutation(np.array([0, 1, 32767], np.uint16))[: min(3, c)]
+    b16 = ints(rng, "int16", (c,))
+    b16[0], b16[-1] = -32768, 32767
+    info = np.iinfo(np.dtype(out_dtype))
+    act_min = int(info.min) if index % 2 else int(rng.integers(int(info.min), 0))
+    name = f"t{index}"
+    return Case(
+        node=node(name, "conv2d", (f"{name}_x",), strides=[stride, stride],
+                  padding=[pad, pad, pad - 1 if index % 5 == 0 else pad, pad], dilation=[1, 1],
+                  groups=c),
+        inputs={f"{name}_x": (ints(rng, in_dtype, (2, c, h, w)), xq)},
+        params={"weights": ints(rng, "int8", (c, 1, k, k)), "b16": b16,
+                "bias_shift": int(rng.integers(0, 15)), "ofm_multiplier": m, "pre_shift": 0,
+                "post_shift": int(rng.integers(0, 31)), "act_min": act_min,
+                "act_max": int(rng.integers(max(act_min, 0), int(info.max) + 1))},
+        out=out,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("target", [None, AVX2, GENERIC], ids=["host", "avx2", "generic"])
+def test_integer_tail_is_bit_exact_at_the_extremes(target: CpuTarget | None) -> None:
+    """The integer tail (``tail_k``) against the executor's requantisation, a seeded sweep:
+    both stages must occur (tail where its bounds hold, float64 stage elsewhere)."""
+    rng = np.random.default_rng(21)
+    cases = [tail_case(rng, i) for i in range(24)]
+    tails = [_spec_of(case).tail_k for case in cases]
+    assert any(tails) and not all(tails), tails
+    assert_cases_exact(cases, target)
+
+
+def test_tail_offset_bounds() -> None:
+    """``K`` exceeds every |floor(x)| and keeps ``(x + K) * 2^post`` below 2^52, else 0."""
+    for bound, m, post, zp in [(1 << 17, 32767, 19, -128), (1 << 30, 32767, 0, 0),
+                               (1, 0, 0, 32767), (1 << 40, 32767, 40, 5)]:  # fmt: skip
+        k = tail_offset(bound, m, post, zp)
+        worst = ((bound * m + (1 << post)) >> post) + abs(zp) + 1
+        if k:
+            assert k & (k - 1) == 0 and worst < k <= 1 << 30
+            assert bound * m + ((k + abs(zp) + 1) << post) < 1 << 52
+        else:
+            assert 2 * worst > 1 << 30 or bound * m + ((2 * worst) << post) >= 1 << 52
