@@ -2,12 +2,20 @@
 
 For each model: build it with ``npuc.driver.build`` (the default
 ``--target cpu`` pipeline, schedules included; compile time per stage), load
-the library with ``npuc.runtime``, time ``run`` (median of ``--repeats`` runs
-after one warm-up run, excluded), then time the reference on the same input
-with the same thread count: onnxruntime (intra-op threads, one inter-op
-thread) for ONNX models, TFLite's own interpreter (LiteRT) for the BlazeFace
-``.tflite``, which onnxruntime cannot read. The schedule rule chosen per
-kernel is counted from the schedule pass's debug log.
+the library with ``npuc.runtime`` and the reference with the same thread
+count: onnxruntime (intra-op threads, one inter-op thread) for ONNX models,
+TFLite's own interpreter (LiteRT) for the BlazeFace ``.tflite``, which
+onnxruntime cannot read. Both stay loaded and are timed INTERLEAVED on the
+same input (:mod:`interleave`): ``--repeats`` rounds, each running npuc and
+the reference in turn (order rotating), each turn one untimed lead-in run
+(the first is the warm-up; it also absorbs onnxruntime's idle threads
+spinning on after its runs) then ``--batch`` timed runs. The latency is the
+median of all timed runs; the ratio is taken per round (batch medians) and
+reported as the median over rounds with its min-max spread: the host is
+shared and its speed drifts up to 2x within minutes, which a ratio of two
+back-to-back measurements would absorb into one row. Stops after at least
+3 rounds once 60 s are spent. The schedule rule chosen per kernel is
+counted from the schedule pass's debug log.
 
 Models: onnx's light ResNet-50, Inception v2, ShuffleNet, SqueezeNet and
 VGG-19 (placeholder weights: timing only) and the real trained models
@@ -18,12 +26,14 @@ absolute output difference is printed as a sanity check.
 Then, unless ``--no-int8``, the int8 columns of the same row
 (:mod:`cpu_int8_part`, which runs ``bench/cpu_int8.py``'s ``bench_model``):
 npuc's integer CPU library (``npuc build --target cpu --precision int8``)
-against onnxruntime's ``quantize_static`` QDQ models, same calibration
-samples (real ones for the real models, random for the light graphs), same
-threads. One table, one run.
+against onnxruntime's ``quantize_static`` QDQ models (S8S8 and U8S8), same
+calibration samples (real ones for the real models, random for the light
+graphs), same threads, and against the float reference; all four loaded
+together and timed interleaved the same way (per-round ratios; against the
+faster QDQ variant of each round). One table, one run.
 
-Usage: ``.venv/bin/python bench/cpu.py [--threads N] [--repeats N] [--calib N]
-[--eval N] [--no-int8] [--models a,b]`` writes ``bench/results/cpu.md``.
+Usage: ``.venv/bin/python bench/cpu.py [--threads N] [--repeats N] [--batch N]
+[--calib N] [--eval N] [--no-int8] [--models a,b]`` writes ``bench/results/cpu.md``.
 """
 
 from __future__ import annotations
@@ -50,7 +60,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
-from cpu_baseline import median_ms  # noqa: E402
+from interleave import Ratio, interleaved  # noqa: E402
 
 from npuc.core.errors import NpucError  # noqa: E402
 from npuc.core.fileio import write_text_atomic  # noqa: E402
@@ -140,6 +150,8 @@ class Row:
     npuc_ms: float
     npuc_runs: int
     ref_ms: float
+    ratio: Ratio
+    """npuc / reference, per interleaved round."""
     reference: str
     max_abs_diff: float
     input_name: str
@@ -184,7 +196,9 @@ def _reference(path: Path, threads: int) -> tuple[str, Callable[[dict[str, np.nd
     return "onnxruntime", lambda feeds: session.run(None, feeds)
 
 
-def bench_model(model: BenchModel, threads: int, repeats: int, folder: Path) -> Row:
+def bench_model(model: BenchModel, threads: int, repeats: int, folder: Path, batch: int = 3) -> Row:
+    """Build ``model``, time it interleaved with its reference (``repeats`` rounds of
+    ``batch`` timed runs each) and compare outputs."""
     from npuc import driver, runtime
 
     path = model.locate(folder)
@@ -205,9 +219,9 @@ def bench_model(model: BenchModel, threads: int, repeats: int, folder: Path) -> 
     compiled = runtime.load(result.library_path)
     rng = np.random.default_rng(0)
     feeds = {t.name: rng.uniform(-1.0, 1.0, t.shape).astype(t.dtype) for t in compiled.info.inputs}
-    npuc_ms, npuc_runs = median_ms(lambda: compiled.run(feeds), repeats, budget_s=60.0)
     reference, run_ref = _reference(path, threads)
-    ref_ms, _ = median_ms(lambda: run_ref(feeds), max(repeats, 20), budget_s=30.0)
+    fns = {"npuc": lambda: compiled.run(feeds), "ref": lambda: run_ref(feeds)}
+    timing = interleaved(fns, rounds=repeats, batch=batch, budget_s=60.0)
     got = list(compiled.run(feeds).values())
     want = run_ref(feeds)
     diffs = [
@@ -219,7 +233,8 @@ def bench_model(model: BenchModel, threads: int, repeats: int, folder: Path) -> 
     timings = {k: v for k, v in result.timings_s.items() if k != "startup"}
     first = compiled.info.inputs[0]
     return Row(
-        model, timings, log.last, npuc_ms, npuc_runs, ref_ms, reference, diff, first.name,
+        model, timings, log.last, timing.median_ms("npuc"), timing.runs("npuc"),
+        timing.median_ms("ref"), timing.ratio("npuc", "ref"), reference, diff, first.name,
         tuple(first.shape),
     )  # fmt: skip
 
@@ -237,12 +252,13 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def _ratio(num: float | None, den: float | None) -> str:
-    return "-" if num is None or den is None else f"{num / den:.2f}x"
+def _ratio(ratio: Ratio | None) -> str:
+    return "-" if ratio is None else ratio.cell()
 
 
 def _int8_cells(r: Row) -> str:
-    """The int8 columns of one row: npuc ms, ort S8S8 / U8S8 ms, ratio, vs float ref."""
+    """The int8 columns of one row: npuc ms, ort S8S8 / U8S8 ms, ratio, vs float ref (the
+    ratios per round of the int8 part's own interleaved timing)."""
     q = r.int8
     if q is None:
         return "- | - | - | -"
@@ -250,10 +266,7 @@ def _int8_cells(r: Row) -> str:
         return f"failed: {q.error[:80]} | - | - | -"
     mark = "" if q.calibration == "real" else " (random calib)"
     ort = "-" if q.ort_best_ms is None else f"{_ms(q.ort_s8s8_ms)} / {_ms(q.ort_u8s8_ms)}"
-    return (
-        f"{_ms(q.npuc_ms)}{mark} | {ort} | {_ratio(q.npuc_ms, q.ort_best_ms)} "
-        f"| {_ratio(q.npuc_ms, r.ref_ms)}"
-    )
+    return f"{_ms(q.npuc_ms)}{mark} | {ort} | {_ratio(q.vs_ort)} | {_ratio(q.vs_float)}"
 
 
 def render(rows: list[Row], args: argparse.Namespace, load_avg: tuple[float, float]) -> str:
@@ -266,28 +279,39 @@ def render(rows: list[Row], args: argparse.Namespace, load_avg: tuple[float, flo
     target = host_target(args.threads)
     now = datetime.datetime.now(datetime.UTC)
     simd = [f for f in target.features if f.startswith(("avx", "fma", "f16c", "amx"))]
-    ratios = [r.npuc_ms / r.ref_ms for r in rows]
-    int8 = [r.int8 for r in rows if r.int8 is not None and r.int8.ort_best_ms and r.int8.npuc_ms]
+    ratios = [r.ratio.median for r in rows]
+    int8 = [r.int8.vs_ort for r in rows if r.int8 is not None and r.int8.vs_ort is not None]
     lines = [
         "# CPU speed: npuc (scheduled LLVM) vs onnxruntime, float and int8",
         "",
         f"Generated by `bench/cpu.py` on {now:%Y-%m-%d %H:%M} UTC, one run "
-        f"(`--threads {args.threads} --repeats {args.repeats} --calib {args.calib} "
-        f"--eval {args.eval}`).",
+        f"(`--threads {args.threads} --repeats {args.repeats} --batch {args.batch} "
+        f"--calib {args.calib} --eval {args.eval}`).",
         "",
         f"- CPU: {_cpu_name()} (LLVM `{target.cpu_name}`), {target.vector_bits}-bit vectors; "
         f"SIMD features: {', '.join(simd)}",
         f"- threads: {args.threads} for all (TVM thread pool; onnxruntime intra-op, 1 inter-op; "
         "LiteRT num_threads)",
         f"- npuc {npuc.__version__}, TVM {tvm.__version__}, onnxruntime {ort.__version__}",
-        f"- float: same random input for npuc and the reference; median of up to {args.repeats} "
-        "runs after one warm-up run (excluded); npuc stops after 60 s (at least 3 runs); "
-        "reference: median of 20. Reference = onnxruntime, LiteRT (XNNPACK) for the .tflite",
+        "- timing (`bench/interleave.py`): npuc and its references are loaded together and "
+        f"timed INTERLEAVED, same input, same threads: {args.repeats} rounds (fewer, at least "
+        "3, once 60 s are spent; 120 s for the int8 part), each giving every library in turn "
+        f"(order rotating) one untimed lead-in run then {args.batch} timed runs. ms = median "
+        "of all timed runs; a ratio is computed per round from that round's batch medians "
+        "and shown as the median over rounds (min-max over rounds in brackets). The host is "
+        "shared and its speed drifts up to 2x within minutes: back-to-back blocks of runs "
+        "can land in different weather, rounds cannot. The lead-in run (the first is the "
+        "warm-up) also absorbs onnxruntime's idle threads, which spin on for tens of ms "
+        "after its runs and slowed the next npuc run 3-4x on this host",
+        "- float: same random input for npuc and the reference. Reference = onnxruntime, "
+        "LiteRT (XNNPACK) for the .tflite",
         "- int8: `bench/cpu_int8.py`'s measurement (`bench_model`): npuc `build_int8_library` "
         "(= `npuc build --target cpu --precision int8 --calib`) vs onnxruntime "
         f"`quantize_static` QDQ (MinMax, per-channel int8 weights) with int8 (S8S8) and uint8 "
         f"(U8S8) activations, the same {args.calib} calibration samples; latency on one "
-        "evaluation sample; the int8 ratio is against the faster onnxruntime variant. "
+        "evaluation sample; npuc int8, both QDQ models and the float reference (onnxruntime "
+        "on the original model, LiteRT for the .tflite) are timed interleaved together; "
+        "the int8 ratio is per round against the faster onnxruntime variant of that round. "
         "Calibration is real data for the real models (see below) and random (standard "
         "normal) for onnx's light graphs, marked so. cos = mean cosine of npuc int8's first "
         f"output against the float model's over {args.eval} evaluation samples",
@@ -296,33 +320,34 @@ def render(rows: list[Row], args: argparse.Namespace, load_avg: tuple[float, flo
         "write); seconds",
         f"- machine load (1-min average) at start / end: {load_avg[0]:.1f} / {load_avg[1]:.1f} "
         f"on {host_core_count()} cores, shared with other jobs: absolute times move with it, "
-        "the ratio columns are the ones to compare",
+        "the ratio columns (per round) are the ones to compare",
         "",
         "| model | npuc float ms | ref float ms | float npuc / ref | npuc int8 ms "
         "| ort int8 ms S8S8 / U8S8 | int8 npuc / ort | npuc int8 / ref float "
         "| compile s float / int8 | float max abs diff | int8 cos |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r, ratio in zip(rows, ratios, strict=True):
+    for r in rows:
         ref = "" if r.reference == "onnxruntime" else f" ({r.reference})"
         q = r.int8
         compile_int8 = _ms(q.compile_s if q is not None else None)
         cos = "-" if q is None or q.cosine is None else f"{q.cosine:.4f}"
         lines.append(
-            f"| {r.model.name} | {r.npuc_ms:.1f} | {r.ref_ms:.1f}{ref} | {ratio:.2f}x "
+            f"| {r.model.name} | {r.npuc_ms:.1f} | {r.ref_ms:.1f}{ref} | {r.ratio.cell()} "
             f"| {_int8_cells(r)} | {sum(r.timings_s.values()):.1f} / {compile_int8} "
             f"| {r.max_abs_diff:.2g} | {cos} |"
         )
     if ratios:
         lines += [
             "",
-            f"Float: median npuc / reference {statistics.median(ratios):.2f}x; "
+            f"Float: median over models of the per-round median npuc / reference "
+            f"{statistics.median(ratios):.2f}x; "
             f"worst {max(ratios):.2f}x ({rows[ratios.index(max(ratios))].model.name}).",
         ]
     if int8:
-        int8_ratios = [q.npuc_ms / q.ort_best_ms for q in int8]  # type: ignore[operator]
+        int8_ratios = [q.median for q in int8]
         lines.append(
-            f"int8: median npuc / onnxruntime (faster QDQ variant) "
+            f"int8: median over models of npuc / onnxruntime (faster QDQ variant per round) "
             f"{statistics.median(int8_ratios):.2f}x over {len(int8)} models."
         )
     lines += ["", "Kernels per schedule rule (float build; time of the schedule pass):"]
@@ -354,7 +379,12 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--threads", type=int, default=host_core_count())
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument(
+        "--repeats", type=int, default=10, help="interleaved timing rounds (at least 3 if time)"
+    )
+    parser.add_argument(
+        "--batch", type=int, default=3, help="timed runs per library per round (+1 lead-in)"
+    )
     parser.add_argument("--calib", type=int, default=8, help="int8 calibration samples")
     parser.add_argument("--eval", type=int, default=2, help="int8 evaluation samples")
     parser.add_argument("--no-int8", dest="int8", action="store_false", help="float only")
@@ -370,13 +400,14 @@ def main() -> None:
         for model in chosen:
             print(f"{model.name}: building and timing ...", flush=True)
             try:
-                row = bench_model(model, args.threads, args.repeats, Path(tmp))
+                row = bench_model(model, args.threads, args.repeats, Path(tmp), args.batch)
             except (FileNotFoundError, NpucError) as err:
                 print(f"  skipped: {err}", flush=True)
                 continue
             print(
                 f"  compile {sum(row.timings_s.values()):.1f}s, npuc {row.npuc_ms:.1f} ms, "
-                f"{row.reference} {row.ref_ms:.1f} ms, rules {row.rules}",
+                f"{row.reference} {row.ref_ms:.1f} ms, npuc / ref {row.ratio.cell()} over "
+                f"{row.ratio.rounds} rounds, rules {row.rules}",
                 flush=True,
             )
             rows.append(row)

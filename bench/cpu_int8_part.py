@@ -12,7 +12,9 @@ calibration samples:
   marked as such in the table (the timing is what they are for).
 
 A TFLite model has no onnxruntime column (onnxruntime cannot read it; the
-float reference there is LiteRT): only npuc's int8 library is built and timed.
+float reference there is LiteRT): only npuc's int8 library is built, and timed
+interleaved with LiteRT float (``bench/interleave.py``, as the ONNX models'
+four libraries are in ``bench_model``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import cpu_int8
 import numpy as np
-from cpu_baseline import median_ms
+from interleave import Ratio, interleaved
 
 from tools.datasets import random_crops
 
@@ -47,6 +49,10 @@ class Int8Cells:
     """``real`` or ``random``."""
     error: str = ""
     """Why the int8 part failed, when it did (the float columns still stand)."""
+    vs_ort: Ratio | None = None
+    """npuc int8 / the faster onnxruntime QDQ variant, per interleaved round."""
+    vs_float: Ratio | None = None
+    """npuc int8 / the float reference (onnxruntime, LiteRT for TFLite), per round."""
 
     @property
     def ort_best_ms(self) -> float | None:
@@ -120,6 +126,8 @@ def bench_int8(
         compile_s=row.compile_s,
         cosine=row.cos_npuc,
         calibration=kind,
+        vs_ort=row.timing.ratio(cpu_int8.NPUC, (cpu_int8.S8S8, cpu_int8.U8S8)),
+        vs_float=row.timing.ratio(cpu_int8.NPUC, cpu_int8.FLOAT),
     )
 
 
@@ -132,7 +140,10 @@ def _npuc_only(
     args: argparse.Namespace,
     folder: Path,
 ) -> Int8Cells:
-    """npuc's int8 library of a TFLite model: compile time, latency, cosine vs npuc float."""
+    """npuc's int8 library of a TFLite model: compile time, latency (interleaved with
+    LiteRT float), cosine vs npuc float."""
+    from cpu import _reference
+
     from npuc import driver, runtime
     from npuc.backend.cpu.qlower.library import build_int8_library
 
@@ -153,9 +164,15 @@ def _npuc_only(
     compiled = runtime.load(built.result.library_path)
     evaluate = samples(args.eval, cpu_int8.EVAL_SEED)
     feeds = [{input_name: np.ascontiguousarray(x[None])} for x in evaluate]
-    npuc_ms, _ = median_ms(lambda: compiled.run(feeds[0]), args.repeats, budget_s=60.0)
+    _, run_ref = _reference(path, args.threads)
+    fns = {"npuc": lambda: compiled.run(feeds[0]), "ref": lambda: run_ref(feeds[0])}
+    batch = getattr(args, "batch", 3)
+    timing = interleaved(fns, args.repeats, batch, budget_s=cpu_int8.INT8_BUDGET_S)
     float_model = runtime.load(folder / f"{name}.so")  # the float build of bench/cpu.py
     got = [next(iter(compiled.run(f).values())) for f in feeds]
     want = [next(iter(float_model.run(f).values())) for f in feeds]
     cosine = float(np.mean([cpu_int8._cosine(g, w) for g, w in zip(got, want, strict=True)]))
-    return Int8Cells(npuc_ms, None, None, compile_s, cosine, "real")
+    vs_float = timing.ratio("npuc", "ref")
+    return Int8Cells(
+        timing.median_ms("npuc"), None, None, compile_s, cosine, "real", vs_float=vs_float
+    )
