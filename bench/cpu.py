@@ -294,14 +294,14 @@ def render(rows: list[Row], args: argparse.Namespace, load_avg: tuple[float, flo
         "LiteRT num_threads)",
         f"- npuc {npuc.__version__}, TVM {tvm.__version__}, onnxruntime {ort.__version__}",
         "- timing (`bench/interleave.py`): npuc and its references are loaded together and "
-        f"timed INTERLEAVED, same input, same threads: {args.repeats} rounds (fewer, at least "
-        "3, once 60 s are spent; 120 s for the int8 part), each giving every library in turn "
-        f"(order rotating) one untimed lead-in run then {args.batch} timed runs. ms = median "
-        "of all timed runs; a ratio is computed per round from that round's batch medians "
-        "and shown as the median over rounds (min-max over rounds in brackets). The host is "
-        "shared and its speed drifts up to 2x within minutes: back-to-back blocks of runs "
-        "can land in different weather, rounds cannot. The lead-in run (the first is the "
-        "warm-up) also absorbs onnxruntime's idle threads, which spin on for tens of ms "
+        f"timed INTERLEAVED, same input, same threads: {args.repeats} rounds (cut short once "
+        "60 s are spent, 120 s for the int8 part, but never below 3), each giving every "
+        f"library in turn (order rotating) one untimed lead-in run then {args.batch} timed "
+        "runs. ms = median of all timed runs; a ratio is computed per round from that round's "
+        "batch medians and shown as the median over rounds (min-max over rounds in brackets). "
+        "The host is shared and its speed drifts up to 2x within minutes: back-to-back blocks "
+        "of runs can land in different weather, rounds cannot. The lead-in run (the first is "
+        "the warm-up) also absorbs onnxruntime's idle threads, which spin on for tens of ms "
         "after its runs and slowed the next npuc run 3-4x on this host",
         "- float: same random input for npuc and the reference. Reference = onnxruntime, "
         "LiteRT (XNNPACK) for the .tflite",
@@ -368,8 +368,9 @@ def _with_int8(row: Row, args: argparse.Namespace, folder: Path) -> Row:
             row.model.name, row.model.locate, row.input_name, row.input_shape, args, folder
         )
     except Exception as err:
-        last = (str(err).strip().splitlines() or [""])[-1]
-        message = f"{type(err).__name__}: {last}"
+        # The first line: TVM's diagnostics put the check that failed there, the source after.
+        first = (str(err).strip().splitlines() or [""])[0]
+        message = f"{type(err).__name__}: {first}"
         cells = Int8Cells(None, None, None, None, None, "-", error=message)
     return replace(row, int8=cells)
 

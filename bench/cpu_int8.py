@@ -286,11 +286,11 @@ def render(rows: list[Row], args: argparse.Namespace, load: tuple[float, float])
         "onnxruntime's recommended type on x86), on the model with Constant weights moved "
         "to initializers and opset >= 13",
         "- latency: one evaluation sample, the same for all four, loaded together and timed "
-        f"interleaved (`bench/interleave.py`): {args.repeats} rounds (fewer, at least 3, "
-        f"once {INT8_BUDGET_S:.0f} s are spent), each giving every library in turn one "
-        f"untimed lead-in run (the first is the warm-up) then {args.batch} timed runs; ms = "
-        "median of all timed runs (runs in brackets); ratios per round from the batch "
-        "medians, median over rounds (min-max over rounds in brackets)",
+        f"interleaved (`bench/interleave.py`): {args.repeats} rounds (cut short once "
+        f"{INT8_BUDGET_S:.0f} s are spent, but never below 3), each giving every library in "
+        f"turn one untimed lead-in run (the first is the warm-up) then {args.batch} timed "
+        "runs; ms = median of all timed runs (runs in brackets); ratios per round from the "
+        "batch medians, median over rounds (min-max over rounds in brackets)",
         f"- agreement with float (onnxruntime, original model) over {args.eval} evaluation "
         "samples (seed 202, disjoint from calibration): mean cosine of the first output "
         "(npuc's dequantized), top-1 agreement for the classifiers",
