@@ -27,6 +27,7 @@ from npuc.backend.cpu.fuse_ops import FuseOps
 from npuc.backend.cpu.legalize_ops import LegalizeOps
 from npuc.backend.cpu.lift_weight_transforms import LiftWeightTransforms
 from npuc.backend.cpu.prepack_weights import PrepackWeights
+from npuc.backend.cpu.qlower.fuse_lut import FuseLookups
 from npuc.backend.cpu.quantize_weights_int8 import QuantizeWeightsInt8
 from npuc.backend.cpu.schedule_pass import ScheduleCpu, ScheduleReport
 from npuc.backend.cpu.store_weights_fp16 import StoreWeightsFp16
@@ -102,6 +103,7 @@ def lower_passes() -> list[tvm.transform.Pass]:
         PrepackWeights(),  # weight layouts the schedules asked for, packed at compile time
         LiftWeightTransforms(),  # compact weights: dequantize + pack once at load, not per call
         relax.transform.RewriteDataflowReshape(),  # reshapes become views
+        FuseLookups(),  # int8: an 8-bit table lookup applied by the kernel making its input
         relax.transform.ToNonDataflow(),
         relax.transform.RemovePurityChecking(),
         relax.transform.CallTIRRewrite(),  # explicit output allocation

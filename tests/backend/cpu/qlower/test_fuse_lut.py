@@ -1,0 +1,204 @@
+"""An 8-bit table lookup fused into the kernel producing its input (qlower/fuse_lut.py) is
+bit-exact with the integer executor, and declines where it must.
+
+Chains conv -> LUT, depthwise -> LUT, add -> LUT (int8 and uint8) are fused; a producer
+with a second consumer and a lookup changing the storage type are not. Each chain
+is its own input-to-output path of one quantized model (one compilation per target),
+checked on AVX-512, AVX2 and (slow) generic x86-64 code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pytest
+import tvm
+from tvm import relax, tirx
+from tvm.script import tirx as T
+
+from npuc.backend.cpu.build import compile_module
+from npuc.backend.cpu.lowering import fusion_passes, schedule_passes
+from npuc.backend.cpu.qlower import lower_model
+from npuc.backend.cpu.qlower.fuse_lut import FuseLookups, fuse_lookup, is_lookup
+from npuc.core.target import CpuTarget, host_target
+from npuc.midend.quantize.config import LayerQuantConfig, QuantConfig
+from npuc.midend.quantize.graph import Graph, Node, TensorType
+from npuc.midend.quantize.int_exec import IntegerExecutor, IntTensor
+from npuc.midend.quantize.qmodel import QLayer, QuantizedModel
+from npuc.midend.quantize.qparams import QParams
+
+from .harness import PLACEHOLDER, ints, node, qparams
+from .test_conv import _out_stage
+
+AVX2_FEATURES = ("avx", "avx2", "f16c", "fma", "sse4.1", "sse4.2")
+TARGETS = {
+    "avx512": ("icelake-server", (*AVX2_FEATURES, "avx512bw", "avx512f", "avx512vnni")),
+    "avx2": ("haswell", AVX2_FEATURES),
+    "generic": ("x86-64", ("sse2",)),
+}
+
+
+def _target(kind: str) -> CpuTarget:
+    cpu, features = TARGETS[kind]
+    if kind == "avx512" and "avx512vnni" not in host_target().features:
+        pytest.skip("this machine lacks AVX-512 VNNI")
+    return CpuTarget(cpu_name=cpu, features=tuple(sorted(features)), num_cores=2)
+
+
+def _lut(name: str, src: str, out: QParams, rng: np.random.Generator) -> tuple[Node, dict, QParams]:
+    return node(name, "unary", (src,), func="hardswish"), {"lut": ints(rng, "int16", (256,))}, out
+
+
+def _chains(rng: np.random.Generator) -> tuple[list[tuple[Node, dict, QParams]], dict, list[str]]:
+    """Layers ``(node, params, out QParams)``, inputs ``{name: (ints, QParams)}``, outputs."""
+    layers: list[tuple[Node, dict, QParams]] = []
+    inputs: dict[str, tuple[np.ndarray, QParams]] = {}
+    outputs: list[str] = []
+    for i, (kind, dtype) in enumerate(
+        [("conv", "int8"), ("conv", "uint8"), ("dw", "int8"), ("add", "int8"), ("add", "uint8")]
+    ):
+        xq, yq = qparams(rng, dtype), qparams(rng, dtype)
+        c, h, w = 4, 9, 37
+        inputs[f"x{i}"] = (ints(rng, dtype, (1, c, h, w)), xq)
+        if kind == "add":
+            inputs[f"b{i}"] = (ints(rng, dtype, (1, c, h, w)), qparams(rng, dtype))
+            params: dict[str, Any] = {
+                "ifm_multiplier": int(rng.integers(0, 32768)),
+                "ifm2_multiplier": int(rng.integers(0, 32768)),
+                "ofm_multiplier": int(rng.integers(0, 32768)),
+                "post_shift": int(rng.integers(10, 24)),
+                "act_min": int(np.iinfo(dtype).min),
+                "act_max": int(np.iinfo(dtype).max),
+            }
+            producer = node(f"p{i}", "add", (f"x{i}", f"b{i}"))
+        else:
+            groups = c if kind == "dw" else 1
+            params = {
+                "weights": ints(rng, "int8", (c, c // groups, 3, 3)),
+                **_out_stage(rng, c, xq, yq, taps=9 * c // groups, extreme=False),
+            }
+            producer = node(f"p{i}", "conv2d", (f"x{i}",), strides=[1, 1],
+                            padding=[1, 1, 1, 1], dilation=[1, 1], groups=groups)  # fmt: skip
+        layers += [(producer, params, yq), _lut(f"lut{i}", f"p{i}", qparams(rng, dtype), rng)]
+        outputs.append(f"lut{i}")
+    # Declined: the conv's output is also a model output; a lookup int8 -> uint8.
+    xq, yq = qparams(rng, "int8"), qparams(rng, "int8")
+    inputs["x9"] = (ints(rng, "int8", (1, 4, 9, 37)), xq)
+    conv = node("p9", "conv2d", ("x9",), strides=[1, 1], padding=[1, 1, 1, 1],
+                dilation=[1, 1], groups=1)  # fmt: skip
+    conv_params = {
+        "weights": ints(rng, "int8", (4, 4, 3, 3)),
+        **_out_stage(rng, 4, xq, yq, 36, False),
+    }
+    layers += [(conv, conv_params, yq), _lut("lut9", "p9", qparams(rng, "int8"), rng)]
+    layers.append(_lut("lut10", "lut9", qparams(rng, "uint8"), rng))
+    outputs += ["p9", "lut9", "lut10"]
+    return layers, inputs, outputs
+
+
+def _model(
+    layers: list[tuple[Node, dict, QParams]], inputs: dict, outputs: list[str]
+) -> QuantizedModel:
+    tensors = {name: q for name, (_, q) in inputs.items()}
+    tensors.update({n.name: q for n, _, q in layers})
+    qlayers = {
+        n.name: QLayer(name=n.name, kind=n.op, run_on="npu", reason="",
+                       config=LayerQuantConfig(), params=p)
+        for n, p, _ in layers
+    }  # fmt: skip
+    graph = Graph(
+        inputs=tuple(
+            (name, TensorType(shape=v.shape, dtype="float32")) for name, (v, _) in inputs.items()
+        ),
+        nodes=tuple(n for n, _, _ in layers),
+        outputs=tuple(outputs),
+        relax_module=tvm.IRModule(),
+    )
+    return QuantizedModel(graph=graph, tensors=tensors, layers=qlayers, config=QuantConfig())
+
+
+def _shaped(
+    layers: list[tuple[Node, dict, QParams]], inputs: dict, outputs: list[str]
+) -> QuantizedModel:
+    """The model with every node's output shape taken from a first executor run."""
+    feeds = {n: v for n, (v, _) in inputs.items()}
+    env = IntegerExecutor(_model(layers, inputs, outputs)).run(feeds, raw_inputs=True)
+    shaped = [
+        (replace(n, out=TensorType(shape=env[n.name].values.shape, dtype="float32"))
+         if n.out == PLACEHOLDER else n, p, q)
+        for n, p, q in layers
+    ]  # fmt: skip
+    return _model(shaped, inputs, outputs)
+
+
+def _fused(qm: QuantizedModel, target: CpuTarget) -> tvm.IRModule:
+    """The lowered module after scheduling and :class:`FuseLookups`."""
+    passes = fusion_passes(target) + schedule_passes(target)
+    passes += [relax.transform.RewriteDataflowReshape(), FuseLookups()]
+    with target.to_tvm():
+        return tvm.transform.Sequential(passes)(lower_model(qm, raw_inputs=True))
+
+
+@pytest.mark.parametrize(
+    "kind", ["avx512", "avx2", pytest.param("generic", marks=pytest.mark.slow)]
+)
+def test_fused_lookups_are_bit_exact(kind: str) -> None:
+    target = _target(kind)
+    layers, inputs, outputs = _chains(np.random.default_rng(40))
+    qm = _shaped(layers, inputs, outputs)
+    fused = _fused(qm, target)
+    lookups = [gv.name_hint for gv, f in fused.functions.items() if is_lookup(f)]
+    names = {gv.name_hint for gv in fused.functions} - set(lookups)
+    assert len([n for n in names if n.endswith("_lut")]) == 5, sorted(names)
+    assert len(lookups) == 2, "lut9 (its input is also an output) and lut10 (int8 -> uint8) stay"
+    feeds = {n: v for n, (v, _) in inputs.items()}
+    want = IntegerExecutor(qm).run(feeds, raw_inputs=True)
+    vm = relax.VirtualMachine(compile_module(lower_model(qm, raw_inputs=True), target), tvm.cpu())
+    got = vm["main"](*[tvm.runtime.tensor(feeds[n]) for n, _ in qm.graph.inputs])
+    for i, name in enumerate(outputs):
+        expected = want[name]
+        assert isinstance(expected, IntTensor)
+        have = got[i].numpy()
+        assert have.dtype == np.dtype(qm.tensors[name].dtype), name
+        np.testing.assert_array_equal(
+            have.astype(np.int64), expected.values, strict=True, err_msg=name
+        )
+
+
+def _kernel(read_back: bool) -> tirx.PrimFunc:
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(X: T.Buffer((64,), "int8"), Y: T.Buffer((64,), "int8")) -> None:
+        for i in range(4):
+            Y[T.Ramp(i * 16, 1, 16)] = X[T.Ramp(i * 16, 1, 16)]
+        for i in range(64):
+            Y[i] = X[i] + Y[i]
+
+    @T.prim_func(private=True, s_tir=True)
+    def stores(X: T.Buffer((64,), "int8"), Y: T.Buffer((64,), "int8")) -> None:
+        for i in range(4):
+            Y[T.Ramp(i * 16, 1, 16)] = X[T.Ramp(i * 16, 1, 16)]
+        for i in range(64):
+            Y[i] = X[i]
+
+    return kernel if read_back else stores
+
+
+def test_rewrites_scalar_and_vector_stores_and_declines_a_read_back() -> None:
+    assert fuse_lookup(_kernel(read_back=True)) is None
+    fused = fuse_lookup(_kernel(read_back=False))
+    assert fused is not None
+    assert len(fused.params) == 3
+    text = fused.script()
+    assert text.count("TBL[") == 2 and 'T.Cast("int32x16"' in text, text
+    target = host_target()
+    lib = tvm.compile(
+        tvm.IRModule({"main": fused.with_attr("global_symbol", "main")}), target.to_tvm()
+    )
+    rng = np.random.default_rng(41)
+    x = ints(rng, "int8", (64,))
+    table = ints(rng, "int8", (256,)).astype(np.int32)
+    y = tvm.runtime.tensor(np.zeros(64, np.int8))
+    lib["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(table), y)
+    np.testing.assert_array_equal(y.numpy(), table[x.astype(np.int64) % 256].astype(np.int8))
