@@ -11,8 +11,10 @@ prepares the constants) with the parameters of a :class:`DepthwiseSpec`:
 - ``M``: ``(c * mult,)`` float64, ``M[o] * 2^-post_shift`` (exact: a power-of-two scale);
 - ``Y``: ``(n, c * mult, oh, ow)``, the stored output integers.
 
-One parallel task per (image, input channel): it writes the centred input
-plane ``x - zp`` with its zero padding into a workspace ``P`` (split into
+Each parallel task takes a run of (image, input channel) planes
+(:func:`channels_per_task`) and zeroes its workspace ``P`` once (the padding
+positions are the same for every plane); per plane it writes the centred input
+plane ``x - zp`` into ``P`` (split into
 ``stride_w`` column phases, so every tap of a strided convolution reads
 consecutive columns), then for each of the channel's ``mult`` output channels
 and each output row, strips of ``strip`` columns: the sum over the kernel taps
@@ -140,6 +142,12 @@ def choose_strip(ow: int, lanes: int) -> int:
     return lanes
 
 
+def channels_per_task(jobs: int, tasks: int = 32) -> int:
+    """Planes one parallel task computes: the largest divisor of ``jobs`` leaving at least
+    ``tasks`` tasks (1 below that), so a task zeroes its plane's padding once and reuses it."""
+    return max(d for d in range(1, jobs + 1) if jobs % d == 0 and (jobs // d >= tasks or d == 1))
+
+
 def _broadcast(value: Any, lanes: int) -> Any:
     return T.broadcast(value, lanes) if lanes > 1 else value
 
@@ -183,6 +191,9 @@ def make_kernel(spec: DepthwiseSpec, lanes: int) -> tirx.PrimFunc:
         """The input column at phase column ``q`` of phase ``ph``."""
         return q * sw + ph - s.pad_l
 
+    per_task = channels_per_task(s.n * s.c)
+    groups = s.n * s.c // per_task
+
     r_pre = float(1 << (s.pre_shift - 1)) if s.pre_shift else 0.0
     second = (0.5 if s.post_shift else 0.0) + (s.ofm_zp if s.zp_folded else 0)
 
@@ -191,6 +202,14 @@ def make_kernel(spec: DepthwiseSpec, lanes: int) -> tirx.PrimFunc:
 
     def centred(value: Any, count: int) -> Any:
         return T.Cast(_vec(s.acc, count), value) - _broadcast(T.FloatImm(s.acc, float(s.zp)), count)
+
+    def job_of(g: Any, jj: Any) -> Any:
+        """The (image, input channel) plane ``jj`` of task ``g``: ``image * c + channel``."""
+        return g * per_task + jj
+
+    def centred_at(x: Any, job: Any, y: Any, col: Any) -> Any:
+        """``X[image, channel, y, col] - zp`` of plane ``job`` as a scalar ``acc``."""
+        return centred(x[job // s.c, job % s.c, y, col], 1)
 
     def zero(count: int) -> Any:
         return _broadcast(T.FloatImm(s.acc, 0.0), count)
@@ -252,7 +271,7 @@ def make_kernel(spec: DepthwiseSpec, lanes: int) -> tirx.PrimFunc:
     ) -> None:
         T.func_attr({"tirx.noalias": True})
         with T.sblock("root"):
-            for job in T.parallel(s.n * s.c):
+            for g in T.parallel(groups):
                 with T.sblock("int_depthwise"):
                     T.reads(
                         X[0 : s.n, 0 : s.c, 0 : s.h, 0 : s.w],
@@ -264,34 +283,39 @@ def make_kernel(spec: DepthwiseSpec, lanes: int) -> tirx.PrimFunc:
                     P = T.alloc_buffer((sw, hp, wq), s.acc)  # this task's plane
                     for ph, yy, xq in T.grid(sw, hp, wq):
                         P[ph, yy, xq] = zero(1)
-                    for y in range(rows_in):
-                        for q in range(q_in, q_in_end):
+                    for jj in range(per_task):
+                        for y in range(rows_in):
+                            for q in range(q_in, q_in_end):
+                                for ph in T.unroll(sw):
+                                    P[ph, y + s.pad_t, q] = centred_at(
+                                        X, job_of(g, jj), y, column(q, ph)
+                                    )
                             for ph in T.unroll(sw):
-                                P[ph, y + s.pad_t, q] = centred(
-                                    X[job // s.c, job % s.c, y, column(q, ph)], 1
-                                )
-                        for ph in T.unroll(sw):
-                            for q in range(q_start(ph), T.min(q_in, q_end(ph))):
-                                P[ph, y + s.pad_t, q] = centred(
-                                    X[job // s.c, job % s.c, y, column(q, ph)], 1
-                                )
-                            for q in range(T.max(q_in_end, q_start(ph)), q_end(ph)):
-                                P[ph, y + s.pad_t, q] = centred(
-                                    X[job // s.c, job % s.c, y, column(q, ph)], 1
-                                )
-                    for j, oy, sx in T.grid(s.mult, s.oh, strips):
-                        Y[
-                            job // s.c,
-                            (job % s.c) * s.mult + j,
-                            oy,
-                            _ramp(T.min(sx * strip, s.ow - strip), strip),
-                        ] = stage(
-                            tap_sum(
-                                P, W, (job % s.c) * s.mult + j, oy, T.min(sx * strip, s.ow - strip)
-                            ),
-                            B[(job % s.c) * s.mult + j],
-                            M[(job % s.c) * s.mult + j],
-                        )
+                                for q in range(q_start(ph), T.min(q_in, q_end(ph))):
+                                    P[ph, y + s.pad_t, q] = centred_at(
+                                        X, job_of(g, jj), y, column(q, ph)
+                                    )
+                                for q in range(T.max(q_in_end, q_start(ph)), q_end(ph)):
+                                    P[ph, y + s.pad_t, q] = centred_at(
+                                        X, job_of(g, jj), y, column(q, ph)
+                                    )
+                        for j, oy, sx in T.grid(s.mult, s.oh, strips):
+                            Y[
+                                job_of(g, jj) // s.c,
+                                (job_of(g, jj) % s.c) * s.mult + j,
+                                oy,
+                                _ramp(T.min(sx * strip, s.ow - strip), strip),
+                            ] = stage(
+                                tap_sum(
+                                    P,
+                                    W,
+                                    (job_of(g, jj) % s.c) * s.mult + j,
+                                    oy,
+                                    T.min(sx * strip, s.ow - strip),
+                                ),
+                                B[(job_of(g, jj) % s.c) * s.mult + j],
+                                M[(job_of(g, jj) % s.c) * s.mult + j],
+                            )
 
     return kernel.with_attr(SPEC_ATTR, s.to_attr()).with_attr("op_pattern", 8)
 
