@@ -17,6 +17,7 @@ from npuc.backend.cpu.qlower.int8_grouped import (
     plan_grouped,
 )
 from npuc.backend.cpu.schedules.int8_conv import dot_kind
+from npuc.backend.cpu.schedules.int8_kernel import DOT_KINDS, SPEC_ATTR, ConvKernelSpec, make_kernel
 
 from .harness import DTYPES, Case, assert_cases_exact, ints, node, qparams
 from .test_conv import _out_stage
@@ -151,3 +152,19 @@ def test_other_layers_are_left_to_the_other_paths(what: str) -> None:
                     "ofm_multiplier": np.ones(c, np.uint16)},
         )  # fmt: skip
     assert not _takes_int8_kernels(case)
+
+
+def test_grouped_kernel_builds_for_every_dot_kind_and_needs_its_channels() -> None:
+    """The grouped spec's kernel is built for every dot kind (the bit-exact test runs the
+    ones this machine has); a grouped spec without its channels per group is refused."""
+    case = grouped_case(np.random.default_rng(3), 4)
+    (x, xq), = case.inputs.values()  # fmt: skip
+    assert case.out is not None
+    planned = plan_grouped(case.node, case.params, x.shape, xq, case.out)
+    assert planned is not None
+    spec = planned[0]
+    for kind in DOT_KINDS.values():
+        kernel = make_kernel(spec, kind)
+        assert ConvKernelSpec.from_attr(kernel.attrs[SPEC_ATTR]) == spec
+    with pytest.raises(ValueError, match="group_cin"):
+        replace(spec, group_cin=0)
