@@ -94,6 +94,8 @@ def schedule_passes(
         # Tuned records (if any), else hand rules (conv2d, depthwise, matmul, ...),
         # then parallel-and-vectorise.
         ScheduleCpu(target, report=report, tuning_db=tuning_db),
+        # int8: an 8-bit table lookup applied by the (scheduled) kernel making its input.
+        FuseLookups(target),
     ]
 
 
@@ -103,7 +105,6 @@ def lower_passes() -> list[tvm.transform.Pass]:
         PrepackWeights(),  # weight layouts the schedules asked for, packed at compile time
         LiftWeightTransforms(),  # compact weights: dequantize + pack once at load, not per call
         relax.transform.RewriteDataflowReshape(),  # reshapes become views
-        FuseLookups(),  # int8: an 8-bit table lookup applied by the kernel making its input
         relax.transform.ToNonDataflow(),
         relax.transform.RemovePurityChecking(),
         relax.transform.CallTIRRewrite(),  # explicit output allocation
