@@ -54,6 +54,9 @@ SPEC_ATTR = "npuc.int_depthwise"
 #: Lanes of the reference kernel qlower emits (any CPU); the rule re-makes it for the target.
 REFERENCE_LANES = 4
 
+#: Plane columns per block of the plane fill (a multiple of every vectorisation factor).
+FILL_BLOCK = 16
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DepthwiseSpec:
@@ -186,6 +189,10 @@ def make_kernel(spec: DepthwiseSpec, lanes: int) -> tirx.PrimFunc:
     # LLVM vectorises as interleaved loads of consecutive input columns.
     q_in = k_lo + (1 if r_lo else 0)
     q_in_end = max(q_in, min(k_hi + (1 if r_hi == sw - 1 else 0), wq))
+    # Split so that LLVM's vectorised loop leaves no scalar remainder: whole blocks of
+    # FILL_BLOCK columns, then one block ending at q_in_end (overlapping; same values).
+    q_main = q_in + (q_in_end - q_in) // FILL_BLOCK * FILL_BLOCK
+    q_tail = max(q_in, q_in_end - FILL_BLOCK) if q_main < q_in_end else q_in_end
 
     def column(q: Any, ph: Any) -> Any:
         """The input column at phase column ``q`` of phase ``ph``."""
@@ -285,7 +292,12 @@ def make_kernel(spec: DepthwiseSpec, lanes: int) -> tirx.PrimFunc:
                         P[ph, yy, xq] = zero(1)
                     for jj in range(per_task):
                         for y in range(rows_in):
-                            for q in range(q_in, q_in_end):
+                            for q in range(q_in, q_main):
+                                for ph in T.unroll(sw):
+                                    P[ph, y + s.pad_t, q] = centred_at(
+                                        X, job_of(g, jj), y, column(q, ph)
+                                    )
+                            for q in range(q_tail, q_in_end):
                                 for ph in T.unroll(sw):
                                     P[ph, y + s.pad_t, q] = centred_at(
                                         X, job_of(g, jj), y, column(q, ph)
