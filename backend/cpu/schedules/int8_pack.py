@@ -85,8 +85,7 @@ class PackSpec:
 def make_packer(s: PackSpec) -> tirx.PrimFunc:
     """The PrimFunc ``(x, X)`` of the module docstring, marked scheduled (no rule needed)."""
     phases = s.phases
-    full_groups = s.c // GROUP  # channel groups whose four channels all exist
-    part = s.c - full_groups * GROUP  # real channels of the last group (0: none partial)
+    part = s.c % GROUP  # real channels of the last group (0: every group is full)
     zp = s.zp_u
     plane = s.h * s.w
     row_bytes = s.q * GROUP
@@ -102,14 +101,21 @@ def make_packer(s: PackSpec) -> tirx.PrimFunc:
         ty = f"uint8x{lanes}"
         return T.reinterpret(v, dtype=ty) ^ T.broadcast(T.uint8(128), lanes)
 
-    def load(xf: Any, at: Any, lanes: int, real: bool) -> Any:
-        """``lanes`` values of ``u(x)`` from flat index ``at`` every ``s.sw`` (or ``zp_u``)."""
-        if not real:
-            return T.broadcast(T.uint8(zp), lanes)
-        if s.sw == 1:
-            return u(xf[T.ramp(at, 1, lanes)], lanes)
-        span = xf[T.ramp(at, 1, lanes * s.sw)]
-        return u(T.Shuffle([span], [j * s.sw for j in range(lanes)]), lanes)
+    def load(xf: Any, at: Any, lanes: int, real: Any) -> Any:
+        """``lanes`` values of ``u(x)`` from flat index ``at`` every ``s.sw``, or ``zp_u``
+        where ``real`` (a channel test; True: a static yes) is false."""
+        if lanes == 1:
+            v = u(xf[at], 1)
+        elif s.sw == 1:
+            v = u(xf[T.ramp(at, 1, lanes)], lanes)
+        else:
+            span = xf[T.ramp(at, 1, lanes * s.sw)]
+            v = u(T.Shuffle([span], [j * s.sw for j in range(lanes)]), lanes)
+        if real is True:
+            return v
+        if lanes == 1:
+            return T.Select(real, v, T.uint8(zp))
+        return T.Select(T.broadcast(real, lanes), v, T.broadcast(T.uint8(zp), lanes))
 
     def interleave(lanes: int) -> list[int]:
         return [g * lanes + j for j in range(lanes) for g in range(GROUP)]
@@ -122,34 +128,41 @@ def make_packer(s: PackSpec) -> tirx.PrimFunc:
         for i in range(count * GROUP % 64):
             Xf[start + count * GROUP // 64 * 64 + i] = T.uint8(zp)
 
+    def ok(cg: Any, g: int) -> Any:
+        """Whether channel ``g`` of group ``cg`` exists (True: statically, every group full)."""
+        return True if part == 0 else cg * GROUP + g < s.c
+
+    def chunks(size: int, count: Any, xo: Any, xo_end: Any) -> Any:
+        """Whole ``size``-position chunks of a run whose vector loads stay before ``xo_end``
+        (0 for the 64-position chunk of a strided run: its loads would span 128+ bytes)."""
+        if size == BIG and s.sw > 1:
+            return 0
+        return T.min(count // size, (xo_end - xo) // (size * s.sw))
+
     @T.macro
-    def run(
-        xf: Any, Xf: Any, xc: Any, xo: Any, xo_end: Any, out: Any, count: Any, real: int
-    ) -> None:
+    def run(xf: Any, Xf: Any, xc: Any, cg: Any, xo: Any, xo_end: Any, out: Any, count: Any) -> None:
         """``count`` positions from input offset ``xo`` (every ``sw``-th element of the
-        ``real`` channel planes at ``xc``) to byte ``out``; a vector chunk reads at most up
-        to ``xo_end`` (exclusive, the row's or plane's end)."""
-        nbig = T.meta_var(T.min(count // BIG, (xo_end - xo) // (BIG * s.sw)))
+        channel planes at ``xc``) to byte ``out``; a vector chunk reads at most up to
+        ``xo_end`` (exclusive, the row's or plane's end)."""
+        nbig = T.meta_var(chunks(BIG, count, xo, xo_end))
         for k in range(nbig):
             X_at = T.meta_var(out + k * BIG * GROUP)
             x_at = T.meta_var(xo + k * BIG * s.sw)
             v = T.meta_var(
                 T.Shuffle(
-                    [load(xf, xc[g] + x_at, BIG, g < real) for g in range(GROUP)],
+                    [load(xf, xc[g] + x_at, BIG, ok(cg, g)) for g in range(GROUP)],
                     interleave(BIG),
                 )
             )
             Xf[T.ramp(X_at, 1, BIG * GROUP)] = v
         done = T.meta_var(nbig * BIG)
-        nsmall = T.meta_var(
-            T.min((count - done) // CHUNK, (xo_end - xo - done * s.sw) // (CHUNK * s.sw))
-        )
+        nsmall = T.meta_var(chunks(CHUNK, count - done, xo + done * s.sw, xo_end))
         for k in range(nsmall):
             X_at = T.meta_var(out + (done + k * CHUNK) * GROUP)
             x_at = T.meta_var(xo + (done + k * CHUNK) * s.sw)
             v = T.meta_var(
                 T.Shuffle(
-                    [load(xf, xc[g] + x_at, CHUNK, g < real) for g in range(GROUP)],
+                    [load(xf, xc[g] + x_at, CHUNK, ok(cg, g)) for g in range(GROUP)],
                     interleave(CHUNK),
                 )
             )
@@ -157,14 +170,13 @@ def make_packer(s: PackSpec) -> tirx.PrimFunc:
         done2 = T.meta_var(done + nsmall * CHUNK)
         for j in range(count - done2):
             for g in T.unroll(GROUP):
-                if g < real:
-                    Xf[out + (done2 + j) * GROUP + g] = u(xf[xc[g] + xo + (done2 + j) * s.sw], 1)
-                else:
-                    Xf[out + (done2 + j) * GROUP + g] = T.uint8(zp)
+                Xf[out + (done2 + j) * GROUP + g] = load(
+                    xf, xc[g] + xo + (done2 + j) * s.sw, 1, ok(cg, g)
+                )
 
     @T.macro
-    def phase(xf: Any, Xf: Any, xc: Any, ph: Any, base: Any, real: int) -> None:
-        """Phase ``ph`` of one channel group (output bytes from ``base``)."""
+    def phase(xf: Any, Xf: Any, xc: Any, cg: Any, ph: Any, base: Any) -> None:
+        """Phase ``ph`` of channel group ``cg`` (output bytes from ``base``)."""
         a = T.meta_var(ph // s.sw)
         b = T.meta_var(ph % s.sw)
         # rows hi with 0 <= hi * sh + a - pt < h, columns wi likewise
@@ -175,7 +187,7 @@ def make_packer(s: PackSpec) -> tirx.PrimFunc:
         fill(Xf, base, hlo * s.wq)
         fill(Xf, base + hhi * s.wq * GROUP, s.q - hhi * s.wq)
         if s.flat:
-            run(xf, Xf, xc, 0, plane, base + hlo * s.wq * GROUP, plane, real)
+            run(xf, Xf, xc, cg, 0, plane, base + hlo * s.wq * GROUP, plane)
         else:
             for hi in range(hlo, hhi):
                 hh = T.meta_var(hi * s.sh + a - s.pt)
@@ -183,15 +195,7 @@ def make_packer(s: PackSpec) -> tirx.PrimFunc:
                 fill(Xf, row, wlo)
                 fill(Xf, row + whi * GROUP, s.wq - whi)
                 x0 = T.meta_var(hh * s.w + wlo * s.sw + b - s.pl)
-                run(xf, Xf, xc, x0, hh * s.w + s.w, row + wlo * GROUP, whi - wlo, real)
-
-    @T.macro
-    def job_body(xf: Any, Xf: Any, xc: Any, n: Any, cg: Any, ph: Any, real: int) -> None:
-        for g in T.unroll(GROUP):
-            # channels beyond c read (and ignore) the last real one: in bounds
-            xc[g] = (n * s.c + T.min(cg * GROUP + g, s.c - 1)) * plane
-        base = T.meta_var(((n * s.cg + cg) * phases + ph) * row_bytes)
-        phase(xf, Xf, xc, ph, base, real)
+                run(xf, Xf, xc, cg, x0, hh * s.w + s.w, row + wlo * GROUP, whi - wlo)
 
     @T.prim_func(private=True, s_tir=True)
     def pack(
@@ -211,12 +215,11 @@ def make_packer(s: PackSpec) -> tirx.PrimFunc:
                     cg = T.meta_var(job // phases % s.cg)
                     n = T.meta_var(job // (phases * s.cg))
                     # part == 0 is decided while parsing (no partial-group code); cg at run time
-                    if part == 0:  # noqa: SIM114
-                        job_body(xf, Xf, xc, n, cg, ph, GROUP)
-                    elif cg < full_groups:
-                        job_body(xf, Xf, xc, n, cg, ph, GROUP)
-                    else:
-                        job_body(xf, Xf, xc, n, cg, ph, part)
+                    for g in T.unroll(GROUP):
+                        # channels beyond c read (and ignore) the last real one: in bounds
+                        xc[g] = (n * s.c + T.min(cg * GROUP + g, s.c - 1)) * plane
+                    base = T.meta_var(((n * s.cg + cg) * phases + ph) * row_bytes)
+                    phase(xf, Xf, xc, cg, ph, base)
 
     return (
         pack.with_attr("op_pattern", 8)
