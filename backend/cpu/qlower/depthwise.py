@@ -70,7 +70,10 @@ def plan_depthwise(
 
     ``B`` is the first-stage addend per output channel: ``b16 << bias_shift``
     when the 48-bit saturation may clamp, else that plus the pre-shift
-    rounding, scaled by ``2^-pre_shift``; ``M`` is ``M[o] * 2^-post_shift``.
+    rounding, scaled by ``2^-pre_shift``; ``M`` is ``M[o] * 2^-post_shift``. When the
+    spec's ``tail_k`` is set (no pre-shift, nothing saturates before the multiply,
+    :func:`tail_offset` finds ``K``), ``B`` is instead the integer tail's addend
+    ``(bias * M[o] + 2^(post_shift-1)) * 2^-post_shift + ofm_zp + K``.
     """
     weights = np.asarray(p["weights"])
     groups = int(node.attr("groups"))
