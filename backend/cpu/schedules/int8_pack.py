@@ -85,7 +85,7 @@ class PackSpec:
 def make_packer(s: PackSpec) -> tirx.PrimFunc:
     """The PrimFunc ``(x, X)`` of the module docstring, marked scheduled (no rule needed)."""
     phases = s.phases
-    part = s.c % GROUP  # real channels of the last group (0: every group is full)
+    part = s.c % GROUP  # real channels of the last real group (0: it is full)
     zp = s.zp_u
     plane = s.h * s.w
     row_bytes = s.q * GROUP
@@ -129,8 +129,9 @@ def make_packer(s: PackSpec) -> tirx.PrimFunc:
             Xf[start + count * GROUP // 64 * 64 + i] = T.uint8(zp)
 
     def ok(cg: Any, g: int) -> Any:
-        """Whether channel ``g`` of group ``cg`` exists (True: statically, every group full)."""
-        return True if part == 0 else cg * GROUP + g < s.c
+        """Whether channel ``g`` of group ``cg`` exists (True: statically, every group full
+        and no groups beyond ``c``, as the grouped kernel may ask for)."""
+        return True if part == 0 and s.cg * GROUP <= s.c else cg * GROUP + g < s.c
 
     def chunks(size: int, count: Any, xo: Any, xo_end: Any) -> Any:
         """Whole ``size``-position chunks of a run whose vector loads stay before ``xo_end``

@@ -64,6 +64,21 @@ def model_specs() -> list[PackSpec]:
     ]  # fmt: skip
 
 
+def extra_group_specs() -> list[PackSpec]:
+    """More channel groups than the input fills, as the grouped kernel asks for (``c`` a
+    multiple of 4 and not): the groups beyond ``c`` hold ``zp_u``."""
+    return [
+        PackSpec(n=1, c=8, h=5, w=6, dtype="int8", pt=1, pl=1, sh=1, sw=1, cg=3, hq=7, wq=8,
+                 q=60, zp_u=77),
+        PackSpec(n=2, c=4, h=3, w=3, dtype="uint8", pt=0, pl=0, sh=1, sw=1, cg=2, hq=3, wq=3,
+                 q=9, zp_u=5),
+        PackSpec(n=1, c=12, h=7, w=9, dtype="int8", pt=1, pl=1, sh=2, sw=2, cg=4, hq=5, wq=6,
+                 q=30, zp_u=200),
+        PackSpec(n=1, c=6, h=4, w=20, dtype="int8", pt=0, pl=0, sh=1, sw=1, cg=3, hq=4, wq=20,
+                 q=80, zp_u=1),
+    ]  # fmt: skip
+
+
 def _target(kind: str) -> CpuTarget:
     cpu, features, needs = TARGETS[kind]
     if needs not in host_target().features:
@@ -75,7 +90,7 @@ def _target(kind: str) -> CpuTarget:
 def test_packing_equals_the_layout_model(kind: str) -> None:
     target = _target(kind)
     rng = np.random.default_rng(41)
-    specs = [random_spec(rng, i) for i in range(24)] + model_specs()
+    specs = [random_spec(rng, i) for i in range(24)] + model_specs() + extra_group_specs()
     assert {s.flat for s in specs} == {False, True}, "cases cover the one-run and row forms"
     assert {s.packed_bytes >= SERIAL_BYTES for s in specs} == {False, True}, "serial and parallel"
     funcs = {
