@@ -47,7 +47,8 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
-from cpu import _cpu_name, _mobilenet_v2  # noqa: E402
+from cpu import _mobilenet_v2  # noqa: E402
+from cpu_report import cpu_name  # noqa: E402
 from interleave import Timing, interleaved  # noqa: E402
 
 from bench.accuracy_data import (  # noqa: E402
@@ -274,7 +275,7 @@ def render(rows: list[Row], args: argparse.Namespace, load: tuple[float, float])
         f"--calib {args.calib} "
         f"--eval {args.eval}`).",
         "",
-        f"- CPU: {_cpu_name()} (LLVM `{target.cpu_name}`), {target.vector_bits}-bit vectors; "
+        f"- CPU: {cpu_name()} (LLVM `{target.cpu_name}`), {target.vector_bits}-bit vectors; "
         f"SIMD features: {', '.join(simd)}",
         f"- threads: {args.threads} for all three (TVM thread pool; onnxruntime intra-op, "
         "1 inter-op)",
