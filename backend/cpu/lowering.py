@@ -23,11 +23,11 @@ import tvm
 from tvm import relax
 from tvm.s_tir import meta_schedule as ms
 
+from npuc.backend.cpu.fuse_lut import FuseLookups
 from npuc.backend.cpu.fuse_ops import FuseOps
 from npuc.backend.cpu.legalize_ops import LegalizeOps
 from npuc.backend.cpu.lift_weight_transforms import LiftWeightTransforms
 from npuc.backend.cpu.prepack_weights import PrepackWeights
-from npuc.backend.cpu.qlower.fuse_lut import FuseLookups
 from npuc.backend.cpu.quantize_weights_int8 import QuantizeWeightsInt8
 from npuc.backend.cpu.schedule_pass import ScheduleCpu, ScheduleReport
 from npuc.backend.cpu.store_weights_fp16 import StoreWeightsFp16

@@ -220,7 +220,11 @@ def tail_case(rng: np.random.Generator, index: int) -> Case:
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("target", [None, AVX2, GENERIC], ids=["host", "avx2", "generic"])
+@pytest.mark.parametrize(
+    "target",
+    [None, AVX2, pytest.param(GENERIC, marks=pytest.mark.slow)],
+    ids=["host", "avx2", "generic"],
+)
 def test_integer_tail_is_bit_exact_at_the_extremes(target: CpuTarget | None) -> None:
     """The integer tail (``tail_k``) against the executor's requantisation, a seeded sweep:
     both stages must occur (tail where its bounds hold, float64 stage elsewhere)."""

@@ -86,7 +86,14 @@ def _target(kind: str) -> CpuTarget:
     return CpuTarget(cpu_name=cpu, features=tuple(sorted(features)), num_cores=2)
 
 
-@pytest.mark.parametrize("kind", ["avx512", "avx2", "generic"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "avx512",
+        "avx2",
+        pytest.param("generic", marks=pytest.mark.slow),  # SSE2 code: same layout logic
+    ],
+)
 def test_packing_equals_the_layout_model(kind: str) -> None:
     target = _target(kind)
     rng = np.random.default_rng(41)
