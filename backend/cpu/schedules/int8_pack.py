@@ -215,7 +215,7 @@ def make_packer(s: PackSpec) -> tirx.PrimFunc:
                     ph = T.meta_var(job % phases)
                     cg = T.meta_var(job // phases % s.cg)
                     n = T.meta_var(job // (phases * s.cg))
-                    # part == 0 is decided while parsing (no partial-group code); cg at run time
+                    # channel checks only when cg * 4 > c (a partial group or extra groups)
                     for g in T.unroll(GROUP):
                         # channels beyond c read (and ignore) the last real one: in bounds
                         xc[g] = (n * s.c + T.min(cg * GROUP + g, s.c - 1)) * plane
