@@ -2,8 +2,8 @@
 
 Requires: a Relax module after the CPU schedule pass (:mod:`npuc.backend.cpu.lowering`:
 legalized, fused, scheduled; still in dataflow blocks), in which 8-bit lookups are
-calls of :func:`npuc.backend.cpu.qlower.lut.make_lookup`'s kernels (attribute ``npuc.schedule_rule ==
-"lut_lookup"``): ``Y[i] = TBL[X[i] mod 256]``, ``TBL`` 256 int32 entries.
+calls of :func:`npuc.backend.cpu.qlower.lut.make_lookup`'s kernels (attribute
+``npuc.schedule_rule == "lut_lookup"``): ``Y[i] = TBL[X[i] mod 256]``, ``TBL`` 256 int32 entries.
 
 Guarantees: on a target with AVX-512 VBMI, every chain ``y = call_tir(K, args)`` ->
 reshapes -> ``call_tir(lookup, (y', TBL))`` where ``y`` and each reshape feed only
@@ -44,7 +44,8 @@ BYTE_TYPES = ("int8", "uint8")
 
 
 def is_lookup(func: object) -> bool:
-    """Whether ``func`` is an 8-bit lookup kernel of :func:`npuc.backend.cpu.qlower.lut.make_lookup`."""
+    """Whether ``func`` is an 8-bit lookup kernel of
+    :func:`npuc.backend.cpu.qlower.lut.make_lookup`."""
     if not isinstance(func, tirx.PrimFunc) or func.attrs is None:
         return False
     return str(func.attrs.get("npuc.schedule_rule", "")) == LOOKUP_RULE
