@@ -50,7 +50,9 @@ def grouped_case(rng: np.random.Generator, index: int) -> Case:
     )  # fmt: skip
 
 
-def _takes_int8_kernels(case: Case) -> bool:
+def _lowered(case: Case) -> tuple[str, bool]:
+    """The case's layer through :func:`emit_int8_grouped_conv` as a one-function module's
+    TVMScript, and whether the int8 lowering took it (else the function returns ``x``)."""
     (x, xq), = case.inputs.values()  # fmt: skip
     assert case.out is not None
     bb = relax.BlockBuilder()
@@ -60,7 +62,11 @@ def _takes_int8_kernels(case: Case) -> bool:
             y = emit_int8_grouped_conv(bb, case.node, case.params, var, xq, case.out)
             out = bb.emit_output(y if y is not None else var)
         bb.emit_func_output(out)
-    return y is not None
+    return bb.get()["main"].script(), y is not None
+
+
+def _takes_int8_kernels(case: Case) -> bool:
+    return _lowered(case)[1]
 
 
 @pytest.mark.parametrize(
@@ -84,17 +90,8 @@ def test_grouped_convolutions_are_bit_exact(kind: str) -> None:
 def test_one_packing_and_one_kernel_call_for_all_groups() -> None:
     """No slices, no per-group calls, no concatenation: one packing and one kernel."""
     case = grouped_case(np.random.default_rng(2), 4)  # 4 groups of 34 channels
-    (x, xq), = case.inputs.values()  # fmt: skip
-    assert case.out is not None
-    bb = relax.BlockBuilder()
-    var = relax.Var("x", relax.TensorType(x.shape, xq.dtype))
-    with bb.function("main", [var]):
-        with bb.dataflow():
-            y = emit_int8_grouped_conv(bb, case.node, case.params, var, xq, case.out)
-            assert y is not None
-            out = bb.emit_output(y)
-        bb.emit_func_output(out)
-    text = bb.get()["main"].script()
+    text, taken = _lowered(case)
+    assert taken
     assert text.count("R.call_tir(") == 2, text
     assert "strided_slice" not in text and "concat" not in text, text
 
