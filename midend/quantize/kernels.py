@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from npuc.core.errors import InvalidInputError
+
 
 def _out_size(size: int, pad: int, k: int, stride: int, dilation: int) -> int:
     return (size + pad - dilation * (k - 1) - 1) // stride + 1
@@ -153,6 +155,13 @@ def depthwise_nhwc(
     first ``ow`` are outputs), multiplied by the tap's weights repeated along
     the row, so numpy's inner loops run over whole rows rather than over the
     channels of one pixel.
+
+    An empty batch, channel axis or output plane gives an empty result.
+
+    Raises
+    ------
+    InvalidInputError
+        The (dilated) window is larger than the padded input.
     """
     n, h, w_in, c = xh.shape
     o, _, kh, kw = weight.shape
@@ -164,6 +173,14 @@ def depthwise_nhwc(
     hp, wp = h + top + bottom, w_in + left + right
     oh = _out_size(h, top + bottom, kh, sh, dh)
     ow = _out_size(w_in, left + right, kw, sw, dw)
+    if oh < 0 or ow < 0:
+        raise InvalidInputError(
+            f"depthwise convolution: the {kh}x{kw} window (dilation {dh}x{dw}) is larger than "
+            f"the padded {hp}x{wp} input",
+            hint="check the layer's kernel size, dilation and padding against its input shape",
+        )
+    if n == 0 or o == 0 or oh == 0 or ow == 0:
+        return np.zeros((n, oh, ow, o), dtype=xh.dtype)
     hq, wq = -(-hp // sh) + 1, -(-wp // sw)  # one spare row: the wide rows run past the end
     phases: dict[tuple[int, int], np.ndarray] = {}
     w_taps = weight.reshape(o, kh * kw).T.astype(xh.dtype)

@@ -10,9 +10,11 @@ from __future__ import annotations
 from unittest.mock import patch
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from npuc.core.errors import InvalidInputError
 from npuc.midend.quantize import kernels
 
 
@@ -90,3 +92,26 @@ def test_im2col_equals_concatenated_taps(
     got, got_oh, got_ow = kernels._im2col(x, k, s, pads, d, 0.5)
     assert (got_oh, got_ow) == (oh, ow)
     np.testing.assert_array_equal(got, want, strict=True)
+
+
+def test_depthwise_with_an_empty_output_plane_is_empty() -> None:
+    """A 3x3 window over an unpadded 2x2 input has no output positions (was ZeroDivisionError)."""
+    x = np.ones((1, 2, 2, 4), np.float32)
+    w = np.ones((4, 1, 3, 3), np.float32)
+    out = kernels.depthwise_nhwc(x, w, (1, 1), (0, 0, 0, 0), (1, 1), 0.0)
+    assert out.shape == (1, 0, 0, 4)
+    assert out.dtype == np.float32
+
+
+def test_depthwise_with_an_empty_batch_is_empty() -> None:
+    x = np.ones((0, 5, 5, 4), np.float32)
+    w = np.ones((4, 1, 3, 3), np.float32)
+    out = kernels.depthwise_nhwc(x, w, (1, 1), (1, 1, 1, 1), (1, 1), 0.0)
+    assert out.shape == (0, 5, 5, 4)
+
+
+def test_depthwise_window_larger_than_the_padded_input_is_a_clear_error() -> None:
+    x = np.ones((1, 2, 2, 4), np.float32)
+    w = np.ones((4, 1, 5, 5), np.float32)
+    with pytest.raises(InvalidInputError, match=r"5x5 window .* larger than the padded 2x2 input"):
+        kernels.depthwise_nhwc(x, w, (1, 1), (0, 0, 0, 0), (1, 1), 0.0)
