@@ -4,7 +4,9 @@ kernel variant (AVX-512 VNNI, AVX-VNNI, AVX2 ``vpmaddwd``, generic).
 Each variant is selected through the :class:`~npuc.core.target.CpuTarget` the
 library is compiled for (never the build machine); targets with fewer
 features than this machine run here too, and a variant this machine cannot
-run is skipped. Cases are seeded and many per compilation; they cover input
+run is skipped. Cases are seeded and many per compilation, lowered once and
+compiled per variant; the default suite runs a representative subset on every
+variant, the ``slow`` sweep all of them. They cover input
 channels and output channels that are not multiples of the kernel's blocks,
 output grids that are not whole tiles, strides 1-3, dilation, asymmetric
 padding, int8/uint8 inputs with any zero point, every output type, and
@@ -14,6 +16,7 @@ without the 32-bit saturation.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 
 import numpy as np
@@ -33,7 +36,17 @@ from npuc.backend.cpu.schedules.int8_kernel import (
 from npuc.backend.cpu.schedules.int8_matvec import BLOCK, make_matvec
 from npuc.core.target import CpuTarget, host_target
 
-from .harness import DTYPES, Case, assert_cases_exact, ints, node, qparams
+from .harness import (
+    DTYPES,
+    Case,
+    LoweredCases,
+    assert_cases_exact,
+    assert_lowered_exact,
+    ints,
+    lower_cases,
+    node,
+    qparams,
+)
 from .test_conv import _out_stage
 
 AVX2_FEATURES = ("avx", "avx2", "f16c", "fma", "sse4.1", "sse4.2")
@@ -109,26 +122,50 @@ def _specs(cases: list[Case]) -> list[ConvKernelSpec]:
     return specs
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "vnni512",
-        "avx2",
-        pytest.param("avxvnni", marks=pytest.mark.slow),
-        pytest.param("generic", marks=pytest.mark.slow),
-    ],
-)
-def test_every_kernel_variant_is_bit_exact(kind: str) -> None:
-    target = _target(kind)
-    assert dot_kind(target).name == kind
+#: Every kernel variant: the default suite runs a representative subset on each
+#: (:data:`SMALL_CONV`, :data:`SMALL_DENSE`), the ``slow`` sweep runs every case.
+KINDS = ("vnni512", "avxvnni", "avx2", "generic")
+
+#: Sweep indices the default suite keeps: int32 and int64 stages, with and without the
+#: 32-bit saturation, one and several stride phases, int8 and uint8 inputs, every output
+#: type, channels and widths off the kernel's blocks.
+SMALL_CONV = (0, 1, 10, 11, 12)
+
+#: A 3-D (several rows) dense layer and two one-row ones (the matvec kernel; one with its
+#: outputs over several weight blocks).
+SMALL_DENSE = (0, 1, 3)
+
+
+@functools.cache
+def _variant_cases(full: bool) -> LoweredCases:
+    """The seeded sweep (18 conv, 8 dense layers), or its :data:`SMALL_CONV` and
+    :data:`SMALL_DENSE` subset, lowered once per process and compiled per kernel variant."""
     rng = np.random.default_rng(14)
     cases = [int8_conv_case(rng, i) for i in range(18)]
+    dense = [int8_dense_case(rng, i) for i in range(8)]
+    if not full:
+        cases, dense = [cases[i] for i in SMALL_CONV], [dense[i] for i in SMALL_DENSE]
     specs = _specs(cases)
     assert {s.narrow for s in specs} == {0, 1}, "cases cover the int32 and int64 stages"
     assert {s.need_sat32 for s in specs} == {0, 1}, "cases cover the 32-bit saturation"
     assert {s.phases > 1 for s in specs} == {False, True}, "cases cover strided phases"
-    dense = [int8_dense_case(rng, i) for i in range(8)]
-    assert_cases_exact(cases + dense, target)
+    assert {len(c.inputs[f"{c.node.name}_x"][0].shape) for c in dense} == {2, 3}, "matvec too"
+    return lower_cases(cases + dense)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kernel_variant_is_bit_exact(kind: str) -> None:
+    target = _target(kind)
+    assert dot_kind(target).name == kind
+    assert_lowered_exact(_variant_cases(full=False), target)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kernel_variant_is_bit_exact_on_the_whole_sweep(kind: str) -> None:
+    target = _target(kind)
+    assert dot_kind(target).name == kind
+    assert_lowered_exact(_variant_cases(full=True), target)
 
 
 def _sized_cases(rng: np.random.Generator) -> list[Case]:

@@ -1,10 +1,14 @@
 """Grouped convolutions (1 < groups, not depthwise) through one packing and one int8 kernel
 call equal the integer executor bit for bit on every kernel variant (groups 2-8, channels
 per group multiples of 4 or not, strided and padded 3x3, batch 2); ineligible ones keep
-the generic path."""
+the generic path.
+
+The default suite checks a representative subset of the seeded sweep on every variant
+(lowered once, compiled per variant); the ``slow`` sweep checks all of it."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 
 import numpy as np
@@ -19,9 +23,18 @@ from npuc.backend.cpu.qlower.int8_grouped import (
 from npuc.backend.cpu.schedules.int8_conv import dot_kind
 from npuc.backend.cpu.schedules.int8_kernel import DOT_KINDS, SPEC_ATTR, ConvKernelSpec, make_kernel
 
-from .harness import DTYPES, Case, assert_cases_exact, ints, node, qparams
+from .harness import (
+    DTYPES,
+    Case,
+    LoweredCases,
+    assert_lowered_exact,
+    ints,
+    lower_cases,
+    node,
+    qparams,
+)
 from .test_conv import _out_stage
-from .test_int8_conv import _target
+from .test_int8_conv import KINDS, _target
 
 #: (groups, input channels per group) of the cases: multiples of 4 and not, groups 2-8.
 SHAPES = ((2, 4), (3, 8), (4, 6), (8, 2), (4, 34), (3, 5), (2, 12), (8, 7), (4, 28), (2, 3))
@@ -69,22 +82,40 @@ def _takes_int8_kernels(case: Case) -> bool:
     return _lowered(case)[1]
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "vnni512",
-        "avx2",
-        pytest.param("avxvnni", marks=pytest.mark.slow),
-        pytest.param("generic", marks=pytest.mark.slow),
-    ],
-)
+#: Sweep indices the default suite keeps: 8 groups of 2 channels (batch 2, strided), 4
+#: groups of 34 (3x1), 2 groups of 12 (3x3, batch 2): channels per group off and on
+#: multiples of 4, int8 and uint8 inputs, the extreme and the ordinary output stage.
+SMALL = (3, 4, 6)
+
+
+@functools.cache
+def _grouped_cases(full: bool) -> LoweredCases:
+    """The seeded 12-case sweep or its :data:`SMALL` subset, each case checked to take the
+    int8 kernels, lowered once per process and compiled per kernel variant."""
+    rng = np.random.default_rng(5)
+    cases = [grouped_case(rng, i) for i in range(12)]
+    if not full:
+        cases = [cases[i] for i in SMALL]
+    lowered = lower_cases(cases)
+    functions = {gv.name_hint for gv in lowered.module.functions}
+    missing = [c.node.name for c in cases if f"int8_conv_{c.node.name}" not in functions]
+    assert not missing, f"not lowered to the int8 kernel: {missing}"
+    return lowered
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_grouped_convolutions_are_bit_exact(kind: str) -> None:
     target = _target(kind)
     assert dot_kind(target).name == kind
-    rng = np.random.default_rng(5)
-    cases = [grouped_case(rng, i) for i in range(12)]
-    assert all(_takes_int8_kernels(c) for c in cases)
-    assert_cases_exact(cases, target)
+    assert_lowered_exact(_grouped_cases(full=False), target)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+def test_grouped_convolutions_are_bit_exact_on_the_whole_sweep(kind: str) -> None:
+    target = _target(kind)
+    assert dot_kind(target).name == kind
+    assert_lowered_exact(_grouped_cases(full=True), target)
 
 
 def test_one_packing_and_one_kernel_call_for_all_groups() -> None:
