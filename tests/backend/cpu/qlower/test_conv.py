@@ -2,7 +2,9 @@
 for the CPU, equal the integer executor bit for bit.
 
 Cases are drawn from seeded generators and checked many per compilation
-(compiling costs seconds; hypothesis would compile once per example). They
+(compiling costs seconds; hypothesis would compile once per example): the
+default suite runs a subset of every kind in one compilation, ``slow`` the
+whole sweeps. They
 cover every storage type in and out, any zero point, strides, dilations,
 asymmetric padding, extreme multipliers (0 and 32767), ahead shifts that
 saturate the 32-bit stage, post shifts up to 47, 16-bit biases shifted up to
@@ -92,12 +94,24 @@ def dense_case(rng: np.random.Generator, index: int) -> Case:
     )
 
 
+def test_random_convolutions_and_dense_layers_are_bit_exact() -> None:
+    """The first 12 convolutions of seed 0 (every kind, ``index % 3``, with and without the
+    extreme output stage, ``index % 4``) and 8 dense layers (2-D and 3-D inputs), one
+    compilation; the ``slow`` tests below run the whole sweeps."""
+    convs, dense = np.random.default_rng(0), np.random.default_rng(2)
+    assert_cases_exact(
+        [conv_case(convs, i) for i in range(12)] + [dense_case(dense, i) for i in range(8)]
+    )
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_random_convolutions_are_bit_exact(seed: int) -> None:
     rng = np.random.default_rng(seed)
     assert_cases_exact([conv_case(rng, i) for i in range(24)])
 
 
+@pytest.mark.slow
 def test_random_dense_layers_are_bit_exact() -> None:
     rng = np.random.default_rng(2)
     assert_cases_exact([dense_case(rng, i) for i in range(16)])
