@@ -30,6 +30,9 @@ from npuc.backend.cpu.schedules.conv_match import block_kinds, indexed_by, stati
 from npuc.backend.cpu.schedules.fallback import attempt
 from npuc.backend.cpu.schedules.loops import is_spatial, root_blocks
 
+#: Annotation of a weight-packing block (kept: PrepackWeights folds it at compile time).
+_PREPROC_ATTR = "meta_schedule.layout_rewrite_preproc"
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NhwcConv:
@@ -129,8 +132,9 @@ def match_nhwc_conv(sch: s_tir.Schedule) -> NhwcConv | None:
 def gather_epilogue(sch: s_tir.Schedule, conv: NhwcConv) -> BlockRV | None:
     """Inline the element-wise blocks into the output block; return that block, or ``None``.
 
-    Every block but the convolution, its input padding and the last block is
-    inlined (bias, activation, a channel-padded residual input). The last block
+    Every block but the convolution, its input padding, the weight packing (a
+    block tagged :data:`_PREPROC_ATTR`, folded at compile time) and the last
+    block is inlined (bias, activation, a channel-padded residual input). The last block
     must then read the convolution's result at the index it writes. With no
     block after the convolution, a write-back block is made (``cache_write``)
     so that the accumulators can live in a local tile. ``None`` when a block
@@ -146,7 +150,7 @@ def gather_epilogue(sch: s_tir.Schedule, conv: NhwcConv) -> BlockRV | None:
     last = sch.get(blocks[-1]).name_hint
     for block in blocks:
         name = sch.get(block).name_hint
-        if name in keep or name == last:
+        if name in keep or name == last or _PREPROC_ATTR in sch.get(block).annotations:
             continue
         if not attempt(sch.compute_inline, block):
             return None

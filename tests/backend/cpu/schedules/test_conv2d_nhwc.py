@@ -16,15 +16,16 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import tvm
-from tvm import relax, tirx
+from tvm import relax, s_tir, tirx
 
 from npuc.backend.cpu.schedules.conv2d import Conv2dRule
 from npuc.backend.cpu.schedules.conv2d_nhwc import (
     Conv2dNhwcRule,
     DepthwiseConv2dNhwcRule,
     choose_strip,
+    padded_nhwc_channels,
 )
-from npuc.backend.cpu.schedules.nhwc_match import match_nhwc_conv
+from npuc.backend.cpu.schedules.nhwc_match import NhwcConv, match_nhwc_conv
 from npuc.core.target import CpuTarget
 from tests.backend.cpu.schedules.conv_harness import (
     check_rule_matches_unscheduled,
@@ -123,10 +124,13 @@ REGULAR = [
     NhwcCase(channels=16, filters=32, size=(9, 7), padding=1, epilogue="none"),
     NhwcCase(channels=7, filters=12, size=(6, 10), kernel=(2, 3), stride=2, padding=1),
 ]
-#: No power-of-two vector of 4 or more lanes divides these output channel counts.
-ODD_CHANNELS = [
+#: 1x1 convolutions computed on channels padded to whole vectors (42 and 2 have no
+#: power-of-two vector of 4 or more lanes at all; 28 and 56 only narrow ones).
+PADDED_CHANNELS = [
     NhwcCase(channels=36, filters=42, size=(8, 8), kernel=(1, 1), epilogue="padded_residual"),
     NhwcCase(channels=88, filters=2, size=(4, 4), kernel=(1, 1)),
+    NhwcCase(channels=24, filters=28, size=(16, 16), kernel=(1, 1), epilogue="none"),
+    NhwcCase(channels=48, filters=56, size=(6, 6), kernel=(1, 1), stride=2),
 ]
 DEPTHWISE = [
     NhwcCase(channels=24, filters=24, size=(16, 16), padding=1, depthwise=True, epilogue="none"),
@@ -152,13 +156,55 @@ def test_depthwise_nhwc_rule_matches_unscheduled(case: NhwcCase, target: CpuTarg
     check_rule_matches_unscheduled(case, target, DepthwiseConv2dNhwcRule())
 
 
-@pytest.mark.parametrize("case", ODD_CHANNELS, ids=str)
-def test_conv2d_nhwc_rule_declines_odd_channel_counts(case: NhwcCase) -> None:
-    """42 channels as one vector ran 6x slower than the fallback's loop nest (BlazeFace)."""
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.cpu_name)
+@pytest.mark.parametrize("case", PADDED_CHANNELS, ids=str)
+def test_conv2d_nhwc_rule_pads_channels_exactly(case: NhwcCase, target: CpuTarget) -> None:
+    """Padded channels are computed on zero weights and never stored."""
+    check_rule_matches_unscheduled(case, target, Conv2dNhwcRule())
+
+
+def _nhwc_conv(case: NhwcCase, target: CpuTarget) -> NhwcConv:
+    for func in _prim_funcs(schedule_with(case.module(), target, None)[0]):
+        conv = match_nhwc_conv(s_tir.Schedule(func))
+        if conv is not None:
+            return conv
+    raise AssertionError(f"no NHWC convolution in {case}")
+
+
+@pytest.mark.parametrize(
+    ("filters", "width", "padded"),
+    [
+        (42, 32, 48),
+        (28, 64, 32),
+        (36, 32, 48),
+        (88, 16, 96),
+        (2, 16, 16),
+        (24, 64, 24),
+        (32, 8, 32),
+    ],
+)
+def test_padded_channels_avx512(filters: int, width: int, padded: int) -> None:
+    """AVX-512 (16 lanes): 24 channels keep three 8-lane vectors x 8 columns (as many real
+    outputs as 32 x 8; padded, their partial output vector ran 1.6x slower)."""
     target = TARGETS[-1]
-    funcs = _prim_funcs(schedule_with(case.module(), target, None)[0])
-    assert funcs
-    assert all(Conv2dNhwcRule().apply(func, target) is None for func in funcs)
+    assert target.vector_bits == 512
+    case = NhwcCase(channels=16, filters=filters, size=(width, width), kernel=(1, 1))
+    assert padded_nhwc_channels(_nhwc_conv(case, target), target) == padded
+
+
+def test_padded_channels_only_for_pointwise() -> None:
+    target = TARGETS[-1]
+    case = NhwcCase(channels=8, filters=42, size=(8, 8), kernel=(3, 3), padding=1)
+    assert padded_nhwc_channels(_nhwc_conv(case, target), target) == 42
+
+
+def test_conv2d_nhwc_rule_keeps_packed_weights() -> None:
+    """The packing block survives the epilogue inlining (PrepackWeights folds it)."""
+    target = TARGETS[-1]
+    for case in (REGULAR[1], PADDED_CHANNELS[0]):
+        mod, applied = schedule_with(case.module(), target, Conv2dNhwcRule())
+        assert applied
+        assert all(name + "_prepacked" in [g.name_hint for g in mod.functions] for name in applied)
 
 
 def _prim_funcs(mod: tvm.IRModule) -> list[tirx.PrimFunc]:
@@ -178,8 +224,6 @@ def test_nhwc_and_nchw_rules_leave_each_other_alone() -> None:
 def test_depthwise_strip_fits_the_register_budget() -> None:
     target = TARGETS[0]  # AVX2: 8 lanes, 12 accumulator vectors
     for func in _prim_funcs(schedule_with(DEPTHWISE[3].module(), target, None)[0]):
-        from tvm import s_tir
-
         conv = match_nhwc_conv(s_tir.Schedule(func))
         if conv is not None:
             strip = choose_strip(conv, target)
