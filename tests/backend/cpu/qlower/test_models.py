@@ -15,6 +15,7 @@ middle (attention softmax and matmuls, layer-norm statistics; a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,12 +58,28 @@ def quantize(
     return quantize_model(graph, observers, config), feeds
 
 
-def check_every_tensor(qm: QuantizedModel, feeds: list[dict[str, np.ndarray]]) -> int:
-    """Compare every tensor of ``qm`` with the executor; returns how many were integer."""
-    names = [n.name for n in qm.graph.nodes if n.out.dtype != "tuple"]
+def every_tensor_vm(qm: QuantizedModel) -> relax.VirtualMachine:
+    """``qm`` compiled for this machine with every tensor as an output (float graph inputs):
+    ``main(*inputs) -> tuple`` in the order of :func:`tensor_names`."""
     inputs = [n for n, _ in qm.graph.inputs]
-    mod = lower_layers(qm, [n.name for n in qm.graph.nodes], inputs, names, float_inputs=inputs)
-    vm = relax.VirtualMachine(compile_module(mod, host_target()), tvm.cpu())
+    nodes = [n.name for n in qm.graph.nodes]
+    mod = lower_layers(qm, nodes, inputs, tensor_names(qm), float_inputs=inputs)
+    return relax.VirtualMachine(compile_module(mod, host_target()), tvm.cpu())
+
+
+def tensor_names(qm: QuantizedModel) -> list[str]:
+    return [n.name for n in qm.graph.nodes if n.out.dtype != "tuple"]
+
+
+def check_every_tensor(
+    qm: QuantizedModel,
+    feeds: list[dict[str, np.ndarray]],
+    vm: relax.VirtualMachine | None = None,
+) -> int:
+    """Compare every tensor of ``qm`` with the executor (``vm``: :func:`every_tensor_vm`,
+    compiled here when not given); returns how many were integer."""
+    vm = vm or every_tensor_vm(qm)
+    names, inputs = tensor_names(qm), [n for n, _ in qm.graph.inputs]
     integer = 0
     for feed in feeds:
         env = IntegerExecutor(qm).run(feed)
@@ -90,6 +107,16 @@ MIXED_CONFIGS = {
 }
 
 
+@functools.cache
+def _mixed(
+    config: str,
+) -> tuple[QuantizedModel, list[dict[str, np.ndarray]], relax.VirtualMachine]:
+    """The mixed net quantized with ``config``, its samples and :func:`every_tensor_vm`,
+    made once per process (the ``int8`` one serves two tests)."""
+    qm, feeds = quantize(mixed_net_onnx(), MIXED_CONFIGS[config])
+    return qm, feeds, every_tensor_vm(qm)
+
+
 @pytest.mark.parametrize(
     "config",
     [
@@ -98,34 +125,40 @@ MIXED_CONFIGS = {
     ],
 )
 def test_mixed_net_every_integer_tensor_is_bit_exact(config: str) -> None:
-    qm, feeds = quantize(mixed_net_onnx(), MIXED_CONFIGS[config])
+    qm, feeds, vm = _mixed(config)
     if config == "int8_float_layers":
         assert {"conv2d_2", "multiply_0", "concat_0"} <= {
             n for n, layer in qm.layers.items() if layer.run_on == "cpu"
         }
-    assert check_every_tensor(qm, feeds) >= 15
+    assert check_every_tensor(qm, feeds, vm) >= 15
 
 
 def test_lower_model_raw_and_float_inputs() -> None:
     """``lower_model`` quantizes float inputs at the boundary (ties round to even) or takes
-    the stored integers; its outputs are the graph outputs in the executor's representation."""
-    qm, feeds = quantize(mixed_net_onnx(), QuantConfig())
+    the stored integers; its outputs are the graph outputs in the executor's representation.
+
+    The float-input boundary is the one of :func:`every_tensor_vm` (``lower_layers`` with
+    float inputs, as ``lower_model(raw_inputs=False)`` calls it), shared with the mixed-net
+    test; the raw-input model is compiled here."""
+    qm, feeds, every = _mixed("int8")
     (name,) = (n for n, _ in qm.graph.inputs)
     q = qm.tensors[name]
     # values exactly halfway between two codes exercise round-half-to-even
     ties = (np.arange(feeds[0][name].size) % 7 - 3 + 0.5).reshape(feeds[0][name].shape)
     feed = {name: (ties * q.scale).astype(np.float32)}
-    for raw in (False, True):
-        vm = relax.VirtualMachine(
-            compile_module(lower_model(qm, raw_inputs=raw), host_target()), tvm.cpu()
-        )
-        arg = q.quantize(feed[name]) if raw else feed[name]
-        got = vm["main"](tvm.runtime.tensor(arg))
-        env = IntegerExecutor(qm).run({name: arg}, raw_inputs=raw)
-        for i, out in enumerate(qm.graph.outputs):
-            want = env[out]
-            want = want.values.astype(want.qparams.dtype) if isinstance(want, IntTensor) else want
-            np.testing.assert_array_equal(got[i].numpy(), want, strict=True)
+    assert check_every_tensor(qm, [feed], every) >= 15
+    floats = lower_model(qm, raw_inputs=False)["main"].params
+    assert [p.ty.dtype for p in floats] == ["float32"]
+    raw = relax.VirtualMachine(
+        compile_module(lower_model(qm, raw_inputs=True), host_target()), tvm.cpu()
+    )
+    arg = q.quantize(feed[name])
+    got = raw["main"](tvm.runtime.tensor(arg))
+    env = IntegerExecutor(qm).run({name: arg}, raw_inputs=True)
+    for i, out in enumerate(qm.graph.outputs):
+        want = env[out]
+        want = want.values.astype(want.qparams.dtype) if isinstance(want, IntTensor) else want
+        np.testing.assert_array_equal(got[i].numpy(), want, strict=True)
 
 
 def _real(model: RealModel) -> Callable[[], Path]:
