@@ -136,11 +136,11 @@ def _shaped(
     return _model(shaped, inputs, outputs)
 
 
-def _fused(qm: QuantizedModel, target: CpuTarget) -> tvm.IRModule:
-    """The lowered module after scheduling and :class:`FuseLookups`."""
+def _fused(lowered: tvm.IRModule, target: CpuTarget) -> tvm.IRModule:
+    """``lowered`` (:func:`lower_model`'s module) after scheduling and :class:`FuseLookups`."""
     passes = fusion_passes(target) + schedule_passes(target)
     with target.to_tvm():
-        return tvm.transform.Sequential(passes)(lower_model(qm, raw_inputs=True))
+        return tvm.transform.Sequential(passes)(lowered)
 
 
 @pytest.mark.parametrize(
@@ -155,7 +155,8 @@ def test_fused_lookups_are_bit_exact(kind: str) -> None:
     target = _target(kind)
     layers, inputs, outputs = _chains(np.random.default_rng(40))
     qm = _shaped(layers, inputs, outputs)
-    fused = _fused(qm, target)
+    lowered = lower_model(qm, raw_inputs=True)  # lowered once: inspected, then compiled
+    fused = _fused(lowered, target)
     lookups = [gv.name_hint for gv, f in fused.functions.items() if is_lookup(f)]
     names = {gv.name_hint for gv in fused.functions} - set(lookups)
     made = sorted(n for n in names if n.endswith("_lut"))
@@ -165,7 +166,7 @@ def test_fused_lookups_are_bit_exact(kind: str) -> None:
         assert not made and lookups, (made, lookups)
     feeds = {n: v for n, (v, _) in inputs.items()}
     want = IntegerExecutor(qm).run(feeds, raw_inputs=True)
-    vm = relax.VirtualMachine(compile_module(lower_model(qm, raw_inputs=True), target), tvm.cpu())
+    vm = relax.VirtualMachine(compile_module(lowered, target), tvm.cpu())
     got = vm["main"](*[tvm.runtime.tensor(feeds[n]) for n, _ in qm.graph.inputs])
     for i, name in enumerate(outputs):
         expected = want[name]
@@ -234,10 +235,11 @@ def test_real_models_with_fused_lookups_are_bit_exact(model: RealModel, size: in
         pytest.skip(str(err))
     qm, feeds = quantize(path, QuantConfig(), {model.input_name: (1, 3, size, size)})
     target = host_target()
-    fused = _fused(qm, target)
+    lowered = lower_model(qm)
+    fused = _fused(lowered, target)
     assert any(gv.name_hint.endswith("_lut") for gv in fused.functions)
     inputs = [n for n, _ in qm.graph.inputs]
-    vm = relax.VirtualMachine(compile_module(lower_model(qm), target), tvm.cpu())
+    vm = relax.VirtualMachine(compile_module(lowered, target), tvm.cpu())
     for feed in feeds:
         env = IntegerExecutor(qm).run(feed)
         got = vm["main"](*[tvm.runtime.tensor(feed[n]) for n in inputs])
