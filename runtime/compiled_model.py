@@ -10,11 +10,16 @@ for CPU features this machine lacks. :meth:`CompiledModel.run` checks inputs
 ``ModelInfo`` order. Loading or running a model leaves the calling thread's
 CPU affinity as it was (TVM's thread pool would pin it to one core). Models
 do not size TVM's thread pool: :mod:`.thread_pool` does, once per process.
+A model keeps its input tensors from run to run (refilled in place) and copies
+its outputs out before returning, so runs of one model from several threads
+take turns (a lock); different models run concurrently.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,6 +69,8 @@ class CompiledModel:
         self._vm = relax.VirtualMachine(executable, tvm.cpu())
         self._main = self._vm["main"]
         self._weights: list[tvm.runtime.Tensor] = []
+        self._inputs: list[_InputSlot | None] = [None] * len(info.inputs)
+        self._lock = threading.Lock()
         if self._vm.module.implements_function(WEIGHT_TRANSFORM_FUNC):
             with caller_affinity_kept():
                 self._weights = list(self._vm[WEIGHT_TRANSFORM_FUNC]())
@@ -82,9 +89,10 @@ class CompiledModel:
             An input is unknown or missing, or has the wrong shape or dtype.
         """
         arrays = check_inputs(self.info, inputs)
-        with caller_affinity_kept():
-            result = self._main(*(tvm.runtime.tensor(a) for a in arrays), *self._weights)
-        flat = _flatten(result)
+        with self._lock, caller_affinity_kept():
+            tensors = [self._input_tensor(i, a) for i, a in enumerate(arrays)]
+            result = self._main(*tensors, *self._weights)
+            flat = _flatten(result)  # copied out before the next run reuses the input tensors
         if len(flat) != len(self.info.outputs):
             raise RuntimeError(
                 f"the library returned {len(flat)} outputs but its description lists "
@@ -92,6 +100,42 @@ class CompiledModel:
             )
         outputs = {t.name: value for t, value in zip(self.info.outputs, flat, strict=True)}
         return outputs if raw else _dequantized(outputs, self.info)
+
+    def _input_tensor(self, index: int, array: np.ndarray) -> tvm.runtime.Tensor:
+        """Input ``index`` holding ``array``: a tensor kept from run to run, refilled in place.
+
+        A new tensor per run cost more than its copy (BlazeFace's 196 KB input: ~0.15 ms
+        of a 1.6 ms run, fresh memory in a cold cache). A new shape (a symbolic dimension)
+        gets a new tensor.
+        """
+        slot = self._inputs[index]
+        if slot is None or slot.shape != array.shape:
+            slot = _InputSlot.holding(array)
+            self._inputs[index] = slot
+        elif slot.view is not None:
+            np.copyto(slot.view, array)
+        else:
+            slot.tensor.copyfrom(array)
+        return slot.tensor
+
+
+@dataclass(frozen=True, slots=True)
+class _InputSlot:
+    """The TVM tensor of one input and a numpy view of its memory (``None``: no view)."""
+
+    tensor: tvm.runtime.Tensor
+    view: np.ndarray | None
+    shape: tuple[int, ...]
+
+    @staticmethod
+    def holding(array: np.ndarray) -> _InputSlot:
+        """A new slot holding a copy of ``array`` (C-contiguous, the declared dtype)."""
+        tensor = tvm.runtime.tensor(array)
+        try:
+            view: np.ndarray | None = np.from_dlpack(tensor)
+        except (TypeError, BufferError, RuntimeError):  # a dtype numpy cannot view
+            view = None
+        return _InputSlot(tensor, view, array.shape)
 
 
 def _dequantized(outputs: dict[str, np.ndarray], info: ModelInfo) -> dict[str, np.ndarray]:
@@ -107,13 +151,21 @@ def _dequantized(outputs: dict[str, np.ndarray], info: ModelInfo) -> dict[str, n
 
 def _flatten(value: object) -> list[np.ndarray]:
     if isinstance(value, tvm.runtime.Tensor):
-        return [value.numpy()]
+        return [_copied(value)]
     if isinstance(value, (list, tuple)) or hasattr(value, "__len__"):
         flat: list[np.ndarray] = []
         for item in value:  # type: ignore[attr-defined]
             flat.extend(_flatten(item))
         return flat
     raise RuntimeError(f"unexpected value {type(value).__name__} returned by the library")
+
+
+def _copied(tensor: tvm.runtime.Tensor) -> np.ndarray:
+    """A numpy copy of ``tensor`` (through DLPack: 2.5 us for 57 KB, ``numpy()`` took 9.5)."""
+    try:
+        return np.from_dlpack(tensor).copy()
+    except (TypeError, BufferError, RuntimeError):  # a dtype numpy cannot view
+        return tensor.numpy()
 
 
 def from_executable(executable: tvm.runtime.Executable, info: ModelInfo) -> CompiledModel:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,27 @@ def test_non_contiguous_input_is_accepted(model: runtime.CompiledModel) -> None:
     np.testing.assert_array_equal(
         model.run({"a": wide, "b": A})["y"], (wide + A) * wide, strict=True
     )
+
+
+def test_runs_refill_inputs_and_return_their_own_outputs(model: runtime.CompiledModel) -> None:
+    """Input tensors are kept from run to run; outputs are copies the next run leaves alone."""
+    caller_a = A.copy()
+    first = model.run({"a": caller_a, "b": A})["y"]
+    second = model.run({"a": A + 1, "b": A})["y"]
+    np.testing.assert_array_equal(first, (A + A) * A, strict=True)
+    np.testing.assert_array_equal(second, (A + 1 + A) * (A + 1), strict=True)
+    np.testing.assert_array_equal(caller_a, A, strict=True)  # the caller's array is untouched
+
+
+def test_runs_from_several_threads_take_turns(model: runtime.CompiledModel) -> None:
+    """Threads share the model's input tensors: each run still sees its own inputs."""
+
+    def runs(offset: int) -> bool:
+        a = A + offset
+        return all(np.array_equal(model.run({"a": a, "b": A})["y"], (a + A) * a) for _ in range(25))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert all(pool.map(runs, range(8)))
 
 
 @pytest.mark.parametrize(
