@@ -13,7 +13,8 @@ one vector load of ``block_k`` packed weights and ``tile_w`` broadcast inputs.
 Weights are packed at compile time to ``[k // block_k, ry, rx, c, k % block_k]``
 (a block tagged ``meta_schedule.layout_rewrite_preproc``, folded by
 :class:`~npuc.backend.cpu.prepack_weights.PrepackWeights`). Tiles over
-(image, channel block, row) run in parallel.
+(image, channel block, row) run in parallel. A 1x1 convolution whose channels
+are not whole vectors may be computed on them padded (:func:`padded_nhwc_channels`).
 
 :class:`DepthwiseConv2dNhwcRule` (``weight[ry, rx, c, 1]``): each output row
 is one parallel task; it is computed in strips of ``strip`` columns whose
@@ -22,7 +23,9 @@ vector load of inputs and one of weights per column and vector of channels.
 With a stride of 2 or more the padded input rows of an output row are built
 inside its task.
 
-Both compute the epilogue (bias, activation, clip, residual add, TFLite's
+Both run on the calling thread alone below
+:data:`~npuc.backend.cpu.schedules.loops.PARALLEL_MIN_MACS` multiply-adds
+(:func:`worth_threads`). Both compute the epilogue (bias, activation, clip, residual add, TFLite's
 channel-padded residual) as the accumulators are written out
 (:func:`~npuc.backend.cpu.schedules.nhwc_match.gather_epilogue`). A padded
 input is built by its own parallel, vectorised loop nest; an unpadded copy is
@@ -48,7 +51,7 @@ from npuc.backend.cpu.schedules.conv2d import (
 )
 from npuc.backend.cpu.schedules.conv_match import loops_by_iter
 from npuc.backend.cpu.schedules.fallback import attempt, schedule_block
-from npuc.backend.cpu.schedules.loops import vector_factor
+from npuc.backend.cpu.schedules.loops import PARALLEL_MIN_MACS, extent, vector_factor
 from npuc.backend.cpu.schedules.nhwc_match import NhwcConv, gather_epilogue, match_nhwc_conv
 from npuc.core.target import CpuTarget
 
@@ -187,13 +190,23 @@ def _is_copy(sch: s_tir.Schedule, block: BlockRV) -> bool:
 
 
 def _prepare_input(sch: s_tir.Schedule, conv: NhwcConv, target: CpuTarget) -> None:
-    """Inline an unpadded copy of the input; give a padded one a parallel, vectorised nest."""
+    """Inline an unpadded copy of the input; give a padded one a vectorised nest.
+
+    The nest is parallel (the fallback's rule for a spatial block) unless the
+    convolution itself is too small for threads (:func:`worth_threads`).
+    """
     if conv.pad_block is None:
         return
     pad = sch.get_sblock(conv.pad_block)
     if _is_copy(sch, pad) and attempt(sch.compute_inline, pad):
         return
-    schedule_block(sch, pad, target, {})
+    loops = sch.get_loops(pad)
+    if worth_threads(sch, loops[0], conv):
+        schedule_block(sch, pad, target, {})
+        return
+    width = vector_factor(extent(sch, loops[-1]), float_lanes(target))
+    if width is not None:
+        sch.vectorize(sch.split(loops[-1], [None, width])[1])
 
 
 def _schedule_conv(sch: s_tir.Schedule, conv: NhwcConv, out: BlockRV, tile: ConvTile) -> bool:
@@ -209,8 +222,10 @@ def _schedule_conv(sch: s_tir.Schedule, conv: NhwcConv, out: BlockRV, tile: Conv
         sch.reorder(n, y, ko, xo, xi, ki)
     else:  # stride 1: the weights of one channel block stay in cache over the rows
         sch.reorder(n, ko, y, xo, xi, ki)
+    parallel = worth_threads(sch, n, conv)
     outer = sch.fuse(*sch.get_loops(out)[:3])
-    sch.parallel(outer)
+    if parallel:
+        sch.parallel(outer)
     sch.compute_at(block, xo)
     sch.set_scope(block, 0, "local")
 
@@ -229,6 +244,13 @@ def _schedule_conv(sch: s_tir.Schedule, conv: NhwcConv, out: BlockRV, tile: Conv
     if tile.tile_w > 1:
         sch.unroll(xi)
     return True
+
+
+def worth_threads(sch: s_tir.Schedule, batch: LoopRV, conv: NhwcConv) -> bool:
+    """``conv`` does at least :data:`~.loops.PARALLEL_MIN_MACS` multiply-adds (all images)."""
+    per_output = conv.kernel_h * conv.kernel_w * (1 if conv.depthwise else conv.in_channels)
+    outputs = conv.out_height * conv.out_width * conv.out_channels * (extent(sch, batch) or 1)
+    return outputs * per_output >= PARALLEL_MIN_MACS
 
 
 def choose_strip(conv: NhwcConv, target: CpuTarget) -> int:
@@ -268,8 +290,10 @@ def _schedule_depthwise(
     n, y, x, c = loops
     strip = choose_strip(conv, target)
     xo, xi = sch.split(x, [None, strip])
+    parallel = worth_threads(sch, n, conv)
     row = sch.fuse(n, y)
-    sch.parallel(row)
+    if parallel:
+        sch.parallel(row)
     sch.compute_at(block, xo)
     sch.set_scope(block, 0, "local")
 

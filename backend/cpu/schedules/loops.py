@@ -15,6 +15,13 @@ from npuc.core.target import CpuTarget
 #: Smallest vector worth emitting (lanes): below this the loop stays scalar.
 MIN_LANES = 4
 
+#: Multiply-adds below which a register-tiled kernel (the NHWC convolutions) runs on the
+#: calling thread only. The fallback's ``PARALLEL_MIN_ELEMENTS`` (4096 loop iterations)
+#: counts scalar iterations; these kernels do 16-32 multiply-adds per cycle, so the same
+#: few microseconds are 32 x 4096. BlazeFace's 8x8 layers (2.4-10 us one thread, AVX-512)
+#: took 1.3-2x as long split over two threads on a loaded 2-core host.
+PARALLEL_MIN_MACS = 32 * 4096
+
 
 def vector_lanes(target: CpuTarget, dtype: str) -> int:
     """Elements of ``dtype`` in one of the target's widest vector registers (at least 1).

@@ -231,3 +231,24 @@ def test_depthwise_strip_fits_the_register_budget() -> None:
             assert conv.out_width % strip == 0
             return
     pytest.fail("no NHWC convolution found")
+
+
+@pytest.mark.parametrize(
+    ("case", "parallel"),
+    [
+        (NhwcCase(channels=96, filters=96, size=(8, 8), kernel=(1, 1)), True),  # 590K MACs
+        (NhwcCase(channels=96, filters=16, size=(8, 8), kernel=(1, 1)), False),  # 98K
+        (NhwcCase(channels=64, filters=64, size=(16, 16), padding=1, depthwise=True), True),
+        (NhwcCase(channels=96, filters=96, size=(8, 8), padding=1, depthwise=True), False),
+    ],
+    ids=str,
+)
+def test_small_kernels_run_on_one_thread(case: NhwcCase, parallel: bool) -> None:
+    """Below PARALLEL_MIN_MACS multiply-adds the kernel has no parallel loop."""
+    target = TARGETS[-1]
+    rule = DepthwiseConv2dNhwcRule() if case.depthwise else Conv2dNhwcRule()
+    scheduled = [
+        rule.apply(f, target) for f in _prim_funcs(schedule_with(case.module(), target, None)[0])
+    ]
+    (func,) = [f for f in scheduled if f is not None]
+    assert ("T.parallel" in func.script()) == parallel
