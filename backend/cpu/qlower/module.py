@@ -16,11 +16,15 @@ import tvm
 from tvm import relax
 
 from npuc.core.errors import InvalidInputError, UnsupportedError
+from npuc.midend.quantize.graph import Node
 from npuc.midend.quantize.qmodel import QuantizedModel
+from npuc.midend.quantize.qparams import QParams
 
+from .deferred import REINDEX, Deferred, defer_layer, deferred_input, resolve
 from .dispatch import emit_layer
 from .intops import quantize
 from .relax_call import source_functions
+from .sink_transpose import sink_transposes
 
 
 def holds_integers(qm: QuantizedModel, name: str) -> bool:
@@ -77,6 +81,33 @@ def _check_region(
         raise InvalidInputError(f"region outputs {absent} are not computed by the region")
 
 
+def _emit(
+    bb: relax.BlockBuilder,
+    qm: QuantizedModel,
+    node: Node,
+    env: dict[str, relax.Expr | Deferred],
+    cache: dict[tuple[int, QParams | None], relax.Expr],
+) -> relax.Expr | Deferred:
+    """One layer: a float pad, max pool or movement on stored integers stays integer, and
+    so does an integer move of such a value (:mod:`.deferred`: a later table lookup then
+    runs before the moves); any other layer reads its inputs in the executor's
+    representation."""
+    integer = qm.layers[node.name].run_on == "npu"
+    if len(node.inputs) == 1:
+        (name,) = node.inputs
+        x = deferred_input(env[name], name, holds_integers(qm, name), qm.tensors)
+        if x is not None and not integer:
+            out_dtype = str(qm.graph.tensor_type(node.name).dtype)
+            deferred = defer_layer(bb, node, x, out_dtype)
+            if deferred is not None:
+                return deferred
+        same_q = x is not None and x.q == qm.tensors.get(name) == qm.tensors.get(node.name)
+        if x is not None and integer and node.op in REINDEX and same_q:
+            return defer_layer(bb, node, x, "float32")  # an integer move: the same integers
+    args = [resolve(bb, env[n], qm.tensors.get(n) if integer else None, cache) for n in node.inputs]
+    return emit_layer(bb, qm, node, args)
+
+
 def lower_layers(
     qm: QuantizedModel,
     layer_names: Sequence[str],
@@ -119,16 +150,21 @@ def lower_layers(
         params.append(relax.Var(name, relax.TensorType(ty.shape, ty.dtype)))
     with bb.function("main", params):
         with bb.dataflow():
-            env: dict[str, relax.Expr] = {}
+            env: dict[str, relax.Expr | Deferred] = {}
             for name, var in zip(input_names, params, strict=True):
                 quantized = name in float_inputs and name in qm.tensors
                 env[name] = bb.emit(quantize(var, qm.tensors[name])) if quantized else var
+            cache: dict[tuple[int, QParams | None], relax.Expr] = {}
             for node in qm.graph.nodes:
                 if node.name in wanted:
-                    env[node.name] = emit_layer(bb, qm, node, [env[n] for n in node.inputs])
-            result = bb.emit_output(relax.Tuple([env[n] for n in output_names]))
+                    env[node.name] = _emit(bb, qm, node, env, cache)
+            outputs = [
+                resolve(bb, env[n], qm.tensors[n] if holds_integers(qm, n) else None, cache)
+                for n in output_names
+            ]
+            result = bb.emit_output(relax.Tuple(outputs))
         bb.emit_func_output(result)
-    return relax.transform.DeadCodeElimination(["main"])(bb.get())
+    return relax.transform.DeadCodeElimination(["main"])(sink_transposes(bb.get()))
 
 
 def lower_model(qm: QuantizedModel, *, raw_inputs: bool = False) -> tvm.IRModule:
