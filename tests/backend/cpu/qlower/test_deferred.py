@@ -15,7 +15,7 @@ from tvm import relax
 from npuc.backend.cpu.build import compile_module
 from npuc.backend.cpu.qlower import lower_model
 from npuc.backend.cpu.qlower.deferred import requant_table
-from npuc.core.target import host_target
+from npuc.core.target import CpuTarget, host_target
 from npuc.midend.quantize.config import LayerQuantConfig, QuantConfig
 from npuc.midend.quantize.graph import Graph, Node, TensorType
 from npuc.midend.quantize.int_exec import IntegerExecutor, IntTensor
@@ -23,6 +23,12 @@ from npuc.midend.quantize.qmodel import QLayer, QuantizedModel
 from npuc.midend.quantize.qparams import QParams
 
 SHAPE = (1, 3, 6, 5)  # NCHW graph input
+#: The host (AVX-512 VBMI here: the lookup fuses into its producer), AVX2 and baseline x86-64.
+TARGETS = {
+    "host": None,
+    "avx2": CpuTarget(cpu_name="haswell", features=("avx", "avx2", "f16c", "fma"), num_cores=2),
+    "generic": CpuTarget(cpu_name="x86-64", features=("sse2",), num_cores=2),
+}
 
 
 def _f32(shape: tuple[int, ...]) -> TensorType:
@@ -77,8 +83,12 @@ def _values(v: object) -> np.ndarray:
     return v.values if isinstance(v, IntTensor) else np.asarray(v)
 
 
-@pytest.mark.parametrize(("dtype", "pad_value"), [("int8", 0.0), ("uint8", 0.031 * 4)])
-def test_chain_equals_the_executor(dtype: str, pad_value: float) -> None:
+@pytest.mark.parametrize(
+    ("dtype", "pad_value", "target"),
+    [("int8", 0.0, "host"), ("uint8", 0.031 * 4, "host"), ("int8", 0.0, "avx2"),
+     ("uint8", 0.031 * 4, "generic")],
+)  # fmt: skip
+def test_chain_equals_the_executor(dtype: str, pad_value: float, target: str) -> None:
     rng = np.random.default_rng(7)
     info = np.iinfo(np.dtype(dtype))
     qm = chain_model(dtype, pad_value, rng.integers(-128, 128, size=256))
@@ -90,7 +100,8 @@ def test_chain_equals_the_executor(dtype: str, pad_value: float) -> None:
     # the two transposes cancel; one remains for the NHWC float output pad_0
     assert mod["main"].script().count("R.permute_dims") == 1
     env = IntegerExecutor(qm).run({"x": x}, raw_inputs=True)
-    vm = relax.VirtualMachine(compile_module(mod, host_target()), tvm.cpu())
+    built = compile_module(mod, TARGETS[target] or host_target())
+    vm = relax.VirtualMachine(built, tvm.cpu())
     got = vm["main"](tvm.runtime.tensor(x))
     assert got[0].numpy().dtype == np.dtype(dtype)
     np.testing.assert_array_equal(got[0].numpy().astype(np.int64), _values(env["lut_0"]))
@@ -106,3 +117,28 @@ def test_requant_table_is_the_executors_quantize_of_its_dequantize() -> None:
     for v in (-128, -1, 0, 5, 127):
         real = np.float32(src.dequantize(np.asarray(v)))
         assert table[v % 256] == dst.quantize(np.asarray(real))
+
+
+def test_transposes_sink_below_elementwise_arithmetic_and_cancel() -> None:
+    """NHWC residual add of two NCHW tensors, transposed back: no transpose remains."""
+    from npuc.backend.cpu.qlower.sink_transpose import sink_transposes
+
+    shape = (1, 4, 3, 5)
+    bb = relax.BlockBuilder()
+    a, b = (relax.Var(n, relax.TensorType(shape, "int8")) for n in ("a", "b"))
+    with bb.function("main", [a, b]):
+        with bb.dataflow():
+            nhwc = [bb.emit(relax.op.permute_dims(v, [0, 2, 3, 1])) for v in (a, b)]
+            wide = [bb.emit(relax.op.astype(v, "int32")) for v in nhwc]
+            total = bb.emit(relax.op.add(wide[0], relax.op.multiply(wide[1], relax.const(3))))
+            out = bb.emit(relax.op.astype(relax.op.right_shift(total, relax.const(1)), "int8"))
+            back = bb.emit_output(relax.op.permute_dims(out, [0, 3, 1, 2]))
+        bb.emit_func_output(back)
+    mod = relax.transform.DeadCodeElimination(["main"])(sink_transposes(bb.get()))
+    assert "permute_dims" not in mod["main"].script()
+    rng = np.random.default_rng(3)
+    x, y = (rng.integers(-128, 128, size=shape).astype(np.int8) for _ in range(2))
+    vm = relax.VirtualMachine(compile_module(mod, host_target()), tvm.cpu())
+    got = vm["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(y)).numpy()
+    want = ((x.astype(np.int32) + y.astype(np.int32) * 3) >> 1).astype(np.int8)
+    np.testing.assert_array_equal(got, want, strict=True)
