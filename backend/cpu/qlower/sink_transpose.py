@@ -66,7 +66,7 @@ def _op_name(value: object) -> str | None:
 
 
 @relax.expr_functor.mutator
-class _Sink(relax.PyExprMutator):  # type: ignore[misc]
+class _Sink(relax.PyExprMutator):
     def _bound(self, expr: relax.Expr, op: str) -> relax.Call | None:
         """The call ``expr`` is bound to, when it is a call of ``op``."""
         value = self.lookup_binding(expr) if isinstance(expr, relax.Var) else None
