@@ -153,19 +153,22 @@ def _variant_cases(full: bool) -> LoweredCases:
     return lower_cases(cases + dense)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_every_kernel_variant_is_bit_exact(kind: str) -> None:
+def assert_exact_on_variant(kind: str, lowered: LoweredCases) -> None:
+    """Compile ``lowered`` for the ``kind`` kernel variant (checked) and compare bit for bit."""
     target = _target(kind)
     assert dot_kind(target).name == kind
-    assert_lowered_exact(_variant_cases(full=False), target)
+    assert_lowered_exact(lowered, target)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kernel_variant_is_bit_exact(kind: str) -> None:
+    assert_exact_on_variant(kind, _variant_cases(full=False))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_kernel_variant_is_bit_exact_on_the_whole_sweep(kind: str) -> None:
-    target = _target(kind)
-    assert dot_kind(target).name == kind
-    assert_lowered_exact(_variant_cases(full=True), target)
+    assert_exact_on_variant(kind, _variant_cases(full=True))
 
 
 def _sized_cases(rng: np.random.Generator) -> list[Case]:

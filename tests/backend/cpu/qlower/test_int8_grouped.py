@@ -20,21 +20,19 @@ from npuc.backend.cpu.qlower.int8_grouped import (
     group_channel_groups,
     plan_grouped,
 )
-from npuc.backend.cpu.schedules.int8_conv import dot_kind
 from npuc.backend.cpu.schedules.int8_kernel import DOT_KINDS, SPEC_ATTR, ConvKernelSpec, make_kernel
 
 from .harness import (
     DTYPES,
     Case,
     LoweredCases,
-    assert_lowered_exact,
     ints,
     lower_cases,
     node,
     qparams,
 )
 from .test_conv import _out_stage
-from .test_int8_conv import KINDS, _target
+from .test_int8_conv import KINDS, assert_exact_on_variant
 
 #: (groups, input channels per group) of the cases: multiples of 4 and not, groups 2-8.
 SHAPES = ((2, 4), (3, 8), (4, 6), (8, 2), (4, 34), (3, 5), (2, 12), (8, 7), (4, 28), (2, 3))
@@ -105,17 +103,13 @@ def _grouped_cases(full: bool) -> LoweredCases:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_grouped_convolutions_are_bit_exact(kind: str) -> None:
-    target = _target(kind)
-    assert dot_kind(target).name == kind
-    assert_lowered_exact(_grouped_cases(full=False), target)
+    assert_exact_on_variant(kind, _grouped_cases(full=False))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_grouped_convolutions_are_bit_exact_on_the_whole_sweep(kind: str) -> None:
-    target = _target(kind)
-    assert dot_kind(target).name == kind
-    assert_lowered_exact(_grouped_cases(full=True), target)
+    assert_exact_on_variant(kind, _grouped_cases(full=True))
 
 
 def test_one_packing_and_one_kernel_call_for_all_groups() -> None:
