@@ -57,6 +57,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
+from bench_target import ISAS, bench_target  # noqa: E402
 from cpu_report import render  # noqa: E402
 from interleave import Ratio, interleaved  # noqa: E402
 
@@ -194,9 +195,11 @@ def _reference(path: Path, threads: int) -> tuple[str, Callable[[dict[str, np.nd
     return "onnxruntime", lambda feeds: session.run(None, feeds)
 
 
-def bench_model(model: BenchModel, threads: int, repeats: int, folder: Path, batch: int = 3) -> Row:
-    """Build ``model``, time it interleaved with its reference (``repeats`` rounds of
-    ``batch`` timed runs each) and compare outputs."""
+def bench_model(
+    model: BenchModel, threads: int, repeats: int, folder: Path, batch: int = 3, isa: str = "host"
+) -> Row:
+    """Build ``model`` for ``isa`` (:mod:`bench_target`), time it interleaved with its
+    reference (``repeats`` rounds of ``batch`` timed runs each) and compare outputs."""
     from npuc import driver, runtime
 
     path = model.locate(folder)
@@ -208,7 +211,7 @@ def bench_model(model: BenchModel, threads: int, repeats: int, folder: Path, bat
         result = driver.build(
             path,
             out_path=folder / f"{model.name}.so",
-            target=driver.make_target("cpu", num_threads=threads),
+            target=bench_target(isa, threads),
             input_shapes=model.input_shapes,
         )
     finally:
@@ -267,6 +270,12 @@ def main() -> None:
     parser.add_argument("--calib", type=int, default=8, help="int8 calibration samples")
     parser.add_argument("--eval", type=int, default=2, help="int8 evaluation samples")
     parser.add_argument("--no-int8", dest="int8", action="store_false", help="float only")
+    parser.add_argument(
+        "--isa",
+        choices=ISAS,
+        default="host",
+        help="compile npuc for this host, or for AVX2 only (a Zen 3 proxy; bench_target.py)",
+    )
     parser.add_argument("--models", default=",".join(m.name for m in MODELS))
     parser.add_argument("--out", default=str(BENCH / "results" / "cpu.md"))
     args = parser.parse_args()
@@ -279,7 +288,9 @@ def main() -> None:
         for model in chosen:
             print(f"{model.name}: building and timing ...", flush=True)
             try:
-                row = bench_model(model, args.threads, args.repeats, Path(tmp), args.batch)
+                row = bench_model(
+                    model, args.threads, args.repeats, Path(tmp), args.batch, args.isa
+                )
             except (FileNotFoundError, NpucError) as err:
                 print(f"  skipped: {err}", flush=True)
                 continue

@@ -47,6 +47,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
+from bench_target import bench_target  # noqa: E402
 from cpu import _mobilenet_v2  # noqa: E402
 from cpu_report import cpu_name  # noqa: E402
 from interleave import Timing, interleaved  # noqa: E402
@@ -193,7 +194,7 @@ def _agreement(
 def bench_model(model: Int8Model, args: argparse.Namespace, folder: Path) -> Row:
     """Quantize and build ``model`` both ways, time the four libraries interleaved
     (``args``: threads, repeats = rounds, batch = timed runs per turn, calib, eval)."""
-    from npuc import driver, runtime
+    from npuc import runtime
     from npuc.backend.cpu.qlower.library import build_int8_library
 
     src = model.locate(folder)
@@ -210,7 +211,7 @@ def bench_model(model: Int8Model, args: argparse.Namespace, folder: Path) -> Row
             src,
             folder / f"{model.name}_int8.so",
             str(calib_path),
-            driver.make_target("cpu", num_threads=args.threads),
+            bench_target(getattr(args, "isa", "host"), args.threads),
             input_shapes=shapes,
         )
     compile_s = time.monotonic() - start

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import cpu_int8
 import numpy as np
+from bench_target import bench_target
 from interleave import Ratio, interleaved
 
 from tools.datasets import random_crops
@@ -144,7 +145,7 @@ def _npuc_only(
     LiteRT float), cosine vs npuc float."""
     from cpu import _reference
 
-    from npuc import driver, runtime
+    from npuc import runtime
     from npuc.backend.cpu.qlower.library import build_int8_library
 
     calib_path = folder / f"{name}_calib.npz"
@@ -156,7 +157,7 @@ def _npuc_only(
             path,
             folder / f"{name}_int8.so",
             str(calib_path),
-            driver.make_target("cpu", num_threads=args.threads),
+            bench_target(getattr(args, "isa", "host"), args.threads),
             input_shapes={input_name: shape},
         )
     compile_s = time.monotonic() - start
