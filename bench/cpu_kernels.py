@@ -42,7 +42,9 @@ class KernelTime:
         return self.ms_per_call * self.calls
 
 
-def scheduled_module(path: Path) -> tuple[tvm.IRModule, dict[str, str]]:
+def scheduled_module(
+    path: Path, input_shapes: dict[str, tuple[int, ...]] | None = None
+) -> tuple[tvm.IRModule, dict[str, str]]:
     """The model after fusion, scheduling and weight packing (one thread), and rule per kernel."""
     from npuc.backend.cpu.lowering import fusion_passes, schedule_passes
     from npuc.backend.cpu.prepack_weights import PrepackWeights
@@ -52,7 +54,7 @@ def scheduled_module(path: Path) -> tuple[tvm.IRModule, dict[str, str]]:
     from npuc.midend.pipeline import MidendOptions, optimize
 
     target = host_target(num_cores=1)
-    mod, _info = load(path, {}, None)
+    mod, _info = load(path, input_shapes or {}, None)
     mod = optimize(mod, MidendOptions())
     report = ScheduleReport()
     passes = fusion_passes(target) + schedule_passes(target, report) + [PrepackWeights()]
@@ -95,12 +97,14 @@ def time_kernel(func: tirx.PrimFunc, repeats: int) -> float:
     return best_s * 1e3
 
 
-def profile(path: Path, repeats: int) -> list[KernelTime]:
+def profile(
+    path: Path, repeats: int, input_shapes: dict[str, tuple[int, ...]] | None = None
+) -> list[KernelTime]:
     """Every kernel ``main`` calls, slowest (per inference) first."""
     from npuc import runtime
 
     runtime.configure_threads(1)
-    mod, rule_of = scheduled_module(path)
+    mod, rule_of = scheduled_module(path, input_shapes)
     calls = call_counts(mod)
     rows = []
     for gvar, func in mod.functions.items():
@@ -118,8 +122,17 @@ def main() -> None:
     parser.add_argument("model", type=Path)
     parser.add_argument("--top", type=int, default=20, help="rows to print")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--input-shape",
+        action="append",
+        default=[],
+        metavar="NAME=SHAPE",
+        help="fix an input's shape, as npuc build's --input-shape (e.g. x=1x3x224x224)",
+    )
     args = parser.parse_args()
-    rows = profile(args.model, args.repeats)
+    from npuc.cli.common import parse_input_shapes
+
+    rows = profile(args.model, args.repeats, parse_input_shapes(args.input_shape))
     by_rule: Counter[str] = Counter()
     for row in rows:
         by_rule[row.rule] += row.total_ms
