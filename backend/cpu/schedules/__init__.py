@@ -33,6 +33,7 @@ class ScheduleRule(Protocol):
 from npuc.backend.cpu.schedules.channel_shuffle import (  # noqa: E402 (after the protocol)
     ChannelShuffleRule,
 )
+from npuc.backend.cpu.schedules.concat import ConcatRule  # noqa: E402
 from npuc.backend.cpu.schedules.conv2d import Conv2dRule  # noqa: E402
 from npuc.backend.cpu.schedules.conv2d_nhwc import (  # noqa: E402
     Conv2dNhwcRule,
@@ -61,4 +62,5 @@ RULES: tuple[ScheduleRule, ...] = (
     TransposedConv2dRule(),
     PoolRule(),
     ChannelShuffleRule(),
+    ConcatRule(),
 )
