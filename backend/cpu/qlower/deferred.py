@@ -10,9 +10,15 @@ dequantization (``float32((x - zp) * scale)``):
 - movement re-indexes, so it commutes with any element-wise map;
 - max pool: ``D_q`` is non-decreasing (``scale > 0``), so the window maximum
   of the reals is ``D_q`` of the integers' maximum; padding never wins as
-  long as every window holds an input element (each pad below the window);
+  long as every window holds an input element (checked window by window: a
+  dilation can step over a small input);
 - constant pad: with the stored integer ``v`` whose ``D_q(v)`` is the pad
-  value bit for bit (0.0 is ``v = zp``), padding the integers with ``v``.
+  value bit for bit (0.0 is ``v = zp``), padding the integers with ``v``
+  (none for an infinity or NaN: the layer stays float).
+
+Only for ``q`` whose every stored value round-trips, ``Q_q(D_q(v)) == v``
+(not so when ``D_q`` overflows float32, a scale near 1e37): an integer layer
+reading the float result with ``q`` then reads the integers themselves.
 
 So the lowering keeps a :class:`Deferred` value (the integers and ``q``) and
 converts only where a consumer needs another representation:
@@ -28,7 +34,8 @@ quantizing back.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +45,7 @@ from tvm import relax
 from npuc.midend.quantize.graph import Node
 from npuc.midend.quantize.qparams import QParams
 
-from .intops import dequantize, quantize
+from .intops import dequantize, quantize, shape_of
 from .lut import emit_lookup
 from .movement import emit_movement
 
@@ -104,8 +111,9 @@ def to_float(bb: relax.BlockBuilder, value: Deferred) -> relax.Expr:
 def to_ints(bb: relax.BlockBuilder, value: Deferred, dst: QParams) -> relax.Expr:
     """The stored integers (``dst.dtype``) an integer layer reads for ``value``.
 
-    With ``dst == value.q`` these are ``value.ints`` themselves: ``Q_q(D_q(v)) == v``
-    (``|v - zp| < 2^16``: the float32 rounding moves ``D_q(v) / scale`` far less than 0.5).
+    With ``dst == value.q`` these are ``value.ints`` themselves: integer moves keep the
+    integers, and a float layer is deferred only when ``Q_q(D_q(v)) == v`` for every ``v``
+    (:func:`defer_layer`).
     """
     if dst == value.q:
         return value.ints
@@ -119,7 +127,10 @@ def to_ints(bb: relax.BlockBuilder, value: Deferred, dst: QParams) -> relax.Expr
 
 
 def _pad_code(value: float, q: QParams) -> int | None:
-    """The stored integer whose real value is ``value`` bit for bit, or None."""
+    """The stored integer whose real value is ``value`` bit for bit, or None (also for
+    infinities and NaN, which no stored integer's real value is)."""
+    if not math.isfinite(value):
+        return None
     code = int(np.rint(np.float64(value) / q.scale)) + q.zero_point
     if not q.qmin <= code <= q.qmax:
         return None
@@ -127,16 +138,43 @@ def _pad_code(value: float, q: QParams) -> int | None:
     return code if got.tobytes() == np.float32(value).tobytes() else None
 
 
-def _windows_hold_input(pool: tuple[int, ...], padding: tuple[int, ...]) -> bool:
-    """Every pooling window holds an input element: each pad below the window size."""
-    n = len(pool)
-    return all(padding[i] < pool[i] and padding[i + n] < pool[i] for i in range(n))
+def _windows_hold_input(sizes: Sequence[int], geometry: Mapping[str, Sequence[int]]) -> bool:
+    """Every pooling window (``pool_size``, ``strides``, ``padding``, ``dilation``) over an
+    input of spatial ``sizes`` holds an input element. Checked window by window: with a
+    dilation above an axis' size a window can fall between the input's ends although each
+    pad is below the window size (pad 1, window 2, dilation 2 on a size-1 axis reads
+    offsets -1 and 1)."""
+    pool, strides, dilation = geometry["pool_size"], geometry["strides"], geometry["dilation"]
+    padding, n = geometry["padding"], len(sizes)
+    for i, size in enumerate(sizes):
+        before, after, span = padding[i], padding[i + n], dilation[i] * (pool[i] - 1) + 1
+        room = size + before + after - span
+        if room < 0:
+            return False
+        for o in range(room // strides[i] + 1):
+            start = o * strides[i] - before
+            if not any(0 <= start + j * dilation[i] < size for j in range(pool[i])):
+                return False
+    return True
+
+
+def _round_trips(q: QParams) -> bool:
+    """``Q_q(D_q(v)) == v`` for every stored value ``v`` of ``q.dtype`` (the executor's
+    float32 dequantization, then its quantization). False when ``D_q`` overflows float32
+    (a scale near 1e37) or rounds distinct integers to one float."""
+    lo, hi = np.iinfo(np.dtype(q.dtype)).min, np.iinfo(np.dtype(q.dtype)).max
+    stored = np.arange(int(lo), int(hi) + 1)
+    with np.errstate(over="ignore"):
+        reals = q.dequantize(stored).astype(np.float32)
+    return bool(np.array_equal(q.quantize(reals).astype(np.int64), stored))
 
 
 def _stored_step(node: Node, x: Deferred) -> Step | None:
     """The integer form of a ``relax`` node's stored pad or max pool call, or None."""
     call = node.relax_call
     if not isinstance(call, relax.Call) or not isinstance(call.op, tvm.ir.Op):
+        return None
+    if len(call.args) != 1 or not isinstance(call.args[0], relax.Var):
         return None
     op, attrs = call.op.name, call.attrs
     if op == "relax.nn.pad" and str(attrs.pad_mode) == "constant":
@@ -150,47 +188,54 @@ def _stored_step(node: Node, x: Deferred) -> Step | None:
 
         return pad
     if op == "relax.nn.max_pool2d" and not bool(attrs.ceil_mode):
-        pool = tuple(int(v) for v in attrs.pool_size)
-        padding = tuple(int(v) for v in attrs.padding)
-        if not _windows_hold_input(pool, padding):
+        layout = str(attrs.layout)
+        if layout not in ("NCHW", "NHWC"):
             return None
         geometry = {
-            "pool_size": pool,
+            "pool_size": tuple(int(v) for v in attrs.pool_size),
             "strides": tuple(int(v) for v in attrs.strides),
-            "padding": padding,
+            "padding": tuple(int(v) for v in attrs.padding),
             "dilation": tuple(int(v) for v in attrs.dilation),
-            "layout": str(attrs.layout),
-            "out_layout": str(attrs.out_layout),
         }
-        return lambda _bb, ints, _remap: relax.op.nn.max_pool2d(ints, **geometry)
+        shape = shape_of(x.ints)
+        sizes = [shape[layout.index("H")], shape[layout.index("W")]]
+        if not _windows_hold_input(sizes, geometry):
+            return None
+        layouts = {"layout": layout, "out_layout": str(attrs.out_layout)}
+        return lambda _bb, ints, _remap: relax.op.nn.max_pool2d(ints, **geometry, **layouts)
     return None
 
 
+def defer_move(bb: relax.BlockBuilder, node: Node, x: Deferred) -> Deferred:
+    """Re-indexing ``node`` (:data:`REINDEX`) applied to ``x``'s integers."""
+
+    def move(bb: relax.BlockBuilder, ints: relax.Expr, _remap: Remap) -> relax.Expr:
+        return emit_movement(bb, node, [ints])
+
+    return x.then(bb, move)
+
+
 def defer_layer(bb: relax.BlockBuilder, node: Node, x: Deferred, out_dtype: str) -> Deferred | None:
-    """Layer ``node`` (one input, ``x``) on stored integers, or None when it is not a
+    """Float layer ``node`` (one input, ``x``) on stored integers, or None when it is not a
     re-indexing, constant pad or max pool this module proves exact (module docstring).
 
     ``out_dtype`` is the layer's float output type in the graph (only float32 qualifies).
+    ``x.q`` must round-trip (:func:`_round_trips`): an integer layer reading the float
+    result quantizes it, and :func:`to_ints` then gives ``x``'s integers unchanged.
     """
-    if out_dtype != "float32" or x.q.scale <= 0:
+    if out_dtype != "float32" or x.q.scale <= 0 or not _round_trips(x.q):
         return None
     if node.op in REINDEX:
-
-        def move(bb: relax.BlockBuilder, ints: relax.Expr, _remap: Remap) -> relax.Expr:
-            return emit_movement(bb, node, [ints])
-
-        return x.then(bb, move)
+        return defer_move(bb, node, x)
     if node.op == "max_pool2d":
-        pool = tuple(int(v) for v in node.attr("kernel"))
-        padding = tuple(int(v) for v in node.attr("padding"))
-        if not _windows_hold_input(pool, padding):
-            return None
         geometry = {
-            "pool_size": pool,
-            "strides": tuple(node.attr("strides")),
-            "padding": padding,
-            "dilation": tuple(node.attr("dilation")),
+            "pool_size": tuple(int(v) for v in node.attr("kernel")),
+            "strides": tuple(int(v) for v in node.attr("strides")),
+            "padding": tuple(int(v) for v in node.attr("padding")),
+            "dilation": tuple(int(v) for v in node.attr("dilation")),
         }
+        if not _windows_hold_input(shape_of(x.ints)[2:], geometry):
+            return None
         return x.then(bb, lambda _bb, ints, _remap: relax.op.nn.max_pool2d(ints, **geometry))
     if node.op == "relax":
         step = _stored_step(node, x)

@@ -20,7 +20,7 @@ from npuc.midend.quantize.graph import Node
 from npuc.midend.quantize.qmodel import QuantizedModel
 from npuc.midend.quantize.qparams import QParams
 
-from .deferred import REINDEX, Deferred, defer_layer, deferred_input, resolve
+from .deferred import REINDEX, Deferred, defer_layer, defer_move, deferred_input, resolve
 from .dispatch import emit_layer
 from .intops import quantize
 from .relax_call import source_functions
@@ -103,7 +103,7 @@ def _emit(
                 return deferred
         same_q = x is not None and x.q == qm.tensors.get(name) == qm.tensors.get(node.name)
         if x is not None and integer and node.op in REINDEX and same_q:
-            return defer_layer(bb, node, x, "float32")  # an integer move: the same integers
+            return defer_move(bb, node, x)  # an integer move: the same integers
     args = [resolve(bb, env[n], qm.tensors.get(n) if integer else None, cache) for n in node.inputs]
     return emit_layer(bb, qm, node, args)
 
