@@ -55,8 +55,12 @@ def _ndim(expr: relax.Expr) -> int:
     return len(ty.shape.values)
 
 
-def _shape(expr: relax.Expr) -> tuple[int, ...]:
-    return tuple(int(d) for d in expr.ty.shape.values)
+def _shape(expr: relax.Expr) -> tuple[int, ...] | None:
+    """The static shape of a tensor-typed expression, None when a dimension is symbolic."""
+    dims = expr.ty.shape.values
+    if not all(isinstance(d, tvm.tirx.IntImm) for d in dims):
+        return None
+    return tuple(int(d) for d in dims)
 
 
 def _op_name(value: object) -> str | None:
@@ -123,7 +127,8 @@ class _Sink(relax.PyExprMutator):
         if not found or any(f is None for f in found):
             return call
         perms = {f[1] for f in found if f is not None}
-        if len(perms) != 1 or len({_shape(a) for a in tensors}) != 1:
+        shapes = {_shape(a) for a in tensors}
+        if len(perms) != 1 or len(shapes) != 1 or None in shapes:
             return call
         (p,) = perms
         sources = iter([f[0] for f in found if f is not None])
@@ -155,14 +160,19 @@ class _Sink(relax.PyExprMutator):
         flat, table = looked.args[1].fields
         found = self._bound(flat, "relax.reshape")
         permuted = None if found is None else self._permuted(found.args[0])
-        if found is None or permuted is None or _shape(call) != _shape(found.args[0]):
+        if found is None or permuted is None:
+            return call
+        shape, flat_shape, src_shape = _shape(call), _shape(flat), _shape(permuted[0])
+        if shape is None or flat_shape is None or src_shape is None:
+            return call
+        if shape != _shape(found.args[0]):
             return call
         src, p = permuted
-        flat_src = self.builder_.emit(relax.op.reshape(src, _shape(flat)))
+        flat_src = self.builder_.emit(relax.op.reshape(src, flat_shape))
         out = self.builder_.emit(
             relax.call_tir(looked.args[0], [flat_src, table], looked.ty_args[0])
         )
-        return self._permute(relax.op.reshape(out, _shape(src)), p)
+        return self._permute(relax.op.reshape(out, src_shape), p)
 
 
 def sink_transposes(mod: tvm.IRModule) -> tvm.IRModule:
