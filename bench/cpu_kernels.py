@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import tvm
+from bench_target import ISAS, bench_target
 from tvm import relax, tirx
 
 
@@ -43,17 +44,16 @@ class KernelTime:
 
 
 def scheduled_module(
-    path: Path, input_shapes: dict[str, tuple[int, ...]] | None = None
+    path: Path, input_shapes: dict[str, tuple[int, ...]] | None = None, isa: str = "host"
 ) -> tuple[tvm.IRModule, dict[str, str]]:
     """The model after fusion, scheduling and weight packing (one thread), and rule per kernel."""
     from npuc.backend.cpu.lowering import fusion_passes, schedule_passes
     from npuc.backend.cpu.prepack_weights import PrepackWeights
     from npuc.backend.cpu.schedule_pass import ScheduleReport
-    from npuc.core.target import host_target
     from npuc.frontend import load
     from npuc.midend.pipeline import MidendOptions, optimize
 
-    target = host_target(num_cores=1)
+    target = bench_target(isa, 1)
     mod, _info = load(path, input_shapes or {}, None)
     mod = optimize(mod, MidendOptions())
     report = ScheduleReport()
@@ -74,12 +74,10 @@ def call_counts(mod: tvm.IRModule) -> Counter[str]:
     return calls
 
 
-def time_kernel(func: tirx.PrimFunc, repeats: int) -> float:
+def time_kernel(func: tirx.PrimFunc, repeats: int, isa: str = "host") -> float:
     """CPU milliseconds of one call of ``func`` on random inputs (min over ``repeats``)."""
-    from npuc.core.target import host_target
-
     single = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
-    kernel = tvm.compile(single, host_target(num_cores=1).to_tvm()).jit()["main"]
+    kernel = tvm.compile(single, bench_target(isa, 1).to_tvm()).jit()["main"]
     rng = np.random.default_rng(0)
     args = [
         tvm.runtime.tensor(
@@ -98,13 +96,16 @@ def time_kernel(func: tirx.PrimFunc, repeats: int) -> float:
 
 
 def profile(
-    path: Path, repeats: int, input_shapes: dict[str, tuple[int, ...]] | None = None
+    path: Path,
+    repeats: int,
+    input_shapes: dict[str, tuple[int, ...]] | None = None,
+    isa: str = "host",
 ) -> list[KernelTime]:
     """Every kernel ``main`` calls, slowest (per inference) first."""
     from npuc import runtime
 
     runtime.configure_threads(1)
-    mod, rule_of = scheduled_module(path, input_shapes)
+    mod, rule_of = scheduled_module(path, input_shapes, isa)
     calls = call_counts(mod)
     rows = []
     for gvar, func in mod.functions.items():
@@ -113,7 +114,7 @@ def profile(
             continue
         rule = rule_of.get(name.removesuffix("_prepacked"), "?")
         shapes = tuple(tuple(int(d) for d in p.ty.shape) for p in func.params)
-        rows.append(KernelTime(name, time_kernel(func, repeats), calls[name], rule, shapes))
+        rows.append(KernelTime(name, time_kernel(func, repeats, isa), calls[name], rule, shapes))
     return sorted(rows, key=lambda r: r.total_ms, reverse=True)
 
 
@@ -129,10 +130,13 @@ def main() -> None:
         metavar="NAME=SHAPE",
         help="fix an input's shape, as npuc build's --input-shape (e.g. x=1x3x224x224)",
     )
+    parser.add_argument(
+        "--isa", choices=ISAS, default="host", help="compile for this host or AVX2 only"
+    )
     args = parser.parse_args()
     from npuc.cli.common import parse_input_shapes
 
-    rows = profile(args.model, args.repeats, parse_input_shapes(args.input_shape))
+    rows = profile(args.model, args.repeats, parse_input_shapes(args.input_shape), args.isa)
     by_rule: Counter[str] = Counter()
     for row in rows:
         by_rule[row.rule] += row.total_ms
