@@ -18,7 +18,7 @@ scheduled from the fused function) avoids both:
   (``wq`` 11) is 5 AVX-512 vectors a tap where 7 row strips were 21 pieces.
 - The fused epilogue (bias, activation, clip, residual) is the epilogue
   block's own expression, applied row by row as the flat result is
-  written to the output (:func:`epilogue_of`).
+  written to the output (:func:`depthwise_epilogue.epilogue_of`).
 
 Requires: the function holds one depthwise convolution (:func:`match_conv2d`)
 whose data is a zero-padded copy of a parameter (or the parameter itself),
@@ -32,17 +32,16 @@ kernel: ky, then kx).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import tvm
 from tvm import s_tir, tirx
 from tvm.script.ir_builder import IRBuilder
 from tvm.sym import detect_linear_equation
-from tvm.tirx import expr as E
 from tvm.tirx.script.builder import ir as T
 
-from npuc.backend.cpu.schedules.conv_match import ConvNest, inline_epilogue, static_ints
+from npuc.backend.cpu.schedules.conv_match import ConvNest, static_ints
+from npuc.backend.cpu.schedules.depthwise_epilogue import ValueAt, epilogue_of
 from npuc.backend.cpu.schedules.int_depthwise import channels_per_task
 
 #: Accumulator vectors computed together (independent multiply-add chains per tap).
@@ -78,6 +77,13 @@ class FlatGeometry:
     def phase_w(self) -> int:
         """``wq``: columns of a phase plane row (the flat row pitch)."""
         return -(-self.padded_w // self.stride_w)
+
+    @staticmethod
+    def held(phase: int, stride: int, pad: int, length: int, limit: int) -> tuple[int, int]:
+        """Phase rows (or columns) ``[lo, hi)`` of ``phase`` that hold input, not padding."""
+        return max(0, -(-(pad - phase) // stride)), min(
+            limit, (length - 1 + pad - phase) // stride + 1
+        )
 
     def vectors(self, lanes: int) -> int:
         """Accumulator vectors covering the flat outputs ``out_h * wq``."""
@@ -157,79 +163,6 @@ def geometry_of(sch: s_tir.Schedule, nest: ConvNest) -> tuple[FlatGeometry, tirx
     ), source
 
 
-#: The epilogue's output value at an index ``(n, c, y, x)`` given the convolution's value there.
-ValueAt = Callable[[list[tvm.ir.Expr], tvm.ir.Expr], tvm.ir.Expr | None]
-
-
-def rebuild(
-    expr: tvm.ir.Expr, leaf: Callable[[tvm.ir.Expr], tvm.ir.Expr | None]
-) -> tvm.ir.Expr | None:
-    """``expr`` with every variable and buffer load replaced by ``leaf`` of it.
-
-    ``None`` when ``leaf`` returns ``None`` or ``expr`` holds a node this
-    walker does not know (a let, a reduction).
-    """
-    if isinstance(expr, (E.Var, tvm.ir.TensorLoad)):
-        return leaf(expr)
-    if isinstance(expr, (E.IntImm, E.FloatImm, tvm.ir.StringImm)):
-        return expr
-    if isinstance(expr, (E.BinaryOpExpr, E.CmpExpr, E.And, E.Or)):
-        a, b = rebuild(expr.a, leaf), rebuild(expr.b, leaf)
-        return None if a is None or b is None else type(expr)(a, b)
-    if isinstance(expr, E.Not):
-        a = rebuild(expr.a, leaf)
-        return None if a is None else tirx.Not(a)
-    if isinstance(expr, E.Cast):
-        a = rebuild(expr.value, leaf)
-        return None if a is None else tirx.Cast(str(expr.ty), a)
-    if isinstance(expr, E.Select):
-        parts = [rebuild(e, leaf) for e in (expr.condition, expr.true_value, expr.false_value)]
-        return None if any(p is None for p in parts) else tirx.Select(*parts)
-    if isinstance(expr, tvm.ir.Call) and isinstance(expr.op, tvm.ir.Op):
-        args = [rebuild(a, leaf) for a in expr.args]
-        return (
-            None
-            if any(a is None for a in args)
-            else tvm.ir.Call(expr.op, args, expr.attrs, ret_ty=expr.ty)
-        )
-    return None
-
-
-def epilogue_of(sch: s_tir.Schedule, nest: ConvNest) -> tuple[tirx.Buffer, ValueAt] | None:
-    """The output parameter and a builder of the output value at an index.
-
-    The builder takes the output index ``(n, c, y, x)`` and the convolution's
-    value there, and returns the epilogue block's expression with its
-    iterators replaced by the index (``None`` if it reads anything but the
-    convolution and the function's parameters).
-    """
-    conv = sch.get_sblock(nest.block)
-    out = sch.get(inline_epilogue(sch, conv, nest))
-    conv_buffer = sch.get(conv).writes[0].source
-    store = out.body
-    params = list(sch.mod["main"].params)
-    if not isinstance(store, tirx.BufferStore) or not any(store.buffer.same_as(b) for b in params):
-        return None
-    vars_ = [iv.var for iv in out.iter_vars]
-
-    def value_at(index: list[tvm.ir.Expr], conv_value: tvm.ir.Expr) -> tvm.ir.Expr | None:
-        def leaf(e: tvm.ir.Expr) -> tvm.ir.Expr | None:
-            if isinstance(e, E.Var):
-                return next((i for v, i in zip(vars_, index, strict=True) if v.same_as(e)), e)
-            if e.source.same_as(conv_buffer):
-                return conv_value
-            if not any(e.source.same_as(b) for b in params):
-                return None
-            indices = [rebuild(i, leaf) for i in e.indices]
-            if any(i is None for i in indices):
-                return None
-            return E.BufferLoad(e.source, indices)
-
-        return rebuild(store.value, leaf)
-
-    return store.buffer, value_at
-
-
 def build_flat_kernel(func: tirx.PrimFunc, nest: ConvNest, lanes: int) -> tirx.PrimFunc | None:
     """The kernel of the module docstring for ``func`` with vectors of ``lanes`` float32.
 
@@ -300,8 +233,7 @@ class FlatKernel:
                 phases = T.sblock_alloc_buffer((phase_elems,), "float32")
                 flat = T.sblock_alloc_buffer((vectors * lanes,), "float32")
                 acc = T.sblock_alloc_buffer((group * lanes,), "float32", scope="local")
-                with T.serial(0, phase_elems) as i:
-                    T.buffer_store(phases, tirx.FloatImm("float32", 0.0), [i])
+                _zero_borders(phases, g, size)
                 with T.serial(0, per_task) as job:
                     plane = task * per_task + job
                     n, c = plane // g.channels, plane % g.channels
@@ -361,17 +293,14 @@ def _fill(
     n: tvm.ir.Expr,
     c: tvm.ir.Expr,
 ) -> None:
-    """Copy plane ``(n, c)`` into its phase planes (interior only; borders stay zero).
+    """Copy plane ``(n, c)`` into its phase planes (interior only; see :func:`_zero_borders`).
 
     The column phases of a row are written in one loop over the phase columns
     they all hold (LLVM reads them as interleaved vector loads), then each
     phase's own first and last columns.
     """
     sh, sw, wq = g.stride_h, g.stride_w, g.phase_w
-    cols = [
-        (max(0, -(-(g.pad_left - px) // sw)), min(wq, (g.in_w - 1 + g.pad_left - px) // sw + 1))
-        for px in range(sw)
-    ]
+    cols = [g.held(px, sw, g.pad_left, g.in_w, wq) for px in range(sw)]
     common = (max(lo for lo, _ in cols), min(hi for _, hi in cols))
 
     def copy(yy: tvm.ir.Expr, py: int, px: int, xx: tvm.ir.Expr) -> None:
@@ -382,8 +311,7 @@ def _fill(
         )
 
     for py in range(sh):
-        y_lo = max(0, -(-(g.pad_top - py) // sh))
-        y_hi = min(g.phase_h, (g.in_h - 1 + g.pad_top - py) // sh + 1)
+        y_lo, y_hi = g.held(py, sh, g.pad_top, g.in_h, g.phase_h)
         if y_hi <= y_lo:
             continue
         with T.serial(y_lo, y_hi) as yy:
@@ -396,3 +324,27 @@ def _fill(
                     if a < b:
                         with T.serial(a, b) as xx:
                             copy(yy, py, px, xx)
+
+
+def _zero_borders(phases: tirx.Buffer, g: FlatGeometry, size: int) -> None:
+    """Zero every phase-plane element :func:`_fill` does not write (padding, slack): the
+    elements before the first held row's first held column, between one held row's last
+    and the next one's first, and after the last held row's last held column."""
+    sw, wq = g.stride_w, g.phase_w
+
+    def zero(start: tvm.ir.Expr, count: int) -> None:
+        if count > 0:
+            with T.serial(0, count) as i:
+                T.buffer_store(phases, tirx.FloatImm("float32", 0.0), [start + i])
+
+    for py, px in itertools.product(range(g.stride_h), range(sw)):
+        base = (py * sw + px) * size
+        y_lo, y_hi = g.held(py, g.stride_h, g.pad_top, g.in_h, g.phase_h)
+        x_lo, x_hi = g.held(px, sw, g.pad_left, g.in_w, wq)
+        if y_hi <= y_lo or x_hi <= x_lo:
+            zero(base, size)
+            continue
+        zero(base, y_lo * wq + x_lo)
+        with T.serial(y_lo, y_hi - 1) as yy:
+            zero(base + yy * wq + x_hi, wq - x_hi + x_lo)
+        zero(base + (y_hi - 1) * wq + x_hi, size - (y_hi - 1) * wq - x_hi)
