@@ -95,9 +95,15 @@ def accumulator_budget(target: CpuTarget) -> int:
     26 of AVX-512's 32 leaves two weight vectors and one broadcast: a 13-column
     row (SqueezeNet's 13x13 layers) then takes 32 channels x 13 columns, not
     16 x 13, which loads one broadcast per fused multiply-add (its 1x1 layers
-    ran 1.15-1.25x faster, one thread).
+    ran 1.15-1.25x faster, one thread). 13 of the 16 registers of AVX2 (and
+    SSE) leave one weight vector and one broadcast, so a 13-column row takes
+    one vector of channels x 13 columns; with 12 its only tiles were one
+    column wide (4 accumulators, latency-bound): SqueezeNet's 512->1000 1x1
+    layer at 13x13 went 5.5 -> 1.7 ms and the model's kernels 13.5 -> 8.3 ms,
+    compiled for Haswell, one thread, CPU time (``bench/cpu_kernels.py
+    --isa avx2``). Other widths get the same tiles as with 12.
     """
-    return 26 if target.has_avx512 else 12
+    return 26 if target.has_avx512 else 13
 
 
 def _divisors(n: int, limit: int) -> list[int]:

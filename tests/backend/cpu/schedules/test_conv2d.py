@@ -27,6 +27,7 @@ from npuc.backend.cpu.schedules.conv_match import ConvNest, match_conv2d
 from npuc.backend.cpu.schedules.depthwise import DepthwiseConv2dRule
 from npuc.core.target import CpuTarget
 from tests.backend.cpu.schedules.conv_harness import (
+    AVX2,
     ConvCase,
     check_rule_matches_unscheduled,
     schedule_with,
@@ -153,6 +154,21 @@ def test_tile_fits_the_register_file(target: CpuTarget, width: int) -> None:
     assert tile.block_k % lanes == 0 and 64 % tile.block_k == 0
     assert width % tile.tile_w == 0
     assert tile.vectors * tile.tile_w <= accumulator_budget(target)
+
+
+@pytest.mark.parametrize("filters", [1000, 256])
+def test_avx2_thirteen_column_rows_get_a_full_row_of_accumulators(filters: int) -> None:
+    """SqueezeNet's 13x13 layers on AVX2: 8 channels x 13 columns (13 accumulators), not
+    4 accumulators one column wide (a latency-bound tile, 3x slower for 512->1000)."""
+    case = ConvCase(channels=16, filters=filters, size=(13, 13), kernel=(1, 1))
+    fused, _ = schedule_with(case.module(), AVX2, None)
+    (func,) = _prim_funcs(fused)
+    nest = match_conv2d(s_tir.Schedule(func))
+    assert nest is not None
+    tile = choose_tile(nest, AVX2)
+    assert tile is not None
+    assert (tile.block_k, tile.tile_w) == (8, 13)
+    check_rule_matches_unscheduled(case, AVX2, Conv2dRule())
 
 
 def test_wide_channel_blocks_keep_their_weights_in_l2() -> None:
