@@ -43,8 +43,10 @@ NHWC_FROM_NCHW = (0, 2, 3, 1)
 
 
 def _axes(call: relax.Call, ndim: int) -> tuple[int, ...]:
+    """A ``permute_dims`` call's axes, each in ``[0, ndim)`` (the attribute keeps negative
+    axes as written; the pad rewrite indexes widths by axis)."""
     axes = call.attrs.axes
-    return tuple(range(ndim))[::-1] if axes is None else tuple(int(a) for a in axes)
+    return tuple(range(ndim))[::-1] if axes is None else tuple(int(a) % ndim for a in axes)
 
 
 def _ndim(expr: relax.Expr) -> int:

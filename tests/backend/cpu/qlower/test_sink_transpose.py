@@ -150,3 +150,24 @@ def test_symbolic_shapes_are_left_alone() -> None:
         bb.emit_func_output(out)
     mod = relax.transform.DeadCodeElimination(["main"])(sink_transposes(bb.get()))
     assert mod["main"].script().count("permute_dims") == 3
+
+
+def test_negative_axes() -> None:
+    """``permute_dims`` keeps negative axes as written: a pad below one (its widths moved by
+    axis: the pass built an 10-entry width list and TVM refused it) and a pair that cancels."""
+    bb = relax.BlockBuilder()
+    a = relax.Var("a", relax.TensorType(SHAPE, "int8"))
+    with bb.function("main", [a]):
+        with bb.dataflow():
+            nhwc = bb.emit(relax.op.permute_dims(a, [0, -2, -1, 1]))
+            padded = bb.emit(relax.op.nn.pad(nhwc, [0, 0, 1, 0, 0, 2, 0, 1], "constant", 3.0))
+            back = bb.emit(relax.op.permute_dims(padded, [0, -1, 1, 2]))
+            same = bb.emit(relax.op.permute_dims(nhwc, [0, -1, -3, 2]))
+            out = bb.emit_output(relax.Tuple([back, same]))
+        bb.emit_func_output(out)
+    mod = bb.get()
+    sunk = relax.transform.DeadCodeElimination(["main"])(sink_transposes(mod))
+    assert "permute_dims" not in sunk["main"].script()
+    x = np.random.default_rng(4).integers(-128, 128, size=SHAPE).astype(np.int8)
+    for want, got in zip(_run(mod, [x]), _run(sunk, [x]), strict=True):
+        np.testing.assert_array_equal(got, want, strict=True)
