@@ -173,8 +173,9 @@ _PERMS = st.permutations(range(4))
 
 @st.composite
 def _chain(draw: st.DrawFn) -> tuple[QuantizedModel, np.ndarray]:
-    """x -> 1-3 float layers (moves, constant pads, max pools) -> an integer move and, for 8-bit
-    QParams, an integer table lookup, both reading the last float layer's QParams."""
+    """x -> 1-4 float layers (moves, constant pads, max pools; maybe a last reshape to rank 3)
+    -> an integer move and, for 8-bit QParams, an integer table lookup, both reading the last
+    float layer's QParams (the source's or others, of another type)."""
     dtype = draw(st.sampled_from(["int8", "uint8", "int16"]))
     info = np.iinfo(np.dtype(dtype))
     zp = draw(st.sampled_from([int(info.min), int(info.max), 0 if dtype != "uint8" else 128]))
@@ -222,9 +223,12 @@ def _chain(draw: st.DrawFn) -> tuple[QuantizedModel, np.ndarray]:
                     relax.op.nn.max_pool2d(v, g[0], g[1], g[2], g[3], layout=g[4])))  # fmt: skip
         nodes.append(node)
         src, cur = name, tuple(node.out.shape)
-    if not nodes:
-        nodes.append(_graph_node("float_0", "x", cur, "transpose", axes=[0, 3, 1, 2]))
-        src, cur = "float_0", tuple(nodes[-1].out.shape)
+    if not nodes or draw(st.booleans()):  # a last move to rank 3 (or the only layer)
+        name = "float_last"
+        nodes.append(
+            _graph_node(name, src, cur, "reshape", shape=[1, cur[0] * cur[1] * cur[2], cur[3]])
+        )
+        src, cur = name, tuple(nodes[-1].out.shape)
     out_dtype = draw(st.sampled_from(["same", "int8", "uint8", "int16"]))
     if out_dtype == "same":
         dst = xq
@@ -233,7 +237,8 @@ def _chain(draw: st.DrawFn) -> tuple[QuantizedModel, np.ndarray]:
         dst = QParams(float(np.float32(scale * draw(st.sampled_from([0.7, 1.0, 3.0])))),
                       draw(st.integers(int(dinfo.min), int(dinfo.max))), out_dtype)  # fmt: skip
     tensors = {src: dst, "int_move": dst}
-    nodes.append(_graph_node("int_move", src, cur, "transpose", axes=[0, 2, 3, 1]))
+    axes = [0, *range(len(cur) - 1, 0, -1)]
+    nodes.append(_graph_node("int_move", src, cur, "transpose", axes=axes))
     if dst.dtype != "int16":
         nodes.append(Node(name="int_lut", op="unary", inputs=(src,), out=_f32(cur),
                           attrs={"func": "sigmoid"}))  # fmt: skip
