@@ -23,8 +23,9 @@ loop, so the thread pool is woken once per call; copies of fewer than
 
 Declines (the fallback schedules them): fused element-wise producers or
 epilogues (``concat -> relu``, a batch norm feeding a concat), reshapes or
-resizes fused into the copy, slices along two axes or with a stride, and
-symbolic shapes.
+resizes fused into the copy, slices along two axes or with a stride,
+symbolic shapes, and blocks that read a parameter another block writes or
+write the same output (the copies run sorted, not in block order).
 
 Why: the fallback fuses a concat's loops and vectorises them through a
 select and per-lane ``//`` and ``%`` of the fused index (SqueezeNet's
@@ -260,12 +261,18 @@ def span_copies(func: tirx.PrimFunc) -> list[SpanCopy] | None:
     if any(_shape(p) is None for p in params):
         return None
     copies: list[SpanCopy] = []
+    written: list[int] = []
     for block in root_blocks(sch):
         found = _block_copies(sch, block, params)
         if found is None:
             return None
         copies += found
+        written += sorted({c.dst for c in found})
     if not copies or len({c.rows for c in copies}) != 1:
+        return None
+    # The copies run in one loop, sorted, not in block order: a block reading a parameter
+    # another block writes, or two blocks writing one output, would see another order.
+    if len(set(written)) != len(written) or set(written) & {c.src for c in copies}:
         return None
     dtypes = {str(params[i].dtype) for c in copies for i in (c.src, c.dst)}
     if len(dtypes) != 1:
