@@ -16,9 +16,10 @@ dequantization (``float32((x - zp) * scale)``):
   value bit for bit (0.0 is ``v = zp``), padding the integers with ``v``
   (none for an infinity or NaN: the layer stays float).
 
-Only for ``q`` whose every stored value round-trips, ``Q_q(D_q(v)) == v``
-(not so when ``D_q`` overflows float32, a scale near 1e37): an integer layer
-reading the float result with ``q`` then reads the integers themselves.
+Only for ``q`` whose every stored value round-trips, ``Q_q(D_q(v)) == v``, with
+``D_q(v)`` finite (not so when ``D_q`` overflows float32, a scale near 1e37): an
+integer layer reading the float result with ``q`` then reads the integers
+themselves, and a float max pool's padding (float32's lowest) never wins.
 
 So the lowering keeps a :class:`Deferred` value (the integers and ``q``) and
 converts only where a consumer needs another representation:
@@ -159,14 +160,17 @@ def _windows_hold_input(sizes: Sequence[int], geometry: Mapping[str, Sequence[in
 
 
 def _round_trips(q: QParams) -> bool:
-    """``Q_q(D_q(v)) == v`` for every stored value ``v`` of ``q.dtype`` (the executor's
-    float32 dequantization, then its quantization). False when ``D_q`` overflows float32
-    (a scale near 1e37) or rounds distinct integers to one float."""
+    """``D_q(v)`` is finite and ``Q_q(D_q(v)) == v`` for every stored value ``v`` of
+    ``q.dtype`` (the executor's float32 dequantization, then its quantization). False when
+    ``D_q`` overflows float32 (a scale near 1e37: even ``D_q(qmin) = -inf`` alone, which
+    round-trips, loses a float max pool's window to its padding, float32's lowest) or
+    rounds distinct integers to one float."""
     lo, hi = np.iinfo(np.dtype(q.dtype)).min, np.iinfo(np.dtype(q.dtype)).max
     stored = np.arange(int(lo), int(hi) + 1)
     with np.errstate(over="ignore"):
         reals = q.dequantize(stored).astype(np.float32)
-    return bool(np.array_equal(q.quantize(reals).astype(np.int64), stored))
+    finite = bool(np.all(np.isfinite(reals)))
+    return finite and bool(np.array_equal(q.quantize(reals).astype(np.int64), stored))
 
 
 def _stored_step(node: Node, x: Deferred) -> Step | None:

@@ -168,6 +168,17 @@ def test_scale_whose_dequantized_values_overflow(dtype: str, scale: float) -> No
     _assert_exact(qm, _ints(np.random.default_rng(3), dtype, shape))
 
 
+def test_max_pool_where_only_the_lowest_integer_dequantizes_to_minus_infinity() -> None:
+    """Scale 2.66e36, zero point 0: ``D_q(-128) = -inf`` (every value still round-trips); a
+    window of -128s and padding is float32's lowest in the executor's float pool, not -inf."""
+    shape, xq = (1, 1, 2, 2), QParams(float(np.float32(2.66e36)), 0, "int8")
+    geometry = {"kernel": [2, 2], "strides": [1, 1], "padding": [1, 1, 1, 1], "dilation": [1, 1]}
+    pool = _graph_node("pool_0", "x", shape, "max_pool2d", **geometry, count_include_pad=False)
+    x = np.full(shape, -128, np.int8)
+    with np.errstate(over="ignore"):  # the executor's own dequantization overflows
+        _assert_exact(_model(shape, xq, [pool], {}), x)
+
+
 _PERMS = st.permutations(range(4))
 
 
