@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     import tvm
 
 TARGET_KINDS = ("cpu", "npu")
+
+#: Features passed to LLVM as ``mattr`` when the CPU has them: LLVM's model of the CPU
+#: name may lack them (a guest can report an older model), and the int8 AMX kernels need
+#: them to be compiled.
+AMX_FEATURES = ("amx-int8", "amx-tile")
 """What ``npuc build --target`` accepts: :class:`CpuTarget` and :class:`NpuTarget`."""
 
 
@@ -102,9 +107,11 @@ class CpuTarget:
         """The TVM target (TVM 0.27 takes dicts; it rejects ``-mcpu=native``)."""
         import tvm
 
-        return tvm.target.Target(
-            {"kind": "llvm", "mcpu": self.cpu_name, "num-cores": self.num_cores}
-        )
+        spec: dict[str, Any] = {"kind": "llvm", "mcpu": self.cpu_name, "num-cores": self.num_cores}
+        amx = [f"+{f}" for f in AMX_FEATURES if f in self.features]
+        if amx:  # LLVM's CPU model may lack them (a Sapphire Rapids guest reports Rocket Lake)
+            spec["mattr"] = amx
+        return tvm.target.Target(spec)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -143,14 +143,15 @@ def matvec_spec(spec: ConvKernelSpec) -> ConvKernelSpec:
 
 
 def pack_constants(spec: ConvKernelSpec, p: Mapping[str, Any]) -> list[np.ndarray]:
-    """``W`` (int32, 4 int8 channels each), ``INIT``, ``BIAS``, ``MUL`` in the kernel's layout
+    """``W`` (int32 ``(ocp, taps, cg)``, 4 int8 channels each), ``INIT``, ``BIAS``, ``MUL`` in
+    the kernel's layout
     (``W`` of a matvec spec in blocks of ``BLOCK`` output channels)."""
     w = np.asarray(p["weights"]).astype(np.int8)
     oc, c, kh, kw = w.shape
     wp = np.zeros((spec.ocp, spec.cg * GROUP, kh, kw), np.int8)
     wp[:oc, :c] = w
-    wp = wp.reshape(spec.ocp, spec.cg, GROUP, kh * kw).transpose(0, 1, 3, 2)
-    packed = np.ascontiguousarray(wp).view("<i4").reshape(spec.ocp, spec.cg, kh * kw)
+    wp = wp.reshape(spec.ocp, spec.cg, GROUP, kh * kw).transpose(0, 3, 1, 2)
+    packed = np.ascontiguousarray(wp).view("<i4").reshape(spec.ocp, kh * kw, spec.cg)
     corr = spec.zp_u * wp.astype(np.int64).sum(axis=(1, 2, 3))
     init = ((-corr + 2**31) % 2**32 - 2**31).astype(np.int32)
     bias = np.zeros(spec.ocp, np.int64)

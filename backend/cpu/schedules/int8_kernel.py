@@ -28,8 +28,9 @@ Operands:
   per 32-bit group, the input offset to unsigned (``u = x + 128`` for int8,
   ``x`` for uint8), padded with ``zp_u`` (the unsigned zero point), split
   into ``stride_h * stride_w`` phases of ``hq x wq`` flattened positions;
-- ``W``: ``int32 (ocp, cg, taps)``: four int8 weights per int32 (channel
-  ``4c + g`` in byte ``g``, little endian);
+- ``W``: ``int32 (ocp, taps, cg)``: four int8 weights per int32 (channel
+  ``4c + g`` in byte ``g``, little endian); a tap's groups contiguous (the AMX
+  kernel, :mod:`.int8_amx`, loads 16 of them as one tile row);
 - ``INIT``: ``int32 (ocp,)``: ``-(zp_u * sum w)`` modulo 2^32;
 - ``BIAS``, ``MUL``: ``int64 (ocp,)``: ``(b16 << bias_shift) + 2^(pre_shift - 1)``
   (the bias with the ahead shift's rounding; just the bias for a shift of 0)
@@ -253,7 +254,7 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
                             n,
                             x0 + c,
                             t,
-                            W[w0 + r, c, t],
+                            W[w0 + r, t, c],
                             p0 + v * lanes + offset(t),
                         )
         for r in T.unroll(nr):
@@ -297,7 +298,7 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
     @T.prim_func(private=True, s_tir=True)
     def kernel(
         X: T.Buffer((s.n, cgs, s.phases, s.q * GROUP), "uint8"),  # type: ignore[valid-type]
-        W: T.Buffer((ocps, s.cg, taps), "int32"),  # type: ignore[valid-type]
+        W: T.Buffer((ocps, taps, s.cg), "int32"),  # type: ignore[valid-type]
         INIT: T.Buffer((ocps,), "int32"),  # type: ignore[valid-type]
         BIAS: T.Buffer((ocps,), "int64"),  # type: ignore[valid-type]
         MUL: T.Buffer((ocps,), "int64"),  # type: ignore[valid-type]
@@ -311,7 +312,7 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
                 with T.sblock("int8_conv"):
                     T.reads(
                         X[0 : s.n, 0:cgs, 0 : s.phases, 0 : s.q * GROUP],
-                        W[0:ocps, 0 : s.cg, 0:taps],
+                        W[0:ocps, 0:taps, 0 : s.cg],
                         INIT[0:ocps],
                         BIAS[0:ocps],
                         MUL[0:ocps],
