@@ -22,7 +22,8 @@ fits int32, :mod:`.int8_kernel`). The tiles go to memory and get
 position block (a block's weights are reused from L1/L2 over the positions).
 
 The process must be allowed to use AMX state (Linux ``arch_prctl(ARCH_REQ_XCOMP_PERM,
-XFEATURE_XTILEDATA)``): each call asks for it (a no-op once granted) before its jobs;
+XFEATURE_XTILEDATA)``): each call asks for it (a no-op once granted) before its jobs,
+and returns an error (``_REFUSED``, raised in Python by the runtime) when it is refused;
 each job loads its tile configuration and releases the tiles at its end.
 """
 
@@ -56,6 +57,11 @@ AMX = DotKind("amx", TILE, TILE * BLOCKS, BLOCKS)
 
 #: Linux x86-64: ``SYS_arch_prctl``, ``ARCH_REQ_XCOMP_PERM``, ``XFEATURE_XTILEDATA``.
 _ARCH_PRCTL, _REQ_XCOMP_PERM, _XTILEDATA = 158, 0x1023, 18
+#: The error a call raises when Linux refuses the AMX state to the process.
+_REFUSED = (
+    "int8 AMX convolution: Linux refused AMX to this process (arch_prctl "
+    "ARCH_REQ_XCOMP_PERM); rebuild the library for a target without amx-tile/amx-int8"
+)
 
 #: Bytes of an AMX tile configuration (``ldtilecfg``), palette 1.
 _CFG_BYTES = 64
@@ -208,12 +214,11 @@ def make_amx_kernel(spec: ConvKernelSpec) -> tirx.PrimFunc:
         T.func_attr({"tirx.noalias": True})
         with T.sblock("root"):
             with T.sblock("amx_permission"):
-                T.evaluate(
-                    T.call_extern(
-                        "int64", "syscall", T.int64(_ARCH_PRCTL), T.int64(_REQ_XCOMP_PERM),
-                        T.int64(_XTILEDATA),
-                    )
-                )  # fmt: skip
+                # Refused (a seccomp filter, a kernel before 5.16): an error, not a SIGILL.
+                assert T.call_extern(
+                    "int64", "syscall", T.int64(_ARCH_PRCTL), T.int64(_REQ_XCOMP_PERM),
+                    T.int64(_XTILEDATA),
+                ) == T.int64(0), _REFUSED  # fmt: skip
             for job in T.parallel(jobs):
                 cfg = T.decl_buffer((_CFG_BYTES,), "uint8")
                 ibuf = T.decl_buffer((BLOCKS, TILE, TILE), "int32")
