@@ -86,9 +86,14 @@ class CompiledModel:
         Raises
         ------
         InvalidInputError
-            An input is unknown or missing, or has the wrong shape or dtype.
+            An input is unknown or missing, or has the wrong shape or dtype; or, for an
+            integer library, a float input holds NaN or infinite values (it quantizes its
+            inputs, where they have no value; the integer executor and ``npuc run`` of an
+            NPU build refuse them too).
         """
         arrays = check_inputs(self.info, inputs)
+        if self.info.extra.get("precision") == "int8":
+            _check_finite(self.info, arrays)
         with self._lock, caller_affinity_kept():
             tensors = [self._input_tensor(i, a) for i, a in enumerate(arrays)]
             result = self._main(*tensors, *self._weights)
@@ -117,6 +122,17 @@ class CompiledModel:
         else:
             slot.tensor.copyfrom(array)
         return slot.tensor
+
+
+def _check_finite(info: ModelInfo, arrays: list[np.ndarray]) -> None:
+    """Raise when a float input of an integer library holds NaN or an infinity."""
+    for tensor, array in zip(info.inputs, arrays, strict=True):
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            raise InvalidInputError(
+                f"input {tensor.name!r} holds NaN or infinite values; this int8 library "
+                "quantizes its inputs to integers, where they have no value",
+                hint="clean the input (np.nan_to_num) before running",
+            )
 
 
 @dataclass(frozen=True, slots=True)

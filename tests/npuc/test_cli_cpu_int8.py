@@ -68,6 +68,26 @@ def test_int8_library_equals_the_integer_executor(work: Path) -> None:
     np.testing.assert_array_equal(real, expected)
 
 
+def test_int8_library_refuses_nan_and_infinite_inputs(work: Path) -> None:
+    """As ``npuc run m.npuc`` does: the library would quantize NaN to the lowest integer,
+    the integer executor to 0 (numpy's cast); neither is a value."""
+    code, out, err = cli(
+        "build", work / "t.onnx", "--target", "cpu", "--precision", "int8",
+        "--calib", work / "cal.npy", "-o", work / "nan.so",
+    )  # fmt: skip
+    assert code == 0, out + err
+    for bad in (np.nan, np.inf):
+        x = np.random.default_rng(2).standard_normal(SHAPE).astype(np.float32)
+        x.flat[3] = bad
+        np.save(work / "bad.npy", x)
+        code, _out, err = cli(
+            "run", work / "nan.so", "--input", work / "bad.npy", "--output", work / "bad.npz"
+        )  # fmt: skip
+        assert code != 0
+        assert "holds NaN or infinite values" in err and "np.nan_to_num" in err
+        assert not (work / "bad.npz").exists()
+
+
 def test_int8_library_needs_calibration_data(work: Path) -> None:
     code, _out, err = cli(
         "build", work / "t.onnx", "--precision", "int8", "-o", work / "none.so"
