@@ -66,6 +66,8 @@ class FallbackRule:
     def apply(self, func: tirx.PrimFunc, target: CpuTarget) -> tirx.PrimFunc | None:
         """The scheduled ``func``; ``None`` when no block has a loop nest it understands."""
         sch = s_tir.Schedule(func)
+        if _runs_nothing(sch):
+            return func  # an empty output (ONNX Slice 5:5): no loop runs, nothing to schedule
         inline_elementwise(sch)
         scheduled = 0
         parallel_of: dict[str, LoopRV] = {}
@@ -75,6 +77,19 @@ class FallbackRule:
             ):
                 scheduled += 1
         return sch.mod["main"] if scheduled else None
+
+
+def _runs_nothing(sch: s_tir.Schedule) -> bool:
+    """Every root block sits in a loop of zero iterations (splitting one divides by zero)."""
+    blocks = root_blocks(sch)
+    return bool(blocks) and all(
+        any(_extent(sch, loop) == 0 for loop in sch.get_loops(block)) for block in blocks
+    )
+
+
+def _extent(sch: s_tir.Schedule, loop: LoopRV) -> int | None:
+    extent = sch.get(loop).extent
+    return int(extent) if isinstance(extent, tirx.IntImm) else None
 
 
 def inline_elementwise(sch: s_tir.Schedule) -> None:

@@ -42,10 +42,11 @@ def extent(sch: s_tir.Schedule, loop: s_tir.schedule.LoopRV) -> int | None:
 def vector_factor(trip_count: int | None, lanes: int) -> int | None:
     """The widest vector length, a power of two in ``[MIN_LANES, lanes]``, dividing ``trip_count``.
 
-    ``None`` when the trip count is symbolic or no such length divides it:
-    a split with a tail would leave a predicated (scalarised) body.
+    ``None`` when the trip count is symbolic, zero (an empty slice: nothing to split;
+    splitting it divided by zero in TVM) or no such length divides it: a split with a
+    tail would leave a predicated (scalarised) body.
     """
-    if trip_count is None:
+    if trip_count is None or trip_count <= 0:
         return None
     width = lanes
     while width >= MIN_LANES:

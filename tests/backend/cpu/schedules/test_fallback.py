@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from tvm import relax
 
+from npuc.backend.cpu.schedule_pass import ScheduleReport
 from npuc.backend.cpu.schedules import ScheduleRule
 from tests.backend.cpu.schedules.relax_graphs import build, check_same, graph, run
 
@@ -93,3 +94,13 @@ def test_long_odd_rows_with_a_row_operand(shape: tuple[int, ...]) -> None:
     row = (*shape[:-1], 1)
     mod = graph([shape, row], lambda p: op.nn.relu(op.subtract(p[0], p[1])))
     check_same(mod, FALLBACK_ONLY)
+
+
+def test_empty_slice_is_scheduled_without_a_rule_failure() -> None:
+    """ONNX Slice 5:5: an empty output. Splitting its zero-trip loop by a vector width
+    divided by zero in TVM (a raw 'Divide by zero' warning at build time)."""
+    mod = graph([(4, 8)], lambda p: op.strided_slice(p[0], axes=[1], begin=[5], end=[5]))
+    report = ScheduleReport()
+    got = run(build(mod, FALLBACK_ONLY, report), [np.ones((4, 8), "float32")])
+    assert got.shape == (4, 0)
+    assert report.failures == [], report.notes()
