@@ -27,12 +27,12 @@ if TYPE_CHECKING:
     import tvm
 
 TARGET_KINDS = ("cpu", "npu")
+"""What ``npuc build --target`` accepts: :class:`CpuTarget` and :class:`NpuTarget`."""
 
 #: Features passed to LLVM as ``mattr`` when the CPU has them: LLVM's model of the CPU
 #: name may lack them (a guest can report an older model), and the int8 AMX kernels need
 #: them to be compiled.
 AMX_FEATURES = ("amx-int8", "amx-tile")
-"""What ``npuc build --target`` accepts: :class:`CpuTarget` and :class:`NpuTarget`."""
 
 
 def check_num_threads(num_threads: int) -> int:
