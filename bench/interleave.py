@@ -18,6 +18,17 @@ an npuc run right after an onnxruntime run took 3-4x its usual time, the
 second run after it was back to normal; onnxruntime after npuc showed no
 such effect. Strictly alternating single runs would mostly measure that.
 
+Each turn is also preceded by ``idle_s`` seconds of sleep (:data:`IDLE_S`, 50 ms).
+The lead-in alone did not suffice for small models: TVM's pool workers spin
+up to 300,000 times after each parallel loop (``TVM_THREAD_POOL_SPIN_COUNT``)
+and onnxruntime's spin too, so the next library's lead-in AND timed runs
+shared the 2 cores with the previous library's spinners. Measured on the
+orientation classifier at 2 threads, quiet host, no idle: one run of
+bench/cpu.py put npuc at 3.4 ms against onnxruntime 1.5 (2.38x), the next
+npuc 2.6 ms against onnxruntime 7.1 (0.36x); alone in their own processes
+they ran 2.2-2.4 and 1.5-1.6 ms. After an idle gap both pools sleep, and the
+lead-in absorbs their wake-up.
+
 Pure Python (the clock is a parameter): ``tests/bench/test_interleave.py``
 checks the statistics with a fake clock.
 """
@@ -31,6 +42,9 @@ from dataclasses import dataclass
 
 MIN_ROUNDS = 3
 """Rounds always run (when asked for at least this many), whatever the time budget."""
+
+IDLE_S = 0.05
+"""Seconds of sleep before each turn, so the other libraries' spinning threads sleep."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +111,8 @@ def interleaved(
     budget_s: float,
     lead_in: int = 1,
     clock: Callable[[], float] = time.perf_counter,
+    idle_s: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Timing:
     """Time ``fns`` in interleaved rounds (see the module docstring).
 
@@ -114,6 +130,9 @@ def interleaved(
         Untimed runs at the start of each turn, before its ``batch``.
     clock
         Seconds, monotonic (``time.perf_counter``; a fake one in tests).
+    idle_s
+        Sleep before each turn (default :data:`IDLE_S`), through ``sleep``; not in the
+        latencies (the budget's clock runs on through it).
 
     Raises
     ------
@@ -126,11 +145,14 @@ def interleaved(
             f"(got {len(fns)} functions, rounds={rounds}, batch={batch}, lead_in={lead_in})"
         )
     names = list(fns)
+    idle = IDLE_S if idle_s is None else idle_s
     start = clock()
     runs: dict[str, list[tuple[float, ...]]] = {name: [] for name in names}
     for k in range(rounds):
         shift = k % len(names)
         for name in names[shift:] + names[:shift]:
+            if idle:
+                sleep(idle)  # the previous library's spinning threads go to sleep
             for _ in range(lead_in):
                 fns[name]()  # untimed: warm-up, and the previous library's spinners give up
             times = []

@@ -21,6 +21,7 @@ def il() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules["interleave"] = module
     spec.loader.exec_module(module)
+    module.IDLE_S = 0.0  # the fake host's clock does not see a real sleep
     return module
 
 
@@ -166,3 +167,21 @@ def test_bad_arguments_raise(
     fns = {str(k): (lambda: None) for k in range(count)}
     with pytest.raises(ValueError, match="interleaved timing needs"):
         il.interleaved(fns, rounds=rounds, batch=batch, budget_s=1.0, lead_in=lead_in)
+
+
+def test_each_turn_starts_after_an_idle_sleep(il: ModuleType) -> None:
+    """So that another library's spinning threads are asleep when a turn starts."""
+    calls: list[str] = []
+    slept: list[float] = []
+
+    def fn(name: str) -> Callable[[], None]:
+        return lambda: calls.append(name)
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        calls.append("sleep")
+
+    fns = {"a": fn("a"), "b": fn("b")}
+    il.interleaved(fns, rounds=2, batch=1, budget_s=1e9, lead_in=1, idle_s=0.05, sleep=sleep)
+    assert slept == [0.05] * 4
+    assert calls == ["sleep", "a", "a", "sleep", "b", "b", "sleep", "b", "b", "sleep", "a", "a"]
