@@ -34,7 +34,7 @@ from typing import Any
 from tvm import tirx
 from tvm.script import tirx as T
 
-from npuc.backend.cpu.schedules.int8_kernel import epilogue
+from npuc.backend.cpu.schedules.int8_kernel import epilogue, output_store
 from npuc.backend.cpu.schedules.int8_spec import (
     GROUP,
     SPEC_ATTR,
@@ -104,10 +104,7 @@ def make_amx_kernel(spec: ConvKernelSpec) -> tirx.PrimFunc:
     def offset(t: Any) -> Any:
         return (t // s.kw * s.dil_h // s.stride_h) * s.wq + (t % s.kw * s.dil_w // s.stride_w)
 
-    def contiguous(pv: Any, row: Any, col: Any) -> Any:
-        if s.wq == s.ow:
-            return pv + lanes <= s.oh * s.ow
-        return tirx.all(col + lanes <= s.ow, row < s.oh)
+    store = output_store(s, lanes)
 
     @T.macro
     def configure(cfg: Any) -> None:
@@ -168,9 +165,6 @@ def make_amx_kernel(spec: ConvKernelSpec) -> tirx.PrimFunc:
                 o = T.meta_var(o0 + i * TILE + r)
                 if o < s.oc:
                     for j in T.unroll(nv):
-                        pv = T.meta_var(p0 + j * TILE)
-                        row = T.meta_var(pv // s.wq)
-                        col = T.meta_var(pv % s.wq)
                         value = T.meta_var(
                             epilogue(
                                 s,
@@ -180,13 +174,7 @@ def make_amx_kernel(spec: ConvKernelSpec) -> tirx.PrimFunc:
                                 T.broadcast(T.Cast("int32", MUL[o]), lanes),
                             )
                         )
-                        if contiguous(pv, row, col):
-                            Y[n, o, T.ramp(row * s.ow + col, 1, lanes)] = value
-                        else:
-                            out[T.ramp(0, 1, lanes)] = value
-                            for k in range(lanes):
-                                if (pv + k) % s.wq < s.ow and (pv + k) // s.wq < s.oh:
-                                    Y[n, o, (pv + k) // s.wq * s.ow + (pv + k) % s.wq] = out[k]
+                        store(Y, out, n, o, p0 + j * TILE, value)
 
     @T.macro
     def positions(

@@ -143,6 +143,32 @@ def epilogue(s: ConvKernelSpec, lanes: int, total: Any, bias: Any, mul: Any) -> 
     return T.Cast(f"{s.out_dtype}x{lanes}", v)
 
 
+def output_store(s: ConvKernelSpec, lanes: int) -> Any:
+    """A macro ``store(Y, out, n, o, pv, value)``: the ``lanes`` results ``value`` of
+    channel ``o`` from grid position ``pv`` into ``Y[n, o, :]``; one vector store when
+    they are consecutive real outputs, else through ``out`` one by one, skipping the
+    grid's padding columns and rows."""
+
+    def contiguous(pv: Any, row: Any, col: Any) -> Any:
+        if s.wq == s.ow:  # the grid has no padding columns
+            return pv + lanes <= s.oh * s.ow
+        return tirx.all(col + lanes <= s.ow, row < s.oh)
+
+    @T.macro
+    def store(Y: Any, out: Any, n: Any, o: Any, pv: Any, value: Any) -> None:
+        row = T.meta_var(pv // s.wq)
+        col = T.meta_var(pv % s.wq)
+        if contiguous(pv, row, col):
+            Y[n, o, T.ramp(row * s.ow + col, 1, lanes)] = value
+        else:
+            out[T.ramp(0, 1, lanes)] = value
+            for j in range(lanes):
+                if (pv + j) % s.wq < s.ow and (pv + j) // s.wq < s.oh:
+                    Y[n, o, (pv + j) // s.wq * s.ow + (pv + j) % s.wq] = out[j]
+
+    return store
+
+
 def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
     """The PrimFunc ``(X, W, INIT, BIAS, MUL, Y)`` of ``spec`` using ``kind``'s dot products.
 
@@ -225,11 +251,7 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
             [acc], list(range(1, 2 * lanes, 2))
         )
 
-    def contiguous(pv: Any, row: Any, col: Any) -> Any:
-        """Whether the ``lanes`` positions from ``pv`` are consecutive real outputs."""
-        if s.wq == s.ow:  # the grid has no padding columns
-            return pv + lanes <= s.oh * s.ow
-        return tirx.all(col + lanes <= s.ow, row < s.oh)
+    store = output_store(s, lanes)
 
     @T.macro
     def tile(
@@ -260,9 +282,6 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
         for r in T.unroll(nr):
             for v in T.unroll(nv):
                 if o0 + r < s.oc:
-                    pv = T.meta_var(p0 + v * lanes)
-                    row = T.meta_var(pv // s.wq)
-                    col = T.meta_var(pv % s.wq)
                     value = T.meta_var(
                         epilogue(
                             s,
@@ -272,13 +291,7 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
                             T.broadcast(T.Cast("int32", MUL[w0 + r]), lanes),
                         )
                     )
-                    if contiguous(pv, row, col):
-                        Y[n, y0 + r, T.ramp(row * s.ow + col, 1, lanes)] = value
-                    else:
-                        out[T.ramp(0, 1, lanes)] = value
-                        for j in range(lanes):
-                            if (pv + j) % s.wq < s.ow and (pv + j) // s.wq < s.oh:
-                                Y[n, y0 + r, (pv + j) // s.wq * s.ow + (pv + j) % s.wq] = out[j]
+                    store(Y, out, n, y0 + r, p0 + v * lanes, value)
 
     @T.macro
     def tile_rows(
