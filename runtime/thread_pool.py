@@ -43,10 +43,13 @@ _STATE = _PoolState()
 
 
 def configure_threads(num_threads: int) -> int:
-    """Size TVM's thread pool for this process to ``num_threads``; return it.
+    """Size TVM's thread pool for this process to ``num_threads``; return the size it got.
 
     Call it once, before running models (``npuc run`` does for ``--threads``).
-    Calling it again resizes the pool for every model in the process.
+    Calling it again resizes the pool for every model in the process. TVM
+    caps the pool at the CPUs this process may use (or at ``TVM_NUM_THREADS``
+    when the environment sets it), so the size returned can be less than
+    ``num_threads`` (``--threads 999`` on a 2-CPU machine runs 2 threads).
 
     Raises
     ------
@@ -62,7 +65,14 @@ def configure_threads(num_threads: int) -> int:
         with caller_affinity_kept():
             tvm.get_global_func("runtime.config_threadpool")(_AFFINITY_BIG_CORES, num_threads)
         _STATE.num_threads = num_threads
-    return num_threads
+    return pool_threads()
+
+
+def pool_threads() -> int:
+    """The number of threads TVM's pool runs parallel kernels on in this process."""
+    import tvm
+
+    return int(tvm.get_global_func("runtime.NumThreads")())
 
 
 def _lift_concurrency_cap() -> None:
@@ -79,7 +89,7 @@ def ensure_threads(default: int) -> int:
     """Configure the pool with ``default`` threads unless it already is; return its size."""
     if _STATE.num_threads is None:
         return configure_threads(default)
-    return _STATE.num_threads
+    return pool_threads()
 
 
 def configured_threads() -> int | None:

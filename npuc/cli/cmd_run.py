@@ -9,6 +9,7 @@ statistics; ``--output out.npz`` saves the outputs atomically.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from typing import Any
 
@@ -81,11 +82,25 @@ def output_stats(value: np.ndarray) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> CommandResult:
     import npuc.runtime as runtime
     from npuc.runtime.tensor_files import read_input_files, write_outputs_npz
+    from npuc.runtime.thread_pool import pool_threads
 
+    notes: list[str] = []
+    if args.threads is not None:  # process-wide: also the CPU regions of a .npuc file
+        threads = runtime.configure_threads(args.threads)
+        if threads < args.threads:
+            notes.append(
+                f"--threads {args.threads}: TVM's thread pool holds at most {threads} threads "
+                f"here (the CPUs this process may use, or TVM_NUM_THREADS); running {threads}"
+            )
     if str(args.library).endswith(".npuc"):
         from npuc.cli.npu_commands import run as run_npu
 
-        return run_npu(args)
+        result = run_npu(args)
+        return dataclasses.replace(
+            result,
+            data={**result.data, "threads": pool_threads(), "notes": notes},  # CPU regions' pool
+            text="\n".join([result.text, *(f"  note: {n}" for n in notes)]),
+        )
     library = common.existing_file(args.library, "compiled model")
     if library.suffix == ".npuq":
         raise InvalidInputError(
@@ -95,8 +110,6 @@ def run(args: argparse.Namespace) -> CommandResult:
         )
     if args.output and not args.output.endswith(".npz"):
         raise InvalidInputError(f"--output {args.output}: must end in .npz", hint="e.g. out.npz")
-    if args.threads is not None:
-        runtime.configure_threads(args.threads)
     model = runtime.load(library)
     assert isinstance(model, runtime.CompiledModel)  # .npuc files took the branch above
     precision = str(model.info.extra.get("precision", "float"))
@@ -120,8 +133,11 @@ def run(args: argparse.Namespace) -> CommandResult:
         "raw": bool(args.raw),
         "outputs": [{"name": name, **s} for name, s in stats.items()],
         "output_file": args.output,
+        "threads": pool_threads(),
+        "notes": notes,
     }
-    lines = [f"ran {library} in {run_ms:.1f} ms"]
+    lines = [f"ran {library} in {run_ms:.1f} ms on {data['threads']} thread(s)"]
+    lines += [f"  note: {n}" for n in notes]
     for name, s in stats.items():
         shape = "x".join(str(d) for d in s["shape"]) or "scalar"
         line = f"  {name}: {shape} {s['dtype']}"

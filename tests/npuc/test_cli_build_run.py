@@ -8,6 +8,7 @@ give its documented exit code (docs/cli.md), one ``error:`` line on stderr
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -109,6 +110,27 @@ def test_build_json_with_input_shape_then_run_bare_input(work: Path) -> None:
     want = run_onnxruntime(conv_dynamic_batch(), {"x": np.load(work / "x2.npy")})
     assert "relu_out: 2x8x8x8 float32" in run.stdout
     assert f"max {float(want['relu_out'].max()):.6g}" in run.stdout
+
+
+def test_run_reports_its_threads_and_says_when_they_are_capped(work: Path) -> None:
+    built = npuc("build", "conv.onnx", "-o", "t1.so", "--threads", "1", cwd=work)
+    assert built.returncode == 0, built.stderr
+    plain = npuc("run", "t1.so", "--input", "x=x.npy", "--json", cwd=work)
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads(plain.stdout)["threads"] == 1  # as built
+    assert json.loads(plain.stdout)["notes"] == []
+    capped = npuc("run", "t1.so", "--input", "x=x.npy", "--threads", "999", "--json", cwd=work)
+    assert capped.returncode == 0, capped.stderr
+    data = json.loads(capped.stdout)
+    env_cap = os.environ.get("TVM_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS")
+    cap = int(env_cap or len(os.sched_getaffinity(0)))
+    assert data["threads"] == min(cap, 999)
+    assert data["notes"] == [
+        f"--threads 999: TVM's thread pool holds at most {cap} threads here (the CPUs this "
+        f"process may use, or TVM_NUM_THREADS); running {cap}"
+    ]
+    text = npuc("run", "t1.so", "--input", "x=x.npy", "--threads", "999", cwd=work)
+    assert f"on {cap} thread(s)" in text.stdout and "note: --threads 999" in text.stdout
 
 
 BUILD_ERRORS = [

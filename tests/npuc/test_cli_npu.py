@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -52,6 +54,18 @@ def test_run_sim_equals_ref(built: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert outs["sim"].keys() == outs["ref"].keys()
     for name, value in outs["sim"].items():
         np.testing.assert_array_equal(value, outs["ref"][name])
+
+
+def test_run_threads_size_the_cpu_regions_pool(built: Path) -> None:
+    """``--threads`` applies to a .npuc file's CPU regions too (it was ignored before)."""
+    args = ["run", str(built / "m.npuc"), "--input", f"x={built / 'x.npy'}", "--json"]
+    done = subprocess.run(  # the pool is process-global: a process of its own
+        [sys.executable, "-m", "npuc.cli.main", *args, "--threads", "1"],
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["threads"] == 1 and data["notes"] == []
 
 
 def test_verify_bit_exact_and_names_mismatch(
