@@ -3,8 +3,9 @@
 ``bench/cpu_kernels.py`` times each kernel alone, with its inputs and weights
 hot in cache; inside a model they are not (ResNet-50, one thread: kernels
 alone 53.5 ms, the model 70 ms). This script times every call of one
-library's ``main`` inside real runs, through the Relax VM's instrument hook
-(about 3 us of Python per call is included), at the thread count asked for,
+library's ``main`` inside real runs (:func:`npuc.runtime.profile.profile_model`,
+the Relax VM's instrument hook, as ``npuc run --profile``; about 3 us of Python
+per call is included), at the thread count asked for,
 and with ``--onnx`` prints onnxruntime's per-node times for the same model
 (its own profiler, same threads), so layers can be compared one to one.
 
@@ -19,7 +20,6 @@ import collections
 import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,37 +27,16 @@ import numpy as np
 
 def npuc_calls(library: Path, threads: int, runs: int) -> list[tuple[float, str, int]]:
     """(microseconds per run, function, calls per run) for every function ``main`` calls."""
-    import tvm
-    from tvm import relax
-
     from npuc import runtime
+    from npuc.runtime.profile import profile_model
 
     runtime.configure_threads(threads)
     model = runtime.load(library)
-    vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), tvm.cpu())
+    assert isinstance(model, runtime.CompiledModel)
     inp = model.info.inputs[0]
     x = np.random.default_rng(0).uniform(-1, 1, tuple(inp.shape)).astype(inp.dtype)
-    tensor = tvm.runtime.tensor(x)
-    for _ in range(10):
-        vm["main"](tensor)
-    times: dict[str, list[float]] = collections.defaultdict(list)
-    started: dict[str, float] = {}
-
-    def instrument(_func: object, name: str, before: bool, _ret: object, *_args: object) -> int:
-        if before:
-            started[name] = time.perf_counter()
-        else:
-            times[name].append(time.perf_counter() - started[name])
-        return 0
-
-    vm.set_instrument(instrument)
-    for _ in range(runs):
-        vm["main"](tensor)
-    rows = [
-        (statistics.median(v) * len(v) / runs * 1e6, name, len(v) // runs)
-        for name, v in times.items()
-    ]
-    return sorted(rows, reverse=True)
+    profile = profile_model(model, {inp.name: x}, runs=runs, warmup=10)
+    return [(k.us_per_run, k.function, k.calls_per_run) for k in profile.kernels]
 
 
 def ort_nodes(onnx_path: Path, shape: tuple[int, ...], threads: int, runs: int) -> list:

@@ -17,8 +17,9 @@ take turns (a lock); different models run concurrently.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -105,6 +106,23 @@ class CompiledModel:
             )
         outputs = {t.name: value for t, value in zip(self.info.outputs, flat, strict=True)}
         return outputs if raw else _dequantized(outputs, self.info)
+
+    @contextlib.contextmanager
+    def instrumented(self, instrument: Callable[..., int]) -> Iterator[None]:
+        """Within the block, :meth:`run` calls ``instrument`` around every call its VM makes.
+
+        TVM's Relax VM hook: ``instrument(func, name, before, ret, *args)``, called
+        before (``before`` true) and after each call, returns 0 to go on. Runs from
+        other threads meanwhile are instrumented too. Used by
+        :func:`npuc.runtime.profile.profile_model`.
+        """
+        with self._lock:
+            self._vm.set_instrument(instrument)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._vm.set_instrument(None)
 
     def _input_tensor(self, index: int, array: np.ndarray) -> tvm.runtime.Tensor:
         """Input ``index`` holding ``array``: a tensor kept from run to run, refilled in place.

@@ -55,6 +55,18 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--threads", type=int, metavar="N", help="threads to run with (default: as built)"
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="(.so) time every kernel inside real runs and print where the time goes",
+    )
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=20,
+        metavar="N",
+        help="(--profile) timed runs, after 3 warm-up runs (default 20)",
+    )
     common.add_common_flags(parser)
     parser.set_defaults(handler=run)
 
@@ -84,6 +96,10 @@ def run(args: argparse.Namespace) -> CommandResult:
     from npuc.runtime.tensor_files import read_input_files, write_outputs_npz
     from npuc.runtime.thread_pool import pool_threads
 
+    if args.runs != 20 and not args.profile:
+        raise InvalidInputError("--runs counts --profile's timed runs", hint="add --profile")
+    if args.runs < 1:
+        raise InvalidInputError(f"--runs {args.runs}: must be at least 1", hint="e.g. --runs 20")
     notes: list[str] = []
     if args.threads is not None:  # process-wide: also the CPU regions of a .npuc file
         threads = runtime.configure_threads(args.threads)
@@ -94,6 +110,14 @@ def run(args: argparse.Namespace) -> CommandResult:
             )
     if str(args.library).endswith(".npuc"):
         from npuc.cli.npu_commands import run as run_npu
+
+        if args.profile:
+            raise InvalidInputError(
+                "--profile times the kernels of a CPU library (.so); a .npuc runs on the NPU "
+                "simulator",
+                hint="--trace TRACE.json writes the NPU timeline; npuc report gives the cycles "
+                "per layer",
+            )
 
         result = run_npu(args)
         return dataclasses.replace(
@@ -152,4 +176,10 @@ def run(args: argparse.Namespace) -> CommandResult:
         lines.append(line)
     if args.output:
         lines.append(f"wrote {args.output}")
+    if args.profile:
+        from npuc.runtime.profile import profile_model, profile_table
+
+        profile = profile_model(model, feeds, runs=args.runs)
+        data["profile"] = profile.as_json()
+        lines += profile_table(profile)
     return CommandResult(data=data, text="\n".join(lines))

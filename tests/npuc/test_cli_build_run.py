@@ -133,6 +133,32 @@ def test_run_reports_its_threads_and_says_when_they_are_capped(work: Path) -> No
     assert f"on {cap} thread(s)" in text.stdout and "note: --threads 999" in text.stdout
 
 
+def test_run_profile_times_every_kernel(work: Path) -> None:
+    built = npuc("build", "conv.onnx", "-o", "p1.so", "--threads", "1", cwd=work)
+    assert built.returncode == 0, built.stderr
+    args = ("run", "p1.so", "--input", "x=x.npy", "--profile", "--runs", "2")
+    proc = npuc(*args, "--json", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    profile = json.loads(proc.stdout)["profile"]
+    assert profile["runs"] == 2 and profile["threads"] == 1 and profile["run_ms"] > 0
+    (conv,) = [k for k in profile["kernels"] if "conv2d" in k["function"]]
+    assert conv["calls_per_run"] == 1 and conv["shapes"][0] == [1, 3, 8, 8]
+    text = npuc(*args, cwd=work)
+    assert text.returncode == 0 and "profile: " in text.stdout and conv["function"] in text.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--runs", "3"], "--runs counts --profile's timed runs"), (["--profile", "--runs", "0"],
+     "--runs 0: must be at least 1")],
+)  # fmt: skip
+def test_run_profile_flags_are_checked(work: Path, extra: list[str], message: str) -> None:
+    built = npuc("build", "conv.onnx", "-o", "p2.so", "--threads", "1", cwd=work)
+    assert built.returncode == 0, built.stderr
+    proc = npuc("run", "p2.so", "--input", "x=x.npy", *extra, cwd=work)
+    assert proc.returncode == 3 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
 BUILD_ERRORS = [
     (["build", "missing.onnx"], 3, "model file missing.onnx does not exist"),
     (["build", "notes.onnx"], 3, "notes.onnx is not a valid ONNX file"),

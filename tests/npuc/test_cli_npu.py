@@ -68,6 +68,13 @@ def test_run_threads_size_the_cpu_regions_pool(built: Path) -> None:
     assert data["threads"] == 1 and data["notes"] == []
 
 
+def test_run_profile_is_for_cpu_libraries(built: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["run", str(built / "m.npuc"), "--input", f"x={built / 'x.npy'}", "--profile"]
+    assert main(args) == 3
+    err = capsys.readouterr().err
+    assert "--profile times the kernels of a CPU library" in err and "--trace" in err
+
+
 def test_verify_bit_exact_and_names_mismatch(
     built: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
