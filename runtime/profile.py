@@ -122,7 +122,7 @@ def profile_model(
         per_run[-1][name] = per_run[-1].get(name, 0.0) + time.perf_counter() - started[name]
         calls[name] += 1
         if name not in shapes:
-            shapes[name] = tuple(tuple(int(d) for d in a.shape) for a in args if _is_tensor(a))
+            shapes[name] = tuple(_shape(a) for a in args if _is_tensor(a))
         return 0
 
     with model.instrumented(instrument):
@@ -149,6 +149,10 @@ def profile_model(
 
 def _is_tensor(value: object) -> bool:
     return hasattr(value, "shape") and hasattr(value, "dtype")
+
+
+def _shape(tensor: Any) -> tuple[int, ...]:
+    return tuple(int(d) for d in tensor.shape)
 
 
 def profile_table(profile: ModelProfile, top: int = 20) -> list[str]:
