@@ -13,7 +13,8 @@ the rest (``None``), which the conv2d rule after it takes:
   :class:`~npuc.backend.cpu.schedules.conv2d.Conv2dRule` declines;
 - pointwise convolutions whose plane vectors are wider than the conv2d
   rule's channel vectors, or as wide while that rule's tile is a single
-  vector (ShuffleNet's 28- and 68-channel groups, 4-lane vectors there);
+  vector (ShuffleNet's 28-, 68- and 136-channel groups, 4- and 8-lane
+  vectors there);
 - pointwise convolutions with at most :data:`PLANE_MAX_CHANNELS` input or
   output channels per group, whose plane a vector divides. The conv2d rule
   keeps its accumulators as ``[x][k]`` and writes NCHW through a transpose
@@ -40,12 +41,17 @@ registers; each input channel adds one vector load of the input per vector
 times ``block_k`` broadcast weights (packed at compile time as ``[k //
 block_k, c, 1, 1, k % block_k]``, so they are contiguous). The last tile of
 a plane whose vector count the tile does not divide is cut at a vector (a
-test per vector, not per lane). The vector is the widest of 16, 8 or 4 lanes
-dividing the plane: 14x14 (196) gets 4 lanes, which lost to the conv2d
-rule's 16 (MobileNetV2's 64->384 at 14: 0.15 vs 0.32-0.40 ms; 96->576 0.24
-vs 0.64) but beat its 4-lane tiles on ShuffleNet's groups; planes of 49 or
-169 have no vector and stay with the conv2d rule (a lane-level tail would
-need predicated vector loads). The epilogue (bias, clip, residual
+test per vector, not per lane). The vector is the target's full width (16
+lanes with AVX-512, 8 with AVX2). A plane they do not divide but hold at
+least once (14x14 = 12 x 16 + 4, 7x7 = 3 x 16 + 1) ends in a partial
+vector, compiled as a shorter one (:func:`_schedule_tail`: TVM's
+LoopPartition pass splits the plane loops into the full vectors, without a
+test, and the rest); a smaller plane takes the widest 8 or 4 lanes dividing
+it, or none (3x3 with AVX-512: declined). Before the partial vector, 14x14
+took 4-lane vectors (ShuffleNet's 272 -> 272 in 4 groups, AVX-512, one
+thread: 127 us, now 49) and 7x7 went to the conv2d rule (544 -> 544 in 4
+groups: 87 us there, 41 here; MobileNetV2's 16 -> 96 at 7x7 2.8 vs 1.5 us,
+16 -> 24 at 14x14 4.0 vs 1.2 us). The epilogue (bias, clip, residual
 add, SiLU) is applied as the tile is written. Tiles over (image, channel
 block, plane block) run in parallel; with fewer output than input channels
 the plane blocks are outermost, so a plane block's input is read once for
@@ -58,6 +64,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import tvm
 from tvm import s_tir, tirx
 from tvm.ir import TensorLoad
 
@@ -85,6 +92,8 @@ class PlaneTile:
     block_k: int
     pixels: int
     lanes: int
+    tail: bool = False
+    """The plane ends in a partial vector (:func:`choose_plane_tile`)."""
 
 
 def _accumulator_budget(target: CpuTarget) -> int:
@@ -100,28 +109,36 @@ def _accumulator_budget(target: CpuTarget) -> int:
 def choose_plane_tile(nest: ConvNest, plane: int, target: CpuTarget) -> PlaneTile | None:
     """The register tile for ``nest``'s ``plane`` (the output's ``H * W``), or ``None``.
 
-    The vector length is the target's float32 lanes, or the widest power of
-    two (at least 4) dividing ``plane``; ``None`` when there is none (49,
-    169). ``block_k`` divides the group's output channels;
-    the tile's vectors need not divide the plane's (the last tile of a plane
-    is cut at a vector). Among the tiles within 90% of the most accumulator
+    The vector length is the target's float32 lanes. A plane of at least one
+    such vector that they do not divide (14x14, 7x7) ends in a partial
+    vector (:data:`PlaneTile.tail`); a smaller plane takes the widest power of
+    two (at least 4) dividing it, or ``None`` when there is none.
+    ``block_k`` divides the group's output channels; the tile's vectors need
+    not divide the plane's (the last tile of a plane is cut at a vector, and
+    with a partial vector the tiles are balanced: 13 vectors as 5 + 5 + 3,
+    not 6 + 6 + 1). Among the tiles within 90% of the most accumulator
     vectors doing useful work (a cut tile counts its share), the fewest loads
     per multiply-add (``block_k`` broadcasts plus one input vector per
     column), then the most channels.
     """
-    lanes = vector_factor(plane, float_lanes(target))
+    full = float_lanes(target)
+    ragged = plane % full != 0 and plane >= full
+    lanes = full if ragged else vector_factor(plane, full)
     if lanes is None:
         return None
     budget = _accumulator_budget(target)
-    plane_vectors = plane // lanes
+    plane_vectors = -(-plane // lanes)
     scored: list[tuple[float, float, PlaneTile]] = []
     for block_k in range(1, min(nest.group_out, budget) + 1):
         if nest.group_out % block_k:
             continue
         vectors = min(budget // block_k, plane_vectors)
-        useful = block_k * plane_vectors / -(-plane_vectors // vectors)
+        tiles = -(-plane_vectors // vectors)
+        if ragged:
+            vectors = -(-plane_vectors // tiles)
+        useful = block_k * plane_vectors / tiles
         loads = (vectors + block_k) / (vectors * block_k)
-        scored.append((useful, loads, PlaneTile(block_k, vectors * lanes, lanes)))
+        scored.append((useful, loads, PlaneTile(block_k, vectors * lanes, lanes, ragged)))
     if not scored:
         return None
     most = max(useful for useful, _, _ in scored)
@@ -196,9 +213,10 @@ def plane_kernel(
 
     Applies whatever :func:`prefers_plane` says (the rule decides that).
     ``tile`` and ``plane_outer`` override :func:`choose_plane_tile` and the
-    loop order (plane blocks outermost when ``group_in >= group_out``), to
-    measure alternatives. ``None`` when ``func`` holds no such convolution or
-    no tile fits its plane.
+    loop order (plane blocks outermost when ``group_in >= group_out``; with a
+    partial last vector the channel blocks always are), to measure
+    alternatives. ``None`` when ``func`` holds no such convolution or no tile
+    fits its plane.
     """
     sch = s_tir.Schedule(func)
     nest = match_conv2d(sch)
@@ -219,10 +237,89 @@ def plane_kernel(
         sch.compute_inline(pad)
     conv = sch.get_sblock(nest.block)
     pack_weights(sch, conv, nest, tile.block_k)
+    if tile.tail:
+        if not all(_int32_indexed(param.ty.shape) for param in func.params):
+            return None  # the tail's loop partition needs 32-bit indices (_schedule_tail)
+        _schedule_tail(sch, nest, tile)
+        narrow = tirx.transform.ForceNarrowIndexToInt32()
+        return narrow(tvm.IRModule({"main": sch.mod["main"]}))["main"]
     if plane_outer is None:
         plane_outer = nest.group_in >= nest.group_out
     _schedule(sch, nest, tile, plane_outer)
     return sch.mod["main"]
+
+
+def _int32_indexed(shape: list[tirx.PrimExpr]) -> bool:
+    """``shape`` is static, of fewer than 2**31 elements."""
+    count = 1
+    for dim in shape:
+        if not isinstance(dim, tirx.IntImm):
+            return False
+        count *= int(dim)
+    return count < 2**31
+
+
+#: Loop annotation that makes TVM's LoopPartition pass split a loop where its body's
+#: conditions change (full vectors, then the partial one).
+PARTITION_HINT = "pragma_loop_partition_hint"
+
+
+def _schedule_tail(sch: s_tir.Schedule, nest: ConvNest, tile: PlaneTile) -> None:
+    """The kernel for a plane ending in a partial vector (in place; weights packed).
+
+    The plane is split into tiles of ``tile.pixels`` positions, vectors of
+    ``tile.lanes``, with a predicate (``p < plane``) that TVM's LoopPartition
+    pass removes: every loop walking the plane carries
+    :data:`PARTITION_HINT`, so the full tiles and the full vectors of the
+    last tile are compiled without a test, and the partial vector becomes a
+    shorter vector (4 of 196 = 12 x 16 + 4 positions). The caller narrows
+    the function's indices to int32: NarrowDataType, which the TIR pipeline
+    runs before LoopPartition, gives the loops new int32 variables but leaves
+    the hints on the old int64 ones, and the hinted loops were not split
+    (the predicated vectors were scalarised: 3x slower). The channel blocks
+    are the parallel loop and the plane tiles a serial loop inside (the
+    partition needs the tile loop unfused).
+    """
+    lanes, vectors = tile.lanes, tile.pixels // tile.lanes
+    conv = sch.get_sblock(nest.block)
+    out = inline_epilogue(sch, conv, nest)
+    _flatten_plane(sch, conv, out, nest.out_width)
+    n, k, p = sch.get_loops(out)
+    ko, ki = sch.split(k, [None, tile.block_k])
+    po, vi, lane = sch.split(p, [None, vectors, lanes])
+    sch.reorder(n, ko, po, ki, vi, lane)
+    sch.parallel(sch.fuse(n, ko))
+    sch.compute_at(conv, po)
+    sch.set_scope(conv, 0, "local")
+
+    roles = loops_by_iter(sch, conv, first=2)  # iterators n, k, p, c
+    conv_vi, conv_lane = sch.split(roles[2], [vectors, lanes])
+    inner = [roles[1], conv_vi] if 1 in roles else [conv_vi]  # k absent when of extent 1
+    sch.reorder(roles[3], *inner, conv_lane)
+    for loop in inner:
+        sch.unroll(loop)
+    sch.vectorize(conv_lane)
+    init = sch.decompose_reduction(conv, roles[3])
+    init_loops = sch.get_loops(init)
+    for loop in init_loops[len(init_loops) - 1 - len(inner) : -1]:
+        sch.unroll(loop)
+    sch.vectorize(init_loops[-1])
+    sch.unroll(ki)
+    sch.unroll(vi)
+    sch.vectorize(lane)
+    for loop in (po, vi, lane, conv_vi, conv_lane, init_loops[-2], init_loops[-1]):
+        sch.annotate(loop, PARTITION_HINT, 1)
+
+
+def _flatten_plane(
+    sch: s_tir.Schedule, conv: s_tir.schedule.SBlockRV, out: s_tir.schedule.SBlockRV, width: int
+) -> None:
+    """Index the accumulators and both blocks by the plane position ``y * width + x``."""
+    sch.transform_layout(conv, ("write", 0), lambda n, k, y, x: (n, k, y * width + x))
+    sch.transform_block_layout(out, lambda n, k, y, x: (n, k, y * width + x))
+    sch.transform_block_layout(
+        conv, lambda n, k, y, x, c, ky, kx: (n, k, y * width + x, c + ky + kx)
+    )
 
 
 def _schedule(sch: s_tir.Schedule, nest: ConvNest, tile: PlaneTile, plane_outer: bool) -> None:
@@ -234,11 +331,7 @@ def _schedule(sch: s_tir.Schedule, nest: ConvNest, tile: PlaneTile, plane_outer:
 
     # The accumulators as [n, k, plane // lanes, lanes]: a tile's region is whole vectors, and
     # the last tile of a plane whose vector count the tile does not divide is cut at a vector.
-    sch.transform_layout(conv, ("write", 0), lambda n, k, y, x: (n, k, y * width + x))
-    sch.transform_block_layout(out, lambda n, k, y, x: (n, k, y * width + x))
-    sch.transform_block_layout(
-        conv, lambda n, k, y, x, c, ky, kx: (n, k, y * width + x, c + ky + kx)
-    )
+    _flatten_plane(sch, conv, out, width)
     sch.transform_block_layout(out, lambda n, k, p: (n, k, p // lanes, p % lanes))
     sch.transform_block_layout(conv, lambda n, k, p, c: (n, k, p // lanes, p % lanes, c))
     sch.transform_layout(conv, ("write", 0), lambda n, k, p: (n, k, p // lanes, p % lanes))
