@@ -31,6 +31,9 @@ from npuc.core.errors import InvalidInputError
 from npuc.runtime.compiled_model import CompiledModel
 from npuc.runtime.thread_pool import pool_threads
 
+#: Suffix TVM's weight pre-packing adds to a kernel's name after scheduling.
+_PREPACKED = "_prepacked"
+
 
 @dataclass(frozen=True, slots=True)
 class KernelTime:
@@ -39,13 +42,18 @@ class KernelTime:
     ``us_per_run``: microseconds per run (all its calls in one run, median over
     runs; includes the hook's few microseconds per call). ``shapes``: the shape
     of each tensor argument of its first call (for a kernel, the inputs then
-    the output); empty for calls without tensor arguments.
+    the output); empty for calls without tensor arguments. ``rule``: the
+    schedule rule that compiled it, as the library's description records
+    (``conv2d``, ``fallback``, ``none`` for a serial loop nest, ...); empty
+    when it records none (the VM's builtins, kernels scheduled before the
+    schedule pass, libraries built before npuc recorded rules).
     """
 
     function: str
     calls_per_run: int
     us_per_run: float
     shapes: tuple[tuple[int, ...], ...]
+    rule: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +87,7 @@ class ModelProfile:
                     "calls_per_run": k.calls_per_run,
                     "us_per_run": k.us_per_run,
                     "shapes": [list(s) for s in k.shapes],
+                    "rule": k.rule,
                 }
                 for k in self.kernels
             ],
@@ -129,12 +138,14 @@ def profile_model(
         for _ in range(runs):
             per_run.append({})
             model.run(inputs)
+    rules = model.info.extra.get("schedule_rules") or {}
     kernels = [
         KernelTime(
             function=name,
             calls_per_run=calls[name] // runs,
             us_per_run=statistics.median(run.get(name, 0.0) for run in per_run) * 1e6,
             shapes=shapes[name],
+            rule=str(rules.get(name) or rules.get(name.removesuffix(_PREPACKED), "")),
         )
         for name in calls
     ]
@@ -161,14 +172,14 @@ def profile_table(profile: ModelProfile, top: int = 20) -> list[str]:
         f"profile: {profile.run_ms:.3f} ms per run ({profile.threads} thread(s), median of "
         f"{profile.runs}); functions timed inside {profile.runs} more runs sum to "
         f"{profile.kernels_ms:.3f} ms (each call includes a few us of timing)",
-        f"  {'us/run':>9} {'%':>5} {'calls':>5}  function  [argument shapes]",
+        f"  {'us/run':>9} {'%':>5} {'calls':>5}  {'rule':<16}  function  [argument shapes]",
     ]
     total_us = max(profile.kernels_ms * 1e3, 1e-9)
     for k in profile.kernels[:top]:
         shapes = ", ".join("x".join(map(str, s)) or "scalar" for s in k.shapes)
         lines.append(
             f"  {k.us_per_run:9.1f} {100 * k.us_per_run / total_us:5.1f} {k.calls_per_run:5d}  "
-            f"{k.function}" + (f"  [{shapes}]" if shapes else "")
+            f"{k.rule or '-':<16}  {k.function}" + (f"  [{shapes}]" if shapes else "")
         )
     rest = profile.kernels[top:]
     if rest:

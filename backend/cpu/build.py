@@ -177,6 +177,11 @@ def build_library(
     )
     compile_s = time.monotonic() - start_s
     progress.step("write")
+    # Which rule scheduled each kernel, for `npuc run --profile` (names before TVM's
+    # weight pre-packing adds its `_prepacked` suffix).
+    info = dataclasses.replace(
+        info, extra={**info.extra, "schedule_rules": dict(sorted(report.rule_of.items()))}
+    )
 
     start_s = time.monotonic()
     side_path = sidecar_path(out_path)

@@ -143,6 +143,9 @@ def test_run_profile_times_every_kernel(work: Path) -> None:
     assert profile["runs"] == 2 and profile["threads"] == 1 and profile["run_ms"] > 0
     (conv,) = [k for k in profile["kernels"] if "conv2d" in k["function"]]
     assert conv["calls_per_run"] == 1 and conv["shapes"][0] == [1, 3, 8, 8]
+    sidecar = json.loads((work / "p1.so.json").read_text())
+    rules = sidecar["model"]["extra"]["schedule_rules"]  # names before weight pre-packing
+    assert conv["rule"] == rules[conv["function"].removesuffix("_prepacked")] == "conv2d"
     text = npuc(*args, cwd=work)
     assert text.returncode == 0 and "profile: " in text.stdout and conv["function"] in text.stdout
 
