@@ -144,6 +144,20 @@ def test_plane_tile_fits_the_register_budget() -> None:
     assert tile.block_k * (tile.pixels // tile.lanes) <= 12
 
 
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.cpu_name)
+@pytest.mark.parametrize("shape", [(136, 136, 28, 4), (272, 272, 14, 4), (16, 96, 112, 1)], ids=str)
+def test_plane_tile_keeps_its_inputs_in_registers(
+    shape: tuple[int, int, int, int], target: CpuTarget
+) -> None:
+    """Accumulators, one input vector per column and a broadcast fit the register file
+    (ShuffleNet's 34-channel groups at 28x28 took 2 x 12 vectors and spilled)."""
+    nest = _pointwise(*shape)
+    tile = choose_plane_tile(nest, shape[2] ** 2, target)
+    assert tile is not None
+    vectors = tile.pixels // tile.lanes
+    assert (tile.block_k + 1) * vectors + 1 <= (32 if target.has_avx512 else 16)
+
+
 def _pointwise(channels: int, filters: int, size: int, groups: int = 1) -> ConvNest:
     return ConvNest(
         block="conv",
