@@ -1,0 +1,166 @@
+"""Exact integer depthwise convolution on the flattened plane: vector strips over the
+row-major output grid, rows and columns split into stride phases.
+
+Requires: a :class:`~npuc.backend.cpu.schedules.int_depthwise_stage.DepthwiseSpec` with
+the exactness bounds :mod:`npuc.backend.cpu.qlower.depthwise` checks (the tap sums are
+exact integers in ``acc``); the kernel's arguments are those of the row kernel
+(:mod:`~npuc.backend.cpu.schedules.int_depthwise`): ``X, W, B, M, Y``.
+
+Guarantees: ``Y`` holds the row kernel's integers (the same tap sums, summed in the same
+order, and the same :func:`~.int_depthwise_stage.output_stage`).
+
+Layout: each task's plane ``P`` has ``stride_h x stride_w`` phases, each ``hq x wq``
+values stored row-major (padded row ``r``, padded column ``c`` at phase ``(r % stride_h,
+c % stride_w)``, index ``(r // stride_h) * wq + c // stride_w``), the padding zero. An
+output ``(oy, ox)`` sits at flat index ``f = oy * wq + ox``, and tap ``(ky, kx)`` reads
+its phase at ``f + (ky * dil_h // stride_h) * wq + kx * dil_w // stride_w``: every tap
+of a strip of consecutive ``f`` is one vector load. Flat indices with ``ox >= ow`` are
+computed and dropped (``wq - ow`` columns per row, the kernel's width less one for a
+3x3 stride-1 kernel with padding 1); the strips are stored to a row-major scratch row
+``Q`` of ``oh * wq`` integers, and its ``ow`` valid columns per row copied to ``Y``.
+This wastes fewer lanes than strips per output row when rows are narrower than a few
+vectors (MobileNetV2's 14x14 planes: 2 strips of 8 lanes per row, 222 flat positions in
+7 strips of 32; measured 0.79x of the row kernel).
+
+Reads stay in ``P``: ``f <= (oh - 1) * wq + ow - 1`` and ``ow - 1 + (kw - 1) * dil_w //
+stride_w <= wq - 1`` (``wq`` covers the last output's taps), ``hq = oh + (kh - 1) *
+dil_h // stride_h`` rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tvm import tirx
+from tvm.script import tirx as T
+
+from npuc.backend.cpu.schedules.int_depthwise_stage import (
+    SPEC_ATTR,
+    DepthwiseSpec,
+    PhaseBounds,
+    broadcast,
+    channels_per_task,
+    choose_strip,
+    output_stage,
+    ramp,
+)
+
+
+def flat_strip(flat: int, lanes: int) -> int:
+    """Flat positions per strip: 4 or 2 vectors where at most 1/8 of the work is wasted,
+    else one vector; below one vector :func:`~.int_depthwise_stage.choose_strip`'s width
+    (3-vector strips are avoided: LLVM made float32x48 code 5.8x slower)."""
+    if flat < lanes:
+        return choose_strip(flat, lanes)
+    for k in (4, 2):
+        s = k * lanes
+        if s <= flat and (-(-flat // s) * s - flat) * 8 <= flat:
+            return s
+    return lanes
+
+
+def make_flat_kernel(spec: DepthwiseSpec, lanes: int) -> tirx.PrimFunc:
+    """The PrimFunc ``(X, W, B, M, Y)`` of ``spec`` with accumulator vectors of ``lanes``."""
+    s = spec
+    sh, sw, hq, wq = s.stride_h, s.stride_w, s.hq, s.wq
+    taps = s.kh * s.kw
+    flat = (s.oh - 1) * wq + s.ow
+    strip = flat_strip(flat, lanes)
+    strips = -(-flat // strip)
+    cols = PhaseBounds(s.pad_l, s.w, sw, wq)
+    rows = PhaseBounds(s.pad_t, s.h, sh, hq)
+    q_in, q_in_end = cols.common, cols.common_end
+    q_main, q_tail = cols.blocks()
+    per_task = channels_per_task(s.n * s.c)
+    groups = s.n * s.c // per_task
+
+    def job_of(g: Any, jj: Any) -> Any:
+        """The (image, input channel) plane ``jj`` of task ``g``: ``image * c + channel``."""
+        return g * per_task + jj
+
+    def at(x: Any, job: Any, yq: Any, rph: Any, q: Any, cph: Any) -> Any:
+        """``X - zp`` at phase row ``yq`` of row phase ``rph``, phase column ``q`` of ``cph``."""
+        value = x[job // s.c, job % s.c, yq * sh + rph - s.pad_t, q * sw + cph - s.pad_l]
+        return T.Cast(s.acc, value) - T.FloatImm(s.acc, float(s.zp))
+
+    def tap_sum(plane: Any, weights: Any, o: Any, f0: Any) -> Any:
+        """Sum over the taps (unrolled here, in Python) of plane vector x broadcast weight."""
+        total = None
+        for ky in range(s.kh):
+            for kx in range(s.kw):
+                rph, rsh = divmod(ky * s.dil_h, sh)[::-1]
+                cph, csh = divmod(kx * s.dil_w, sw)[::-1]
+                term = plane[rph, cph, ramp(f0 + rsh * wq + csh, strip)] * broadcast(
+                    weights[o, ky * s.kw + kx], strip
+                )
+                total = term if total is None else total + term
+        return total
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(
+        X: T.Buffer((s.n, s.c, s.h, s.w), s.in_dtype),  # type: ignore[valid-type]
+        W: T.Buffer((s.c * s.mult, taps), s.acc),  # type: ignore[valid-type]
+        B: T.Buffer((s.c * s.mult,), "float64"),  # type: ignore[valid-type]
+        M: T.Buffer((s.c * s.mult,), "float64"),  # type: ignore[valid-type]
+        Y: T.Buffer((s.n, s.c * s.mult, s.oh, s.ow), s.out_dtype),  # type: ignore[valid-type]
+    ) -> None:
+        T.func_attr({"tirx.noalias": True})
+        with T.sblock("root"):
+            for g in T.parallel(groups):
+                with T.sblock("int_depthwise_flat"):
+                    T.reads(
+                        X[0 : s.n, 0 : s.c, 0 : s.h, 0 : s.w],
+                        W[0 : s.c * s.mult, 0:taps],
+                        B[0 : s.c * s.mult],
+                        M[0 : s.c * s.mult],
+                    )
+                    T.writes(Y[0 : s.n, 0 : s.c * s.mult, 0 : s.oh, 0 : s.ow])
+                    P = T.alloc_buffer((sh, sw, hq * wq), s.acc)  # this task's plane
+                    Q = T.alloc_buffer((s.oh * wq,), s.out_dtype)  # one output channel, flat
+                    for rph, cph, i in T.grid(sh, sw, hq * wq):
+                        P[rph, cph, i] = T.FloatImm(s.acc, 0.0)
+                    for jj in range(per_task):
+                        for rph in T.unroll(sh):
+                            for yq in range(rows.start(rph), rows.end(rph)):
+                                for q in range(q_in, q_main):
+                                    for cph in T.unroll(sw):
+                                        P[rph, cph, yq * wq + q] = at(
+                                            X, job_of(g, jj), yq, rph, q, cph
+                                        )
+                                for q in range(q_tail, q_in_end):
+                                    for cph in T.unroll(sw):
+                                        P[rph, cph, yq * wq + q] = at(
+                                            X, job_of(g, jj), yq, rph, q, cph
+                                        )
+                                for cph in T.unroll(sw):
+                                    for q in range(cols.start(cph), T.min(q_in, cols.end(cph))):
+                                        P[rph, cph, yq * wq + q] = at(
+                                            X, job_of(g, jj), yq, rph, q, cph
+                                        )
+                                    for q in range(T.max(q_in_end, cols.start(cph)), cols.end(cph)):
+                                        P[rph, cph, yq * wq + q] = at(
+                                            X, job_of(g, jj), yq, rph, q, cph
+                                        )
+                        for j in range(s.mult):
+                            for sx in range(strips):
+                                Q[ramp(T.min(sx * strip, flat - strip), strip)] = output_stage(
+                                    s,
+                                    strip,
+                                    tap_sum(
+                                        P,
+                                        W,
+                                        (job_of(g, jj) % s.c) * s.mult + j,
+                                        T.min(sx * strip, flat - strip),
+                                    ),
+                                    B[(job_of(g, jj) % s.c) * s.mult + j],
+                                    M[(job_of(g, jj) % s.c) * s.mult + j],
+                                )
+                            for oy, ox in T.grid(s.oh, s.ow):
+                                Y[
+                                    job_of(g, jj) // s.c,
+                                    (job_of(g, jj) % s.c) * s.mult + j,
+                                    oy,
+                                    ox,
+                                ] = Q[oy * wq + ox]
+
+    return kernel.with_attr(SPEC_ATTR, s.to_attr()).with_attr("op_pattern", 8)

@@ -1,0 +1,115 @@
+"""The flat integer depthwise kernel (schedules/int_depthwise_flat.py) stores the row
+kernel's integers bit for bit, and the row kernel stores the integer executor's
+(test_depthwise.py): random layers of every storage type, strides 1-3, dilations,
+channel multipliers, batch 2, widths below and above one vector, both output stages
+(float64 and the integer tail), at this machine's widest vectors and at 4 lanes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tvm
+
+from npuc.backend.cpu.qlower.depthwise import plan_depthwise
+from npuc.backend.cpu.schedules.int_depthwise import DepthwiseSpec, make_kernel, prefers_flat
+from npuc.backend.cpu.schedules.int_depthwise_flat import flat_strip
+from npuc.core.target import host_target
+from npuc.midend.quantize.graph import TensorType
+
+from .harness import Case, ints
+from .test_depthwise import depthwise_case, tail_case
+
+
+def _planned(case: Case) -> tuple[DepthwiseSpec, dict[str, np.ndarray], np.ndarray]:
+    ((_name, (x, xq)),) = case.inputs.items()
+    shaped = type(case.node)(name=case.node.name, op="conv2d", inputs=case.node.inputs,
+                             out=TensorType(shape=(1,), dtype="float32"), attrs=case.node.attrs,
+                             consts={})  # fmt: skip
+    assert case.out is not None and xq is not None
+    planned = plan_depthwise(shaped, case.params, x.shape, xq, case.out)
+    assert planned is not None
+    return planned[0], planned[1], x
+
+
+def _run_both(cases: list[Case], lanes: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each case's stored output from the flat and the row kernel (one compiled module)."""
+    funcs, inputs = {}, []
+    for i, case in enumerate(cases):
+        spec, consts, x = _planned(case)
+        for kind, flat in (("flat", True), ("row", False)):
+            name = f"k{i}_{kind}"
+            funcs[name] = make_kernel(spec, lanes, flat=flat).with_attr("global_symbol", name)
+        inputs.append((spec, [x, consts["W"], consts["B"], consts["M"]]))
+    lib = tvm.compile(tvm.IRModule(funcs), target=host_target().to_tvm())
+    outs = []
+    for i, (spec, args) in enumerate(inputs):
+        shape = (spec.n, spec.c * spec.mult, spec.oh, spec.ow)
+        got = []
+        for kind in ("flat", "row"):
+            y = tvm.runtime.tensor(np.full(shape, 7, spec.out_dtype))
+            lib[f"k{i}_{kind}"](*[tvm.runtime.tensor(np.ascontiguousarray(a)) for a in args], y)
+            got.append(y.numpy())
+        outs.append((got[0], got[1]))
+    return outs
+
+
+@pytest.mark.parametrize("lanes", [4, 16])
+def test_flat_kernel_equals_the_row_kernel(lanes: int) -> None:
+    rng = np.random.default_rng(31 + lanes)
+    cases = [depthwise_case(rng, i) for i in range(14)] + [tail_case(rng, i) for i in range(10)]
+    for flat, row in _run_both(cases, lanes):
+        np.testing.assert_array_equal(flat, row, strict=True)
+
+
+def test_flat_kernel_at_mobilenet_sizes() -> None:
+    """14x14 and 7x7 planes (the flat kernel's MobileNetV2 layers), stride 1 and 2."""
+    rng = np.random.default_rng(5)
+    cases = []
+    for i, (hw, stride) in enumerate([(14, 1), (7, 1), (28, 2), (15, 2)]):
+        case = tail_case(rng, 2 * i + 1)
+        ((name, (_x, xq)),) = case.inputs.items()
+        c = 5
+        attrs = dict(case.node.attrs, strides=[stride, stride], padding=[1, 1, 1, 1], groups=c)
+        params = dict(case.params, weights=ints(rng, "int8", (c, 1, 3, 3)))
+        for key in ("b16", "ofm_multiplier"):
+            params[key] = np.resize(params[key], c)
+        cases.append(
+            Case(
+                node=type(case.node)(name=case.node.name, op="conv2d", inputs=case.node.inputs,
+                                     out=case.node.out, attrs=attrs, consts={}),
+                inputs={name: (ints(rng, xq.dtype, (1, c, hw, hw)), xq)},
+                params=params,
+                out=case.out,
+            )
+        )  # fmt: skip
+    for flat, row in _run_both(cases, 16):
+        np.testing.assert_array_equal(flat, row, strict=True)
+
+
+@pytest.mark.parametrize("flat", [1, 5, 15, 16, 61, 222, 838, 3246, 12766])
+@pytest.mark.parametrize("lanes", [4, 8, 16])
+def test_flat_strips_are_whole_vectors_with_little_waste(flat: int, lanes: int) -> None:
+    strip = flat_strip(flat, lanes)
+    assert 1 <= strip <= flat
+    if flat >= lanes:
+        assert strip in (lanes, 2 * lanes, 4 * lanes)
+        if strip > lanes:
+            assert (-(-flat // strip) * strip - flat) * 8 <= flat
+
+
+def test_prefers_flat_at_mobilenet_sizes() -> None:
+    """Flat where rows waste lanes (14x14, 7x7 at 16 lanes), rows at 112x112 (no waste)."""
+    rng = np.random.default_rng(2)
+    spec, _consts, _x = _planned(depthwise_case(rng, 1))
+
+    def at(hw: int, stride: int) -> DepthwiseSpec:
+        values = spec.to_attr() | {"h": hw, "w": hw, "kh": 3, "kw": 3, "pad_t": 1, "pad_l": 1,
+                                   "stride_h": stride, "stride_w": stride, "dil_h": 1,
+                                   "dil_w": 1, "oh": (hw - 1) // stride + 1,
+                                   "ow": (hw - 1) // stride + 1}  # fmt: skip
+        return DepthwiseSpec(**values)
+
+    assert prefers_flat(at(14, 1), 16) and prefers_flat(at(7, 1), 16)
+    assert prefers_flat(at(28, 2), 16)
+    assert not prefers_flat(at(112, 1), 16)
+    assert not prefers_flat(at(14, 2), 16)
