@@ -16,7 +16,16 @@ The kernel:
   block; without any (a max pool), a write-back block is made so that the
   window reduction accumulates in a local buffer that LLVM keeps in vector
   registers, and the output is written once.
-* NCHW: every (image, channel) plane is one parallel task, and its padded
+* NCHW (float32): the separable row kernel of :mod:`.pool_rows`, built as
+  TIR: the window's rows reduced column by column straight from the input
+  into a row buffer, then the buffer's column taps, one plane per task, no
+  padded copy of the plane. Measured one thread, AVX-512, against the nest
+  scheduled below: Inception v2's 64x112x112 3x3/2 max pool (padding bottom
+  and right) 0.29 -> 0.13 ms, 192x56x56 0.23 -> 0.08 ms, 576x14x14 3x3
+  average 0.068 -> 0.034 ms; ResNet-50's 3x3/2 0.20 -> 0.13 ms; ShuffleNet's
+  0.065 -> 0.025 ms; YOLOv8n's 5x5 SPPF 0.018 -> 0.008 ms.
+* NCHW pools the row kernel declines (another dtype, a padded copy of
+  another form): every (image, channel) plane is one parallel task, and its padded
   input plane is built inside the task (still in cache when read). Each
   output row is computed in strips of ``strip`` columns (:func:`choose_strip`:
   a power of two, else a divisor of the width, up to two float vectors of
@@ -60,6 +69,7 @@ from npuc.backend.cpu.schedules.loops import (
     vector_factor,
     vector_lanes,
 )
+from npuc.backend.cpu.schedules.pool_rows import build_row_kernel
 from npuc.core.target import CpuTarget
 
 #: Window extents up to which a tap loop is unrolled (a 7x7 pool unrolls 49 loads).
@@ -83,6 +93,7 @@ class PoolNest:
     window: int
     stride_w: int
     global_pool: bool
+    is_max: bool
 
 
 def _is_float(buffer: tirx.Buffer) -> bool:
@@ -138,7 +149,8 @@ def match_pool(sch: s_tir.Schedule) -> PoolNest | None:
         return None
     rows, cols = sblock.iter_vars[2:4] if layout == "NCHW" else sblock.iter_vars[1:3]
     global_pool = _unit(rows) and _unit(cols)
-    return PoolNest(sblock.name_hint, pad, layout, window, stride, global_pool)
+    is_max = isinstance(sblock.body.value, tirx.Max)
+    return PoolNest(sblock.name_hint, pad, layout, window, stride, global_pool, is_max)
 
 
 def _unit(iv: tirx.IterVar) -> bool:
@@ -213,6 +225,10 @@ class PoolRule:
             return None
         if nest.layout == "NCHW" and nest.global_pool:
             return None  # one sum per contiguous plane: the fallback's row reduction is faster
+        if nest.layout == "NCHW":
+            rows = build_row_kernel(func, nest.reduction, nest.pad, nest.is_max)
+            if rows is not None:
+                return rows
         out = _output_block(sch, sch.get_sblock(nest.reduction))
         if out is None:
             return None

@@ -116,21 +116,121 @@ def test_rule_matches_unscheduled_on_avx2(case: PoolCase) -> None:
     check_pool(case, AVX2)
 
 
-#: Strided NCHW pools at least ``MIN_DEINTERLEAVE_WIDTH`` outputs wide: de-interleaved plane.
-DEINTERLEAVED = [
+#: NCHW pools of the separable row kernel (``pool_rows``): strides, asymmetric and no padding,
+#: dilation, ``ceil_mode``, odd sizes, windows wider than the padding, the models' shapes scaled.
+ROW_KERNEL = [
     PoolCase(kind="max", shape=(1, 3, 40, 40), stride=(2, 2), padding=(1, 1)),  # ShuffleNet stem
     PoolCase(kind="avg", shape=(1, 2, 33, 36), stride=(2, 2), padding=(1, 1), relu=True),
     PoolCase(kind="avg", shape=(1, 2, 20, 35), stride=(2, 2), padding=(1, 1), ceil_mode=True),
     PoolCase(kind="max", shape=(1, 2, 50, 53), stride=(3, 3), padding=(1, 1)),
+    PoolCase(kind="max", shape=(1, 3, 24, 24), stride=(2, 2), padding=(0, 0, 1, 1)),  # Inception
+    PoolCase(kind="max", shape=(1, 3, 23, 23), stride=(2, 2)),  # SqueezeNet: no padding, odd
+    PoolCase(kind="max", shape=(1, 4, 10, 10), pool=(5, 5), padding=(2, 2)),  # YOLOv8n SPPF
+    PoolCase(kind="max", shape=(1, 5, 14, 14), padding=(1, 1)),  # stride 1, 14 wide (a loop)
+    PoolCase(kind="avg", shape=(1, 3, 28, 28), padding=(1, 1)),  # pads not counted
+    PoolCase(
+        kind="avg", shape=(1, 3, 28, 28), stride=(2, 2), padding=(1, 1), count_include_pad=True
+    ),
+    PoolCase(kind="avg", shape=(1, 2, 16, 17), pool=(2, 2), stride=(2, 2), ceil_mode=True),
+    PoolCase(kind="max", shape=(1, 2, 19, 21), stride=(2, 2), padding=(2, 2), dilation=(2, 2)),
+    PoolCase(kind="max", shape=(1, 2, 9, 30), pool=(2, 5), stride=(1, 3), padding=(0, 2, 1, 0)),
+    PoolCase(kind="max", shape=(2, 3, 12, 12), pool=(3, 3), stride=(2, 2), ceil_mode=True),
 ]
 
 
 @pytest.mark.parametrize("target", targets(), ids=lambda t: t.cpu_name)
-@pytest.mark.parametrize("case", DEINTERLEAVED, ids=str)
-def test_strided_pool_on_a_deinterleaved_plane(case: PoolCase, target: CpuTarget) -> None:
+@pytest.mark.parametrize("case", ROW_KERNEL, ids=str)
+def test_nchw_pool_row_kernel(case: PoolCase, target: CpuTarget) -> None:
     check_pool(case, target)
     text = schedule_with(case.module(), target, PoolRule())[0].script()
-    assert "T.vectorized" in text  # contiguous strips, not the scalar strided loop
+    assert "pool_rows" in text  # the separable row kernel, not the scheduled nest
+    if case.kind == "max":
+        np.testing.assert_array_equal(
+            run(schedule_with(case.module(), target, PoolRule())[0], target, case.inputs()),
+            max_pool_reference(case, case.inputs()[0]),
+            strict=True,
+        )
+
+
+def _pads(case: PoolCase) -> tuple[int, int]:
+    """(top, left) padding of ``case``."""
+    return (case.padding[0], case.padding[1])
+
+
+def max_pool_reference(case: PoolCase, x: np.ndarray) -> np.ndarray:
+    """NCHW max pool in numpy, onnxruntime's padding: padded rows are skipped (a window of
+    ``-inf`` gives ``-inf``), padded columns count as ``-FLT_MAX``; NaN skipped (``np.fmax``)."""
+    out_shape = tuple(int(d) for d in case.module()["main"].ret_ty.shape)
+    top, left = _pads(case)
+    lowest = np.float32(np.finfo(np.float32).min)
+    out = np.full(out_shape, -np.inf, np.float32)
+    for y, xo in np.ndindex(*out_shape[2:]):
+        for ky, kx in np.ndindex(*case.pool):
+            r = y * case.stride[0] + ky * case.dilation[0] - top
+            c = xo * case.stride[1] + kx * case.dilation[1] - left
+            if not 0 <= r < x.shape[2]:
+                continue
+            tap = x[:, :, r, c] if 0 <= c < x.shape[3] else lowest
+            out[:, :, y, xo] = np.fmax(out[:, :, y, xo], tap)
+    return out
+
+
+def _special_values(shape: tuple[int, ...]) -> np.ndarray:
+    """Finite values with NaN and ``-inf`` sprinkled in, and one all ``-inf`` plane."""
+    rng = np.random.default_rng(8)
+    x = rng.uniform(-1, 1, shape).astype(np.float32)
+    x[rng.random(shape) < 0.2] = np.nan
+    x[rng.random(shape) < 0.2] = -np.inf
+    x[:, 0] = -np.inf
+    x[:, 1, ::2] = np.nan
+    return x
+
+
+@pytest.mark.parametrize("target", targets(), ids=lambda t: t.cpu_name)
+@pytest.mark.parametrize("case", [ROW_KERNEL[0], ROW_KERNEL[4], ROW_KERNEL[6]], ids=str)
+def test_max_pool_skips_nan_and_padding(case: PoolCase, target: CpuTarget) -> None:
+    """NaN inputs are skipped; a window of ``-inf`` gives ``-inf`` (``-FLT_MAX`` with padded
+    columns, as onnxruntime)."""
+    x = _special_values(case.shape)
+    scheduled, applied = schedule_with(case.module(), target, PoolRule())
+    assert len(applied) == 1
+    got = run(scheduled, target, [x])
+    want = max_pool_reference(case, x)
+    np.testing.assert_array_equal(got, want, strict=True)
+    lowest = np.finfo(np.float32).min
+    assert np.isneginf(got[:, 0]).any() and (np.isneginf(got[:, 0]) | (got[:, 0] == lowest)).all()
+
+
+def test_max_pool_minus_inf_matches_onnxruntime(tmp_path: Path) -> None:
+    """Inception's padding (bottom and right only) and windows of ``-inf``: as onnxruntime
+    (which skips padded rows but counts padded columns as ``-FLT_MAX``)."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((1, 4, 16, 16)).astype(np.float32)
+    x[:, 1] = -np.inf  # every window, padded or not, is -inf
+    x[:, 2, 8:, 8:] = -np.inf  # the bottom-right windows, with their padding
+    x[rng.random(x.shape) < 0.2] = -np.inf
+    model = _single_pool_model("MaxPool", (1, 4, 16, 16), (1, 4, 8, 8), pads=[0, 0, 1, 1])
+    mod, info = import_onnx(model, source_path="maxpool.onnx")
+    result = build_library(mod, info, host_target(num_cores=2), tmp_path / "maxpool.so")
+    assert result.schedule_counts.get("pool", 0) == 1, result.schedule_counts
+    got = runtime.load(result.library_path).run({"x": x})["y"]
+    want = run_onnxruntime(model, {"x": x})["y"]
+    assert np.isneginf(want[:, 1, :, :7]).all() and np.isneginf(want[:, 2, 4:, 4:7]).all()
+    np.testing.assert_array_equal(got, want, strict=True)
+
+
+def _single_pool_model(
+    op_type: str, shape: tuple[int, ...], out: tuple[int, ...], pads: list[int]
+) -> onnx.ModelProto:
+    """x -> ``op_type`` (3x3, stride 2, ``pads``) -> y."""
+    node = helper.make_node(op_type, ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=pads)
+    graph_proto = helper.make_graph(
+        [node],
+        "pool",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out))],
+    )
+    return helper.make_model(graph_proto, opset_imports=[helper.make_opsetid("", 17)])
 
 
 def _blazeface_shortcut(p: list[relax.Var]) -> relax.Expr:
@@ -153,12 +253,14 @@ def test_channel_padded_residual_epilogue(target: CpuTarget) -> None:
 
 
 def test_vector_width_follows_the_target() -> None:
-    case = PoolCase(kind="avg", shape=(1, 4, 32, 32), padding=(1, 1))
+    """NHWC: each pixel's channels in vectors of the target's float32 lanes."""
+    case = PoolCase(kind="avg", shape=(1, 6, 6, 32), padding=(1, 1), layout="NHWC")
     avx512 = CpuTarget(cpu_name="icelake-server", features=("avx2", "avx512f"), num_cores=2)
     text_avx2 = schedule_with(case.module(), AVX2, PoolRule())[0].script()
     text_avx512 = schedule_with(case.module(), avx512, PoolRule())[0].script()
-    assert "T.vectorized(T.int64(16))" in text_avx2  # two 8-lane vectors of columns
-    assert "T.vectorized(T.int64(32))" in text_avx512
+    assert "T.vectorized(T.int64(8))" in text_avx2
+    assert "T.vectorized(T.int64(16))" in text_avx512
+    assert "T.vectorized(T.int64(16))" not in text_avx2
 
 
 def test_schedule_pass_picks_the_rule_and_leaves_other_reductions_alone() -> None:
