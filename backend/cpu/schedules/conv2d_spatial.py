@@ -251,7 +251,7 @@ def plane_kernel(
     conv = sch.get_sblock(nest.block)
     pack_weights(sch, conv, nest, tile.block_k)
     if tile.tail:
-        if not all(_int32_indexed(param.ty.shape) for param in func.params):
+        if not all(_narrowable(param.ty) for param in func.params):
             return None  # the tail's loop partition needs 32-bit indices (_schedule_tail)
         _schedule_tail(sch, nest, tile)
         narrow = tirx.transform.ForceNarrowIndexToInt32()
@@ -262,10 +262,13 @@ def plane_kernel(
     return sch.mod["main"]
 
 
-def _int32_indexed(shape: list[tirx.PrimExpr]) -> bool:
-    """``shape`` is static, of fewer than 2**31 elements."""
+def _narrowable(buffer: tirx.BufferType) -> bool:
+    """``ForceNarrowIndexToInt32`` leaves ``buffer`` as it is, or nothing: a float32 buffer
+    (the pass narrows integer buffers too) of a static shape of fewer than 2**31 elements."""
+    if str(buffer.dtype) != "float32":
+        return False
     count = 1
-    for dim in shape:
+    for dim in buffer.shape:
         if not isinstance(dim, tirx.IntImm):
             return False
         count *= int(dim)
