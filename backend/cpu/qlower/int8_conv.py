@@ -119,13 +119,16 @@ def plan_conv(
     hi32 = (bound + int(bias.max())) >> pre
     narrow = -bound + int(bias.min()) >= INT32_MIN and bound + int(bias.max()) <= INT32_MAX
     lo, hi = dtype_range(out.dtype)
+    sat32 = lo32 < INT32_MIN or hi32 > INT32_MAX
+    v32 = 2**31 if sat32 else max(-lo32, hi32)
+    y_max = ((v32 * int(mul.max()) + (1 << post)) >> post) + abs(out.zero_point) + 1
     return ConvKernelSpec(
         n=n, cg=-(-c // GROUP), phases=sh * sw, q=max(hq * wq, ppad + max_off),
         ocp=_ceil_to(oc, TILE_CHANNELS), ppad=ppad, oc=oc, oh=oh, ow=ow, kh=kh, kw=kw,
         stride_h=sh, stride_w=sw,
         dil_h=dh, dil_w=dw, wq=wq, zp_u=unsigned_zero_point(xq), pre_shift=pre, post_shift=post,
         ofm_zp=out.zero_point, act_min=int(p["act_min"]), act_max=int(p["act_max"]), lo=lo,
-        hi=hi, need_sat32=int(lo32 < INT32_MIN or hi32 > INT32_MAX), narrow=int(narrow),
+        hi=hi, need_sat32=int(sat32), narrow=int(narrow), fits32=int(y_max <= INT32_MAX),
         out_signed=int(out.dtype.startswith("int")), out_bits=np.dtype(out.dtype).itemsize * 8,
     )  # fmt: skip
 

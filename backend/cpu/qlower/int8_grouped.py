@@ -110,6 +110,7 @@ def plan_grouped(
     spec = replace(
         known[0], groups=groups, group_cin=c_g,
         need_sat32=max(s.need_sat32 for s in known), narrow=min(s.narrow for s in known),
+        fits32=min(s.fits32 for s in known),
     )  # fmt: skip
     return spec, params
 

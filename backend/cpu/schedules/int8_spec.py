@@ -39,6 +39,8 @@ class ConvKernelSpec:
     reads the ``cg`` channel groups of ``X`` from ``(g * group_cin) // 4``
     (:attr:`x_groups` in all), its ``ocp`` rows of ``W`` and the per-channel
     operands from ``g * ocp``, and writes channels ``[g oc, (g+1) oc)`` of ``Y``.
+    ``fits32`` when the bounds prove ``rshift_round(acc32 * M, post_shift) + ofm_zp``
+    fits int32 (then the products' halves merge into one int32 vector before the clamp).
     """
 
     n: int
@@ -72,6 +74,7 @@ class ConvKernelSpec:
     matvec: int = 0
     groups: int = 1
     group_cin: int = 0
+    fits32: int = 0
 
     def __post_init__(self) -> None:
         if self.ocp % TILE_CHANNELS or self.ppad % TILE_POSITIONS:

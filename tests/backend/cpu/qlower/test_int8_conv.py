@@ -127,8 +127,9 @@ def _specs(cases: list[Case]) -> list[ConvKernelSpec]:
 KINDS = ("vnni512", "avxvnni", "avx2", "generic")
 
 #: Sweep indices the default suite keeps: int32 and int64 stages, with and without the
-#: 32-bit saturation, one and several stride phases, int8 and uint8 inputs, every output
-#: type, channels and widths off the kernel's blocks.
+#: 32-bit saturation, multiply results proven in int32 or not, one and several stride
+#: phases, int8 and uint8 inputs, every output type, channels and widths off the kernel's
+#: blocks.
 SMALL_CONV = (0, 1, 10, 11, 12)
 
 #: A 3-D (several rows) dense layer and two one-row ones (the matvec kernel; one with its
@@ -149,6 +150,7 @@ def _variant_cases(full: bool) -> LoweredCases:
     assert {s.narrow for s in specs} == {0, 1}, "cases cover the int32 and int64 stages"
     assert {s.need_sat32 for s in specs} == {0, 1}, "cases cover the 32-bit saturation"
     assert {s.phases > 1 for s in specs} == {False, True}, "cases cover strided phases"
+    assert {s.fits32 for s in specs} == {0, 1}, "int32 and int64 results of the multiply"
     assert {len(c.inputs[f"{c.node.name}_x"][0].shape) for c in dense} == {2, 3}, "matvec too"
     return lower_cases(cases + dense)
 
