@@ -59,6 +59,19 @@ def flat_strip(flat: int, lanes: int) -> int:
     return lanes
 
 
+def column_pairs(s: DepthwiseSpec) -> int:
+    """Input column pairs each plane row fills from 32-byte loads (16 pairs each): stride 2,
+    8-bit input, float32 sums, at least 16 pairs (0 otherwise). A pair's first byte is column ``2j``
+    (phase ``pad_l % 2``, phase column ``j + pad_l // 2``), its second ``2j + 1`` (phase
+    ``(pad_l + 1) % 2``, column ``j + (pad_l + 1) // 2``): shifts split them, no byte
+    shuffles (LLVM's de-interleaving fill used two per 16 bytes). Only pairs whose both
+    phase columns lie in the plane (``< wq``)."""
+    if s.stride_w != 2 or s.in_dtype not in ("int8", "uint8") or s.acc != "float32":
+        return 0
+    pairs = min(s.w // 2, s.wq - (s.pad_l + 1) // 2)
+    return pairs if pairs >= 16 else 0
+
+
 def make_flat_kernel(spec: DepthwiseSpec, lanes: int) -> tirx.PrimFunc:
     """The PrimFunc ``(X, W, B, M, Y)`` of ``spec`` with accumulator vectors of ``lanes``."""
     s = spec
@@ -71,6 +84,18 @@ def make_flat_kernel(spec: DepthwiseSpec, lanes: int) -> tirx.PrimFunc:
     rows = PhaseBounds(s.pad_t, s.h, sh, hq)
     q_in, q_in_end = cols.common, cols.common_end
     q_main, q_tail = cols.blocks()
+    pairs = column_pairs(s)
+    blocks = -(-pairs // 16)
+    # Input columns [0, 2 * pairs) come from 32-byte loads (column_pairs; the last block
+    # overlaps the one before); the scalar edge loops then start at the first phase
+    # column past them, and the all-phase loops are empty.
+    done = PhaseBounds(s.pad_l + 2 * pairs, 1, sw, wq)
+    if pairs:
+        q_in = q_in_end = q_main = q_tail = -(-(s.pad_l + 2 * pairs) // sw)
+    lo_ph, lo_q, hi_ph, hi_q = s.pad_l % 2, s.pad_l // 2, (s.pad_l + 1) % 2, (s.pad_l + 1) // 2
+    # Twice the input's width (16 bits for 8-bit inputs; other types parse but never run).
+    in_bits = int(s.in_dtype.lstrip("uint"))
+    pair_t = f"{'u' if s.in_dtype.startswith('u') else ''}int{2 * in_bits}x16"
     per_task = channels_per_task(s.n * s.c)
     groups = s.n * s.c // per_task
 
@@ -82,6 +107,27 @@ def make_flat_kernel(spec: DepthwiseSpec, lanes: int) -> tirx.PrimFunc:
         """``X - zp`` at phase row ``yq`` of row phase ``rph``, phase column ``q`` of ``cph``."""
         value = x[job // s.c, job % s.c, yq * sh + rph - s.pad_t, q * sw + cph - s.pad_l]
         return T.Cast(s.acc, value) - T.FloatImm(s.acc, float(s.zp))
+
+    def first(b: Any) -> Any:
+        """The first column pair of block ``b``."""
+        return T.min(b * 16, pairs - 16)
+
+    def pair(x: Any, job: Any, yq: Any, rph: Any, b: Any) -> Any:
+        """Input columns ``[2 first(b), 2 first(b) + 32)`` of a row as 16 pairs of 16 bits."""
+        row = x[job // s.c, job % s.c, yq * sh + rph - s.pad_t, T.ramp(first(b) * 2, 1, 32)]
+        return T.reinterpret(pair_t, row)
+
+    def low(v: Any) -> Any:
+        """The pairs' first bytes (even columns), sign- or zero-extended, centred."""
+        k8 = T.broadcast(T.Cast(pair_t[:-3], 8), 16)
+        mask = T.broadcast(T.Cast(pair_t[:-3], 255), 16)
+        ext = (v << k8) >> k8 if s.in_dtype == "int8" else T.bitwise_and(v, mask)
+        return T.Cast(f"{s.acc}x16", ext) - T.broadcast(T.FloatImm(s.acc, float(s.zp)), 16)
+
+    def high(v: Any) -> Any:
+        """The pairs' second bytes (odd columns), centred."""
+        k8 = T.broadcast(T.Cast(pair_t[:-3], 8), 16)
+        return T.Cast(f"{s.acc}x16", v >> k8) - T.broadcast(T.FloatImm(s.acc, float(s.zp)), 16)
 
     def tap_sum(plane: Any, weights: Any, o: Any, f0: Any) -> Any:
         """Sum over the taps (unrolled here, in Python) of plane vector x broadcast weight."""
@@ -122,6 +168,13 @@ def make_flat_kernel(spec: DepthwiseSpec, lanes: int) -> tirx.PrimFunc:
                     for jj in range(per_task):
                         for rph in T.unroll(sh):
                             for yq in range(rows.start(rph), rows.end(rph)):
+                                for b in range(blocks):
+                                    P[rph, lo_ph, T.ramp(yq * wq + lo_q + first(b), 1, 16)] = low(
+                                        pair(X, job_of(g, jj), yq, rph, b)
+                                    )
+                                    P[rph, hi_ph, T.ramp(yq * wq + hi_q + first(b), 1, 16)] = high(
+                                        pair(X, job_of(g, jj), yq, rph, b)
+                                    )
                                 for q in range(q_in, q_main):
                                     for cph in T.unroll(sw):
                                         P[rph, cph, yq * wq + q] = at(
@@ -133,7 +186,10 @@ def make_flat_kernel(spec: DepthwiseSpec, lanes: int) -> tirx.PrimFunc:
                                             X, job_of(g, jj), yq, rph, q, cph
                                         )
                                 for cph in T.unroll(sw):
-                                    for q in range(cols.start(cph), T.min(q_in, cols.end(cph))):
+                                    for q in range(
+                                        T.max(cols.start(cph), done.start(cph)),
+                                        T.min(q_in, cols.end(cph)),
+                                    ):
                                         P[rph, cph, yq * wq + q] = at(
                                             X, job_of(g, jj), yq, rph, q, cph
                                         )

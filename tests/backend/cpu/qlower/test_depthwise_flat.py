@@ -62,14 +62,19 @@ def test_flat_kernel_equals_the_row_kernel(lanes: int) -> None:
 
 
 def test_flat_kernel_at_mobilenet_sizes() -> None:
-    """14x14 and 7x7 planes (the flat kernel's MobileNetV2 layers), stride 1 and 2."""
+    """14x14 and 7x7 planes (the flat kernel's MobileNetV2 layers), stride 1 and 2; stride 2
+    rows of at least 32 columns (int8 and uint8: the 16-bit pair fill, its overlapping
+    last block, left padding 0-2, and the scalar columns after it)."""
     rng = np.random.default_rng(5)
     cases = []
-    for i, (hw, stride) in enumerate([(14, 1), (7, 1), (28, 2), (15, 2)]):
-        case = tail_case(rng, 2 * i + 1)
+    shapes = [(14, 1, 1, 1), (7, 1, 1, 1), (28, 2, 1, 1), (15, 2, 1, 1), (56, 2, 3, 1),
+              (57, 2, 1, 1), (67, 2, 3, 0), (40, 2, 1, 2), (112, 2, 3, 1)]  # fmt: skip
+    for i, (hw, stride, index, pad) in enumerate(shapes):
+        case = tail_case(rng, index if i > 3 else 2 * i + 1)
         ((name, (_x, xq)),) = case.inputs.items()
         c = 5
-        attrs = dict(case.node.attrs, strides=[stride, stride], padding=[1, 1, 1, 1], groups=c)
+        pads = [1, pad, 1, 1]
+        attrs = dict(case.node.attrs, strides=[stride, stride], padding=pads, groups=c)
         params = dict(case.params, weights=ints(rng, "int8", (c, 1, 3, 3)))
         for key in ("b16", "ofm_multiplier"):
             params[key] = np.resize(params[key], c)
