@@ -27,10 +27,11 @@ input (or padded copy) is read at ``y * stride_h + ky * dilation_h``,
 parameter at ``(y - pad_top, x - pad_left)`` and writes a constant
 elsewhere; the blocks after the reduction are made of arithmetic, selects,
 casts and loads of parameters. Guarantees: a max pool gives the maximum of
-the window's input values and padding, NaN inputs skipped (``x > acc ? x :
-acc``, as onnxruntime's kernels) and an initial/padding value of ``-inf``
-(onnxruntime ignores padding, so an all ``-inf`` window gives ``-inf``;
-LegalizeOps' ``-FLT_MAX`` would not). A sum is taken rows first, then
+the window's input values, NaN inputs skipped (``x > acc ? x : acc``; a
+window of only NaN gives ``-inf``), padded rows skipped (initial value
+``-inf``) and padded columns the padded copy's value (LegalizeOps'
+``-FLT_MAX``), as onnxruntime's undilated kernels: a window of ``-inf``
+gives ``-inf`` unless it reaches a padded column. A sum is taken rows first, then
 columns: another float32 order than the unscheduled nest's (within a few
 ulp of the window's magnitude).
 """
@@ -57,12 +58,18 @@ ValueAt = Callable[[list[tvm.ir.Expr], tvm.ir.Expr], tvm.ir.Expr | None]
 NEG_INF = float("-inf")
 
 #: Rows narrower than this, of windows at most :data:`SERIAL_ROWS_MAX_TAPS` rows high, are
-#: reduced in a loop that LLVM vectorises; the others as one TVM vector over the row. Measured
+#: reduced in a loop that LLVM vectorises; the others as one TVM vector over the row (or
+#: :data:`ROW_VECTOR_MAX` columns). Measured
 #: one thread (AVX-512): 576x14x14 3x3 max 34 us as a 14-lane vector, 22 us as a loop; 5x5
 #: max on 128x10x10 (YOLOv8n's SPPF) 8.3 us as a vector, 14.3 us as a loop; 28-wide rows
 #: 64 vs 97 us (256x28x28 3x3 average), 15 vs 49 us (240x28x28 3x3/2 average).
 SERIAL_ROWS_BELOW = 16
 SERIAL_ROWS_MAX_TAPS = 3
+#: Widest TVM vector a row is reduced in; wider rows go in blocks of it, the last one ending
+#: at the row's end. One vector over the row (3x3 max pool, 1x2x3xW) built in 1.0 s at
+#: W = 1000, 7.2 s at 4000, 129 s at 17000; from 32768 TVM's lane count overflowed and LLVM
+#: aborted the process ("scalable vector type"). In blocks: 0.4-0.5 s, W up to 300000.
+ROW_VECTOR_MAX = 256
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -349,14 +356,13 @@ class RowKernel:
         y: tvm.ir.Expr,
         tested: bool,
     ) -> None:
-        """``row[lo + j] =`` the window rows of output row ``y`` reduced at input column ``j``."""
+        """``row[lo + j] =`` the window rows of output row ``y`` reduced at input column ``j``
+        (in blocks of :data:`ROW_VECTOR_MAX` columns when the row is a wider vector)."""
         g = self.geometry
         lo, hi = g.held
-        if hi <= lo:
-            return
         pad = tirx.FloatImm("float32", self.identity)
-        columns = T.vectorized if g.vector_rows else T.serial
-        with columns(0, hi - lo) as j:
+
+        def store(j: tvm.ir.Expr) -> None:
             values = [pad]
             for ky in range(g.kernel_h):
                 r = y * g.stride_h + (ky * g.dilation_h - g.pad_top)
@@ -368,6 +374,18 @@ class RowKernel:
                 else:
                     values.append(source[n, c, r, j])
             T.buffer_store(row, self.fold(values), [lo + j])
+
+        count = hi - lo
+        if count <= 0:
+            return
+        if not g.vector_rows or count <= ROW_VECTOR_MAX:
+            with (T.vectorized if g.vector_rows else T.serial)(0, count) as j:
+                store(j)
+            return
+        with T.serial(0, -(-count // ROW_VECTOR_MAX)) as block:
+            start = tirx.min(block * ROW_VECTOR_MAX, count - ROW_VECTOR_MAX)
+            with T.vectorized(0, ROW_VECTOR_MAX) as j:
+                store(start + j)
 
     def _columns(
         self,
