@@ -62,12 +62,15 @@ class ModelProfile:
 
     ``run_ms``: median wall time of one uninstrumented run, milliseconds.
     ``kernels``: by time, largest first. ``threads``: TVM's pool size.
+    ``rules_recorded``: the library's description records each kernel's
+    schedule rule (libraries built before npuc recorded them do not).
     """
 
     runs: int
     threads: int
     run_ms: float
     kernels: tuple[KernelTime, ...]
+    rules_recorded: bool = True
 
     @property
     def kernels_ms(self) -> float:
@@ -81,6 +84,7 @@ class ModelProfile:
             "threads": self.threads,
             "run_ms": self.run_ms,
             "kernels_ms": self.kernels_ms,
+            "rules_recorded": self.rules_recorded,
             "kernels": [
                 {
                     "function": k.function,
@@ -138,7 +142,8 @@ def profile_model(
         for _ in range(runs):
             per_run.append({})
             model.run(inputs)
-    rules = model.info.extra.get("schedule_rules") or {}
+    recorded = model.info.extra.get("schedule_rules")
+    rules = recorded if isinstance(recorded, dict) else {}
     kernels = [
         KernelTime(
             function=name,
@@ -155,6 +160,7 @@ def profile_model(
         threads=pool_threads(),
         run_ms=statistics.median(wall_s) * 1e3,
         kernels=tuple(kernels),
+        rules_recorded=isinstance(recorded, dict),
     )
 
 
@@ -174,6 +180,12 @@ def profile_table(profile: ModelProfile, top: int = 20) -> list[str]:
         f"{profile.kernels_ms:.3f} ms (each call includes a few us of timing)",
         f"  {'us/run':>9} {'%':>5} {'calls':>5}  {'rule':<16}  function  [argument shapes]",
     ]
+    if not profile.rules_recorded:
+        lines.insert(
+            1,
+            "  (this library records no schedule rules: built before npuc recorded them; "
+            "rebuild it to see each kernel's rule)",
+        )
     total_us = max(profile.kernels_ms * 1e3, 1e-9)
     for k in profile.kernels[:top]:
         shapes = ", ".join("x".join(map(str, s)) or "scalar" for s in k.shapes)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
+import tvm
 
 from npuc import runtime
 from npuc.backend.cpu import compile_module, host_target
 from npuc.core.errors import InvalidInputError
+from npuc.core.model_info import ModelInfo
 from npuc.runtime.profile import ModelProfile, profile_model, profile_table
 from npuc.runtime.thread_pool import pool_threads
 from tests.backend.cpu.small_models import conv_two_outputs, import_onnx
@@ -16,9 +20,14 @@ X = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
-def model() -> runtime.CompiledModel:
+def built() -> tuple[tvm.runtime.Executable, ModelInfo]:
     mod, info = import_onnx(conv_two_outputs())
-    return runtime.from_executable(compile_module(mod, host_target()), info)
+    return compile_module(mod, host_target()), info
+
+
+@pytest.fixture(scope="module")
+def model(built: tuple[tvm.runtime.Executable, ModelInfo]) -> runtime.CompiledModel:
+    return runtime.from_executable(*built)
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +84,21 @@ def test_bad_run_counts_are_refused(model: runtime.CompiledModel, runs: int, war
 def test_bad_inputs_are_refused_before_timing(model: runtime.CompiledModel) -> None:
     with pytest.raises(InvalidInputError, match="x"):
         profile_model(model, {"x": X[:, :2]}, runs=2)
+
+
+def test_a_library_without_recorded_rules_says_so(
+    built: tuple[tvm.runtime.Executable, ModelInfo],
+) -> None:
+    """Libraries built before npuc recorded schedule rules (this fixture's description has
+    none), or with an unreadable record, show '-' for every kernel and a note (a list there
+    raised AttributeError: an internal error of ``npuc run --profile``)."""
+    executable, info = built
+    for extra in ({}, {"schedule_rules": ["conv2d"]}):
+        old = runtime.from_executable(executable, dataclasses.replace(info, extra=extra))
+        found = profile_model(old, {"x": X}, runs=1, warmup=0)
+        assert not found.rules_recorded and not found.as_json()["rules_recorded"]
+        assert all(k.rule == "" for k in found.kernels)
+        assert "records no schedule rules" in "\n".join(profile_table(found))
+    recorded = dataclasses.replace(info, extra={"schedule_rules": {}})
+    found = profile_model(runtime.from_executable(executable, recorded), {"x": X}, runs=1)
+    assert found.rules_recorded and "records no" not in "\n".join(profile_table(found))
