@@ -63,7 +63,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--runs",
         type=int,
-        default=20,
+        default=None,
         metavar="N",
         help="(--profile) timed runs, after 3 warm-up runs (default 20)",
     )
@@ -96,10 +96,11 @@ def run(args: argparse.Namespace) -> CommandResult:
     from npuc.runtime.tensor_files import read_input_files, write_outputs_npz
     from npuc.runtime.thread_pool import pool_threads
 
-    if args.runs != 20 and not args.profile:
+    if args.runs is not None and not args.profile:
         raise InvalidInputError("--runs counts --profile's timed runs", hint="add --profile")
-    if args.runs < 1:
-        raise InvalidInputError(f"--runs {args.runs}: must be at least 1", hint="e.g. --runs 20")
+    runs = 20 if args.runs is None else args.runs
+    if runs < 1:
+        raise InvalidInputError(f"--runs {runs}: must be at least 1", hint="e.g. --runs 20")
     notes: list[str] = []
     if args.threads is not None:  # process-wide: also the CPU regions of a .npuc file
         threads = runtime.configure_threads(args.threads)
@@ -179,7 +180,7 @@ def run(args: argparse.Namespace) -> CommandResult:
     if args.profile:
         from npuc.runtime.profile import profile_model, profile_table
 
-        profile = profile_model(model, feeds, runs=args.runs)
+        profile = profile_model(model, feeds, runs=runs)
         data["profile"] = profile.as_json()
         lines += profile_table(profile)
     return CommandResult(data=data, text="\n".join(lines))

@@ -152,7 +152,8 @@ def test_run_profile_times_every_kernel(work: Path) -> None:
 
 @pytest.mark.parametrize(
     ("extra", "message"),
-    [(["--runs", "3"], "--runs counts --profile's timed runs"), (["--profile", "--runs", "0"],
+    [(["--runs", "3"], "--runs counts --profile's timed runs"),
+     (["--runs", "20"], "--runs counts --profile's timed runs"), (["--profile", "--runs", "0"],
      "--runs 0: must be at least 1")],
 )  # fmt: skip
 def test_run_profile_flags_are_checked(work: Path, extra: list[str], message: str) -> None:
