@@ -77,13 +77,40 @@ def epilogue_of(sch: s_tir.Schedule, nest: ConvNest) -> tuple[tirx.Buffer, Value
     if not isinstance(store, tirx.BufferStore) or not any(store.buffer.same_as(b) for b in params):
         return None
     vars_ = [iv.var for iv in out.iter_vars]
+    return store.buffer, store_value_builder(store, vars_, conv_buffer, params)
 
-    def value_at(index: list[tvm.ir.Expr], conv_value: tvm.ir.Expr) -> tvm.ir.Expr | None:
+
+def store_value_builder(
+    store: tirx.BufferStore,
+    vars_: list[E.Var],
+    acc_buffer: tirx.Buffer,
+    params: list[tirx.Buffer],
+    *,
+    exact: bool = False,
+) -> ValueAt:
+    """A builder of ``store``'s value at an index, given the accumulator's value there.
+
+    The block iterators ``vars_`` are replaced by the index, reads of
+    ``acc_buffer`` by the value, and other reads must be of ``params`` (else
+    the builder returns ``None``). With ``exact`` (the pool row kernel), an
+    index whose dtype differs from its iterator's is cast to it, and a read
+    of ``acc_buffer`` anywhere but at the block's own iterators gives ``None``.
+    """
+
+    def value_at(index: list[tvm.ir.Expr], value: tvm.ir.Expr) -> tvm.ir.Expr | None:
         def leaf(e: tvm.ir.Expr) -> tvm.ir.Expr | None:
             if isinstance(e, E.Var):
-                return next((i for v, i in zip(vars_, index, strict=True) if v.same_as(e)), e)
-            if e.source.same_as(conv_buffer):
-                return conv_value
+                found = next((i for v, i in zip(vars_, index, strict=True) if v.same_as(e)), e)
+                if exact and str(found.ty) != str(e.ty):
+                    return tirx.Cast(str(e.ty), found)
+                return found
+            if e.source.same_as(acc_buffer):
+                if exact and not all(
+                    isinstance(i, E.Var) and i.same_as(v)
+                    for i, v in zip(e.indices, vars_, strict=True)
+                ):
+                    return None
+                return value
             if not any(e.source.same_as(b) for b in params):
                 return None
             indices = [rebuild(i, leaf) for i in e.indices]
@@ -93,4 +120,4 @@ def epilogue_of(sch: s_tir.Schedule, nest: ConvNest) -> tuple[tirx.Buffer, Value
 
         return rebuild(store.value, leaf)
 
-    return store.buffer, value_at
+    return value_at

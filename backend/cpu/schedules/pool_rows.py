@@ -38,7 +38,6 @@ ulp of the window's magnitude).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import tvm
@@ -49,11 +48,8 @@ from tvm.tirx import expr as E
 from tvm.tirx.script.builder import ir as T
 
 from npuc.backend.cpu.schedules.conv_match import static_ints
-from npuc.backend.cpu.schedules.depthwise_epilogue import rebuild
+from npuc.backend.cpu.schedules.depthwise_epilogue import ValueAt, store_value_builder
 from npuc.backend.cpu.schedules.fallback import PARALLEL_MIN_ELEMENTS, inline_elementwise
-
-#: The output value at an index ``(n, c, y, x)`` given the window's reduction there.
-ValueAt = Callable[[list[tvm.ir.Expr], tvm.ir.Expr], tvm.ir.Expr | None]
 
 NEG_INF = float("-inf")
 
@@ -227,27 +223,7 @@ def value_builder(sch: s_tir.Schedule, reduction: str) -> tuple[tirx.Buffer, Val
     ):
         return None
 
-    def value_at(index: list[tvm.ir.Expr], value: tvm.ir.Expr) -> tvm.ir.Expr | None:
-        def leaf(e: tvm.ir.Expr) -> tvm.ir.Expr | None:
-            if isinstance(e, E.Var):
-                found = next((i for v, i in zip(vars_, index, strict=True) if v.same_as(e)), e)
-                return found if str(found.ty) == str(e.ty) else tirx.Cast(str(e.ty), found)
-            if e.source.same_as(acc_buffer):
-                same = all(
-                    isinstance(i, E.Var) and i.same_as(v)
-                    for i, v in zip(e.indices, vars_, strict=True)
-                )
-                return value if same else None
-            if not any(e.source.same_as(b) for b in params):
-                return None
-            indices = [rebuild(i, leaf) for i in e.indices]
-            if any(i is None for i in indices):
-                return None
-            return E.BufferLoad(e.source, indices)
-
-        return rebuild(store.value, leaf)
-
-    return store.buffer, value_at
+    return store.buffer, store_value_builder(store, vars_, acc_buffer, params, exact=True)
 
 
 def build_row_kernel(
