@@ -311,20 +311,33 @@ def _schedule_tail(sch: s_tir.Schedule, nest: ConvNest, tile: PlaneTile) -> None
     roles = loops_by_iter(sch, conv, first=2)  # iterators n, k, p, c
     conv_vi, conv_lane = sch.split(roles[2], [vectors, lanes])
     inner = [roles[1], conv_vi] if 1 in roles else [conv_vi]  # k absent when of extent 1
-    sch.reorder(roles[3], *inner, conv_lane)
-    for loop in inner:
-        sch.unroll(loop)
-    sch.vectorize(conv_lane)
-    init = sch.decompose_reduction(conv, roles[3])
-    init_loops = sch.get_loops(init)
-    for loop in init_loops[len(init_loops) - 1 - len(inner) : -1]:
-        sch.unroll(loop)
-    sch.vectorize(init_loops[-1])
+    init_loops = _register_tile(sch, conv, roles[3], inner, conv_lane)
     sch.unroll(ki)
     sch.unroll(vi)
     sch.vectorize(lane)
     for loop in (po, vi, lane, conv_vi, conv_lane, init_loops[-2], init_loops[-1]):
         sch.annotate(loop, PARTITION_HINT, 1)
+
+
+def _register_tile(
+    sch: s_tir.Schedule,
+    conv: s_tir.schedule.SBlockRV,
+    reduction: s_tir.schedule.LoopRV,
+    inner: list[s_tir.schedule.LoopRV],
+    lane: s_tir.schedule.LoopRV,
+) -> list[s_tir.schedule.LoopRV]:
+    """The reduction outside the tile's unrolled ``inner`` loops and vectorised ``lane``
+    loop, its init split out the same way; returns the init's loops."""
+    sch.reorder(reduction, *inner, lane)
+    for loop in inner:
+        sch.unroll(loop)
+    sch.vectorize(lane)
+    init = sch.decompose_reduction(conv, reduction)
+    init_loops = sch.get_loops(init)
+    for loop in init_loops[len(init_loops) - 1 - len(inner) : -1]:
+        sch.unroll(loop)
+    sch.vectorize(init_loops[-1])
+    return init_loops
 
 
 def _flatten_plane(
@@ -366,15 +379,7 @@ def _schedule(sch: s_tir.Schedule, nest: ConvNest, tile: PlaneTile, plane_outer:
 
     roles = loops_by_iter(sch, conv, first=1)  # iterators n, k, pv, lane, c
     inner = [roles[i] for i in (1, 2) if i in roles]  # absent when of extent 1
-    sch.reorder(roles[4], *inner, roles[3])
-    for loop in inner:
-        sch.unroll(loop)
-    sch.vectorize(roles[3])
-    init = sch.decompose_reduction(conv, roles[4])
-    init_loops = sch.get_loops(init)
-    for loop in init_loops[len(init_loops) - 1 - len(inner) : -1]:
-        sch.unroll(loop)
-    sch.vectorize(init_loops[-1])
+    _register_tile(sch, conv, roles[4], inner, roles[3])
     sch.unroll(ki)
     sch.unroll(vi)
     sch.vectorize(lane)
