@@ -178,7 +178,8 @@ def test_strided_plane_fill_edges_are_bit_exact(
 GENERIC = CpuTarget(cpu_name="x86-64", features=("sse2",), num_cores=2)
 
 
-def _spec_of(case: Case) -> DepthwiseSpec:
+def planned_case(case: Case) -> tuple[DepthwiseSpec, dict[str, np.ndarray], np.ndarray]:
+    """The kernel spec and constants ``plan_depthwise`` gives ``case``, and its float input."""
     ((_name, (x, xq)),) = case.inputs.items()
     shaped = type(case.node)(name=case.node.name, op="conv2d", inputs=case.node.inputs,
                              out=TensorType(shape=(1,), dtype="float32"), attrs=case.node.attrs,
@@ -186,7 +187,11 @@ def _spec_of(case: Case) -> DepthwiseSpec:
     assert case.out is not None and xq is not None
     planned = plan_depthwise(shaped, case.params, x.shape, xq, case.out)
     assert planned is not None
-    return planned[0]
+    return planned[0], planned[1], x
+
+
+def _spec_of(case: Case) -> DepthwiseSpec:
+    return planned_case(case)[0]
 
 
 def tail_case(rng: np.random.Generator, index: int) -> Case:

@@ -10,32 +10,19 @@ import numpy as np
 import pytest
 import tvm
 
-from npuc.backend.cpu.qlower.depthwise import plan_depthwise
 from npuc.backend.cpu.schedules.int_depthwise import DepthwiseSpec, make_kernel, prefers_flat
 from npuc.backend.cpu.schedules.int_depthwise_flat import flat_strip
 from npuc.core.target import host_target
-from npuc.midend.quantize.graph import TensorType
 
 from .harness import Case, ints
-from .test_depthwise import depthwise_case, tail_case
-
-
-def _planned(case: Case) -> tuple[DepthwiseSpec, dict[str, np.ndarray], np.ndarray]:
-    ((_name, (x, xq)),) = case.inputs.items()
-    shaped = type(case.node)(name=case.node.name, op="conv2d", inputs=case.node.inputs,
-                             out=TensorType(shape=(1,), dtype="float32"), attrs=case.node.attrs,
-                             consts={})  # fmt: skip
-    assert case.out is not None and xq is not None
-    planned = plan_depthwise(shaped, case.params, x.shape, xq, case.out)
-    assert planned is not None
-    return planned[0], planned[1], x
+from .test_depthwise import depthwise_case, planned_case, tail_case
 
 
 def _run_both(cases: list[Case], lanes: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Each case's stored output from the flat and the row kernel (one compiled module)."""
     funcs, inputs = {}, []
     for i, case in enumerate(cases):
-        spec, consts, x = _planned(case)
+        spec, consts, x = planned_case(case)
         for kind, flat in (("flat", True), ("row", False)):
             name = f"k{i}_{kind}"
             funcs[name] = make_kernel(spec, lanes, flat=flat).with_attr("global_symbol", name)
@@ -105,7 +92,7 @@ def test_flat_strips_are_whole_vectors_with_little_waste(flat: int, lanes: int) 
 def test_prefers_flat_at_mobilenet_sizes() -> None:
     """Flat where rows waste lanes (14x14, 7x7 at 16 lanes), rows at 112x112 (no waste)."""
     rng = np.random.default_rng(2)
-    spec, _consts, _x = _planned(depthwise_case(rng, 1))
+    spec, _consts, _x = planned_case(depthwise_case(rng, 1))
 
     def at(hw: int, stride: int) -> DepthwiseSpec:
         values = spec.to_attr() | {"h": hw, "w": hw, "kh": 3, "kw": 3, "pad_t": 1, "pad_l": 1,
