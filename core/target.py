@@ -34,6 +34,19 @@ TARGET_KINDS = ("cpu", "npu")
 #: them to be compiled.
 AMX_FEATURES = ("amx-int8", "amx-tile")
 
+#: x86 SIMD features that LLVM enables from the CPU name alone. Each one a target lacks is
+#: passed to LLVM as ``-feature``: a virtual machine (or a process whose CPUID is masked)
+#: can report a CPU model whose LLVM definition includes AVX-512 while the machine does not
+#: run it, and code compiled for the name alone would then stop with an illegal instruction.
+X86_SIMD_FEATURES = (
+    "amx-bf16", "amx-int8", "amx-tile", "avx", "avx2", "avx512bf16", "avx512bitalg",
+    "avx512bw", "avx512cd", "avx512dq", "avx512f", "avx512fp16", "avx512ifma", "avx512vbmi",
+    "avx512vbmi2", "avx512vl", "avx512vnni", "avx512vpopcntdq", "avxvnni", "f16c", "fma",
+)  # fmt: skip
+
+#: Features only an x86-64 CPU reports: the disabling above applies to such targets only.
+_X86_MARKERS = frozenset(("sse2", "sse4.1", "sse4.2", "ssse3", "avx", "avx2"))
+
 
 def check_num_threads(num_threads: int) -> int:
     """Return ``num_threads`` if it is at least 1; the one place that checks thread counts.
@@ -108,10 +121,23 @@ class CpuTarget:
         import tvm
 
         spec: dict[str, Any] = {"kind": "llvm", "mcpu": self.cpu_name, "num-cores": self.num_cores}
-        amx = [f"+{f}" for f in AMX_FEATURES if f in self.features]
-        if amx:  # LLVM's CPU model may lack them (a Sapphire Rapids guest reports Rocket Lake)
-            spec["mattr"] = amx
+        if self.llvm_mattr:
+            spec["mattr"] = list(self.llvm_mattr)
         return tvm.target.Target(spec)
+
+    @property
+    def llvm_mattr(self) -> tuple[str, ...]:
+        """LLVM ``mattr`` entries that make the CPU name agree with :attr:`features`.
+
+        ``+amx-*`` for the AMX features present (LLVM's model of the name may lack them: a
+        Sapphire Rapids guest reports Rocket Lake) and, on x86-64, ``-f`` for every
+        :data:`X86_SIMD_FEATURES` entry absent (the name may imply it: a guest without
+        AVX-512 can report an AVX-512 model). Empty when the features are unknown.
+        """
+        enabled = [f"+{f}" for f in AMX_FEATURES if f in self.features]
+        if not _X86_MARKERS.intersection(self.features):
+            return tuple(enabled)
+        return (*enabled, *(f"-{f}" for f in X86_SIMD_FEATURES if f not in self.features))
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -118,3 +118,38 @@ def test_json_round_trip_and_frozen() -> None:
 def test_bad_core_count_is_a_user_error() -> None:
     with pytest.raises(InvalidInputError, match="number of threads must be at least 1, got 0"):
         host_target(num_cores=0)
+
+
+def _assembly(target: CpuTarget) -> str:
+    """x86 assembly of a 64-float add vectorised 16 lanes wide, compiled for ``target``."""
+    import tvm
+    from tvm.script import tirx as T
+
+    @T.prim_func
+    def add(a: T.Buffer((64,), "float32"), b: T.Buffer((64,), "float32")) -> None:
+        for i in T.serial(4):
+            for j in T.vectorized(16):
+                b[i * 16 + j] = a[i * 16 + j] + T.float32(1)
+
+    lib = tvm.compile(tvm.IRModule({"add": add.with_attr("global_symbol", "add")}), target.to_tvm())
+    return str(lib.mod.inspect_source("asm"))
+
+
+def test_cpu_name_cannot_enable_features_the_target_lacks() -> None:
+    # A guest (or a CPUID-masked process) without AVX-512 can report an AVX-512 model: its
+    # code must not use 512-bit registers. The same name with AVX-512 listed does use them.
+    avx2 = ("avx", "avx2", "f16c", "fma", "sse4.1", "sse4.2", "ssse3")
+    masked = CpuTarget(cpu_name="rocketlake", features=avx2, num_cores=1)
+    full = CpuTarget(
+        cpu_name="rocketlake", features=tuple(sorted((*avx2, "avx512f", "avx512vl"))), num_cores=1
+    )
+    assert "-avx512f" in masked.llvm_mattr and "-amx-tile" in masked.llvm_mattr
+    assert "-avx512f" not in full.llvm_mattr
+    assert "zmm" not in _assembly(masked) and "ymm" in _assembly(masked)
+    assert "zmm" in _assembly(full)
+
+
+def test_features_unknown_or_not_x86_disable_nothing() -> None:
+    assert CpuTarget(cpu_name="znver4", features=(), num_cores=1).llvm_mattr == ()
+    neon = CpuTarget(cpu_name="neoverse-n1", features=("fp-armv8", "neon"), num_cores=1)
+    assert neon.llvm_mattr == ()

@@ -83,4 +83,4 @@ def test_amx_is_chosen_only_with_amx_and_fitting_layers() -> None:
     with_amx = CpuTarget(cpu_name="x", features=tuple(sorted(AMX_FEATURES)), num_cores=1)
     without = CpuTarget(cpu_name="x", features=("avx512vnni",), num_cores=1)
     assert has_amx(with_amx) and not has_amx(without)
-    assert "mattr" in str(with_amx.to_tvm()) and "mattr" not in str(without.to_tvm())
+    assert "+amx-tile" in with_amx.llvm_mattr and "+amx-tile" not in without.llvm_mattr
