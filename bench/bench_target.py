@@ -4,11 +4,13 @@
 ``npuc build --target cpu`` uses. ``--isa avx2`` compiles for Haswell with the
 SIMD features an AMD Zen 3 reports (AVX2 and FMA; no AVX-512, no VNNI), so a
 host with AVX-512 can show how the code chosen for Zen 3-class machines
-performs. It is a proxy, not a Zen 3 measurement: the references
-(onnxruntime, LiteRT) still pick AVX-512 kernels at run time on such a host,
-so the ratio is pessimistic for npuc, and cache sizes and latencies are this
-host's. LLVM's ``znver3`` is not used as the CPU name: its code may contain
-AMD-only instructions that an Intel host cannot run.
+performs. ``bench/cpu.py --isa avx2`` restarts itself with CPUID masked
+(:mod:`cpuid_mask`) so the references (onnxruntime, LiteRT), which pick their
+kernels at run time, use AVX2 too; where the mask cannot run they use the
+host's AVX-512 and the ratio is pessimistic for npuc. Either way it is a proxy,
+not a Zen 3 measurement: cache sizes and latencies are this host's. LLVM's
+``znver3`` is not used as the CPU name: its code may contain AMD-only
+instructions that an Intel host cannot run.
 """
 
 from __future__ import annotations

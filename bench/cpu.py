@@ -59,6 +59,7 @@ sys.path.insert(0, str(BENCH))
 
 from bench_target import ISAS, bench_target  # noqa: E402
 from cpu_report import render  # noqa: E402
+from cpuid_mask import reexec_masked  # noqa: E402
 from interleave import Ratio, interleaved  # noqa: E402
 
 from npuc.core.errors import NpucError  # noqa: E402
@@ -279,6 +280,10 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(m.name for m in MODELS))
     parser.add_argument("--out", default=str(BENCH / "results" / "cpu.md"))
     args = parser.parse_args()
+    if args.isa == "avx2":  # the references must see an AVX2 CPU too (cpuid_mask.py)
+        reason = reexec_masked()
+        if reason is not None:
+            print(f"CPUID mask unavailable ({reason}): the references will use AVX-512")
     by_name = {m.name: m for m in MODELS}
     chosen = [by_name[name] for name in args.models.split(",") if name in by_name]  # in that order
     rows: list[Row] = []

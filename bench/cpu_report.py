@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench_target import bench_target
+from cpuid_mask import is_masked, unavailable_reason
 from interleave import Ratio
 
 if TYPE_CHECKING:
@@ -52,6 +53,34 @@ def _int8_cells(r: Row) -> str:
     return f"{_ms(q.npuc_ms)}{mark} | {ort} | {_ratio(q.vs_ort)} | {_ratio(q.vs_float)}"
 
 
+def _reference_isa() -> str:
+    """What the references of an ``--isa avx2`` run could use (:mod:`cpuid_mask`)."""
+    if is_masked():
+        real = sorted(
+            f for f in host_flags() if f.startswith(("avx512", "amx", "avx_vnni", "avx10"))
+        )
+        return (
+            "the whole process ran with CPUID masked (`bench/cpuid_mask.py`), so onnxruntime "
+            "and LiteRT also chose their AVX2 kernels; the host really has "
+            f"{', '.join(real) or 'no AVX-512'}. Still a proxy: this host's caches and clock"
+        )
+    return (
+        "the references still used this host's AVX-512 (CPUID mask unavailable: "
+        f"{unavailable_reason()}), so the ratios are pessimistic for npuc"
+    )
+
+
+def host_flags() -> set[str]:
+    """The CPU flags Linux reports in ``/proc/cpuinfo`` (unmasked); empty elsewhere."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
 def render(rows: list[Row], args: argparse.Namespace, load_avg: tuple[float, float]) -> str:
     import onnxruntime as ort
     import tvm
@@ -74,13 +103,13 @@ def render(rows: list[Row], args: argparse.Namespace, load_avg: tuple[float, flo
         f"--calib {args.calib} --eval {args.eval} --isa {isa}`).",
         "",
         f"- CPU: {cpu_name()} (LLVM `{host.cpu_name}`), {host.vector_bits}-bit vectors; "
-        f"SIMD features: {', '.join(simd)}",
+        f"SIMD features{' (as the CPUID-masked process sees them)' if is_masked() else ''}: "
+        f"{', '.join(simd)}",
         "- npuc compiled for: this host (`--isa host`)"
         if isa == "host"
         else f"- npuc compiled for: LLVM `{target.cpu_name}`, {target.vector_bits}-bit vectors, "
         f"features {', '.join(target.features)} (`--isa {isa}`, a proxy for Zen 3-class "
-        "machines, `bench/bench_target.py`; the references still use this host's AVX-512, "
-        "so the ratios are pessimistic for npuc)",
+        f"machines, `bench/bench_target.py`); {_reference_isa()}",
         f"- threads: {args.threads} for all (TVM thread pool; onnxruntime intra-op, 1 inter-op; "
         "LiteRT num_threads)",
         f"- npuc {npuc.__version__}, TVM {tvm.__version__}, onnxruntime {ort.__version__}",
