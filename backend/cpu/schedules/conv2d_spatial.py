@@ -6,7 +6,7 @@ image plane, ``out[k, p] = sum_c w[k, c] * in[c, p]``, in which the plane
 vectorises along ``p``. The input is read NCHW in place with vector loads,
 the output stored NCHW with vector stores, the weights broadcast; no copy.
 
-It takes three kinds of convolution (:func:`prefers_plane`) and declines
+It takes four kinds of convolution (:func:`prefers_plane`) and declines
 the rest (``None``), which the conv2d rule after it takes:
 
 - channels per group no vector divides (ShuffleNet's 34), which
@@ -31,7 +31,9 @@ the rest (``None``), which the conv2d rule after it takes:
   the conv2d rule was as fast or faster (ResNet-50's 64->256 at 56 1.45 vs
   1.88 ms, 256->64 at 56 1.31 vs 2.14, 128->512 at 28 1.15 vs 1.57): each
   input channel is a stream of its own here, which the conv2d rule's
-  channel-blocked input copy avoids.
+  channel-blocked input copy avoids;
+- pointwise convolutions on a small plane (14x14, 15x15) whatever their
+  channels (:func:`_small_plane`).
 
 The kernel: the output is cut into register tiles of ``block_k`` channels of
 one group (a divisor of the group's channel count) by ``pixels`` consecutive
@@ -191,7 +193,8 @@ def prefers_plane(nest: ConvNest, target: CpuTarget) -> bool:
     :data:`PLANE_MAX_CHANNELS` input or output channels per group, or the
     conv2d rule's tile has a single vector of channels (one broadcast input
     load per multiply-add: ShuffleNet's 68 channels per group, 4-lane vectors
-    both ways at 14x14, 0.51 -> 0.28 ms).
+    both ways at 14x14, 0.51 -> 0.28 ms), or its plane is small
+    (:func:`_small_plane`: 14x14 or 15x15, whatever the channels).
     """
     if not _pointwise(nest):
         return False
@@ -201,7 +204,21 @@ def prefers_plane(nest: ConvNest, target: CpuTarget) -> bool:
         return conv is None and plane is not None
     if plane.lanes != conv.lanes:
         return plane.lanes > conv.lanes
-    return min(nest.group_in, nest.group_out) <= PLANE_MAX_CHANNELS or conv.vectors == 1
+    if min(nest.group_in, nest.group_out) <= PLANE_MAX_CHANNELS or conv.vectors == 1:
+        return True
+    return _small_plane(nest.out_height * nest.out_width)
+
+
+#: Output planes (positions) of the pointwise convolutions taken here whatever their channels
+#: (:func:`_small_plane`): 14x14 (196) and 15x15 (225); both end in a partial vector.
+SMALL_PLANE_PIXELS = range(196, 226)
+
+
+def _small_plane(plane: int) -> bool:
+    """A plane in :data:`SMALL_PLANE_PIXELS`: the conv2d rule's tile divides a 14-wide row
+    (7 columns with AVX-512, 2 with AVX2), these vectors run over the whole plane. Measured
+    faster there, not on 7x7, 10x10, 13x13 or 28x28 planes (docs/cpu_backend.md)."""
+    return plane in SMALL_PLANE_PIXELS
 
 
 def _conv2d_tile(nest: ConvNest, target: CpuTarget) -> ConvTile | None:
