@@ -39,6 +39,7 @@ from npuc.backend.cpu.schedules.conv2d_nhwc import (  # noqa: E402
     Conv2dNhwcRule,
     DepthwiseConv2dNhwcRule,
 )
+from npuc.backend.cpu.schedules.conv2d_pointwise import Conv2dPointwiseRule  # noqa: E402
 from npuc.backend.cpu.schedules.conv2d_spatial import Conv2dPlaneRule  # noqa: E402
 from npuc.backend.cpu.schedules.depthwise import DepthwiseConv2dRule  # noqa: E402
 from npuc.backend.cpu.schedules.int8_conv import Int8ConvRule  # noqa: E402
@@ -54,6 +55,8 @@ RULES: tuple[ScheduleRule, ...] = (
     # Before the conv2d rule: takes the pointwise convolutions with few channels (store-bound
     # there) and those whose channels no vector divides; declines the rest.
     Conv2dPlaneRule(),
+    # Wide ungrouped pointwise convolutions whose plane is whole vectors (NCHW in and out).
+    Conv2dPointwiseRule(),
     Conv2dRule(),
     DepthwiseConv2dRule(),
     Conv2dNhwcRule(),

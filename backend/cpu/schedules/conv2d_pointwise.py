@@ -1,0 +1,213 @@
+"""The conv2d rule's kernel for wide pointwise convolutions: a GEMM over packed plane panels.
+
+Requires: one fused PrimFunc holding an ungrouped 1x1 convolution of stride 1
+without padding (NCHW in, NCHW out) and its element-wise epilogue (bias,
+activation, residual add), as :func:`~npuc.backend.cpu.schedules.conv_match.match_conv2d`
+describes it. Guarantees: the same values up to summation order (the
+reduction runs over input channels in order, with fused multiply-adds), or
+``None`` when the case is not one it takes (:func:`choose_panel_tile`).
+
+Such a convolution is ``out[k, p] = sum_c w[k, c] * in[c, p]`` over the
+flattened plane ``p = y * W + x``, contiguous in input and output. The
+channel-blocked kernel of :mod:`~npuc.backend.cpu.schedules.conv2d` copies the
+input to NCHWc and writes NCHW through a transpose of its ``[x][k]``
+accumulators: per tile, ``block_k`` output rows of a few columns each, and
+the same for a residual it reads. Inside a model that output and residual
+come from far caches, and 32 rows of 32 bytes per tile defeat the
+prefetchers: ResNet-50's 64->256 1x1 layer with a residual add at 56x56 took
+2.07 ms per call in the model against 0.93 alone (one thread, AVX-512).
+
+Here the plane is cut into panels of about :data:`PANEL_PIXELS` positions.
+Per panel (the parallel loop), the input's ``[C, panel]`` slice is copied to
+a contiguous block (``[n, panel, c, p % panel]``; in L2 while it is used)
+and every output channel block is computed over it in register tiles of
+``block_k`` channels by ``vectors`` vectors of the plane: per input channel,
+``vectors`` contiguous loads of the panel and ``block_k`` broadcast weights
+(packed at compile time as ``[k // block_k, c, 1, 1, k % block_k]``). The
+epilogue stores whole vectors of each output row, reading the residual the
+same way: no transpose, and each row is written in runs of the panel's
+width. Weights of all channels (``K x C x 4`` bytes) are read once per panel
+from L2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tvm import s_tir, tirx
+from tvm.ir import TensorLoad
+
+from npuc.backend.cpu.schedules.conv2d import float_lanes, pack_weights
+from npuc.backend.cpu.schedules.conv_match import (
+    ConvNest,
+    inline_epilogue,
+    loops_by_iter,
+    match_conv2d,
+)
+from npuc.core.target import CpuTarget
+
+#: Plane positions per panel, at most: a 256-channel panel of 224 positions is 229 KB (L2).
+#: ResNet-50's 64->256 layer at 56x56 alone (AVX-512, one thread): panels of 224 positions
+#: 0.66 ms, 448 0.69, 64 0.74, 32 0.73.
+PANEL_PIXELS = 256
+
+#: Input and output channels from which a pointwise convolution may run here (fewer go to
+#: the plane rule, :data:`~npuc.backend.cpu.schedules.conv2d_spatial.PLANE_MAX_CHANNELS`).
+MIN_CHANNELS = 33
+
+
+@dataclass(frozen=True, slots=True)
+class PanelTile:
+    """``block_k`` channels x ``vectors`` vectors of ``lanes``; panels of ``panel`` positions."""
+
+    block_k: int
+    vectors: int
+    lanes: int
+    panel: int
+
+    @property
+    def pixels(self) -> int:
+        """Plane positions of one register tile."""
+        return self.vectors * self.lanes
+
+
+def _accumulator_budget(target: CpuTarget) -> int:
+    """Accumulator vectors: 24 of AVX-512's 32 registers, 12 of AVX2's 16."""
+    return 24 if target.has_avx512 else 12
+
+
+def choose_panel_tile(nest: ConvNest, target: CpuTarget) -> PanelTile | None:
+    """The tile and panel for ``nest``, or ``None`` when this kernel does not take it.
+
+    It takes an ungrouped 1x1 stride-1 unpadded convolution with at least
+    :data:`MIN_CHANNELS` input and output channels whose plane is a whole
+    number of the target's vectors. The tile: ``block_k`` dividing the output
+    channels, ``vectors`` dividing the plane's vectors, at least two vectors
+    and four channels, at least half the accumulator budget; the most
+    accumulators, then the most channels
+    (ResNet-50's 64->256 at 56x56, AVX-512 alone: 8 x 2 0.69 ms, 4 x 4 0.72,
+    16 x 1 0.74). None fits a 28x28 plane with AVX-512 (49 vectors: one or
+    seven per tile); with AVX2's 8 lanes it takes 4 x 2. The panel: the
+    largest multiple of the tile dividing the plane, up to
+    :data:`PANEL_PIXELS`.
+    """
+    if nest.groups != 1 or (nest.kernel_h, nest.kernel_w) != (1, 1) or nest.subsamples:
+        return None
+    if nest.in_height != nest.out_height or min(nest.in_channels, nest.out_channels) < MIN_CHANNELS:
+        return None
+    lanes = float_lanes(target)
+    plane = nest.out_height * nest.out_width
+    if plane % lanes:
+        return None
+    plane_vectors = plane // lanes
+    budget = _accumulator_budget(target)
+    best: tuple[tuple[int, int], int, int] | None = None
+    for block_k in range(4, budget // 2 + 1):
+        if nest.out_channels % block_k:
+            continue
+        for vectors in range(2, budget // block_k + 1):
+            if plane_vectors % vectors or 2 * block_k * vectors < budget:
+                continue
+            key = (block_k * vectors, block_k)
+            if best is None or key > best[0]:
+                best = (key, block_k, vectors)
+    if best is None:
+        return None
+    _, block_k, vectors = best
+    pixels = vectors * lanes
+    panel = max(
+        m * pixels
+        for m in range(1, max(1, PANEL_PIXELS // pixels) + 1)
+        if plane % (m * pixels) == 0
+    )
+    return PanelTile(block_k, vectors, lanes, panel)
+
+
+def pointwise_kernel(
+    func: tirx.PrimFunc, target: CpuTarget, tile: PanelTile | None = None
+) -> tirx.PrimFunc | None:
+    """``func`` scheduled as the module docstring says, or ``None`` (not such a convolution).
+
+    ``tile`` overrides :func:`choose_panel_tile` (to measure alternatives); it
+    must divide the output channels and the panel, and the panel the plane.
+    """
+    sch = s_tir.Schedule(func)
+    nest = match_conv2d(sch)
+    if nest is None or nest.is_depthwise:
+        return None
+    chosen = choose_panel_tile(nest, target)
+    if chosen is None:
+        return None
+    tile = tile or chosen
+    plane = nest.out_height * nest.out_width
+    if plane % tile.panel or tile.panel % tile.pixels or nest.out_channels % tile.block_k:
+        return None
+    if nest.pad_block is not None:  # an unpadded copy of the input (LegalizeOps' pad_temp)
+        pad = sch.get_sblock(nest.pad_block)
+        body = sch.get(pad).body
+        if not (isinstance(body, tirx.BufferStore) and isinstance(body.value, TensorLoad)):
+            return None
+        sch.compute_inline(pad)
+    pack_weights(sch, sch.get_sblock(nest.block), nest, tile.block_k)
+    _schedule(sch, nest, tile)
+    return sch.mod["main"]
+
+
+def _schedule(sch: s_tir.Schedule, nest: ConvNest, tile: PanelTile) -> None:
+    """Panels in parallel, the panel copy inside, then channel blocks x register tiles."""
+    width, panel = nest.out_width, tile.panel
+    conv = sch.get_sblock(nest.block)
+    out = inline_epilogue(sch, conv, nest)
+
+    copy = sch.cache_read(conv, 1 - nest.weight_read, "global")
+    to_panels = lambda n, c, y, x: (  # noqa: E731
+        n,
+        (y * width + x) // panel,
+        c,
+        (y * width + x) % panel,
+    )
+    sch.transform_layout(copy, ("write", 0), to_panels)
+    sch.transform_block_layout(copy, to_panels)
+
+    # Conv and output indexed by the plane position; the reduction (c, ky, kx) is one loop.
+    sch.transform_layout(conv, ("write", 0), lambda n, k, y, x: (n, k, y * width + x))
+    sch.transform_block_layout(out, lambda n, k, y, x: (n, k, y * width + x))
+    sch.transform_block_layout(
+        conv, lambda n, k, y, x, c, ky, kx: (n, k, y * width + x, c + ky + kx)
+    )
+    n, k, p = sch.get_loops(out)
+    ko, ki = sch.split(k, [None, tile.block_k])
+    pb, pt, vi, lane = sch.split(p, [None, panel // tile.pixels, tile.vectors, tile.lanes])
+    sch.reorder(n, pb, ko, pt, ki, vi, lane)
+    outer = sch.fuse(n, pb)
+    sch.parallel(outer)
+    sch.compute_at(conv, pt)
+    sch.set_scope(conv, 0, "local")
+    sch.compute_at(copy, outer)
+    sch.vectorize(sch.get_loops(copy)[-1])
+
+    roles = loops_by_iter(sch, conv, first=3)  # iterators n, k, p, c
+    conv_vi, conv_lane = sch.split(roles[2], [tile.vectors, tile.lanes])
+    inner = [roles[1], conv_vi]
+    sch.reorder(roles[3], *inner, conv_lane)
+    for loop in inner:
+        sch.unroll(loop)
+    sch.vectorize(conv_lane)
+    init = sch.decompose_reduction(conv, roles[3])
+    init_loops = sch.get_loops(init)
+    for loop in init_loops[-3:-1]:
+        sch.unroll(loop)
+    sch.vectorize(init_loops[-1])
+    sch.unroll(ki)
+    sch.unroll(vi)
+    sch.vectorize(lane)
+
+
+class Conv2dPointwiseRule:
+    """Wide pointwise convolutions over packed plane panels (module docstring)."""
+
+    name = "conv2d_pointwise"
+
+    def apply(self, func: tirx.PrimFunc, target: CpuTarget) -> tirx.PrimFunc | None:
+        """The scheduled ``func``, or ``None`` unless :func:`choose_panel_tile` takes it."""
+        return pointwise_kernel(func, target)

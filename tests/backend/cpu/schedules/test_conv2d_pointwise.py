@@ -1,0 +1,93 @@
+"""The pointwise panel kernel: scheduled kernels equal the unscheduled loop nests.
+
+Each case is compiled twice for the same target (AVX2, and the host when it
+has AVX-512), once as LegalizeOps and FuseOps left it and once with the rule
+(weights packed at compile time), and run on the same input. The kernel sums
+each output over the input channels in order, with fused multiply-adds: rtol
+and atol 1e-5 allow for that on sums of up to 64 unit-normal products.
+"""
+
+from __future__ import annotations
+
+import pytest
+from tvm import s_tir, tirx
+
+from npuc.backend.cpu.schedules.conv2d_pointwise import (
+    PANEL_PIXELS,
+    Conv2dPointwiseRule,
+    PanelTile,
+    choose_panel_tile,
+)
+from npuc.backend.cpu.schedules.conv_match import match_conv2d
+from npuc.core.target import CpuTarget
+from tests.backend.cpu.schedules.conv_harness import (
+    AVX2,
+    ConvCase,
+    check_rule_matches_unscheduled,
+    schedule_with,
+    targets,
+)
+
+TARGETS = targets()
+
+TAKEN = [
+    ConvCase(channels=48, filters=64, size=(8, 8), kernel=(1, 1), epilogue="residual"),
+    # 40 output channels: blocks of 10 (AVX-512) or 5 (AVX2) channels.
+    ConvCase(channels=64, filters=40, size=(16, 4), kernel=(1, 1)),
+    ConvCase(channels=40, filters=96, size=(4, 32), kernel=(1, 1), epilogue="none"),
+    ConvCase(channels=64, filters=64, size=(8, 16), kernel=(1, 1), epilogue="silu"),
+    # Several panels (576 positions: three of 192 with AVX-512).
+    ConvCase(channels=36, filters=48, size=(24, 24), kernel=(1, 1), epilogue="clip"),
+]
+
+DECLINED = [
+    ConvCase(channels=64, filters=64, size=(14, 14), kernel=(1, 1)),  # plane not whole vectors
+    ConvCase(channels=32, filters=64, size=(8, 8), kernel=(1, 1)),  # few input channels
+    ConvCase(channels=64, filters=32, size=(8, 8), kernel=(1, 1)),  # few output channels
+    ConvCase(channels=64, filters=64, size=(16, 16), kernel=(1, 1), stride=2),
+    ConvCase(channels=64, filters=64, size=(8, 8), kernel=(1, 1), padding=1),
+    ConvCase(channels=64, filters=64, size=(8, 8), kernel=(1, 1), groups=2),
+    ConvCase(channels=64, filters=64, size=(8, 8), padding=1),  # 3x3
+]
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.cpu_name)
+@pytest.mark.parametrize("case", TAKEN, ids=str)
+def test_pointwise_rule_matches_unscheduled(case: ConvCase, target: CpuTarget) -> None:
+    check_rule_matches_unscheduled(case, target, Conv2dPointwiseRule())
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.cpu_name)
+@pytest.mark.parametrize("case", DECLINED, ids=str)
+def test_pointwise_rule_declines(case: ConvCase, target: CpuTarget) -> None:
+    """Not an ungrouped 1x1 stride-1 unpadded conv of 33+ channels on whole vectors: ``None``."""
+    fused, _ = schedule_with(case.module(), target, None)
+    funcs = [f for f in fused.functions.values() if isinstance(f, tirx.PrimFunc)]
+    assert funcs
+    for func in funcs:
+        assert Conv2dPointwiseRule().apply(func, target) is None
+
+
+def _tile(case: ConvCase, target: CpuTarget) -> PanelTile | None:
+    fused, _ = schedule_with(case.module(), target, None)
+    (func,) = [f for f in fused.functions.values() if isinstance(f, tirx.PrimFunc)]
+    nest = match_conv2d(s_tir.Schedule(func))
+    assert nest is not None
+    return choose_panel_tile(nest, target)
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.cpu_name)
+def test_resnet_tile_and_panel(target: CpuTarget) -> None:
+    """ResNet-50's 64->256 at 56x56: 8 x 2 vectors (AVX-512) or 4 x 2 (AVX2), panels of 224."""
+    case = ConvCase(channels=64, filters=256, size=(56, 56), kernel=(1, 1), epilogue="residual")
+    tile = _tile(case, target)
+    assert tile is not None
+    want = (8, 2, 16) if target.has_avx512 else (4, 2, 8)
+    assert (tile.block_k, tile.vectors, tile.lanes) == want
+    assert tile.panel == 224 <= PANEL_PIXELS
+
+
+def test_avx2_takes_a_28x28_plane() -> None:
+    """784 positions are 98 AVX2 vectors (2 x 49): tiles of two vectors divide them."""
+    case = ConvCase(channels=128, filters=512, size=(28, 28), kernel=(1, 1))
+    assert _tile(case, AVX2) == PanelTile(4, 2, 8, 112)
