@@ -2,6 +2,9 @@
 
 Rows at least :data:`MIN_DEINTERLEAVE_WIDTH` outputs wide with a column
 stride read a de-interleaved padded plane; narrower ones keep the plain copy.
+Rows wider than :data:`FLAT_MAX_WIDTH` (the others go to the flat kernel) are
+checked for AVX2 and the host's AVX-512, and their de-interleaving copy must
+compile without gathers.
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ import pytest
 import tvm
 from tvm import relax, s_tir
 
-from npuc.backend.cpu.lowering import fusion_passes
+from npuc.backend.cpu.lowering import fusion_passes, lower_passes
 from npuc.backend.cpu.schedules.conv_match import ConvNest, match_conv2d
 from npuc.backend.cpu.schedules.depthwise import (
+    FLAT_MAX_WIDTH,
     MIN_DEINTERLEAVE_WIDTH,
     DepthwiseConv2dRule,
     choose_rows,
@@ -24,6 +28,7 @@ from tests.backend.cpu.schedules.conv_harness import (
     AVX2,
     ConvCase,
     check_rule_matches_unscheduled,
+    schedule_with,
     targets,
 )
 from tests.backend.cpu.schedules.relax_graphs import TARGET, check_same, graph
@@ -50,6 +55,45 @@ STRIDED = [
 @pytest.mark.parametrize("case", STRIDED, ids=str)
 def test_strided_rows_match_unscheduled(case: ConvCase) -> None:
     check_rule_matches_unscheduled(case, TARGET, DepthwiseConv2dRule())
+
+
+#: Strided rows wider than FLAT_MAX_WIDTH: row strips on a de-interleaved padded plane (odd
+#: padded widths leave a never-read slot at the end of a phase; stride 3 has three phases).
+WIDE_STRIDED = [
+    ConvCase(channels=6, filters=6, groups=6, size=(64, 67), stride=2, padding=1, epilogue="clip"),
+    ConvCase(
+        channels=4,
+        filters=4,
+        groups=4,
+        size=(60, 62),
+        kernel=(5, 5),
+        stride=2,
+        padding=2,
+        epilogue="residual",
+    ),
+    ConvCase(channels=3, filters=3, groups=3, size=(96, 93), stride=3, padding=1, epilogue="none"),
+]
+
+
+@pytest.mark.parametrize("target", targets(), ids=lambda t: t.cpu_name)
+@pytest.mark.parametrize("case", WIDE_STRIDED, ids=str)
+def test_wide_strided_rows_match_unscheduled(case: ConvCase, target: CpuTarget) -> None:
+    assert case.out_shape()[3] > FLAT_MAX_WIDTH
+    check_rule_matches_unscheduled(case, target, DepthwiseConv2dRule())
+
+
+@pytest.mark.parametrize("target", targets(), ids=lambda t: t.cpu_name)
+def test_deinterleaving_copy_has_no_gather(target: CpuTarget) -> None:
+    """MobileNet's stride-2 3x3 layer padded by 1 on an even width: the de-interleaving copy
+    reads consecutive columns for all phases of a phase column (wide loads and permutes);
+    copied phase by phase it compiled to AVX-512 gathers."""
+    case = ConvCase(channels=4, filters=4, groups=4, size=(64, 64), stride=2, padding=1)
+    scheduled, applied = schedule_with(case.module(), target, DepthwiseConv2dRule())
+    assert len(applied) == 1
+    mod = tvm.transform.Sequential(lower_passes())(scheduled)
+    ir = tvm.compile(mod, target.to_tvm()).mod.imports[0].inspect_source("ll")
+    assert "gather" not in ir
+    assert "shufflevector" in ir
 
 
 @pytest.mark.parametrize(("strides", "width"), [((1, 2), 40), ((2, 1), 20), ((2, 2), 14)])
