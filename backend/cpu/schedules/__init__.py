@@ -41,6 +41,7 @@ from npuc.backend.cpu.schedules.conv2d_nhwc import (  # noqa: E402
 )
 from npuc.backend.cpu.schedules.conv2d_pointwise import Conv2dPointwiseRule  # noqa: E402
 from npuc.backend.cpu.schedules.conv2d_spatial import Conv2dPlaneRule  # noqa: E402
+from npuc.backend.cpu.schedules.conv2d_stem import Conv2dStemRule  # noqa: E402
 from npuc.backend.cpu.schedules.depthwise import DepthwiseConv2dRule  # noqa: E402
 from npuc.backend.cpu.schedules.int8_conv import Int8ConvRule  # noqa: E402
 from npuc.backend.cpu.schedules.int_depthwise import IntDepthwiseRule  # noqa: E402
@@ -52,6 +53,9 @@ from npuc.backend.cpu.schedules.transposed_conv import TransposedConv2dRule  # n
 RULES: tuple[ScheduleRule, ...] = (
     IntDepthwiseRule(),
     Int8ConvRule(),
+    # Before the conv2d rule: takes the first layer (<= 4 input channels, short reduction, rows
+    # of at least one vector) with the output columns on the vector lanes; declines the rest.
+    Conv2dStemRule(),
     # Before the conv2d rule: takes the pointwise convolutions with few channels (store-bound
     # there) and those whose channels no vector divides; declines the rest.
     Conv2dPlaneRule(),

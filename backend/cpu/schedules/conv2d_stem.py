@@ -1,0 +1,389 @@
+"""Schedule rule for a network's stem: a float32 NCHW convolution of an image's few channels.
+
+The first layer of a vision model (3 input channels, a 3x3 or 7x7 window,
+stride 2, rows 111 or 112 wide) has a reduction of a few dozen taps per
+output. :class:`~npuc.backend.cpu.schedules.conv2d.Conv2dRule` computes it
+with its channels on the vector lanes and writes NCHW through a transpose
+(one scalar store per output), and its tile's columns must divide the width
+(SqueezeNet's 111: 64 channels x 3 columns). This kernel (built as TIR, not
+scheduled from the fused function) puts the output *columns* on the lanes,
+so each output vector is stored as it is:
+
+- Each task is one output row ``y`` of one image. It copies the input rows
+  that row reads (``kernel_h`` rows per channel) into *phase rows*
+  ``P[c][ky][px][X] = padded[c][y * sh + ky * dh][X * sw + px]`` (zero where
+  padded), so the taps of a strided window are contiguous: tap ``kx``
+  of output column ``x`` reads phase ``kx * dw % sw`` at ``x + kx * dw //
+  sw``. LLVM vectorises the copy with interleaved loads.
+- The row's outputs are vectors of the target's float32 lanes, the last one
+  ending at the row's end (overlapping the one before when the lanes do not
+  divide the width: its outputs are computed twice and stored twice, the
+  same values). A register tile is ``block_k`` output channels by
+  ``vectors`` of them (:func:`choose_stem_tile`); per tap, one vector load
+  of a phase row per vector and one broadcast weight per channel.
+- The fused epilogue (bias, activation, clip, residual) is the epilogue
+  block's expression (:func:`depthwise_epilogue.epilogue_of`), applied as
+  the accumulators are stored.
+
+Requires: an ungrouped convolution (:func:`match_conv2d`) of at most
+:data:`STEM_MAX_CHANNELS` input channels and :data:`STEM_MAX_TAPS` products
+per output, whose data is a zero-padded copy of
+a parameter (or the parameter itself) read at ``y * sh + ky * dh``, ``x * sw
++ kx * dw``, output rows at least one vector wide, and an epilogue whose
+expression is made of arithmetic, selects, casts, calls and loads of
+parameters; anything else is declined (``None``). Guarantees: the
+unscheduled function's results, each output summed in the same order (input
+channel, then kernel row, then kernel column) from zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tvm
+from tvm import s_tir, tirx
+from tvm.script.ir_builder import IRBuilder
+from tvm.sym import detect_linear_equation
+from tvm.tirx.script.builder import ir as T
+
+from npuc.backend.cpu.schedules.conv2d import float_lanes
+from npuc.backend.cpu.schedules.conv_match import ConvNest, match_conv2d, static_ints
+from npuc.backend.cpu.schedules.depthwise_epilogue import ValueAt, epilogue_of
+from npuc.backend.cpu.schedules.depthwise_flat import FlatGeometry
+from npuc.core.target import CpuTarget
+
+#: Input channels up to which a convolution is a stem (an RGB or RGBA image).
+STEM_MAX_CHANNELS = 4
+#: Longest reduction (input channels x kernel taps) taken. The conv2d rule's transposed store
+#: costs the same per output whatever the reduction, so long ones gain nothing here:
+#: ResNet-50's 7x7 stem (147) ran 1.26 ms in this kernel and 1.28 in the conv2d rule, 3x3
+#: stems (27) 0.5-0.6x of the conv2d rule (one thread, AVX-512, kernels alone).
+STEM_MAX_TAPS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class StemTile:
+    """``block_k`` output channels by ``vectors`` row vectors of ``lanes`` float32."""
+
+    block_k: int
+    vectors: int
+    lanes: int
+
+
+def choose_stem_tile(out_channels: int, out_width: int, target: CpuTarget) -> StemTile | None:
+    """The register tile for a row of ``out_width`` outputs, or ``None`` below one vector.
+
+    ``block_k`` divides ``out_channels``; a tile holds ``block_k * vectors``
+    accumulators, its ``vectors`` input vectors and a broadcast weight in the
+    target's vector registers (32 or 16), at most 24 (or 12) accumulators.
+    The row's vectors are cut into equal tiles (7 as 4 + 3). Among the tiles,
+    the fewest loads per multiply-add (``vectors`` inputs and ``block_k``
+    broadcasts per tap), then the most channels.
+    """
+    lanes = float_lanes(target)
+    if out_width < lanes:
+        return None
+    row_vectors = -(-out_width // lanes)
+    registers = 32 if target.has_avx512 else 16
+    budget = 24 if target.has_avx512 else 12
+    scored: list[tuple[float, int, StemTile]] = []
+    for block_k in range(1, min(out_channels, budget) + 1):
+        if out_channels % block_k:
+            continue
+        most = min(budget // block_k, (registers - 1) // (block_k + 1), row_vectors)
+        if most < 1:
+            continue
+        tiles = -(-row_vectors // most)
+        vectors = -(-row_vectors // tiles)
+        loads = (vectors + block_k) / (vectors * block_k)
+        scored.append((loads, -block_k, StemTile(block_k, vectors, lanes)))
+    return min(scored, key=lambda s: (s[0], s[1]))[2] if scored else None
+
+
+def _coefficients(expr: tvm.ir.Expr, vars_: list[tirx.Var]) -> list[int] | None:
+    found = detect_linear_equation(expr, vars_)
+    if len(found) != len(vars_) + 1 or not all(isinstance(c, tirx.IntImm) for c in found):
+        return None
+    return [int(c) for c in found]
+
+
+def _padded_source(sch: s_tir.Schedule, nest: ConvNest) -> tuple[tirx.Buffer, int, int] | None:
+    """The parameter a zero-padding block (or plain copy) copies and its (top, left) offsets,
+    or ``None``."""
+    assert nest.pad_block is not None
+    pad = sch.get(sch.get_sblock(nest.pad_block))
+    if len(pad.reads) != 1 or not isinstance(pad.body, tirx.BufferStore):
+        return None
+    value = pad.body.value
+    if not isinstance(value, tvm.ir.TensorLoad) and not (
+        isinstance(value, tvm.ir.Call)
+        and str(value.op.name) in ("tirx.if_then_else", "prim.if_then_else")
+        and isinstance(value.args[2], tirx.FloatImm)
+        and float(value.args[2].value) == 0.0
+    ):
+        return None
+    pvars = [iv.var for iv in pad.iter_vars]
+    region = pad.reads[0].region
+    for axis in (0, 1):
+        if _coefficients(region[axis].min, [pvars[axis]]) != [1, 0]:
+            return None
+    top = _coefficients(region[2].min, [pvars[2]])
+    left = _coefficients(region[3].min, [pvars[3]])
+    if top is None or left is None or top[0] != 1 or left[0] != 1:
+        return None
+    return pad.reads[0].source, -top[1], -left[1]
+
+
+def stem_geometry(sch: s_tir.Schedule, nest: ConvNest) -> tuple[FlatGeometry, tirx.Buffer] | None:
+    """The convolution's geometry and its input parameter, or ``None`` if not of the form."""
+    block = sch.get(sch.get_sblock(nest.block))
+    data_read = block.reads[1 - nest.weight_read]
+    vars_ = [iv.var for iv in block.iter_vars]
+    rows = _coefficients(data_read.region[2].min, [vars_[2], vars_[5]])
+    cols = _coefficients(data_read.region[3].min, [vars_[3], vars_[6]])
+    if rows is None or cols is None or rows[2] or cols[2] or min(*rows[:2], *cols[:2]) < 1:
+        return None
+    if _coefficients(data_read.region[1].min, [vars_[1], vars_[4]]) != [0, 1, 0]:
+        return None
+    if _coefficients(data_read.region[0].min, [vars_[0]]) != [1, 0]:
+        return None
+    padded = static_ints(list(data_read.source.shape))
+    assert padded is not None  # match_conv2d checked
+    source, pad_top, pad_left = data_read.source, 0, 0
+    if nest.pad_block is not None:
+        found = _padded_source(sch, nest)
+        if found is None:
+            return None
+        source, pad_top, pad_left = found
+    shape = static_ints(list(source.shape))
+    params = list(sch.mod["main"].params)
+    if shape is None or len(shape) != 4 or not any(b.same_as(source) for b in params):
+        return None
+    if str(source.dtype) != "float32":
+        return None
+    return FlatGeometry(
+        batch=shape[0],
+        channels=shape[1],
+        in_h=shape[2],
+        in_w=shape[3],
+        out_h=nest.out_height,
+        out_w=nest.out_width,
+        kernel_h=nest.kernel_h,
+        kernel_w=nest.kernel_w,
+        stride_h=rows[0],
+        stride_w=cols[0],
+        dilation_h=rows[1],
+        dilation_w=cols[1],
+        pad_top=pad_top,
+        pad_left=pad_left,
+        padded_h=padded[2],
+        padded_w=padded[3],
+    ), source
+
+
+class Conv2dStemRule:
+    """Column-vectorised stem convolution (see the module docstring for what it takes)."""
+
+    name = "conv2d_stem"
+
+    def apply(self, func: tirx.PrimFunc, target: CpuTarget) -> tirx.PrimFunc | None:
+        """The scheduled ``func``, or ``None`` unless it holds one stem convolution."""
+        return build_stem_kernel(func, target)
+
+
+def build_stem_kernel(
+    func: tirx.PrimFunc, target: CpuTarget, tile: StemTile | None = None
+) -> tirx.PrimFunc | None:
+    """The kernel of the module docstring for ``func``, or ``None`` when not of the form.
+
+    ``tile`` overrides :func:`choose_stem_tile` (to measure alternatives);
+    its ``block_k`` must divide the output channels.
+    """
+    sch = s_tir.Schedule(func)
+    nest = match_conv2d(sch)
+    if nest is None or nest.groups != 1 or nest.in_channels > STEM_MAX_CHANNELS:
+        return None
+    if nest.in_channels * nest.kernel_h * nest.kernel_w > STEM_MAX_TAPS:
+        return None
+    if tile is None:
+        tile = choose_stem_tile(nest.out_channels, nest.out_width, target)
+    if tile is None or nest.out_channels % tile.block_k or nest.out_width < tile.lanes:
+        return None
+    found = stem_geometry(sch, nest)
+    if found is None:
+        return None
+    geometry, source = found
+    kernel = StemKernel(geometry=geometry, tile=tile, out_channels=nest.out_channels)
+    if kernel.phase_elements >= 2**31:
+        return None  # the phase planes are indexed with 32-bit integers
+    epilogue = epilogue_of(sch, nest)
+    if epilogue is None:
+        return None
+    out_buffer, value_at = epilogue
+    probe = [tirx.Var(name, "int64") for name in "ncyx"]
+    if value_at(probe, tirx.FloatImm("float32", 0.0)) is None:
+        return None
+    weight = sch.get(sch.get_sblock(nest.block)).reads[nest.weight_read].source
+    return kernel.emit(func, source, weight, out_buffer, value_at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StemKernel:
+    """The loop nest of one stem convolution."""
+
+    geometry: FlatGeometry
+    tile: StemTile
+    out_channels: int
+
+    @property
+    def plane_size(self) -> int:
+        """Elements of one phase plane: ``phase_h`` rows of ``wq``."""
+        return self.geometry.phase_h * self.geometry.phase_w
+
+    @property
+    def phase_elements(self) -> int:
+        """Elements of all phase planes (every image and channel)."""
+        g = self.geometry
+        return g.batch * g.channels * g.stride_h * g.stride_w * self.plane_size
+
+    def starts(self) -> list[list[int]]:
+        """First output column of each vector, by tile; the last vector ends at the row's end."""
+        lanes, width = self.tile.lanes, self.geometry.out_w
+        count = -(-width // lanes)
+        starts = [min(v * lanes, width - lanes) for v in range(count)]
+        tiles = -(-count // self.tile.vectors)
+        sizes = [count // tiles + (i < count % tiles) for i in range(tiles)]
+        return [starts[sum(sizes[:i]) : sum(sizes[: i + 1])] for i in range(tiles)]
+
+    def emit(
+        self,
+        func: tirx.PrimFunc,
+        source: tirx.Buffer,
+        weight: tirx.Buffer,
+        out_buffer: tirx.Buffer,
+        value_at: ValueAt,
+    ) -> tirx.PrimFunc:
+        """The PrimFunc with ``func``'s parameters and attributes."""
+        g, tile = self.geometry, self.tile
+        inputs = [p for p in func.params if not p.same_as(out_buffer)]
+        blocks = self.out_channels // tile.block_k
+        with IRBuilder() as ib, T.prim_func(s_tir=True):
+            T.func_name("main")
+            for p in func.params:
+                T.arg(p.name, p)
+            T.func_attr(dict(func.attrs.items()) if func.attrs is not None else {})
+            with T.sblock("root"):
+                phases = T.sblock_alloc_buffer((self.phase_elements,), "float32")
+                with (
+                    T.parallel(0, g.batch * g.channels * g.padded_h) as row,
+                    T.sblock("conv2d_stem_phases"),
+                ):
+                    T.reads(source[:, :, :, :])
+                    T.writes(phases[:])
+                    self._fill(phases, source, row)
+                with (
+                    T.parallel(0, g.batch * blocks * g.out_h) as task,
+                    T.sblock("conv2d_stem"),
+                ):
+                    T.reads(phases[:], *[p[tuple(slice(None) for _ in p.shape)] for p in inputs])
+                    T.writes(out_buffer[:, :, :, :])
+                    size = tile.block_k * max(len(t) for t in self.starts()) * tile.lanes
+                    acc = T.sblock_alloc_buffer((size,), "float32", scope="local")
+                    n, kb, y = task // (blocks * g.out_h), task // g.out_h % blocks, task % g.out_h
+                    for starts in self.starts():
+                        self._tile(phases, weight, acc, n, kb * tile.block_k, y, starts)
+                        self._store(acc, out_buffer, value_at, n, kb * tile.block_k, y, starts)
+        return ib.get()
+
+    def _fill(self, phases: tirx.Buffer, source: tirx.Buffer, row: tvm.ir.Expr) -> None:
+        """Copy padded input row ``row`` (of all images and channels) into its phase rows.
+
+        A padding row is read at a clamped row and replaced by zeros (a select
+        on a condition of the row only); the columns of all phases are copied in
+        one loop over the phase columns they all hold, then each phase's own
+        first and last columns, and the padding columns are zeroed.
+        """
+        g = self.geometry
+        sh, sw, wq = g.stride_h, g.stride_w, g.phase_w
+        plane, padded_row = row // g.padded_h, row % g.padded_h
+        n, c = plane // g.channels, plane % g.channels
+        r = padded_row - g.pad_top
+        inside = tirx.all(r >= 0, r < g.in_h)
+        clamped = tirx.max(tirx.min(r, g.in_h - 1), 0)
+        first = (plane * sh + padded_row % sh) * sw * self.plane_size + padded_row // sh * wq
+        cols = [g.held(px, sw, g.pad_left, g.in_w, wq) for px in range(sw)]
+        common = (max(lo for lo, _ in cols), min(hi for _, hi in cols))
+        zero = tirx.FloatImm("float32", 0.0)
+
+        def copy(px: int, xx: tvm.ir.Expr) -> None:
+            value = source[n, c, clamped, xx * sw + (px - g.pad_left)]
+            index = first + px * self.plane_size + xx
+            T.buffer_store(phases, tirx.Select(inside, value, zero), [index])
+
+        if common[0] < common[1]:
+            with T.serial(common[0], common[1]) as xx:
+                for px in range(sw):
+                    copy(px, xx)
+        for px, (lo, hi) in enumerate(cols):
+            for a, b in ((lo, min(hi, common[0])), (max(lo, common[1]), hi)):
+                if a < b:
+                    with T.serial(a, b) as xx:
+                        copy(px, xx)
+            for a, b in ((0, lo), (max(lo, hi), wq)):
+                if a < b:
+                    with T.serial(a, b) as xx:
+                        T.buffer_store(phases, zero, [first + px * self.plane_size + xx])
+
+    def _tile(
+        self,
+        phases: tirx.Buffer,
+        weight: tirx.Buffer,
+        acc: tirx.Buffer,
+        n: tvm.ir.Expr,
+        k0: tvm.ir.Expr,
+        y: tvm.ir.Expr,
+        starts: list[int],
+    ) -> None:
+        """``acc[k][v] =`` the convolution at channels ``k0 + k``, row ``y``, columns
+        ``starts[v] + lane``."""
+        g, tile = self.geometry, self.tile
+        sh, sw = g.stride_h, g.stride_w
+        lanes, vectors = tile.lanes, len(starts)
+        for j in range(tile.block_k * vectors):
+            with T.vectorized(0, lanes) as lane:
+                T.buffer_store(acc, tirx.FloatImm("float32", 0.0), [j * lanes + lane])
+        # Kernel rows as a loop, columns unrolled: with every tap unrolled (27 of them)
+        # SqueezeNet's stem ran 0.32 ms instead of 0.27 (one thread, AVX-512).
+        with T.serial(0, g.channels) as c, T.serial(0, g.kernel_h) as ky:
+            qy, py = (ky * g.dilation_h) // sh, (ky * g.dilation_h) % sh
+            phase_row = (((n * g.channels + c) * sh + py) * sw * g.phase_h + y + qy) * g.phase_w
+            for kx in range(g.kernel_w):
+                qx, px = divmod(kx * g.dilation_w, sw)
+                row = phase_row + px * self.plane_size + qx
+                for k in range(tile.block_k):
+                    w = weight[k0 + k, c, ky, kx]
+                    for v, start in enumerate(starts):
+                        with T.vectorized(0, lanes) as lane:
+                            i = (k * vectors + v) * lanes + lane
+                            tap = phases[row + start + lane]
+                            T.buffer_store(acc, acc[i] + tap * w, [i])
+
+    def _store(
+        self,
+        acc: tirx.Buffer,
+        out_buffer: tirx.Buffer,
+        value_at: ValueAt,
+        n: tvm.ir.Expr,
+        k0: tvm.ir.Expr,
+        y: tvm.ir.Expr,
+        starts: list[int],
+    ) -> None:
+        """Write the tile's outputs through the epilogue."""
+        lanes, vectors = self.tile.lanes, len(starts)
+        for k in range(self.tile.block_k):
+            for v, start in enumerate(starts):
+                with T.vectorized(0, lanes) as lane:
+                    index = [n, k0 + k, y, start + lane]
+                    value = value_at(index, acc[(k * vectors + v) * lanes + lane])
+                    assert value is not None  # probed by build_stem_kernel
+                    T.buffer_store(out_buffer, value, index)
