@@ -17,7 +17,7 @@ come from far caches, and 32 rows of 32 bytes per tile defeat the
 prefetchers: ResNet-50's 64->256 1x1 layer with a residual add at 56x56 took
 2.07 ms per call in the model against 0.93 alone (one thread, AVX-512).
 
-Here the plane is cut into panels of about :data:`PANEL_PIXELS` positions.
+Here the plane is cut into panels of up to :data:`PANEL_BYTES` of input.
 Per panel (the parallel loop), the input's ``[C, panel]`` slice is copied to
 a contiguous block (``[n, panel, c, p % panel]``; in L2 while it is used)
 and every output channel block is computed over it in register tiles of
@@ -46,10 +46,12 @@ from npuc.backend.cpu.schedules.conv_match import (
 )
 from npuc.core.target import CpuTarget
 
-#: Plane positions per panel, at most: a 256-channel panel of 224 positions is 229 KB (L2).
-#: ResNet-50's 64->256 layer at 56x56 alone (AVX-512, one thread): panels of 224 positions
-#: 0.66 ms, 448 0.69, 64 0.74, 32 0.73.
-PANEL_PIXELS = 256
+#: Bytes of input one panel may hold (``in_channels x panel x 4``). ResNet-50 in the model
+#: (AVX-512, one thread, ms per call for panels of 224 / 448 / 1568 positions): 64->256 with
+#: the residual add 0.80-0.82 / 0.71-0.74 / 0.68-0.69 (57 / 115 / 401 KB), 256->64 0.70-0.74 /
+#: 0.70-0.77 / 1.14-1.28 (229 / 458 KB / 1.6 MB): larger panels write each output row in longer
+#: runs, until the panel leaves L2.
+PANEL_BYTES = 512 * 1024
 
 #: Input and output channels from which a pointwise convolution may run here (fewer go to
 #: the plane rule, :data:`~npuc.backend.cpu.schedules.conv2d_spatial.PLANE_MAX_CHANNELS`).
@@ -87,9 +89,8 @@ def choose_panel_tile(nest: ConvNest, target: CpuTarget) -> PanelTile | None:
     accumulators, then the most channels
     (ResNet-50's 64->256 at 56x56, AVX-512 alone: 8 x 2 0.69 ms, 4 x 4 0.72,
     16 x 1 0.74). None fits a 28x28 plane with AVX-512 (49 vectors: one or
-    seven per tile); with AVX2's 8 lanes it takes 4 x 2. The panel: the
-    largest multiple of the tile dividing the plane, up to
-    :data:`PANEL_PIXELS`.
+    seven per tile); with AVX2's 8 lanes it takes 4 x 2. The panel:
+    :func:`_panel`.
     """
     if nest.groups != 1 or (nest.kernel_h, nest.kernel_w) != (1, 1) or nest.subsamples:
         return None
@@ -114,13 +115,22 @@ def choose_panel_tile(nest: ConvNest, target: CpuTarget) -> PanelTile | None:
     if best is None:
         return None
     _, block_k, vectors = best
-    pixels = vectors * lanes
-    panel = max(
+    return PanelTile(block_k, vectors, lanes, _panel(plane, vectors * lanes, nest, target))
+
+
+def _panel(plane: int, pixels: int, nest: ConvNest, target: CpuTarget) -> int:
+    """Positions per panel: a multiple of ``pixels`` dividing ``plane``, the largest whose input
+    fits :data:`PANEL_BYTES` (else ``pixels``), among those whose count the cores divide, else
+    those at least as many as the cores (two threads: 256->64 at 56x56 as 14 panels of 224, not
+    7 of 448; 128->512 at 28x28 with AVX2 as 7 of 112, not 1 of 784)."""
+    fits = [
         m * pixels
-        for m in range(1, max(1, PANEL_PIXELS // pixels) + 1)
-        if plane % (m * pixels) == 0
-    )
-    return PanelTile(block_k, vectors, lanes, panel)
+        for m in range(1, plane // pixels + 1)
+        if plane % (m * pixels) == 0 and 4 * nest.in_channels * m * pixels <= PANEL_BYTES
+    ] or [pixels]
+    even = [p for p in fits if (plane // p) % target.num_cores == 0]
+    enough = [p for p in fits if plane // p >= target.num_cores]
+    return max(even or enough or fits)
 
 
 def pointwise_kernel(

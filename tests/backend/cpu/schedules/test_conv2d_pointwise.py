@@ -13,7 +13,7 @@ import pytest
 from tvm import s_tir, tirx
 
 from npuc.backend.cpu.schedules.conv2d_pointwise import (
-    PANEL_PIXELS,
+    PANEL_BYTES,
     Conv2dPointwiseRule,
     PanelTile,
     choose_panel_tile,
@@ -36,7 +36,7 @@ TAKEN = [
     ConvCase(channels=64, filters=40, size=(16, 4), kernel=(1, 1)),
     ConvCase(channels=40, filters=96, size=(4, 32), kernel=(1, 1), epilogue="none"),
     ConvCase(channels=64, filters=64, size=(8, 16), kernel=(1, 1), epilogue="silu"),
-    # Several panels (576 positions: three of 192 with AVX-512).
+    # Several panels (576 positions: two of 288 for two cores).
     ConvCase(channels=36, filters=48, size=(24, 24), kernel=(1, 1), epilogue="clip"),
 ]
 
@@ -78,16 +78,26 @@ def _tile(case: ConvCase, target: CpuTarget) -> PanelTile | None:
 
 @pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.cpu_name)
 def test_resnet_tile_and_panel(target: CpuTarget) -> None:
-    """ResNet-50's 64->256 at 56x56: 8 x 2 vectors (AVX-512) or 4 x 2 (AVX2), panels of 224."""
+    """ResNet-50's 64->256 at 56x56: 8 x 2 vectors (AVX-512) or 4 x 2 (AVX2); two panels of
+    1568 positions (401 KB of input each, two cores)."""
     case = ConvCase(channels=64, filters=256, size=(56, 56), kernel=(1, 1), epilogue="residual")
     tile = _tile(case, target)
     assert tile is not None
     want = (8, 2, 16) if target.has_avx512 else (4, 2, 8)
     assert (tile.block_k, tile.vectors, tile.lanes) == want
-    assert tile.panel == 224 <= PANEL_PIXELS
+    assert tile.panel == 1568 and 4 * 64 * tile.panel <= PANEL_BYTES
 
 
 def test_avx2_takes_a_28x28_plane() -> None:
     """784 positions are 98 AVX2 vectors (2 x 49): tiles of two vectors divide them."""
     case = ConvCase(channels=128, filters=512, size=(28, 28), kernel=(1, 1))
     assert _tile(case, AVX2) == PanelTile(4, 2, 8, 112)
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.cpu_name)
+def test_panels_fit_the_budget_and_the_cores(target: CpuTarget) -> None:
+    """256->64 at 56x56: 448 positions (7 panels) fit, but two cores take 14 panels of 224."""
+    case = ConvCase(channels=256, filters=64, size=(56, 56), kernel=(1, 1))
+    tile = _tile(case, target)
+    assert tile is not None and tile.panel == 224
+    assert PANEL_BYTES >= 4 * 256 * 448
