@@ -9,18 +9,21 @@ with its channels on the vector lanes and writes NCHW through a transpose
 scheduled from the fused function) puts the output *columns* on the lanes,
 so each output vector is stored as it is:
 
-- Each task is one output row ``y`` of one image. It copies the input rows
-  that row reads (``kernel_h`` rows per channel) into *phase rows*
-  ``P[c][ky][px][X] = padded[c][y * sh + ky * dh][X * sw + px]`` (zero where
-  padded), so the taps of a strided window are contiguous: tap ``kx``
-  of output column ``x`` reads phase ``kx * dw % sw`` at ``x + kx * dw //
-  sw``. LLVM vectorises the copy with interleaved loads.
-- The row's outputs are vectors of the target's float32 lanes, the last one
-  ending at the row's end (overlapping the one before when the lanes do not
-  divide the width: its outputs are computed twice and stored twice, the
-  same values). A register tile is ``block_k`` output channels by
-  ``vectors`` of them (:func:`choose_stem_tile`); per tap, one vector load
-  of a phase row per vector and one broadcast weight per channel.
+- Each parallel task is a band of output rows (:func:`rows_per_task`) of
+  one image. It copies the input rows the band reads into *phase rows*
+  ``P[c][r][px][X] = padded[c][y0 * sh + r][X * sw + px]`` (zero where
+  padded), so the taps of a strided window are contiguous: tap ``(ky, kx)``
+  of output ``(y0 + dy, x)`` reads phase row ``(dy * sh + ky * dh, kx * dw
+  % sw)`` at ``x + kx * dw // sw``. LLVM vectorises the copy with
+  interleaved loads.
+- The task then loops over channel blocks, and inside them over its rows,
+  so it writes ``block_k`` output planes a band at a time. A row's outputs
+  are vectors of the target's float32 lanes, the last one ending at the
+  row's end (overlapping the one before when the lanes do not divide the
+  width: its outputs are computed twice and stored twice, the same values).
+  A register tile is ``block_k`` output channels by ``vectors`` of them
+  (:func:`choose_stem_tile`); per tap, one vector load of a phase row per
+  vector and one broadcast weight per channel.
 - The fused epilogue (bias, activation, clip, residual) is the epilogue
   block's expression (:func:`depthwise_epilogue.epilogue_of`), applied as
   the accumulators are stored.
@@ -191,13 +194,30 @@ class Conv2dStemRule:
         return build_stem_kernel(func, target)
 
 
+#: Bytes of input rows one task copies at most (:func:`rows_per_task`): they stay in L2.
+TASK_ROW_BYTES = 128 * 1024
+
+
+def rows_per_task(g: FlatGeometry, num_cores: int) -> int:
+    """Output rows of one parallel task: four tasks per core, fewer rows if their input rows
+    (channels x rows read x padded width) exceed :data:`TASK_ROW_BYTES`; at least one."""
+    rows = -(-g.out_h // (4 * num_cores))
+    while rows > 1:
+        span = (rows - 1) * g.stride_h + (g.kernel_h - 1) * g.dilation_h + 1
+        if 4 * g.channels * span * g.stride_w * g.phase_w <= TASK_ROW_BYTES:
+            break
+        rows -= 1
+    return rows
+
+
 def build_stem_kernel(
-    func: tirx.PrimFunc, target: CpuTarget, tile: StemTile | None = None
+    func: tirx.PrimFunc, target: CpuTarget, tile: StemTile | None = None, rows: int | None = None
 ) -> tirx.PrimFunc | None:
     """The kernel of the module docstring for ``func``, or ``None`` when not of the form.
 
-    ``tile`` overrides :func:`choose_stem_tile` (to measure alternatives);
-    its ``block_k`` must divide the output channels.
+    ``tile`` and ``rows`` override :func:`choose_stem_tile` and
+    :func:`rows_per_task` (to measure alternatives); ``tile.block_k`` must
+    divide the output channels.
     """
     sch = s_tir.Schedule(func)
     nest = match_conv2d(sch)
@@ -213,9 +233,9 @@ def build_stem_kernel(
     if found is None:
         return None
     geometry, source = found
-    kernel = StemKernel(geometry=geometry, tile=tile, out_channels=nest.out_channels)
-    if kernel.phase_elements >= 2**31:
-        return None  # the phase planes are indexed with 32-bit integers
+    if rows is None:
+        rows = rows_per_task(geometry, target.num_cores)
+    kernel = StemKernel(geometry=geometry, tile=tile, out_channels=nest.out_channels, rows=rows)
     epilogue = epilogue_of(sch, nest)
     if epilogue is None:
         return None
@@ -234,17 +254,20 @@ class StemKernel:
     geometry: FlatGeometry
     tile: StemTile
     out_channels: int
+    rows: int = 4
+    """Output rows per task."""
 
     @property
-    def plane_size(self) -> int:
-        """Elements of one phase plane: ``phase_h`` rows of ``wq``."""
-        return self.geometry.phase_h * self.geometry.phase_w
-
-    @property
-    def phase_elements(self) -> int:
-        """Elements of all phase planes (every image and channel)."""
+    def span(self) -> int:
+        """Padded input rows a task of :attr:`rows` output rows reads."""
         g = self.geometry
-        return g.batch * g.channels * g.stride_h * g.stride_w * self.plane_size
+        return (self.rows - 1) * g.stride_h + (g.kernel_h - 1) * g.dilation_h + 1
+
+    @property
+    def task_elements(self) -> int:
+        """Elements of a task's phase rows: channels x span x column phases x ``wq``."""
+        g = self.geometry
+        return g.channels * self.span * g.stride_w * g.phase_w
 
     def starts(self) -> list[list[int]]:
         """First output column of each vector, by tile; the last vector ends at the row's end."""
@@ -266,37 +289,49 @@ class StemKernel:
         """The PrimFunc with ``func``'s parameters and attributes."""
         g, tile = self.geometry, self.tile
         inputs = [p for p in func.params if not p.same_as(out_buffer)]
-        blocks = self.out_channels // tile.block_k
+        chunks = -(-g.out_h // self.rows)
         with IRBuilder() as ib, T.prim_func(s_tir=True):
             T.func_name("main")
             for p in func.params:
                 T.arg(p.name, p)
             T.func_attr(dict(func.attrs.items()) if func.attrs is not None else {})
-            with T.sblock("root"):
-                phases = T.sblock_alloc_buffer((self.phase_elements,), "float32")
+            with (
+                T.sblock("root"),
+                T.parallel(0, g.batch * chunks) as task,
+                T.sblock("conv2d_stem"),
+            ):
+                T.reads(*[p[tuple(slice(None) for _ in p.shape)] for p in inputs])
+                T.writes(out_buffer[:, :, :, :])
+                phases = T.sblock_alloc_buffer((self.task_elements,), "float32")
+                size = tile.block_k * max(len(t) for t in self.starts()) * tile.lanes
+                acc = T.sblock_alloc_buffer((size,), "float32", scope="local")
+                n, y0 = task // chunks, task % chunks * self.rows
+                count = tirx.min(self.rows, g.out_h - y0)
+                self._fill(phases, source, n, y0, count)
                 with (
-                    T.parallel(0, g.batch * g.channels * g.padded_h) as row,
-                    T.sblock("conv2d_stem_phases"),
+                    T.serial(0, self.out_channels // tile.block_k) as kb,
+                    T.serial(0, count) as dy,
                 ):
-                    T.reads(source[:, :, :, :])
-                    T.writes(phases[:])
-                    self._fill(phases, source, row)
-                with (
-                    T.parallel(0, g.batch * blocks * g.out_h) as task,
-                    T.sblock("conv2d_stem"),
-                ):
-                    T.reads(phases[:], *[p[tuple(slice(None) for _ in p.shape)] for p in inputs])
-                    T.writes(out_buffer[:, :, :, :])
-                    size = tile.block_k * max(len(t) for t in self.starts()) * tile.lanes
-                    acc = T.sblock_alloc_buffer((size,), "float32", scope="local")
-                    n, kb, y = task // (blocks * g.out_h), task // g.out_h % blocks, task % g.out_h
                     for starts in self.starts():
-                        self._tile(phases, weight, acc, n, kb * tile.block_k, y, starts)
+                        self._tile(phases, weight, acc, kb * tile.block_k, dy, starts)
+                        y = y0 + dy
                         self._store(acc, out_buffer, value_at, n, kb * tile.block_k, y, starts)
         return ib.get()
 
-    def _fill(self, phases: tirx.Buffer, source: tirx.Buffer, row: tvm.ir.Expr) -> None:
-        """Copy padded input row ``row`` (of all images and channels) into its phase rows.
+    def _row(self, c: tvm.ir.Expr, row: tvm.ir.Expr, px: int) -> tvm.ir.Expr:
+        """First element of the task's phase row ``(c, row, px)``."""
+        g = self.geometry
+        return ((c * self.span + row) * g.stride_w + px) * g.phase_w
+
+    def _fill(
+        self,
+        phases: tirx.Buffer,
+        source: tirx.Buffer,
+        n: tvm.ir.Expr,
+        y0: tvm.ir.Expr,
+        count: tvm.ir.Expr,
+    ) -> None:
+        """Copy the padded input rows output rows ``y0 .. y0 + count`` read into phase rows.
 
         A padding row is read at a clamped row and replaced by zeros (a select
         on a condition of the row only); the columns of all phases are copied in
@@ -304,50 +339,47 @@ class StemKernel:
         first and last columns, and the padding columns are zeroed.
         """
         g = self.geometry
-        sh, sw, wq = g.stride_h, g.stride_w, g.phase_w
-        plane, padded_row = row // g.padded_h, row % g.padded_h
-        n, c = plane // g.channels, plane % g.channels
-        r = padded_row - g.pad_top
-        inside = tirx.all(r >= 0, r < g.in_h)
-        clamped = tirx.max(tirx.min(r, g.in_h - 1), 0)
-        first = (plane * sh + padded_row % sh) * sw * self.plane_size + padded_row // sh * wq
+        sw, wq = g.stride_w, g.phase_w
         cols = [g.held(px, sw, g.pad_left, g.in_w, wq) for px in range(sw)]
         common = (max(lo for lo, _ in cols), min(hi for _, hi in cols))
         zero = tirx.FloatImm("float32", 0.0)
+        read = (count - 1) * g.stride_h + (g.kernel_h - 1) * g.dilation_h + 1
+        with T.serial(0, g.channels) as c, T.serial(0, read) as i:
+            r = y0 * g.stride_h + i - g.pad_top
+            inside = tirx.all(r >= 0, r < g.in_h)
+            clamped = tirx.max(tirx.min(r, g.in_h - 1), 0)
 
-        def copy(px: int, xx: tvm.ir.Expr) -> None:
-            value = source[n, c, clamped, xx * sw + (px - g.pad_left)]
-            index = first + px * self.plane_size + xx
-            T.buffer_store(phases, tirx.Select(inside, value, zero), [index])
+            def copy(px: int, xx: tvm.ir.Expr) -> None:
+                value = source[n, c, clamped, xx * sw + (px - g.pad_left)]
+                index = self._row(c, i, px) + xx
+                T.buffer_store(phases, tirx.Select(inside, value, zero), [index])
 
-        if common[0] < common[1]:
-            with T.serial(common[0], common[1]) as xx:
-                for px in range(sw):
-                    copy(px, xx)
-        for px, (lo, hi) in enumerate(cols):
-            for a, b in ((lo, min(hi, common[0])), (max(lo, common[1]), hi)):
-                if a < b:
-                    with T.serial(a, b) as xx:
+            if common[0] < common[1]:
+                with T.serial(common[0], common[1]) as xx:
+                    for px in range(sw):
                         copy(px, xx)
-            for a, b in ((0, lo), (max(lo, hi), wq)):
-                if a < b:
-                    with T.serial(a, b) as xx:
-                        T.buffer_store(phases, zero, [first + px * self.plane_size + xx])
+            for px, (lo, hi) in enumerate(cols):
+                for a, b in ((lo, min(hi, common[0])), (max(lo, common[1]), hi)):
+                    if a < b:
+                        with T.serial(a, b) as xx:
+                            copy(px, xx)
+                for a, b in ((0, lo), (max(lo, hi), wq)):
+                    if a < b:
+                        with T.serial(a, b) as xx:
+                            T.buffer_store(phases, zero, [self._row(c, i, px) + xx])
 
     def _tile(
         self,
         phases: tirx.Buffer,
         weight: tirx.Buffer,
         acc: tirx.Buffer,
-        n: tvm.ir.Expr,
         k0: tvm.ir.Expr,
-        y: tvm.ir.Expr,
+        dy: tvm.ir.Expr,
         starts: list[int],
     ) -> None:
-        """``acc[k][v] =`` the convolution at channels ``k0 + k``, row ``y``, columns
-        ``starts[v] + lane``."""
+        """``acc[k][v] =`` the convolution at channels ``k0 + k``, the task's row ``dy``,
+        columns ``starts[v] + lane``."""
         g, tile = self.geometry, self.tile
-        sh, sw = g.stride_h, g.stride_w
         lanes, vectors = tile.lanes, len(starts)
         for j in range(tile.block_k * vectors):
             with T.vectorized(0, lanes) as lane:
@@ -355,17 +387,16 @@ class StemKernel:
         # Kernel rows as a loop, columns unrolled: with every tap unrolled (27 of them)
         # SqueezeNet's stem ran 0.32 ms instead of 0.27 (one thread, AVX-512).
         with T.serial(0, g.channels) as c, T.serial(0, g.kernel_h) as ky:
-            qy, py = (ky * g.dilation_h) // sh, (ky * g.dilation_h) % sh
-            phase_row = (((n * g.channels + c) * sh + py) * sw * g.phase_h + y + qy) * g.phase_w
+            row = dy * g.stride_h + ky * g.dilation_h
             for kx in range(g.kernel_w):
-                qx, px = divmod(kx * g.dilation_w, sw)
-                row = phase_row + px * self.plane_size + qx
+                qx, px = divmod(kx * g.dilation_w, g.stride_w)
+                first = self._row(c, row, px) + qx
                 for k in range(tile.block_k):
                     w = weight[k0 + k, c, ky, kx]
                     for v, start in enumerate(starts):
                         with T.vectorized(0, lanes) as lane:
                             i = (k * vectors + v) * lanes + lane
-                            tap = phases[row + start + lane]
+                            tap = phases[first + start + lane]
                             T.buffer_store(acc, acc[i] + tap * w, [i])
 
     def _store(

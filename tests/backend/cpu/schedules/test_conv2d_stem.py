@@ -14,11 +14,13 @@ from npuc.backend.cpu.lowering import fusion_passes
 from npuc.backend.cpu.schedules import RULES
 from npuc.backend.cpu.schedules.conv2d_stem import (
     STEM_MAX_TAPS,
+    TASK_ROW_BYTES,
     Conv2dStemRule,
     StemKernel,
     StemTile,
     build_stem_kernel,
     choose_stem_tile,
+    rows_per_task,
     stem_geometry,
 )
 from npuc.backend.cpu.schedules.conv_match import match_conv2d
@@ -81,16 +83,20 @@ def test_stem_rule_matches_unscheduled(case: ConvCase, target: CpuTarget) -> Non
     check_rule_matches_unscheduled(case, target, Conv2dStemRule())
 
 
-@pytest.mark.parametrize("tile", [StemTile(2, 1, 8), StemTile(4, 2, 8), StemTile(1, 7, 8)])
-def test_other_tiles_match_unscheduled(tile: StemTile) -> None:
-    """Overridden tiles (one vector per tile, several tiles a row, one channel)."""
+@pytest.mark.parametrize(
+    ("tile", "rows"),
+    [(StemTile(2, 1, 8), 1), (StemTile(4, 2, 8), 5), (StemTile(1, 7, 8), 23), (None, 40)],
+)
+def test_other_tiles_match_unscheduled(tile: StemTile | None, rows: int) -> None:
+    """Overridden tiles (one vector per tile, several tiles a row, one channel) and bands
+    (one row, 23 = 4 x 5 + 3, the whole image, more rows than the image)."""
     case = stem(3, 16, 47, padding=0)
 
     class WithTile:
         name = "conv2d_stem"
 
         def apply(self, func: tirx.PrimFunc, target: CpuTarget) -> tirx.PrimFunc | None:
-            return build_stem_kernel(func, target, tile)
+            return build_stem_kernel(func, target, tile, rows)
 
     check_rule_matches_unscheduled(case, AVX2, WithTile())
 
@@ -115,6 +121,21 @@ def _fused(case: ConvCase) -> tirx.PrimFunc:
 )
 def test_declines(case: ConvCase, why: str) -> None:
     assert Conv2dStemRule().apply(_fused(case), AVX2) is None, why
+
+
+def test_bands_keep_their_input_rows_in_l2() -> None:
+    """Four bands per core; YOLOv8n's 160 rows on 2 cores: 20 rows would copy 158 KB of
+    input rows, so 16 (128 KB at most)."""
+    for size, want in ((224, 14), (320, 16)):
+        func = _fused(stem(3, 16, size))
+        sch = s_tir.Schedule(func)
+        nest = match_conv2d(sch)
+        assert nest is not None
+        found = stem_geometry(sch, nest)
+        assert found is not None
+        assert rows_per_task(found[0], 2) == want
+        kernel = StemKernel(geometry=found[0], tile=StemTile(8, 3, 16), out_channels=16, rows=want)
+        assert 4 * kernel.task_elements <= TASK_ROW_BYTES
 
 
 def test_tap_limit_is_the_reduction_length() -> None:
