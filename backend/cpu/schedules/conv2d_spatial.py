@@ -43,10 +43,11 @@ registers; each input channel adds one vector load of the input per vector
 times ``block_k`` broadcast weights (packed at compile time as ``[k //
 block_k, c, 1, 1, k % block_k]``, so they are contiguous). The last tile of
 a plane whose vector count the tile does not divide is cut at a vector (a
-test per vector, not per lane). The vector is the target's full width (16
-lanes with AVX-512, 8 with AVX2). A plane they do not divide but hold at
-least once (14x14 = 12 x 16 + 4, 7x7 = 3 x 16 + 1) ends in a partial
-vector, compiled as a shorter one (:func:`_schedule_tail`: TVM's
+test per vector, not per lane); a plane of 64 or more vectors takes tiles
+that divide it when they are nearly as large (:mod:`plane_tile`). The
+vector is the target's full width (16 lanes with AVX-512, 8 with AVX2). A
+plane they do not divide but hold at least once (14x14 = 12 x 16 + 4, 7x7
+= 3 x 16 + 1) ends in a partial vector, compiled as a shorter one (:func:`_schedule_tail`: TVM's
 LoopPartition pass splits the plane loops into the full vectors, without a
 test, and the rest); a smaller plane takes the widest 8 or 4 lanes dividing
 it, or none (3x3 with AVX-512: declined). Before the partial vector, 14x14
@@ -64,7 +65,7 @@ blocks are, so each output row is written as one stream (16->96 at 112:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import tvm
 from tvm import s_tir, tirx
@@ -73,7 +74,6 @@ from tvm.ir import TensorLoad
 from npuc.backend.cpu.schedules.conv2d import (
     ConvTile,
     choose_tile,
-    float_lanes,
     pack_weights,
     padded_out_channels,
 )
@@ -83,82 +83,10 @@ from npuc.backend.cpu.schedules.conv_match import (
     loops_by_iter,
     match_conv2d,
 )
-from npuc.backend.cpu.schedules.loops import vector_factor
+from npuc.backend.cpu.schedules.plane_tile import PlaneTile, choose_plane_tile
 from npuc.core.target import CpuTarget
 
-
-@dataclass(frozen=True, slots=True)
-class PlaneTile:
-    """``block_k`` output channels by ``pixels`` plane positions (``pixels // lanes`` vectors)."""
-
-    block_k: int
-    pixels: int
-    lanes: int
-    tail: bool = False
-    """The plane ends in a partial vector (:func:`choose_plane_tile`)."""
-
-
-def _accumulator_budget(target: CpuTarget) -> int:
-    """Accumulator vectors of a plane tile: 24 of AVX-512's 32 registers, 12 of AVX2's 16.
-
-    The rest hold the tile's input vectors or broadcast weights (a 2x13 tile
-    of 4-lane vectors, 26 accumulators, ran ShuffleNet's 68-channel groups
-    slower than 4x6).
-    """
-    return 24 if target.has_avx512 else 12
-
-
-def _max_vectors(block_k: int, target: CpuTarget) -> int:
-    """Plane vectors of a tile of ``block_k`` channels that stay in registers.
-
-    Within :func:`_accumulator_budget`, and with the tile's input vectors too
-    (LLVM loads each once per input channel and keeps it for the ``block_k``
-    multiply-adds: ``block_k * vectors`` accumulators + ``vectors`` inputs +
-    a broadcast, of 32 or 16 registers). ShuffleNet's 34-channel groups at
-    28x28 (AVX-512, one thread): 2 x 12 vectors 72 us, 2 x 10 50 us.
-    """
-    registers = 32 if target.has_avx512 else 16
-    return min(_accumulator_budget(target) // block_k, (registers - 1) // (block_k + 1))
-
-
-def choose_plane_tile(nest: ConvNest, plane: int, target: CpuTarget) -> PlaneTile | None:
-    """The register tile for ``nest``'s ``plane`` (the output's ``H * W``), or ``None``.
-
-    The vector length is the target's float32 lanes. A plane of at least one
-    such vector that they do not divide (14x14, 7x7) ends in a partial
-    vector (:data:`PlaneTile.tail`); a smaller plane takes the widest power of
-    two (at least 4) dividing it, or ``None`` when there is none.
-    ``block_k`` divides the group's output channels; the tile's vectors need
-    not divide the plane's (the last tile of a plane is cut at a vector, and
-    with a partial vector the tiles are balanced: 13 vectors as 5 + 5 + 3,
-    not 6 + 6 + 1). Among the tiles within 90% of the most accumulator
-    vectors doing useful work (a cut tile counts its share), the fewest loads
-    per multiply-add (``block_k`` broadcasts plus one input vector per
-    column), then the most channels.
-    """
-    full = float_lanes(target)
-    ragged = plane % full != 0 and plane >= full
-    lanes = full if ragged else vector_factor(plane, full)
-    if lanes is None:
-        return None
-    budget = _accumulator_budget(target)
-    plane_vectors = -(-plane // lanes)
-    scored: list[tuple[float, float, PlaneTile]] = []
-    for block_k in range(1, min(nest.group_out, budget) + 1):
-        if nest.group_out % block_k:
-            continue
-        vectors = min(_max_vectors(block_k, target), plane_vectors)
-        tiles = -(-plane_vectors // vectors)
-        if ragged:
-            vectors = -(-plane_vectors // tiles)
-        useful = block_k * plane_vectors / tiles
-        loads = (vectors + block_k) / (vectors * block_k)
-        scored.append((useful, loads, PlaneTile(block_k, vectors * lanes, lanes, ragged)))
-    if not scored:
-        return None
-    most = max(useful for useful, _, _ in scored)
-    near = [s for s in scored if s[0] >= 0.9 * most]
-    return min(near, key=lambda s: (s[1], -s[2].block_k))[2]
+__all__ = ["Conv2dPlaneRule", "PlaneTile", "choose_plane_tile", "plane_kernel", "prefers_plane"]
 
 
 class Conv2dPlaneRule:

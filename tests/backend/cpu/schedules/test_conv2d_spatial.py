@@ -67,6 +67,8 @@ CASES = [
     # 64 or more channels both ways), 14x14 and 15x15 (225 = 14 x 16 + 1 positions).
     ConvCase(channels=64, filters=128, size=(14, 14), kernel=(1, 1), epilogue="clip"),
     ConvCase(channels=96, filters=64, size=(15, 15), kernel=(1, 1), epilogue="residual"),
+    # Whole tiles (plane_tile.WHOLE_TILE_MIN_VECTORS): 32x32 is 64 vectors of 16, 128 of 8.
+    ConvCase(channels=32, filters=16, size=(32, 32), kernel=(1, 1), epilogue="clip"),
 ]
 #: Planes with a partial vector on AVX2 only (9 positions: one 8-lane vector and one lane).
 AVX2_ONLY = [ConvCase(channels=8, filters=12, size=(3, 3), kernel=(1, 1), epilogue="clip")]
@@ -113,7 +115,7 @@ def test_plane_rule_with_avx2_tail_matches_unscheduled(case: ConvCase) -> None:
 def test_plane_tail_compiles_to_full_vectors(target: CpuTarget) -> None:
     """The partial vector of 14x14 (196 = 12 x 16 + 4, or 24 x 8 + 4) is a 4-lane vector and the
     rest full-width ones: LoopPartition split the hinted loops (no scalar multiply-add left)."""
-    case = CASES[-9]  # 272 channels, 4 groups, 14x14, residual add
+    case = CASES[-10]  # 272 channels, 4 groups, 14x14, residual add
     scheduled, applied = schedule_with(case.module(), target, Conv2dPlaneRule())
     assert len(applied) == 1
     lanes = target.vector_bits // 32
