@@ -9,8 +9,10 @@ and atol 1e-5 allow for that on sums of up to 64 unit-normal products.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
-from tvm import s_tir, tirx
+import tvm
+from tvm import relax, s_tir, tirx
 
 from npuc.backend.cpu.schedules.conv2d_pointwise import (
     PANEL_BYTES,
@@ -101,3 +103,33 @@ def test_panels_fit_the_budget_and_the_cores(target: CpuTarget) -> None:
     tile = _tile(case, target)
     assert tile is not None and tile.panel == 224
     assert PANEL_BYTES >= 4 * 256 * 448
+
+
+class _BatchOfTwo:
+    """A 48->64 1x1 convolution with a residual add on a batch of two 8x8 images."""
+
+    def module(self) -> tvm.IRModule:
+        rng = np.random.default_rng(0)
+        weight = rng.standard_normal((64, 48, 1, 1)).astype(np.float32)
+        x = relax.Var("x", relax.TensorType((2, 48, 8, 8), "float32"))
+        r = relax.Var("r", relax.TensorType((2, 64, 8, 8), "float32"))
+        bb = relax.BlockBuilder()
+        with bb.function("main", [x, r]):
+            with bb.dataflow():
+                y = bb.emit(relax.op.nn.conv2d(x, relax.const(weight)))
+                out = bb.emit_output(bb.emit(relax.op.add(y, r)))
+            bb.emit_func_output(out)
+        return bb.get()
+
+    def inputs(self) -> list[np.ndarray]:
+        rng = np.random.default_rng(1)
+        return [
+            rng.standard_normal((2, 48, 8, 8)).astype(np.float32),
+            rng.standard_normal((2, 64, 8, 8)).astype(np.float32),
+        ]
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.cpu_name)
+def test_a_batch_of_two_matches_unscheduled(target: CpuTarget) -> None:
+    """Images and panels share the parallel loop; each image's panels are its own."""
+    check_rule_matches_unscheduled(_BatchOfTwo(), target, Conv2dPointwiseRule())
