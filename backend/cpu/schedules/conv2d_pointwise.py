@@ -17,7 +17,7 @@ come from far caches, and 32 rows of 32 bytes per tile defeat the
 prefetchers: ResNet-50's 64->256 1x1 layer with a residual add at 56x56 took
 2.07 ms per call in the model against 0.93 alone (one thread, AVX-512).
 
-Here the plane is cut into panels of up to :data:`PANEL_BYTES` of input.
+Here the plane is cut into panels of up to :func:`panel_bytes` of input.
 Per panel (the parallel loop), the input's ``[C, panel]`` slice is copied to
 a contiguous block (``[n, panel, c, p % panel]``; in L2 while it is used)
 and every output channel block is computed over it in register tiles of
@@ -46,12 +46,24 @@ from npuc.backend.cpu.schedules.conv_match import (
 )
 from npuc.core.target import CpuTarget
 
-#: Bytes of input one panel may hold (``in_channels x panel x 4``). ResNet-50 in the model
-#: (AVX-512, one thread, ms per call for panels of 224 / 448 / 1568 positions): 64->256 with
-#: the residual add 0.80-0.82 / 0.71-0.74 / 0.68-0.69 (57 / 115 / 401 KB), 256->64 0.70-0.74 /
-#: 0.70-0.77 / 1.14-1.28 (229 / 458 KB / 1.6 MB): larger panels write each output row in longer
-#: runs, until the panel leaves L2.
+#: Bytes of input one panel may hold with AVX-512 (``in_channels x panel x 4``). ResNet-50 in
+#: the model (AVX-512, one thread, ms per call for panels of 224 / 448 / 1568 positions):
+#: 64->256 with the residual add 0.80-0.82 / 0.71-0.74 / 0.68-0.69 (57 / 115 / 401 KB), 256->64
+#: 0.70-0.74 / 0.70-0.77 / 1.14-1.28 (229 / 458 KB / 1.6 MB): larger panels write each output
+#: row in longer runs, until the panel leaves L2 (2 MB per core here, 1.25 MB on Ice Lake).
 PANEL_BYTES = 512 * 1024
+
+#: The same without AVX-512: Zen 3 has 512 KB of L2 per core, Haswell 256 KB, and a panel
+#: shares it with the weights and the output rows. On this host's 2 MB L2, AVX2 code ran as fast
+#: with 256 KB as with 512 KB panels (in the model, 64->256 with residual 1.14-1.17 vs 1.16-1.17
+#: ms per call, 256->64 1.21-1.25 vs 1.25-1.29).
+PANEL_BYTES_AVX2 = 256 * 1024
+
+
+def panel_bytes(target: CpuTarget) -> int:
+    """:data:`PANEL_BYTES` with AVX-512, else :data:`PANEL_BYTES_AVX2`."""
+    return PANEL_BYTES if target.has_avx512 else PANEL_BYTES_AVX2
+
 
 #: Input and output channels from which a pointwise convolution may run here (fewer go to
 #: the plane rule, :data:`~npuc.backend.cpu.schedules.conv2d_spatial.PLANE_MAX_CHANNELS`).
@@ -120,13 +132,14 @@ def choose_panel_tile(nest: ConvNest, target: CpuTarget) -> PanelTile | None:
 
 def _panel(plane: int, pixels: int, nest: ConvNest, target: CpuTarget) -> int:
     """Positions per panel: a multiple of ``pixels`` dividing ``plane``, the largest whose input
-    fits :data:`PANEL_BYTES` (else ``pixels``), among those whose count the cores divide, else
+    fits :func:`panel_bytes` (else ``pixels``), among those whose count the cores divide, else
     those at least as many as the cores (two threads: 256->64 at 56x56 as 14 panels of 224, not
     7 of 448; 128->512 at 28x28 with AVX2 as 7 of 112, not 1 of 784)."""
+    budget = panel_bytes(target)
     fits = [
         m * pixels
         for m in range(1, plane // pixels + 1)
-        if plane % (m * pixels) == 0 and 4 * nest.in_channels * m * pixels <= PANEL_BYTES
+        if plane % (m * pixels) == 0 and 4 * nest.in_channels * m * pixels <= budget
     ] or [pixels]
     even = [p for p in fits if (plane // p) % target.num_cores == 0]
     enough = [p for p in fits if plane // p >= target.num_cores]
