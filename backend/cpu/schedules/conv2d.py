@@ -268,7 +268,7 @@ def _pad_channels(
         # Without the unit kernel iterators the reads are plain indices (an einsum).
         sch.transform_block_layout(conv, lambda n, k, y, x, c, ky, kx: (n, k, y, x, c))
         sch.pad_einsum(conv, [1, 2 * lanes, 1, 1, 1])
-    except (tvm.TVMError, s_tir.ScheduleError):
+    except (tvm.error.InternalError, s_tir.ScheduleError):
         return None  # e.g. a stride in x only: the input read is not an einsum
     weight = sch.get(conv).reads[nest.weight_read].source
     (weight_pad,) = [

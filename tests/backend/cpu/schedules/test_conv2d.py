@@ -219,3 +219,13 @@ def test_pointwise_channels_are_padded_to_whole_vectors(target: CpuTarget) -> No
 
 def _prim_funcs(mod: tvm.IRModule) -> list[tirx.PrimFunc]:
     return [f for f in mod.functions.values() if isinstance(f, tirx.PrimFunc)]
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.cpu_name)
+def test_pointwise_channel_padding_declines_a_stride_in_x_only(target: CpuTarget) -> None:
+    """A 1x1 stride-2 convolution of one input row (so its rows are not subsampled) with 100
+    channels (not whole vectors): ``pad_einsum`` refuses the strided read and the rule must
+    fall back to unpadded channel blocks; it raised ``AttributeError`` (``tvm.TVMError``, gone
+    from TVM 0.27) instead, so the model ran the unvectorised fallback."""
+    case = ConvCase(channels=32, filters=100, size=(1, 16), kernel=(1, 1), stride=2)
+    check_rule_matches_unscheduled(case, target, Conv2dRule())
