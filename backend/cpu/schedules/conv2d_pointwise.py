@@ -158,6 +158,9 @@ def pointwise_kernel(
     nest = match_conv2d(sch)
     if nest is None or nest.is_depthwise:
         return None
+    data = sch.get(sch.get_sblock(nest.block)).reads[1 - nest.weight_read].source
+    if int(data.shape[3]) != nest.out_width:  # a stride (or padding) in x only
+        return None
     chosen = choose_panel_tile(nest, target)
     if chosen is None:
         return None

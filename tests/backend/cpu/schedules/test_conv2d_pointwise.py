@@ -47,6 +47,8 @@ DECLINED = [
     ConvCase(channels=32, filters=64, size=(8, 8), kernel=(1, 1)),  # few input channels
     ConvCase(channels=64, filters=32, size=(8, 8), kernel=(1, 1)),  # few output channels
     ConvCase(channels=64, filters=64, size=(16, 16), kernel=(1, 1), stride=2),
+    # Stride 2 on one input row: in x only (rows not subsampled); the rule raised InternalError.
+    ConvCase(channels=64, filters=64, size=(1, 64), kernel=(1, 1), stride=2),
     ConvCase(channels=64, filters=64, size=(8, 8), kernel=(1, 1), padding=1),
     ConvCase(channels=64, filters=64, size=(8, 8), kernel=(1, 1), groups=2),
     ConvCase(channels=64, filters=64, size=(8, 8), padding=1),  # 3x3
