@@ -57,11 +57,12 @@ from npuc.core.target import CpuTarget
 
 #: Input channels up to which a convolution is a stem (an RGB or RGBA image).
 STEM_MAX_CHANNELS = 4
-#: Longest reduction (input channels x kernel taps) taken. The conv2d rule's transposed store
-#: costs the same per output whatever the reduction, so long ones gain nothing here:
-#: ResNet-50's 7x7 stem (147) ran 1.26 ms in this kernel and 1.28 in the conv2d rule, 3x3
-#: stems (27) 0.5-0.6x of the conv2d rule (one thread, AVX-512, kernels alone).
-STEM_MAX_TAPS = 32
+#: Longest reduction (input channels x kernel taps) taken: the longest measured, ResNet-50's
+#: 7x7 stem on RGB. The conv2d rule's transposed store costs the same per output whatever the
+#: reduction, so the gain shrinks with it: 3x3 stems (27) ran 0.5-0.7x of the conv2d rule's
+#: time, the 7x7 one (147) 0.97x alone and 0.93x in the model with AVX-512, 0.84x alone
+#: compiled for AVX2 (one thread).
+STEM_MAX_TAPS = 147
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,14 +199,18 @@ class Conv2dStemRule:
 TASK_ROW_BYTES = 128 * 1024
 
 
+def band_span(g: FlatGeometry, rows: int) -> int:
+    """Padded input rows that ``rows`` consecutive output rows read."""
+    return (rows - 1) * g.stride_h + (g.kernel_h - 1) * g.dilation_h + 1
+
+
 def rows_per_task(g: FlatGeometry, num_cores: int) -> int:
     """Output rows of one parallel task: four tasks per core, fewer rows if their input rows
     (channels x rows read x padded width) exceed :data:`TASK_ROW_BYTES`; at least one."""
     rows = -(-g.out_h // (4 * num_cores))
-    while rows > 1:
-        span = (rows - 1) * g.stride_h + (g.kernel_h - 1) * g.dilation_h + 1
-        if 4 * g.channels * span * g.stride_w * g.phase_w <= TASK_ROW_BYTES:
-            break
+    while rows > 1 and 4 * g.channels * band_span(g, rows) * g.stride_w * g.phase_w > (
+        TASK_ROW_BYTES
+    ):
         rows -= 1
     return rows
 
@@ -260,8 +265,7 @@ class StemKernel:
     @property
     def span(self) -> int:
         """Padded input rows a task of :attr:`rows` output rows reads."""
-        g = self.geometry
-        return (self.rows - 1) * g.stride_h + (g.kernel_h - 1) * g.dilation_h + 1
+        return band_span(self.geometry, self.rows)
 
     @property
     def task_elements(self) -> int:
@@ -343,7 +347,7 @@ class StemKernel:
         cols = [g.held(px, sw, g.pad_left, g.in_w, wq) for px in range(sw)]
         common = (max(lo for lo, _ in cols), min(hi for _, hi in cols))
         zero = tirx.FloatImm("float32", 0.0)
-        read = (count - 1) * g.stride_h + (g.kernel_h - 1) * g.dilation_h + 1
+        read = (count - 1) * g.stride_h + (g.kernel_h - 1) * g.dilation_h + 1  # band_span(g, count)
         with T.serial(0, g.channels) as c, T.serial(0, read) as i:
             r = y0 * g.stride_h + i - g.pad_top
             inside = tirx.all(r >= 0, r < g.in_h)
