@@ -29,6 +29,7 @@ from npuc.backend.cpu.legalize_ops import LegalizeOps
 from npuc.backend.cpu.lift_weight_transforms import LiftWeightTransforms
 from npuc.backend.cpu.prepack_weights import PrepackWeights
 from npuc.backend.cpu.quantize_weights_int8 import QuantizeWeightsInt8
+from npuc.backend.cpu.reciprocal_divide import ReciprocalDivide
 from npuc.backend.cpu.schedule_pass import ScheduleCpu, ScheduleReport
 from npuc.backend.cpu.store_weights_fp16 import StoreWeightsFp16
 from npuc.backend.cpu.weight_storage import WEIGHT_PRECISIONS
@@ -67,6 +68,8 @@ def fusion_passes(target: CpuTarget, fuse_opt_level: int = 2) -> list[tvm.transf
         See :class:`~npuc.backend.cpu.fuse_ops.FuseOps`.
     """
     return [
+        # float32 x / constant -> x * (1 / constant): HardSwish's division (<= 2 ulp).
+        ReciprocalDivide(),
         # Every Relax op -> call_tir of a PrimFunc tagged with its op pattern.
         LegalizeOps(target.to_tvm()),
         # Group conv/matmul + epilogues and elementwise runs; one PrimFunc per group.
