@@ -6,9 +6,10 @@ Targets: AVX-512 (host, when it has it), AVX2 (Haswell) and generic x86-64
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import tvm
-from tvm import s_tir, tirx
+from tvm import relax, s_tir, tirx
 
 from npuc.backend.cpu.lowering import fusion_passes
 from npuc.backend.cpu.schedules import RULES
@@ -29,6 +30,8 @@ from tests.backend.cpu.schedules.conv_harness import (
     AVX2,
     ConvCase,
     check_rule_matches_unscheduled,
+    run,
+    schedule_with,
 )
 from tests.backend.cpu.schedules.conv_harness import targets as vector_targets
 
@@ -100,6 +103,25 @@ def test_other_tiles_match_unscheduled(tile: StemTile | None, rows: int) -> None
             return build_stem_kernel(func, target, tile, rows)
 
     check_rule_matches_unscheduled(case, AVX2, WithTile())
+
+
+@pytest.mark.parametrize("target", vector_targets(), ids=lambda t: t.cpu_name)
+def test_batch_of_images_matches_unscheduled(target: CpuTarget) -> None:
+    """Three images: the bands of every image are tasks of the one parallel loop."""
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((8, 3, 7, 7)).astype(np.float32)
+    x = relax.Var("x", relax.TensorType((3, 3, 37, 37), "float32"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            y = bb.emit(relax.op.nn.conv2d(x, relax.const(weight), strides=2, padding=3))
+            out = bb.emit_output(bb.emit(relax.op.nn.relu(y)))
+        bb.emit_func_output(out)
+    inputs = [rng.standard_normal((3, 3, 37, 37)).astype(np.float32)]
+    want = run(schedule_with(bb.get(), target, None)[0], target, inputs)
+    scheduled, applied = schedule_with(bb.get(), target, Conv2dStemRule())
+    assert len(applied) == 1
+    np.testing.assert_allclose(run(scheduled, target, inputs), want, rtol=1e-5, atol=1e-5)
 
 
 def _fused(case: ConvCase) -> tirx.PrimFunc:
