@@ -46,13 +46,16 @@ from dataclasses import dataclass
 import tvm
 from tvm import s_tir, tirx
 from tvm.script.ir_builder import IRBuilder
-from tvm.sym import detect_linear_equation
 from tvm.tirx.script.builder import ir as T
 
 from npuc.backend.cpu.schedules.conv2d import float_lanes
 from npuc.backend.cpu.schedules.conv_match import ConvNest, match_conv2d, static_ints
 from npuc.backend.cpu.schedules.depthwise_epilogue import ValueAt, epilogue_of
-from npuc.backend.cpu.schedules.depthwise_flat import FlatGeometry
+from npuc.backend.cpu.schedules.depthwise_flat import (
+    FlatGeometry,
+    input_geometry,
+    linear_coefficients,
+)
 from npuc.core.target import CpuTarget
 
 #: Input channels up to which a convolution is a stem (an RGB or RGBA image).
@@ -104,13 +107,6 @@ def choose_stem_tile(out_channels: int, out_width: int, target: CpuTarget) -> St
     return min(scored, key=lambda s: (s[0], s[1]))[2] if scored else None
 
 
-def _coefficients(expr: tvm.ir.Expr, vars_: list[tirx.Var]) -> list[int] | None:
-    found = detect_linear_equation(expr, vars_)
-    if len(found) != len(vars_) + 1 or not all(isinstance(c, tirx.IntImm) for c in found):
-        return None
-    return [int(c) for c in found]
-
-
 def _padded_source(sch: s_tir.Schedule, nest: ConvNest) -> tuple[tirx.Buffer, int, int] | None:
     """The parameter a zero-padding block (or plain copy) copies and its (top, left) offsets,
     or ``None``."""
@@ -129,10 +125,10 @@ def _padded_source(sch: s_tir.Schedule, nest: ConvNest) -> tuple[tirx.Buffer, in
     pvars = [iv.var for iv in pad.iter_vars]
     region = pad.reads[0].region
     for axis in (0, 1):
-        if _coefficients(region[axis].min, [pvars[axis]]) != [1, 0]:
+        if linear_coefficients(region[axis].min, [pvars[axis]]) != [1, 0]:
             return None
-    top = _coefficients(region[2].min, [pvars[2]])
-    left = _coefficients(region[3].min, [pvars[3]])
+    top = linear_coefficients(region[2].min, [pvars[2]])
+    left = linear_coefficients(region[3].min, [pvars[3]])
     if top is None or left is None or top[0] != 1 or left[0] != 1:
         return None
     return pad.reads[0].source, -top[1], -left[1]
@@ -143,13 +139,13 @@ def stem_geometry(sch: s_tir.Schedule, nest: ConvNest) -> tuple[FlatGeometry, ti
     block = sch.get(sch.get_sblock(nest.block))
     data_read = block.reads[1 - nest.weight_read]
     vars_ = [iv.var for iv in block.iter_vars]
-    rows = _coefficients(data_read.region[2].min, [vars_[2], vars_[5]])
-    cols = _coefficients(data_read.region[3].min, [vars_[3], vars_[6]])
+    rows = linear_coefficients(data_read.region[2].min, [vars_[2], vars_[5]])
+    cols = linear_coefficients(data_read.region[3].min, [vars_[3], vars_[6]])
     if rows is None or cols is None or rows[2] or cols[2] or min(*rows[:2], *cols[:2]) < 1:
         return None
-    if _coefficients(data_read.region[1].min, [vars_[1], vars_[4]]) != [0, 1, 0]:
+    if linear_coefficients(data_read.region[1].min, [vars_[1], vars_[4]]) != [0, 1, 0]:
         return None
-    if _coefficients(data_read.region[0].min, [vars_[0]]) != [1, 0]:
+    if linear_coefficients(data_read.region[0].min, [vars_[0]]) != [1, 0]:
         return None
     padded = static_ints(list(data_read.source.shape))
     assert padded is not None  # match_conv2d checked
@@ -159,30 +155,9 @@ def stem_geometry(sch: s_tir.Schedule, nest: ConvNest) -> tuple[FlatGeometry, ti
         if found is None:
             return None
         source, pad_top, pad_left = found
-    shape = static_ints(list(source.shape))
-    params = list(sch.mod["main"].params)
-    if shape is None or len(shape) != 4 or not any(b.same_as(source) for b in params):
-        return None
     if str(source.dtype) != "float32":
         return None
-    return FlatGeometry(
-        batch=shape[0],
-        channels=shape[1],
-        in_h=shape[2],
-        in_w=shape[3],
-        out_h=nest.out_height,
-        out_w=nest.out_width,
-        kernel_h=nest.kernel_h,
-        kernel_w=nest.kernel_w,
-        stride_h=rows[0],
-        stride_w=cols[0],
-        dilation_h=rows[1],
-        dilation_w=cols[1],
-        pad_top=pad_top,
-        pad_left=pad_left,
-        padded_h=padded[2],
-        padded_w=padded[3],
-    ), source
+    return input_geometry(sch, nest, source, padded, rows, cols, (pad_top, pad_left))
 
 
 class Conv2dStemRule:

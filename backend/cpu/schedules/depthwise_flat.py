@@ -97,7 +97,9 @@ class FlatGeometry:
         return max(self.phase_h * self.phase_w, self.vectors(lanes) * lanes + last_tap)
 
 
-def _coefficients(expr: tvm.ir.Expr, vars_: list[tirx.Var]) -> list[int] | None:
+def linear_coefficients(expr: tvm.ir.Expr, vars_: list[tirx.Var]) -> list[int] | None:
+    """Integer coefficients of ``expr`` in ``vars_`` then its constant term, or ``None`` when
+    it is not linear in them with constant integer coefficients."""
     found = detect_linear_equation(expr, vars_)
     if len(found) != len(vars_) + 1 or not all(isinstance(c, tirx.IntImm) for c in found):
         return None
@@ -109,11 +111,11 @@ def geometry_of(sch: s_tir.Schedule, nest: ConvNest) -> tuple[FlatGeometry, tirx
     block = sch.get(sch.get_sblock(nest.block))
     data_read = block.reads[1 - nest.weight_read]
     vars_ = [iv.var for iv in block.iter_vars]
-    rows = _coefficients(data_read.region[2].min, [vars_[2], vars_[5]])
-    cols = _coefficients(data_read.region[3].min, [vars_[3], vars_[6]])
+    rows = linear_coefficients(data_read.region[2].min, [vars_[2], vars_[5]])
+    cols = linear_coefficients(data_read.region[3].min, [vars_[3], vars_[6]])
     if rows is None or cols is None or rows[2] or cols[2] or min(*rows[:2], *cols[:2]) < 1:
         return None
-    if _coefficients(data_read.region[1].min, [vars_[1], vars_[4]]) != [1, 1, 0]:
+    if linear_coefficients(data_read.region[1].min, [vars_[1], vars_[4]]) != [1, 1, 0]:
         return None
     padded = static_ints(list(data_read.source.shape))
     assert padded is not None  # match_conv2d checked
@@ -133,12 +135,28 @@ def geometry_of(sch: s_tir.Schedule, nest: ConvNest) -> tuple[FlatGeometry, tirx
             return None
         pvars = [iv.var for iv in pad.iter_vars]
         region = pad.reads[0].region
-        top = _coefficients(region[2].min, [pvars[2]])
-        left = _coefficients(region[3].min, [pvars[3]])
+        top = linear_coefficients(region[2].min, [pvars[2]])
+        left = linear_coefficients(region[3].min, [pvars[3]])
         if top is None or left is None or top[0] != 1 or left[0] != 1:
             return None
         pad_top, pad_left = -top[1], -left[1]
         source = pad.reads[0].source
+    return input_geometry(sch, nest, source, padded, rows, cols, (pad_top, pad_left))
+
+
+def input_geometry(
+    sch: s_tir.Schedule,
+    nest: ConvNest,
+    source: tirx.Buffer,
+    padded: list[int],
+    rows: list[int],
+    cols: list[int],
+    pad: tuple[int, int],
+) -> tuple[FlatGeometry, tirx.Buffer] | None:
+    """The geometry of a convolution reading the function parameter ``source`` (NCHW) through
+    its ``padded`` shape, with (stride, dilation) ``rows`` and ``cols`` and (top, left) ``pad``;
+    ``None`` when ``source`` is not a static 4-d parameter of the function."""
+    pad_top, pad_left = pad
     shape = static_ints(list(source.shape))
     params = list(sch.mod["main"].params)
     if shape is None or len(shape) != 4 or not any(b.same_as(source) for b in params):
