@@ -35,12 +35,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tvm import s_tir, tirx
-from tvm.ir import TensorLoad
 
 from npuc.backend.cpu.schedules.conv2d import float_lanes, pack_weights
 from npuc.backend.cpu.schedules.conv_match import (
     ConvNest,
     inline_epilogue,
+    inline_plain_copy,
     loops_by_iter,
     match_conv2d,
 )
@@ -168,12 +168,8 @@ def pointwise_kernel(
     plane = nest.out_height * nest.out_width
     if plane % tile.panel or tile.panel % tile.pixels or nest.out_channels % tile.block_k:
         return None
-    if nest.pad_block is not None:  # an unpadded copy of the input (LegalizeOps' pad_temp)
-        pad = sch.get_sblock(nest.pad_block)
-        body = sch.get(pad).body
-        if not (isinstance(body, tirx.BufferStore) and isinstance(body.value, TensorLoad)):
-            return None
-        sch.compute_inline(pad)
+    if not inline_plain_copy(sch, nest):  # only an unpadded copy (LegalizeOps' pad_temp)
+        return None
     pack_weights(sch, sch.get_sblock(nest.block), nest, tile.block_k)
     _schedule(sch, nest, tile)
     return sch.mod["main"]

@@ -69,7 +69,6 @@ from dataclasses import replace
 
 import tvm
 from tvm import s_tir, tirx
-from tvm.ir import TensorLoad
 
 from npuc.backend.cpu.schedules.conv2d import (
     ConvTile,
@@ -80,6 +79,7 @@ from npuc.backend.cpu.schedules.conv2d import (
 from npuc.backend.cpu.schedules.conv_match import (
     ConvNest,
     inline_epilogue,
+    inline_plain_copy,
     loops_by_iter,
     match_conv2d,
 )
@@ -187,12 +187,8 @@ def plane_kernel(
         tile = choose_plane_tile(nest, plane, target)
     if tile is None:
         return None
-    if nest.pad_block is not None:  # an unpadded copy of the input (LegalizeOps' pad_temp)
-        pad = sch.get_sblock(nest.pad_block)
-        body = sch.get(pad).body
-        if not (isinstance(body, tirx.BufferStore) and isinstance(body.value, TensorLoad)):
-            return None
-        sch.compute_inline(pad)
+    if not inline_plain_copy(sch, nest):  # only an unpadded copy (LegalizeOps' pad_temp)
+        return None
     conv = sch.get_sblock(nest.block)
     pack_weights(sch, conv, nest, tile.block_k)
     if tile.tail:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import tvm
 from tvm import s_tir, tirx
 
 _CONV_ITERS = "SSSSRRR"
@@ -197,6 +198,20 @@ def loops_by_iter(
             if any(v.same_as(var) for v in tirx.analysis.undefined_vars(value, [])):
                 roles[i] = loop
     return roles
+
+
+def inline_plain_copy(sch: s_tir.Schedule, nest: ConvNest) -> bool:
+    """Inline the convolution's input block when it is a plain copy (LegalizeOps' unpadded
+    ``pad_temp``); ``False``, with nothing changed, when it pads (or there is none to
+    inline: then ``True``)."""
+    if nest.pad_block is None:
+        return True
+    pad = sch.get_sblock(nest.pad_block)
+    body = sch.get(pad).body
+    if not (isinstance(body, tirx.BufferStore) and isinstance(body.value, tvm.ir.TensorLoad)):
+        return False
+    sch.compute_inline(pad)
+    return True
 
 
 def inline_epilogue(
