@@ -189,3 +189,33 @@ def test_row_vectors_end_at_the_row_end() -> None:
 def test_rule_comes_before_the_conv2d_rule() -> None:
     names = [rule.name for rule in RULES]
     assert names.index("conv2d_stem") < names.index("conv2d")
+
+
+def _output_stores(func: tirx.PrimFunc) -> int:
+    """Stores of the kernel's output in its TIR script (one per channel and row vector of
+    each emitted tile)."""
+    name = func.params[-1].name
+    return sum(line.strip().startswith(f"{name}[") for line in func.script().splitlines())
+
+
+def test_wide_rows_loop_over_their_tiles() -> None:
+    """A row of 4096 outputs is 256 vectors: emitting every tile made a kernel that took 67 s
+    to build with AVX-512 (a 1920-wide input at stride 2 for AVX2: 15.6 s; the conv2d rule
+    0.3-0.6 s). Beyond
+    :data:`MAX_UNROLLED_TILES` tiles the regular ones are a loop: as much code as 1024."""
+    kernels = [
+        build_stem_kernel(_fused(stem(3, 16, (4, width), stride=1)), AVX512)
+        for width in (1024, 4096)
+    ]
+    assert all(k is not None for k in kernels)
+    counts = [_output_stores(k) for k in kernels if k is not None]
+    assert counts[0] == counts[1]
+
+
+@pytest.mark.parametrize("target", all_targets(), ids=lambda t: t.cpu_name)
+def test_wide_rows_match_unscheduled(target: CpuTarget) -> None:
+    """600 outputs a row (38 vectors of 16, 75 of 8, 150 of 4): looped tiles, then the rest
+    unrolled with the last vector ending at the row's end."""
+    check_rule_matches_unscheduled(
+        stem(3, 8, (6, 1200), epilogue="residual"), target, Conv2dStemRule()
+    )
