@@ -18,6 +18,7 @@ import tvm
 from tvm import relax, s_tir, tirx
 
 from npuc.backend.cpu.schedules.conv2d import (
+    PAIR_ACCUMULATORS,
     WEIGHT_BLOCK_BYTES,
     Conv2dRule,
     accumulator_budget,
@@ -69,6 +70,9 @@ REGULAR = [
     # 13 columns (prime): AVX-512 takes 32 channels x 13 columns, 26 accumulators.
     ConvCase(channels=32, filters=64, size=(13, 13), kernel=(1, 1)),
     ConvCase(channels=16, filters=32, size=(13, 13), padding=1, epilogue="residual"),
+    # Rows of 14 and 28: AVX-512 takes 32 channels x 14 columns, 28 accumulators.
+    ConvCase(channels=16, filters=64, size=(14, 14), padding=1, epilogue="residual"),
+    ConvCase(channels=16, filters=32, size=(5, 28), padding=1, epilogue="clip"),
 ]
 DEPTHWISE = [
     ConvCase(channels=16, filters=16, groups=16, size=(14, 14), padding=1, epilogue="clip"),
@@ -153,7 +157,33 @@ def test_tile_fits_the_register_file(target: CpuTarget, width: int) -> None:
     lanes = target.vector_bits // 32
     assert tile.block_k % lanes == 0 and 64 % tile.block_k == 0
     assert width % tile.tile_w == 0
-    assert tile.vectors * tile.tile_w <= accumulator_budget(target)
+    pair = target.has_avx512 and tile.vectors == 2
+    assert tile.vectors * tile.tile_w <= (PAIR_ACCUMULATORS if pair else accumulator_budget(target))
+
+
+@pytest.mark.parametrize("width", [14, 28, 56, 112])
+def test_avx512_rows_of_fourteen_take_two_vectors_by_fourteen_columns(width: int) -> None:
+    """ResNet-50's 3x3 layers at 14x14 .. 56x56: 32 x 14 (28 accumulators), not 32 x 7,
+    64 x 4 or 32 x 8; AVX2 keeps its tiles."""
+    nest = ConvNest(
+        block="conv",
+        weight_read=1,
+        pad_block="pad",
+        epilogue=(),
+        out_channels=256,
+        out_height=width,
+        out_width=width,
+        in_channels=256,
+        in_height=width + 2,
+        group_in=256,
+        kernel_h=3,
+        kernel_w=3,
+    )
+    avx512 = CpuTarget(cpu_name="skylake-avx512", features=("avx2", "avx512f", "fma"), num_cores=2)
+    tile = choose_tile(nest, avx512)
+    assert tile is not None and (tile.block_k, tile.tile_w) == (32, 14)
+    avx2_tile = choose_tile(nest, AVX2)
+    assert avx2_tile is not None and avx2_tile.vectors * avx2_tile.tile_w <= 13
 
 
 @pytest.mark.parametrize("filters", [1000, 256])
@@ -192,9 +222,9 @@ def test_wide_channel_blocks_keep_their_weights_in_l2() -> None:
     assert tile is not None
     assert tile.block_k * 512 * 9 * 4 <= WEIGHT_BLOCK_BYTES
     assert (tile.block_k, tile.tile_w) == (16, 14)
-    # 128 channels: 64 x 4 packs 295 KB and stays.
+    # 128 channels: 32 x 14 (the two-vector tile, 147 KB) replaces 64 x 4.
     small = choose_tile(replace(nest, in_channels=128, group_in=128), target)
-    assert small is not None and (small.block_k, small.tile_w) == (64, 4)
+    assert small is not None and (small.block_k, small.tile_w) == (32, 14)
 
 
 @pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.cpu_name)
