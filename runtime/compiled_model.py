@@ -18,6 +18,7 @@ take turns (a lock); different models run concurrently.
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import tvm
+import tvm_ffi
 from tvm import relax
 
 from npuc.core.artifact_format import WEIGHT_TRANSFORM_FUNC, read_sidecar
@@ -256,10 +258,30 @@ def load(path: str | Path) -> CompiledModel | NpuModel:
             hint=f"{hint} on this machine",
         )
     try:
-        module = tvm.runtime.load_module(str(path))
+        module = _load_library(path)
     except Exception as exc:  # TVM reports dlopen and format errors as generic errors
         raise InvalidInputError(f"{path}: cannot load the library ({exc})", hint=hint) from exc
     # Unless the application sized the pool: as many threads as the build asked
     # for, but never more than this machine gives the process (built on 64, run on 2).
     ensure_threads(min(sidecar.target.num_cores, host_core_count()))
     return CompiledModel(module, sidecar.info)
+
+
+def _load_library(path: Path) -> tvm.runtime.Module:
+    """``tvm.runtime.load_module`` of ``path`` under a name never loaded before.
+
+    dlopen hands back a library already loaded under the same name even when
+    the file has been replaced since, so a model rebuilt to the same path and
+    loaded again in one process ran the old build. Through a symbolic link in
+    a fresh temporary folder the loader compares the file itself (device and
+    inode): the same file still shares its loaded copy, a rebuilt one is
+    loaded anew.
+    """
+    with tempfile.TemporaryDirectory(prefix="npuc-load-") as folder:
+        link = Path(folder) / "library.so"
+        try:
+            link.symlink_to(path.resolve())
+        except OSError:  # no symbolic links here: the plain path (a rebuild stays stale)
+            link = path
+        # tvm_ffi's loader, not tvm.runtime.load_module: that one resolves the link first.
+        return tvm_ffi.load_module(str(link))

@@ -16,7 +16,7 @@ from npuc.backend.cpu import build_library, compile_module, host_target
 from npuc.core.errors import InvalidInputError
 from npuc.core.fileio import sha256_file
 from npuc.runtime.thread_pool import configured_threads
-from tests.backend.cpu.small_models import import_onnx, two_inputs_int32
+from tests.backend.cpu.small_models import conv_two_outputs, import_onnx, two_inputs_int32
 
 
 @pytest.fixture(scope="module")
@@ -183,3 +183,20 @@ def test_loading_models_never_resizes_the_thread_pool(library: Path) -> None:
     assert configured_threads() == 1
     for model in (first, second):
         np.testing.assert_array_equal(model.run({"a": A, "b": A})["y"], 2 * A * A, strict=True)
+
+
+def test_a_library_rebuilt_at_the_same_path_is_loaded_anew(tmp_path: Path) -> None:
+    """Build, load, rebuild another model to the same path, load again: the second load runs
+    the second model. dlopen hands back a library already loaded under the same name, so the
+    second load ran the first build (breaker, 2026-12-01)."""
+    x = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    path = tmp_path / "m.so"
+    outputs = []
+    for seed in (0, 1):
+        mod, info = import_onnx(conv_two_outputs(seed))
+        build_library(mod, info, host_target(), path)
+        outputs.append(runtime.load(path).run({"x": x})["sigmoid_out"])
+        fresh = tmp_path / f"fresh{seed}.so"  # the same build under a name never loaded
+        build_library(mod, info, host_target(), fresh)
+        np.testing.assert_array_equal(outputs[-1], runtime.load(fresh).run({"x": x})["sigmoid_out"])
+    assert not np.array_equal(outputs[0], outputs[1])
