@@ -277,11 +277,15 @@ def _load_library(path: Path) -> tvm.runtime.Module:
     inode): the same file still shares its loaded copy, a rebuilt one is
     loaded anew.
     """
-    with tempfile.TemporaryDirectory(prefix="npuc-load-") as folder:
-        link = Path(folder) / "library.so"
+    # tvm_ffi's loader, not tvm.runtime.load_module: that one resolves the link first.
+    try:
+        folder = tempfile.TemporaryDirectory(prefix="npuc-load-", ignore_cleanup_errors=True)
+    except OSError:  # no temporary folder: the plain path (a rebuild stays stale)
+        return tvm_ffi.load_module(str(path))
+    with folder:
+        link = Path(folder.name) / "library.so"
         try:
             link.symlink_to(path.resolve())
-        except OSError:  # no symbolic links here: the plain path (a rebuild stays stale)
+        except OSError:  # no symbolic links there: the plain path too
             link = path
-        # tvm_ffi's loader, not tvm.runtime.load_module: that one resolves the link first.
         return tvm_ffi.load_module(str(link))

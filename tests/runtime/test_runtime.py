@@ -200,3 +200,17 @@ def test_a_library_rebuilt_at_the_same_path_is_loaded_anew(tmp_path: Path) -> No
         build_library(mod, info, host_target(), fresh)
         np.testing.assert_array_equal(outputs[-1], runtime.load(fresh).run({"x": x})["sigmoid_out"])
     assert not np.array_equal(outputs[0], outputs[1])
+
+
+def test_load_without_a_temporary_folder(library: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No writable temporary folder (for the link that keeps rebuilt libraries apart): the
+    library still loads, from its own path."""
+    import npuc.runtime.compiled_model as compiled_model
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError("read-only")
+
+    monkeypatch.setattr(compiled_model.tempfile, "TemporaryDirectory", refuse)
+    loaded = runtime.load(library)
+    assert isinstance(loaded, runtime.CompiledModel)
+    np.testing.assert_array_equal(loaded.run({"a": A, "b": A})["y"], 2 * A * A, strict=True)
