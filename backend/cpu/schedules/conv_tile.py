@@ -1,0 +1,181 @@
+"""Register tiles of the float32 convolution rule: which ``block_k`` x ``tile_w`` to use.
+
+Split out of :mod:`.conv2d` (which re-exports these names). ``block_k`` is one
+or two vectors of the target's float32 lanes (16 with AVX-512, 8 with AVX2),
+``tile_w`` divides the output width, and the accumulator vectors stay within
+the register file (:func:`accumulator_budget`; two-vector AVX-512 tiles up to
+:data:`PAIR_ACCUMULATORS`). Channel blocks whose packed weights would not stay
+in L2 take narrower blocks and wider rows (:data:`WEIGHT_BLOCK_BYTES`).
+
+Requires: a matched convolution (:class:`~.conv_match.ConvNest`) and the target.
+Guarantees: a tile whose vectors fit the register budget, or ``None``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from npuc.backend.cpu.schedules.conv_match import ConvNest
+from npuc.core.target import CpuTarget
+
+
+@dataclass(frozen=True, slots=True)
+class ConvTile:
+    """Register tile of one convolution: ``block_k`` output channels x ``tile_w`` columns.
+
+    ``lanes`` is the vector length the channels are cut into: the target's
+    float32 lanes, or a narrower power of two (down to 4) that divides
+    ``block_k`` (24 channels are three 8-lane vectors, not one and a half of 16).
+    ``block_k`` is always a whole number of such vectors.
+    """
+
+    block_k: int
+    tile_w: int
+    lanes: int
+
+    @property
+    def vectors(self) -> int:
+        """Accumulator vectors per output column."""
+        return self.block_k // self.lanes
+
+    @property
+    def loads_per_fma(self) -> float:
+        """Weight vectors plus broadcast inputs loaded per fused multiply-add of the tile."""
+        return (self.vectors + self.tile_w) / (self.vectors * self.tile_w)
+
+
+def float_lanes(target: CpuTarget) -> int:
+    """float32 elements in one of the target's widest vector registers."""
+    return target.vector_bits // 32
+
+
+def accumulator_budget(target: CpuTarget) -> int:
+    """Vector registers the accumulators may take (the rest hold weights and broadcasts).
+
+    26 of AVX-512's 32 leaves two weight vectors and one broadcast: a 13-column
+    row (SqueezeNet's 13x13 layers) then takes 32 channels x 13 columns, not
+    16 x 13, which loads one broadcast per fused multiply-add (its 1x1 layers
+    ran 1.15-1.25x faster, one thread). 13 of the 16 registers of AVX2 (and
+    SSE) leave one weight vector and one broadcast, so a 13-column row takes
+    one vector of channels x 13 columns; with 12 its only tiles were one
+    column wide (4 accumulators, latency-bound): SqueezeNet's 512->1000 1x1
+    layer at 13x13 went 5.5 -> 1.7 ms and the model's kernels 13.5 -> 8.3 ms,
+    compiled for Haswell, one thread, CPU time (``bench/cpu_kernels.py
+    --isa avx2``). Other widths get the same tiles as with 12.
+    """
+    return 26 if target.has_avx512 else 13
+
+
+def divisors(n: int, limit: int) -> list[int]:
+    return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
+
+
+def _lanes_for(block_k: int, lanes: int) -> int | None:
+    """The widest power-of-two vector length <= ``lanes`` (at least 4) dividing ``block_k``.
+
+    ``None`` when there is none: a vector of odd length (34 channels of a
+    ShuffleNet group) is split by LLVM into pieces and ran 4x slower than the
+    fallback schedule.
+    """
+    width = lanes
+    while width > 4 and block_k % width:
+        width //= 2
+    return width if block_k % width == 0 else None
+
+
+def _preference(tile: ConvTile) -> tuple[int, int, float]:
+    """Most accumulator lanes, then two vectors of channels, then fewest loads per FMA.
+
+    Measured on ResNet-50's 1x1 layers (AVX-512, one thread): 32 channels x 8
+    columns ran 1.6x faster than 64 x 4, which loads less per FMA.
+    """
+    return (tile.block_k * tile.tile_w, -abs(tile.vectors - 2), -tile.loads_per_fma)
+
+
+#: Bytes of packed weights one channel block may hold: every tile of the block reads all of
+#: them, so they must stay in L2 while the input streams past (VGG-19's 512-channel 3x3 layer at
+#: 28x28 ran 1.3x faster with 16 channels x 14 columns, 295 KB, than 64 x 4, 1.2 MB).
+WEIGHT_BLOCK_BYTES = 512 * 1024
+
+
+def choose_tile(nest: ConvNest, target: CpuTarget) -> ConvTile | None:
+    """The register tile for ``nest``, or ``None`` when none fits.
+
+    ``block_k`` must divide the output channels of a group (a vector never
+    spans two groups, so its input value is one broadcast) and be a whole
+    number of vectors of 4 or more lanes; without such a divisor (odd channel
+    counts) the rule declines and the fallback schedule runs the convolution.
+    Among the tiles, the one with the most accumulator lanes (ties broken by
+    :func:`_preference`), unless its channel block's weights exceed
+    :data:`WEIGHT_BLOCK_BYTES`: then the best tile within that size that keeps
+    at least 3/4 of those lanes. The AVX-512 two-vector tile of
+    :func:`_pair_tile` replaces it when it has more lanes and its weights fit.
+    """
+    tiles = _tiles(nest.group_out, nest.out_width, target)
+    if not tiles:
+        return None
+    best = max(tiles, key=_preference)
+    per_channel = 4 * nest.group_in * nest.kernel_h * nest.kernel_w
+    small = [
+        t
+        for t in tiles
+        if t.block_k * per_channel <= WEIGHT_BLOCK_BYTES
+        and 4 * t.block_k * t.tile_w >= 3 * best.block_k * best.tile_w
+    ]
+    if best.block_k * per_channel > WEIGHT_BLOCK_BYTES and small:
+        best = max(small, key=_preference)
+    pair = _pair_tile(nest.group_out, nest.out_width, target)
+    if (
+        pair is not None
+        and pair.block_k * per_channel <= WEIGHT_BLOCK_BYTES
+        and pair.block_k * pair.tile_w > best.block_k * best.tile_w
+    ):
+        return pair
+    return best
+
+
+#: Accumulators of a two-vector AVX-512 tile (:func:`_pair_tile`): 28 of the 32 registers.
+PAIR_ACCUMULATORS = 28
+
+
+def _pair_tile(channels: int, out_width: int, target: CpuTarget) -> ConvTile | None:
+    """Two vectors of channels by up to 14 columns on AVX-512 (:data:`PAIR_ACCUMULATORS`).
+
+    The two weight vectors take two registers and LLVM folds the broadcast
+    input into the multiply-add (``{1to16}``), so 28 accumulators fit where
+    :func:`accumulator_budget` allows 26 (13 columns): 14-wide rows (and 28,
+    56, 112) take 32 channels x 14 columns instead of 32 x 7 (or 64 x 4, 32 x
+    8). ResNet-50's 3x3 layers alone, one thread, CPU time, L2 flushed
+    between calls: 256 ch at 14x14 0.89x, 128 at 28x28 0.87x, 64 at 56x56
+    0.93x. ``None`` without AVX-512, when two vectors do not divide
+    ``channels`` or when no divisor of ``out_width`` above 1 is at most 14.
+    """
+    lanes = float_lanes(target)
+    if not target.has_avx512 or channels % (2 * lanes):
+        return None
+    columns = max(divisors(out_width, PAIR_ACCUMULATORS // 2))
+    return ConvTile(2 * lanes, columns, lanes) if columns > 1 else None
+
+
+def _tiles(channels: int, out_width: int, target: CpuTarget) -> list[ConvTile]:
+    """Every tile of whole vectors within the register budget (widest columns per block)."""
+    lanes = float_lanes(target)
+    budget = accumulator_budget(target)
+    tiles = []
+    for block_k in divisors(channels, 4 * lanes):
+        width = _lanes_for(block_k, lanes)
+        if width is None or block_k // width > budget:
+            continue
+        vectors = block_k // width
+        tiles.append(ConvTile(block_k, max(divisors(out_width, budget // vectors)), width))
+    return tiles
+
+
+def choose_tile_for(channels: int, out_width: int, target: CpuTarget) -> ConvTile | None:
+    """The tile with the most accumulator lanes for ``channels`` (per group) x ``out_width``.
+
+    Used by the NHWC convolution rule (the tile is the same: channels in
+    vectors, columns unrolled); ties are broken by :func:`_preference`.
+    """
+    tiles = _tiles(channels, out_width, target)
+    return max(tiles, key=_preference) if tiles else None
