@@ -56,6 +56,7 @@ from npuc.backend.cpu.schedules.depthwise_epilogue import ValueAt, epilogue_of
 from npuc.backend.cpu.schedules.depthwise_flat import (
     FlatGeometry,
     input_geometry,
+    input_read,
     linear_coefficients,
 )
 from npuc.backend.cpu.schedules.stem_tile import (  # re-exported: tests and docs name them here
@@ -120,13 +121,10 @@ def _padded_source(sch: s_tir.Schedule, nest: ConvNest) -> tuple[tirx.Buffer, in
 
 def stem_geometry(sch: s_tir.Schedule, nest: ConvNest) -> tuple[FlatGeometry, tirx.Buffer] | None:
     """The convolution's geometry and its input parameter, or ``None`` if not of the form."""
-    block = sch.get(sch.get_sblock(nest.block))
-    data_read = block.reads[1 - nest.weight_read]
-    vars_ = [iv.var for iv in block.iter_vars]
-    rows = linear_coefficients(data_read.region[2].min, [vars_[2], vars_[5]])
-    cols = linear_coefficients(data_read.region[3].min, [vars_[3], vars_[6]])
-    if rows is None or cols is None or rows[2] or cols[2] or min(*rows[:2], *cols[:2]) < 1:
+    read = input_read(sch, nest)
+    if read is None:
         return None
+    data_read, vars_, rows, cols = read
     if linear_coefficients(data_read.region[1].min, [vars_[1], vars_[4]]) != [0, 1, 0]:
         return None
     if linear_coefficients(data_read.region[0].min, [vars_[0]]) != [1, 0]:

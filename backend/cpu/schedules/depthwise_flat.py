@@ -106,8 +106,12 @@ def linear_coefficients(expr: tvm.ir.Expr, vars_: list[tirx.Var]) -> list[int] |
     return [int(c) for c in found]
 
 
-def geometry_of(sch: s_tir.Schedule, nest: ConvNest) -> tuple[FlatGeometry, tirx.Buffer] | None:
-    """The convolution's geometry and its input parameter, or ``None`` if not of the form."""
+def input_read(
+    sch: s_tir.Schedule, nest: ConvNest
+) -> tuple[tirx.BufferRegion, list[tirx.Var], list[int], list[int]] | None:
+    """The convolution's input read, its block iterators, and the (stride, dilation, 0)
+    coefficients of its row and column indices; ``None`` unless both are constant, positive
+    and without offset."""
     block = sch.get(sch.get_sblock(nest.block))
     data_read = block.reads[1 - nest.weight_read]
     vars_ = [iv.var for iv in block.iter_vars]
@@ -115,6 +119,15 @@ def geometry_of(sch: s_tir.Schedule, nest: ConvNest) -> tuple[FlatGeometry, tirx
     cols = linear_coefficients(data_read.region[3].min, [vars_[3], vars_[6]])
     if rows is None or cols is None or rows[2] or cols[2] or min(*rows[:2], *cols[:2]) < 1:
         return None
+    return data_read, vars_, rows, cols
+
+
+def geometry_of(sch: s_tir.Schedule, nest: ConvNest) -> tuple[FlatGeometry, tirx.Buffer] | None:
+    """The convolution's geometry and its input parameter, or ``None`` if not of the form."""
+    found = input_read(sch, nest)
+    if found is None:
+        return None
+    data_read, vars_, rows, cols = found
     if linear_coefficients(data_read.region[1].min, [vars_[1], vars_[4]]) != [1, 1, 0]:
         return None
     padded = static_ints(list(data_read.source.shape))
