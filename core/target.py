@@ -39,9 +39,11 @@ AMX_FEATURES = ("amx-int8", "amx-tile")
 #: can report a CPU model whose LLVM definition includes AVX-512 while the machine does not
 #: run it, and code compiled for the name alone would then stop with an illegal instruction.
 X86_SIMD_FEATURES = (
-    "amx-bf16", "amx-int8", "amx-tile", "avx", "avx2", "avx512bf16", "avx512bitalg",
+    "amx-avx512", "amx-bf16", "amx-complex", "amx-fp16", "amx-fp8", "amx-int8", "amx-movrs",
+    "amx-tf32", "amx-tile", "avx", "avx10.1", "avx10.2", "avx2", "avx512bf16", "avx512bitalg",
     "avx512bw", "avx512cd", "avx512dq", "avx512f", "avx512fp16", "avx512ifma", "avx512vbmi",
-    "avx512vbmi2", "avx512vl", "avx512vnni", "avx512vpopcntdq", "avxvnni", "f16c", "fma",
+    "avx512vbmi2", "avx512vl", "avx512vnni", "avx512vp2intersect", "avx512vpopcntdq",
+    "avxifma", "avxneconvert", "avxvnni", "avxvnniint16", "avxvnniint8", "f16c", "fma",
 )  # fmt: skip
 
 #: Features only an x86-64 CPU reports: the disabling above applies to such targets only.

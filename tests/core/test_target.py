@@ -11,7 +11,13 @@ import pytest
 
 from npuc.core import target as target_module
 from npuc.core.errors import InvalidInputError
-from npuc.core.target import CpuTarget, host_core_count, host_target, physical_core_count
+from npuc.core.target import (
+    X86_SIMD_FEATURES,
+    CpuTarget,
+    host_core_count,
+    host_target,
+    physical_core_count,
+)
 
 
 def _fake_llvm(
@@ -147,6 +153,18 @@ def test_cpu_name_cannot_enable_features_the_target_lacks() -> None:
     assert "-avx512f" not in full.llvm_mattr
     assert "zmm" not in _assembly(masked) and "ymm" in _assembly(masked)
     assert "zmm" in _assembly(full)
+
+
+def test_every_disabled_feature_is_a_name_llvm_knows(capfd: pytest.CaptureFixture[str]) -> None:
+    # A name LLVM does not know is ignored with a warning: the feature would stay enabled.
+    known = set(llvm.get_host_cpu_features())
+    if "avx2" not in known:
+        pytest.skip("not an x86 host: llvmlite lists only this architecture's features")
+    assert set(X86_SIMD_FEATURES) <= known, sorted(set(X86_SIMD_FEATURES) - known)
+    bare = CpuTarget(cpu_name="graniterapids", features=("avx", "avx2", "sse4.2"), num_cores=1)
+    assert len(bare.llvm_mattr) == len(X86_SIMD_FEATURES) - 2
+    assert "zmm" not in _assembly(bare)
+    assert "not a recognized feature" not in capfd.readouterr().err
 
 
 def test_features_unknown_or_not_x86_disable_nothing() -> None:
