@@ -92,6 +92,39 @@ def _preference(tile: ConvTile) -> tuple[int, int, float]:
     return (tile.block_k * tile.tile_w, -abs(tile.vectors - 2), -tile.loads_per_fma)
 
 
+#: Independent accumulator chains that keep both FMA ports busy (latency 4 cycles x 2 ports).
+FMA_CHAINS = 8
+
+#: Share of the most accumulator lanes a cheaper AVX2 tile must keep (:func:`_cheapest`).
+CHEAPER_MIN_SHARE = 3 / 4
+
+
+def fma_cycles(tile: ConvTile) -> float:
+    """Estimated cycles of one FMA port per fused multiply-add of ``tile`` on AVX2: at least 1;
+    more when the tile's loads (two load ports) or its accumulator chains (:data:`FMA_CHAINS`)
+    cannot keep two FMAs per cycle going."""
+    accumulators = tile.vectors * tile.tile_w
+    return max(1.0, tile.loads_per_fma, FMA_CHAINS / accumulators)
+
+
+def _cheapest(tiles: list[ConvTile], target: CpuTarget) -> ConvTile:
+    """The tile with the most accumulator lanes (:func:`_preference`); without AVX-512, the
+    one of fewest :func:`fma_cycles` among those keeping :data:`CHEAPER_MIN_SHARE` of its lanes.
+
+    AVX2 has no broadcast operand: a one-vector tile loads a weight vector and a broadcast
+    per column, more than one load per multiply-add. SqueezeNet's 16->64 3x3 layer at 55x55
+    (AVX2 code, one thread, CPU time, interleaved, /tmp/h14/tiles.py): 8 x 11 (12 loads per
+    11 FMAs) 773 us, 16 x 5 (7 per 10) 582 us. The estimate also ranks the measured losers:
+    8 x 8 against 16 x 4 at 56 columns (1.08x slower), 8 x 7 against 32 x 2 at 14 (1.17x).
+    """
+    best = max(tiles, key=_preference)
+    if target.has_avx512:
+        return best
+    lanes = best.block_k * best.tile_w
+    near = [t for t in tiles if t.block_k * t.tile_w >= CHEAPER_MIN_SHARE * lanes]
+    return min(near, key=lambda t: (fma_cycles(t), *(-v for v in _preference(t))))
+
+
 #: Bytes of packed weights one channel block may hold: every tile of the block reads all of
 #: them, so they must stay in L2 while the input streams past (VGG-19's 512-channel 3x3 layer at
 #: 28x28 ran 1.3x faster with 16 channels x 14 columns, 295 KB, than 64 x 4, 1.2 MB).
@@ -114,7 +147,7 @@ def choose_tile(nest: ConvNest, target: CpuTarget) -> ConvTile | None:
     tiles = _tiles(nest.group_out, nest.out_width, target)
     if not tiles:
         return None
-    best = max(tiles, key=_preference)
+    best = _cheapest(tiles, target)
     per_channel = 4 * nest.group_in * nest.kernel_h * nest.kernel_w
     small = [
         t
@@ -178,4 +211,4 @@ def choose_tile_for(channels: int, out_width: int, target: CpuTarget) -> ConvTil
     vectors, columns unrolled); ties are broken by :func:`_preference`.
     """
     tiles = _tiles(channels, out_width, target)
-    return max(tiles, key=_preference) if tiles else None
+    return _cheapest(tiles, target) if tiles else None

@@ -201,6 +201,23 @@ def test_avx2_thirteen_column_rows_get_a_full_row_of_accumulators(filters: int) 
     check_rule_matches_unscheduled(case, AVX2, Conv2dRule())
 
 
+@pytest.mark.parametrize("filters", [64, 32])
+def test_avx2_rows_of_fifty_five_take_two_vectors_by_five_columns(filters: int) -> None:
+    """SqueezeNet's 3x3 layers at 55x55 on AVX2: 16 channels x 5 columns (7 loads per 10
+    multiply-adds), not 8 x 11 (12 per 11, 1.3x slower); AVX-512 keeps its tile."""
+    case = ConvCase(channels=16, filters=filters, size=(4, 55), padding=1, epilogue="residual")
+    fused, _ = schedule_with(case.module(), AVX2, None)
+    (func,) = _prim_funcs(fused)
+    nest = match_conv2d(s_tir.Schedule(func))
+    assert nest is not None
+    tile = choose_tile(nest, AVX2)
+    assert tile is not None and (tile.block_k, tile.tile_w, tile.lanes) == (16, 5, 8)
+    avx512 = CpuTarget(cpu_name="skylake-avx512", features=("avx2", "avx512f", "fma"), num_cores=2)
+    wide = choose_tile(nest, avx512)
+    assert wide is not None and (wide.block_k, wide.tile_w) == (32, 11)
+    check_rule_matches_unscheduled(case, AVX2, Conv2dRule())
+
+
 def test_wide_channel_blocks_keep_their_weights_in_l2() -> None:
     """512 channels 3x3 at 28x28: 64 x 4 would pack 1.2 MB per block; 16 x 14 packs 295 KB."""
     target = CpuTarget(cpu_name="skylake-avx512", features=("avx2", "avx512f", "fma"), num_cores=2)
