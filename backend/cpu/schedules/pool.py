@@ -1,4 +1,7 @@
-"""Schedule rule for float 2-D max and average pooling, NCHW and NHWC, and global average pools.
+"""Schedule rule for 2-D max and average pooling, NCHW and NHWC, and global average pools.
+
+Float pools of either kind; integer max pools (the int8 library's: a maximum
+of stored integers, exact in any order).
 
 LegalizeOps writes a pool as up to three blocks: an optional padded copy of
 the input (``pad_temp``, filled with the reduction's identity), the window
@@ -44,8 +47,9 @@ The kernel:
 * A global pool (one output per plane) sums each plane's contiguous
   ``H * W`` values in parallel over planes; it is vectorised by LLVM.
 
-Vector widths come from the :class:`~npuc.core.target.CpuTarget` (16 float32
-lanes with AVX-512, 8 with AVX2), never from the build machine.
+Vector widths come from the :class:`~npuc.core.target.CpuTarget` and the
+pooled type (16 float32 or 64 int8 lanes with AVX-512, 8 or 32 with AVX2),
+never from the build machine.
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ from npuc.backend.cpu.schedules.loops import (
     vector_factor,
     vector_lanes,
 )
-from npuc.backend.cpu.schedules.pool_rows import build_row_kernel
+from npuc.backend.cpu.schedules.pool_rows import INT_TYPES, build_row_kernel
 from npuc.core.target import CpuTarget
 
 #: Window extents up to which a tap loop is unrolled (a 7x7 pool unrolls 49 loads).
@@ -84,7 +88,8 @@ class PoolNest:
 
     ``layout`` is ``"NCHW"`` (the window slides along the innermost axis) or
     ``"NHWC"`` (the channels are innermost); ``pad`` is the padded copy's
-    block, if any; ``window`` is the number of taps per output.
+    block, if any; ``window`` is the number of taps per output; ``dtype`` the
+    pooled (and output) element type.
     """
 
     reduction: str
@@ -94,10 +99,18 @@ class PoolNest:
     stride_w: int
     global_pool: bool
     is_max: bool
+    dtype: str
 
 
 def _is_float(buffer: tirx.Buffer) -> bool:
     return str(buffer.dtype).startswith(("float", "bfloat"))
+
+
+def _types_ok(read: tirx.Buffer, write: tirx.Buffer, is_max: bool) -> bool:
+    """Float in and out, or (a max pool) one integer type in and out."""
+    if _is_float(read) and _is_float(write):
+        return True
+    return is_max and str(read.dtype) == str(write.dtype) and str(read.dtype) in INT_TYPES
 
 
 def _combiner_ok(block: tirx.SBlock) -> bool:
@@ -109,8 +122,9 @@ def _combiner_ok(block: tirx.SBlock) -> bool:
 def match_pool(sch: s_tir.Schedule) -> PoolNest | None:
     """The pooling nest of the function scheduled by ``sch``, or ``None`` if it is not one.
 
-    A pool is: exactly one reduction block, with loops ``SSSSRR`` over a float
-    4-D buffer, combining with ``max`` or ``+``, reading one 4-D buffer whose
+    A pool is: exactly one reduction block, with loops ``SSSSRR`` over a 4-D
+    buffer (float, or an integer type for ``max``), combining with ``max`` or
+    ``+``, reading one 4-D buffer whose
     every index is a spatial iterator plus (for the two window axes) reduction
     iterators; every other block is element-wise.
     """
@@ -127,7 +141,10 @@ def match_pool(sch: s_tir.Schedule) -> PoolNest | None:
     read, write = sblock.reads[0], sblock.writes[0]
     if len(read.region) != 4 or len(write.region) != 4:
         return None
-    if not (_is_float(read.source) and _is_float(write.source)) or not _combiner_ok(sblock):
+    if not _combiner_ok(sblock):
+        return None
+    is_max = isinstance(sblock.body.value, tirx.Max)
+    if not _types_ok(read.source, write.source, is_max):
         return None
     layout = _layout(sblock, read)
     if layout is None:
@@ -149,8 +166,8 @@ def match_pool(sch: s_tir.Schedule) -> PoolNest | None:
         return None
     rows, cols = sblock.iter_vars[2:4] if layout == "NCHW" else sblock.iter_vars[1:3]
     global_pool = _unit(rows) and _unit(cols)
-    is_max = isinstance(sblock.body.value, tirx.Max)
-    return PoolNest(sblock.name_hint, pad, layout, window, stride, global_pool, is_max)
+    dtype = str(write.source.dtype)
+    return PoolNest(sblock.name_hint, pad, layout, window, stride, global_pool, is_max, dtype)
 
 
 def _unit(iv: tirx.IterVar) -> bool:
@@ -200,13 +217,13 @@ def _layout(sblock: tirx.SBlock, read: tirx.BufferRegion) -> str | None:
     return None
 
 
-def choose_strip(width: int, target: CpuTarget) -> int:
+def choose_strip(width: int, target: CpuTarget, dtype: str = "float32") -> int:
     """Output columns per accumulator strip (contiguous loads): the widest power of two
-    from 8 up to two of the target's float32 vectors that divides ``width``, else the
+    from 8 up to two of the target's ``dtype`` vectors that divides ``width``, else the
     widest divisor up to two vectors (LLVM splits a strip that is not a whole number
     of registers)."""
-    limit = 2 * vector_lanes(target, "float32")
-    for pow2 in (32, 16, 8):
+    limit = 2 * vector_lanes(target, dtype)
+    for pow2 in (128, 64, 32, 16, 8):
         if pow2 <= limit and width % pow2 == 0:
             return pow2
     return max(d for d in range(1, min(width, limit) + 1) if width % d == 0)
@@ -272,7 +289,7 @@ def _schedule_nchw(sch: s_tir.Schedule, nest: PoolNest, out: BlockRV, target: Cp
         sch.parallel(plane)
     deinterleaved = nest.stride_w > 1 and pad is not None and width >= MIN_DEINTERLEAVE_WIDTH
     contiguous = nest.stride_w == 1 or deinterleaved
-    strip = choose_strip(width, target) if contiguous else SCALAR_STRIP
+    strip = choose_strip(width, target, nest.dtype) if contiguous else SCALAR_STRIP
     strip = math.gcd(strip, width)
     xo, xi = sch.split(x, [None, strip])
     sch.compute_at(reduction, xo)
@@ -326,7 +343,7 @@ def _schedule_nhwc(sch: s_tir.Schedule, nest: PoolNest, out: BlockRV, target: Cp
     row = sch.fuse(n, y)
     if work * nest.window >= PARALLEL_MIN_ELEMENTS:
         sch.parallel(row)
-    lanes = vector_factor(extent(sch, c), vector_lanes(target, "float32"))
+    lanes = vector_factor(extent(sch, c), vector_lanes(target, nest.dtype))
     if lanes is None:  # odd channel count: a scalar channel loop, left to LLVM
         sch.compute_at(reduction, x)
         first = 2

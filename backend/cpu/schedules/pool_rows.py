@@ -33,7 +33,10 @@ window of only NaN gives ``-inf``), padded rows skipped (initial value
 ``-FLT_MAX``), as onnxruntime's undilated kernels: a window of ``-inf``
 gives ``-inf`` unless it reaches a padded column. A sum is taken rows first, then
 columns: another float32 order than the unscheduled nest's (within a few
-ulp of the window's magnitude).
+ulp of the window's magnitude). An integer max pool (int8/uint8/int16/int32,
+the int8 library's) is the same kernel in its own type: initial value the
+type's lowest, padded columns the padded copy's value (LegalizeOps: the
+lowest too); a maximum of integers is exact in any order.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ from npuc.backend.cpu.schedules.depthwise_epilogue import ValueAt, store_value_b
 from npuc.backend.cpu.schedules.fallback import PARALLEL_MIN_ELEMENTS, inline_elementwise
 
 NEG_INF = float("-inf")
+#: Element types of the row kernel: float32 (max and sum), integers (max only).
+INT_TYPES = ("int8", "uint8", "int16", "int32")
 
 #: Rows narrower than this, of windows at most :data:`SERIAL_ROWS_MAX_TAPS` rows high, are
 #: reduced in a loop that LLVM vectorises; the others as one TVM vector over the row (or
@@ -137,7 +142,7 @@ def _source(sch: s_tir.Schedule, pad_name: str | None) -> tuple[tirx.Buffer, int
         len(pad.reads) == 1
         and isinstance(value, tvm.ir.Call)
         and str(value.op.name) in ("tirx.if_then_else", "prim.if_then_else")
-        and isinstance(value.args[2], tirx.FloatImm)
+        and isinstance(value.args[2], tirx.FloatImm | tirx.IntImm)
     ):
         return None
     pvars = [iv.var for iv in pad.iter_vars]
@@ -177,7 +182,8 @@ def geometry_of(
     out = static_ints([iv.dom.extent for iv in block.iter_vars])
     if shape is None or out is None or not any(b.same_as(source) for b in params):
         return None
-    if str(source.dtype) != "float32" or str(block.writes[0].source.dtype) != "float32":
+    dtype = str(source.dtype)
+    if dtype not in ("float32", *INT_TYPES) or str(block.writes[0].source.dtype) != dtype:
         return None
     geometry = RowGeometry(
         planes=shape[0] * shape[1],
@@ -199,7 +205,12 @@ def geometry_of(
 
 
 def value_builder(sch: s_tir.Schedule, reduction: str) -> tuple[tirx.Buffer, ValueAt] | None:
-    """The output parameter and a builder of the output value from the window's reduction."""
+    """The output parameter and a builder of the output value from the window's reduction.
+
+    ``None`` unless the block after the reduction (if any) covers exactly the
+    pool's outputs: the kernel writes one value per pool output, so a fused
+    ``pad`` (a bigger output) would leave its padding unwritten.
+    """
     inline_elementwise(sch)
     block = sch.get_sblock(reduction)
     acc_buffer = sch.get(block).writes[0].source
@@ -212,6 +223,9 @@ def value_builder(sch: s_tir.Schedule, reduction: str) -> tuple[tirx.Buffer, Val
     if len(consumers) != 1 or sch.get_consumers(consumers[0]):
         return None
     out = sch.get(consumers[0])
+    pooled = static_ints([iv.dom.extent for iv in sch.get(block).iter_vars][:4])
+    if pooled is None or static_ints([iv.dom.extent for iv in out.iter_vars]) != pooled:
+        return None
     store = out.body
     if not isinstance(store, tirx.BufferStore) or not any(store.buffer.same_as(b) for b in params):
         return None
@@ -235,7 +249,12 @@ def build_row_kernel(
     if found is None:
         return None
     geometry, source = found
-    identity = NEG_INF if is_max else 0.0
+    dtype = str(source.dtype)
+    if dtype in INT_TYPES and not is_max:
+        return None
+    identity: float = NEG_INF if is_max else 0.0
+    if dtype in INT_TYPES:
+        identity = float(tvm.tirx.min_value(dtype).value)
     pad_value = identity
     if pad_name is not None:
         pad_value = float(sch.get(sch.get_sblock(pad_name)).body.value.args[2].value)
@@ -253,9 +272,11 @@ def build_row_kernel(
         return None
     out_buffer, value_at = built
     probe = [tirx.Var(name, "int64") for name in "ncyx"]
-    if value_at(probe, tirx.FloatImm("float32", 0.0)) is None:
+    if value_at(probe, tirx.const(0, dtype)) is None:
         return None
-    kernel = RowKernel(geometry=geometry, is_max=is_max, identity=identity, pad_value=pad_value)
+    kernel = RowKernel(
+        geometry=geometry, is_max=is_max, identity=identity, pad_value=pad_value, dtype=dtype
+    )
     return kernel.emit(func, source, out_buffer, value_at)
 
 
@@ -267,6 +288,12 @@ class RowKernel:
     is_max: bool
     identity: float
     pad_value: float
+    dtype: str = "float32"
+    """Element type of the input, the row buffer and the reduction."""
+
+    def const(self, value: float) -> tvm.ir.Expr:
+        """``value`` (an integer for integer types) as a constant of :attr:`dtype`."""
+        return tirx.const(value if self.dtype == "float32" else int(value), self.dtype)
 
     def combine(self, acc: tvm.ir.Expr, value: tvm.ir.Expr) -> tvm.ir.Expr:
         """``acc`` combined with ``value``: a NaN-skipping maximum, or a sum."""
@@ -275,10 +302,20 @@ class RowKernel:
         return acc + value
 
     def fold(self, values: list[tvm.ir.Expr]) -> tvm.ir.Expr:
-        """``values`` combined left to right, each partial result bound once (no copies)."""
+        """``values`` combined left to right, each partial result bound once (no copies).
+
+        Integers: a plain ``max`` chain (no copies to avoid, and TVM's simplifier
+        fails on integer ``Let`` variables bound to a constant in one copy of the
+        row loop and to a range in another: "conflicts with previous binding").
+        """
+        if self.dtype != "float32":
+            acc = values[0]
+            for value in values[1:]:
+                acc = tirx.max(acc, value)
+            return acc
         acc = values[0]
         for value in values[1:]:
-            a, v = tirx.Var("acc", "float32"), tirx.Var("tap", "float32")
+            a, v = tirx.Var("acc", self.dtype), tirx.Var("tap", self.dtype)
             acc = tirx.Let(a, acc, tirx.Let(v, value, self.combine(a, v)))
         return acc
 
@@ -296,7 +333,7 @@ class RowKernel:
         loop = T.parallel if work >= PARALLEL_MIN_ELEMENTS else T.serial
         width = g.row_width
         lo, hi = g.held
-        pad = tirx.FloatImm("float32", self.pad_value)
+        pad = self.const(self.pad_value)
         with IRBuilder() as ib, T.prim_func(s_tir=True):
             T.func_name("main")
             for p in func.params:
@@ -305,7 +342,7 @@ class RowKernel:
             with T.sblock("root"), loop(0, g.planes) as plane, T.sblock("pool_rows"):
                 T.reads(*[p[tuple(slice(None) for _ in p.shape)] for p in inputs])
                 T.writes(out_buffer[:, :, :, :])
-                row = T.sblock_alloc_buffer((width,), "float32")
+                row = T.sblock_alloc_buffer((width,), self.dtype)
                 for a, b in ((0, lo), (hi, width)):
                     if a < b:
                         with T.serial(a, b) as j:
@@ -336,7 +373,7 @@ class RowKernel:
         (in blocks of :data:`ROW_VECTOR_MAX` columns when the row is a wider vector)."""
         g = self.geometry
         lo, hi = g.held
-        pad = tirx.FloatImm("float32", self.identity)
+        pad = self.const(self.identity)
 
         def store(j: tvm.ir.Expr) -> None:
             values = [pad]
