@@ -84,6 +84,7 @@ from npuc.backend.cpu.schedules.conv_match import (
     match_conv2d,
 )
 from npuc.backend.cpu.schedules.plane_tile import PlaneTile, choose_plane_tile
+from npuc.backend.cpu.schedules.pointwise_padded import padded_plane_kernel, takes_padded_plane
 from npuc.core.target import CpuTarget
 
 __all__ = ["Conv2dPlaneRule", "PlaneTile", "choose_plane_tile", "plane_kernel", "prefers_plane"]
@@ -102,6 +103,8 @@ class Conv2dPlaneRule:
             return None
         if not prefers_plane(nest, target):
             return None  # the conv2d rule takes these
+        if takes_padded_plane(nest, target):  # AVX2, 7x7: the padded plane (pointwise_padded)
+            return padded_plane_kernel(func, target) or plane_kernel(func, target)
         return plane_kernel(func, target)
 
 
