@@ -32,6 +32,8 @@ Operands:
   ``4c + g`` in byte ``g``, little endian); a tap's groups contiguous (the AMX
   kernel, :mod:`.int8_amx`, loads 16 of them as one tile row);
 - ``INIT``: ``int32 (ocp,)``: ``-(zp_u * sum w)`` modulo 2^32;
+- ``WS`` (``avx2`` only, a buffer of the kernel): ``W`` staged as int16 pairs once per
+  call (:func:`.int8_avx2.make_stage`);
 - ``BIAS``, ``MUL``: ``int64 (ocp,)``: ``(b16 << bias_shift) + 2^(pre_shift - 1)``
   (the bias with the ahead shift's rounding; just the bias for a shift of 0)
   and ``M``.
@@ -55,9 +57,11 @@ target's features):
   sum itself since that fits in int32.
 - ``avxvnni``: the same with ``ymm`` (the VEX form on AVX-VNNI-only CPUs).
 - ``avx2``: ``vpmaddwd`` on int16 (SDM, PMADDWD: two i16 x i16 products
-  added into each int32 lane, exact for these ranges) of the centred input
-  ``u - zp_u`` (|.| <= 255) and the sign-extended weights; the pairs are
-  added at the end. Never ``vpmaddubsw`` (its int16 sum saturates).
+  added into each int32 lane, exact for these ranges) of the input bytes split
+  into even and odd channels and the weights staged as sign-extended int16
+  once per call, tiles of 4 channels x 2 vectors, the taps outside the
+  channel groups (:mod:`.int8_avx2`). Never ``vpmaddubsw`` (its int16 sum
+  saturates).
 - ``generic``: plain vector arithmetic on centred int32 values (any CPU);
   the reference form that :mod:`npuc.backend.cpu.qlower.int8_conv` emits.
 """
@@ -69,6 +73,7 @@ from typing import Any
 from tvm import tirx
 from tvm.script import tirx as T
 
+from npuc.backend.cpu.schedules import int8_avx2
 from npuc.backend.cpu.schedules.int8_spec import (
     AVX2,
     AVXVNNI,
@@ -208,8 +213,7 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
     ob, pb, per, row_tail, vec_tail = plan.ob, plan.pb, plan.per, plan.row_tail, plan.vec_tail
     per_group = plan.wgroups * pb * per  # jobs of one convolution group of one image
     taps = s.kh * s.kw
-    width = 2 * lanes if kind.name == "avx2" else lanes  # avx2 keeps pair sums
-    pairs = 2 if kind.name == "avx2" else 1
+    avx2 = kind.name == "avx2"
     acc_t = f"int32x{lanes}"
     i8v = f"int8x{lanes * GROUP}"
     zp_u = s.zp_u
@@ -226,34 +230,25 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
     def offset(t: Any) -> Any:
         return (t // s.kw * s.dil_h // s.stride_h) * s.wq + (t % s.kw * s.dil_w // s.stride_w)
 
-    def dot(acc: Any, xbuf: Any, n: Any, c: Any, t: Any, wv: Any, pos: Any) -> Any:
-        """One step: ``acc`` (``width`` int32 lanes) += the group of 4 channels at ``pos``."""
+    def dot(
+        acc: Any, xbuf: Any, n: Any, xc: Any, t: Any, W: Any, WS: Any, o: Any, c: Any, pos: Any
+    ) -> Any:
+        """One step: ``acc`` (``lanes`` int32) += channel ``o``'s products with the group
+        of 4 input channels ``xc`` (weights group ``c``) of tap ``t`` at ``pos``."""
 
         def load(start: Any, stride: int, count: int) -> Any:
-            return xbuf[n, c, phase(t), T.ramp(start, stride, count)]
+            return xbuf[n, xc, phase(t), T.ramp(start, stride, count)]
 
+        if avx2:
+            x = load(pos * GROUP, 1, lanes * GROUP)
+            return int8_avx2.dot(s, acc, x, WS[0, o, t, c], WS[1, o, t, c])
+        wv = W[o, t, c]
         if vnni is not None:
             xv = T.reinterpret(load(pos * GROUP, 1, lanes * GROUP), dtype=i8v)
             wb = T.reinterpret(T.broadcast(wv, lanes), dtype=i8v)
             return T.call_llvm_pure_intrin(
                 T.llvm_lookup_intrinsic_id(vnni), acc, xv, wb, dtype=acc_t
             )
-        if kind.name == "avx2":
-            half = lanes * GROUP // 2  # 16 bytes: 4 positions x 4 channels
-            wb = T.Cast("int16x16", T.reinterpret(T.broadcast(wv, 4), dtype="int8x16"))
-            zp16 = T.broadcast(T.int16(zp_u), 16)
-            out = []
-            for h in range(2):
-                xv = T.Cast("int16x16", load(pos * GROUP + h * half, 1, half)) - zp16
-                out.append(
-                    T.call_llvm_pure_intrin(
-                        T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
-                        xv,
-                        wb,
-                        dtype="int32x8",
-                    )
-                )
-            return acc + T.Shuffle([out[0], out[1]], list(range(16)))
         total = acc
         for g in range(GROUP):
             xg = T.Cast(acc_t, load(pos * GROUP + g, GROUP, lanes)) - T.broadcast(
@@ -264,21 +259,32 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
         return total
 
     def init(value: Any) -> Any:
-        return T.broadcast(value if vnni is not None else T.int32(0), width)
+        return T.broadcast(value if vnni is not None else T.int32(0), lanes)
 
-    def finish(acc: Any) -> Any:
-        """The ``lanes`` sums of a tile row (adds avx2's pairs)."""
-        if pairs == 1:
-            return acc
-        return T.Shuffle([acc], list(range(0, 2 * lanes, 2))) + T.Shuffle(
-            [acc], list(range(1, 2 * lanes, 2))
-        )
+    def finish(acc: Any, start: Any) -> Any:
+        """The ``lanes`` exact sums of a tile row (avx2 adds ``INIT`` here)."""
+        return int8_avx2.finish(s, acc, start) if avx2 else acc
 
     store = output_store(s, lanes)
+    ws_shape = int8_avx2.staged_shape(s) if avx2 else (2, 1, 1, 1)
+    stage = int8_avx2.make_stage(s)
+
+    @T.macro
+    def step(
+        X: Any, W: Any, WS: Any, acc: Any, n: Any, xc: Any, c: Any, w0: Any, t: Any, p0: Any,
+        nr: int, nv: int,
+    ) -> None:  # fmt: skip
+        """One reduction step of the ``nr x nv`` tile: input group ``xc``, tap ``t``."""
+        for r in T.unroll(nr):
+            for v in T.unroll(nv):
+                acc[r, T.ramp(v * lanes, 1, lanes)] = dot(
+                    acc[r, T.ramp(v * lanes, 1, lanes)], X, n, xc, t, W, WS, w0 + r, c,
+                    p0 + v * lanes + offset(t),
+                )  # fmt: skip
 
     @T.macro
     def tile(
-        X: Any, W: Any, INIT: Any, BIAS: Any, MUL: Any, Y: Any, acc: Any, out: Any,
+        X: Any, W: Any, WS: Any, INIT: Any, BIAS: Any, MUL: Any, Y: Any, acc: Any, out: Any,
         n: Any, o0: Any, grp: Any, p0: Any, nr: int, nv: int,
     ) -> None:  # fmt: skip
         """``nr`` channels from ``o0`` of group ``grp`` by ``nv`` vectors of positions
@@ -288,20 +294,15 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
         x0 = T.meta_var(s.x_base(grp))
         for r in T.unroll(nr):
             for v in T.unroll(nv):
-                acc[r, T.ramp(v * width, 1, width)] = init(INIT[w0 + r])
-        for c in range(s.cg):
-            for t in T.unroll(taps):
-                for r in T.unroll(nr):
-                    for v in T.unroll(nv):
-                        acc[r, T.ramp(v * width, 1, width)] = dot(
-                            acc[r, T.ramp(v * width, 1, width)],
-                            X,
-                            n,
-                            x0 + c,
-                            t,
-                            W[w0 + r, t, c],
-                            p0 + v * lanes + offset(t),
-                        )
+                acc[r, T.ramp(v * lanes, 1, lanes)] = init(INIT[w0 + r])
+        if avx2:  # taps outside: the inner loop walks W and WS contiguously
+            for t in range(taps):
+                for c in range(s.cg):
+                    step(X, W, WS, acc, n, x0 + c, c, w0, t, p0, nr, nv)
+        else:
+            for c in range(s.cg):
+                for t in T.unroll(taps):
+                    step(X, W, WS, acc, n, x0 + c, c, w0, t, p0, nr, nv)
         for r in T.unroll(nr):
             for v in T.unroll(nv):
                 if o0 + r < s.oc:
@@ -309,7 +310,7 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
                         epilogue(
                             s,
                             lanes,
-                            finish(acc[r, T.ramp(v * width, 1, width)]),
+                            finish(acc[r, T.ramp(v * lanes, 1, lanes)], INIT[w0 + r]),
                             T.broadcast(BIAS[w0 + r], lanes),
                             T.broadcast(T.Cast("int32", MUL[w0 + r]), lanes),
                         )
@@ -318,18 +319,18 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
 
     @T.macro
     def tile_rows(
-        X: Any, W: Any, INIT: Any, BIAS: Any, MUL: Any, Y: Any, acc: Any, out: Any,
+        X: Any, W: Any, WS: Any, INIT: Any, BIAS: Any, MUL: Any, Y: Any, acc: Any, out: Any,
         n: Any, o0: Any, grp: Any, pblk: Any, nr: int,
     ) -> None:  # fmt: skip
         """The position tile ``pblk`` (the last one may hold fewer vectors)."""
         p0 = T.meta_var(pblk * (vecs * lanes))
         # vec_tail == 0 is decided while parsing (no tail code); pblk at run time
         if vec_tail == 0:  # noqa: SIM114
-            tile(X, W, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, p0, nr, vecs)
+            tile(X, W, WS, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, p0, nr, vecs)
         elif pblk < pb - 1:
-            tile(X, W, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, p0, nr, vecs)
+            tile(X, W, WS, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, p0, nr, vecs)
         else:
-            tile(X, W, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, p0, nr, vec_tail)
+            tile(X, W, WS, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, p0, nr, vec_tail)
 
     @T.prim_func(private=True, s_tir=True)
     def kernel(
@@ -342,8 +343,11 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
     ) -> None:
         T.func_attr({"tirx.noalias": True})
         with T.sblock("root"):
+            WS = T.sblock_alloc_buffer(ws_shape, "int32")
+            if avx2:
+                stage(W, WS)
             for job in T.parallel(plan.jobs):
-                acc = T.decl_buffer((rows, vecs * width), "int32")
+                acc = T.decl_buffer((rows, vecs * lanes), "int32")
                 out = T.decl_buffer((lanes,), s.out_dtype)
                 with T.sblock("int8_conv"):
                     T.reads(
@@ -359,7 +363,7 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
                     pblk = T.meta_var(job // per % pb)
                     oblk = T.meta_var(job // (pb * per) % plan.wgroups * per + job % per)
                     o0 = T.meta_var(oblk * rows)
-                    args = T.meta_var((X, W, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, pblk))
+                    args = T.meta_var((X, W, WS, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, pblk))
                     if oblk < ob:
                         if row_tail == 0:  # noqa: SIM114 (parse time, as vec_tail)
                             tile_rows(*args, rows)

@@ -129,7 +129,7 @@ SMALL_GRID_VECTORS = 4
 
 VNNI512 = DotKind("vnni512", 16, 8, 3, small_rows=6)
 AVXVNNI = DotKind("avxvnni", 8, 4, 2)
-AVX2 = DotKind("avx2", 8, 2, 2)
+AVX2 = DotKind("avx2", 8, 4, 2)
 GENERIC = DotKind("generic", 16, 4, 1)
 DOT_KINDS = {k.name: k for k in (VNNI512, AVXVNNI, AVX2, GENERIC)}
 
@@ -155,6 +155,12 @@ def channel_groups(blocks: int, block_bytes: int) -> tuple[int, int]:
     per = max(1, min(blocks, WEIGHT_GROUP_BYTES // max(block_bytes, 1)))
     groups = -(-blocks // per)
     return groups, -(-blocks // groups)
+
+
+#: Input bytes (``X`` of one image and convolution group) small enough to stay in L2 while
+#: every channel tile runs over all of them (AVX2 kernels: then each channel tile's weights
+#: are read once per call, not once per position tile; ResNet-50's 7x7 layers).
+RESIDENT_INPUT_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +194,11 @@ def plan_tiles(s: ConvKernelSpec, kind: DotKind) -> TilePlan:
     if kind.small_rows and nvec % vecs and nvec <= SMALL_GRID_VECTORS:
         rows, vecs = kind.small_rows, nvec
     ob, pb = -(-s.ocp // rows), -(-nvec // vecs)
-    wgroups, per = channel_groups(ob, rows * s.cg * s.kh * s.kw * 4)
+    staged = kind.name == "avx2"  # weights staged as int16: 8 bytes per group of 4
+    if staged and s.cg * s.phases * s.q * GROUP <= RESIDENT_INPUT_BYTES:
+        wgroups, per = ob, 1  # every position tile of a channel tile in turn
+    else:
+        wgroups, per = channel_groups(ob, rows * s.cg * s.kh * s.kw * (8 if staged else 4))
     return TilePlan(
         lanes=lanes, rows=rows, vecs=vecs, ob=ob, pb=pb, row_tail=s.ocp % rows,
         vec_tail=nvec % vecs, wgroups=wgroups, per=per,

@@ -1,0 +1,127 @@
+"""The AVX2 int8 kernel (:mod:`npuc.backend.cpu.schedules.int8_avx2`) is exact at the extremes.
+
+Products at their largest (``u = 255`` with weights ``-128``/``127``, pairs of the
+same sign: 2 x 255 x 128 = 65280, beyond int16), every zero-point extreme, the
+staged weights' vector body and tail (``cg = 9``), and a layer too long for the
+uncentred sums (``K = 70000``: the centred form) equal the integer executor bit
+for bit. A kernel whose pair sums saturated to int16 or whose staged weights
+were zero-extended fails ``test_extreme_products_are_exact`` (both checked by
+hand-made mutants of :func:`~npuc.backend.cpu.schedules.int8_avx2.dot` and
+:func:`~npuc.backend.cpu.schedules.int8_avx2.make_stage`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from npuc.backend.cpu.qlower.int8_conv import plan_conv
+from npuc.backend.cpu.schedules.int8_avx2 import uncentred
+from npuc.backend.cpu.schedules.int8_spec import (
+    AVX2,
+    RESIDENT_INPUT_BYTES,
+    VNNI512,
+    ConvKernelSpec,
+    plan_tiles,
+)
+from npuc.core.target import CpuTarget, host_target
+from npuc.midend.quantize.qparams import QParams
+
+from ..qlower.harness import Case, assert_cases_exact, node
+
+AVX2_TARGET = CpuTarget(
+    cpu_name="haswell",
+    features=tuple(sorted(("avx", "avx2", "f16c", "fma", "sse4.1", "sse4.2"))),
+    num_cores=2,
+)
+
+#: int16 outputs, ``y = sum >> shift``: every error of 1 << shift or more in a sum shows.
+OUT = QParams(0.05, 0, "int16")
+
+
+def _stage(cout: int, shift: int) -> dict[str, object]:
+    return {
+        "b16": np.zeros(cout, np.int16), "bias_shift": 0, "pre_shift": 0,
+        "ofm_multiplier": np.full(cout, 1 << 14, np.uint16), "post_shift": 14 + shift,
+        "act_min": -32768, "act_max": 32767,
+    }  # fmt: skip
+
+
+def _extreme_conv(rng: np.random.Generator, name: str, xq: QParams, far: int) -> Case:
+    """3x3 conv, 36 -> 12 channels: weights only -128/127 (two channels all 127, one all
+    -128), the input mostly ``far`` (the stored value farthest from the zero point)."""
+    w = rng.choice(np.array([-128, 127], np.int8), size=(12, 36, 3, 3))
+    w[0], w[1], w[2] = 127, 127, -128
+    info = np.iinfo(np.dtype(xq.dtype))
+    x = np.full((1, 36, 6, 7), far, xq.dtype)
+    x[:, :, ::3] = rng.choice(np.array([info.min, info.max], xq.dtype), size=x[:, :, ::3].shape)
+    attrs = {"strides": [1, 1], "padding": [1, 1, 1, 1], "dilation": [1, 1], "groups": 1}
+    return Case(
+        node=node(name, "conv2d", (f"{name}_x",), **attrs),
+        inputs={f"{name}_x": (x, xq)},
+        params={"weights": w, **_stage(12, 9)},
+        out=OUT,
+    )
+
+
+def _long_dense(rng: np.random.Generator) -> Case:
+    """A 2-row dense layer over K = 70000 inputs (weights -127/127, zero point 0 of int8):
+    ``255 * 128 * K >= 2^31``, so the kernel centres the input."""
+    xq = QParams(0.05, 0, "int8")
+    w = rng.choice(np.array([-127, 127], np.int8), size=(70000, 5))
+    x = rng.choice(np.array([-128, 127], np.int8), size=(2, 70000))
+    return Case(
+        node=node("long", "dense", ("long_x",)),
+        inputs={"long_x": (x, xq)},
+        params={"weights": w, **_stage(5, 16)},
+        out=OUT,
+    )
+
+
+def test_extreme_products_are_exact() -> None:
+    if "avx2" not in host_target().features:
+        pytest.skip("this machine lacks avx2")
+    rng = np.random.default_rng(2026)
+    cases = [
+        _extreme_conv(rng, "s8_zp_min", QParams(0.05, -128, "int8"), 127),  # zp_u 0, u 255
+        _extreme_conv(rng, "s8_zp_max", QParams(0.05, 127, "int8"), -128),  # zp_u 255, u 0
+        _extreme_conv(rng, "u8_zp_max", QParams(0.05, 255, "uint8"), 0),
+        _extreme_conv(rng, "u8_zp_min", QParams(0.05, 0, "uint8"), 255),
+    ]
+    for case in cases:
+        (x, xq), = case.inputs.values()  # fmt: skip
+        spec = plan_conv(case.node, case.params, x.shape, xq, OUT)
+        assert spec is not None and spec.cg == 9 and uncentred(spec)
+    assert_cases_exact(cases, AVX2_TARGET)
+
+
+def test_a_layer_too_long_for_uncentred_sums_is_exact() -> None:
+    if "avx2" not in host_target().features:
+        pytest.skip("this machine lacks avx2")
+    assert_cases_exact([_long_dense(np.random.default_rng(7))], AVX2_TARGET)
+
+
+def _spec(cg: int, q: int = 64, kh: int = 1) -> ConvKernelSpec:
+    return ConvKernelSpec(
+        n=1, cg=cg, phases=1, q=q, ocp=64, ppad=64, oc=64, oh=8, ow=8, kh=kh, kw=kh,
+        stride_h=1, stride_w=1, dil_h=1, dil_w=1, wq=8, zp_u=3, pre_shift=0, post_shift=0,
+        ofm_zp=0, act_min=-128, act_max=127, lo=-128, hi=127, need_sat32=0, narrow=1,
+        out_signed=1, out_bits=8,
+    )  # fmt: skip
+
+
+def test_uncentred_sums_up_to_the_int32_bound() -> None:
+    """``255 * 128 * K < 2^31``: K = 65792 (cg 16448) is the last that fits."""
+    assert uncentred(_spec(16448))
+    assert not uncentred(_spec(16449))
+    assert uncentred(_spec(1827, kh=3)) and not uncentred(_spec(1828, kh=3))
+
+
+def test_avx2_runs_each_channel_tile_over_a_resident_input() -> None:
+    """A small input (ResNet-50's 7x7 layers) is walked by every channel tile in turn
+    (weight groups of one tile); a large one keeps the weight groups of staged bytes."""
+    small = plan_tiles(_spec(128), AVX2)
+    assert (small.wgroups, small.per) == (16, 1)
+    big = _spec(128, q=RESIDENT_INPUT_BYTES // (128 * 4) + 1)
+    assert plan_tiles(big, AVX2).per > 1
+    assert plan_tiles(_spec(128), VNNI512).wgroups == 1
