@@ -252,3 +252,21 @@ def test_small_kernels_run_on_one_thread(case: NhwcCase, parallel: bool) -> None
     ]
     (func,) = [f for f in scheduled if f is not None]
     assert ("T.parallel" in func.script()) == parallel
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.cpu_name)
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_tiny_channel_inputs_are_padded_by_rows(channels: int, target: CpuTarget) -> None:
+    """An RGB-like input (fewer channels than a vector) is padded row by row, each pixel's
+    channels one short vector (BlazeFace's first layer: the scalar copy was 40% of it); the
+    result equals the unscheduled kernel's, padding included (5x5 stride 2, pad 2, 40x40:
+    parallel)."""
+    case = NhwcCase(
+        channels=channels, filters=16, size=(40, 40), kernel=(5, 5), stride=2, padding=2
+    )
+    (func,) = _prim_funcs(schedule_with(case.module(), target, None)[0])
+    scheduled = Conv2dNhwcRule().apply(func, target)
+    assert scheduled is not None
+    if channels > 1:
+        assert f"T.vectorized(T.int64({channels}))" in scheduled.script()
+    check_rule_matches_unscheduled(case, target, Conv2dNhwcRule())
