@@ -17,8 +17,22 @@ bytes of one group to every lane and multiplies them with the next ``BLOCK *
 4`` contiguous weight bytes, so every weight byte is read once per inference.
 Parallel over the blocks. Dot products as the convolution kernels (``kind``):
 ``vpdpbusd`` with the broadcast input as the unsigned operand (VNNI, AVX-VNNI),
-``vpmaddwd`` on centred int16 values with pair sums added at the end (AVX2),
-centred int32 arithmetic (generic).
+``vpmaddwd`` on centred int16 values (AVX2), centred int32 arithmetic (generic).
+
+AVX2: each ``vpmaddwd`` of four outputs' 16 weight bytes gives two pair sums
+per output (``x0 w0 + x1 w1``, ``x2 w2 + x3 w3``); ``vphaddd`` of the two
+``vpmaddwd`` of eight outputs adds each pair (exact: every partial sum is a
+sum of the output's exact products, within the spec's int32 bound) into one
+vector of the eight outputs in the order ``0 1 4 5 | 2 3 6 7``, put back in
+order once at the end. One accumulator per eight outputs, so a whole block
+(64 outputs, 8 vectors) stays in registers and every job reads its block's
+weights as one contiguous stream. The previous form kept the pair sums
+(two registers per eight outputs) and split each block into two passes of
+32 outputs, each reading every other 128 bytes: VGG-19's 25088 -> 4096
+layer ran at 6.9 GB/s against the AVX-512 kernel's 21 (one thread,
+weights not in cache). The AVX2 job also prefetches the weights
+:data:`PREFETCH_GROUPS` groups (2 KB) ahead: its loop spends more
+instructions per byte than the VNNI ones, so fewer loads are in flight.
 """
 
 from __future__ import annotations
@@ -41,8 +55,18 @@ from npuc.backend.cpu.schedules.int8_kernel import (
 BLOCK = 64
 
 #: Vectors of output channels accumulated per pass over a block, per kind (the
-#: accumulators stay in registers: AVX2's pair sums take two registers per vector).
-PASS_VECTORS = {"vnni512": 4, "avxvnni": 8, "avx2": 4, "generic": 4}
+#: accumulators stay in registers: one per vector of outputs).
+PASS_VECTORS = {"vnni512": 4, "avxvnni": 8, "avx2": 8, "generic": 4}
+
+#: Input groups ahead of the current one whose weights an AVX2 job prefetches (256 bytes
+#: each): VGG-19's 25088 -> 4096 layer, weights not in cache, one thread, 0.81x with 8
+#: against none (0.86x with 4, 0.87x with 16); the AVX-512 kernel measured 1.07x with it.
+PREFETCH_GROUPS = 8
+
+#: Lane order of an AVX2 accumulator (``vphaddd`` of two ``vpmaddwd``): output ``ORDER[i]``
+#: of the eight sits in lane ``i``; :data:`UNORDER` puts them back.
+ORDER = (0, 1, 4, 5, 2, 3, 6, 7)
+UNORDER = tuple(ORDER.index(i) for i in range(8))
 
 
 def is_matvec(spec: ConvKernelSpec) -> bool:
@@ -59,8 +83,7 @@ def make_matvec(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
     lanes = kind.lanes
     per_pass = min(PASS_VECTORS[kind.name], BLOCK // lanes)
     passes = BLOCK // lanes // per_pass
-    pairs = 2 if kind.name == "avx2" else 1
-    width = pairs * lanes
+    width = lanes
     acc_t = f"int32x{lanes}"
     i8v = f"int8x{lanes * GROUP}"
     vnni = vnni_intrinsic(kind)
@@ -88,7 +111,9 @@ def make_matvec(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
                 )
                 for h in range(2)
             ]
-            return acc + T.Shuffle([out[0], out[1]], list(range(16)))
+            return acc + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx2.phadd.d"), out[0], out[1], dtype=acc_t
+            )
         total = acc
         for g in range(GROUP):
             wg = (wv << T.broadcast(T.int32(24 - 8 * g), lanes)) >> T.broadcast(T.int32(24), lanes)
@@ -99,12 +124,27 @@ def make_matvec(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
     def init(value: Any) -> Any:
         return value if vnni is not None else T.broadcast(T.int32(0), width)
 
+    @T.macro
+    def prefetch(W: Any, b: Any, c: Any, j0: Any) -> None:
+        """The weights of group ``c + PREFETCH_GROUPS`` (the last group's near the end), one
+        ``prefetcht0`` per 64-byte line; nothing for other kinds."""
+        if kind.name == "avx2":
+            for line in T.unroll(per_pass * lanes // 16):
+                T.evaluate(
+                    T.call_llvm_intrin(
+                        "void",
+                        "llvm.prefetch.p0",
+                        T.address_of(W[b, T.min(c + PREFETCH_GROUPS, s.cg - 1), j0 + line * 16]),
+                        T.int32(0),  # read
+                        T.int32(3),  # keep in every cache level
+                        T.int32(1),  # data
+                    )
+                )
+
     def finish(acc: Any) -> Any:
-        if pairs == 1:
+        if kind.name != "avx2":
             return acc
-        return T.Shuffle([acc], list(range(0, 2 * lanes, 2))) + T.Shuffle(
-            [acc], list(range(1, 2 * lanes, 2))
-        )
+        return T.Shuffle([acc], list(UNORDER))
 
     @T.prim_func(private=True, s_tir=True)
     def matvec(
@@ -137,6 +177,7 @@ def make_matvec(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
                             INIT[T.ramp(b * BLOCK + j0 + v * lanes, 1, lanes)]
                         )
                     for c in range(s.cg):
+                        prefetch(W, b, c, j0)
                         for v in T.unroll(per_pass):
                             acc[T.ramp(v * width, 1, width)] = dot(
                                 acc[T.ramp(v * width, 1, width)],
