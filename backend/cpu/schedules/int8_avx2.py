@@ -10,10 +10,14 @@ lanes, one per position, and :func:`finish` returns the exact centred sums.
 How (Intel SDM, PMADDWD: two int16 x int16 products added into each int32
 lane, exact; never ``vpmaddubsw``, whose int16 pair sum saturates):
 
-- the weights are staged once per call (:func:`make_stage`): the int32 of four
-  int8 weights ``w0..w3`` (channel ``4c + g`` in byte ``g``) becomes two int32
-  of two sign-extended int16 each, ``(w0, w2)`` in ``WS[0]`` and ``(w1, w3)``
-  in ``WS[1]``, so a step broadcasts them straight from memory (no shuffles);
+- the weights are staged once per call (:func:`make_stage`) when the kernel has
+  more than one position tile (:func:`stages_weights`): the int32 of four int8
+  weights ``w0..w3`` (channel ``4c + g`` in byte ``g``) becomes two int32 of
+  two sign-extended int16 each, ``(w0, w2)`` in ``WS[0]`` and ``(w1, w3)`` in
+  ``WS[1]``, so a step broadcasts them straight from memory (no shuffles);
+  with one position tile each weight is used once, and :func:`weight_pairs`
+  makes the same pairs in registers instead (staging would triple the weight
+  traffic of a few-row dense layer);
 - the 32 input bytes of a step (eight positions x four channels, ``u``) are
   read as sixteen uint16 words ``u0 + 256 u1``, ``u2 + 256 u3`` per position:
   ``word & 255`` holds ``(u0, u2)`` and ``word >> 8`` holds ``(u1, u3)``, so
@@ -54,6 +58,12 @@ def uncentred(s: ConvKernelSpec) -> bool:
     return 255 * 128 * GROUP * s.cg * s.kh * s.kw < 2**31
 
 
+def stages_weights(position_tiles: int) -> bool:
+    """Whether a kernel of ``position_tiles`` position tiles stages its weights: when
+    each weight is used more than once."""
+    return position_tiles > 1
+
+
 def staged_shape(s: ConvKernelSpec) -> tuple[int, int, int, int]:
     """Shape of the staged weights ``WS``: ``(2, groups * ocp, kh * kw, cg)`` int32."""
     return (2, s.groups * s.ocp, s.kh * s.kw, s.cg)
@@ -67,6 +77,11 @@ def _halves(v: Any, lanes: int) -> tuple[Any, Any]:
     odd = words >> k8
     i32 = "int32" if lanes == 1 else f"int32x{lanes}"
     return T.reinterpret(even, dtype=i32), T.reinterpret(odd, dtype=i32)
+
+
+def weight_pairs(w: Any) -> tuple[Any, Any]:
+    """The staged pairs of one int32 of weights ``w``, broadcast to 8 lanes, in registers."""
+    return _halves(T.broadcast(w, LANES), LANES)
 
 
 def make_stage(s: ConvKernelSpec) -> Any:
@@ -97,7 +112,7 @@ def make_stage(s: ConvKernelSpec) -> Any:
 
 def dot(s: ConvKernelSpec, acc: Any, x: Any, w02: Any, w13: Any) -> Any:
     """``acc`` (int32 x 8) plus one step: ``x`` the step's 32 input bytes (uint8 x 32),
-    ``w02``/``w13`` one output channel's staged int32 (module docstring)."""
+    ``w02``/``w13`` one output channel's staged pairs, int32 x 8 (module docstring)."""
     words = T.reinterpret(x, dtype="uint16x16")
     lo = T.bitwise_and(words, T.broadcast(T.uint16(255), 16))
     hi = words >> T.broadcast(T.uint16(8), 16)
@@ -106,10 +121,10 @@ def dot(s: ConvKernelSpec, acc: Any, x: Any, w02: Any, w13: Any) -> Any:
         halves = [h - T.broadcast(T.int16(s.zp_u), 16) for h in halves]
     pm = T.llvm_lookup_intrinsic_id(_PMADDWD)
     a = T.call_llvm_pure_intrin(
-        pm, halves[0], T.reinterpret(T.broadcast(w02, LANES), dtype="int16x16"), dtype="int32x8"
+        pm, halves[0], T.reinterpret(w02, dtype="int16x16"), dtype="int32x8"
     )
     b = T.call_llvm_pure_intrin(
-        pm, halves[1], T.reinterpret(T.broadcast(w13, LANES), dtype="int16x16"), dtype="int32x8"
+        pm, halves[1], T.reinterpret(w13, dtype="int16x16"), dtype="int32x8"
     )
     return acc + (a + b)
 

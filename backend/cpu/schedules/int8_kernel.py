@@ -32,8 +32,8 @@ Operands:
   ``4c + g`` in byte ``g``, little endian); a tap's groups contiguous (the AMX
   kernel, :mod:`.int8_amx`, loads 16 of them as one tile row);
 - ``INIT``: ``int32 (ocp,)``: ``-(zp_u * sum w)`` modulo 2^32;
-- ``WS`` (``avx2`` only, a buffer of the kernel): ``W`` staged as int16 pairs once per
-  call (:func:`.int8_avx2.make_stage`);
+- ``WS`` (``avx2`` with several position tiles, a buffer of the kernel): ``W`` staged
+  as int16 pairs once per call (:func:`.int8_avx2.make_stage`);
 - ``BIAS``, ``MUL``: ``int64 (ocp,)``: ``(b16 << bias_shift) + 2^(pre_shift - 1)``
   (the bias with the ahead shift's rounding; just the bias for a shift of 0)
   and ``M``.
@@ -214,6 +214,7 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
     per_group = plan.wgroups * pb * per  # jobs of one convolution group of one image
     taps = s.kh * s.kw
     avx2 = kind.name == "avx2"
+    staged = avx2 and int8_avx2.stages_weights(pb)
     acc_t = f"int32x{lanes}"
     i8v = f"int8x{lanes * GROUP}"
     zp_u = s.zp_u
@@ -241,7 +242,11 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
 
         if avx2:
             x = load(pos * GROUP, 1, lanes * GROUP)
-            return int8_avx2.dot(s, acc, x, WS[0, o, t, c], WS[1, o, t, c])
+            if staged:
+                w02, w13 = T.broadcast(WS[0, o, t, c], lanes), T.broadcast(WS[1, o, t, c], lanes)
+            else:
+                w02, w13 = int8_avx2.weight_pairs(W[o, t, c])
+            return int8_avx2.dot(s, acc, x, w02, w13)
         wv = W[o, t, c]
         if vnni is not None:
             xv = T.reinterpret(load(pos * GROUP, 1, lanes * GROUP), dtype=i8v)
@@ -266,7 +271,7 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
         return int8_avx2.finish(s, acc, start) if avx2 else acc
 
     store = output_store(s, lanes)
-    ws_shape = int8_avx2.staged_shape(s) if avx2 else (2, 1, 1, 1)
+    ws_shape = int8_avx2.staged_shape(s) if staged else (2, 1, 1, 1)
     stage = int8_avx2.make_stage(s)
 
     @T.macro
@@ -344,7 +349,7 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
         T.func_attr({"tirx.noalias": True})
         with T.sblock("root"):
             WS = T.sblock_alloc_buffer(ws_shape, "int32")
-            if avx2:
+            if staged:
                 stage(W, WS)
             for job in T.parallel(plan.jobs):
                 acc = T.decl_buffer((rows, vecs * lanes), "int32")

@@ -2,12 +2,13 @@
 
 Products at their largest (``u = 255`` with weights ``-128``/``127``, pairs of the
 same sign: 2 x 255 x 128 = 65280, beyond int16), every zero-point extreme, the
-staged weights' vector body and tail (``cg = 9``), and a layer too long for the
+staged weights' vector body and tail (``cg = 9``), the same pairs made in registers
+(one position tile), and a layer too long for the
 uncentred sums (``K = 70000``: the centred form) equal the integer executor bit
 for bit. A kernel whose pair sums saturated to int16 or whose staged weights
-were zero-extended fails ``test_extreme_products_are_exact`` (both checked by
-hand-made mutants of :func:`~npuc.backend.cpu.schedules.int8_avx2.dot` and
-:func:`~npuc.backend.cpu.schedules.int8_avx2.make_stage`).
+were zero-extended fails ``test_extreme_products_are_exact`` (checked by hand-made
+mutants of :func:`~npuc.backend.cpu.schedules.int8_avx2.dot` and ``_halves``; the long
+layer, whose pairs are made in registers, fails the zero-extension mutant too).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 from npuc.backend.cpu.qlower.int8_conv import plan_conv
-from npuc.backend.cpu.schedules.int8_avx2 import uncentred
+from npuc.backend.cpu.schedules.int8_avx2 import stages_weights, uncentred
 from npuc.backend.cpu.schedules.int8_spec import (
     AVX2,
     RESIDENT_INPUT_BYTES,
@@ -47,13 +48,16 @@ def _stage(cout: int, shift: int) -> dict[str, object]:
     }  # fmt: skip
 
 
-def _extreme_conv(rng: np.random.Generator, name: str, xq: QParams, far: int) -> Case:
-    """3x3 conv, 36 -> 12 channels: weights only -128/127 (two channels all 127, one all
-    -128), the input mostly ``far`` (the stored value farthest from the zero point)."""
+def _extreme_conv(
+    rng: np.random.Generator, name: str, xq: QParams, far: int, size: tuple[int, int] = (6, 7)
+) -> Case:
+    """3x3 conv, 36 -> 12 channels on a ``size`` input: weights only -128/127 (two channels
+    all 127, one all -128), the input mostly ``far`` (the stored value farthest from the
+    zero point)."""
     w = rng.choice(np.array([-128, 127], np.int8), size=(12, 36, 3, 3))
     w[0], w[1], w[2] = 127, 127, -128
     info = np.iinfo(np.dtype(xq.dtype))
-    x = np.full((1, 36, 6, 7), far, xq.dtype)
+    x = np.full((1, 36, *size), far, xq.dtype)
     x[:, :, ::3] = rng.choice(np.array([info.min, info.max], xq.dtype), size=x[:, :, ::3].shape)
     attrs = {"strides": [1, 1], "padding": [1, 1, 1, 1], "dilation": [1, 1], "groups": 1}
     return Case(
@@ -87,11 +91,15 @@ def test_extreme_products_are_exact() -> None:
         _extreme_conv(rng, "s8_zp_max", QParams(0.05, 127, "int8"), -128),  # zp_u 255, u 0
         _extreme_conv(rng, "u8_zp_max", QParams(0.05, 255, "uint8"), 0),
         _extreme_conv(rng, "u8_zp_min", QParams(0.05, 0, "uint8"), 255),
+        _extreme_conv(rng, "s8_small", QParams(0.05, -128, "int8"), 127, (2, 2)),
     ]
+    staged = []
     for case in cases:
         (x, xq), = case.inputs.values()  # fmt: skip
         spec = plan_conv(case.node, case.params, x.shape, xq, OUT)
         assert spec is not None and spec.cg == 9 and uncentred(spec)
+        staged.append(stages_weights(plan_tiles(spec, AVX2).pb))
+    assert staged == [True] * 4 + [False], "weights staged, and made in registers"
     assert_cases_exact(cases, AVX2_TARGET)
 
 
