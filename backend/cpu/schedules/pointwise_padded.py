@@ -71,7 +71,7 @@ def takes_padded_plane(nest: ConvNest, target: CpuTarget) -> bool:
         and nest.in_height == nest.out_height
         and not nest.subsamples
         and plane % lanes != 0
-        and plane <= MAX_PLANE
+        and 1 < plane <= MAX_PLANE  # a 1x1 plane: LegalizeOps drops its spatial loops
         and nest.in_channels >= MIN_IN_CHANNELS
         and nest.in_channels % lanes == 0
         and nest.out_channels % TILE_CHANNELS == 0

@@ -78,6 +78,8 @@ def _allocated(func: tirx.PrimFunc) -> list[tirx.Buffer]:
         (ConvCase(channels=160, filters=32, size=(7, 7), kernel=(1, 1)), AVX2),
         (ConvCase(channels=256, filters=40, size=(7, 7), kernel=(1, 1)), AVX2),
         (ConvCase(channels=256, filters=32, size=(7, 7), padding=1), AVX2),
+        # A 1x1 plane (a matrix-vector product; raised a ScheduleError before).
+        (ConvCase(channels=256, filters=16, size=(1, 1), kernel=(1, 1)), AVX2),
     ],
     ids=str,
 )
