@@ -190,7 +190,9 @@ def plan_tiles(s: ConvKernelSpec, kind: DotKind) -> TilePlan:
     lanes, rows, vecs = kind.lanes, kind.rows, kind.vectors
     if TILE_POSITIONS % lanes:
         raise ValueError(f"int8 conv kernel: {kind} vectors do not divide the padding")
-    nvec = s.ppad // lanes
+    # vectors holding some grid position ``< oh * wq`` (the rest is padding to
+    # TILE_POSITIONS, never stored: one of 8 vectors of 8 lanes on a 7x7 map)
+    nvec = -(-min(s.ppad, s.oh * s.wq) // lanes)
     if kind.small_rows and nvec % vecs and nvec <= SMALL_GRID_VECTORS:
         rows, vecs = kind.small_rows, nvec
     ob, pb = -(-s.ocp // rows), -(-nvec // vecs)

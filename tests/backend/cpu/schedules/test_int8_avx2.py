@@ -133,3 +133,38 @@ def test_avx2_runs_each_channel_tile_over_a_resident_input() -> None:
     big = _spec(128, q=RESIDENT_INPUT_BYTES // (128 * 4) + 1)
     assert plan_tiles(big, AVX2).per > 1
     assert plan_tiles(_spec(128), VNNI512).wgroups == 1
+
+
+def _pointwise(rng: np.random.Generator, name: str, side: int) -> Case:
+    """1x1 conv, 40 -> 9 channels on a ``side x side`` uint8 input."""
+    xq = QParams(0.05, 7, "uint8")
+    w = rng.integers(-128, 128, size=(9, 40, 1, 1)).astype(np.int8)
+    x = rng.integers(0, 256, size=(1, 40, side, side)).astype(np.uint8)
+    attrs = {"strides": [1, 1], "padding": [0, 0, 0, 0], "dilation": [1, 1], "groups": 1}
+    return Case(
+        node=node(name, "conv2d", (f"{name}_x",), **attrs),
+        inputs={f"{name}_x": (x, xq)},
+        params={"weights": w, **_stage(9, 9)},
+        out=OUT,
+    )
+
+
+def test_avx2_skips_the_vectors_of_padding_only() -> None:
+    """A 7x7 map (49 positions padded to 64) runs 7 vectors of 8 (the 8th holds only
+    padding), a 14x14 one 25 (196 padded to 208), both exact with their last
+    positions in a one-vector tail tile; 16-lane kernels keep ``ppad / 16`` vectors."""
+    rng = np.random.default_rng(49)
+    cases = [_pointwise(rng, "pw7", 7), _pointwise(rng, "pw14", 14)]
+    plans = []
+    for case in cases:
+        (x, xq), = case.inputs.values()  # fmt: skip
+        spec = plan_conv(case.node, case.params, x.shape, xq, OUT)
+        assert spec is not None
+        plan = plan_tiles(spec, AVX2)
+        plans.append((spec.ppad, plan.pb, plan.vec_tail))
+        wide = plan_tiles(spec, VNNI512)
+        assert (wide.pb - 1) * wide.vecs + (wide.vec_tail or wide.vecs) == spec.ppad // 16
+    assert plans == [(64, 4, 1), (208, 13, 1)]
+    if "avx2" not in host_target().features:
+        pytest.skip("this machine lacks avx2")
+    assert_cases_exact(cases, AVX2_TARGET)
