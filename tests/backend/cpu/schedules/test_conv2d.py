@@ -218,6 +218,32 @@ def test_avx2_rows_of_fifty_five_take_two_vectors_by_five_columns(filters: int) 
     check_rule_matches_unscheduled(case, AVX2, Conv2dRule())
 
 
+@pytest.mark.parametrize(
+    "case",
+    [
+        ConvCase(channels=16, filters=16, size=(7, 7), padding=1),  # odd rows: a one-row tail
+        ConvCase(channels=16, filters=32, size=(4, 7), padding=1, epilogue="residual"),
+        ConvCase(channels=8, filters=16, size=(13, 13), stride=2, padding=1, epilogue="none"),
+        ConvCase(channels=16, filters=8, size=(5, 5), kernel=(1, 1), epilogue="clip"),
+    ],
+    ids=str,
+)
+def test_avx2_short_rows_take_two_rows_of_accumulators(case: ConvCase) -> None:
+    """7-column rows on AVX2: 8 channels x 7 columns x 2 rows (14 accumulator chains, not 7);
+    5 columns: 8 x 5 x 2. AVX-512 keeps one row. Both rows and the tail row must be right."""
+    fused, _ = schedule_with(case.module(), AVX2, None)
+    (func,) = _prim_funcs(fused)
+    nest = match_conv2d(s_tir.Schedule(func))
+    assert nest is not None
+    tile = choose_tile(nest, AVX2)
+    assert tile is not None
+    assert (tile.block_k, tile.tile_w, tile.rows) == (8, nest.out_width, 2)
+    avx512 = CpuTarget(cpu_name="skylake-avx512", features=("avx2", "avx512f", "fma"), num_cores=2)
+    wide = choose_tile(nest, avx512)
+    assert wide is not None and wide.rows == 1
+    check_rule_matches_unscheduled(case, AVX2, Conv2dRule())
+
+
 def test_wide_channel_blocks_keep_their_weights_in_l2() -> None:
     """512 channels 3x3 at 28x28: 64 x 4 would pack 1.2 MB per block; 16 x 14 packs 295 KB."""
     target = CpuTarget(cpu_name="skylake-avx512", features=("avx2", "avx512f", "fma"), num_cores=2)
