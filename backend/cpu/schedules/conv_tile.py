@@ -150,6 +150,8 @@ def choose_tile(nest: ConvNest, target: CpuTarget) -> ConvTile | None:
     tiles = _tiles(nest.group_out, nest.out_width, target)
     if not tiles:
         return None
+    if _seven_column_pairs(nest, target):
+        return ConvTile(float_lanes(target), 7, float_lanes(target), rows=2)
     best = _cheapest(tiles, target)
     per_channel = 4 * nest.group_in * nest.kernel_h * nest.kernel_w
     small = [
@@ -168,6 +170,33 @@ def choose_tile(nest: ConvNest, target: CpuTarget) -> ConvTile | None:
     ):
         return pair
     return _two_rows(best, nest, target)
+
+
+def _seven_column_pairs(nest: ConvNest, target: CpuTarget) -> bool:
+    """Whether, without AVX-512, an ungrouped stride-1 convolution with a spatial kernel
+    (3x3), at least a vector of input and output channels, and rows that 7 divides takes one
+    vector of channels x 7 columns x 2 rows (14 accumulators, the most the 16 registers hold
+    with a weight vector and a broadcast).
+
+    :func:`_cheapest` ranks 32 x 2 and 16 x 4 (8 accumulators, 6 loads per 8 FMAs) ahead
+    of it (15 loads per 14), but they read 4-8x more weight bytes per multiply-add, from L2
+    (a channel block's weights exceed L1). ResNet-50's 3x3 layers, AVX2 code, kernel alone,
+    one thread, CPU time, interleaved (/tmp/h15/rows4.py, two runs of 15 rounds): 256 at
+    14x14 0.94-0.95x (against 32 x 2), 128 at 28x28 0.96-0.98x and 64 at 56x56 0.94-0.96x
+    (against 16 x 4). Not taken for 1x1 (256->64 and 64->256 at 56, 128->512 at 28:
+    0.99-1.01x) nor stride 2 (128 at 56 -> 28: 1.03x).
+    """
+    lanes = float_lanes(target)
+    return (
+        not target.has_avx512
+        and nest.groups == 1
+        and nest.kernel_h * nest.kernel_w > 1
+        and not nest.subsamples
+        and nest.out_width % 7 == 0
+        and nest.out_height >= 2
+        and nest.group_in >= lanes
+        and nest.group_out % lanes == 0
+    )
 
 
 #: Vector registers of AVX2 (and SSE): a two-row tile's accumulators, weight vectors and

@@ -25,6 +25,7 @@ from npuc.backend.cpu.schedules.conv2d import (
     choose_tile,
 )
 from npuc.backend.cpu.schedules.conv_match import ConvNest, match_conv2d
+from npuc.backend.cpu.schedules.conv_tile import _seven_column_pairs
 from npuc.backend.cpu.schedules.depthwise import DepthwiseConv2dRule
 from npuc.core.target import CpuTarget
 from tests.backend.cpu.schedules.conv_harness import (
@@ -242,6 +243,37 @@ def test_avx2_short_rows_take_two_rows_of_accumulators(case: ConvCase) -> None:
     wide = choose_tile(nest, avx512)
     assert wide is not None and wide.rows == 1
     check_rule_matches_unscheduled(case, AVX2, Conv2dRule())
+
+
+@pytest.mark.parametrize(
+    ("case", "rows"),
+    [
+        (ConvCase(channels=8, filters=32, size=(14, 14), padding=1), 2),
+        (ConvCase(channels=16, filters=16, size=(5, 28), padding=1, epilogue="residual"), 2),
+        # Not taken: a 1x1 kernel, stride 2, input channels below a vector.
+        (ConvCase(channels=16, filters=32, size=(14, 14), kernel=(1, 1), epilogue="none"), 1),
+        (ConvCase(channels=16, filters=16, size=(28, 28), stride=2, padding=1), 1),
+        (ConvCase(channels=4, filters=16, size=(14, 14), padding=1), 1),
+    ],
+    ids=str,
+)
+def test_avx2_rows_of_sevens_take_seven_columns_by_two_rows(case: ConvCase, rows: int) -> None:
+    """Stride-1 3x3 layers whose rows 7 divides, on AVX2: 8 channels x 7 columns x 2 rows
+    (fewer weight bytes per multiply-add than 32 x 2 / 16 x 4); AVX-512 keeps one row."""
+    fused, _ = schedule_with(case.module(), AVX2, None)
+    (func,) = _prim_funcs(fused)
+    nest = match_conv2d(s_tir.Schedule(func))
+    assert nest is not None
+    tile = choose_tile(nest, AVX2)
+    assert tile is not None
+    if rows == 2:
+        assert (tile.block_k, tile.tile_w, tile.rows) == (8, 7, 2)
+        check_rule_matches_unscheduled(case, AVX2, Conv2dRule())
+    else:
+        assert not _seven_column_pairs(nest, AVX2)
+    avx512 = CpuTarget(cpu_name="skylake-avx512", features=("avx2", "avx512f", "fma"), num_cores=2)
+    wide = choose_tile(nest, avx512)
+    assert wide is not None and wide.rows == 1
 
 
 def test_wide_channel_blocks_keep_their_weights_in_l2() -> None:
