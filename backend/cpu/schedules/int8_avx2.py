@@ -10,8 +10,9 @@ lanes, one per position, and :func:`finish` returns the exact centred sums.
 How (Intel SDM, PMADDWD: two int16 x int16 products added into each int32
 lane, exact; never ``vpmaddubsw``, whose int16 pair sum saturates):
 
-- the weights are staged once per call (:func:`make_stage`) when the kernel has
-  more than one position tile (:func:`stages_weights`): the int32 of four int8
+- the weights are staged when the kernel has more than one position tile
+  (:func:`stages_weights`): per job (:func:`stages_per_job`, each job a channel
+  tile over every position tile) or else once per call (:func:`make_stage`): the int32 of four int8
   weights ``w0..w3`` (channel ``4c + g`` in byte ``g``) becomes two int32 of
   two sign-extended int16 each, ``(w0, w2)`` in ``WS[0]`` and ``(w1, w3)`` in
   ``WS[1]``, so a step broadcasts them straight from memory (no shuffles);
@@ -64,6 +65,20 @@ def stages_weights(position_tiles: int) -> bool:
     return position_tiles > 1
 
 
+#: The fewest jobs (channel tiles) a kernel that stages per job may have: fewer would
+#: leave threads idle (each job runs every position tile of its tile).
+MIN_JOBS_STAGED_PER_JOB = 16
+
+
+def stages_per_job(resident: bool, channel_tiles: int) -> bool:
+    """Whether a staging kernel stages per job: when each channel tile runs over every
+    position tile in turn (``resident``: the input stays in L2) and there are at least
+    :data:`MIN_JOBS_STAGED_PER_JOB` channel tiles; then one job is one channel tile over
+    all position tiles, staging its own rows (:func:`make_stage_rows`) into a buffer
+    that stays in L1/L2, instead of a pass over all the weights before the jobs."""
+    return resident and channel_tiles >= MIN_JOBS_STAGED_PER_JOB
+
+
 def staged_shape(s: ConvKernelSpec) -> tuple[int, int, int, int]:
     """Shape of the staged weights ``WS``: ``(2, groups * ocp, kh * kw, cg)`` int32."""
     return (2, s.groups * s.ocp, s.kh * s.kw, s.cg)
@@ -108,6 +123,28 @@ def make_stage(s: ConvKernelSpec) -> Any:
                         WS[1, o, t, body * LANES + c] = hi1
 
     return stage
+
+
+def make_stage_rows(s: ConvKernelSpec, rows: int) -> Any:
+    """A macro ``stage_rows(W, JS, w0)``: rows ``w0 .. w0 + rows`` of ``W`` staged into
+    ``JS`` ``(2, rows, kh * kw, cg)`` as :func:`make_stage` does for all of them."""
+    taps, cg = s.kh * s.kw, s.cg
+    body, rest = cg // LANES, cg % LANES
+
+    @T.macro
+    def stage_rows(W: Any, JS: Any, w0: Any) -> None:
+        for r in range(rows):
+            for t in range(taps):
+                for b in range(body):
+                    lo, hi = T.meta_var(_halves(W[w0 + r, t, T.ramp(b * LANES, 1, LANES)], LANES))
+                    JS[0, r, t, T.ramp(b * LANES, 1, LANES)] = lo
+                    JS[1, r, t, T.ramp(b * LANES, 1, LANES)] = hi
+                for c in range(rest):
+                    lo1, hi1 = T.meta_var(_halves(W[w0 + r, t, body * LANES + c], 1))
+                    JS[0, r, t, body * LANES + c] = lo1
+                    JS[1, r, t, body * LANES + c] = hi1
+
+    return stage_rows
 
 
 def dot(s: ConvKernelSpec, acc: Any, x: Any, w02: Any, w13: Any) -> Any:

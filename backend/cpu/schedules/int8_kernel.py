@@ -33,7 +33,9 @@ Operands:
   kernel, :mod:`.int8_amx`, loads 16 of them as one tile row);
 - ``INIT``: ``int32 (ocp,)``: ``-(zp_u * sum w)`` modulo 2^32;
 - ``WS`` (``avx2`` with several position tiles, a buffer of the kernel): ``W`` staged
-  as int16 pairs once per call (:func:`.int8_avx2.make_stage`);
+  as int16 pairs once per call (:func:`.int8_avx2.make_stage`), or per job into a
+  buffer of the job's rows when each job is one channel tile over every position
+  tile (:func:`.int8_avx2.stages_per_job`);
 - ``BIAS``, ``MUL``: ``int64 (ocp,)``: ``(b16 << bias_shift) + 2^(pre_shift - 1)``
   (the bias with the ahead shift's rounding; just the bias for a shift of 0)
   and ``M``.
@@ -215,6 +217,8 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
     taps = s.kh * s.kw
     avx2 = kind.name == "avx2"
     staged = avx2 and int8_avx2.stages_weights(pb)
+    resident = plan.per == 1 and plan.wgroups == ob and row_tail == 0
+    by_job = staged and int8_avx2.stages_per_job(resident, s.n * s.groups * ob)
     acc_t = f"int32x{lanes}"
     i8v = f"int8x{lanes * GROUP}"
     zp_u = s.zp_u
@@ -243,7 +247,8 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
         if avx2:
             x = load(pos * GROUP, 1, lanes * GROUP)
             if staged:
-                w02, w13 = T.broadcast(WS[0, o, t, c], lanes), T.broadcast(WS[1, o, t, c], lanes)
+                wo = o % rows if by_job else o  # a job's buffer holds its own rows
+                w02, w13 = T.broadcast(WS[0, wo, t, c], lanes), T.broadcast(WS[1, wo, t, c], lanes)
             else:
                 w02, w13 = int8_avx2.weight_pairs(W[o, t, c])
             return int8_avx2.dot(s, acc, x, w02, w13)
@@ -271,8 +276,11 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
         return int8_avx2.finish(s, acc, start) if avx2 else acc
 
     store = output_store(s, lanes)
-    ws_shape = int8_avx2.staged_shape(s) if staged else (2, 1, 1, 1)
+    ws_shape = int8_avx2.staged_shape(s) if staged and not by_job else (2, 1, 1, 1)
+    js_shape = (2, rows, taps, s.cg) if by_job else (2, 1, 1, 1)
+    jobs = s.n * s.groups * ob if by_job else plan.jobs
     stage = int8_avx2.make_stage(s)
+    stage_rows = int8_avx2.make_stage_rows(s, rows)
 
     @T.macro
     def step(
@@ -349,11 +357,12 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
         T.func_attr({"tirx.noalias": True})
         with T.sblock("root"):
             WS = T.sblock_alloc_buffer(ws_shape, "int32")
-            if staged:
+            if staged and not by_job:
                 stage(W, WS)
-            for job in T.parallel(plan.jobs):
+            for job in T.parallel(jobs):
                 acc = T.decl_buffer((rows, vecs * lanes), "int32")
                 out = T.decl_buffer((lanes,), s.out_dtype)
+                JS = T.decl_buffer(js_shape, "int32")
                 with T.sblock("int8_conv"):
                     T.reads(
                         X[0 : s.n, 0:cgs, 0 : s.phases, 0 : s.q * GROUP],
@@ -363,18 +372,30 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
                         MUL[0:ocps],
                     )
                     T.writes(Y[0 : s.n, 0:ocs, 0 : s.oh * s.ow])
-                    n = T.meta_var(job // (s.groups * per_group))
-                    grp = T.meta_var(group_of(job))
-                    pblk = T.meta_var(job // per % pb)
-                    oblk = T.meta_var(job // (pb * per) % plan.wgroups * per + job % per)
-                    o0 = T.meta_var(oblk * rows)
-                    args = T.meta_var((X, W, WS, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, pblk))
-                    if oblk < ob:
-                        if row_tail == 0:  # noqa: SIM114 (parse time, as vec_tail)
-                            tile_rows(*args, rows)
-                        elif oblk < ob - 1:
-                            tile_rows(*args, rows)
-                        else:
-                            tile_rows(*args, row_tail)
+                    if by_job:  # one channel tile over every position tile
+                        n = T.meta_var(job // (s.groups * ob))
+                        grp = T.meta_var(job // ob % s.groups if s.groups > 1 else 0)
+                        o0 = T.meta_var(job % ob * rows)
+                        stage_rows(W, JS, grp * s.ocp + o0)
+                        for pblk in range(pb):
+                            tile_rows(
+                                X, W, JS, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, pblk, rows
+                            )
+                    else:
+                        n = T.meta_var(job // (s.groups * per_group))
+                        grp = T.meta_var(group_of(job))
+                        pblk = T.meta_var(job // per % pb)
+                        oblk = T.meta_var(job // (pb * per) % plan.wgroups * per + job % per)
+                        o0 = T.meta_var(oblk * rows)
+                        args = T.meta_var(
+                            (X, W, WS, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, pblk)
+                        )
+                        if oblk < ob:
+                            if row_tail == 0:  # noqa: SIM114 (parse time, as vec_tail)
+                                tile_rows(*args, rows)
+                            elif oblk < ob - 1:
+                                tile_rows(*args, rows)
+                            else:
+                                tile_rows(*args, row_tail)
 
     return kernel.with_attr(SPEC_ATTR, s.to_attr()).with_attr("op_pattern", 8)

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from npuc.backend.cpu.qlower.int8_conv import plan_conv
-from npuc.backend.cpu.schedules.int8_avx2 import stages_weights, uncentred
+from npuc.backend.cpu.qlower.int8_grouped import plan_grouped
+from npuc.backend.cpu.schedules.int8_avx2 import stages_per_job, stages_weights, uncentred
 from npuc.backend.cpu.schedules.int8_spec import (
     AVX2,
     RESIDENT_INPUT_BYTES,
@@ -165,6 +166,47 @@ def test_avx2_skips_the_vectors_of_padding_only() -> None:
         wide = plan_tiles(spec, VNNI512)
         assert (wide.pb - 1) * wide.vecs + (wide.vec_tail or wide.vecs) == spec.ppad // 16
     assert plans == [(64, 4, 1), (208, 13, 1)]
+    if "avx2" not in host_target().features:
+        pytest.skip("this machine lacks avx2")
+    assert_cases_exact(cases, AVX2_TARGET)
+
+
+def _conv3x3(rng: np.random.Generator, name: str, cin: int, cout: int, groups: int) -> Case:
+    """3x3 pad-1 conv on a 7x7 int8 input, ``groups`` groups, random weights."""
+    xq = QParams(0.05, -5, "int8")
+    w = rng.integers(-128, 128, size=(cout, cin // groups, 3, 3)).astype(np.int8)
+    x = rng.integers(-128, 128, size=(1, cin, 7, 7)).astype(np.int8)
+    attrs = {"strides": [1, 1], "padding": [1, 1, 1, 1], "dilation": [1, 1], "groups": groups}
+    return Case(
+        node=node(name, "conv2d", (f"{name}_x",), **attrs),
+        inputs={f"{name}_x": (x, xq)},
+        params={"weights": w, **_stage(cout, 10)},
+        out=OUT,
+    )
+
+
+def test_avx2_stages_per_job_when_channel_tiles_walk_a_resident_input() -> None:
+    """With a resident input and at least MIN_JOBS_STAGED_PER_JOB channel tiles, each job
+    stages its own rows (one tile over every position tile): 64 and 2 x 32 output
+    channels on 7x7 stage per job, 12 per call; all exact on AVX2."""
+    rng = np.random.default_rng(77)
+    cases = [
+        _conv3x3(rng, "job1", 40, 64, 1),
+        _conv3x3(rng, "job2", 80, 64, 2),
+        _conv3x3(rng, "call", 40, 12, 1),
+    ]
+    per_job = []
+    for case in cases:
+        (x, xq), = case.inputs.values()  # fmt: skip
+        planned = plan_grouped(case.node, case.params, x.shape, xq, OUT)
+        spec = (
+            plan_conv(case.node, case.params, x.shape, xq, OUT) if planned is None else planned[0]
+        )
+        assert spec is not None
+        plan = plan_tiles(spec, AVX2)
+        assert stages_weights(plan.pb) and (plan.wgroups, plan.per) == (plan.ob, 1)
+        per_job.append(stages_per_job(True, spec.n * spec.groups * plan.ob))
+    assert per_job == [True, True, False]
     if "avx2" not in host_target().features:
         pytest.skip("this machine lacks avx2")
     assert_cases_exact(cases, AVX2_TARGET)
