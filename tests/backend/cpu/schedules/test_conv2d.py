@@ -21,6 +21,7 @@ from npuc.backend.cpu.schedules.conv2d import (
     PAIR_ACCUMULATORS,
     WEIGHT_BLOCK_BYTES,
     Conv2dRule,
+    ConvTile,
     accumulator_budget,
     choose_tile,
 )
@@ -232,16 +233,8 @@ def test_avx2_rows_of_fifty_five_take_two_vectors_by_five_columns(filters: int) 
 def test_avx2_short_rows_take_two_rows_of_accumulators(case: ConvCase) -> None:
     """7-column rows on AVX2: 8 channels x 7 columns x 2 rows (14 accumulator chains, not 7);
     5 columns: 8 x 5 x 2. AVX-512 keeps one row. Both rows and the tail row must be right."""
-    fused, _ = schedule_with(case.module(), AVX2, None)
-    (func,) = _prim_funcs(fused)
-    nest = match_conv2d(s_tir.Schedule(func))
-    assert nest is not None
-    tile = choose_tile(nest, AVX2)
-    assert tile is not None
+    nest, tile = _avx2_tile_with_avx512_one_row(case)
     assert (tile.block_k, tile.tile_w, tile.rows) == (8, nest.out_width, 2)
-    avx512 = CpuTarget(cpu_name="skylake-avx512", features=("avx2", "avx512f", "fma"), num_cores=2)
-    wide = choose_tile(nest, avx512)
-    assert wide is not None and wide.rows == 1
     check_rule_matches_unscheduled(case, AVX2, Conv2dRule())
 
 
@@ -260,20 +253,26 @@ def test_avx2_short_rows_take_two_rows_of_accumulators(case: ConvCase) -> None:
 def test_avx2_rows_of_sevens_take_seven_columns_by_two_rows(case: ConvCase, rows: int) -> None:
     """Stride-1 3x3 layers whose rows 7 divides, on AVX2: 8 channels x 7 columns x 2 rows
     (fewer weight bytes per multiply-add than 32 x 2 / 16 x 4); AVX-512 keeps one row."""
+    nest, tile = _avx2_tile_with_avx512_one_row(case)
+    if rows == 2:
+        assert (tile.block_k, tile.tile_w, tile.rows) == (8, 7, 2)
+        check_rule_matches_unscheduled(case, AVX2, Conv2dRule())
+    else:
+        assert not _seven_column_pairs(nest, AVX2)
+
+
+def _avx2_tile_with_avx512_one_row(case: ConvCase) -> tuple[ConvNest, ConvTile]:
+    """The AVX2 tile of ``case``'s convolution, after checking AVX-512 keeps one row."""
     fused, _ = schedule_with(case.module(), AVX2, None)
     (func,) = _prim_funcs(fused)
     nest = match_conv2d(s_tir.Schedule(func))
     assert nest is not None
     tile = choose_tile(nest, AVX2)
     assert tile is not None
-    if rows == 2:
-        assert (tile.block_k, tile.tile_w, tile.rows) == (8, 7, 2)
-        check_rule_matches_unscheduled(case, AVX2, Conv2dRule())
-    else:
-        assert not _seven_column_pairs(nest, AVX2)
     avx512 = CpuTarget(cpu_name="skylake-avx512", features=("avx2", "avx512f", "fma"), num_cores=2)
     wide = choose_tile(nest, avx512)
     assert wide is not None and wide.rows == 1
+    return nest, tile
 
 
 def test_wide_channel_blocks_keep_their_weights_in_l2() -> None:
