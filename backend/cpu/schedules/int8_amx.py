@@ -17,7 +17,7 @@ rows: one row per channel group, the positions of a tap contiguous). ``tdpbsud``
 four int32 products of each dword to the accumulator without saturation (Intel SDM,
 TDPBSUD), i.e. modulo 2^32 as ``vpdpbusd``: the final value is the exact centred sum (it
 fits int32, :mod:`.int8_kernel`). The tiles go to memory and get
-:func:`~.int8_kernel.epilogue`. A job computes 2 x 2 accumulator tiles (32 channels x
+:func:`~.int8_epilogue.epilogue`. A job computes 2 x 2 accumulator tiles (32 channels x
 32 positions; fewer at the ends); jobs run in parallel, ordered by image, channel block,
 position block (a block's weights are reused from L1/L2 over the positions).
 
@@ -34,7 +34,7 @@ from typing import Any
 from tvm import tirx
 from tvm.script import tirx as T
 
-from npuc.backend.cpu.schedules.int8_kernel import epilogue, output_store
+from npuc.backend.cpu.schedules.int8_epilogue import epilogue, output_store
 from npuc.backend.cpu.schedules.int8_spec import (
     GROUP,
     SPEC_ATTR,

@@ -1,5 +1,5 @@
 """The int8 convolution kernels' multiply stage in int32 halves (``ConvKernelSpec.fits32``,
-int8_kernel.epilogue) equals the integer executor bit for bit at its extremes: multipliers
+int8_epilogue.epilogue) equals the integer executor bit for bit at its extremes: multipliers
 0, 1, 2^15 - 1, 2^16 - 1, 2^20 and 2^31 - 1, post shifts 0 to 47 (large products and
 small shifts leave the result beyond int32: the int64 stage), ahead shifts with and
 without the 32-bit saturation, activation clamps, every output type; on this machine's
