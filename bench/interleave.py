@@ -29,15 +29,13 @@ npuc 2.6 ms against onnxruntime 7.1 (0.36x); alone in their own processes
 they ran 2.2-2.4 and 1.5-1.6 ms. After an idle gap both pools sleep, and the
 lead-in absorbs their wake-up.
 
-Known limit: 50 ms is not enough after onnxruntime's S8S8 QDQ model. In
-rounds of npuc int8, S8S8 and float onnxruntime (the orientation classifier,
-2 threads, batch 3, 10 rounds), npuc int8 measured 2.09 ms, against 1.33
-with U8S8 instead of S8S8, 1.28 with batches of 10 and 1.39 with a 0.5 s gap
-(1.28-1.32 in rounds without the QDQ models). A 0.5 s gap for every turn was
-tried in a whole ``bench/cpu.py`` run and made the small float models slower
-for both libraries (ShuffleNet npuc 1.9 -> 3.0 ms, SqueezeNet reference 2.3
--> 3.0 ms; each a single run), so it was not kept; longer batches are the
-next thing to try.
+What looked like a limit of this scheme was not one: in ``bench/cpu.py``'s int8
+rounds npuc int8 ran 1.4-1.6x slower than alone (the orientation classifier, 2
+threads: 2.09 ms, against 1.28-1.39 in other arrangements), and longer gaps or
+batches seemed to help. The cause was something the float part left for Python's
+cyclic collector (probably an onnxruntime session's native part: holding a float
+session alive reproduced the slowdown); ``bench/cpu.py`` now collects
+garbage before each int8 part (npuc int8 / onnxruntime float 1.38x -> 0.81x).
 
 Pure Python (the clock is a parameter): ``tests/bench/test_interleave.py``
 checks the statistics with a fake clock.
