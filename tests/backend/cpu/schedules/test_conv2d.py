@@ -150,12 +150,7 @@ def test_an_elementwise_function_is_not_a_convolution() -> None:
 @pytest.mark.parametrize("width", [7, 14, 28, 56, 112, 13])
 def test_tile_fits_the_register_file(target: CpuTarget, width: int) -> None:
     case = ConvCase(channels=8, filters=64, size=(width, width), kernel=(1, 1))
-    fused, _ = schedule_with(case.module(), target, None)
-    (func,) = _prim_funcs(fused)
-    nest = match_conv2d(s_tir.Schedule(func))
-    assert nest is not None
-    tile = choose_tile(nest, target)
-    assert tile is not None
+    _, tile = _nest_and_tile(case, target)
     lanes = target.vector_bits // 32
     assert tile.block_k % lanes == 0 and 64 % tile.block_k == 0
     assert width % tile.tile_w == 0
@@ -261,14 +256,20 @@ def test_avx2_rows_of_sevens_take_seven_columns_by_two_rows(case: ConvCase, rows
         assert not _seven_column_pairs(nest, AVX2)
 
 
-def _avx2_tile_with_avx512_one_row(case: ConvCase) -> tuple[ConvNest, ConvTile]:
-    """The AVX2 tile of ``case``'s convolution, after checking AVX-512 keeps one row."""
-    fused, _ = schedule_with(case.module(), AVX2, None)
+def _nest_and_tile(case: ConvCase, target: CpuTarget) -> tuple[ConvNest, ConvTile]:
+    """The matched convolution nest of ``case`` fused for ``target`` and its chosen tile."""
+    fused, _ = schedule_with(case.module(), target, None)
     (func,) = _prim_funcs(fused)
     nest = match_conv2d(s_tir.Schedule(func))
     assert nest is not None
-    tile = choose_tile(nest, AVX2)
+    tile = choose_tile(nest, target)
     assert tile is not None
+    return nest, tile
+
+
+def _avx2_tile_with_avx512_one_row(case: ConvCase) -> tuple[ConvNest, ConvTile]:
+    """The AVX2 tile of ``case``'s convolution, after checking AVX-512 keeps one row."""
+    nest, tile = _nest_and_tile(case, AVX2)
     avx512 = CpuTarget(cpu_name="skylake-avx512", features=("avx2", "avx512f", "fma"), num_cores=2)
     wide = choose_tile(nest, avx512)
     assert wide is not None and wide.rows == 1
