@@ -8,7 +8,8 @@ channels of one tap at eight positions, one output channel) to eight int32
 lanes, one per position, and :func:`finish` returns the exact centred sums.
 
 How (Intel SDM, PMADDWD: two int16 x int16 products added into each int32
-lane, exact; never ``vpmaddubsw``, whose int16 pair sum saturates):
+lane, exact; never ``vpmaddubsw`` here, whose int16 pair sum saturates in general:
+:mod:`.int8_ubsw` uses it only on weight pairs proven not to):
 
 - the weights are staged when the kernel has more than one position tile
   (:func:`stages_weights`): per job (:func:`stages_per_job`, each job a channel
@@ -99,28 +100,42 @@ def weight_pairs(w: Any) -> tuple[Any, Any]:
     return _halves(T.broadcast(w, LANES), LANES)
 
 
-def make_stage(s: ConvKernelSpec) -> Any:
+def make_stage(s: ConvKernelSpec, counts: int = -1) -> Any:
     """A macro ``stage(W, WS)``: ``WS`` (:func:`staged_shape`) from ``W`` (module
     docstring), in parallel over the output channels; whole vectors of 8 groups, then
-    the rest one by one."""
+    the rest one by one. With ``counts >= 0`` (``W`` is :mod:`.int8_ubsw`'s prepared
+    buffer, its counts from flat element ``counts``) only the rows whose count is
+    negative (their tile runs ``vpmaddwd``) are staged."""
     ocps, taps, cg = s.groups * s.ocp, s.kh * s.kw, s.cg
     body, rest = cg // LANES, cg % LANES
+
+    @T.macro
+    def stage_row(W: Any, WS: Any, o: Any) -> None:
+        for t in range(taps):
+            for b in range(body):
+                lo, hi = T.meta_var(_halves(W[o, t, T.ramp(b * LANES, 1, LANES)], LANES))
+                WS[0, o, t, T.ramp(b * LANES, 1, LANES)] = lo
+                WS[1, o, t, T.ramp(b * LANES, 1, LANES)] = hi
+            for c in range(rest):
+                lo1, hi1 = T.meta_var(_halves(W[o, t, body * LANES + c], 1))
+                WS[0, o, t, body * LANES + c] = lo1
+                WS[1, o, t, body * LANES + c] = hi1
+
+    def count(W: Any, o: Any) -> Any:
+        at = counts + o
+        return W[at // (taps * cg), at // cg % taps, at % cg]
 
     @T.macro
     def stage(W: Any, WS: Any) -> None:
         for o in T.parallel(ocps):
             with T.sblock("int8_stage"):
-                T.reads(W[o, 0:taps, 0:cg])
+                T.reads(W[0 : W.shape[0], 0:taps, 0:cg])
                 T.writes(WS[0:2, o, 0:taps, 0:cg])
-                for t in range(taps):
-                    for b in range(body):
-                        lo, hi = T.meta_var(_halves(W[o, t, T.ramp(b * LANES, 1, LANES)], LANES))
-                        WS[0, o, t, T.ramp(b * LANES, 1, LANES)] = lo
-                        WS[1, o, t, T.ramp(b * LANES, 1, LANES)] = hi
-                    for c in range(rest):
-                        lo1, hi1 = T.meta_var(_halves(W[o, t, body * LANES + c], 1))
-                        WS[0, o, t, body * LANES + c] = lo1
-                        WS[1, o, t, body * LANES + c] = hi1
+                if counts >= 0:
+                    if count(W, o) < 0:
+                        stage_row(W, WS, o)
+                else:
+                    stage_row(W, WS, o)
 
     return stage
 

@@ -62,8 +62,10 @@ target's features):
   added into each int32 lane, exact for these ranges) of the input bytes split
   into even and odd channels and the weights staged as sign-extended int16
   once per call, tiles of 4 channels x 2 vectors, the taps outside the
-  channel groups (:mod:`.int8_avx2`). Never ``vpmaddubsw`` (its int16 sum
-  saturates).
+  channel groups (:mod:`.int8_avx2`); uncentred, ``vpmaddubsw`` only on the
+  weight pairs proven at compile time not to saturate and the rest from
+  per-channel remainder lists (:mod:`.int8_ubsw`: ``W`` becomes its prepared
+  buffer ``P``; a tile with too many remainders keeps ``vpmaddwd``).
 - ``generic``: plain vector arithmetic on centred int32 values (any CPU);
   the reference form that :mod:`npuc.backend.cpu.qlower.int8_conv` emits.
 """
@@ -75,7 +77,7 @@ from typing import Any
 from tvm import tirx
 from tvm.script import tirx as T
 
-from npuc.backend.cpu.schedules import int8_avx2
+from npuc.backend.cpu.schedules import int8_avx2, int8_ubsw
 from npuc.backend.cpu.schedules.int8_epilogue import epilogue, output_store
 from npuc.backend.cpu.schedules.int8_spec import (
     AVX2,
@@ -163,14 +165,18 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
         return (t // s.kw * s.dil_h // s.stride_h) * s.wq + (t % s.kw * s.dil_w // s.stride_w)
 
     def dot(
-        acc: Any, xbuf: Any, n: Any, xc: Any, t: Any, W: Any, WS: Any, o: Any, c: Any, pos: Any
-    ) -> Any:
+        acc: Any, xbuf: Any, n: Any, xc: Any, t: Any, W: Any, WS: Any, o: Any, c: Any, pos: Any,
+        ub: bool,
+    ) -> Any:  # fmt: skip
         """One step: ``acc`` (``lanes`` int32) += channel ``o``'s products with the group
-        of 4 input channels ``xc`` (weights group ``c``) of tap ``t`` at ``pos``."""
+        of 4 input channels ``xc`` (weights group ``c``) of tap ``t`` at ``pos`` (``ub``:
+        ``vpmaddubsw`` on the safe main weights, :mod:`.int8_ubsw`)."""
 
         def load(start: Any, stride: int, count: int) -> Any:
             return xbuf[n, xc, phase(t), T.ramp(start, stride, count)]
 
+        if ub:
+            return int8_ubsw.dot(acc, load(pos * GROUP, 1, lanes * GROUP), W[o, t, c])
         if avx2:
             x = load(pos * GROUP, 1, lanes * GROUP)
             if staged:
@@ -206,29 +212,54 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
     ws_shape = int8_avx2.staged_shape(s) if staged and not by_job else (2, 1, 1, 1)
     js_shape = (2, rows, taps, s.cg) if by_job else (2, 1, 1, 1)
     jobs = s.n * s.groups * ob if by_job else plan.jobs
-    stage = int8_avx2.make_stage(s)
     stage_rows = int8_avx2.make_stage_rows(s, rows)
+    # the prepared weights decide per TILE_CHANNELS rows: a tile must be exactly those
+    ubsw = avx2 and rows == TILE_CHANNELS and int8_ubsw.applies(s)
+    counts, entries, p_rows = int8_ubsw.layout(s) if ubsw else (0, 0, ocps)
+    stage = int8_avx2.make_stage(s, counts if ubsw else -1)
+    cap = int8_ubsw.capacity(s)
+    prepare = int8_ubsw.make_prepare(s)
+    x_size = s.n * cgs * s.phases * s.q * GROUP
+    plane = s.phases * s.q * GROUP
+
+    @T.macro
+    def remainder(
+        X: Any, P: Any, acc: Any, n: Any, x0: Any, w0: Any, p0: Any, nr: int, nv: int
+    ) -> None:
+        """Each row's remainder groups (:mod:`.int8_ubsw`) added to its accumulators."""
+        Xf = T.decl_buffer((x_size,), "uint8", data=X.data)
+        Pf = T.decl_buffer((p_rows * taps * s.cg,), "int32", data=P.data)
+        for r in T.unroll(nr):
+            for e in range(Pf[counts + w0 + r]):
+                at = T.meta_var(entries + (w0 + r) * (2 * cap) + 2 * e)
+                for v in T.unroll(nv):
+                    acc[r, T.ramp(v * lanes, 1, lanes)] = int8_ubsw.dot(
+                        acc[r, T.ramp(v * lanes, 1, lanes)],
+                        Xf[T.ramp((n * cgs + x0) * plane + Pf[at + 1] + (p0 + v * lanes) * GROUP,
+                                  1, lanes * GROUP)],
+                        Pf[at],
+                    )  # fmt: skip
 
     @T.macro
     def step(
         X: Any, W: Any, WS: Any, acc: Any, n: Any, xc: Any, c: Any, w0: Any, t: Any, p0: Any,
-        nr: int, nv: int,
+        nr: int, nv: int, ub: bool,
     ) -> None:  # fmt: skip
         """One reduction step of the ``nr x nv`` tile: input group ``xc``, tap ``t``."""
         for r in T.unroll(nr):
             for v in T.unroll(nv):
                 acc[r, T.ramp(v * lanes, 1, lanes)] = dot(
                     acc[r, T.ramp(v * lanes, 1, lanes)], X, n, xc, t, W, WS, w0 + r, c,
-                    p0 + v * lanes + offset(t),
+                    p0 + v * lanes + offset(t), ub,
                 )  # fmt: skip
 
     @T.macro
     def tile(
-        X: Any, W: Any, WS: Any, INIT: Any, BIAS: Any, MUL: Any, Y: Any, acc: Any, out: Any,
-        n: Any, o0: Any, grp: Any, p0: Any, nr: int, nv: int,
+        X: Any, W: Any, WS: Any, P: Any, INIT: Any, BIAS: Any, MUL: Any, Y: Any, acc: Any,
+        out: Any, n: Any, o0: Any, grp: Any, p0: Any, nr: int, nv: int, ub: bool,
     ) -> None:  # fmt: skip
         """``nr`` channels from ``o0`` of group ``grp`` by ``nv`` vectors of positions
-        from ``p0``."""
+        from ``p0`` (``ub``: main weights by ``vpmaddubsw``, then the remainders)."""
         w0 = T.meta_var(grp * s.ocp + o0)
         y0 = T.meta_var(grp * s.oc + o0)
         x0 = T.meta_var(s.x_base(grp))
@@ -238,11 +269,13 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
         if avx2:  # taps outside: the inner loop walks W and WS contiguously
             for t in range(taps):
                 for c in range(s.cg):
-                    step(X, W, WS, acc, n, x0 + c, c, w0, t, p0, nr, nv)
+                    step(X, W, WS, acc, n, x0 + c, c, w0, t, p0, nr, nv, ub)
+            if ub:
+                remainder(X, P, acc, n, x0, w0, p0, nr, nv)
         else:
             for c in range(s.cg):
                 for t in T.unroll(taps):
-                    step(X, W, WS, acc, n, x0 + c, c, w0, t, p0, nr, nv)
+                    step(X, W, WS, acc, n, x0 + c, c, w0, t, p0, nr, nv, False)
         for r in T.unroll(nr):
             for v in T.unroll(nv):
                 if o0 + r < s.oc:
@@ -259,18 +292,90 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
 
     @T.macro
     def tile_rows(
-        X: Any, W: Any, WS: Any, INIT: Any, BIAS: Any, MUL: Any, Y: Any, acc: Any, out: Any,
-        n: Any, o0: Any, grp: Any, pblk: Any, nr: int,
+        X: Any, W: Any, WS: Any, P: Any, INIT: Any, BIAS: Any, MUL: Any, Y: Any, acc: Any,
+        out: Any, n: Any, o0: Any, grp: Any, pblk: Any, nr: int, ub: bool,
     ) -> None:  # fmt: skip
         """The position tile ``pblk`` (the last one may hold fewer vectors)."""
         p0 = T.meta_var(pblk * (vecs * lanes))
         # vec_tail == 0 is decided while parsing (no tail code); pblk at run time
         if vec_tail == 0:  # noqa: SIM114
-            tile(X, W, WS, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, p0, nr, vecs)
+            tile(X, W, WS, P, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, p0, nr, vecs, ub)
         elif pblk < pb - 1:
-            tile(X, W, WS, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, p0, nr, vecs)
+            tile(X, W, WS, P, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, p0, nr, vecs, ub)
         else:
-            tile(X, W, WS, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, p0, nr, vec_tail)
+            tile(X, W, WS, P, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, p0, nr, vec_tail, ub)
+
+    @T.macro
+    def rows_of(
+        X: Any, W: Any, WS: Any, P: Any, INIT: Any, BIAS: Any, MUL: Any, Y: Any, acc: Any,
+        out: Any, n: Any, o0: Any, grp: Any, pblk: Any, nr: int,
+    ) -> None:  # fmt: skip
+        """:func:`tile_rows` in the tile's form: ``vpmaddubsw`` unless the tile declined
+        (count -1, :mod:`.int8_ubsw`) or the kernel does not use it."""
+        if ubsw:
+            if int8_ubsw.count(s, P, grp * s.ocp + o0) >= 0:
+                tile_rows(X, W, WS, P, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, pblk, nr, True)
+            else:
+                tile_rows(X, W, WS, P, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, pblk, nr, False)
+        else:
+            tile_rows(X, W, WS, P, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, pblk, nr, False)
+
+    @T.macro
+    def channel_tile(
+        X: Any, W: Any, WS: Any, P: Any, INIT: Any, BIAS: Any, MUL: Any, Y: Any, acc: Any,
+        out: Any, n: Any, o0: Any, grp: Any, ub: bool,
+    ) -> None:  # fmt: skip
+        """A job that runs one channel tile over every position tile (staging its rows)."""
+        if not ub:
+            stage_rows(W, WS, grp * s.ocp + o0)
+        for pblk in range(pb):
+            tile_rows(X, W, WS, P, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, pblk, rows, ub)
+
+    @T.macro
+    def body(X: Any, W: Any, WS: Any, P: Any, INIT: Any, BIAS: Any, MUL: Any, Y: Any) -> None:
+        """Every job (``W`` the weights the jobs read: ``P``'s main weights with ``ubsw``)."""
+        if staged and not by_job:
+            stage(W, WS)
+        for job in T.parallel(jobs):
+            acc = T.decl_buffer((rows, vecs * lanes), "int32")
+            out = T.decl_buffer((lanes,), s.out_dtype)
+            JS = T.decl_buffer(js_shape, "int32")
+            with T.sblock("int8_conv"):
+                T.reads(
+                    X[0 : s.n, 0:cgs, 0 : s.phases, 0 : s.q * GROUP],
+                    W[0:ocps, 0:taps, 0 : s.cg],
+                    P[0:p_rows, 0:taps, 0 : s.cg],
+                    INIT[0:ocps],
+                    BIAS[0:ocps],
+                    MUL[0:ocps],
+                )
+                T.writes(Y[0 : s.n, 0:ocs, 0 : s.oh * s.ow])
+                if by_job:  # one channel tile over every position tile
+                    n = T.meta_var(job // (s.groups * ob))
+                    grp = T.meta_var(job // ob % s.groups if s.groups > 1 else 0)
+                    o0 = T.meta_var(job % ob * rows)
+                    args1 = T.meta_var((X, W, JS, P, INIT, BIAS, MUL, Y, acc, out, n, o0, grp))
+                    if ubsw:
+                        if int8_ubsw.count(s, P, grp * s.ocp + o0) >= 0:
+                            channel_tile(*args1, True)
+                        else:
+                            channel_tile(*args1, False)
+                    else:
+                        channel_tile(*args1, False)
+                else:
+                    n = T.meta_var(job // (s.groups * per_group))
+                    grp = T.meta_var(group_of(job))
+                    pblk = T.meta_var(job // per % pb)
+                    oblk = T.meta_var(job // (pb * per) % plan.wgroups * per + job % per)
+                    o0 = T.meta_var(oblk * rows)
+                    args = T.meta_var((X, W, WS, P, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, pblk))
+                    if oblk < ob:
+                        if row_tail == 0:  # noqa: SIM114 (parse time, as vec_tail)
+                            rows_of(*args, rows)
+                        elif oblk < ob - 1:
+                            rows_of(*args, rows)
+                        else:
+                            rows_of(*args, row_tail)
 
     @T.prim_func(private=True, s_tir=True)
     def kernel(
@@ -284,45 +389,11 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
         T.func_attr({"tirx.noalias": True})
         with T.sblock("root"):
             WS = T.sblock_alloc_buffer(ws_shape, "int32")
-            if staged and not by_job:
-                stage(W, WS)
-            for job in T.parallel(jobs):
-                acc = T.decl_buffer((rows, vecs * lanes), "int32")
-                out = T.decl_buffer((lanes,), s.out_dtype)
-                JS = T.decl_buffer(js_shape, "int32")
-                with T.sblock("int8_conv"):
-                    T.reads(
-                        X[0 : s.n, 0:cgs, 0 : s.phases, 0 : s.q * GROUP],
-                        W[0:ocps, 0:taps, 0 : s.cg],
-                        INIT[0:ocps],
-                        BIAS[0:ocps],
-                        MUL[0:ocps],
-                    )
-                    T.writes(Y[0 : s.n, 0:ocs, 0 : s.oh * s.ow])
-                    if by_job:  # one channel tile over every position tile
-                        n = T.meta_var(job // (s.groups * ob))
-                        grp = T.meta_var(job // ob % s.groups if s.groups > 1 else 0)
-                        o0 = T.meta_var(job % ob * rows)
-                        stage_rows(W, JS, grp * s.ocp + o0)
-                        for pblk in range(pb):
-                            tile_rows(
-                                X, W, JS, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, pblk, rows
-                            )
-                    else:
-                        n = T.meta_var(job // (s.groups * per_group))
-                        grp = T.meta_var(group_of(job))
-                        pblk = T.meta_var(job // per % pb)
-                        oblk = T.meta_var(job // (pb * per) % plan.wgroups * per + job % per)
-                        o0 = T.meta_var(oblk * rows)
-                        args = T.meta_var(
-                            (X, W, WS, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, pblk)
-                        )
-                        if oblk < ob:
-                            if row_tail == 0:  # noqa: SIM114 (parse time, as vec_tail)
-                                tile_rows(*args, rows)
-                            elif oblk < ob - 1:
-                                tile_rows(*args, rows)
-                            else:
-                                tile_rows(*args, row_tail)
+            if ubsw:  # compile time: the split weights (a constant once folded)
+                P = T.sblock_alloc_buffer((p_rows, taps, s.cg), "int32")
+                prepare(W, P)
+                body(X, P, WS, P, INIT, BIAS, MUL, Y)
+            else:
+                body(X, W, WS, W, INIT, BIAS, MUL, Y)
 
     return kernel.with_attr(SPEC_ATTR, s.to_attr()).with_attr("op_pattern", 8)
