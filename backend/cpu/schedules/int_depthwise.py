@@ -12,9 +12,10 @@ prepares the constants) with the parameters of a :class:`DepthwiseSpec`:
 - ``Y``: ``(n, c * mult, oh, ow)``, the stored output integers.
 
 Two loop nests compute it (:func:`make_kernel` takes the one with fewer vector
-operations, :func:`prefers_flat`): the row kernel below, and the flat kernel of
+operations, or the flat one for planes over its band budget: :func:`prefers_flat`): the
+row kernel below, and the flat kernel of
 :mod:`~npuc.backend.cpu.schedules.int_depthwise_flat` (strips over the
-row-major output grid at the plane's width, for planes whose rows waste lanes).
+row-major output grid at the plane's width, in bands of rows that stay in L1).
 
 Row kernel: each parallel task takes a run of (image, input channel) planes
 (:func:`channels_per_task`) and zeroes its workspace ``P`` once (the padding
@@ -50,7 +51,11 @@ from typing import Any
 from tvm import tirx
 from tvm.script import tirx as T
 
-from npuc.backend.cpu.schedules.int_depthwise_flat import flat_strip, make_flat_kernel
+from npuc.backend.cpu.schedules.int_depthwise_flat import (
+    BAND_BYTES,
+    flat_strip,
+    make_flat_kernel,
+)
 from npuc.backend.cpu.schedules.int_depthwise_stage import (
     SPEC_ATTR,
     DepthwiseSpec,
@@ -84,9 +89,13 @@ REFERENCE_LANES = 4
 def prefers_flat(spec: DepthwiseSpec, lanes: int) -> bool:
     """Whether the flat kernel needs at most the row kernel's vector operations per plane
     (vectors of ``lanes``), except strided planes narrower than half a vector (measured
-    slower: MobileNetV2's 14x14 to 7x7, 1.13x of the row kernel; 28x28 to 14x14: 0.90x)."""
+    slower: MobileNetV2's 14x14 to 7x7, 1.13x of the row kernel; 28x28 to 14x14: 0.90x),
+    or the row kernel's whole plane exceeds the flat kernel's band (:data:`BAND_BYTES`; the
+    flat kernel's bands stay in L1: MobileNetV2's 32 x 112x112 stride 1, 0.86x)."""
     if spec.stride_w > 1 and 2 * spec.ow < lanes:
         return False
+    if spec.stride_w * spec.hp * spec.wq * (4 if spec.acc == "float32" else 8) > BAND_BYTES:
+        return True
     row = choose_strip(spec.ow, lanes)
     row_ops = spec.oh * -(-spec.ow // row) * -(-row // lanes)
     flat = (spec.oh - 1) * spec.wq + spec.ow

@@ -17,14 +17,25 @@ its phase at ``f + (ky * dil_h // stride_h) * wq + kx * dil_w // stride_w``: eve
 of a strip of consecutive ``f`` is one vector load. Flat indices with ``ox >= ow`` are
 computed and dropped (``wq - ow`` columns per row, the kernel's width less one for a
 3x3 stride-1 kernel with padding 1); the strips are stored to a row-major scratch row
-``Q`` of ``oh * wq`` integers, and its ``ow`` valid columns per row copied to ``Y``.
+``Q`` of ``oh * wq`` integers (per band, below), and its ``ow`` valid columns per row
+copied to ``Y``.
 This wastes fewer lanes than strips per output row when rows are narrower than a few
 vectors (MobileNetV2's 14x14 planes: 2 strips of 8 lanes per row, 222 flat positions in
 7 strips of 32; measured 0.79x of the row kernel).
 
-Reads stay in ``P``: ``f <= (oh - 1) * wq + ow - 1`` and ``ow - 1 + (kw - 1) * dil_w //
-stride_w <= wq - 1`` (``wq`` covers the last output's taps), ``hq = oh + (kh - 1) *
-dil_h // stride_h`` rows.
+Bands: ``P`` holds the phase rows of ``R`` output rows at a time (:func:`band_rows`: a
+plane of at most :data:`BAND_BYTES`, so the fill's stores and the taps' loads stay in
+L1), ``hqb = R + (kh - 1) * dil_h // stride_h`` phase rows per phase; band ``b`` covers
+output rows ``[top, top + R)``, ``top = min(b * R, oh - R)`` (the last band overlaps the one
+before: the same values are written twice), and phase row ``l`` of the band is the
+plane's phase row ``top + l``. Per band the fill writes the rows holding input and
+zeroes the others (padding rows; the padding columns stay zero from the task's start:
+no fill writes them), then the strips run over the band's ``(R - 1) * wq + ow`` flat
+positions (``f`` band-local), and ``Q`` (``R * wq``) goes to the band's rows of ``Y``.
+
+Reads stay in ``P``: ``f <= (R - 1) * wq + ow - 1`` and ``ow - 1 + (kw - 1) * dil_w //
+stride_w <= wq - 1`` (``wq`` covers the last output's taps), so the last read is at most
+``hqb * wq - 1``.
 """
 
 from __future__ import annotations
@@ -45,6 +56,11 @@ from npuc.backend.cpu.schedules.int_depthwise_stage import (
     ramp,
 )
 
+#: Bytes of a task's plane ``P`` per band (:func:`band_rows`): with ``Q`` and the input rows,
+#: well inside a 48 KB L1 data cache. A whole 112x112 stride-2 plane (52 KB of float32)
+#: missed L1 on every fill store (MobileNetV2's 96 x 112x112 -> 56x56 layer: 0.24 ms).
+BAND_BYTES = 16 * 1024
+
 
 def flat_strip(flat: int, lanes: int) -> int:
     """Flat positions per strip: 4 or 2 vectors where at most 1/8 of the work is wasted,
@@ -57,6 +73,17 @@ def flat_strip(flat: int, lanes: int) -> int:
         if s <= flat and (-(-flat // s) * s - flat) * 8 <= flat:
             return s
     return lanes
+
+
+def band_rows(s: DepthwiseSpec, budget_bytes: int = BAND_BYTES) -> int:
+    """Output rows per band: the most whose plane ``P`` (all phases, ``rows + (kh - 1) *
+    dil_h // stride_h`` phase rows of ``wq`` values each) fits ``budget_bytes``, at least
+    one, then evened out over the bands it takes (all ``oh`` rows when the plane fits)."""
+    extra = (s.kh - 1) * s.dil_h // s.stride_h
+    row_bytes = s.stride_h * s.stride_w * s.wq * (4 if s.acc == "float32" else 8)
+    rows = max(1, min(s.oh, budget_bytes // row_bytes - extra))
+    bands = -(-s.oh // rows)
+    return -(-s.oh // bands)
 
 
 def column_pairs(s: DepthwiseSpec) -> int:
@@ -72,12 +99,16 @@ def column_pairs(s: DepthwiseSpec) -> int:
     return pairs if pairs >= 16 else 0
 
 
-def make_flat_kernel(spec: DepthwiseSpec, lanes: int) -> tirx.PrimFunc:
-    """The PrimFunc ``(X, W, B, M, Y)`` of ``spec`` with accumulator vectors of ``lanes``."""
+def make_flat_kernel(spec: DepthwiseSpec, lanes: int, band: int | None = None) -> tirx.PrimFunc:
+    """The PrimFunc ``(X, W, B, M, Y)`` of ``spec`` with accumulator vectors of ``lanes``,
+    ``band`` output rows at a time (default :func:`band_rows`)."""
     s = spec
     sh, sw, hq, wq = s.stride_h, s.stride_w, s.hq, s.wq
     taps = s.kh * s.kw
-    flat = (s.oh - 1) * wq + s.ow
+    rows_b = band_rows(s) if band is None else min(max(1, band), s.oh)
+    bands = -(-s.oh // rows_b)
+    hqb = rows_b + (s.kh - 1) * s.dil_h // sh  # phase rows of one band
+    flat = (rows_b - 1) * wq + s.ow
     strip = flat_strip(flat, lanes)
     strips = -(-flat // strip)
     cols = PhaseBounds(s.pad_l, s.w, sw, wq)
@@ -102,6 +133,18 @@ def make_flat_kernel(spec: DepthwiseSpec, lanes: int) -> tirx.PrimFunc:
     def job_of(g: Any, jj: Any) -> Any:
         """The (image, input channel) plane ``jj`` of task ``g``: ``image * c + channel``."""
         return g * per_task + jj
+
+    def top(b: Any) -> Any:
+        """The first output row of band ``b`` (the last band overlaps the one before)."""
+        return T.min(b * rows_b, s.oh - rows_b)
+
+    def lo_row(b: Any, rph: Any) -> Any:
+        """The band's first phase row holding input (band-local): the ones above are zero."""
+        return T.min(T.max(rows.start(rph) - top(b), 0), hqb)
+
+    def hi_row(b: Any, rph: Any) -> Any:
+        """One past the band's last phase row holding input (band-local)."""
+        return T.max(T.min(rows.end(rph) - top(b), hqb), lo_row(b, rph))
 
     def at(x: Any, job: Any, yq: Any, rph: Any, q: Any, cph: Any) -> Any:
         """``X - zp`` at phase row ``yq`` of row phase ``rph``, phase column ``q`` of ``cph``."""
@@ -161,41 +204,47 @@ def make_flat_kernel(spec: DepthwiseSpec, lanes: int) -> tirx.PrimFunc:
                         M[0 : s.c * s.mult],
                     )
                     T.writes(Y[0 : s.n, 0 : s.c * s.mult, 0 : s.oh, 0 : s.ow])
-                    P = T.alloc_buffer((sh, sw, hq * wq), s.acc)  # this task's plane
-                    Q = T.alloc_buffer((s.oh * wq,), s.out_dtype)  # one output channel, flat
-                    for rph, cph, i in T.grid(sh, sw, hq * wq):
+                    P = T.alloc_buffer((sh, sw, hqb * wq), s.acc)  # this task's band
+                    Q = T.alloc_buffer((rows_b * wq,), s.out_dtype)  # one band, flat
+                    for rph, cph, i in T.grid(sh, sw, hqb * wq):
                         P[rph, cph, i] = T.FloatImm(s.acc, 0.0)
-                    for jj in range(per_task):
+                    for jj, bb in T.grid(per_task, bands):
                         for rph in T.unroll(sh):
-                            for yq in range(rows.start(rph), rows.end(rph)):
+                            for yl, cph, q in T.grid(lo_row(bb, rph), sw, wq):
+                                P[rph, cph, yl * wq + q] = T.FloatImm(s.acc, 0.0)
+                            for yl, cph, q in T.grid(hqb - hi_row(bb, rph), sw, wq):
+                                P[rph, cph, (hi_row(bb, rph) + yl) * wq + q] = T.FloatImm(
+                                    s.acc, 0.0
+                                )
+                            for yl in range(lo_row(bb, rph), hi_row(bb, rph)):
                                 for b in range(blocks):
-                                    P[rph, lo_ph, T.ramp(yq * wq + lo_q + first(b), 1, 16)] = low(
-                                        pair(X, job_of(g, jj), yq, rph, b)
+                                    P[rph, lo_ph, T.ramp(yl * wq + lo_q + first(b), 1, 16)] = low(
+                                        pair(X, job_of(g, jj), top(bb) + yl, rph, b)
                                     )
-                                    P[rph, hi_ph, T.ramp(yq * wq + hi_q + first(b), 1, 16)] = high(
-                                        pair(X, job_of(g, jj), yq, rph, b)
+                                    P[rph, hi_ph, T.ramp(yl * wq + hi_q + first(b), 1, 16)] = high(
+                                        pair(X, job_of(g, jj), top(bb) + yl, rph, b)
                                     )
                                 for q in range(q_in, q_main):
                                     for cph in T.unroll(sw):
-                                        P[rph, cph, yq * wq + q] = at(
-                                            X, job_of(g, jj), yq, rph, q, cph
+                                        P[rph, cph, yl * wq + q] = at(
+                                            X, job_of(g, jj), top(bb) + yl, rph, q, cph
                                         )
                                 for q in range(q_tail, q_in_end):
                                     for cph in T.unroll(sw):
-                                        P[rph, cph, yq * wq + q] = at(
-                                            X, job_of(g, jj), yq, rph, q, cph
+                                        P[rph, cph, yl * wq + q] = at(
+                                            X, job_of(g, jj), top(bb) + yl, rph, q, cph
                                         )
                                 for cph in T.unroll(sw):
                                     for q in range(
                                         T.max(cols.start(cph), done.start(cph)),
                                         T.min(q_in, cols.end(cph)),
                                     ):
-                                        P[rph, cph, yq * wq + q] = at(
-                                            X, job_of(g, jj), yq, rph, q, cph
+                                        P[rph, cph, yl * wq + q] = at(
+                                            X, job_of(g, jj), top(bb) + yl, rph, q, cph
                                         )
                                     for q in range(T.max(q_in_end, cols.start(cph)), cols.end(cph)):
-                                        P[rph, cph, yq * wq + q] = at(
-                                            X, job_of(g, jj), yq, rph, q, cph
+                                        P[rph, cph, yl * wq + q] = at(
+                                            X, job_of(g, jj), top(bb) + yl, rph, q, cph
                                         )
                         for j in range(s.mult):
                             for sx in range(strips):
@@ -211,11 +260,11 @@ def make_flat_kernel(spec: DepthwiseSpec, lanes: int) -> tirx.PrimFunc:
                                     B[(job_of(g, jj) % s.c) * s.mult + j],
                                     M[(job_of(g, jj) % s.c) * s.mult + j],
                                 )
-                            for oy, ox in T.grid(s.oh, s.ow):
+                            for oy, ox in T.grid(rows_b, s.ow):
                                 Y[
                                     job_of(g, jj) // s.c,
                                     (job_of(g, jj) % s.c) * s.mult + j,
-                                    oy,
+                                    top(bb) + oy,
                                     ox,
                                 ] = Q[oy * wq + ox]
 

@@ -11,21 +11,33 @@ import pytest
 import tvm
 
 from npuc.backend.cpu.schedules.int_depthwise import DepthwiseSpec, make_kernel, prefers_flat
-from npuc.backend.cpu.schedules.int_depthwise_flat import flat_strip
+from npuc.backend.cpu.schedules.int_depthwise_flat import (
+    BAND_BYTES,
+    band_rows,
+    flat_strip,
+    make_flat_kernel,
+)
 from npuc.core.target import host_target
 
 from .harness import Case, ints
 from .test_depthwise import depthwise_case, planned_case, tail_case
 
 
-def _run_both(cases: list[Case], lanes: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Each case's stored output from the flat and the row kernel (one compiled module)."""
+def _run_both(
+    cases: list[Case], lanes: int, band: int | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each case's stored output from the flat kernel (``band`` output rows at a time, default
+    its own choice) and the row kernel (one compiled module)."""
     funcs, inputs = {}, []
     for i, case in enumerate(cases):
         spec, consts, x = planned_case(case)
-        for kind, flat in (("flat", True), ("row", False)):
+        kernels = {
+            "flat": make_flat_kernel(spec, lanes, band),
+            "row": make_kernel(spec, lanes, False),
+        }
+        for kind, kernel in kernels.items():
             name = f"k{i}_{kind}"
-            funcs[name] = make_kernel(spec, lanes, flat=flat).with_attr("global_symbol", name)
+            funcs[name] = kernel.with_attr("global_symbol", name)
         inputs.append((spec, [x, consts["W"], consts["B"], consts["M"]]))
     lib = tvm.compile(tvm.IRModule(funcs), target=host_target().to_tvm())
     outs = []
@@ -48,14 +60,42 @@ def test_flat_kernel_equals_the_row_kernel(lanes: int) -> None:
         np.testing.assert_array_equal(flat, row, strict=True)
 
 
+@pytest.mark.parametrize("band", [1, 2, 3])
+def test_flat_kernel_in_bands_equals_the_row_kernel(band: int) -> None:
+    """Bands of 1-3 output rows (many bands, the last one overlapping, padding rows at the
+    top and bottom of a band, strides 1-3, dilations, multipliers, int16 inputs)."""
+    rng = np.random.default_rng(41 + band)
+    cases = [depthwise_case(rng, i) for i in range(12)] + [tail_case(rng, i) for i in range(6)]
+    for flat, row in _run_both(cases, 16, band):
+        np.testing.assert_array_equal(flat, row, strict=True)
+
+
+@pytest.mark.parametrize("hw, stride", [(112, 1), (112, 2), (101, 2), (99, 1), (112, 3)])
+def test_band_rows_keep_the_plane_within_its_budget(hw: int, stride: int) -> None:
+    rng = np.random.default_rng(3)
+    spec, _consts, _x = planned_case(depthwise_case(rng, 1))
+    oh = (hw - 1) // stride + 1
+    values = spec.to_attr() | {"h": hw, "w": hw, "kh": 3, "kw": 3, "pad_t": 1, "pad_l": 1,
+                               "stride_h": stride, "stride_w": stride, "dil_h": 1, "dil_w": 1,
+                               "oh": oh, "ow": oh, "acc": "float32"}  # fmt: skip
+    s = DepthwiseSpec(**values)
+    rows = band_rows(s)
+    bands = -(-oh // rows)
+    assert 1 <= rows <= oh and bands * rows - oh < bands
+    assert stride * stride * (rows + 2 // stride) * s.wq * 4 <= BAND_BYTES
+    assert bands > 1  # every plane above is over the budget whole
+
+
 def test_flat_kernel_at_mobilenet_sizes() -> None:
-    """14x14 and 7x7 planes (the flat kernel's MobileNetV2 layers), stride 1 and 2; stride 2
+    """14x14 and 7x7 planes (the flat kernel's MobileNetV2 layers), stride 1 and 2; planes in
+    several bands (112x112 stride 1 and 2, odd 101 and 99: a partial last band); stride 2
     rows of at least 32 columns (int8 and uint8: the 16-bit pair fill, its overlapping
     last block, left padding 0-2, and the scalar columns after it)."""
     rng = np.random.default_rng(5)
     cases = []
     shapes = [(14, 1, 1, 1), (7, 1, 1, 1), (28, 2, 1, 1), (15, 2, 1, 1), (56, 2, 3, 1),
-              (57, 2, 1, 1), (67, 2, 3, 0), (40, 2, 1, 2), (112, 2, 3, 1)]  # fmt: skip
+              (57, 2, 1, 1), (67, 2, 3, 0), (40, 2, 1, 2), (112, 2, 3, 1), (112, 1, 2, 1),
+              (101, 2, 1, 1), (99, 1, 3, 0)]  # fmt: skip
     for i, (hw, stride, index, pad) in enumerate(shapes):
         case = tail_case(rng, index if i > 3 else 2 * i + 1)
         ((name, (_x, xq)),) = case.inputs.items()
@@ -90,7 +130,8 @@ def test_flat_strips_are_whole_vectors_with_little_waste(flat: int, lanes: int) 
 
 
 def test_prefers_flat_at_mobilenet_sizes() -> None:
-    """Flat where rows waste lanes (14x14, 7x7 at 16 lanes), rows at 112x112 (no waste)."""
+    """Flat where rows waste lanes (14x14, 7x7 at 16 lanes) or the row kernel's plane is over
+    the band budget (112x112); rows for strided planes narrower than half a vector."""
     rng = np.random.default_rng(2)
     spec, _consts, _x = planned_case(depthwise_case(rng, 1))
 
@@ -103,5 +144,5 @@ def test_prefers_flat_at_mobilenet_sizes() -> None:
 
     assert prefers_flat(at(14, 1), 16) and prefers_flat(at(7, 1), 16)
     assert prefers_flat(at(28, 2), 16)
-    assert not prefers_flat(at(112, 1), 16)
+    assert prefers_flat(at(112, 1), 16)  # the row kernel's plane would not fit L1
     assert not prefers_flat(at(14, 2), 16)
