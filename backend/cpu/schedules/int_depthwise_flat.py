@@ -29,8 +29,8 @@ L1), ``hqb = R + (kh - 1) * dil_h // stride_h`` phase rows per phase; band ``b``
 output rows ``[top, top + R)``, ``top = min(b * R, oh - R)`` (the last band overlaps the one
 before: the same values are written twice), and phase row ``l`` of the band is the
 plane's phase row ``top + l``. Per band the fill writes the rows holding input and
-zeroes the others (padding rows; the padding columns stay zero from the task's start:
-no fill writes them), then the strips run over the band's ``(R - 1) * wq + ow`` flat
+zeroes the others (padding rows; in a single band they, and in any band the padding
+columns, stay zero from the task's start: no fill writes them), then the strips run over the band's ``(R - 1) * wq + ow`` flat
 positions (``f`` band-local), and ``Q`` (``R * wq``) goes to the band's rows of ``Y``.
 
 Reads stay in ``P``: ``f <= (R - 1) * wq + ow - 1`` and ``ow - 1 + (kw - 1) * dil_w //
@@ -146,6 +146,14 @@ def make_flat_kernel(spec: DepthwiseSpec, lanes: int, band: int | None = None) -
         """One past the band's last phase row holding input (band-local)."""
         return T.max(T.min(rows.end(rph) - top(b), hqb), lo_row(b, rph))
 
+    def zero_above(b: Any, rph: Any) -> Any:
+        """Phase rows the band zeroes above its input (none in one band: zero from the start)."""
+        return lo_row(b, rph) if bands > 1 else 0
+
+    def zero_below(b: Any, rph: Any) -> Any:
+        """Phase rows the band zeroes below its input."""
+        return hqb - hi_row(b, rph) if bands > 1 else 0
+
     def at(x: Any, job: Any, yq: Any, rph: Any, q: Any, cph: Any) -> Any:
         """``X - zp`` at phase row ``yq`` of row phase ``rph``, phase column ``q`` of ``cph``."""
         value = x[job // s.c, job % s.c, yq * sh + rph - s.pad_t, q * sw + cph - s.pad_l]
@@ -210,9 +218,9 @@ def make_flat_kernel(spec: DepthwiseSpec, lanes: int, band: int | None = None) -
                         P[rph, cph, i] = T.FloatImm(s.acc, 0.0)
                     for jj, bb in T.grid(per_task, bands):
                         for rph in T.unroll(sh):
-                            for yl, cph, q in T.grid(lo_row(bb, rph), sw, wq):
+                            for yl, cph, q in T.grid(zero_above(bb, rph), sw, wq):
                                 P[rph, cph, yl * wq + q] = T.FloatImm(s.acc, 0.0)
-                            for yl, cph, q in T.grid(hqb - hi_row(bb, rph), sw, wq):
+                            for yl, cph, q in T.grid(zero_below(bb, rph), sw, wq):
                                 P[rph, cph, (hi_row(bb, rph) + yl) * wq + q] = T.FloatImm(
                                     s.acc, 0.0
                                 )
