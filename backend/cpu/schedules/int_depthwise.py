@@ -53,6 +53,7 @@ from tvm.script import tirx as T
 
 from npuc.backend.cpu.schedules.int_depthwise_flat import (
     BAND_BYTES,
+    column_pairs,
     flat_strip,
     make_flat_kernel,
 )
@@ -88,11 +89,12 @@ REFERENCE_LANES = 4
 
 def prefers_flat(spec: DepthwiseSpec, lanes: int) -> bool:
     """Whether the flat kernel needs at most the row kernel's vector operations per plane
-    (vectors of ``lanes``), except strided planes narrower than half a vector (measured
-    slower: MobileNetV2's 14x14 to 7x7, 1.13x of the row kernel; 28x28 to 14x14: 0.90x),
+    (vectors of ``lanes``), except strided planes narrower than half a vector without the
+    column-pair fill (:func:`~.int_depthwise_flat.column_pairs`; measured slower with
+    LLVM's fill: MobileNetV2's 14x14 to 7x7, 1.13x of the row kernel; with pairs 0.86x),
     or the row kernel's whole plane exceeds the flat kernel's band (:data:`BAND_BYTES`; the
     flat kernel's bands stay in L1: MobileNetV2's 32 x 112x112 stride 1, 0.86x)."""
-    if spec.stride_w > 1 and 2 * spec.ow < lanes:
+    if spec.stride_w > 1 and 2 * spec.ow < lanes and not column_pairs(spec):
         return False
     if spec.stride_w * spec.hp * spec.wq * (4 if spec.acc == "float32" else 8) > BAND_BYTES:
         return True

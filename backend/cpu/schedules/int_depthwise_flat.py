@@ -30,8 +30,9 @@ output rows ``[top, top + R)``, ``top = min(b * R, oh - R)`` (the last band over
 before: the same values are written twice), and phase row ``l`` of the band is the
 plane's phase row ``top + l``. Per band the fill writes the rows holding input and
 zeroes the others (padding rows; in a single band they, and in any band the padding
-columns, stay zero from the task's start: no fill writes them), then the strips run over the band's ``(R - 1) * wq + ow`` flat
-positions (``f`` band-local), and ``Q`` (``R * wq``) goes to the band's rows of ``Y``.
+columns, stay zero from the task's start: no fill writes them), then the strips run over
+the band's ``(R - 1) * wq + ow`` flat positions (``f`` band-local), and ``Q`` (``R *
+wq``) goes to the band's rows of ``Y``.
 
 Reads stay in ``P``: ``f <= (R - 1) * wq + ow - 1`` and ``ow - 1 + (kw - 1) * dil_w //
 stride_w <= wq - 1`` (``wq`` covers the last output's taps), so the last read is at most
@@ -87,8 +88,8 @@ def band_rows(s: DepthwiseSpec, budget_bytes: int = BAND_BYTES) -> int:
 
 
 def column_pairs(s: DepthwiseSpec) -> int:
-    """Input column pairs each plane row fills from 32-byte loads (16 pairs each): stride 2,
-    8-bit input, float32 sums, at least 16 pairs (0 otherwise). A pair's first byte is column ``2j``
+    """Input column pairs each plane row fills from loads of :func:`pair_block` pairs: stride 2,
+    8-bit input, float32 sums, at least 4 pairs (0 otherwise). A pair's first byte is column ``2j``
     (phase ``pad_l % 2``, phase column ``j + pad_l // 2``), its second ``2j + 1`` (phase
     ``(pad_l + 1) % 2``, column ``j + (pad_l + 1) // 2``): shifts split them, no byte
     shuffles (LLVM's de-interleaving fill used two per 16 bytes). Only pairs whose both
@@ -96,7 +97,14 @@ def column_pairs(s: DepthwiseSpec) -> int:
     if s.stride_w != 2 or s.in_dtype not in ("int8", "uint8") or s.acc != "float32":
         return 0
     pairs = min(s.w // 2, s.wq - (s.pad_l + 1) // 2)
-    return pairs if pairs >= 16 else 0
+    return pairs if pair_block(pairs) else 0
+
+
+def pair_block(pairs: int) -> int:
+    """Column pairs per load (16, 8 or 4: 32-, 16- or 8-byte loads), the most that ``pairs``
+    fills; 0 below 4. Narrow rows (MobileNetV2's 28 and 14 columns) took LLVM's
+    de-interleaving fill of 4-lane pieces and scalar tails before."""
+    return next((k for k in (16, 8, 4) if pairs >= k), 0)
 
 
 def make_flat_kernel(spec: DepthwiseSpec, lanes: int, band: int | None = None) -> tirx.PrimFunc:
@@ -116,8 +124,9 @@ def make_flat_kernel(spec: DepthwiseSpec, lanes: int, band: int | None = None) -
     q_in, q_in_end = cols.common, cols.common_end
     q_main, q_tail = cols.blocks()
     pairs = column_pairs(s)
-    blocks = -(-pairs // 16)
-    # Input columns [0, 2 * pairs) come from 32-byte loads (column_pairs; the last block
+    k = pair_block(pairs) or 16  # pairs per load (16: parses, never runs, when no pairs)
+    blocks = -(-pairs // k)
+    # Input columns [0, 2 * pairs) come from loads of 2k bytes (column_pairs; the last block
     # overlaps the one before); the scalar edge loops then start at the first phase
     # column past them, and the all-phase loops are empty.
     done = PhaseBounds(s.pad_l + 2 * pairs, 1, sw, wq)
@@ -126,7 +135,8 @@ def make_flat_kernel(spec: DepthwiseSpec, lanes: int, band: int | None = None) -
     lo_ph, lo_q, hi_ph, hi_q = s.pad_l % 2, s.pad_l // 2, (s.pad_l + 1) % 2, (s.pad_l + 1) // 2
     # Twice the input's width (16 bits for 8-bit inputs; other types parse but never run).
     in_bits = int(s.in_dtype.lstrip("uint"))
-    pair_t = f"{'u' if s.in_dtype.startswith('u') else ''}int{2 * in_bits}x16"
+    lane_t = f"{'u' if s.in_dtype.startswith('u') else ''}int{2 * in_bits}"
+    pair_t = f"{lane_t}x{k}"
     per_task = channels_per_task(s.n * s.c)
     groups = s.n * s.c // per_task
 
@@ -161,24 +171,24 @@ def make_flat_kernel(spec: DepthwiseSpec, lanes: int, band: int | None = None) -
 
     def first(b: Any) -> Any:
         """The first column pair of block ``b``."""
-        return T.min(b * 16, pairs - 16)
+        return T.min(b * k, pairs - k)
 
     def pair(x: Any, job: Any, yq: Any, rph: Any, b: Any) -> Any:
-        """Input columns ``[2 first(b), 2 first(b) + 32)`` of a row as 16 pairs of 16 bits."""
-        row = x[job // s.c, job % s.c, yq * sh + rph - s.pad_t, T.ramp(first(b) * 2, 1, 32)]
+        """Input columns ``[2 first(b), 2 first(b) + 2k)`` of a row as k pairs of 16 bits."""
+        row = x[job // s.c, job % s.c, yq * sh + rph - s.pad_t, T.ramp(first(b) * 2, 1, 2 * k)]
         return T.reinterpret(pair_t, row)
 
     def low(v: Any) -> Any:
         """The pairs' first bytes (even columns), sign- or zero-extended, centred."""
-        k8 = T.broadcast(T.Cast(pair_t[:-3], 8), 16)
-        mask = T.broadcast(T.Cast(pair_t[:-3], 255), 16)
+        k8 = T.broadcast(T.Cast(lane_t, 8), k)
+        mask = T.broadcast(T.Cast(lane_t, 255), k)
         ext = (v << k8) >> k8 if s.in_dtype == "int8" else T.bitwise_and(v, mask)
-        return T.Cast(f"{s.acc}x16", ext) - T.broadcast(T.FloatImm(s.acc, float(s.zp)), 16)
+        return T.Cast(f"{s.acc}x{k}", ext) - T.broadcast(T.FloatImm(s.acc, float(s.zp)), k)
 
     def high(v: Any) -> Any:
         """The pairs' second bytes (odd columns), centred."""
-        k8 = T.broadcast(T.Cast(pair_t[:-3], 8), 16)
-        return T.Cast(f"{s.acc}x16", v >> k8) - T.broadcast(T.FloatImm(s.acc, float(s.zp)), 16)
+        k8 = T.broadcast(T.Cast(lane_t, 8), k)
+        return T.Cast(f"{s.acc}x{k}", v >> k8) - T.broadcast(T.FloatImm(s.acc, float(s.zp)), k)
 
     def tap_sum(plane: Any, weights: Any, o: Any, f0: Any) -> Any:
         """Sum over the taps (unrolled here, in Python) of plane vector x broadcast weight."""
@@ -226,10 +236,10 @@ def make_flat_kernel(spec: DepthwiseSpec, lanes: int, band: int | None = None) -
                                 )
                             for yl in range(lo_row(bb, rph), hi_row(bb, rph)):
                                 for b in range(blocks):
-                                    P[rph, lo_ph, T.ramp(yl * wq + lo_q + first(b), 1, 16)] = low(
+                                    P[rph, lo_ph, T.ramp(yl * wq + lo_q + first(b), 1, k)] = low(
                                         pair(X, job_of(g, jj), top(bb) + yl, rph, b)
                                     )
-                                    P[rph, hi_ph, T.ramp(yl * wq + hi_q + first(b), 1, 16)] = high(
+                                    P[rph, hi_ph, T.ramp(yl * wq + hi_q + first(b), 1, k)] = high(
                                         pair(X, job_of(g, jj), top(bb) + yl, rph, b)
                                     )
                                 for q in range(q_in, q_main):

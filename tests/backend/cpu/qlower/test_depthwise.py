@@ -63,10 +63,12 @@ def test_random_depthwise_layers_are_bit_exact(target: CpuTarget | None) -> None
 
 
 def test_mobilenet_shapes_are_bit_exact_on_both_targets() -> None:
-    """Wide planes (several strips per row, stride 2 phases) at MobileNet sizes."""
+    """Wide planes (several strips per row, stride 2 phases) at MobileNet sizes; narrow
+    stride-2 planes (the flat kernel's column-pair fill in blocks of 4 and 8 pairs)."""
     rng = np.random.default_rng(13)
     cases = []
-    for i, (c, hw, stride, dtype) in enumerate([(8, 57, 1, "int8"), (6, 64, 2, "uint8")]):
+    shapes = [(8, 57, 1, "int8"), (6, 64, 2, "uint8"), (5, 14, 2, "int8"), (4, 28, 2, "uint8")]
+    for i, (c, hw, stride, dtype) in enumerate(shapes):
         xq, out = QParams(0.1, int(rng.integers(-20, 20)), dtype), qparams(rng, "int8")
         if dtype == "uint8":
             xq = QParams(0.1, 131, dtype)

@@ -14,8 +14,10 @@ from npuc.backend.cpu.schedules.int_depthwise import DepthwiseSpec, make_kernel,
 from npuc.backend.cpu.schedules.int_depthwise_flat import (
     BAND_BYTES,
     band_rows,
+    column_pairs,
     flat_strip,
     make_flat_kernel,
+    pair_block,
 )
 from npuc.core.target import host_target
 
@@ -89,13 +91,15 @@ def test_band_rows_keep_the_plane_within_its_budget(hw: int, stride: int) -> Non
 def test_flat_kernel_at_mobilenet_sizes() -> None:
     """14x14 and 7x7 planes (the flat kernel's MobileNetV2 layers), stride 1 and 2; planes in
     several bands (112x112 stride 1 and 2, odd 101 and 99: a partial last band); stride 2
-    rows of at least 32 columns (int8 and uint8: the 16-bit pair fill, its overlapping
-    last block, left padding 0-2, and the scalar columns after it)."""
+    rows of at least 8 columns (int8 and uint8: the 16-bit pair fill in blocks of 16, 8
+    and 4 pairs, its overlapping last block, left padding 0-2, and the scalar columns
+    after it)."""
     rng = np.random.default_rng(5)
     cases = []
     shapes = [(14, 1, 1, 1), (7, 1, 1, 1), (28, 2, 1, 1), (15, 2, 1, 1), (56, 2, 3, 1),
               (57, 2, 1, 1), (67, 2, 3, 0), (40, 2, 1, 2), (112, 2, 3, 1), (112, 1, 2, 1),
-              (101, 2, 1, 1), (99, 1, 3, 0)]  # fmt: skip
+              (101, 2, 1, 1), (99, 1, 3, 0), (8, 2, 1, 1), (9, 2, 3, 0), (20, 2, 1, 2),
+              (30, 2, 3, 1), (17, 2, 1, 0)]  # fmt: skip
     for i, (hw, stride, index, pad) in enumerate(shapes):
         case = tail_case(rng, index if i > 3 else 2 * i + 1)
         ((name, (_x, xq)),) = case.inputs.items()
@@ -131,18 +135,29 @@ def test_flat_strips_are_whole_vectors_with_little_waste(flat: int, lanes: int) 
 
 def test_prefers_flat_at_mobilenet_sizes() -> None:
     """Flat where rows waste lanes (14x14, 7x7 at 16 lanes) or the row kernel's plane is over
-    the band budget (112x112); rows for strided planes narrower than half a vector."""
+    the band budget (112x112); rows for strided planes narrower than half a vector unless
+    the column-pair fill takes them (8-bit input summed in float32)."""
     rng = np.random.default_rng(2)
     spec, _consts, _x = planned_case(depthwise_case(rng, 1))
 
-    def at(hw: int, stride: int) -> DepthwiseSpec:
+    def at(hw: int, stride: int, in_dtype: str = "int8") -> DepthwiseSpec:
+        acc = "float64" if in_dtype == "int16" else "float32"
         values = spec.to_attr() | {"h": hw, "w": hw, "kh": 3, "kw": 3, "pad_t": 1, "pad_l": 1,
                                    "stride_h": stride, "stride_w": stride, "dil_h": 1,
                                    "dil_w": 1, "oh": (hw - 1) // stride + 1,
-                                   "ow": (hw - 1) // stride + 1}  # fmt: skip
+                                   "ow": (hw - 1) // stride + 1, "in_dtype": in_dtype,
+                                   "acc": acc}  # fmt: skip
         return DepthwiseSpec(**values)
 
     assert prefers_flat(at(14, 1), 16) and prefers_flat(at(7, 1), 16)
     assert prefers_flat(at(28, 2), 16)
     assert prefers_flat(at(112, 1), 16)  # the row kernel's plane would not fit L1
-    assert not prefers_flat(at(14, 2), 16)
+    assert prefers_flat(at(14, 2), 16) and prefers_flat(at(14, 2, "uint8"), 16)  # pair fill
+    assert column_pairs(at(14, 2)) == 7 and column_pairs(at(14, 2, "int16")) == 0
+    assert not prefers_flat(at(14, 2, "int16"), 16)
+
+
+@pytest.mark.parametrize("pairs", [0, 3, 4, 7, 8, 15, 16, 56])
+def test_pair_blocks_fit_the_row(pairs: int) -> None:
+    k = pair_block(pairs)
+    assert k == (0 if pairs < 4 else 4 if pairs < 8 else 8 if pairs < 16 else 16)
