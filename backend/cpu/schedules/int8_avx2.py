@@ -42,6 +42,7 @@ onnxruntime's QLinearConv before, about 1.6x after.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from tvm.script import tirx as T
@@ -100,12 +101,11 @@ def weight_pairs(w: Any) -> tuple[Any, Any]:
     return _halves(T.broadcast(w, LANES), LANES)
 
 
-def make_stage(s: ConvKernelSpec, counts: int = -1) -> Any:
+def make_stage(s: ConvKernelSpec, keep: Callable[[Any, Any], Any] | None = None) -> Any:
     """A macro ``stage(W, WS)``: ``WS`` (:func:`staged_shape`) from ``W`` (module
     docstring), in parallel over the output channels; whole vectors of 8 groups, then
-    the rest one by one. With ``counts >= 0`` (``W`` is :mod:`.int8_ubsw`'s prepared
-    buffer, its counts from flat element ``counts``) only the rows whose count is
-    negative (their tile runs ``vpmaddwd``) are staged."""
+    the rest one by one. With ``keep`` (``W`` is :mod:`.int8_ubsw`'s prepared buffer)
+    only the rows ``o`` where ``keep(W, o)`` holds (their tile runs ``vpmaddwd``)."""
     ocps, taps, cg = s.groups * s.ocp, s.kh * s.kw, s.cg
     body, rest = cg // LANES, cg % LANES
 
@@ -121,9 +121,7 @@ def make_stage(s: ConvKernelSpec, counts: int = -1) -> Any:
                 WS[0, o, t, body * LANES + c] = lo1
                 WS[1, o, t, body * LANES + c] = hi1
 
-    def count(W: Any, o: Any) -> Any:
-        at = counts + o
-        return W[at // (taps * cg), at // cg % taps, at % cg]
+    filtered = keep is not None
 
     @T.macro
     def stage(W: Any, WS: Any) -> None:
@@ -131,8 +129,8 @@ def make_stage(s: ConvKernelSpec, counts: int = -1) -> Any:
             with T.sblock("int8_stage"):
                 T.reads(W[0 : W.shape[0], 0:taps, 0:cg])
                 T.writes(WS[0:2, o, 0:taps, 0:cg])
-                if counts >= 0:
-                    if count(W, o) < 0:
+                if filtered:
+                    if keep(W, o):  # type: ignore[misc]
                         stage_row(W, WS, o)
                 else:
                     stage_row(W, WS, o)

@@ -216,8 +216,7 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
     # the prepared weights decide per TILE_CHANNELS rows: a tile must be exactly those
     ubsw = avx2 and rows == TILE_CHANNELS and int8_ubsw.applies(s)
     counts, entries, p_rows = int8_ubsw.layout(s) if ubsw else (0, 0, ocps)
-    stage = int8_avx2.make_stage(s, counts if ubsw else -1)
-    cap = int8_ubsw.capacity(s)
+    stage = int8_avx2.make_stage(s, (lambda W, o: int8_ubsw.count(s, W, o) < 0) if ubsw else None)
     prepare = int8_ubsw.make_prepare(s)
     x_size = s.n * cgs * s.phases * s.q * GROUP
     plane = s.phases * s.q * GROUP
@@ -230,8 +229,8 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
         Xf = T.decl_buffer((x_size,), "uint8", data=X.data)
         Pf = T.decl_buffer((p_rows * taps * s.cg,), "int32", data=P.data)
         for r in T.unroll(nr):
-            for e in range(Pf[counts + w0 + r]):
-                at = T.meta_var(entries + (w0 + r) * (2 * cap) + 2 * e)
+            for e in range(Pf[counts + 2 * (w0 + r) + 1]):
+                at = T.meta_var(entries + Pf[counts + 2 * (w0 + r)] + 2 * e)
                 for v in T.unroll(nv):
                     acc[r, T.ramp(v * lanes, 1, lanes)] = int8_ubsw.dot(
                         acc[r, T.ramp(v * lanes, 1, lanes)],

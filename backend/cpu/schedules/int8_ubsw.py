@@ -30,17 +30,18 @@ weights. Every remainder group (a weight group with an unsafe pair) goes into
 its output channel's list with its input offset; the kernel runs the list
 after the main reduction with the same :func:`dot` (both halves hold a zero:
 safe). A tile of :data:`~.int8_spec.TILE_CHANNELS` channels with more than
-:func:`capacity` remainder groups in some channel keeps the original weights
-and the ``vpmaddwd`` form (count ``-1``): the light ONNX graphs (every weight
-127) run as before.
+``TILE_CHANNELS *`` :func:`capacity` remainder groups keeps the original
+weights and the ``vpmaddwd`` form (count ``-1``): the light ONNX graphs
+(every weight 127) run as before.
 
 Layout of the prepared int32 buffer ``P`` (``(rows, taps, cg)``, :func:`layout`;
 it replaces ``W``, so the ``vpmaddwd`` form reads its first rows as before):
 the main weights ``(ocps, taps, cg)`` (the original ``W`` for a tile that
-declines), then, flattened, one count per output channel, then per channel
-:func:`capacity` entries of two int32: the remainder group and its input
-offset (bytes from ``X[n, x0, 0, 0]``: channel group, tap phase and tap
-position), zeros after the last.
+declines), then, flattened, per output channel the ``(start, count)`` of its
+list, then per tile a pool of ``TILE_CHANNELS * capacity`` entries of two
+int32 (the channels' lists one after the other, each from its ``start``):
+the remainder group and its input offset (bytes from ``X[n, x0, 0, 0]``:
+channel group, tap phase and tap position), zeros after the last.
 """
 
 from __future__ import annotations
@@ -74,24 +75,26 @@ def applies(s: ConvKernelSpec) -> bool:
 
 
 def capacity(s: ConvKernelSpec) -> int:
-    """Remainder groups one output channel may hold."""
+    """Remainder groups per output channel: a tile of :data:`~.int8_spec.TILE_CHANNELS`
+    channels holds ``TILE_CHANNELS * capacity`` in all, shared by its channels."""
     row = s.kh * s.kw * s.cg
     return min(row, max(MIN_REMAINDERS, row // REMAINDER_DIVISOR))
 
 
 def layout(s: ConvKernelSpec) -> tuple[int, int, int]:
-    """``(counts, entries, rows)``: offsets of the counts and entries in ``P`` flattened, and
-    its rows: ``P`` is ``(rows, taps, cg)``, its first ``ocps`` rows the main weights."""
+    """``(counts, entries, rows)``: offsets of the ``(start, count)`` pairs and the entries
+    in ``P`` flattened, and its rows: ``P`` is ``(rows, taps, cg)``, its first ``ocps``
+    rows the main weights."""
     ocps, row = s.groups * s.ocp, s.kh * s.kw * s.cg
     counts = ocps * row
-    entries = counts + ocps
+    entries = counts + 2 * ocps
     return counts, entries, -(-(entries + ocps * 2 * capacity(s)) // row)
 
 
 def count(s: ConvKernelSpec, P: Any, o: Any) -> Any:
     """The remainder count of row ``o`` in ``P`` (-1: its tile declined)."""
     row = s.kh * s.kw * s.cg
-    at = layout(s)[0] + o
+    at = layout(s)[0] + 2 * o + 1
     return P[at // row, at // s.cg % (s.kh * s.kw), at % s.cg]
 
 
@@ -152,31 +155,35 @@ def make_prepare(s: ConvKernelSpec) -> Any:
             for i in range(counts, prows * taps * cg):
                 Pf[i] = 0
             n = T.decl_buffer((1,), "int32")
-            worst = T.decl_buffer((1,), "int32")
+            total = T.decl_buffer((1,), "int32")
             for tile in range(ocps // TILE_CHANNELS):
-                worst[0] = 0
+                total[0] = 0
                 for r in range(TILE_CHANNELS):
-                    n[0] = 0
                     for t in range(taps):
                         for c in range(cg):
                             if _mask(W[tile * TILE_CHANNELS + r, t, c]) != 0:
-                                n[0] = n[0] + 1
-                    worst[0] = T.max(worst[0], n[0])
+                                total[0] = total[0] + 1
+                n[0] = 0  # entries of the tile so far
                 for r in range(TILE_CHANNELS):
                     o = tile * TILE_CHANNELS + r
-                    n[0] = 0
+                    start = T.meta_var(tile * TILE_CHANNELS * 2 * cap)
+                    Pf[counts + 2 * o] = start + 2 * n[0]
                     for t in range(taps):
                         for c in range(cg):
                             w = W[o, t, c]
                             m = _mask(w)
-                            if worst[0] <= cap and m != 0:
+                            if total[0] <= TILE_CHANNELS * cap and m != 0:
                                 Pf[(o * taps + t) * cg + c] = T.bitwise_and(w, T.bitwise_not(m))
-                                Pf[entries + o * 2 * cap + 2 * n[0]] = T.bitwise_and(w, m)
-                                Pf[entries + o * 2 * cap + 2 * n[0] + 1] = x_offset(t, c)
+                                Pf[entries + start + 2 * n[0]] = T.bitwise_and(w, m)
+                                Pf[entries + start + 2 * n[0] + 1] = x_offset(t, c)
                                 n[0] = n[0] + 1
                             else:
                                 Pf[(o * taps + t) * cg + c] = w
-                    Pf[counts + o] = T.if_then_else(worst[0] <= cap, n[0], -1)
+                    Pf[counts + 2 * o + 1] = T.if_then_else(
+                        total[0] <= TILE_CHANNELS * cap,
+                        n[0] - (Pf[counts + 2 * o] - start) // 2,
+                        -1,
+                    )
 
     return prepare
 
