@@ -162,6 +162,9 @@ def profile(model: Int8Model, args: argparse.Namespace, cache: Path) -> None:
         wall.append(time.perf_counter() - t0)
     runs = args.repeats
     rule_of = dict(report.rule_of)
+    for symbol in totals:  # a kernel whose weights PrepackWeights folded: its rule's
+        if symbol.removesuffix("_prepacked") in report.rule_of:  # (AVX2 int8 convolutions)
+            rule_of[symbol] = report.rule_of[symbol.removesuffix("_prepacked")]
     for symbol in totals:  # kernels scheduled before the CPU pipeline saw them
         if symbol not in rule_of and not symbol.startswith("vm."):
             rule_of[symbol] = "float" if symbol.startswith("float_") else "pre-scheduled"
