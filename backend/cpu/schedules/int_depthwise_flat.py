@@ -32,7 +32,9 @@ plane's phase row ``top + l``. Per band the fill writes the rows holding input a
 zeroes the others (padding rows; in a single band they, and in any band the padding
 columns, stay zero from the task's start: no fill writes them), then the strips run over
 the band's ``(R - 1) * wq + ow`` flat positions (``f`` band-local), and ``Q`` (``R *
-wq``) goes to the band's rows of ``Y``.
+wq``) goes to the band's rows of ``Y``. Small planes (:func:`plane_buffers`) have two
+buffers: the task fills (plane, band) ``t`` into buffer ``t % 2``, then runs the strips
+of ``t - 1`` from the other, each buffer zero-initialised at the task's start.
 
 Reads stay in ``P``: ``f <= (R - 1) * wq + ow - 1`` and ``ow - 1 + (kw - 1) * dil_w //
 stride_w <= wq - 1`` (``wq`` covers the last output's taps), so the last read is at most
@@ -62,6 +64,10 @@ from npuc.backend.cpu.schedules.int_depthwise_stage import (
 #: missed L1 on every fill store (MobileNetV2's 96 x 112x112 -> 56x56 layer: 0.24 ms).
 BAND_BYTES = 16 * 1024
 
+#: Largest plane ``P`` (bytes) that gets two buffers (fill one plane while the taps read the
+#: other): 7x7 planes 0.70x, 14x14 0.96-0.98x; larger planes were 2-4% slower with two.
+DOUBLE_BYTES = 2 * 1024
+
 
 def flat_strip(flat: int, lanes: int) -> int:
     """Flat positions per strip: 4 or 2 vectors where at most 1/8 of the work is wasted,
@@ -85,6 +91,16 @@ def band_rows(s: DepthwiseSpec, budget_bytes: int = BAND_BYTES) -> int:
     rows = max(1, min(s.oh, budget_bytes // row_bytes - extra))
     bands = -(-s.oh // rows)
     return -(-s.oh // bands)
+
+
+def plane_buffers(s: DepthwiseSpec, rows: int) -> int:
+    """Buffers of ``P`` with bands of ``rows`` output rows: 2 for planes of at most
+    :data:`DOUBLE_BYTES` (the fill of the next (plane, band) before the taps of this one, so
+    the taps' loads do not wait on the fill's stores just issued: a vector load spanning
+    several pending narrower stores cannot take its data from them), else 1."""
+    hqb = rows + (s.kh - 1) * s.dil_h // s.stride_h
+    size = s.stride_h * s.stride_w * hqb * s.wq * (4 if s.acc == "float32" else 8)
+    return 2 if size <= DOUBLE_BYTES else 1
 
 
 def column_pairs(s: DepthwiseSpec) -> int:
@@ -139,6 +155,9 @@ def make_flat_kernel(spec: DepthwiseSpec, lanes: int, band: int | None = None) -
     pair_t = f"{lane_t}x{k}"
     per_task = channels_per_task(s.n * s.c)
     groups = s.n * s.c // per_task
+    units = per_task * bands  # (plane, band) pairs of one task
+    nbuf = plane_buffers(s, rows_b)
+    lag = nbuf - 1  # units between a fill and its taps
 
     def job_of(g: Any, jj: Any) -> Any:
         """The (image, input channel) plane ``jj`` of task ``g``: ``image * c + channel``."""
@@ -190,14 +209,14 @@ def make_flat_kernel(spec: DepthwiseSpec, lanes: int, band: int | None = None) -
         k8 = T.broadcast(T.Cast(lane_t, 8), k)
         return T.Cast(f"{s.acc}x{k}", v >> k8) - T.broadcast(T.FloatImm(s.acc, float(s.zp)), k)
 
-    def tap_sum(plane: Any, weights: Any, o: Any, f0: Any) -> Any:
+    def tap_sum(plane: Any, d: Any, weights: Any, o: Any, f0: Any) -> Any:
         """Sum over the taps (unrolled here, in Python) of plane vector x broadcast weight."""
         total = None
         for ky in range(s.kh):
             for kx in range(s.kw):
                 rph, rsh = divmod(ky * s.dil_h, sh)[::-1]
                 cph, csh = divmod(kx * s.dil_w, sw)[::-1]
-                term = plane[rph, cph, ramp(f0 + rsh * wq + csh, strip)] * broadcast(
+                term = plane[d, rph, cph, ramp(f0 + rsh * wq + csh, strip)] * broadcast(
                     weights[o, ky * s.kw + kx], strip
                 )
                 total = term if total is None else total + term
@@ -222,68 +241,115 @@ def make_flat_kernel(spec: DepthwiseSpec, lanes: int, band: int | None = None) -
                         M[0 : s.c * s.mult],
                     )
                     T.writes(Y[0 : s.n, 0 : s.c * s.mult, 0 : s.oh, 0 : s.ow])
-                    P = T.alloc_buffer((sh, sw, hqb * wq), s.acc)  # this task's band
+                    P = T.alloc_buffer((nbuf, sh, sw, hqb * wq), s.acc)  # this task's bands
                     Q = T.alloc_buffer((rows_b * wq,), s.out_dtype)  # one band, flat
-                    for rph, cph, i in T.grid(sh, sw, hqb * wq):
-                        P[rph, cph, i] = T.FloatImm(s.acc, 0.0)
-                    for jj, bb in T.grid(per_task, bands):
-                        for rph in T.unroll(sh):
-                            for yl, cph, q in T.grid(zero_above(bb, rph), sw, wq):
-                                P[rph, cph, yl * wq + q] = T.FloatImm(s.acc, 0.0)
-                            for yl, cph, q in T.grid(zero_below(bb, rph), sw, wq):
-                                P[rph, cph, (hi_row(bb, rph) + yl) * wq + q] = T.FloatImm(
-                                    s.acc, 0.0
-                                )
-                            for yl in range(lo_row(bb, rph), hi_row(bb, rph)):
-                                for b in range(blocks):
-                                    P[rph, lo_ph, T.ramp(yl * wq + lo_q + first(b), 1, k)] = low(
-                                        pair(X, job_of(g, jj), top(bb) + yl, rph, b)
-                                    )
-                                    P[rph, hi_ph, T.ramp(yl * wq + hi_q + first(b), 1, k)] = high(
-                                        pair(X, job_of(g, jj), top(bb) + yl, rph, b)
-                                    )
-                                for q in range(q_in, q_main):
+                    for d, rph, cph, i in T.grid(nbuf, sh, sw, hqb * wq):
+                        P[d, rph, cph, i] = T.FloatImm(s.acc, 0.0)
+                    for t in range(units + lag):
+                        if t < units:  # fill unit t into buffer t % nbuf
+                            for rph in T.unroll(sh):
+                                for yl, cph, q in T.grid(zero_above(t % bands, rph), sw, wq):
+                                    P[t % nbuf, rph, cph, yl * wq + q] = T.FloatImm(s.acc, 0.0)
+                                for yl, cph, q in T.grid(zero_below(t % bands, rph), sw, wq):
+                                    P[
+                                        t % nbuf, rph, cph, (hi_row(t % bands, rph) + yl) * wq + q
+                                    ] = T.FloatImm(s.acc, 0.0)
+                                for yl in range(lo_row(t % bands, rph), hi_row(t % bands, rph)):
+                                    for b in range(blocks):
+                                        P[
+                                            t % nbuf,
+                                            rph,
+                                            lo_ph,
+                                            T.ramp(yl * wq + lo_q + first(b), 1, k),
+                                        ] = low(
+                                            pair(
+                                                X,
+                                                job_of(g, t // bands),
+                                                top(t % bands) + yl,
+                                                rph,
+                                                b,
+                                            )
+                                        )
+                                        P[
+                                            t % nbuf,
+                                            rph,
+                                            hi_ph,
+                                            T.ramp(yl * wq + hi_q + first(b), 1, k),
+                                        ] = high(
+                                            pair(
+                                                X,
+                                                job_of(g, t // bands),
+                                                top(t % bands) + yl,
+                                                rph,
+                                                b,
+                                            )
+                                        )
+                                    for q in range(q_in, q_main):
+                                        for cph in T.unroll(sw):
+                                            P[t % nbuf, rph, cph, yl * wq + q] = at(
+                                                X,
+                                                job_of(g, t // bands),
+                                                top(t % bands) + yl,
+                                                rph,
+                                                q,
+                                                cph,
+                                            )
+                                    for q in range(q_tail, q_in_end):
+                                        for cph in T.unroll(sw):
+                                            P[t % nbuf, rph, cph, yl * wq + q] = at(
+                                                X,
+                                                job_of(g, t // bands),
+                                                top(t % bands) + yl,
+                                                rph,
+                                                q,
+                                                cph,
+                                            )
                                     for cph in T.unroll(sw):
-                                        P[rph, cph, yl * wq + q] = at(
-                                            X, job_of(g, jj), top(bb) + yl, rph, q, cph
-                                        )
-                                for q in range(q_tail, q_in_end):
-                                    for cph in T.unroll(sw):
-                                        P[rph, cph, yl * wq + q] = at(
-                                            X, job_of(g, jj), top(bb) + yl, rph, q, cph
-                                        )
-                                for cph in T.unroll(sw):
-                                    for q in range(
-                                        T.max(cols.start(cph), done.start(cph)),
-                                        T.min(q_in, cols.end(cph)),
-                                    ):
-                                        P[rph, cph, yl * wq + q] = at(
-                                            X, job_of(g, jj), top(bb) + yl, rph, q, cph
-                                        )
-                                    for q in range(T.max(q_in_end, cols.start(cph)), cols.end(cph)):
-                                        P[rph, cph, yl * wq + q] = at(
-                                            X, job_of(g, jj), top(bb) + yl, rph, q, cph
-                                        )
-                        for j in range(s.mult):
-                            for sx in range(strips):
-                                Q[ramp(T.min(sx * strip, flat - strip), strip)] = output_stage(
-                                    s,
-                                    strip,
-                                    tap_sum(
-                                        P,
-                                        W,
-                                        (job_of(g, jj) % s.c) * s.mult + j,
-                                        T.min(sx * strip, flat - strip),
-                                    ),
-                                    B[(job_of(g, jj) % s.c) * s.mult + j],
-                                    M[(job_of(g, jj) % s.c) * s.mult + j],
-                                )
-                            for oy, ox in T.grid(rows_b, s.ow):
-                                Y[
-                                    job_of(g, jj) // s.c,
-                                    (job_of(g, jj) % s.c) * s.mult + j,
-                                    top(bb) + oy,
-                                    ox,
-                                ] = Q[oy * wq + ox]
+                                        for q in range(
+                                            T.max(cols.start(cph), done.start(cph)),
+                                            T.min(q_in, cols.end(cph)),
+                                        ):
+                                            P[t % nbuf, rph, cph, yl * wq + q] = at(
+                                                X,
+                                                job_of(g, t // bands),
+                                                top(t % bands) + yl,
+                                                rph,
+                                                q,
+                                                cph,
+                                            )
+                                        for q in range(
+                                            T.max(q_in_end, cols.start(cph)), cols.end(cph)
+                                        ):
+                                            P[t % nbuf, rph, cph, yl * wq + q] = at(
+                                                X,
+                                                job_of(g, t // bands),
+                                                top(t % bands) + yl,
+                                                rph,
+                                                q,
+                                                cph,
+                                            )
+                        if t >= lag:  # compute unit t - lag from buffer (t - lag) % nbuf
+                            for j in range(s.mult):
+                                for sx in range(strips):
+                                    Q[ramp(T.min(sx * strip, flat - strip), strip)] = output_stage(
+                                        s,
+                                        strip,
+                                        tap_sum(
+                                            P,
+                                            (t - lag) % nbuf,
+                                            W,
+                                            (job_of(g, (t - lag) // bands) % s.c) * s.mult + j,
+                                            T.min(sx * strip, flat - strip),
+                                        ),
+                                        B[(job_of(g, (t - lag) // bands) % s.c) * s.mult + j],
+                                        M[(job_of(g, (t - lag) // bands) % s.c) * s.mult + j],
+                                    )
+                                for oy, ox in T.grid(rows_b, s.ow):
+                                    Y[
+                                        job_of(g, (t - lag) // bands) // s.c,
+                                        (job_of(g, (t - lag) // bands) % s.c) * s.mult + j,
+                                        top((t - lag) % bands) + oy,
+                                        ox,
+                                    ] = Q[oy * wq + ox]
 
     return kernel.with_attr(SPEC_ATTR, s.to_attr()).with_attr("op_pattern", 8)

@@ -18,7 +18,9 @@ from npuc.backend.cpu.schedules.int_depthwise_flat import (
     flat_strip,
     make_flat_kernel,
     pair_block,
+    plane_buffers,
 )
+from npuc.backend.cpu.schedules.int_depthwise_stage import channels_per_task
 from npuc.core.target import host_target
 
 from .harness import Case, ints
@@ -88,6 +90,39 @@ def test_band_rows_keep_the_plane_within_its_budget(hw: int, stride: int) -> Non
     assert bands > 1  # every plane above is over the budget whole
 
 
+def _sized_case(
+    rng: np.random.Generator, hw: int, stride: int, index: int, pad: int, c: int = 5
+) -> Case:
+    """A 3x3 depthwise layer of ``c`` channels on ``hw x hw`` planes, left padding ``pad``."""
+    case = tail_case(rng, index)
+    ((name, (_x, xq)),) = case.inputs.items()
+    attrs = dict(case.node.attrs, strides=[stride, stride], padding=[1, pad, 1, 1], groups=c)
+    params = dict(case.params, weights=ints(rng, "int8", (c, 1, 3, 3)))
+    for key in ("b16", "ofm_multiplier"):
+        params[key] = np.resize(params[key], c)
+    return Case(
+        node=type(case.node)(name=case.node.name, op="conv2d", inputs=case.node.inputs,
+                             out=case.node.out, attrs=attrs, consts={}),
+        inputs={name: (ints(rng, xq.dtype, (1, c, hw, hw)), xq)},
+        params=params,
+        out=case.out,
+    )  # fmt: skip
+
+
+def test_double_buffered_small_planes_equal_the_row_kernel() -> None:
+    """Planes of at most DOUBLE_BYTES in two buffers (the fill of the next plane before the
+    taps of this one): 128 channels, so every task runs 4 planes and the buffers alternate;
+    7x7 and 14x14, stride 1 and 2."""
+    rng = np.random.default_rng(8)
+    shapes = [(7, 1, 1, 1), (14, 2, 3, 1), (14, 1, 2, 0), (9, 2, 1, 2)]
+    cases = [_sized_case(rng, hw, stride, index, pad, c=128) for hw, stride, index, pad in shapes]
+    for case in cases:
+        spec = planned_case(case)[0]
+        assert plane_buffers(spec, band_rows(spec)) == 2 and channels_per_task(spec.c) == 4
+    for flat, row in _run_both(cases, 16):
+        np.testing.assert_array_equal(flat, row, strict=True)
+
+
 def test_flat_kernel_at_mobilenet_sizes() -> None:
     """14x14 and 7x7 planes (the flat kernel's MobileNetV2 layers), stride 1 and 2; planes in
     several bands (112x112 stride 1 and 2, odd 101 and 99: a partial last band); stride 2
@@ -95,29 +130,14 @@ def test_flat_kernel_at_mobilenet_sizes() -> None:
     and 4 pairs, its overlapping last block, left padding 0-2, and the scalar columns
     after it)."""
     rng = np.random.default_rng(5)
-    cases = []
     shapes = [(14, 1, 1, 1), (7, 1, 1, 1), (28, 2, 1, 1), (15, 2, 1, 1), (56, 2, 3, 1),
               (57, 2, 1, 1), (67, 2, 3, 0), (40, 2, 1, 2), (112, 2, 3, 1), (112, 1, 2, 1),
               (101, 2, 1, 1), (99, 1, 3, 0), (8, 2, 1, 1), (9, 2, 3, 0), (20, 2, 1, 2),
               (30, 2, 3, 1), (17, 2, 1, 0)]  # fmt: skip
-    for i, (hw, stride, index, pad) in enumerate(shapes):
-        case = tail_case(rng, index if i > 3 else 2 * i + 1)
-        ((name, (_x, xq)),) = case.inputs.items()
-        c = 5
-        pads = [1, pad, 1, 1]
-        attrs = dict(case.node.attrs, strides=[stride, stride], padding=pads, groups=c)
-        params = dict(case.params, weights=ints(rng, "int8", (c, 1, 3, 3)))
-        for key in ("b16", "ofm_multiplier"):
-            params[key] = np.resize(params[key], c)
-        cases.append(
-            Case(
-                node=type(case.node)(name=case.node.name, op="conv2d", inputs=case.node.inputs,
-                                     out=case.node.out, attrs=attrs, consts={}),
-                inputs={name: (ints(rng, xq.dtype, (1, c, hw, hw)), xq)},
-                params=params,
-                out=case.out,
-            )
-        )  # fmt: skip
+    cases = [
+        _sized_case(rng, hw, stride, index if i > 3 else 2 * i + 1, pad)
+        for i, (hw, stride, index, pad) in enumerate(shapes)
+    ]
     for flat, row in _run_both(cases, 16):
         np.testing.assert_array_equal(flat, row, strict=True)
 
