@@ -342,8 +342,7 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
             with T.sblock("int8_conv"):
                 T.reads(
                     X[0 : s.n, 0:cgs, 0 : s.phases, 0 : s.q * GROUP],
-                    W[0:ocps, 0:taps, 0 : s.cg],
-                    P[0:p_rows, 0:taps, 0 : s.cg],
+                    W[0:p_rows, 0:taps, 0 : s.cg],  # W is P with ubsw
                     INIT[0:ocps],
                     BIAS[0:ocps],
                     MUL[0:ocps],
