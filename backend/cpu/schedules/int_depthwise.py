@@ -88,8 +88,10 @@ REFERENCE_LANES = 4
 
 
 def prefers_flat(spec: DepthwiseSpec, lanes: int) -> bool:
-    """Whether the flat kernel needs at most the row kernel's vector operations per plane
-    (vectors of ``lanes``), except strided planes narrower than half a vector without the
+    """Whether the flat kernel needs at most 5/4 of the row kernel's vector operations per
+    plane (vectors of ``lanes``; AVX2 code, flat at 1.04x the row kernel's operations
+    measured 0.93x of its time, MobileNetV2's 56x56; at 1.14x 0.70x, the orientation
+    classifier's 14x14 5x5), except strided planes narrower than half a vector without the
     column-pair fill (:func:`~.int_depthwise_flat.column_pairs`; measured slower with
     LLVM's fill: MobileNetV2's 14x14 to 7x7, 1.13x of the row kernel; with pairs 0.86x),
     or the row kernel's whole plane exceeds the flat kernel's band (:data:`BAND_BYTES`; the
@@ -102,7 +104,7 @@ def prefers_flat(spec: DepthwiseSpec, lanes: int) -> bool:
     row_ops = spec.oh * -(-spec.ow // row) * -(-row // lanes)
     flat = (spec.oh - 1) * spec.wq + spec.ow
     strip = flat_strip(flat, lanes)
-    return -(-flat // strip) * -(-strip // lanes) <= row_ops
+    return 4 * -(-flat // strip) * -(-strip // lanes) <= 5 * row_ops
 
 
 def make_kernel(spec: DepthwiseSpec, lanes: int, flat: bool | None = None) -> tirx.PrimFunc:

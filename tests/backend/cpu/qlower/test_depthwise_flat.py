@@ -154,8 +154,9 @@ def test_flat_strips_are_whole_vectors_with_little_waste(flat: int, lanes: int) 
 
 
 def test_prefers_flat_at_mobilenet_sizes() -> None:
-    """Flat where rows waste lanes (14x14, 7x7 at 16 lanes) or the row kernel's plane is over
-    the band budget (112x112); rows for strided planes narrower than half a vector unless
+    """Flat where rows waste lanes (14x14, 7x7 at 16 lanes), up to 5/4 of the row kernel's
+    vector operations (56x56 at 8 lanes) or where the row kernel's plane is over the band
+    budget (112x112); rows for strided planes narrower than half a vector unless
     the column-pair fill takes them (8-bit input summed in float32)."""
     rng = np.random.default_rng(2)
     spec, _consts, _x = planned_case(depthwise_case(rng, 1))
@@ -172,6 +173,7 @@ def test_prefers_flat_at_mobilenet_sizes() -> None:
     assert prefers_flat(at(14, 1), 16) and prefers_flat(at(7, 1), 16)
     assert prefers_flat(at(28, 2), 16)
     assert prefers_flat(at(112, 1), 16)  # the row kernel's plane would not fit L1
+    assert prefers_flat(at(56, 1), 8)  # 408 flat vector operations against 392 in rows
     assert prefers_flat(at(14, 2), 16) and prefers_flat(at(14, 2, "uint8"), 16)  # pair fill
     assert column_pairs(at(14, 2)) == 7 and column_pairs(at(14, 2, "int16")) == 0
     assert not prefers_flat(at(14, 2, "int16"), 16)
