@@ -41,6 +41,7 @@ from npuc.backend.cpu.schedules.int8_spec import (
     ConvKernelSpec,
     DotKind,
 )
+from npuc.backend.cpu.schedules.tir_macro import macro
 from npuc.core.target import CpuTarget
 
 #: Rows (and int32 columns) of an accumulator tile: output channels x positions.
@@ -106,7 +107,7 @@ def make_amx_kernel(spec: ConvKernelSpec) -> tirx.PrimFunc:
 
     store = output_store(s, lanes)
 
-    @T.macro
+    @macro
     def configure(cfg: Any) -> None:
         for i in range(_CFG_BYTES):
             cfg[i] = T.uint8(0)
@@ -116,7 +117,7 @@ def make_amx_kernel(spec: ConvKernelSpec) -> tirx.PrimFunc:
             cfg[48 + t] = T.uint8(16)
         T.evaluate(_amx("ldtilecfg", T.address_of(cfg[0])))
 
-    @T.macro
+    @macro
     def block(
         X: Any, W: Any, INIT: Any, BIAS: Any, MUL: Any, Y: Any, cfg: Any, ibuf: Any,
         cbuf: Any, out: Any, n: Any, o0: Any, p0: Any, nr: int, nv: int,
@@ -176,7 +177,7 @@ def make_amx_kernel(spec: ConvKernelSpec) -> tirx.PrimFunc:
                         )
                         store(Y, out, n, o, p0 + j * TILE, value)
 
-    @T.macro
+    @macro
     def positions(
         X: Any, W: Any, INIT: Any, BIAS: Any, MUL: Any, Y: Any, cfg: Any, ibuf: Any,
         cbuf: Any, out: Any, n: Any, o0: Any, pblk: Any, nr: int,

@@ -48,6 +48,7 @@ from typing import Any
 from tvm.script import tirx as T
 
 from npuc.backend.cpu.schedules.int8_spec import GROUP, ConvKernelSpec
+from npuc.backend.cpu.schedules.tir_macro import macro
 
 #: int32 lanes of one AVX2 vector (positions per step).
 LANES = 8
@@ -109,7 +110,7 @@ def make_stage(s: ConvKernelSpec, keep: Callable[[Any, Any], Any] | None = None)
     ocps, taps, cg = s.groups * s.ocp, s.kh * s.kw, s.cg
     body, rest = cg // LANES, cg % LANES
 
-    @T.macro
+    @macro
     def stage_row(W: Any, WS: Any, o: Any) -> None:
         for t in range(taps):
             for b in range(body):
@@ -123,7 +124,7 @@ def make_stage(s: ConvKernelSpec, keep: Callable[[Any, Any], Any] | None = None)
 
     filtered = keep is not None
 
-    @T.macro
+    @macro
     def stage(W: Any, WS: Any) -> None:
         for o in T.parallel(ocps):
             with T.sblock("int8_stage"):
@@ -144,7 +145,7 @@ def make_stage_rows(s: ConvKernelSpec, rows: int) -> Any:
     taps, cg = s.kh * s.kw, s.cg
     body, rest = cg // LANES, cg % LANES
 
-    @T.macro
+    @macro
     def stage_rows(W: Any, JS: Any, w0: Any) -> None:
         for r in range(rows):
             for t in range(taps):

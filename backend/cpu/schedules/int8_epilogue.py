@@ -17,6 +17,7 @@ from tvm import tirx
 from tvm.script import tirx as T
 
 from npuc.backend.cpu.schedules.int8_spec import ConvKernelSpec, clamp_bounds
+from npuc.backend.cpu.schedules.tir_macro import macro
 
 
 def _b64(value: int, lanes: int) -> Any:
@@ -78,7 +79,7 @@ def output_store(s: ConvKernelSpec, lanes: int) -> Any:
             return pv + lanes <= s.oh * s.ow
         return tirx.all(col + lanes <= s.ow, row < s.oh)
 
-    @T.macro
+    @macro
     def store(Y: Any, out: Any, n: Any, o: Any, pv: Any, value: Any) -> None:
         row = T.meta_var(pv // s.wq)
         col = T.meta_var(pv % s.wq)

@@ -97,6 +97,7 @@ from npuc.backend.cpu.schedules.int8_spec import (
     clamp_bounds,
     plan_tiles,
 )
+from npuc.backend.cpu.schedules.tir_macro import macro
 
 __all__ = [
     "AVX2",
@@ -221,7 +222,7 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
     x_size = s.n * cgs * s.phases * s.q * GROUP
     plane = s.phases * s.q * GROUP
 
-    @T.macro
+    @macro
     def remainder(
         X: Any, P: Any, acc: Any, n: Any, x0: Any, w0: Any, p0: Any, nr: int, nv: int
     ) -> None:
@@ -239,7 +240,7 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
                         Pf[at],
                     )  # fmt: skip
 
-    @T.macro
+    @macro
     def step(
         X: Any, W: Any, WS: Any, acc: Any, n: Any, xc: Any, c: Any, w0: Any, t: Any, p0: Any,
         nr: int, nv: int, ub: bool,
@@ -252,7 +253,7 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
                     p0 + v * lanes + offset(t), ub,
                 )  # fmt: skip
 
-    @T.macro
+    @macro
     def tile(
         X: Any, W: Any, WS: Any, P: Any, INIT: Any, BIAS: Any, MUL: Any, Y: Any, acc: Any,
         out: Any, n: Any, o0: Any, grp: Any, p0: Any, nr: int, nv: int, ub: bool,
@@ -289,7 +290,7 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
                     )
                     store(Y, out, n, y0 + r, p0 + v * lanes, value)
 
-    @T.macro
+    @macro
     def tile_rows(
         X: Any, W: Any, WS: Any, P: Any, INIT: Any, BIAS: Any, MUL: Any, Y: Any, acc: Any,
         out: Any, n: Any, o0: Any, grp: Any, pblk: Any, nr: int, ub: bool,
@@ -304,7 +305,7 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
         else:
             tile(X, W, WS, P, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, p0, nr, vec_tail, ub)
 
-    @T.macro
+    @macro
     def rows_of(
         X: Any, W: Any, WS: Any, P: Any, INIT: Any, BIAS: Any, MUL: Any, Y: Any, acc: Any,
         out: Any, n: Any, o0: Any, grp: Any, pblk: Any, nr: int,
@@ -319,7 +320,7 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
         else:
             tile_rows(X, W, WS, P, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, pblk, nr, False)
 
-    @T.macro
+    @macro
     def channel_tile(
         X: Any, W: Any, WS: Any, P: Any, INIT: Any, BIAS: Any, MUL: Any, Y: Any, acc: Any,
         out: Any, n: Any, o0: Any, grp: Any, ub: bool,
@@ -330,7 +331,7 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
         for pblk in range(pb):
             tile_rows(X, W, WS, P, INIT, BIAS, MUL, Y, acc, out, n, o0, grp, pblk, rows, ub)
 
-    @T.macro
+    @macro
     def body(X: Any, W: Any, WS: Any, P: Any, INIT: Any, BIAS: Any, MUL: Any, Y: Any) -> None:
         """Every job (``W`` the weights the jobs read: ``P``'s main weights with ``ubsw``)."""
         if staged and not by_job:

@@ -50,6 +50,7 @@ from npuc.backend.cpu.schedules.int8_kernel import (
     epilogue,
     vnni_intrinsic,
 )
+from npuc.backend.cpu.schedules.tir_macro import macro
 
 #: Output channels per weight block (and per parallel job): ``ocp`` is padded to this.
 BLOCK = 64
@@ -124,7 +125,7 @@ def make_matvec(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
     def init(value: Any) -> Any:
         return value if vnni is not None else T.broadcast(T.int32(0), width)
 
-    @T.macro
+    @macro
     def prefetch(W: Any, b: Any, c: Any, j0: Any) -> None:
         """The weights of group ``c + PREFETCH_GROUPS`` (the last group's near the end), one
         ``prefetcht0`` per 64-byte line; nothing for other kinds."""

@@ -33,6 +33,7 @@ from tvm import tirx
 from tvm.script import tirx as T
 
 from npuc.backend.cpu.schedules.int8_kernel import GROUP
+from npuc.backend.cpu.schedules.tir_macro import macro
 
 #: Positions per vector chunk of the packing (four 64-byte channel vectors, four stores).
 BIG = 64
@@ -120,7 +121,7 @@ def make_packer(s: PackSpec) -> tirx.PrimFunc:
     def interleave(lanes: int) -> list[int]:
         return [g * lanes + j for j in range(lanes) for g in range(GROUP)]
 
-    @T.macro
+    @macro
     def fill(Xf: Any, start: Any, count: Any) -> None:
         """``count`` positions of ``zp_u`` from flat byte ``start``."""
         for k in range(count * GROUP // 64):
@@ -140,7 +141,7 @@ def make_packer(s: PackSpec) -> tirx.PrimFunc:
             return 0
         return T.min(count // size, (xo_end - xo) // (size * s.sw))
 
-    @T.macro
+    @macro
     def run(xf: Any, Xf: Any, xc: Any, cg: Any, xo: Any, xo_end: Any, out: Any, count: Any) -> None:
         """``count`` positions from input offset ``xo`` (every ``sw``-th element of the
         channel planes at ``xc``) to byte ``out``; a vector chunk reads at most up to
@@ -175,7 +176,7 @@ def make_packer(s: PackSpec) -> tirx.PrimFunc:
                     xf, xc[g] + xo + (done2 + j) * s.sw, 1, ok(cg, g)
                 )
 
-    @T.macro
+    @macro
     def phase(xf: Any, Xf: Any, xc: Any, cg: Any, ph: Any, base: Any) -> None:
         """Phase ``ph`` of channel group ``cg`` (output bytes from ``base``)."""
         a = T.meta_var(ph // s.sw)

@@ -53,6 +53,7 @@ from tvm.script import tirx as T
 
 from npuc.backend.cpu.schedules.int8_avx2 import LANES, uncentred
 from npuc.backend.cpu.schedules.int8_spec import GROUP, TILE_CHANNELS, ConvKernelSpec
+from npuc.backend.cpu.schedules.tir_macro import macro
 
 #: The block annotation that makes the compile-time weight preparation a constant.
 PREPROC_ATTR = "meta_schedule.layout_rewrite_preproc"
@@ -145,7 +146,7 @@ def make_prepare(s: ConvKernelSpec) -> Any:
         off = (t // s.kw * s.dil_h // s.stride_h) * s.wq + (t % s.kw * s.dil_w // s.stride_w)
         return c * plane + ph * (s.q * GROUP) + off * GROUP
 
-    @T.macro
+    @macro
     def prepare(W: Any, P: Any) -> None:
         with T.sblock("int8_ubsw_prepare"):
             T.sblock_attr({PREPROC_ATTR: 1})
