@@ -6,7 +6,10 @@ PrimFunc through a first block tagged ``meta_schedule.layout_rewrite_preproc``.
 This pass moves every such block into a PrimFunc of its own, called from the
 graph before the kernel (TVM's ``SplitLayoutRewritePreproc``); since the
 weights are constants, ``FoldConstant`` then runs those calls once, at
-compile time, and the library stores the packed tensors. Functions left
+compile time, and the library stores the packed tensors (the AVX2 int8
+kernels' weight preparations are computed with numpy first,
+:mod:`~npuc.backend.cpu.fold_ubsw_prepare`: compiling each would cost about
+0.3 s per layer). Functions left
 unused are removed.
 
 Requires: the schedule pass done (:func:`npuc.backend.cpu.lowering.schedule_passes`).
@@ -22,6 +25,8 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
+from npuc.backend.cpu.fold_ubsw_prepare import FoldUbswPrepare
+
 
 @tvm.transform.module_pass(opt_level=0, name="npuc.PrepackWeights")
 class PrepackWeights:
@@ -31,6 +36,7 @@ class PrepackWeights:
         seq = tvm.transform.Sequential(
             [
                 relax.transform.SplitLayoutRewritePreproc(),
+                FoldUbswPrepare(),
                 relax.transform.FoldConstant(),
                 relax.transform.DeadCodeElimination(),
             ]

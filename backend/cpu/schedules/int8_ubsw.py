@@ -52,11 +52,15 @@ import numpy as np
 from tvm.script import tirx as T
 
 from npuc.backend.cpu.schedules.int8_avx2 import LANES, uncentred
-from npuc.backend.cpu.schedules.int8_spec import GROUP, TILE_CHANNELS, ConvKernelSpec
+from npuc.backend.cpu.schedules.int8_spec import GROUP, SPEC_ATTR, TILE_CHANNELS, ConvKernelSpec
 from npuc.backend.cpu.schedules.tir_macro import macro
 
 #: The block annotation that makes the compile-time weight preparation a constant.
 PREPROC_ATTR = "meta_schedule.layout_rewrite_preproc"
+
+#: The name of :func:`make_prepare`'s block (it also carries the spec as ``SPEC_ATTR``):
+#: :mod:`npuc.backend.cpu.fold_ubsw_prepare` computes it with :func:`prepare_numpy`.
+PREPARE_BLOCK = "int8_ubsw_prepare"
 
 #: A channel may hold at most ``taps * cg // REMAINDER_DIVISOR`` remainder groups, and
 #: :data:`MIN_REMAINDERS` at least (:func:`capacity`).
@@ -148,8 +152,8 @@ def make_prepare(s: ConvKernelSpec) -> Any:
 
     @macro
     def prepare(W: Any, P: Any) -> None:
-        with T.sblock("int8_ubsw_prepare"):
-            T.sblock_attr({PREPROC_ATTR: 1})
+        with T.sblock(PREPARE_BLOCK):
+            T.sblock_attr({PREPROC_ATTR: 1, SPEC_ATTR: s.to_attr()})
             T.reads(W[0:ocps, 0:taps, 0:cg])
             T.writes(P[0:prows, 0:taps, 0:cg])
             Pf = T.decl_buffer((prows * taps * cg,), "int32", data=P.data)
@@ -187,6 +191,46 @@ def make_prepare(s: ConvKernelSpec) -> Any:
                     )
 
     return prepare
+
+
+def prepare_numpy(s: ConvKernelSpec, w: np.ndarray) -> np.ndarray:
+    """``P`` of :func:`make_prepare` computed with numpy from ``W`` (``(ocps, taps, cg)``
+    int32): the same buffer element for element (``tests/.../test_int8_ubsw.py`` checks
+    it against the TIR block), without compiling that block."""
+    taps, cg = s.kh * s.kw, s.cg
+    ocps = s.groups * s.ocp
+    counts, entries, prows = layout(s)
+    cap = capacity(s)
+    plane = s.phases * s.q * GROUP
+    main, rem = split_groups(np.asarray(w, np.int32).reshape(ocps, taps, cg))
+    unsafe = rem != 0  # a masked byte is never 0: an unsafe pair has a * b > 0
+    t_of = np.arange(taps)
+    ph = (t_of // s.kw * s.dil_h % s.stride_h) * s.stride_w + (t_of % s.kw * s.dil_w % s.stride_w)
+    off = (t_of // s.kw * s.dil_h // s.stride_h) * s.wq + (t_of % s.kw * s.dil_w // s.stride_w)
+    x_off = (
+        np.arange(cg)[None, :] * plane + (ph * (s.q * GROUP) + off * GROUP)[:, None]
+    )  # (taps, cg)
+    flat = np.zeros(prows * taps * cg, np.int64)
+    flat[:counts] = np.asarray(w, np.int64).reshape(-1)
+    for tile in range(ocps // TILE_CHANNELS):
+        rows = range(tile * TILE_CHANNELS, (tile + 1) * TILE_CHANNELS)
+        fits = int(unsafe[rows.start : rows.stop].sum()) <= TILE_CHANNELS * cap
+        start = tile * TILE_CHANNELS * 2 * cap
+        n = 0
+        for o in rows:
+            flat[counts + 2 * o] = start + 2 * n
+            if not fits:
+                flat[counts + 2 * o + 1] = -1
+                continue
+            t_idx, c_idx = np.nonzero(unsafe[o])  # row-major: the block's (t, c) order
+            k = len(t_idx)
+            flat[(o * taps + t_idx) * cg + c_idx] = main[o, t_idx, c_idx]
+            at = entries + start + 2 * (n + np.arange(k))
+            flat[at] = rem[o, t_idx, c_idx]
+            flat[at + 1] = x_off[t_idx, c_idx]
+            n += k
+            flat[counts + 2 * o + 1] = k
+    return flat.astype(np.int32).reshape(prows, taps, cg)
 
 
 def dot(acc: Any, x: Any, w: Any) -> Any:
