@@ -136,10 +136,13 @@ def make_packer(s: PackSpec) -> tirx.PrimFunc:
 
     def chunks(size: int, count: Any, xo: Any, xo_end: Any) -> Any:
         """Whole ``size``-position chunks of a run whose vector loads stay before ``xo_end``
-        (0 for the 64-position chunk of a strided run: its loads would span 128+ bytes)."""
+        (0 for the 64-position chunk of a strided run: its loads would span 128+ bytes).
+        Never negative: an empty run may start past ``xo_end`` (a one-column input with
+        ``sw >= 3`` and left padding), where the floor division alone gave -1 and the
+        next chunk loop then wrote before the run (found by the breaker, 18:40 UTC)."""
         if size == BIG and s.sw > 1:
             return 0
-        return T.min(count // size, (xo_end - xo) // (size * s.sw))
+        return T.max(T.min(count // size, (xo_end - xo) // (size * s.sw)), 0)
 
     @macro
     def run(xf: Any, Xf: Any, xc: Any, cg: Any, xo: Any, xo_end: Any, out: Any, count: Any) -> None:

@@ -1,11 +1,13 @@
-"""A known defect (issue 14's exact int8 CPU library), kept as an xfail until fixed.
+"""A fixed defect of issue 14's exact int8 CPU library, kept as a regression test.
 
 An int8 convolution on a one-column input (``W = 1``) with a column stride of 3 or more and
-column padding (1x1, 1x3, 1x5, 1x7 kernels) stores other integers than the integer executor,
-or crashes the process inside the compiled library (SIGSEGV/SIGABRT: an out-of-bounds access),
-on the host (AVX-512 VNNI) and the AVX2 target. Found by fuzzing at 91db5c5 (also at cbc137a);
-stride 2, ``W = 2, 3, 5`` and the same geometry along the rows were exact. The layer runs in a
-child process so that a crash fails this test only.
+column padding (1x1, 1x3, 1x5, 1x7 kernels) stored other integers than the integer executor,
+or crashed the process inside the compiled library (SIGSEGV/SIGABRT), on the host (AVX-512
+VNNI) and the AVX2 target: the input packer's chunk count
+(``schedules/int8_pack.py``, ``chunks``) went to -1 for an empty run that starts past its
+row's end, and the next chunk loop wrote before the run. Found by a helper's fuzzing at
+91db5c5 (also at cbc137a). The layer runs in a child process so that a crash fails this test
+only.
 """
 
 from __future__ import annotations
@@ -41,10 +43,6 @@ np.testing.assert_array_equal(got.astype(np.int64), want, strict=True)
 """
 
 
-@pytest.mark.xfail(
-    reason="int8 CPU library: one-column input with column stride >= 3 differs or crashes "
-    "(out-of-bounds access; found by helper fuzzing, issue 14)"
-)
 @pytest.mark.parametrize("isa", ["host", "avx2"])
 def test_one_column_input_with_stride_3_is_exact(isa: str) -> None:
     if "avx2" not in host_target().features:
