@@ -198,6 +198,14 @@ def make_flat_kernel(spec: DepthwiseSpec, lanes: int, band: int | None = None) -
         row = x[job // s.c, job % s.c, yq * sh + rph - s.pad_t, T.ramp(first(b) * 2, 1, 2 * k)]
         return T.reinterpret(pair_t, row)
 
+    def unit_at(x: Any, g: Any, t: Any, yl: Any, rph: Any, q: Any, cph: Any) -> Any:
+        """:func:`at` for band-local phase row ``yl`` of fill unit ``t`` of task ``g``."""
+        return at(x, job_of(g, t // bands), top(t % bands) + yl, rph, q, cph)
+
+    def unit_pair(x: Any, g: Any, t: Any, yl: Any, rph: Any, b: Any) -> Any:
+        """:func:`pair` for band-local phase row ``yl`` of fill unit ``t`` of task ``g``."""
+        return pair(x, job_of(g, t // bands), top(t % bands) + yl, rph, b)
+
     def low(v: Any) -> Any:
         """The pairs' first bytes (even columns), sign- or zero-extended, centred."""
         k8 = T.broadcast(T.Cast(lane_t, 8), k)
@@ -258,76 +266,36 @@ def make_flat_kernel(spec: DepthwiseSpec, lanes: int, band: int | None = None) -
                                 for yl in range(lo_row(t % bands, rph), hi_row(t % bands, rph)):
                                     for b in range(blocks):
                                         P[
-                                            t % nbuf,
-                                            rph,
-                                            lo_ph,
+                                            t % nbuf, rph, lo_ph,
                                             T.ramp(yl * wq + lo_q + first(b), 1, k),
-                                        ] = low(
-                                            pair(
-                                                X,
-                                                job_of(g, t // bands),
-                                                top(t % bands) + yl,
-                                                rph,
-                                                b,
-                                            )
-                                        )
+                                        ] = low(unit_pair(X, g, t, yl, rph, b))  # fmt: skip
                                         P[
-                                            t % nbuf,
-                                            rph,
-                                            hi_ph,
+                                            t % nbuf, rph, hi_ph,
                                             T.ramp(yl * wq + hi_q + first(b), 1, k),
-                                        ] = high(
-                                            pair(
-                                                X,
-                                                job_of(g, t // bands),
-                                                top(t % bands) + yl,
-                                                rph,
-                                                b,
-                                            )
-                                        )
+                                        ] = high(unit_pair(X, g, t, yl, rph, b))  # fmt: skip
                                     for q in range(q_in, q_main):
                                         for cph in T.unroll(sw):
-                                            P[t % nbuf, rph, cph, yl * wq + q] = at(
-                                                X,
-                                                job_of(g, t // bands),
-                                                top(t % bands) + yl,
-                                                rph,
-                                                q,
-                                                cph,
+                                            P[t % nbuf, rph, cph, yl * wq + q] = unit_at(
+                                                X, g, t, yl, rph, q, cph
                                             )
                                     for q in range(q_tail, q_in_end):
                                         for cph in T.unroll(sw):
-                                            P[t % nbuf, rph, cph, yl * wq + q] = at(
-                                                X,
-                                                job_of(g, t // bands),
-                                                top(t % bands) + yl,
-                                                rph,
-                                                q,
-                                                cph,
+                                            P[t % nbuf, rph, cph, yl * wq + q] = unit_at(
+                                                X, g, t, yl, rph, q, cph
                                             )
                                     for cph in T.unroll(sw):
                                         for q in range(
                                             T.max(cols.start(cph), done.start(cph)),
                                             T.min(q_in, cols.end(cph)),
                                         ):
-                                            P[t % nbuf, rph, cph, yl * wq + q] = at(
-                                                X,
-                                                job_of(g, t // bands),
-                                                top(t % bands) + yl,
-                                                rph,
-                                                q,
-                                                cph,
+                                            P[t % nbuf, rph, cph, yl * wq + q] = unit_at(
+                                                X, g, t, yl, rph, q, cph
                                             )
                                         for q in range(
                                             T.max(q_in_end, cols.start(cph)), cols.end(cph)
                                         ):
-                                            P[t % nbuf, rph, cph, yl * wq + q] = at(
-                                                X,
-                                                job_of(g, t // bands),
-                                                top(t % bands) + yl,
-                                                rph,
-                                                q,
-                                                cph,
+                                            P[t % nbuf, rph, cph, yl * wq + q] = unit_at(
+                                                X, g, t, yl, rph, q, cph
                                             )
                         if t >= lag:  # compute unit t - lag from buffer (t - lag) % nbuf
                             for j in range(s.mult):
