@@ -56,8 +56,15 @@ def _stage_in_halves(s: ConvKernelSpec, lanes: int, v32: Any, mul: Any, rounding
     half, i32v = f"int64x{lanes // 2}", f"int32x{lanes}"
     x, m = T.reinterpret(half, v32), T.reinterpret(half, mul)
     k32, r = _b64(32, lanes // 2), _b64(rounding, lanes // 2)
-    even = (((x << k32) >> k32) * ((m << k32) >> k32) + r) >> _b64(s.post_shift, lanes // 2)
-    odd = ((x >> k32) * (m >> k32) + r) >> _b64(s.post_shift, lanes // 2)
+    if isinstance(mul, tirx.Broadcast):
+        # One M for all lanes: its int64 broadcast is visibly a sign-extended int32, so
+        # LLVM multiplies both halves with one vpmuldq each (as an int64 view of an int32
+        # vector, the odd half's M is not, and x86 without AVX-512 gets 3 vpmuludq).
+        m_even = m_odd = T.broadcast(T.Cast("int64", mul.value), lanes // 2)
+    else:
+        m_even, m_odd = (m << k32) >> k32, m >> k32
+    even = (((x << k32) >> k32) * m_even + r) >> _b64(s.post_shift, lanes // 2)
+    odd = ((x >> k32) * m_odd + r) >> _b64(s.post_shift, lanes // 2)
     merged = T.bitwise_or(T.bitwise_and(even, _b64(0xFFFFFFFF, lanes // 2)), odd << k32)
     y = T.reinterpret(i32v, merged)
     # y is exact in int32: bounds beyond int32 clamp it as their int32 limit does.
