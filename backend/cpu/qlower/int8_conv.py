@@ -58,6 +58,7 @@ from npuc.midend.quantize.graph import Node
 from npuc.midend.quantize.qparams import QParams
 
 from .intops import shape_of
+from .pair_order import pair_order
 
 #: Activation storage types the int8 kernels read.
 INPUT_DTYPES = ("int8", "uint8")
@@ -145,11 +146,16 @@ def matvec_spec(spec: ConvKernelSpec) -> ConvKernelSpec:
     return replace(spec, q=1, ocp=_ceil_to(spec.oc, BLOCK), matvec=1)
 
 
-def pack_constants(spec: ConvKernelSpec, p: Mapping[str, Any]) -> list[np.ndarray]:
+def pack_constants(
+    spec: ConvKernelSpec, p: Mapping[str, Any], order: np.ndarray | None = None
+) -> list[np.ndarray]:
     """``W`` (int32 ``(ocp, taps, cg)``, 4 int8 channels each), ``INIT``, ``BIAS``, ``MUL`` in
     the kernel's layout
-    (``W`` of a matvec spec in blocks of ``BLOCK`` output channels)."""
+    (``W`` of a matvec spec in blocks of ``BLOCK`` output channels); input channel
+    ``order[k]`` in slot ``k`` when an ``order`` is given (:mod:`.pair_order`)."""
     w = np.asarray(p["weights"]).astype(np.int8)
+    if order is not None:
+        w = w[:, order]
     oc, c, kh, kw = w.shape
     wp = np.zeros((spec.ocp, spec.cg * GROUP, kh, kw), np.int8)
     wp[:oc, :c] = w
@@ -167,18 +173,26 @@ def pack_constants(spec: ConvKernelSpec, p: Mapping[str, Any]) -> list[np.ndarra
 
 
 def _pack_input(
-    bb: relax.BlockBuilder, x: relax.Expr, xq: QParams, node: Node, spec: ConvKernelSpec
+    bb: relax.BlockBuilder,
+    x: relax.Expr,
+    xq: QParams,
+    node: Node,
+    spec: ConvKernelSpec,
+    order: np.ndarray | None,
 ) -> relax.Expr:
-    """``X`` of the kernel (:func:`~npuc.backend.cpu.schedules.int8_pack.make_packer`)."""
+    """``X`` of the kernel (:func:`~npuc.backend.cpu.schedules.int8_pack.make_packer`), its
+    channels in ``order`` when given."""
     n, c, h, w = shape_of(x)
     pt, pl, pb, _ = (int(v) for v in node.attr("padding"))
     pack = PackSpec(
         n=n, c=c, h=h, w=w, dtype=xq.dtype, pt=pt, pl=pl, sh=spec.stride_h, sw=spec.stride_w,
         cg=spec.cg, hq=-(-(h + pt + pb) // spec.stride_h), wq=spec.wq, q=spec.q, zp_u=spec.zp_u,
+        ordered=order is not None,
     )  # fmt: skip
     gv = bb.add_func(make_packer(pack), f"int8_pack_{node.name}")
     ty = relax.TensorType((n, spec.cg, spec.phases, spec.q * GROUP), "uint8")
-    return bb.emit(relax.call_tir(gv, relax.Tuple([x]), ty))
+    args = [x] if order is None else [x, relax.const(order.astype(np.int32), "int32")]
+    return bb.emit(relax.call_tir(gv, relax.Tuple(args), ty))
 
 
 def emit_int8_conv(
@@ -220,8 +234,12 @@ def _emit(
     out: QParams,
 ) -> relax.Expr:
     """The packing and kernel calls of ``spec`` (a convolution or matvec spec)."""
-    xp = _pack_row(bb, x, xq, spec) if spec.matvec else _pack_input(bb, x, xq, node, spec)
-    consts = [relax.const(a, str(a.dtype)) for a in pack_constants(spec, p)]
+    if spec.matvec:
+        order, xp = None, _pack_row(bb, x, xq, spec)
+    else:
+        order = pair_order(np.asarray(p["weights"]))
+        xp = _pack_input(bb, x, xq, node, spec, order)
+    consts = [relax.const(a, str(a.dtype)) for a in pack_constants(spec, p, order)]
     kernel = (make_matvec if spec.matvec else make_kernel)(spec, GENERIC)
     gv = bb.add_func(kernel, f"int8_conv_{node.name}")
     ty = relax.TensorType((spec.n, spec.oc, spec.oh * spec.ow), out.dtype)

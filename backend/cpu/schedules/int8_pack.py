@@ -5,12 +5,13 @@ layer's padding and strides, and the kernel's phase grid from
 :class:`~.int8_kernel.ConvKernelSpec`).
 
 Guarantees: ``pack(x) -> X`` with ``X[n, cg, ph, pos * 4 + g]`` equal to
-``u(x[n, 4 cg + g, hi * sh + a - pt, wi * sw + b - pl])`` for phase
+``u(x[n, k(4 cg + g), hi * sh + a - pt, wi * sw + b - pl])`` for phase
 ``ph = a * sw + b`` and position ``pos = hi * wq + wi`` when that element
 exists, and ``zp_u`` otherwise (spatial padding, channels beyond ``c``,
 positions beyond ``hq * wq``); ``u(x) = x + 128`` for int8 storage (an xor of
 the sign bit), ``x`` for uint8 (:mod:`npuc.backend.cpu.qlower.int8_conv`
-states why).
+states why); ``k(i) = i``, or ``order[i]`` for an ``ordered`` spec
+(``pack(x, order) -> X``, ``order`` int32 ``(c,)`` a permutation).
 
 How: the rows and columns of a phase that read real input are computed once
 per phase (``[hlo, hhi) x [wlo, whi)``), so the copy has no bounds checks and
@@ -65,6 +66,9 @@ class PackSpec:
     wq: int
     q: int
     zp_u: int
+    #: Slot ``k`` holds input channel ``order[k]`` (the packer's ``order`` argument,
+    #: :mod:`npuc.backend.cpu.qlower.pair_order`) instead of channel ``k``.
+    ordered: bool = False
 
     @property
     def phases(self) -> int:
@@ -202,12 +206,12 @@ def make_packer(s: PackSpec) -> tirx.PrimFunc:
                 x0 = T.meta_var(hh * s.w + wlo * s.sw + b - s.pl)
                 run(xf, Xf, xc, cg, x0, hh * s.w + s.w, row + wlo * GROUP, whi - wlo)
 
-    @T.prim_func(private=True, s_tir=True)
-    def pack(
-        x: T.Buffer((s.n, s.c, s.h, s.w), s.dtype),  # type: ignore[valid-type]
-        X: T.Buffer((s.n, s.cg, phases, row_bytes), "uint8"),  # type: ignore[valid-type]
-    ) -> None:
-        T.func_attr({"tirx.noalias": True})
+    def source(order: Any, slot: Any) -> Any:
+        """The input channel of packed channel ``slot``."""
+        return order[slot] if s.ordered else slot
+
+    @macro
+    def body(x: Any, order: Any, X: Any) -> None:
         with T.sblock("root"):
             for job in T.parallel(jobs) if s.packed_bytes >= SERIAL_BYTES else T.serial(jobs):
                 with T.sblock("pack"):
@@ -222,9 +226,31 @@ def make_packer(s: PackSpec) -> tirx.PrimFunc:
                     # channel checks only when cg * 4 > c (a partial group or extra groups)
                     for g in T.unroll(GROUP):
                         # channels beyond c read (and ignore) the last real one: in bounds
-                        xc[g] = (n * s.c + T.min(cg * GROUP + g, s.c - 1)) * plane
+                        slot = T.meta_var(T.min(cg * GROUP + g, s.c - 1))
+                        xc[g] = (n * s.c + source(order, slot)) * plane
                     base = T.meta_var(((n * s.cg + cg) * phases + ph) * row_bytes)
                     phase(xf, Xf, xc, cg, ph, base)
+
+    if s.ordered:
+
+        @T.prim_func(private=True, s_tir=True)
+        def pack(
+            x: T.Buffer((s.n, s.c, s.h, s.w), s.dtype),  # type: ignore[valid-type]
+            order: T.Buffer((s.c,), "int32"),  # type: ignore[valid-type]
+            X: T.Buffer((s.n, s.cg, phases, row_bytes), "uint8"),  # type: ignore[valid-type]
+        ) -> None:
+            T.func_attr({"tirx.noalias": True})
+            body(x, order, X)
+
+    else:
+
+        @T.prim_func(private=True, s_tir=True)
+        def pack(
+            x: T.Buffer((s.n, s.c, s.h, s.w), s.dtype),  # type: ignore[valid-type]
+            X: T.Buffer((s.n, s.cg, phases, row_bytes), "uint8"),  # type: ignore[valid-type]
+        ) -> None:
+            T.func_attr({"tirx.noalias": True})
+            body(x, None, X)
 
     return (
         pack.with_attr("op_pattern", 8)

@@ -8,6 +8,7 @@ representative subset on every target, the ``slow`` test every case."""
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -143,3 +144,33 @@ def test_packing_equals_the_layout_model(kind: str) -> None:
 @pytest.mark.parametrize("kind", sorted(TARGETS))
 def test_packing_equals_the_layout_model_on_every_case(kind: str) -> None:
     _check(full=True, kind=kind)
+
+
+@pytest.mark.parametrize("kind", sorted(TARGETS))
+def test_ordered_packing_reads_channels_in_order(kind: str) -> None:
+    """``ordered``: slot ``k`` holds input channel ``order[k]`` (the model of the unordered
+    packing on ``x[:, order]``), on a strided padded map, a one-run 1x1 map with a partial
+    last group and a parallel one."""
+    target = _target(kind)
+    plain = (
+        model_specs()[0],
+        extra_group_specs()[3],
+        model_specs()[2],
+        random_spec(np.random.default_rng(5), 1),
+    )
+    specs = [replace(s, ordered=True) for s in plain]
+    assert any(s.packed_bytes >= SERIAL_BYTES for s in specs)
+    rng = np.random.default_rng(43)
+    for s in specs:
+        lib = tvm.compile(
+            tvm.IRModule({"pack": make_packer(s).with_attr("global_symbol", "pack")}),
+            target=target.to_tvm(),
+        )
+        info = np.iinfo(np.dtype(s.dtype))
+        x = rng.integers(int(info.min), int(info.max) + 1, (s.n, s.c, s.h, s.w)).astype(s.dtype)
+        order = rng.permutation(s.c).astype(np.int32)
+        assert s.c < 3 or (order != np.arange(s.c)).any()
+        got = tvm.runtime.tensor(np.zeros((s.n, s.cg, s.phases, s.q * 4), np.uint8))
+        lib["pack"](tvm.runtime.tensor(x), tvm.runtime.tensor(order), got)
+        want = reference(s, np.ascontiguousarray(x[:, order]))
+        np.testing.assert_array_equal(got.numpy(), want, strict=True, err_msg=str(s))
