@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 from tvm import relax
 
+from npuc.backend.cpu.schedules.int8_avx2 import uncentred
 from npuc.backend.cpu.schedules.int8_kernel import (
     GENERIC,
     GROUP,
@@ -58,7 +59,7 @@ from npuc.midend.quantize.graph import Node
 from npuc.midend.quantize.qparams import QParams
 
 from .intops import shape_of
-from .pair_order import pair_order
+from .pair_order import PairOrder, pair_order
 
 #: Activation storage types the int8 kernels read.
 INPUT_DTYPES = ("int8", "uint8")
@@ -147,21 +148,29 @@ def matvec_spec(spec: ConvKernelSpec) -> ConvKernelSpec:
 
 
 def pack_constants(
-    spec: ConvKernelSpec, p: Mapping[str, Any], order: np.ndarray | None = None
+    spec: ConvKernelSpec, p: Mapping[str, Any], order: PairOrder | None = None
 ) -> list[np.ndarray]:
     """``W`` (int32 ``(ocp, taps, cg)``, 4 int8 channels each), ``INIT``, ``BIAS``, ``MUL`` in
     the kernel's layout
-    (``W`` of a matvec spec in blocks of ``BLOCK`` output channels); input channel
-    ``order[k]`` in slot ``k`` when an ``order`` is given (:mod:`.pair_order`)."""
+    (``W`` of a matvec spec in blocks of ``BLOCK`` output channels); with an ``order``
+    (:mod:`.pair_order`), slot ``k`` holds input channel ``order.order[k]``, its weights
+    negated where ``order.flip[k]`` (the packed input holds ``255 - u`` there, so the
+    kernel's sum lacks ``255`` times those weights' sum: ``INIT`` adds it back)."""
     w = np.asarray(p["weights"]).astype(np.int8)
-    if order is not None:
-        w = w[:, order]
     oc, c, kh, kw = w.shape
+    # -(zp_u * sum w) for every output channel (the padded channels' weights are 0)
+    corr = np.zeros(spec.ocp, np.int64)
+    corr[:oc] = spec.zp_u * w.astype(np.int64).sum(axis=(1, 2, 3))
+    if order is not None:
+        w = w[:, order.order]
+        if (w[:, order.flip] == -128).any():
+            raise ValueError("pair order: a complemented slot holds a weight of -128")
+        corr[:oc] -= 255 * w[:, order.flip].astype(np.int64).sum(axis=(1, 2, 3))
+        w = np.where(order.flip[None, :, None, None], -w, w).astype(np.int8)
     wp = np.zeros((spec.ocp, spec.cg * GROUP, kh, kw), np.int8)
     wp[:oc, :c] = w
     wp = wp.reshape(spec.ocp, spec.cg, GROUP, kh * kw).transpose(0, 3, 1, 2)
     packed = np.ascontiguousarray(wp).view("<i4").reshape(spec.ocp, kh * kw, spec.cg)
-    corr = spec.zp_u * wp.astype(np.int64).sum(axis=(1, 2, 3))
     init = ((-corr + 2**31) % 2**32 - 2**31).astype(np.int32)
     bias = np.zeros(spec.ocp, np.int64)
     bias[:oc] = (np.asarray(p["b16"], np.int64) << int(p["bias_shift"])) + _rounding(spec.pre_shift)
@@ -178,7 +187,7 @@ def _pack_input(
     xq: QParams,
     node: Node,
     spec: ConvKernelSpec,
-    order: np.ndarray | None,
+    order: PairOrder | None,
 ) -> relax.Expr:
     """``X`` of the kernel (:func:`~npuc.backend.cpu.schedules.int8_pack.make_packer`), its
     channels in ``order`` when given."""
@@ -191,7 +200,10 @@ def _pack_input(
     )  # fmt: skip
     gv = bb.add_func(make_packer(pack), f"int8_pack_{node.name}")
     ty = relax.TensorType((n, spec.cg, spec.phases, spec.q * GROUP), "uint8")
-    args = [x] if order is None else [x, relax.const(order.astype(np.int32), "int32")]
+    args = [x]
+    if order is not None:
+        xor = np.where(order.flip, 255, 0).astype(np.uint8)
+        args += [relax.const(order.order.astype(np.int32), "int32"), relax.const(xor, "uint8")]
     return bb.emit(relax.call_tir(gv, relax.Tuple(args), ty))
 
 
@@ -237,7 +249,7 @@ def _emit(
     if spec.matvec:
         order, xp = None, _pack_row(bb, x, xq, spec)
     else:
-        order = pair_order(np.asarray(p["weights"]))
+        order = pair_order(np.asarray(p["weights"])) if uncentred(spec) else None
         xp = _pack_input(bb, x, xq, node, spec, order)
     consts = [relax.const(a, str(a.dtype)) for a in pack_constants(spec, p, order)]
     kernel = (make_matvec if spec.matvec else make_kernel)(spec, GENERIC)

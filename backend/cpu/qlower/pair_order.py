@@ -1,38 +1,46 @@
-"""The packed input-channel order of an int8 convolution: pairs that ``vpmaddubsw`` cannot saturate.
+"""Packed input-channel order and signs of an int8 convolution: pairs vpmaddubsw cannot saturate.
 
 Requires: a layer's int8 OIHW weights (values in [-128, 127]).
 
-Guarantees: :func:`pair_order` returns None (keep the model's order) or a
-permutation ``order`` of ``range(C)``. :mod:`.int8_conv` then packs input
-channel ``order[k]`` into slot ``k`` of the kernel's input
-(:class:`~npuc.backend.cpu.schedules.int8_pack.PackSpec` ``ordered``) and
-uses ``weights[:, order]``: the same products summed in another order, exact
-in integers, so every kernel (VNNI, AMX, AVX2) gives the same integers as
-without it.
+Guarantees: :func:`pair_order` returns None (keep the model's channels) or a
+:class:`PairOrder`: ``order`` a permutation of ``range(C)`` and ``flip`` a
+bool per slot, never set for a channel holding a weight of -128.
+:mod:`.int8_conv` then packs input channel ``order[k]`` into slot ``k`` of
+the kernel's input, complemented (``255 - u``, an xor with 255) where
+``flip[k]`` (:class:`~npuc.backend.cpu.schedules.int8_pack.PackSpec`
+``ordered``), and uses weights ``w[:, order[k]]``, negated where ``flip[k]``,
+with ``INIT`` corrected by ``255 * sum`` of the flipped slots' weights:
+``(255 - u) * (-w) = u w - 255 w``, so every kernel that sums ``u * w``
+uncentred and adds ``INIT`` (VNNI, AMX, AVX2, generic) stores the same
+integers as without it. The caller flips only for specs whose uncentred sums
+fit int32 (``int8_avx2.uncentred``).
 
 Why: the AVX2 kernels (:mod:`~npuc.backend.cpu.schedules.int8_ubsw`) multiply
 the weight pairs of slots ``(4g, 4g + 1)`` and ``(4g + 2, 4g + 3)`` with
 ``vpmaddubsw``; a pair ``(a, b)`` of one output channel and tap is *unsafe*
 (may saturate) when ``a * b > 0`` and ``|a| + |b| > 128``, which for int8
 weights is exactly ``|a + b| > 128``. Every weight group with an unsafe pair
-costs a remainder-list entry, about twice a safe group's work. Which channels
-share a pair is free to choose: the cost of pairing channels ``i`` and ``j``
-is the number of (output channel, tap) where ``|w_i + w_j| > 128``, and a good
-order is a cheap perfect matching of the channels. It is built greedily
-(cheapest pairs first), and consecutive chosen pairs share a group. On real
-weights this takes the unsafe groups of MobileNetV2 from 6.0% to 3.3%, YOLOv8n
-1.7% to 0.5%, the orientation classifier 2.9% to 1.0% (0.6, 0.4 and 0.4 s of
-compile time).
+costs a remainder-list entry, about twice a safe group's work, and a tile of
+four output channels with more than its pool keeps the slower ``vpmaddwd``
+form. Which channels share a pair is free to choose, and so is the sign of a
+slot: pairing channels ``i`` and ``j`` costs the (output channel, tap)
+columns where ``|w_i + w_j| > 128``, or where ``|w_i - w_j| > 128`` with one of
+them flipped, whichever is fewer. A good order is a cheap perfect matching of
+the channels; it is built greedily (cheapest pairs first), and consecutive
+chosen pairs share a group. Unsafe groups, model order -> this order (and
+the time it takes per model): MobileNetV2 6.0% -> 3.1% (1.3 s), YOLOv8n 1.7%
+-> 0.3% (0.7 s), the orientation classifier 2.9% -> 0.4% (0.7 s); onnx's light
+graphs (every weight 127) 100% -> 0 (VGG-19 2.7 s).
 
 The cost is computed exactly when ``C * C * (O * taps)`` is at most
 :data:`BUDGET` pair-columns, else on evenly spaced (output, tap) columns (the
-order is a heuristic: any permutation is exact). An order is kept only when
-it removes at least :data:`MIN_GAIN` of the unsafe groups; layers with no
-unsafe groups, or whose weights are mostly large of one sign (:data:`LARGE_SHARE`;
-onnx's light graphs, every weight 127: no pairing helps), keep the model's order.
+order is a heuristic: any order and signs are exact). An order is kept only
+when it removes at least :data:`MIN_GAIN` of the unsafe groups.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,21 +59,25 @@ MIN_GAIN = 0.1
 #: Weights per input group of the kernels (four channels, two pairs).
 GROUP = 4
 
-#: Above this share of weights ``> 64`` (or of weights ``< -64``) no order is tried: two such
-#: weights are always unsafe together, so pairing cannot help much (onnx's light graphs:
-#: every weight 127).
-LARGE_SHARE = 0.5
+
+@dataclass(frozen=True, slots=True)
+class PairOrder:
+    """Slot ``k`` of the packed input holds input channel ``order[k]`` (int64 ``(C,)``, a
+    permutation), complemented with negated weights where ``flip[k]`` (bool ``(C,)``)."""
+
+    order: np.ndarray
+    flip: np.ndarray
 
 
-def unsafe_groups(weights: np.ndarray, order: np.ndarray | None = None) -> int:
+def unsafe_groups(weights: np.ndarray, order: PairOrder | None = None) -> int:
     """Weight groups (output channel, tap, group of four slots) with an unsafe pair when
-    input channel ``order[k]`` (default ``k``) is in slot ``k``; channels padded with zeros
-    to a multiple of four (a zero pair is safe)."""
+    the slots are in ``order`` (default: the model's channels); channels padded with
+    zeros to a multiple of four (a zero pair is safe)."""
     w = np.asarray(weights, np.int16)
     o, c = w.shape[:2]
     cols = w.reshape(o, c, -1)
     if order is not None:
-        cols = cols[:, order]
+        cols = cols[:, order.order] * np.where(order.flip, -1, 1).astype(np.int16)[:, None]
     slots = np.zeros((o, -(-c // GROUP) * GROUP, cols.shape[2]), np.int16)
     slots[:, :c] = cols
     g = slots.reshape(o, -1, GROUP, cols.shape[2])
@@ -73,16 +85,22 @@ def unsafe_groups(weights: np.ndarray, order: np.ndarray | None = None) -> int:
     return int(bad.sum())
 
 
-def _pair_costs(columns: np.ndarray) -> np.ndarray:
-    """``(C, C)`` int64: for channels ``i, j`` the columns where ``|w_i + w_j| > 128``
-    (``w_i + 128 + w_j`` outside ``[0, 256]``: one add, one unsigned compare)."""
+def _pair_costs(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(C, C)`` int64 twice: for channels ``i, j`` the columns where ``|w_i + w_j| > 128``
+    (``w_i + 128 + w_j`` outside ``[0, 256]``: one add, one unsigned compare), and where
+    ``|w_i - w_j| > 128``."""
     c = columns.shape[0]
     shifted = columns + np.int16(128)
-    cost = np.empty((c, c), np.int64)
+    same, opposite = np.empty((c, c), np.int64), np.empty((c, c), np.int64)
     for i0 in range(0, c, BLOCK_ROWS):
-        block = shifted[i0 : i0 + BLOCK_ROWS, None, :] + columns[None, :, :]
-        cost[i0 : i0 + BLOCK_ROWS] = np.count_nonzero(block.view(np.uint16) > 256, axis=2)
-    return cost
+        rows = shifted[i0 : i0 + BLOCK_ROWS, None, :]
+        same[i0 : i0 + BLOCK_ROWS] = np.count_nonzero(
+            (rows + columns[None]).view(np.uint16) > 256, axis=2
+        )
+        opposite[i0 : i0 + BLOCK_ROWS] = np.count_nonzero(
+            (rows - columns[None]).view(np.uint16) > 256, axis=2
+        )
+    return same, opposite
 
 
 def _greedy_matching(cost: np.ndarray) -> list[int]:
@@ -108,20 +126,29 @@ def _greedy_matching(cost: np.ndarray) -> list[int]:
     return order + [int(i) for i in left]
 
 
-def pair_order(weights: np.ndarray) -> np.ndarray | None:
-    """The input-channel order (int64 ``(C,)``, a permutation) for int8 OIHW ``weights``, or
-    None to keep the model's order (module docstring)."""
+def pair_order(weights: np.ndarray) -> PairOrder | None:
+    """The slots' channels and signs for int8 OIHW ``weights``, or None to keep the model's
+    channels (module docstring)."""
     w = np.asarray(weights)
-    if w.ndim != 4 or w.shape[1] < 3:
+    if w.ndim != 4 or w.shape[1] < 2:
         return None
     before = unsafe_groups(w)
-    if before == 0 or max(float((w > 64).mean()), float((w < -64).mean())) > LARGE_SHARE:
+    if before == 0:
         return None
     c = w.shape[1]
     columns = np.ascontiguousarray(w.astype(np.int16).transpose(1, 0, 2, 3).reshape(c, -1))
+    flippable = (columns != -128).all(axis=1)
     keep = max(1, BUDGET // (c * c))
     if columns.shape[1] > keep:
         columns = columns[:, np.linspace(0, columns.shape[1] - 1, keep).astype(np.int64)]
-    order = np.asarray(_greedy_matching(_pair_costs(columns)), np.int64)
-    after = unsafe_groups(w, order)
-    return order if after <= before * (1 - MIN_GAIN) else None
+    same, opposite = _pair_costs(columns)
+    either = flippable[:, None] | flippable[None, :]
+    use_flip = either & (opposite < same)
+    order = np.asarray(_greedy_matching(np.where(use_flip, opposite, same)), np.int64)
+    flip = np.zeros(c, bool)
+    for k in range(0, c - 1, 2):
+        i, j = order[k], order[k + 1]
+        if use_flip[i, j]:
+            flip[k + 1 if flippable[j] else k] = True
+    chosen = PairOrder(order=order, flip=flip)
+    return chosen if unsafe_groups(w, chosen) <= before * (1 - MIN_GAIN) else None

@@ -66,8 +66,11 @@ target's features):
   weight pairs proven at compile time not to saturate and the rest from
   per-channel remainder lists (:mod:`.int8_ubsw`: ``W`` becomes its prepared
   buffer ``P``; a tile with too many remainders keeps ``vpmaddwd``).
-- ``generic``: plain vector arithmetic on centred int32 values (any CPU);
-  the reference form that :mod:`npuc.backend.cpu.qlower.int8_conv` emits.
+- ``generic``: plain vector arithmetic on int32 values (any CPU), uncentred
+  from ``INIT`` when ``255 * 128 * K < 2^31`` (:func:`.int8_avx2.uncentred`;
+  the input of a slot that :mod:`npuc.backend.cpu.qlower.pair_order`
+  complements has no single zero point), else centred; the reference form
+  that :mod:`npuc.backend.cpu.qlower.int8_conv` emits.
 """
 
 from __future__ import annotations
@@ -153,6 +156,8 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
     i8v = f"int8x{lanes * GROUP}"
     zp_u = s.zp_u
     vnni = vnni_intrinsic(kind)
+    # accumulators start at INIT (uncentred sums): VNNI (wrapping), generic when they fit
+    from_init = vnni is not None or (not avx2 and int8_avx2.uncentred(s))
     cgs, ocps, ocs = s.x_groups, s.groups * s.ocp, s.groups * s.oc
 
     def group_of(job: Any) -> Any:
@@ -195,15 +200,15 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
             )
         total = acc
         for g in range(GROUP):
-            xg = T.Cast(acc_t, load(pos * GROUP + g, GROUP, lanes)) - T.broadcast(
-                T.int32(zp_u), lanes
-            )
+            xg = T.Cast(acc_t, load(pos * GROUP + g, GROUP, lanes))
+            if not from_init:
+                xg = xg - T.broadcast(T.int32(zp_u), lanes)
             wg = (wv << T.int32(24 - 8 * g)) >> T.int32(24)
             total = total + xg * T.broadcast(wg, lanes)
         return total
 
     def init(value: Any) -> Any:
-        return T.broadcast(value if vnni is not None else T.int32(0), lanes)
+        return T.broadcast(value if from_init else T.int32(0), lanes)
 
     def finish(acc: Any, start: Any) -> Any:
         """The ``lanes`` exact sums of a tile row (avx2 adds ``INIT`` here)."""

@@ -11,7 +11,10 @@ exists, and ``zp_u`` otherwise (spatial padding, channels beyond ``c``,
 positions beyond ``hq * wq``); ``u(x) = x + 128`` for int8 storage (an xor of
 the sign bit), ``x`` for uint8 (:mod:`npuc.backend.cpu.qlower.int8_conv`
 states why); ``k(i) = i``, or ``order[i]`` for an ``ordered`` spec
-(``pack(x, order) -> X``, ``order`` int32 ``(c,)`` a permutation).
+(``pack(x, order, xor) -> X``: ``order`` int32 ``(c,)`` a permutation, and
+each real slot's bytes, its padding included, xor ``xor[i]`` (uint8 ``(c,)``,
+0 or 255: ``255 - u`` for a complemented slot,
+:mod:`npuc.backend.cpu.qlower.pair_order`)).
 
 How: the rows and columns of a phase that read real input are computed once
 per phase (``[hlo, hhi) x [wlo, whi)``), so the copy has no bounds checks and
@@ -106,9 +109,16 @@ def make_packer(s: PackSpec) -> tirx.PrimFunc:
         ty = f"uint8x{lanes}"
         return T.reinterpret(v, dtype=ty) ^ T.broadcast(T.uint8(128), lanes)
 
-    def load(xf: Any, at: Any, lanes: int, real: Any) -> Any:
+    def load(xf: Any, at: Any, lanes: int, real: Any, mask: Any) -> Any:
         """``lanes`` values of ``u(x)`` from flat index ``at`` every ``s.sw``, or ``zp_u``
-        where ``real`` (a channel test; True: a static yes) is false."""
+        where ``real`` (a channel test; True: a static yes) is false; xor ``mask`` (a
+        uint8, the slot's complement; None: none)."""
+        v = _select(xf, at, lanes, real)
+        if mask is None:
+            return v
+        return v ^ (mask if lanes == 1 else T.broadcast(mask, lanes))
+
+    def _select(xf: Any, at: Any, lanes: int, real: Any) -> Any:
         if lanes == 1:
             v = u(xf[at], 1)
         elif s.sw == 1:
@@ -125,13 +135,35 @@ def make_packer(s: PackSpec) -> tirx.PrimFunc:
     def interleave(lanes: int) -> list[int]:
         return [g * lanes + j for j in range(lanes) for g in range(GROUP)]
 
+    def word(xm: Any) -> Any:
+        """The four bytes of one padding position of an ``ordered`` spec: ``zp_u`` xor each
+        slot's ``xm`` (little endian)."""
+        bytes_ = [T.Cast("uint32", xm[g]) << T.uint32(8 * g) for g in range(GROUP)]
+        return T.uint32(zp * 0x01010101) ^ (bytes_[0] | bytes_[1] | bytes_[2] | bytes_[3])
+
     @macro
-    def fill(Xf: Any, start: Any, count: Any) -> None:
-        """``count`` positions of ``zp_u`` from flat byte ``start``."""
-        for k in range(count * GROUP // 64):
-            Xf[T.ramp(start + k * 64, 1, 64)] = T.broadcast(T.uint8(zp), 64)
-        for i in range(count * GROUP % 64):
-            Xf[start + count * GROUP // 64 * 64 + i] = T.uint8(zp)
+    def fill(Xf: Any, start: Any, count: Any, xm: Any) -> None:
+        """``count`` positions of padding from flat byte ``start`` (a position's first
+        byte): ``zp_u``, or :func:`word` when ``xm`` holds the slots' complements."""
+        if xm is None:
+            for k in range(count * GROUP // 64):
+                Xf[T.ramp(start + k * 64, 1, 64)] = T.broadcast(T.uint8(zp), 64)
+            for i in range(count * GROUP % 64):
+                Xf[start + count * GROUP // 64 * 64 + i] = T.uint8(zp)
+        else:
+            pad = T.meta_var(word(xm))
+            for k in range(count * GROUP // 64):
+                Xf[T.ramp(start + k * 64, 1, 64)] = T.reinterpret(
+                    T.broadcast(pad, 16), dtype="uint8x64"
+                )
+            for i in range(count * GROUP % 64):
+                Xf[start + count * GROUP // 64 * 64 + i] = T.Cast(
+                    "uint8", (pad >> T.Cast("uint32", i % GROUP * 8)) & T.uint32(255)
+                )
+
+    def at(xm: Any, g: int) -> Any:
+        """Slot ``g``'s complement mask, or None (not ``ordered``)."""
+        return None if xm is None else xm[g]
 
     def ok(cg: Any, g: int) -> Any:
         """Whether channel ``g`` of group ``cg`` exists (True: statically, every group full
@@ -149,7 +181,9 @@ def make_packer(s: PackSpec) -> tirx.PrimFunc:
         return T.max(T.min(count // size, (xo_end - xo) // (size * s.sw)), 0)
 
     @macro
-    def run(xf: Any, Xf: Any, xc: Any, cg: Any, xo: Any, xo_end: Any, out: Any, count: Any) -> None:
+    def run(
+        xf: Any, Xf: Any, xc: Any, xm: Any, cg: Any, xo: Any, xo_end: Any, out: Any, count: Any
+    ) -> None:  # fmt: skip
         """``count`` positions from input offset ``xo`` (every ``sw``-th element of the
         channel planes at ``xc``) to byte ``out``; a vector chunk reads at most up to
         ``xo_end`` (exclusive, the row's or plane's end)."""
@@ -159,7 +193,7 @@ def make_packer(s: PackSpec) -> tirx.PrimFunc:
             x_at = T.meta_var(xo + k * BIG * s.sw)
             v = T.meta_var(
                 T.Shuffle(
-                    [load(xf, xc[g] + x_at, BIG, ok(cg, g)) for g in range(GROUP)],
+                    [load(xf, xc[g] + x_at, BIG, ok(cg, g), at(xm, g)) for g in range(GROUP)],
                     interleave(BIG),
                 )
             )
@@ -171,7 +205,7 @@ def make_packer(s: PackSpec) -> tirx.PrimFunc:
             x_at = T.meta_var(xo + (done + k * CHUNK) * s.sw)
             v = T.meta_var(
                 T.Shuffle(
-                    [load(xf, xc[g] + x_at, CHUNK, ok(cg, g)) for g in range(GROUP)],
+                    [load(xf, xc[g] + x_at, CHUNK, ok(cg, g), at(xm, g)) for g in range(GROUP)],
                     interleave(CHUNK),
                 )
             )
@@ -180,11 +214,11 @@ def make_packer(s: PackSpec) -> tirx.PrimFunc:
         for j in range(count - done2):
             for g in T.unroll(GROUP):
                 Xf[out + (done2 + j) * GROUP + g] = load(
-                    xf, xc[g] + xo + (done2 + j) * s.sw, 1, ok(cg, g)
+                    xf, xc[g] + xo + (done2 + j) * s.sw, 1, ok(cg, g), at(xm, g)
                 )
 
     @macro
-    def phase(xf: Any, Xf: Any, xc: Any, cg: Any, ph: Any, base: Any) -> None:
+    def phase(xf: Any, Xf: Any, xc: Any, xm: Any, cg: Any, ph: Any, base: Any) -> None:
         """Phase ``ph`` of channel group ``cg`` (output bytes from ``base``)."""
         a = T.meta_var(ph // s.sw)
         b = T.meta_var(ph % s.sw)
@@ -193,25 +227,25 @@ def make_packer(s: PackSpec) -> tirx.PrimFunc:
         hhi = T.meta_var(T.max(T.min((s.h - 1 + s.pt - a) // s.sh + 1, s.hq), hlo))
         wlo = T.meta_var(T.min(T.max((s.pl - b + s.sw - 1) // s.sw, 0), s.wq))
         whi = T.meta_var(T.max(T.min((s.w - 1 + s.pl - b) // s.sw + 1, s.wq), wlo))
-        fill(Xf, base, hlo * s.wq)
-        fill(Xf, base + hhi * s.wq * GROUP, s.q - hhi * s.wq)
+        fill(Xf, base, hlo * s.wq, xm)
+        fill(Xf, base + hhi * s.wq * GROUP, s.q - hhi * s.wq, xm)
         if s.flat:
-            run(xf, Xf, xc, cg, 0, plane, base + hlo * s.wq * GROUP, plane)
+            run(xf, Xf, xc, xm, cg, 0, plane, base + hlo * s.wq * GROUP, plane)
         else:
             for hi in range(hlo, hhi):
                 hh = T.meta_var(hi * s.sh + a - s.pt)
                 row = T.meta_var(base + hi * s.wq * GROUP)
-                fill(Xf, row, wlo)
-                fill(Xf, row + whi * GROUP, s.wq - whi)
+                fill(Xf, row, wlo, xm)
+                fill(Xf, row + whi * GROUP, s.wq - whi, xm)
                 x0 = T.meta_var(hh * s.w + wlo * s.sw + b - s.pl)
-                run(xf, Xf, xc, cg, x0, hh * s.w + s.w, row + wlo * GROUP, whi - wlo)
+                run(xf, Xf, xc, xm, cg, x0, hh * s.w + s.w, row + wlo * GROUP, whi - wlo)
 
     def source(order: Any, slot: Any) -> Any:
         """The input channel of packed channel ``slot``."""
         return order[slot] if s.ordered else slot
 
     @macro
-    def body(x: Any, order: Any, X: Any) -> None:
+    def body(x: Any, order: Any, xor: Any, X: Any) -> None:
         with T.sblock("root"):
             for job in T.parallel(jobs) if s.packed_bytes >= SERIAL_BYTES else T.serial(jobs):
                 with T.sblock("pack"):
@@ -220,6 +254,7 @@ def make_packer(s: PackSpec) -> tirx.PrimFunc:
                     xf = T.decl_buffer((s.n * s.c * plane,), s.dtype, data=x.data)
                     Xf = T.decl_buffer((s.n * s.cg * phases * row_bytes,), "uint8", data=X.data)
                     xc = T.decl_buffer((GROUP,), "int32", scope="local")
+                    xm = T.decl_buffer((GROUP,), "uint8", scope="local")
                     ph = T.meta_var(job % phases)
                     cg = T.meta_var(job // phases % s.cg)
                     n = T.meta_var(job // (phases * s.cg))
@@ -228,8 +263,10 @@ def make_packer(s: PackSpec) -> tirx.PrimFunc:
                         # channels beyond c read (and ignore) the last real one: in bounds
                         slot = T.meta_var(T.min(cg * GROUP + g, s.c - 1))
                         xc[g] = (n * s.c + source(order, slot)) * plane
+                        if s.ordered:  # slots beyond c hold zp_u: no complement
+                            xm[g] = T.Select(cg * GROUP + g < s.c, xor[slot], T.uint8(0))
                     base = T.meta_var(((n * s.cg + cg) * phases + ph) * row_bytes)
-                    phase(xf, Xf, xc, cg, ph, base)
+                    phase(xf, Xf, xc, xm if s.ordered else None, cg, ph, base)
 
     if s.ordered:
 
@@ -237,10 +274,11 @@ def make_packer(s: PackSpec) -> tirx.PrimFunc:
         def pack(
             x: T.Buffer((s.n, s.c, s.h, s.w), s.dtype),  # type: ignore[valid-type]
             order: T.Buffer((s.c,), "int32"),  # type: ignore[valid-type]
+            xor: T.Buffer((s.c,), "uint8"),  # type: ignore[valid-type]
             X: T.Buffer((s.n, s.cg, phases, row_bytes), "uint8"),  # type: ignore[valid-type]
         ) -> None:
             T.func_attr({"tirx.noalias": True})
-            body(x, order, X)
+            body(x, order, xor, X)
 
     else:
 
@@ -250,7 +288,7 @@ def make_packer(s: PackSpec) -> tirx.PrimFunc:
             X: T.Buffer((s.n, s.cg, phases, row_bytes), "uint8"),  # type: ignore[valid-type]
         ) -> None:
             T.func_attr({"tirx.noalias": True})
-            body(x, None, X)
+            body(x, None, None, X)
 
     return (
         pack.with_attr("op_pattern", 8)

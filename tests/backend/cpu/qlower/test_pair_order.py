@@ -1,6 +1,7 @@
-"""The packed input-channel order (``qlower/pair_order.py``): its cost is the AVX2 kernels'
-remainder count, it cuts that count, and a layer lowered in that order stores the integer
-executor's integers bit for bit on the host's kernels, AVX2 and generic x86-64."""
+"""The packed input-channel order and signs (``qlower/pair_order.py``): its cost is the AVX2
+kernels' remainder count, it cuts that count, and a layer lowered with it (complemented
+slots included) stores the integer executor's integers bit for bit on the host's kernels,
+AVX2 and generic x86-64."""
 
 from __future__ import annotations
 
@@ -55,9 +56,10 @@ def test_unsafe_groups_are_the_remainder_groups_of_the_packed_weights(cin: int) 
     spec = plan_conv(case.node, case.params, (1, cin, 6, 6), xq, OUT)
     assert spec is not None
     order = po.pair_order(w)
-    assert order is not None
-    np.testing.assert_array_equal(np.sort(order), np.arange(cin), strict=True)
-    for o in (None, order, rng.permutation(cin)):
+    assert order is not None and order.flip.any()
+    np.testing.assert_array_equal(np.sort(order.order), np.arange(cin), strict=True)
+    shuffled = po.PairOrder(order=rng.permutation(cin), flip=rng.random(cin) < 0.5)
+    for o in (None, order, shuffled):
         _, rem = split_groups(pack_constants(spec, case.params, o)[0])
         assert po.unsafe_groups(w, o) == int((rem[: w.shape[0]] != 0).sum())
     assert po.unsafe_groups(w, order) <= (1 - po.MIN_GAIN) * po.unsafe_groups(w)
@@ -65,7 +67,7 @@ def test_unsafe_groups_are_the_remainder_groups_of_the_packed_weights(cin: int) 
 
 def test_order_pairs_opposite_signs() -> None:
     """Four channels of +100 then four of -100: the model's order pairs equal signs (every
-    group unsafe), a good order pairs each + with a - (none unsafe)."""
+    group unsafe), a good order none (pairs of a + and a -, or a complemented slot)."""
     w = np.zeros((16, 8, 1, 1), np.int8)
     w[:, :4], w[:, 4:] = 100, -100
     order = po.pair_order(w)
@@ -73,11 +75,27 @@ def test_order_pairs_opposite_signs() -> None:
     assert order is not None and po.unsafe_groups(w, order) == 0
 
 
+def test_complements_one_slot_of_equal_sign_pairs() -> None:
+    """Every weight 127 (onnx's light graphs): every pair needs one complemented slot; a
+    channel holding -128 is never complemented (its negation is not an int8)."""
+    w = np.full((8, 16, 3, 3), 127, np.int8)
+    order = po.pair_order(w)
+    assert po.unsafe_groups(w) == 8 * 4 * 9
+    assert order is not None and po.unsafe_groups(w, order) == 0
+    assert order.flip.sum() == 8 and not (order.flip[0::2] & order.flip[1::2]).any()
+    w[:, :8], w[:, 8:] = -128, -100  # a -128 channel must pair with a complemented -100
+    order = po.pair_order(w)
+    assert order is not None and po.unsafe_groups(w, order) == 0
+    assert (order.order[order.flip] >= 8).all() and order.flip.sum() == 8
+
+
 def test_keeps_the_model_order_when_no_order_helps() -> None:
     rng = np.random.default_rng(3)
-    assert po.pair_order(np.full((8, 16, 3, 3), 127, np.int8)) is None  # light graphs
     assert po.pair_order(rng.integers(-30, 31, (8, 16, 3, 3)).astype(np.int8)) is None
-    assert po.pair_order(np.full((4, 2, 1, 1), 100, np.int8)) is None  # one pair: no choice
+    w = np.full((4, 2, 1, 1), 100, np.int8)
+    w[1::2, 1] = -100  # one pair: a complement makes the other half of the outputs unsafe
+    assert po.pair_order(w) is None
+    assert po.pair_order(np.full((4, 1, 3, 3), 127, np.int8)) is None  # no pair at all
 
 
 def test_sampled_columns_still_give_a_permutation(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,27 +105,35 @@ def test_sampled_columns_still_give_a_permutation(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(po, "BUDGET", 40 * 40 * 7)
     order = po.pair_order(w)
     assert order is not None
-    np.testing.assert_array_equal(np.sort(order), np.arange(40), strict=True)
+    np.testing.assert_array_equal(np.sort(order.order), np.arange(40), strict=True)
     assert po.unsafe_groups(w, order) <= (1 - po.MIN_GAIN) * po.unsafe_groups(w)
 
 
 @pytest.mark.parametrize("kind", ["host", "avx2", "generic"])
 def test_layers_lowered_in_pair_order_are_bit_exact(kind: str) -> None:
-    """Real-like weights (the order applies: asserted), extreme inputs, a 3x3 stride-2 layer
-    with a partial last channel group and asymmetric padding and a 1x1 layer."""
+    """Real-like weights, extreme inputs with zero points 0, 135 and 7 (the padding of a
+    complemented slot is ``255 - zp_u``): a 3x3 stride-2 layer with a partial last channel
+    group and asymmetric padding, a 1x1 layer, a 3x3 layer of all-127 weights (every pair
+    gets a complemented slot) and one whose channels hold a -128 (never complemented). The
+    orders apply and complement slots (asserted)."""
     if kind == "avx2" and "avx2" not in host_target().features:
         pytest.skip("this machine lacks avx2")
     target = {"host": None, "avx2": AVX2_TARGET, "generic": GENERIC}[kind]
     rng = np.random.default_rng(17)
-    s8, u8 = QParams(0.05, -128, "int8"), QParams(0.05, 0, "uint8")
+    s8, u8, s8z = QParams(0.05, -128, "int8"), QParams(0.05, 7, "uint8"), QParams(0.05, 7, "int8")
+    light, low = np.full((8, 12, 3, 3), 127, np.int8), _real_like(rng, 8, 16, 3)
+    low[:, ::3, 1, 1] = -128
+    weights = {
+        "p3": (_real_like(rng, 12, 22, 3), 2, s8, 13),
+        "p1": (_real_like(rng, 20, 48, 1), 1, u8, 9),
+        "light": (light, 1, s8z, 7),
+        "low": (low, 1, u8, 6),
+    }
     cases = []
-    for name, (cout, cin, k, stride, xq, hw) in {
-        "p3": (12, 22, 3, 2, s8, 13),
-        "p1": (20, 48, 1, 1, u8, 9),
-    }.items():
-        w = _real_like(rng, cout, cin, k)
-        assert po.pair_order(w) is not None
+    for name, (w, stride, xq, hw) in weights.items():
+        order = po.pair_order(w)
+        assert order is not None and order.flip.any(), name
         info = np.iinfo(np.dtype(xq.dtype))
-        x = rng.choice(np.array([info.min, info.max], xq.dtype), size=(1, cin, hw, hw))
+        x = rng.choice(np.array([info.min, info.max], xq.dtype), size=(1, w.shape[1], hw, hw))
         cases.append(_conv(name, w, x, xq, stride))
     assert_cases_exact(cases, target)

@@ -148,8 +148,9 @@ def test_packing_equals_the_layout_model_on_every_case(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", sorted(TARGETS))
 def test_ordered_packing_reads_channels_in_order(kind: str) -> None:
-    """``ordered``: slot ``k`` holds input channel ``order[k]`` (the model of the unordered
-    packing on ``x[:, order]``), on a strided padded map, a one-run 1x1 map with a partial
+    """``ordered``: slot ``k`` holds input channel ``order[k]``, its bytes (padding too) xor
+    ``xor[k]`` (the model of the unordered packing on ``x[:, order]``, then the slots'
+    masks; none beyond ``c``), on a strided padded map, a one-run 1x1 map with a partial
     last group and a parallel one."""
     target = _target(kind)
     plain = (
@@ -170,7 +171,17 @@ def test_ordered_packing_reads_channels_in_order(kind: str) -> None:
         x = rng.integers(int(info.min), int(info.max) + 1, (s.n, s.c, s.h, s.w)).astype(s.dtype)
         order = rng.permutation(s.c).astype(np.int32)
         assert s.c < 3 or (order != np.arange(s.c)).any()
+        xor = np.where(rng.random(s.c) < 0.5, 255, 0).astype(np.uint8)
+        xor[0] = 255
         got = tvm.runtime.tensor(np.zeros((s.n, s.cg, s.phases, s.q * 4), np.uint8))
-        lib["pack"](tvm.runtime.tensor(x), tvm.runtime.tensor(order), got)
+        lib["pack"](*(tvm.runtime.tensor(a) for a in (x, order, xor)), got)
         want = reference(s, np.ascontiguousarray(x[:, order]))
+        want ^= _slot_masks(s, xor)
         np.testing.assert_array_equal(got.numpy(), want, strict=True, err_msg=str(s))
+
+
+def _slot_masks(s: PackSpec, xor: np.ndarray) -> np.ndarray:
+    """``(1, cg, 1, q * 4)``: each byte's slot mask (``xor`` of its channel, 0 beyond ``c``)."""
+    slots = np.zeros(s.cg * 4, np.uint8)
+    slots[: s.c] = xor
+    return np.tile(slots.reshape(s.cg, 1, 4), (1, s.q, 1)).reshape(1, s.cg, 1, s.q * 4)

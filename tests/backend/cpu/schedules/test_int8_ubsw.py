@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from npuc.backend.cpu.qlower import int8_conv
 from npuc.backend.cpu.qlower.int8_conv import pack_constants, plan_conv
 from npuc.backend.cpu.schedules import int8_ubsw
 from npuc.backend.cpu.schedules.int8_ubsw import capacity, split_groups, unsafe_pair
@@ -164,10 +165,15 @@ def _avx2(cores: int) -> CpuTarget:
     return CpuTarget(cpu_name=AVX2_TARGET.cpu_name, features=AVX2_TARGET.features, num_cores=cores)
 
 
-@pytest.mark.parametrize("cores", [1, 2])
-def test_ubsw_kernels_are_exact(cores: int) -> None:
+@pytest.mark.parametrize(("cores", "ordered"), [(1, False), (2, False), (2, True)])
+def test_ubsw_kernels_are_exact(cores: int, ordered: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the model's channel order (the cases' tile forms and list lengths as built) and in
+    the lowering's pair order (``qlower/pair_order.py``: most lists empty, complemented
+    slots)."""
     if "avx2" not in host_target().features:
         pytest.skip("this machine lacks avx2")
+    if not ordered:
+        monkeypatch.setattr(int8_conv, "pair_order", lambda w: None)
     assert_cases_exact(_cases(np.random.default_rng(11)), _avx2(cores))
 
 
@@ -179,6 +185,7 @@ def test_treating_unsafe_groups_as_safe_fails(monkeypatch: pytest.MonkeyPatch) -
     # both forms of the split: the TIR block's mask and the numpy twin the build folds with
     monkeypatch.setattr(int8_ubsw, "_mask", lambda w: 0 * w)
     monkeypatch.setattr(int8_ubsw, "unsafe_pair", lambda a, b: np.zeros(np.shape(a), bool))
+    monkeypatch.setattr(int8_conv, "pair_order", lambda w: None)  # the lists as built
     case = _cases(np.random.default_rng(11))[0]
     want, got = run_cases([case], AVX2_TARGET)[case.node.name]
     assert not np.array_equal(got.astype(np.int64), want)
