@@ -26,7 +26,9 @@ integer executor (``conv_output``), bit for bit. How:
 
 Layout (kernel side: :mod:`npuc.backend.cpu.schedules.int8_kernel`): the
 padded input is split into ``stride_h * stride_w`` phases of ``hq x wq``
-positions, four channels per 32-bit group, so every kernel tap reads a
+positions, four channels per 32-bit group (in the order, and with the
+complemented slots, of :mod:`.pair_order` when it gives one; ``INIT`` and the
+weights follow), so every kernel tap reads a
 contiguous run of positions; outputs are computed on the ``oh x wq`` grid
 (padded to whole tiles) and only the ``oh x ow`` real ones are stored. The kernel is
 emitted in its ``generic`` form; the schedule rule
