@@ -26,16 +26,20 @@ form. Which channels share a pair is free to choose, and so is the sign of a
 slot: pairing channels ``i`` and ``j`` costs the (output channel, tap)
 columns where ``|w_i + w_j| > 128``, or where ``|w_i - w_j| > 128`` with one of
 them flipped, whichever is fewer. A good order is a cheap perfect matching of
-the channels; it is built greedily (cheapest pairs first), and consecutive
-chosen pairs share a group. Unsafe groups, model order -> this order (and
-the time it takes per model): MobileNetV2 6.0% -> 3.1% (1.3 s), YOLOv8n 1.7%
--> 0.3% (0.7 s), the orientation classifier 2.9% -> 0.4% (0.7 s); onnx's light
-graphs (every weight 127) 100% -> 0 (VGG-19 2.7 s).
+the channels; it is built greedily (each channel, cheapest best pair first,
+takes its cheapest free partner), and consecutive pairs share a group.
+Unsafe groups, model order -> this order (and the time it takes per model,
+with a bit-exactness run on the other core): MobileNetV2 6.0% -> 3.0%
+(0.5 s), YOLOv8n 1.7% -> 0.4% (0.2 s), the orientation classifier 2.9% ->
+0.4% (0.3 s); onnx's light graphs (every weight 127) 100% -> 0 (VGG-19 0.9 s,
+ResNet-50's shapes 3.2 s).
 
-The cost is computed exactly when ``C * C * (O * taps)`` is at most
-:data:`BUDGET` pair-columns, else on evenly spaced (output, tap) columns (the
-order is a heuristic: any order and signs are exact). An order is kept only
-when it removes at least :data:`MIN_GAIN` of the unsafe groups.
+The cost is computed exactly when ``C`` times the layer's large weights
+(``|w| > 64``) is at most :data:`BUDGET` comparisons, else on evenly spaced
+(output, tap) columns (the order is a heuristic: any order and signs are
+exact). It is tried only on layers with at least :data:`MIN_UNSAFE_SHARE` of
+unsafe groups, and kept only when it removes at least :data:`MIN_GAIN` of
+them.
 """
 
 from __future__ import annotations
@@ -44,14 +48,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Pair-columns (``C * C * columns``) the exact cost may take; beyond, columns are sampled.
-BUDGET = 150_000_000
+#: Comparisons (``C`` x the large weights, :func:`_pair_costs`) the exact cost may take;
+#: beyond, columns are sampled.
+BUDGET = 20_000_000
 
-#: Rows of the cost matrix computed at once (bounds the int16 temporary to 16 x C x columns).
-BLOCK_ROWS = 16
-
-#: Pairs ranked per channel left in one round of the greedy matching.
-RANKED_PER_CHANNEL = 4
+#: Below this share of unsafe groups a layer keeps the model's order: its lists are short
+#: (each unsafe group costs about two safe ones), not worth the matching's compile time.
+MIN_UNSAFE_SHARE = 0.01
 
 #: The fraction of the model order's unsafe groups an order must remove to be used.
 MIN_GAIN = 0.1
@@ -86,44 +89,47 @@ def unsafe_groups(weights: np.ndarray, order: PairOrder | None = None) -> int:
 
 
 def _pair_costs(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(C, C)`` int64 twice: for channels ``i, j`` the columns where ``|w_i + w_j| > 128``
-    (``w_i + 128 + w_j`` outside ``[0, 256]``: one add, one unsigned compare), and where
-    ``|w_i - w_j| > 128``."""
+    """``(C, C)`` int64 twice: for channels ``i, j`` the columns where ``|w_i + w_j| > 128``,
+    and where ``|w_i - w_j| > 128``.
+
+    Either needs ``|w_i| > 64`` or ``|w_j| > 64`` (the *large* weights, a few percent of
+    trained ones), so row ``i`` looks only at the columns where ``w_i`` is large; a column
+    where both are large is seen from both rows and counts half from each (twice the
+    count is summed, in integers)."""
     c = columns.shape[0]
-    shifted = columns + np.int16(128)
-    same, opposite = np.empty((c, c), np.int64), np.empty((c, c), np.int64)
-    for i0 in range(0, c, BLOCK_ROWS):
-        rows = shifted[i0 : i0 + BLOCK_ROWS, None, :]
-        same[i0 : i0 + BLOCK_ROWS] = np.count_nonzero(
-            (rows + columns[None]).view(np.uint16) > 256, axis=2
-        )
-        opposite[i0 : i0 + BLOCK_ROWS] = np.count_nonzero(
-            (rows - columns[None]).view(np.uint16) > 256, axis=2
-        )
-    return same, opposite
+    large = np.abs(columns) > 64
+    shifted = columns + np.int16(128)  # |v| > 128 <=> v + 128 outside [0, 256]
+    same, opposite = np.zeros((c, c), np.int64), np.zeros((c, c), np.int64)
+    for i in range(c):
+        at = np.flatnonzero(large[i])
+        if at.size == 0:
+            continue
+        sub, seen = columns[:, at], 2 - large[:, at].astype(np.int64)  # (C, k)
+        row = shifted[i, at][None, :]
+        same[i] = (((row + sub).view(np.uint16) > 256) * seen).sum(axis=1)
+        opposite[i] = (((row - sub).view(np.uint16) > 256) * seen).sum(axis=1)
+    return (same + same.T) // 2, (opposite + opposite.T) // 2
 
 
 def _greedy_matching(cost: np.ndarray) -> list[int]:
-    """Channels in pairs, cheapest pairs first (ties: lower indices); an odd one last.
-
-    Each round walks the :data:`RANKED_PER_CHANNEL` ``x`` (channels left) cheapest pairs of
-    the channels left, so the Python loop stays short; the next round ranks what is left."""
-    left = np.arange(cost.shape[0])
+    """Channels in pairs, each channel in turn (cheapest best pair first) with its cheapest
+    free partner (ties: the lowest index); an odd one last. ``O(C^2)``."""
+    c = cost.shape[0]
+    free = np.ones(c, bool)
+    masked = cost.astype(np.float64)
+    np.fill_diagonal(masked, np.inf)
     order: list[int] = []
-    while len(left) > 1:
-        rows, cols = np.triu_indices(len(left), 1)
-        sub = cost[left[rows], left[cols]]
-        keep = min(RANKED_PER_CHANNEL * len(left), len(sub))
-        ranked = np.argpartition(sub, keep - 1)[:keep]
-        ranked = ranked[np.lexsort((ranked, sub[ranked]))]
-        free = np.ones(len(left), bool)
-        for k in ranked:
-            i, j = int(rows[k]), int(cols[k])
-            if free[i] and free[j]:
-                free[i] = free[j] = False
-                order += [int(left[i]), int(left[j])]
-        left = left[free]
-    return order + [int(i) for i in left]
+    for i in np.argsort(masked.min(axis=1), kind="stable"):
+        if not free[i]:
+            continue
+        free[i] = False
+        if not free.any():
+            order.append(int(i))
+            break
+        j = int(np.argmin(np.where(free, masked[i], np.inf)))
+        free[j] = False
+        order += [int(i), j]
+    return order
 
 
 def pair_order(weights: np.ndarray) -> PairOrder | None:
@@ -133,12 +139,14 @@ def pair_order(weights: np.ndarray) -> PairOrder | None:
     if w.ndim != 4 or w.shape[1] < 2:
         return None
     before = unsafe_groups(w)
-    if before == 0:
+    groups = w.shape[0] * -(-w.shape[1] // GROUP) * w.shape[2] * w.shape[3]
+    if before <= MIN_UNSAFE_SHARE * groups:
         return None
     c = w.shape[1]
     columns = np.ascontiguousarray(w.astype(np.int16).transpose(1, 0, 2, 3).reshape(c, -1))
     flippable = (columns != -128).all(axis=1)
-    keep = max(1, BUDGET // (c * c))
+    large_per_column = max(1, int((np.abs(columns) > 64).sum()) // columns.shape[1])
+    keep = max(1, BUDGET // (c * large_per_column))
     if columns.shape[1] > keep:
         columns = columns[:, np.linspace(0, columns.shape[1] - 1, keep).astype(np.int64)]
     same, opposite = _pair_costs(columns)

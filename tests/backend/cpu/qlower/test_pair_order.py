@@ -45,6 +45,19 @@ def test_cost_is_the_kernels_unsafe_pair() -> None:
     np.testing.assert_array_equal(np.abs(a + b) > 128, unsafe_pair(a, b), strict=True)
 
 
+def test_sparse_pair_costs_equal_the_dense_count() -> None:
+    """:func:`_pair_costs` (rows over their large weights only) counts every column where
+    ``|w_i + w_j| > 128`` and where ``|w_i - w_j| > 128``, as a dense count does."""
+    rng = np.random.default_rng(2)
+    columns = rng.integers(-128, 128, (37, 300)).astype(np.int16)
+    columns[3] = 0  # a channel with no large weight
+    same, opposite = po._pair_costs(columns)
+    for got, sign in ((same, 1), (opposite, -1)):
+        want = (np.abs(columns[:, None, :] + sign * columns[None]) > 128).sum(axis=2)
+        off = ~np.eye(37, dtype=bool)
+        np.testing.assert_array_equal(got[off], want[off], strict=True)
+
+
 @pytest.mark.parametrize("cin", [5, 24, 37])
 def test_unsafe_groups_are_the_remainder_groups_of_the_packed_weights(cin: int) -> None:
     """The count the order minimises is the AVX2 split's remainder groups of the weights
