@@ -69,8 +69,8 @@ class PackSpec:
     wq: int
     q: int
     zp_u: int
-    #: Slot ``k`` holds input channel ``order[k]`` (the packer's ``order`` argument,
-    #: :mod:`npuc.backend.cpu.qlower.pair_order`) instead of channel ``k``.
+    #: Slot ``k`` holds input channel ``order[k]``, xor ``xor[k]`` (the packer's ``order``
+    #: and ``xor`` arguments, :mod:`npuc.backend.cpu.qlower.pair_order`), not channel ``k``.
     ordered: bool = False
 
     @property
@@ -119,6 +119,7 @@ def make_packer(s: PackSpec) -> tirx.PrimFunc:
         return v ^ (mask if lanes == 1 else T.broadcast(mask, lanes))
 
     def _select(xf: Any, at: Any, lanes: int, real: Any) -> Any:
+        """:func:`load` before the xor."""
         if lanes == 1:
             v = u(xf[at], 1)
         elif s.sw == 1:
