@@ -48,6 +48,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from npuc.backend.cpu.schedules.int8_spec import GROUP
+
 #: Comparisons (``C`` x the large weights, :func:`_pair_costs`) the exact cost may take;
 #: beyond, columns are sampled.
 BUDGET = 20_000_000
@@ -58,9 +60,6 @@ MIN_UNSAFE_SHARE = 0.01
 
 #: The fraction of the model order's unsafe groups an order must remove to be used.
 MIN_GAIN = 0.1
-
-#: Weights per input group of the kernels (four channels, two pairs).
-GROUP = 4
 
 
 @dataclass(frozen=True, slots=True)
