@@ -66,11 +66,9 @@ target's features):
   weight pairs proven at compile time not to saturate and the rest from
   per-channel remainder lists (:mod:`.int8_ubsw`: ``W`` becomes its prepared
   buffer ``P``; a tile with too many remainders keeps ``vpmaddwd``).
-- ``generic``: plain vector arithmetic on int32 values (any CPU), uncentred
-  from ``INIT`` when ``255 * 128 * K < 2^31`` (:func:`.int8_avx2.uncentred`;
-  the input of a slot that :mod:`npuc.backend.cpu.qlower.pair_order`
-  complements has no single zero point), else centred; the reference form
-  that :mod:`npuc.backend.cpu.qlower.int8_conv` emits.
+- ``generic``: int32 vector arithmetic (any CPU; the form ``qlower/int8_conv.py``
+  emits), from ``INIT`` when :func:`.int8_avx2.uncentred` (complemented slots,
+  ``qlower/pair_order.py``, have no single zero point), else centred.
 """
 
 from __future__ import annotations
@@ -156,7 +154,7 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
     i8v = f"int8x{lanes * GROUP}"
     zp_u = s.zp_u
     vnni = vnni_intrinsic(kind)
-    # accumulators start at INIT (uncentred sums): VNNI (wrapping), generic when they fit
+    # uncentred sums from INIT: VNNI (wrapping), generic when they fit
     from_init = vnni is not None or (not avx2 and int8_avx2.uncentred(s))
     cgs, ocps, ocs = s.x_groups, s.groups * s.ocp, s.groups * s.oc
 
