@@ -154,7 +154,6 @@ def make_kernel(spec: ConvKernelSpec, kind: DotKind) -> tirx.PrimFunc:
     i8v = f"int8x{lanes * GROUP}"
     zp_u = s.zp_u
     vnni = vnni_intrinsic(kind)
-    # uncentred sums from INIT: VNNI (wrapping), generic when they fit
     from_init = vnni is not None or (not avx2 and int8_avx2.uncentred(s))
     cgs, ocps, ocs = s.x_groups, s.groups * s.ocp, s.groups * s.oc
 
