@@ -18,7 +18,7 @@ of a strip of consecutive ``f`` is one vector load. Flat indices with ``ox >= ow
 computed and dropped (``wq - ow`` columns per row, the kernel's width less one for a
 3x3 stride-1 kernel with padding 1); the strips are stored to a row-major scratch row
 ``Q`` of ``oh * wq`` integers (per band, below), and its ``ow`` valid columns per row
-copied to ``Y``.
+copied to ``Y`` in vectors (:func:`copy_vectors`).
 This wastes fewer lanes than strips per output row when rows are narrower than a few
 vectors (MobileNetV2's 14x14 planes: 2 strips of 8 lanes per row, 222 flat positions in
 7 strips of 32; measured 0.79x of the row kernel).
@@ -64,6 +64,10 @@ from npuc.backend.cpu.schedules.int_depthwise_stage import (
 #: float32) the fill took 55% of MobileNetV2's 96 x 112x112 -> 56x56 layer (0.24 ms; in
 #: 16 KB bands 0.16 ms, in 4 KB bands 0.18 ms).
 BAND_BYTES = 16 * 1024
+
+#: Narrowest vector that copies a band's output rows from ``Q`` to ``Y`` (:func:`copy_vectors`;
+#: :data:`npuc.backend.cpu.fuse_lut.MIN_LANES`: the fused table lookup's narrowest vector).
+COPY_MIN_LANES = 16
 
 #: Largest plane ``P`` (bytes) that gets two buffers (fill one plane while the taps read the
 #: other): 7x7 planes 0.70x, 14x14 0.96-0.98x; larger planes were 2-4% slower with two.
@@ -124,6 +128,25 @@ def pair_block(pairs: int) -> int:
     return next((k for k in (16, 8, 4) if pairs >= k), 0)
 
 
+def copy_vectors(ow: int, rows: int) -> tuple[int, int]:
+    """How a band's ``rows`` output rows of ``ow`` values go from ``Q`` to ``Y``: ``(lanes,
+    vector_rows)``. The first ``vector_rows`` rows are copied in vectors of ``lanes`` (64, 32
+    or 16, the widest that fits the row; a row's last vector overlaps the one before), the
+    rest value by value. Rows shorter than 16 take one 16-lane vector each, which runs on
+    into the rows below it; they are rewritten next (rows go in order), so only rows whose
+    vector ends inside the band are vector rows (the last ``(16 - 1) // ow`` rows or so are not).
+
+    Why: :mod:`npuc.backend.cpu.fuse_lut` looks up a vector store with two ``vpermi2b``,
+    but a value-by-value store with one scalar load per byte, which LLVM vectorised into
+    an extract, a load and an insert per byte: 59% of the orientation classifier's 16 x
+    112x112 depthwise layer with a fused hard-swish table.
+    """
+    if ow >= COPY_MIN_LANES:
+        return next(k for k in (64, 32, 16) if k <= ow), rows
+    fit = (rows * ow - COPY_MIN_LANES) // ow + 1 if rows * ow >= COPY_MIN_LANES else 0
+    return COPY_MIN_LANES, fit
+
+
 def make_flat_kernel(spec: DepthwiseSpec, lanes: int, band: int | None = None) -> tirx.PrimFunc:
     """The PrimFunc ``(X, W, B, M, Y)`` of ``spec`` with accumulator vectors of ``lanes``,
     ``band`` output rows at a time (default :func:`band_rows`)."""
@@ -158,6 +181,9 @@ def make_flat_kernel(spec: DepthwiseSpec, lanes: int, band: int | None = None) -
     groups = s.n * s.c // per_task
     units = per_task * bands  # (plane, band) pairs of one task
     nbuf = plane_buffers(s, rows_b)
+    copy, vec_rows = copy_vectors(s.ow, rows_b)
+    span = max(s.ow, copy)  # a row's vectors cover [0, span); past ``ow`` only for short rows
+    row_vecs = -(-span // copy)
     lag = nbuf - 1  # units between a fill and its taps
 
     def job_of(g: Any, jj: Any) -> Any:
@@ -313,12 +339,19 @@ def make_flat_kernel(spec: DepthwiseSpec, lanes: int, band: int | None = None) -
                                         B[(job_of(g, (t - lag) // bands) % s.c) * s.mult + j],
                                         M[(job_of(g, (t - lag) // bands) % s.c) * s.mult + j],
                                     )
-                                for oy, ox in T.grid(rows_b, s.ow):
+                                for oy, xv in T.grid(vec_rows, row_vecs):
                                     Y[
                                         job_of(g, (t - lag) // bands) // s.c,
                                         (job_of(g, (t - lag) // bands) % s.c) * s.mult + j,
                                         top((t - lag) % bands) + oy,
+                                        T.ramp(T.min(xv * copy, span - copy), 1, copy),
+                                    ] = Q[T.ramp(oy * wq + T.min(xv * copy, span - copy), 1, copy)]
+                                for oy, ox in T.grid(rows_b - vec_rows, s.ow):
+                                    Y[
+                                        job_of(g, (t - lag) // bands) // s.c,
+                                        (job_of(g, (t - lag) // bands) % s.c) * s.mult + j,
+                                        top((t - lag) % bands) + vec_rows + oy,
                                         ox,
-                                    ] = Q[oy * wq + ox]
+                                    ] = Q[(vec_rows + oy) * wq + ox]
 
     return kernel.with_attr(SPEC_ATTR, s.to_attr()).with_attr("op_pattern", 8)

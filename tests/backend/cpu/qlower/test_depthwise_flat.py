@@ -9,12 +9,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tvm
+import tvm_ffi
 
 from npuc.backend.cpu.schedules.int_depthwise import DepthwiseSpec, make_kernel, prefers_flat
 from npuc.backend.cpu.schedules.int_depthwise_flat import (
     BAND_BYTES,
     band_rows,
     column_pairs,
+    copy_vectors,
     flat_strip,
     make_flat_kernel,
     pair_block,
@@ -183,3 +185,42 @@ def test_prefers_flat_at_mobilenet_sizes() -> None:
 def test_pair_blocks_fit_the_row(pairs: int) -> None:
     k = pair_block(pairs)
     assert k == (0 if pairs < 4 else 4 if pairs < 8 else 8 if pairs < 16 else 16)
+
+
+@pytest.mark.parametrize("ow", [1, 3, 7, 14, 15, 16, 17, 28, 31, 32, 56, 63, 64, 65, 112])
+@pytest.mark.parametrize("rows", [1, 2, 3, 14, 56])
+def test_copy_vectors_stay_inside_the_band(ow: int, rows: int) -> None:
+    """Vector rows write inside the band's ``rows * ow`` values (a short row's vector runs
+    on into the rows after it, never past the band); rows of 16 or more are all vector rows
+    and their vectors fit the row; short rows take every vector row that fits."""
+    lanes, vector_rows = copy_vectors(ow, rows)
+    assert lanes in (16, 32, 64) and 0 <= vector_rows <= rows
+    if ow >= 16:
+        assert vector_rows == rows and lanes <= ow and (lanes == 64 or 2 * lanes > ow)
+    else:
+        assert lanes == 16
+        assert all(oy * ow + lanes <= rows * ow for oy in range(vector_rows))
+        assert vector_rows == rows or vector_rows * ow + lanes > rows * ow
+
+
+@pytest.mark.parametrize("hw, stride", [(112, 1), (56, 2), (28, 1), (14, 1), (7, 1)])
+def test_flat_kernel_stores_vectors_a_lookup_can_fuse(hw: int, stride: int) -> None:
+    """The band copy to ``Y`` stores vectors of 16-64 lanes (what
+    :func:`~npuc.backend.cpu.fuse_lut.fuse_lookup` looks up with ``vpermi2b``); its
+    value-by-value loop runs only over the rows :func:`copy_vectors` leaves (none for rows
+    of 16 or more: test above)."""
+    spec = planned_case(_sized_case(np.random.default_rng(9), hw, stride, 1, 1))[0]
+    lanes = _store_lanes(make_flat_kernel(spec, 16), "Y")
+    assert lanes - {1} == {copy_vectors(spec.ow, band_rows(spec))[0]}, lanes
+
+
+def _store_lanes(kernel: tvm.tirx.PrimFunc, name: str) -> set[int]:
+    """The lane counts of the values ``kernel`` stores into its buffer ``name``."""
+    lanes: set[int] = set()
+
+    def store(node: tvm.tirx.BufferStore) -> None:
+        if node.buffer.name == name:
+            lanes.add(int(tvm.DataType(str(node.value.ty.dtype)).lanes))
+
+    tvm_ffi.structural_walk(kernel.body, [(tvm.tirx.BufferStore, store)])
+    return lanes
