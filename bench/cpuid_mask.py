@@ -18,14 +18,15 @@ them :func:`reexec_masked` returns the reason and the caller goes on unmasked.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling, loaded by path too
+from gcc_shared import build_shared
 
 SOURCE = Path(__file__).with_name("cpuid_mask.c")
 
@@ -53,16 +54,7 @@ def build_mask(folder: Path) -> Path:
     subprocess.CalledProcessError
         gcc failed.
     """
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
-    library = folder / f"npuc-cpuid-mask-{digest}.so"
-    if not library.exists():
-        partial = library.with_suffix(f".{os.getpid()}.tmp")
-        subprocess.run(
-            ["gcc", "-O2", "-shared", "-fPIC", "-o", str(partial), str(SOURCE), "-ldl"],
-            check=True,
-        )
-        partial.replace(library)
-    return library
+    return build_shared(SOURCE, folder, "npuc-cpuid-mask", ["-ldl"])
 
 
 def is_masked() -> bool:

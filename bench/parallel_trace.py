@@ -36,10 +36,8 @@ from __future__ import annotations
 import argparse
 import bisect
 import ctypes
-import hashlib
 import itertools
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -49,6 +47,9 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling, loaded by path too
+from gcc_shared import build_shared
 
 BENCH = Path(__file__).resolve().parent
 SOURCE = BENCH / "parallel_trace.c"
@@ -91,14 +92,7 @@ def build_shim(folder: Path) -> Path:
     subprocess.CalledProcessError
         gcc failed.
     """
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
-    library = folder / f"npuc-parallel-trace-{digest}.so"
-    if not library.exists():
-        partial = library.with_suffix(f".{os.getpid()}.tmp")
-        cmd = ["gcc", "-O2", "-shared", "-fPIC", "-o", str(partial), str(SOURCE)]
-        subprocess.run(cmd, check=True)
-        partial.replace(library)
-    return library
+    return build_shared(SOURCE, folder, "npuc-parallel-trace")
 
 
 class Tracer:
