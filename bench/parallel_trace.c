@@ -64,6 +64,7 @@ int trace_launch(TraceLambda lambda, void *cdata, int num_task) {
 }
 
 long trace_count(void) { return atomic_load(&count); }
+long trace_capacity(void) { return TRACE_CAPACITY; }
 void trace_reset(void) { atomic_store(&count, 0); }
 const TraceRecord *trace_records(void) { return records; }
 uint64_t trace_now(void) { return __rdtsc(); }

@@ -102,6 +102,7 @@ class Tracer:
     def __init__(self, library_path: Path, shim_folder: Path) -> None:
         self.shim = ctypes.CDLL(str(build_shim(shim_folder)))
         self.shim.trace_count.restype = ctypes.c_long
+        self.shim.trace_capacity.restype = ctypes.c_long
         self.shim.trace_now.restype = ctypes.c_uint64
         self.shim.trace_records.restype = ctypes.POINTER(_Record)
         self.shim.trace_reset.restype = None
@@ -120,7 +121,13 @@ class Tracer:
         return (b - a) / (t1 - t0)
 
     def trace(self, run: Callable[[], object], runs: int) -> list[RunTrace]:
-        """Call ``run`` ``runs`` times; each call's launches."""
+        """Call ``run`` ``runs`` times; each call's launches.
+
+        Raises
+        ------
+        RuntimeError
+            The runs made more records than the shim holds (``TRACE_CAPACITY``).
+        """
         self.shim.trace_reset()
         edges, counts = [], []
         for _ in range(runs):
@@ -128,6 +135,11 @@ class Tracer:
             run()
             edges.append((start, self.shim.trace_now()))
             counts.append(self.shim.trace_count())
+        if counts and counts[-1] > self.shim.trace_capacity():
+            raise RuntimeError(
+                f"{counts[-1]} trace records, more than the shim holds "
+                f"({self.shim.trace_capacity()}): trace fewer runs"
+            )
         records = self.shim.trace_records()
         us = 1e6 / self.tsc_hz
         traces, first = [], 0
