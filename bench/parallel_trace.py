@@ -48,10 +48,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling, loaded by path too
-from gcc_shared import build_shared
-
 BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))  # its siblings (gcc_shared, cpu_int8), also when loaded by path
+from gcc_shared import build_shared  # noqa: E402
+
 SOURCE = BENCH / "parallel_trace.c"
 LAUNCH_START, LAUNCH_END, TASK_START, TASK_END = range(4)
 
@@ -281,7 +281,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(BENCH.parent))
-    sys.path.insert(0, str(BENCH))
     sys.exit(main())
 
 

@@ -11,6 +11,7 @@ import pytest
 import tvm
 import tvm_ffi
 
+from npuc.backend.cpu.fuse_lut import _store_lanes
 from npuc.backend.cpu.schedules.int_depthwise import DepthwiseSpec, make_kernel, prefers_flat
 from npuc.backend.cpu.schedules.int_depthwise_flat import (
     BAND_BYTES,
@@ -210,17 +211,25 @@ def test_flat_kernel_stores_vectors_a_lookup_can_fuse(hw: int, stride: int) -> N
     value-by-value loop runs only over the rows :func:`copy_vectors` leaves (none for rows
     of 16 or more: test above)."""
     spec = planned_case(_sized_case(np.random.default_rng(9), hw, stride, 1, 1))[0]
-    lanes = _store_lanes(make_flat_kernel(spec, 16), "Y")
-    assert lanes - {1} == {copy_vectors(spec.ow, band_rows(spec))[0]}, lanes
+    kernel = make_flat_kernel(spec, 16)
+    lanes = _store_lanes(kernel, kernel.params[-1])  # what FuseLookups checks
+    copy, vector_rows = copy_vectors(spec.ow, band_rows(spec))
+    assert lanes - {1} == {copy}, lanes
+    assert _scalar_copy_rows(kernel) == [band_rows(spec) - vector_rows]
+    assert spec.ow < 16 or vector_rows == band_rows(spec)
 
 
-def _store_lanes(kernel: tvm.tirx.PrimFunc, name: str) -> set[int]:
-    """The lane counts of the values ``kernel`` stores into its buffer ``name``."""
-    lanes: set[int] = set()
+def _scalar_copy_rows(kernel: tvm.tirx.PrimFunc) -> list[int]:
+    """The row extents of the loops ``for oy: for ox: Y[...] = <scalar>`` in ``kernel``."""
+    out = kernel.params[-1]
+    extents: list[int] = []
 
-    def store(node: tvm.tirx.BufferStore) -> None:
-        if node.buffer.name == name:
-            lanes.add(int(tvm.DataType(str(node.value.ty.dtype)).lanes))
+    def loop(node: tvm.tirx.For) -> None:
+        inner = node.body
+        if isinstance(inner, tvm.tirx.For) and isinstance(inner.body, tvm.tirx.BufferStore):
+            store = inner.body
+            if store.buffer.same_as(out) and store.value.ty.dtype.lanes == 1:
+                extents.append(int(node.extent))
 
-    tvm_ffi.structural_walk(kernel.body, [(tvm.tirx.BufferStore, store)])
-    return lanes
+    tvm_ffi.structural_walk(kernel.body, [(tvm.tirx.For, loop)])
+    return extents
