@@ -5,13 +5,14 @@ legalized, fused, scheduled; still in dataflow blocks), in which 8-bit lookups a
 calls of :func:`npuc.backend.cpu.qlower.lut.make_lookup`'s kernels (attribute
 ``npuc.schedule_rule == "lut_lookup"``): ``Y[i] = TBL[X[i] mod 256]``, ``TBL`` 256 int32 entries.
 
-Guarantees: on a target with AVX-512 VBMI, every chain ``y = call_tir(K, args)`` ->
+Guarantees: on a target with AVX-512 VBMI or AVX2, every chain ``y = call_tir(K, args)`` ->
 reshapes -> ``call_tir(lookup, (y', TBL))`` where ``y`` and each reshape feed only
-the next step becomes one call of a new kernel ``K'``: ``K`` with the table's 256
-bytes as an extra parameter (before the output) and each store ``Y[idx] = v``
-rewritten to ``Y[idx] = TBL[v mod 256]`` (a vector ``v`` of 16 to 64 lanes: two
-``vpermi2b`` over the four 64-byte quarters of the table and a blend on the sign
-bit); the lookup's result is then the (reshaped) output of ``K'``. Values are
+the next step becomes one call of a new kernel ``K'``: ``K`` with the table's bytes
+as an extra parameter (before the output) and each store ``Y[idx] = v``
+rewritten to ``Y[idx] = TBL[v mod 256]`` (a vector ``v`` through
+:mod:`npuc.backend.cpu.lut_lanes`: two ``vpermi2b`` and a blend with VBMI, 16 to 64
+lanes; one ``vpgatherdd`` per 8 lanes with AVX2, 4 lanes or a multiple of 8); the
+lookup's result is then the (reshaped) output of ``K'``. Values are
 identical to the two kernels': the lookup is applied to every value ``K`` writes,
 and ``K`` never reads its output back. ``K`` keeps its schedule and attributes (only stores change).
 
@@ -19,9 +20,9 @@ The pass declines (leaves the lookup kernel) when: the lookup's input has anothe
 consumer, ``K`` is not a PrimFunc with one output of the lookup's input type,
 or ``K`` touches its output other than by ``BufferStore`` (loads it back, hands
 its pointer to a call, matches a sub-buffer of it). Lookups whose output type
-differs from their input type are left as they are. Without VBMI the pass does
-nothing: a per-lane gather in the kernel (LLVM extracts and inserts each lane)
-measured 1.5x slower than the separate lookup kernel.
+differs from their input type are left as they are. Without VBMI or AVX2 the pass
+does nothing (LLVM makes a per-lane extract, load and insert of a vector index:
+measured 1.5x slower than the separate lookup kernel).
 
 Why: a lookup kernel reads and writes the whole tensor once more (MobileNetV3's
 hardswish: 22 extra kernels, 15% of the classifier's kernel time at one thread).
@@ -34,11 +35,16 @@ import tvm
 import tvm_ffi
 from tvm import ir, relax, s_tir, tirx
 
+from npuc.backend.cpu.lut_lanes import (
+    TABLE_BYTES,
+    LookupIsa,
+    looked_up,
+    lookup_isa,
+    vector_lanes_ok,
+)
 from npuc.core.target import CpuTarget
 
 LOOKUP_RULE = "lut_lookup"
-#: Target features the fused lookup needs (``vpermi2b`` on 512-bit vectors of bytes).
-REQUIRED_FEATURES = ("avx512f", "avx512bw", "avx512vbmi")
 #: dtypes of a lookup's input and output the rewrite handles (one byte, table of 256).
 BYTE_TYPES = ("int8", "uint8")
 
@@ -79,56 +85,6 @@ def _touches_output_only_by_stores(kernel: tirx.PrimFunc, out: ir.Var) -> int:
     return counts["stores"]
 
 
-#: Lanes of one ``vpermi2b`` (a 512-bit vector of bytes): the widest store the rewrite takes.
-PERMUTE_LANES = 64
-#: Narrowest vector store fused: with 8 or 4 lanes (depthwise kernels on 14x14 and 7x7
-#: planes) the two permutes per store cost more than the separate lookup saves.
-MIN_LANES = 16
-_PERMUTE = "llvm.x86.avx512.vpermi2var.qi.512"
-
-
-def _bytes(value: ir.PrimExpr, dtype: str) -> ir.PrimExpr:
-    """``value`` (int8/uint8 lanes) reinterpreted as ``dtype`` lanes of the same width."""
-    return value if str(value.ty.dtype) == dtype else tirx.reinterpret(dtype, value)
-
-
-def _permute(table: ir.Var, value: ir.PrimExpr, lanes: int) -> ir.PrimExpr:
-    """``TBL[value mod 256]`` for ``lanes`` byte lanes with two ``vpermi2b`` and a blend.
-
-    The 256-byte table is four 64-byte vectors; ``vpermi2b`` picks from two of them
-    by the low 7 bits of each index byte, the sign bit chooses between the halves.
-    A narrower vector is widened to 64 lanes (the upper lanes are ignored).
-    """
-    idx = _bytes(value, f"int8x{lanes}")
-    if lanes < PERMUTE_LANES:
-        copies = [idx] * -(-PERMUTE_LANES // lanes)
-        idx = tirx.Shuffle(copies, [tirx.IntImm("int32", i) for i in range(PERMUTE_LANES)])
-    wide = f"int8x{PERMUTE_LANES}"
-    part = [
-        tirx.BufferLoad(
-            table, [tirx.Ramp(tirx.IntImm("int32", k * PERMUTE_LANES), 1, PERMUTE_LANES)]
-        )
-        for k in range(4)
-    ]
-    low = tirx.call_llvm_pure_intrin(wide, _PERMUTE, part[0], idx, part[1])
-    high = tirx.call_llvm_pure_intrin(wide, _PERMUTE, part[2], idx, part[3])
-    zero = tirx.Broadcast(tirx.IntImm("int8", 0), PERMUTE_LANES)
-    looked = tirx.Select(idx < zero, high, low)
-    if lanes < PERMUTE_LANES:
-        looked = tirx.Shuffle([looked], [tirx.IntImm("int32", i) for i in range(lanes)])
-    return looked
-
-
-def _gather(table: ir.Var, value: ir.PrimExpr) -> ir.PrimExpr:
-    """``TBL[value mod 256]`` (``TBL``: 256 int8 bytes) in ``value``'s type, lane for lane."""
-    dtype = str(value.ty.dtype)
-    lanes = int(tvm.DataType(dtype).lanes)
-    if lanes == 1:
-        index = tirx.bitwise_and(tirx.Cast("int32", value), tirx.IntImm("int32", 255))
-        return _bytes(tirx.BufferLoad(table, [index]), dtype)
-    return _bytes(_permute(table, value, lanes), dtype)
-
-
 def _store_lanes(kernel: tirx.PrimFunc, out: ir.Var) -> set[int]:
     """The lane counts of the values ``kernel`` stores into ``out``."""
     lanes: set[int] = set()
@@ -141,14 +97,15 @@ def _store_lanes(kernel: tirx.PrimFunc, out: ir.Var) -> set[int]:
     return lanes
 
 
-def fuse_lookup(kernel: tirx.PrimFunc) -> tirx.PrimFunc | None:
+def fuse_lookup(kernel: tirx.PrimFunc, isa: LookupIsa = "vbmi") -> tirx.PrimFunc | None:
     """``kernel`` (params ``(..., Y)``) with a lookup applied to every value it stores in ``Y``.
 
-    The result has params ``(..., TBL, Y)``, ``TBL (256,)`` int8: the table's bytes
-    indexed by the stored byte mod 256 (:func:`lookup_bytes`); a vector store looks
-    up its lanes with AVX-512 VBMI ``vpermi2b`` (the caller checks the target has
-    it). ``None`` when ``Y`` is not int8/uint8, a vector store has fewer than 16 or
-    more than 64 lanes, or
+    The result has params ``(..., TBL, Y)``, ``TBL (TABLE_BYTES,)`` int8: the table's
+    bytes indexed by the stored byte mod 256, then padding (:func:`lookup_bytes`); a
+    vector store looks up its lanes with ``isa``'s sequence
+    (:func:`npuc.backend.cpu.lut_lanes.looked_up`; the caller checks the target has
+    it). ``None`` when ``Y`` is not int8/uint8, a vector store's lane count is not one
+    ``isa`` takes (:func:`~npuc.backend.cpu.lut_lanes.vector_lanes_ok`), or
     ``kernel`` touches ``Y`` other than by stores (:func:`_touches_output_only_by_stores`).
     """
     if not kernel.params:
@@ -159,14 +116,14 @@ def fuse_lookup(kernel: tirx.PrimFunc) -> tirx.PrimFunc | None:
     if not _touches_output_only_by_stores(kernel, out):
         return None
     vectors = _store_lanes(kernel, out) - {1}
-    if any(lanes < MIN_LANES or lanes > PERMUTE_LANES for lanes in vectors):
+    if not all(vector_lanes_ok(isa, lanes) for lanes in vectors):
         return None
-    table = tirx.decl_buffer((256,), "int8", "TBL")
+    table = tirx.decl_buffer((TABLE_BYTES,), "int8", "TBL")
 
     def store(node: tirx.BufferStore) -> tirx.BufferStore:
         if not node.buffer.same_as(out):
             return node
-        return tirx.BufferStore(node.buffer, _gather(table, node.value), node.indices)
+        return tirx.BufferStore(node.buffer, looked_up(table, node.value, isa), node.indices)
 
     body = tvm_ffi.structural_map(kernel.body, [(tirx.BufferStore, store)])
     params = [*kernel.params[:-1], table, out]
@@ -174,9 +131,12 @@ def fuse_lookup(kernel: tirx.PrimFunc) -> tirx.PrimFunc | None:
 
 
 def lookup_bytes(table: np.ndarray) -> np.ndarray:
-    """The int32 table of :func:`.lut.make_lookup` (values within int8 or uint8) as 256 bytes."""
+    """The int32 table of :func:`.lut.make_lookup` (256 values within int8 or uint8) as
+    the fused kernel's ``TBL``: 256 bytes and zero padding to ``TABLE_BYTES``."""
     values = np.asarray(table, np.int64)
-    return (values & 0xFF).astype(np.uint8).view(np.int8)
+    padded = np.zeros(TABLE_BYTES, np.uint8)
+    padded[: values.size] = values & 0xFF
+    return padded.view(np.int8)
 
 
 def _use_counts(func: relax.Function) -> dict[relax.Var, int]:
@@ -195,20 +155,20 @@ def _use_counts(func: relax.Function) -> dict[relax.Var, int]:
 class FuseLookups:
     """The pass (module docstring). Idempotent: a fused kernel is no longer followed by a lookup.
 
-    ``target``: the CPU the module is compiled for; without AVX-512 VBMI (``vpermi2b``)
-    the pass changes nothing (a per-lane gather inside the kernel measured slower than
-    the separate lookup kernel's ``vpgatherdd`` loop).
+    ``target``: the CPU the module is compiled for; it picks the lookup sequence
+    (:func:`npuc.backend.cpu.lut_lanes.lookup_isa`); with neither AVX-512 VBMI nor AVX2
+    the pass changes nothing.
     """
 
     def __init__(self, target: CpuTarget) -> None:
-        self.enabled = all(f in target.features for f in REQUIRED_FEATURES)
+        self.isa = lookup_isa(target.features)
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        if not self.enabled:
+        if self.isa is None:
             return mod
         funcs = {gv.name_hint: f for gv, f in mod.functions.items()}
         builder = relax.BlockBuilder(mod)
-        fused = _FusedKernels(builder)
+        fused = _FusedKernels(builder, self.isa)
         for gv, func in list(mod.functions.items()):
             if isinstance(func, relax.Function):
                 new_func = _fuse_function(func, funcs, fused)
@@ -223,14 +183,15 @@ class FuseLookups:
 class _FusedKernels:
     """The fused version of each producer kernel, added to the module once (``None``: unfusable)."""
 
-    def __init__(self, builder: relax.BlockBuilder) -> None:
+    def __init__(self, builder: relax.BlockBuilder, isa: LookupIsa) -> None:
         self.builder = builder
+        self.isa = isa
         self.cache: dict[str, relax.GlobalVar | None] = {}
         self.replaced: set[str] = set()
 
     def get(self, name: str, kernel: object) -> relax.GlobalVar | None:
         if name not in self.cache:
-            new = fuse_lookup(kernel) if isinstance(kernel, tirx.PrimFunc) else None
+            new = fuse_lookup(kernel, self.isa) if isinstance(kernel, tirx.PrimFunc) else None
             self.cache[name] = None if new is None else self.builder.add_func(new, name + "_lut")
             if new is not None:
                 self.replaced.add(name)

@@ -147,7 +147,7 @@ def _fused(lowered: tvm.IRModule, target: CpuTarget) -> tvm.IRModule:
     "kind",
     [
         "avx512",
-        pytest.param("avx2", marks=pytest.mark.slow),  # no fusion without VBMI: kernels as before
+        "avx2",  # vpgatherdd
         pytest.param("generic", marks=pytest.mark.slow),
     ],
 )
@@ -160,9 +160,9 @@ def test_fused_lookups_are_bit_exact(kind: str) -> None:
     lookups = [gv.name_hint for gv, f in fused.functions.items() if is_lookup(f)]
     names = {gv.name_hint for gv in fused.functions} - set(lookups)
     made = sorted(n for n in names if n.endswith("_lut"))
-    if kind == "avx512":  # lut9 (its input is also an output) and lut10 (int8 -> uint8) stay
+    if kind != "generic":  # lut9 (its input is also an output) and lut10 (int8 -> uint8) stay
         assert len(made) == 5 and len(lookups) == 2, (made, lookups)
-    else:  # no vpermi2b: nothing fused
+    else:  # neither vpermi2b nor vpgatherdd: nothing fused
         assert not made and lookups, (made, lookups)
     feeds = {n: v for n, (v, _) in inputs.items()}
     want = IntegerExecutor(qm).run(feeds, raw_inputs=True)
@@ -220,6 +220,45 @@ def test_rewrites_scalar_and_vector_stores_and_declines_a_read_back() -> None:
     tbl = lookup_bytes(table.astype(np.int32))
     lib["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(tbl), y)
     np.testing.assert_array_equal(y.numpy(), table[x], strict=True)
+
+
+def _gather_kernel() -> tirx.PrimFunc:
+    """Vector stores of 8, 32, 16, 4 and 64 lanes and scalar ones, covering ``Y`` once."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(X: T.Buffer((160,), "int8"), Y: T.Buffer((160,), "int8")) -> None:
+        for i in range(4):
+            Y[T.Ramp(i * 8, 1, 8)] = X[T.Ramp(i * 8, 1, 8)]
+        Y[T.Ramp(32, 1, 32)] = X[T.Ramp(32, 1, 32)]
+        Y[T.Ramp(64, 1, 16)] = X[T.Ramp(64, 1, 16)]
+        Y[T.Ramp(80, 1, 4)] = X[T.Ramp(80, 1, 4)]
+        Y[T.Ramp(84, 1, 64)] = X[T.Ramp(84, 1, 64)]
+        for j in range(148, 160):
+            Y[j] = X[j]
+
+    return kernel
+
+
+def test_avx2_gathers_every_vector_width_bit_exact() -> None:
+    """AVX2 (no VBMI) looks vectors up with 4-byte ``vpgatherdd`` at byte offsets: every
+    entry, 255 included (the table's padding), for 4- to 64-lane stores."""
+    assert fuse_lookup(_gather_kernel(), "vbmi") is None, "vpermi2b takes 16-64 lanes only"
+    fused = fuse_lookup(_gather_kernel(), "avx2")
+    assert fused is not None
+    script = fused.script()  # the 8-lane store's loop body once, then 32, 16 and 64 lanes
+    assert script.count("gather.d.d.256") == 1 + 4 + 2 + 8, script
+    assert script.count('gather.d.d"') == 1, script  # the 4-lane store: a 128-bit gather
+    target = _target("avx2")
+    lib = tvm.compile(
+        tvm.IRModule({"main": fused.with_attr("global_symbol", "main")}), target.to_tvm()
+    )
+    table = ints(np.random.default_rng(42), "int8", (256,))
+    x = np.arange(-128, 32, dtype=np.int8)  # 160 values: every byte except 32..127
+    for shift in (0, 96):  # ... and then those: all 256 entries looked up
+        xs = (x.astype(np.int64) + shift).astype(np.int8)
+        y = tvm.runtime.tensor(np.zeros(160, np.int8))
+        lib["main"](tvm.runtime.tensor(xs), tvm.runtime.tensor(lookup_bytes(table)), y)
+        np.testing.assert_array_equal(y.numpy(), table[xs.view(np.uint8)], strict=True)
 
 
 @pytest.mark.slow
