@@ -105,7 +105,10 @@ def fuse_lookup(kernel: tirx.PrimFunc, isa: LookupIsa = "vbmi") -> tirx.PrimFunc
     vector store looks up its lanes with ``isa``'s sequence
     (:func:`npuc.backend.cpu.lut_lanes.looked_up`; the caller checks the target has
     it). ``None`` when ``Y`` is not int8/uint8, a vector store's lane count is not one
-    ``isa`` takes (:func:`~npuc.backend.cpu.lut_lanes.vector_lanes_ok`), or
+    ``isa`` takes (:func:`~npuc.backend.cpu.lut_lanes.vector_lanes_ok`), ``isa`` is
+    ``"avx2"`` and every store into ``Y`` is scalar (a per-value byte load from the
+    table in LLVM's vectorised loop: BlazeFace's 11 requantization tables fused into
+    their scalar-store pad/add kernels measured 1.07x slower), or
     ``kernel`` touches ``Y`` other than by stores (:func:`_touches_output_only_by_stores`).
     """
     if not kernel.params:
@@ -118,6 +121,8 @@ def fuse_lookup(kernel: tirx.PrimFunc, isa: LookupIsa = "vbmi") -> tirx.PrimFunc
     vectors = _store_lanes(kernel, out) - {1}
     if not all(vector_lanes_ok(isa, lanes) for lanes in vectors):
         return None
+    if isa == "avx2" and not vectors:
+        return None  # scalar stores only: no gather; the lookup kernel's vpgatherdd is faster
     table = tirx.decl_buffer((TABLE_BYTES,), "int8", "TBL")
 
     def store(node: tirx.BufferStore) -> tirx.BufferStore:

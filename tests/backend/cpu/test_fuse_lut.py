@@ -1,8 +1,9 @@
 """An 8-bit table lookup fused into the kernel producing its input (backend/cpu/fuse_lut.py) is
 bit-exact with the integer executor, and declines where it must.
 
-Chains conv -> LUT, depthwise -> LUT, add -> LUT (int8 and uint8) are fused; a producer
-with a second consumer and a lookup changing the storage type are not. Each chain
+Chains conv -> LUT, depthwise -> LUT, add -> LUT (int8 and uint8) are fused (the adds'
+only with AVX-512 VBMI: their kernels store scalars, which AVX2 leaves to the lookup
+kernel); a producer with a second consumer and a lookup changing the storage type are not. Each chain
 is its own input-to-output path of one quantized model (one compilation per target),
 checked on AVX-512, AVX2 and (slow) generic x86-64 code.
 """
@@ -160,8 +161,11 @@ def test_fused_lookups_are_bit_exact(kind: str) -> None:
     lookups = [gv.name_hint for gv, f in fused.functions.items() if is_lookup(f)]
     names = {gv.name_hint for gv in fused.functions} - set(lookups)
     made = sorted(n for n in names if n.endswith("_lut"))
-    if kind != "generic":  # lut9 (its input is also an output) and lut10 (int8 -> uint8) stay
+    if kind == "avx512":  # lut9 (its input is also an output) and lut10 (int8 -> uint8) stay
         assert len(made) == 5 and len(lookups) == 2, (made, lookups)
+    elif kind == "avx2":  # ... and the adds' lookups (their kernels store scalars)
+        assert len(made) == 3 and len(lookups) == 3, (made, lookups)
+        assert all("conv" in name or "depthwise" in name for name in made), made
     else:  # neither vpermi2b nor vpgatherdd: nothing fused
         assert not made and lookups, (made, lookups)
     feeds = {n: v for n, (v, _) in inputs.items()}
@@ -239,10 +243,22 @@ def _gather_kernel() -> tirx.PrimFunc:
     return kernel
 
 
+def _scalar_kernel() -> tirx.PrimFunc:
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(X: T.Buffer((64,), "int8"), Y: T.Buffer((64,), "int8")) -> None:
+        for i in range(64):
+            Y[i] = X[i]
+
+    return kernel
+
+
 def test_avx2_gathers_every_vector_width_bit_exact() -> None:
     """AVX2 (no VBMI) looks vectors up with 4-byte ``vpgatherdd`` at byte offsets: every
     entry, 255 included (the table's padding), for 4- to 64-lane stores."""
     assert fuse_lookup(_gather_kernel(), "vbmi") is None, "vpermi2b takes 16-64 lanes only"
+    assert fuse_lookup(_kernel("read_back"), "avx2") is None
+    assert fuse_lookup(_scalar_kernel(), "avx2") is None, "scalar stores keep the lookup kernel"
+    assert fuse_lookup(_scalar_kernel(), "vbmi") is not None
     fused = fuse_lookup(_gather_kernel(), "avx2")
     assert fused is not None
     script = fused.script()  # the 8-lane store's loop body once, then 32, 16 and 64 lanes
