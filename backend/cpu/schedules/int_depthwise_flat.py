@@ -66,7 +66,7 @@ from npuc.backend.cpu.schedules.int_depthwise_stage import (
 BAND_BYTES = 16 * 1024
 
 #: Narrowest vector that copies a band's output rows from ``Q`` to ``Y`` (:func:`copy_vectors`;
-#: :data:`npuc.backend.cpu.fuse_lut.MIN_LANES`: the fused table lookup's narrowest vector).
+#: :data:`npuc.backend.cpu.lut_lanes.PERMUTE_MIN_LANES`: the fused table lookup's narrowest vector).
 COPY_MIN_LANES = 16
 
 #: Largest plane ``P`` (bytes) that gets two buffers (fill one plane while the taps read the
