@@ -3,19 +3,22 @@ bit-exact with the integer executor, and declines where it must.
 
 Chains conv -> LUT, depthwise -> LUT, add -> LUT (int8 and uint8) are fused (the adds'
 only with AVX-512 VBMI: their kernels store scalars, which AVX2 leaves to the lookup
-kernel); a producer with a second consumer and a lookup changing the storage type are not. Each chain
-is its own input-to-output path of one quantized model (one compilation per target),
+kernel); a producer with a second consumer and a lookup changing the storage type are
+not. Each chain is its own input-to-output path of one quantized model (one compilation per target),
 checked on AVX-512, AVX2 and (slow) generic x86-64 code.
 """
 
 from __future__ import annotations
 
+import ctypes
+import mmap
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
 import tvm
+import tvm_ffi
 from tvm import relax, tirx
 from tvm.script import tirx as T
 
@@ -254,7 +257,8 @@ def _scalar_kernel() -> tirx.PrimFunc:
 
 def test_avx2_gathers_every_vector_width_bit_exact() -> None:
     """AVX2 (no VBMI) looks vectors up with 4-byte ``vpgatherdd`` at byte offsets: every
-    entry, 255 included (the table's padding), for 4- to 64-lane stores."""
+    entry, 255 included, for 4- to 64-lane stores, with the table right before an
+    unreadable page (so its padding is what the last gathers read)."""
     assert fuse_lookup(_gather_kernel(), "vbmi") is None, "vpermi2b takes 16-64 lanes only"
     assert fuse_lookup(_kernel("read_back"), "avx2") is None
     assert fuse_lookup(_scalar_kernel(), "avx2") is None, "scalar stores keep the lookup kernel"
@@ -269,12 +273,25 @@ def test_avx2_gathers_every_vector_width_bit_exact() -> None:
         tvm.IRModule({"main": fused.with_attr("global_symbol", "main")}), target.to_tvm()
     )
     table = ints(np.random.default_rng(42), "int8", (256,))
+    tbl = lookup_bytes(table)
+    # The table ends where an unreadable page starts: a gather reading past the
+    # padding faults (the 4-byte gather at entry 255 reads TBL[255..258]).
+    page = mmap.PAGESIZE
+    guarded = mmap.mmap(-1, 2 * page)
+    start = ctypes.addressof(ctypes.c_char.from_buffer(guarded))
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.mprotect(ctypes.c_void_p(start + page), page, 0) == 0  # PROT_NONE
+    at_end = np.frombuffer(guarded, np.int8, count=tbl.size, offset=page - tbl.size)
+    at_end[:] = tbl
+    tbl_tensor = tvm_ffi.from_dlpack(at_end, require_alignment=0)  # no copy
+    assert np.from_dlpack(tbl_tensor).ctypes.data == start + page - tbl.size
     x = np.arange(-128, 32, dtype=np.int8)  # 160 values: every byte except 32..127
     for shift in (0, 96):  # ... and then those: all 256 entries looked up
         xs = (x.astype(np.int64) + shift).astype(np.int8)
         y = tvm.runtime.tensor(np.zeros(160, np.int8))
-        lib["main"](tvm.runtime.tensor(xs), tvm.runtime.tensor(lookup_bytes(table)), y)
+        lib["main"](tvm.runtime.tensor(xs), tbl_tensor, y)
         np.testing.assert_array_equal(y.numpy(), table[xs.view(np.uint8)], strict=True)
+    del at_end, tbl_tensor
 
 
 @pytest.mark.slow
