@@ -106,9 +106,9 @@ def fuse_lookup(kernel: tirx.PrimFunc, isa: LookupIsa = "vbmi") -> tirx.PrimFunc
     (:func:`npuc.backend.cpu.lut_lanes.looked_up`; the caller checks the target has
     it). ``None`` when ``Y`` is not int8/uint8, a vector store's lane count is not one
     ``isa`` takes (:func:`~npuc.backend.cpu.lut_lanes.vector_lanes_ok`), ``isa`` is
-    ``"avx2"`` and every store into ``Y`` is scalar (a per-value byte load from the
-    table in LLVM's vectorised loop: BlazeFace's 11 requantization tables fused into
-    their scalar-store pad/add kernels measured 1.07x slower), or
+    ``"avx2"`` and every store into ``Y`` is scalar (each value a byte load from the
+    table in LLVM's vectorised loop; BlazeFace's 11 requantization tables, fused into
+    its scalar-store pad/add kernels as a second output, measured 1.07x slower), or
     ``kernel`` touches ``Y`` other than by stores (:func:`_touches_output_only_by_stores`).
     """
     if not kernel.params:
