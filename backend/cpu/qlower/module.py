@@ -22,7 +22,7 @@ from npuc.midend.quantize.qparams import QParams
 
 from .deferred import REINDEX, Deferred, defer_layer, defer_move, deferred_input, resolve
 from .dispatch import emit_layer
-from .intops import quantize
+from .quantize_kernel import emit_quantize
 from .relax_call import source_functions
 from .sink_transpose import sink_transposes
 
@@ -153,7 +153,7 @@ def lower_layers(
             env: dict[str, relax.Expr | Deferred] = {}
             for name, var in zip(input_names, params, strict=True):
                 quantized = name in float_inputs and name in qm.tensors
-                env[name] = bb.emit(quantize(var, qm.tensors[name])) if quantized else var
+                env[name] = emit_quantize(bb, var, qm.tensors[name]) if quantized else var
             cache: dict[tuple[int, QParams | None], relax.Expr] = {}
             for node in qm.graph.nodes:
                 if node.name in wanted:
