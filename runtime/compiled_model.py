@@ -35,7 +35,7 @@ from npuc.core.errors import InvalidInputError
 from npuc.core.fileio import sha256_file
 from npuc.core.model_info import ModelInfo
 from npuc.core.target import host_core_count, host_target
-from npuc.runtime.inputs import check_inputs
+from npuc.runtime.inputs import DeclaredInputs, check_inputs
 from npuc.runtime.thread_pool import caller_affinity_kept, ensure_threads
 
 if TYPE_CHECKING:
@@ -74,6 +74,13 @@ class CompiledModel:
         self._weights: list[tvm.runtime.Tensor] = []
         self._inputs: list[_InputSlot | None] = [None] * len(info.inputs)
         self._lock = threading.Lock()
+        self._declared = DeclaredInputs.of(info)
+        self._finite_checked = tuple(
+            (i, t.name)
+            for i, t in enumerate(info.inputs)
+            if info.extra.get("precision") == "int8"
+            and np.issubdtype(np.dtype(t.dtype), np.floating)
+        )
         if self._vm.module.implements_function(WEIGHT_TRANSFORM_FUNC):
             with caller_affinity_kept():
                 self._weights = list(self._vm[WEIGHT_TRANSFORM_FUNC]())
@@ -94,9 +101,10 @@ class CompiledModel:
             inputs, where they have no value; the integer executor and ``npuc run`` of an
             NPU build refuse them too).
         """
-        arrays = check_inputs(self.info, inputs)
-        if self.info.extra.get("precision") == "int8":
-            _check_finite(self.info, arrays)
+        arrays = self._declared.exact_arrays(inputs) if self._declared else None
+        if arrays is None:
+            arrays = check_inputs(self.info, inputs)
+        _check_finite(self._finite_checked, arrays)
         with self._lock, caller_affinity_kept():
             tensors = [self._input_tensor(i, a) for i, a in enumerate(arrays)]
             result = self._main(*tensors, *self._weights)
@@ -144,12 +152,13 @@ class CompiledModel:
         return slot.tensor
 
 
-def _check_finite(info: ModelInfo, arrays: list[np.ndarray]) -> None:
-    """Raise when a float input of an integer library holds NaN or an infinity."""
-    for tensor, array in zip(info.inputs, arrays, strict=True):
-        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+def _check_finite(checked: tuple[tuple[int, str], ...], arrays: list[np.ndarray]) -> None:
+    """Raise when a float input of an integer library (``checked``: its index and name, as
+    ``CompiledModel`` lists them) holds NaN or an infinity."""
+    for index, name in checked:
+        if not np.isfinite(arrays[index]).all():
             raise InvalidInputError(
-                f"input {tensor.name!r} holds NaN or infinite values; this int8 library "
+                f"input {name!r} holds NaN or infinite values; this int8 library "
                 "quantizes its inputs to integers, where they have no value",
                 hint="clean the input (np.nan_to_num) before running",
             )

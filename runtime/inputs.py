@@ -11,6 +11,7 @@ what was expected and what was given.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -79,3 +80,50 @@ def check_inputs(info: ModelInfo, inputs: Mapping[str, object]) -> list[np.ndarr
         check_declared(tensor, value.shape, value.dtype)
         arrays.append(np.asarray(value, order="C"))  # ascontiguousarray would make 0-d 1-d
     return arrays
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredInputs:
+    """A model's inputs as numpy dtypes and static shapes, for :meth:`exact_arrays`.
+
+    Why: :class:`~npuc.runtime.compiled_model.CompiledModel` checks its inputs on every
+    run, right after the previous run's kernels left the caches cold for Python's code
+    and data. Measured on the orientation classifier's int8 AVX2 library at two threads
+    (per-step time stamps, one process): :func:`check_inputs` 35-55 us per run, 165 us
+    in the second run after a 50 ms pause; this check 6-8 us. Anything it does not
+    accept goes through :func:`check_inputs`, so errors are unchanged.
+    """
+
+    entries: tuple[tuple[str, np.dtype, tuple[int, ...]], ...]
+
+    @staticmethod
+    def of(info: ModelInfo) -> DeclaredInputs | None:
+        """The declared inputs of ``info``; ``None`` when a dimension is symbolic or a
+        dtype is not numpy's (only :func:`check_inputs` handles those)."""
+        try:
+            entries = tuple(
+                (t.name, np.dtype(t.dtype), tuple(int(d) for d in t.shape)) for t in info.inputs
+            )
+        except (TypeError, ValueError):
+            return None
+        return DeclaredInputs(entries)
+
+    def exact_arrays(self, inputs: Mapping[str, object]) -> list[np.ndarray] | None:
+        """The arrays of ``inputs`` in declared order when they are exactly the declared
+        inputs (same names, ``np.ndarray`` itself, dtype, shape, C-contiguous), the same
+        list :func:`check_inputs` returns for them; else ``None``: call
+        :func:`check_inputs`, which accepts or names what is wrong."""
+        if len(inputs) != len(self.entries):
+            return None
+        arrays: list[np.ndarray] = []
+        for name, dtype, shape in self.entries:
+            value = inputs.get(name)
+            if (
+                type(value) is not np.ndarray
+                or value.dtype != dtype
+                or value.shape != shape
+                or not value.flags.c_contiguous
+            ):
+                return None
+            arrays.append(value)
+        return arrays
