@@ -98,22 +98,23 @@ class DeclaredInputs:
 
     @staticmethod
     def of(info: ModelInfo) -> DeclaredInputs | None:
-        """The declared inputs of ``info``; ``None`` when a dimension is symbolic or a
-        dtype is not numpy's (only :func:`check_inputs` handles those)."""
+        """The declared inputs of ``info``; ``None`` when a dimension is not an ``int``
+        (symbolic, or a malformed sidecar's) or a dtype is not numpy's (only
+        :func:`check_inputs` handles those)."""
+        if not all(isinstance(d, int) for t in info.inputs for d in t.shape):
+            return None
         try:
-            entries = tuple(
-                (t.name, np.dtype(t.dtype), tuple(int(d) for d in t.shape)) for t in info.inputs
-            )
-        except (TypeError, ValueError):
+            entries = tuple((t.name, np.dtype(t.dtype), tuple(t.shape)) for t in info.inputs)
+        except TypeError:
             return None
         return DeclaredInputs(entries)
 
     def exact_arrays(self, inputs: Mapping[str, object]) -> list[np.ndarray] | None:
-        """The arrays of ``inputs`` in declared order when they are exactly the declared
-        inputs (same names, ``np.ndarray`` itself, dtype, shape, C-contiguous), the same
+        """The arrays of ``inputs`` (a ``dict``) in declared order when they are exactly the
+        declared inputs (same names, ``np.ndarray`` itself, dtype, shape, C-contiguous), the same
         list :func:`check_inputs` returns for them; else ``None``: call
         :func:`check_inputs`, which accepts or names what is wrong."""
-        if len(inputs) != len(self.entries):
+        if type(inputs) is not dict or len(inputs) != len(self.entries):
             return None
         arrays: list[np.ndarray] = []
         for name, dtype, shape in self.entries:

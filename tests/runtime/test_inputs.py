@@ -1,6 +1,7 @@
 """check_inputs: order, names, and array shapes preserved as given; DeclaredInputs takes
 only inputs check_inputs would return unchanged."""
 
+from collections import OrderedDict
 from dataclasses import replace
 
 import numpy as np
@@ -72,5 +73,17 @@ def test_declared_inputs_leave_everything_else_to_check_inputs(feeds: dict) -> N
 def test_declared_inputs_decline_symbolic_shapes_and_unknown_dtypes() -> None:
     symbolic = replace(INFO, inputs=(TensorInfo(name="x", shape=("n", 3), dtype="float32"),))
     exotic = replace(INFO, inputs=(TensorInfo(name="x", shape=(2, 3), dtype="no_such_dtype"),))
+    bad_dim = TensorInfo(name="x", shape=(3.5, 8), dtype="float32")  # type: ignore[arg-type]
+    fractional = replace(INFO, inputs=(bad_dim,))
     assert DeclaredInputs.of(symbolic) is None
     assert DeclaredInputs.of(exotic) is None
+    assert DeclaredInputs.of(fractional) is None  # int(3.5) would accept a (3, 8) array
+
+
+@pytest.mark.parametrize("container", [list, tuple, OrderedDict])
+def test_declared_inputs_take_only_dicts(container: type) -> None:
+    declared = DeclaredInputs.of(INFO)
+    assert declared is not None
+    pairs = [("x", np.ones((2, 3), np.float32)), ("bias", np.array(0.5, np.float32))]
+    feeds = container(pairs) if container is OrderedDict else container(v for _, v in pairs)
+    assert declared.exact_arrays(feeds) is None  # check_inputs accepts or explains
