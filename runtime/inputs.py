@@ -101,13 +101,16 @@ class DeclaredInputs:
         """The declared inputs of ``info``; ``None`` when a dimension is not an ``int``
         (symbolic, or a malformed sidecar's) or a dtype is not numpy's (only
         :func:`check_inputs` handles those)."""
-        if not all(isinstance(d, int) for t in info.inputs for d in t.shape):
-            return None
-        try:
-            entries = tuple((t.name, np.dtype(t.dtype), tuple(t.shape)) for t in info.inputs)
-        except TypeError:
-            return None
-        return DeclaredInputs(entries)
+        entries = []
+        for t in info.inputs:
+            shape = tuple(d for d in t.shape if isinstance(d, int))
+            if len(shape) != len(t.shape):
+                return None
+            try:
+                entries.append((t.name, np.dtype(t.dtype), shape))
+            except TypeError:
+                return None
+        return DeclaredInputs(tuple(entries))
 
     def exact_arrays(self, inputs: Mapping[str, object]) -> list[np.ndarray] | None:
         """The arrays of ``inputs`` (a ``dict``) in declared order when they are exactly the
