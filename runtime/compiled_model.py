@@ -78,8 +78,7 @@ class CompiledModel:
         self._finite_checked = tuple(
             (i, t.name)
             for i, t in enumerate(info.inputs)
-            if info.extra.get("precision") == "int8"
-            and np.issubdtype(np.dtype(t.dtype), np.floating)
+            if info.extra.get("precision") == "int8" and _is_float(t.dtype)
         )
         if self._vm.module.implements_function(WEIGHT_TRANSFORM_FUNC):
             with caller_affinity_kept():
@@ -150,6 +149,14 @@ class CompiledModel:
         else:
             slot.tensor.copyfrom(array)
         return slot.tensor
+
+
+def _is_float(dtype: str) -> bool:
+    """Whether numpy knows ``dtype`` as a floating type (an unknown name is not)."""
+    try:
+        return bool(np.issubdtype(np.dtype(dtype), np.floating))
+    except TypeError:
+        return False
 
 
 def _check_finite(checked: tuple[tuple[int, str], ...], arrays: list[np.ndarray]) -> None:

@@ -214,3 +214,15 @@ def test_load_without_a_temporary_folder(library: Path, monkeypatch: pytest.Monk
     loaded = runtime.load(library)
     assert isinstance(loaded, runtime.CompiledModel)
     np.testing.assert_array_equal(loaded.run({"a": A, "b": A})["y"], 2 * A * A, strict=True)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "checked"),
+    [("float32", True), ("float16", True), ("int8", False), ("no_such_dtype", False)],
+)
+def test_int8_libraries_finite_check_covers_numpy_float_inputs(dtype: str, checked: bool) -> None:
+    """Which declared inputs an int8 library checks for NaN/inf; an unknown dtype name
+    must not stop the model from loading (it is not a numpy float)."""
+    from npuc.runtime.compiled_model import _is_float
+
+    assert _is_float(dtype) is checked
